@@ -1,0 +1,382 @@
+"""A small CBOR (RFC 8949) codec that runs on CPython and MicroPython.
+
+MicroPython has no cbor2, and the device must build the same bytes as the
+gateway, so the core carries its own codec.
+
+Encoding is always deterministic ("canonical"): shortest integer heads, the
+shortest float width that keeps the value exactly, definite lengths, and map
+keys sorted length-first then bytewise (RFC 7049 section 3.9, the order
+cbor2 uses for ``canonical=True``; output is byte-identical to
+``cbor2.dumps(obj, canonical=True)``, which the tests check with hypothesis).
+Sorting matters twice over: MicroPython dicts are not insertion-ordered, and
+signatures need one byte string per value.
+
+Decoding accepts any well-formed CBOR a peer may send (indefinite lengths,
+any float width, tags) within limits that keep a small board safe: nesting
+depth and a declared length never larger than the bytes actually present.
+
+Python type   CBOR
+-----------   ----
+None          simple 22 (null)
+bool          simple 20/21
+int           major 0/1, tags 2/3 (bignum) beyond 64 bits
+float         major 7, half/single/double
+bytes         major 2 (bytearray and memoryview encode as bytes too)
+str           major 3
+list, tuple   major 4 (decoded as list; as tuple when used as a map key)
+dict          major 5
+Tag           major 6 (tags other than 2/3 decode to Tag)
+Undefined     simple 23 (decodes to the UNDEFINED singleton)
+"""
+
+import struct
+
+# Nesting deeper than this is refused. MicroPython's C stack allows roughly
+# 40-60 recursive Python calls on an ESP32; 32 levels leaves room for callers,
+# and no signal we define nests deeper than 4.
+MAX_DEPTH = 32
+
+
+class CBORError(ValueError):
+    """Base of every error this codec raises (a ValueError: bad data)."""
+
+
+class CBOREncodeError(CBORError):
+    """The value cannot be represented (unsupported type, cycle, too deep)."""
+
+
+class CBORDecodeError(CBORError):
+    """The bytes are not well-formed CBOR, or exceed this decoder's limits."""
+
+
+class CBORDecodeEOF(CBORDecodeError):
+    """The bytes end before the item does (truncated input)."""
+
+
+class Tag:
+    """A tagged item the decoder does not interpret itself."""
+
+    __slots__ = ("tag", "value")
+
+    def __init__(self, tag, value):
+        self.tag = tag
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Tag) and self.tag == other.tag and self.value == other.value
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    def __hash__(self):
+        return hash((self.tag, _hashable(self.value)))
+
+    def __repr__(self):
+        return "Tag(%d, %r)" % (self.tag, self.value)
+
+
+class _Undefined:
+    __slots__ = ()
+
+    def __repr__(self):
+        return "UNDEFINED"
+
+
+UNDEFINED = _Undefined()
+
+_UINT64_LIMIT = 1 << 64
+
+
+def _head(major, n):
+    """The initial byte(s) for major type ``major`` with argument ``n``."""
+    mt = major << 5
+    if n < 24:
+        return bytes((mt | n,))
+    if n < 0x100:
+        return bytes((mt | 24, n))
+    if n < 0x10000:
+        return struct.pack(">BH", mt | 25, n)
+    if n < 0x100000000:
+        return struct.pack(">BI", mt | 26, n)
+    return struct.pack(">BQ", mt | 27, n)
+
+
+def _encode_int(value):
+    if value >= 0:
+        if value < _UINT64_LIMIT:
+            return _head(0, value)
+        return b"\xc2" + _encode_bytes(_int_to_bytes(value))
+    magnitude = -1 - value
+    if magnitude < _UINT64_LIMIT:
+        return _head(1, magnitude)
+    return b"\xc3" + _encode_bytes(_int_to_bytes(magnitude))
+
+
+def _int_to_bytes(n):
+    length = 0
+    probe = n
+    while probe:
+        probe >>= 8
+        length += 1
+    return n.to_bytes(length, "big")
+
+
+def _encode_bytes(value):
+    return _head(2, len(value)) + bytes(value)
+
+
+def _encode_float(value):
+    if value != value:  # NaN: the canonical quiet NaN, as cbor2 writes it
+        return b"\xf9\x7e\x00"
+    for fmt, head in ((">e", b"\xf9"), (">f", b"\xfa")):
+        try:
+            packed = struct.pack(fmt, value)
+        except (OverflowError, ValueError):
+            continue
+        # MicroPython saturates to inf instead of raising: the round trip
+        # check below catches that, and any lost precision.
+        if struct.unpack(fmt, packed)[0] == value:
+            return head + packed
+    return b"\xfb" + struct.pack(">d", value)
+
+
+def _sort_key(encoded_key):
+    return (len(encoded_key), encoded_key)
+
+
+def _encode(value, out, depth):
+    if depth > MAX_DEPTH:
+        raise CBOREncodeError("nesting deeper than %d levels" % MAX_DEPTH)
+    # bool first: on CPython bool is an int subclass (on MicroPython it is not).
+    if value is None:
+        out.append(b"\xf6")
+    elif value is True:
+        out.append(b"\xf5")
+    elif value is False:
+        out.append(b"\xf4")
+    elif isinstance(value, int):
+        out.append(_encode_int(value))
+    elif isinstance(value, float):
+        out.append(_encode_float(value))
+    elif isinstance(value, str):
+        raw = value.encode("utf-8")
+        out.append(_head(3, len(raw)))
+        out.append(raw)
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        out.append(_encode_bytes(value))
+    elif isinstance(value, (list, tuple)):
+        out.append(_head(4, len(value)))
+        for item in value:
+            _encode(item, out, depth + 1)
+    elif isinstance(value, dict):
+        pairs = []
+        for key, item in value.items():
+            key_parts = []
+            _encode(key, key_parts, depth + 1)
+            pairs.append((b"".join(key_parts), item))
+        pairs.sort(key=lambda pair: _sort_key(pair[0]))
+        out.append(_head(5, len(pairs)))
+        previous = None
+        for encoded_key, item in pairs:
+            if encoded_key == previous:
+                raise CBOREncodeError("two map keys encode to the same bytes")
+            previous = encoded_key
+            out.append(encoded_key)
+            _encode(item, out, depth + 1)
+    elif isinstance(value, Tag):
+        if not isinstance(value.tag, int) or value.tag < 0 or value.tag >= _UINT64_LIMIT:
+            raise CBOREncodeError("tag number must be an unsigned 64-bit int")
+        out.append(_head(6, value.tag))
+        _encode(value.value, out, depth + 1)
+    elif value is UNDEFINED:
+        out.append(b"\xf7")
+    else:
+        raise CBOREncodeError("cannot encode a value of type %s" % type(value).__name__)
+
+
+def dumps(value):
+    """Encode ``value`` as deterministic CBOR bytes."""
+    out = []
+    _encode(value, out, 0)
+    return b"".join(out)
+
+
+def _hashable(value):
+    if isinstance(value, list):
+        return tuple(_hashable(item) for item in value)
+    if isinstance(value, dict):
+        raise CBORDecodeError("a map cannot be used as a map key")
+    return value
+
+
+def _half_to_float(bits):
+    # struct's "e" exists on both interpreters, but spelling the conversion
+    # out keeps NaN payloads and subnormals identical everywhere.
+    sign = -1.0 if bits & 0x8000 else 1.0
+    exponent = (bits >> 10) & 0x1F
+    mantissa = bits & 0x3FF
+    if exponent == 0:
+        return sign * mantissa * 5.960464477539063e-08  # 2 ** -24
+    if exponent == 31:
+        return sign * float("inf") if mantissa == 0 else float("nan")
+    return sign * (1 + mantissa / 1024.0) * (2.0 ** (exponent - 15))
+
+
+class _Reader:
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data):
+        self.data = data
+        self.pos = 0
+        self.end = len(data)
+
+    def take(self, n):
+        start = self.pos
+        stop = start + n
+        if stop > self.end:
+            raise CBORDecodeEOF(
+                "need %d bytes at offset %d, only %d left" % (n, start, self.end - start)
+            )
+        self.pos = stop
+        return self.data[start:stop]
+
+    def byte(self):
+        if self.pos >= self.end:
+            raise CBORDecodeEOF("input ends at offset %d, inside an item" % self.pos)
+        b = self.data[self.pos]
+        self.pos += 1
+        return b
+
+    def argument(self, info):
+        if info < 24:
+            return info
+        if info == 24:
+            return self.byte()
+        if info == 25:
+            return struct.unpack(">H", self.take(2))[0]
+        if info == 26:
+            return struct.unpack(">I", self.take(4))[0]
+        if info == 27:
+            return struct.unpack(">Q", self.take(8))[0]
+        raise CBORDecodeError(
+            "reserved additional information %d at offset %d" % (info, self.pos - 1)
+        )
+
+    def item(self, depth):
+        if depth > MAX_DEPTH:
+            raise CBORDecodeError("nesting deeper than %d levels" % MAX_DEPTH)
+        start = self.pos
+        initial = self.byte()
+        major = initial >> 5
+        info = initial & 0x1F
+        if major == 7:
+            return self.simple(info, start)
+        if info == 31:
+            return self.indefinite(major, start, depth)
+        n = self.argument(info)
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major == 2:
+            return bytes(self.take(n))
+        if major == 3:
+            return self.text(self.take(n), start)
+        if major == 4:
+            # Each element takes at least one byte: refuse impossible
+            # lengths before allocating anything.
+            self.expect(n, start)
+            return [self.item(depth + 1) for _ in range(n)]
+        if major == 5:
+            self.expect(2 * n, start)
+            result = {}
+            for _ in range(n):
+                key = _hashable(self.item(depth + 1))
+                result[key] = self.item(depth + 1)
+            return result
+        # major 6: tag
+        value = self.item(depth + 1)
+        if n == 2 or n == 3:
+            if not isinstance(value, bytes):
+                raise CBORDecodeError("bignum tag %d at offset %d needs a byte string" % (n, start))
+            magnitude = int.from_bytes(value, "big") if value else 0
+            return magnitude if n == 2 else -1 - magnitude
+        return Tag(n, value)
+
+    def expect(self, count, start):
+        if count > self.end - self.pos:
+            raise CBORDecodeEOF(
+                "item at offset %d declares %d entries, only %d bytes left"
+                % (start, count, self.end - self.pos)
+            )
+
+    def text(self, raw, start):
+        try:
+            return bytes(raw).decode("utf-8")
+        except UnicodeError:
+            raise CBORDecodeError("invalid UTF-8 in text string at offset %d" % start)
+
+    def indefinite(self, major, start, depth):
+        if major == 2 or major == 3:
+            chunks = []
+            while self.peek_break():
+                chunk_start = self.pos
+                head = self.byte()
+                if head >> 5 != major or head & 0x1F == 31:
+                    raise CBORDecodeError(
+                        "bad chunk in indefinite string at offset %d" % chunk_start
+                    )
+                chunks.append(bytes(self.take(self.argument(head & 0x1F))))
+            joined = b"".join(chunks)
+            return joined if major == 2 else self.text(joined, start)
+        if major == 4:
+            items = []
+            while self.peek_break():
+                items.append(self.item(depth + 1))
+            return items
+        if major == 5:
+            result = {}
+            while self.peek_break():
+                key = _hashable(self.item(depth + 1))
+                result[key] = self.item(depth + 1)
+            return result
+        raise CBORDecodeError("indefinite length not allowed for major type %d at offset %d" % (major, start))
+
+    def peek_break(self):
+        """True while the indefinite container goes on; consumes the break."""
+        if self.pos >= self.end:
+            raise CBORDecodeEOF("indefinite item not closed before end of input")
+        if self.data[self.pos] == 0xFF:
+            self.pos += 1
+            return False
+        return True
+
+    def simple(self, info, start):
+        if info == 20:
+            return False
+        if info == 21:
+            return True
+        if info == 22:
+            return None
+        if info == 23:
+            return UNDEFINED
+        if info == 25:
+            return _half_to_float(struct.unpack(">H", self.take(2))[0])
+        if info == 26:
+            return struct.unpack(">f", self.take(4))[0]
+        if info == 27:
+            return struct.unpack(">d", self.take(8))[0]
+        if info == 31:
+            raise CBORDecodeError("unexpected break at offset %d" % start)
+        raise CBORDecodeError("unsupported simple value %d at offset %d" % (info, start))
+
+
+def loads(data):
+    """Decode exactly one CBOR item; trailing bytes are an error."""
+    reader = _Reader(memoryview(data) if not isinstance(data, memoryview) else data)
+    value = reader.item(0)
+    if reader.pos != reader.end:
+        raise CBORDecodeError(
+            "%d trailing bytes after the item, at offset %d" % (reader.end - reader.pos, reader.pos)
+        )
+    return value

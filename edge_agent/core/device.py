@@ -1,0 +1,199 @@
+"""The device pipeline: serial bytes in, numbered signals and notices out.
+
+Sans-I/O. The adapter calls ``feed(bus_id, data, now_ms)`` with whatever
+bytes a port produced and ``poll(now_ms)`` when the deadline it returned
+comes due; both return a list of outputs, each either a ``Signal`` (to the
+uplink) or a ``Notice`` (to the log). Nothing here reads a clock, sleeps,
+or touches a file.
+
+    bytes -> FrameDecoder -> Frame -> Reading -> RangeRule -> alert Signal
+                                          \\-> telemetry batch -> Signal
+
+Counters in ``stats`` record everything the pipeline saw, including every
+rejected frame by reason, so the console and tests can inspect it.
+"""
+
+from edge_agent.core import frames as fr
+from edge_agent.core import reading as rd
+from edge_agent.core import rules
+from edge_agent.core import signals as sg
+
+# Unknown sensor ids are reported once each, up to this many distinct ids,
+# then only counted: a miswired bus must not flood the log.
+MAX_REPORTED_UNKNOWN = 16
+
+DEFAULT_TELEMETRY_INTERVAL_MS = 10000
+DEFAULT_TELEMETRY_MAX_READINGS = 200
+
+INFO = "info"
+WARNING = "warning"
+ERROR = "error"
+
+
+class Notice:
+    """Something the operator should see in the log (never sent upstream)."""
+
+    __slots__ = ("level", "code", "text")
+
+    def __init__(self, level, code, text):
+        self.level = level
+        self.code = code
+        self.text = text
+
+    def __repr__(self):
+        return "Notice(%s, %s, %r)" % (self.level, self.code, self.text)
+
+
+class Sequencer:
+    """Hands out per-device sequence numbers. In-memory for now; the durable
+    store persists the high-water mark so numbers survive reboots."""
+
+    def __init__(self, next_seq=1):
+        self.next_seq = next_seq
+
+    def take(self):
+        seq = self.next_seq
+        self.next_seq += 1
+        return seq
+
+
+class Device:
+    def __init__(
+        self,
+        board,
+        device_id,
+        sequencer=None,
+        telemetry_interval_ms=DEFAULT_TELEMETRY_INTERVAL_MS,
+        telemetry_max_readings=DEFAULT_TELEMETRY_MAX_READINGS,
+    ):
+        reason = sg.check_device_id(device_id)
+        if reason:
+            raise ValueError(reason)
+        if telemetry_interval_ms <= 0 or telemetry_max_readings <= 0:
+            raise ValueError("telemetry interval and batch size must be positive")
+        self.board = board
+        self.device_id = device_id
+        self.sequencer = sequencer or Sequencer()
+        self.telemetry_interval_ms = telemetry_interval_ms
+        self.telemetry_max_readings = telemetry_max_readings
+        self.decoders = {}
+        for bus_id in board.buses:
+            self.decoders[bus_id] = fr.FrameDecoder()
+        self.rules = {}
+        for sensor in board.sensors.values():
+            self.rules[sensor.id] = rules.RangeRule(sensor, board.components.get(sensor.component))
+        self.latest = {}  # sensor id -> last Reading
+        self._batch = []
+        self._batch_due_ms = None
+        self._reported_unknown = []
+        self.stats = {
+            "frames": 0,
+            "readings": 0,
+            "bad_frames": 0,
+            "unknown_sensor": 0,
+            "wrong_bus": 0,
+            "alerts": 0,
+            "signals": 0,
+        }
+        self.bad_by_reason = {}
+
+    def feed(self, bus_id, data, now_ms):
+        """Process bytes from bus ``bus_id``; return outputs."""
+        decoder = self.decoders.get(bus_id)
+        if decoder is None:
+            raise KeyError("no bus %r on board %s" % (bus_id, self.board.name))
+        outputs = []
+        for event in decoder.feed(data):
+            self._on_event(bus_id, event, now_ms, outputs)
+        outputs.extend(self._flush_if_due(now_ms))
+        return outputs
+
+    def close_bus(self, bus_id, now_ms):
+        """The port closed: report what its decoder still held."""
+        outputs = []
+        for event in self.decoders[bus_id].flush():
+            self._on_event(bus_id, event, now_ms, outputs)
+        return outputs
+
+    def poll(self, now_ms):
+        """Emit what is due at ``now_ms``. Returns (outputs, next_deadline_ms
+        or None when nothing is pending)."""
+        outputs = self._flush_if_due(now_ms)
+        return outputs, self._batch_due_ms
+
+    def flush(self, now_ms):
+        """Emit the pending telemetry batch now (e.g. on shutdown)."""
+        return self._emit_batch(now_ms)
+
+    def _on_event(self, bus_id, event, now_ms, outputs):
+        if isinstance(event, fr.BadFrame):
+            self.stats["bad_frames"] += 1
+            count = self.bad_by_reason.get(event.reason, 0) + 1
+            self.bad_by_reason[event.reason] = count
+            # The first of each reason is a warning; the rest are summarised
+            # by the adapter from bad_by_reason.
+            level = WARNING if count == 1 else INFO
+            outputs.append(Notice(level, "bad-frame", "bus %s: %s" % (bus_id, event.describe())))
+            return
+        self.stats["frames"] += 1
+        sensor = self.board.sensors.get(event.sensor)
+        if sensor is None:
+            self.stats["unknown_sensor"] += 1
+            if event.sensor not in self._reported_unknown and len(self._reported_unknown) < MAX_REPORTED_UNKNOWN:
+                self._reported_unknown.append(event.sensor)
+                outputs.append(
+                    Notice(
+                        WARNING,
+                        "unknown-sensor",
+                        "bus %s: frame for unknown sensor id %r; add [sensors.%s] to %s or fix the sensor's id"
+                        % (bus_id, event.sensor, event.sensor, self.board.source),
+                    )
+                )
+            return
+        if sensor.bus != bus_id:
+            self.stats["wrong_bus"] += 1
+            outputs.append(
+                Notice(
+                    WARNING,
+                    "wrong-bus",
+                    "sensor %s arrived on bus %s but the board puts it on %s" % (sensor.id, bus_id, sensor.bus),
+                )
+            )
+            return
+        if event.kind == fr.READING:
+            reading = rd.Reading(now_ms, sensor.id, event.value)
+        else:
+            reading = rd.Reading(now_ms, sensor.id, None, rd.FAULT, event.value)
+        self.stats["readings"] += 1
+        self.latest[sensor.id] = reading
+        alert = self.rules[sensor.id].evaluate(reading)
+        if alert is not None:
+            self.stats["alerts"] += 1
+            outputs.append(self._number(alert))
+        self._add_to_batch(reading, now_ms, outputs)
+
+    def _add_to_batch(self, reading, now_ms, outputs):
+        if not self._batch:
+            self._batch_due_ms = now_ms + self.telemetry_interval_ms
+        self._batch.append([reading.time_ms, reading.sensor, reading.value, reading.quality])
+        if len(self._batch) >= self.telemetry_max_readings:
+            outputs.extend(self._emit_batch(now_ms))
+
+    def _flush_if_due(self, now_ms):
+        if self._batch and self._batch_due_ms is not None and now_ms >= self._batch_due_ms:
+            return self._emit_batch(now_ms)
+        return []
+
+    def _emit_batch(self, now_ms):
+        if not self._batch:
+            return []
+        body = {sg.T_READINGS: self._batch}
+        self._batch = []
+        self._batch_due_ms = None
+        return [self._number(sg.Signal(sg.KIND_TELEMETRY, sg.PRIORITY_LOW, now_ms, body))]
+
+    def _number(self, signal):
+        signal.device = self.device_id
+        signal.seq = self.sequencer.take()
+        self.stats["signals"] += 1
+        return signal

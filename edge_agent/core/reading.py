@@ -1,0 +1,32 @@
+"""A reading: one sample of one sensor at one time."""
+
+# Quality of a reading. GOOD: the sensor delivered a number. FAULT: the
+# sensor itself reported an error (value is None, ``code`` says which).
+GOOD = 0
+FAULT = 1
+
+
+class Reading:
+    __slots__ = ("time_ms", "sensor", "value", "quality", "code")
+
+    def __init__(self, time_ms, sensor, value, quality=GOOD, code=None):
+        self.time_ms = time_ms
+        self.sensor = sensor
+        self.value = value
+        self.quality = quality
+        self.code = code
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, Reading)
+            and self.time_ms == other.time_ms
+            and self.sensor == other.sensor
+            and self.value == other.value
+            and self.quality == other.quality
+            and self.code == other.code
+        )
+
+    def __repr__(self):
+        if self.quality == GOOD:
+            return "Reading(%d, %r, %r)" % (self.time_ms, self.sensor, self.value)
+        return "Reading(%d, %r, fault %r)" % (self.time_ms, self.sensor, self.code)

@@ -1,0 +1,172 @@
+"""Signals: what leaves the device, and their CBOR envelope (wire format v1).
+
+docs/wire-format.md documents every key; docs/schema.cddl is the schema the
+tests validate against. Keys are small integers chosen once: never renumber
+a key, only add new ones, and bump VERSION for an incompatible change.
+
+Envelope (a CBOR map)::
+
+    0: version   uint      format version (VERSION)
+    1: kind      uint      KIND_* below
+    2: device    tstr      device id
+    3: seq       uint      per-device sequence number
+    4: time      uint      device time of the event, ms since the Unix epoch
+    5: priority  uint      PRIORITY_* below (0 is most urgent)
+    6: body      map       kind-specific, keys below
+"""
+
+from edge_agent.core import cbor
+
+VERSION = 1
+
+K_VERSION = 0
+K_KIND = 1
+K_DEVICE = 2
+K_SEQ = 3
+K_TIME = 4
+K_PRIORITY = 5
+K_BODY = 6
+
+KIND_ALERT = 1
+KIND_TELEMETRY = 2
+KIND_STATE = 3
+KIND_AUDIT = 4
+KIND_BIRTH = 5
+KIND_DEATH = 6
+KIND_EVICTIONS = 7
+
+# The MQTT topic level for each kind: ea/v1/<device>/<name>.
+KIND_NAMES = {
+    KIND_ALERT: "alert",
+    KIND_TELEMETRY: "telemetry",
+    KIND_STATE: "state",
+    KIND_AUDIT: "audit",
+    KIND_BIRTH: "birth",
+    KIND_DEATH: "death",
+    KIND_EVICTIONS: "evictions",
+}
+
+PRIORITY_CRITICAL = 0
+PRIORITY_HIGH = 1
+PRIORITY_NORMAL = 2
+PRIORITY_LOW = 3
+
+# Alert body keys.
+A_CONDITION = 0  # tstr: "out_of_range", "sensor_fault", ...
+A_COMPONENT = 1  # tstr
+A_SENSOR = 2  # tstr
+A_VALUE = 3  # number or null (null when the sensor reported a fault)
+A_LIMITS = 4  # [low, high] in the sensor's unit
+A_SEVERITY = 5  # tstr: "critical" or "warning"
+A_TEXT = 6  # tstr: one line a human can act on
+A_ACTION = 7  # tstr: suggested action
+A_PART = 8  # tstr: part number from the board file ("" if none)
+A_SINCE = 9  # uint: ms since epoch when the condition began
+A_ACTIVE = 10  # bool: true when raised, false when the condition cleared
+A_UNIT = 11  # tstr
+
+# Telemetry body keys.
+T_READINGS = 0  # [[time_ms, sensor, value-or-null, quality], ...]
+
+TOPIC_ROOT = "ea/v1"
+MAX_DEVICE_ID = 64
+_DEVICE_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
+
+
+class SignalError(ValueError):
+    """Bytes that are not a valid v1 signal (reason in the message)."""
+
+
+def check_device_id(device_id):
+    """Return None if ``device_id`` is usable (it becomes an MQTT topic level),
+    else the reason it is not."""
+    if not isinstance(device_id, str) or not 0 < len(device_id) <= MAX_DEVICE_ID:
+        return "a device id must be 1-%d characters" % MAX_DEVICE_ID
+    for ch in device_id:
+        if ch not in _DEVICE_ID_CHARS:
+            return "device id %r has %r; use letters, digits, '_', '-' and '.'" % (device_id, ch)
+    return None
+
+
+def topic(device_id, kind):
+    return "%s/%s/%s" % (TOPIC_ROOT, device_id, KIND_NAMES[kind])
+
+
+class Signal:
+    """One signal. ``seq`` is None until the sequencer numbers it."""
+
+    __slots__ = ("kind", "priority", "time_ms", "body", "device", "seq")
+
+    def __init__(self, kind, priority, time_ms, body, device=None, seq=None):
+        self.kind = kind
+        self.priority = priority
+        self.time_ms = time_ms
+        self.body = body
+        self.device = device
+        self.seq = seq
+
+    @property
+    def kind_name(self):
+        return KIND_NAMES.get(self.kind, "kind-%d" % self.kind)
+
+    def to_map(self):
+        return {
+            K_VERSION: VERSION,
+            K_KIND: self.kind,
+            K_DEVICE: self.device,
+            K_SEQ: self.seq,
+            K_TIME: self.time_ms,
+            K_PRIORITY: self.priority,
+            K_BODY: self.body,
+        }
+
+    def encode(self):
+        if self.device is None or self.seq is None:
+            raise SignalError("a signal needs a device id and a seq before it is encoded")
+        return cbor.dumps(self.to_map())
+
+    def __repr__(self):
+        return "Signal(%s, prio=%d, seq=%r, t=%d, %r)" % (
+            self.kind_name,
+            self.priority,
+            self.seq,
+            self.time_ms,
+            self.body,
+        )
+
+
+def _require_uint(envelope, key, name):
+    value = envelope.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise SignalError("%s (key %d) must be an unsigned integer, got %r" % (name, key, value))
+    return value
+
+
+def decode(data):
+    """Parse and check a v1 envelope; return a Signal or raise SignalError.
+    Never raises anything else, whatever the bytes."""
+    try:
+        envelope = cbor.loads(data)
+    except cbor.CBORError as exc:
+        raise SignalError("not CBOR: %s" % exc)
+    if not isinstance(envelope, dict):
+        raise SignalError("a signal must be a CBOR map, got %s" % type(envelope).__name__)
+    version = _require_uint(envelope, K_VERSION, "version")
+    if version != VERSION:
+        raise SignalError("unsupported format version %d (this build reads %d)" % (version, VERSION))
+    kind = _require_uint(envelope, K_KIND, "kind")
+    if kind not in KIND_NAMES:
+        raise SignalError("unknown signal kind %d" % kind)
+    device = envelope.get(K_DEVICE)
+    reason = check_device_id(device)
+    if reason:
+        raise SignalError(reason)
+    seq = _require_uint(envelope, K_SEQ, "seq")
+    time_ms = _require_uint(envelope, K_TIME, "time")
+    priority = _require_uint(envelope, K_PRIORITY, "priority")
+    if priority > PRIORITY_LOW:
+        raise SignalError("priority %d is outside 0..%d" % (priority, PRIORITY_LOW))
+    body = envelope.get(K_BODY)
+    if not isinstance(body, dict):
+        raise SignalError("body (key %d) must be a map" % K_BODY)
+    return Signal(kind, priority, time_ms, body, device, seq)
