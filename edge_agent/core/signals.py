@@ -13,6 +13,10 @@ Envelope (a CBOR map)::
     4: time      uint      device time of the event, ms since the Unix epoch
     5: priority  uint      PRIORITY_* below (0 is most urgent)
     6: body      map       kind-specific, keys below
+
+The retained status message (topic ea/v1/<device>/status) is the small map
+{0: version, 2: device, 7: online}, written by the device when it connects
+(true) and by the broker's last will when the session dies (false).
 """
 
 from edge_agent.core import cbor
@@ -26,6 +30,7 @@ K_SEQ = 3
 K_TIME = 4
 K_PRIORITY = 5
 K_BODY = 6
+K_ONLINE = 7  # only in the retained status message: bool
 
 KIND_ALERT = 1
 KIND_TELEMETRY = 2

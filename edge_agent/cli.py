@@ -1,0 +1,263 @@
+"""The `edge-agent` command line."""
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+
+from edge_agent import __version__
+
+log = logging.getLogger("edge_agent")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: printed as 'edge-agent: error: ...', exit 2."""
+
+
+def parse_broker(text, tls):
+    """'HOST:PORT', 'HOST' or '[v6]:PORT' -> (host, port). The default port
+    is 8883 with TLS and 1883 without (the IANA MQTT ports)."""
+    default_port = 8883 if tls else 1883
+    host, port = text, None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise UsageError("--broker %r: missing ']' after the IPv6 address" % text)
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError("--broker %r: expected ':PORT' after ']'" % text)
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    if not host:
+        raise UsageError("--broker %r: no host; write HOST:PORT, e.g. 127.0.0.1:8883" % text)
+    if port is None:
+        return host, default_port
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError("--broker %r: port must be a number 1-65535" % text)
+    return host, int(port)
+
+
+def default_device_id():
+    name = socket.gethostname().split(".")[0]
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)
+    return cleaned[:64] or "device"
+
+
+def add_broker_options(parser):
+    group = parser.add_argument_group("broker connection (TLS unless --insecure)")
+    group.add_argument("--broker", required=True, metavar="HOST:PORT", help="MQTT broker address")
+    group.add_argument("--ca", metavar="PEM", help="CA certificate that signed the broker's certificate")
+    group.add_argument("--cert", metavar="PEM", help="client certificate, for mutual TLS")
+    group.add_argument("--key", metavar="PEM", help="client private key, for mutual TLS")
+    group.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plaintext MQTT with no broker authentication: for a local test broker only",
+    )
+
+
+def broker_settings(args):
+    from edge_agent.tls import TLSConfigError, client_context
+    from edge_agent.uplink import BrokerSettings
+
+    host, port = parse_broker(args.broker, tls=not args.insecure)
+    if args.insecure:
+        if args.ca or args.cert or args.key:
+            raise UsageError("--insecure turns TLS off: drop --ca/--cert/--key, or drop --insecure")
+        log.warning("--insecure: plaintext MQTT to %s:%d; signals and credentials cross the network unprotected", host, port)
+        return BrokerSettings(host, port, None)
+    if not args.ca:
+        raise UsageError("TLS needs --ca PEM (the CA that signed the broker's certificate); for a local test broker use --insecure")
+    try:
+        return BrokerSettings(host, port, client_context(args.ca, args.cert, args.key))
+    except TLSConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def parse_port_overrides(values, board):
+    """--port PATH (the board's only bus) or --port BUS=PATH, repeatable."""
+    overrides = {}
+    for value in values or []:
+        if "=" in value:
+            bus, path = value.split("=", 1)
+        elif len(board.buses) == 1:
+            bus, path = next(iter(board.buses)), value
+        else:
+            raise UsageError("--port %s: the board has several buses (%s); write --port BUS=PATH" % (value, ", ".join(sorted(board.buses))))
+        if bus not in board.buses:
+            raise UsageError("--port %s: no bus %r in %s (buses: %s)" % (value, bus, board.source, ", ".join(sorted(board.buses))))
+        overrides[bus] = path
+    return overrides
+
+
+def _load_board(path):
+    from edge_agent.boardfile import load_board
+    from edge_agent.core.board import BoardError
+
+    try:
+        return load_board(path)
+    except BoardError as exc:
+        raise UsageError(str(exc)) from None
+
+
+async def _run_until_signalled(coroutine):
+    """Run ``coroutine`` until it ends or SIGINT/SIGTERM arrives."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coroutine)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        log.info("stopping on signal")
+        return None
+
+
+def cmd_run(args):
+    from edge_agent.agent import Agent
+    from edge_agent.core.signals import check_device_id
+
+    board = _load_board(args.board)
+    device_id = args.device_id or default_device_id()
+    reason = check_device_id(device_id)
+    if reason:
+        raise UsageError("--device-id: " + reason)
+    overrides = parse_port_overrides(args.port, board)
+    settings = broker_settings(args)
+    agent = Agent(
+        board,
+        device_id,
+        settings,
+        port_overrides=overrides,
+        telemetry_interval_ms=args.telemetry_interval_ms,
+    )
+    log.info(
+        "edge-agent %s: device %s, board %s (%s), %d sensors on %d buses, broker %s",
+        __version__, device_id, board.name, board.source, len(board.sensors), len(board.buses), settings.describe(),
+    )
+    asyncio.run(_run_until_signalled(agent.run()))
+    return EXIT_OK
+
+
+def cmd_board_check(args):
+    from edge_agent.boardfile import load_board
+    from edge_agent.core.board import BoardError
+
+    failed = 0
+    for path in args.files:
+        try:
+            board = load_board(path)
+        except BoardError as exc:
+            print(exc, file=sys.stderr)
+            failed += 1
+            continue
+        essential = sorted(c.id for c in board.components.values() if c.essential)
+        print(
+            "%s: ok - board %s (model %s): %d buses, %d components (essential: %s), %d sensors"
+            % (path, board.name, board.model, len(board.buses), len(board.components),
+               ", ".join(essential) or "none", len(board.sensors))
+        )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_watch(args):
+    from edge_agent.watch import Watcher
+
+    settings = broker_settings(args)
+    watcher = Watcher(settings, device=args.device, kinds=args.kind or ["alert"])
+    received = asyncio.run(_run_until_signalled(watcher.run(count=args.count, timeout_s=args.timeout)))
+    if args.count is not None and (received or 0) < args.count:
+        print("edge-agent watch: %d of %d signals before the timeout" % (received or 0, args.count), file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_sim_sensors(args):
+    from simulator import sensor_board
+
+    return sensor_board.main_from_args(args)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="edge-agent",
+        description="Agent for connected products: reads sensors, quarantines failing parts, "
+        "buffers signals offline and forwards alerts over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version="edge-agent " + __version__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the agent on this gateway")
+    run.add_argument("--board", required=True, metavar="FILE", help="board file (TOML), e.g. boards/demo-gateway.toml")
+    run.add_argument("--device-id", metavar="ID", help="this device's id (default: the host name)")
+    run.add_argument("--port", action="append", metavar="[BUS=]PATH", help="override a bus's serial port (repeatable)")
+    run.add_argument(
+        "--telemetry-interval-ms", type=int, default=10000, metavar="MS",
+        help="send buffered readings at least this often (default 10000)",
+    )
+    add_broker_options(run)
+    run.set_defaults(func=cmd_run)
+
+    board = sub.add_parser("board", help="work with board files")
+    board_sub = board.add_subparsers(dest="board_command", metavar="ACTION")
+    board_sub.required = True
+    check = board_sub.add_parser("check", help="validate board files and list every problem")
+    check.add_argument("files", nargs="+", metavar="FILE")
+    check.set_defaults(func=cmd_board_check)
+
+    watch = sub.add_parser("watch", help="subscribe and print devices' signals, decoded")
+    watch.add_argument("--device", default="+", help="device id to watch (default: all)")
+    watch.add_argument(
+        "--kind", action="append", choices=["alert", "telemetry", "state", "audit", "birth", "death", "evictions"],
+        help="signal kind (repeatable; default: alert)",
+    )
+    watch.add_argument("--count", type=int, metavar="N", help="exit after N signals (exit 1 if fewer arrive)")
+    watch.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds")
+    add_broker_options(watch)
+    watch.set_defaults(func=cmd_watch)
+
+    sim = sub.add_parser("sim", help="hardware simulator")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION")
+    sim_sub.required = True
+    from simulator import sensor_board
+
+    sensor_board.add_arguments(sim_sub.add_parser("sensors", help=sensor_board.HELP, description=sensor_board.DESCRIPTION))
+    sim_sub.choices["sensors"].set_defaults(func=cmd_sim_sensors)
+
+    try:
+        from edge_agent import store_cli
+    except ImportError:
+        store_cli = None
+    if store_cli is not None:
+        store_cli.add_commands(sub)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        parser.exit(EXIT_USAGE, "edge-agent: error: %s\n" % exc)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
