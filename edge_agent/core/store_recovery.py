@@ -1,0 +1,270 @@
+"""Reading a store directory back: recovery on open, inspection, verification.
+
+Theory of operation. Every segment the store closes ends in a SEAL record,
+so a sealed segment is trusted after reading its header and its last
+SEAL_SIZE bytes: that is what keeps opening a store of a million records
+well under a second. Only segments without a valid seal (the ones being
+written when the process died, normally one per lane) are scanned record by
+record. In such a scan:
+
+- a record that fails its checks and is followed by no valid record is a
+  torn tail: everything from it on is discarded;
+- a record that fails its checks but is followed by valid records is
+  corruption in the middle: it is skipped (reported), never fatal;
+- with ``repair`` the segment is then rewritten (valid prefix plus a seal,
+  through a temporary file and a rename) or just sealed if it was clean, so
+  the next open trusts it. Without ``repair`` nothing on disk changes (the
+  CLI inspects a live store that way).
+
+A segment whose header is damaged keeps its records if any scan as valid
+(the header is rewritten); one with no valid record is removed. Every
+discarded or skipped stretch becomes a ``Discard`` in the report.
+
+``fs`` is the file adapter described in store.py.
+"""
+
+from edge_agent.core import store_format as fmt
+
+MISSING = "missing"  # a marker that is absent (not an error)
+EMPTY = "empty-segment"  # a segment with no valid record (e.g. died right after creating it)
+
+
+class Discard:
+    """Bytes recovery could not keep, or corruption it stepped over."""
+
+    __slots__ = ("lane", "name", "offset", "nbytes", "reason", "kept_after")
+
+    def __init__(self, lane, name, offset, nbytes, reason, kept_after=False):
+        self.lane = lane
+        self.name = name
+        self.offset = offset
+        self.nbytes = nbytes
+        self.reason = reason
+        # True for a corrupt stretch in the middle (valid records follow),
+        # False for a torn tail or a whole file.
+        self.kept_after = kept_after
+
+    def to_map(self):
+        return {
+            "lane": self.lane,
+            "file": self.name,
+            "offset": self.offset,
+            "bytes": self.nbytes,
+            "reason": self.reason,
+            "middle": self.kept_after,
+        }
+
+    def __repr__(self):
+        return "Discard(%s@%d, %d bytes, %s)" % (self.name, self.offset, self.nbytes, self.reason)
+
+
+class SegmentState:
+    """One segment as recovery found it."""
+
+    __slots__ = ("lane", "segno", "name", "first_ms", "end", "count", "sealed")
+
+    def __init__(self, lane, segno, first_ms, end, count, sealed):
+        self.lane = lane
+        self.segno = segno
+        self.name = fmt.segment_name(lane, segno)
+        self.first_ms = first_ms
+        self.end = end  # offset just after the last record (a seal follows when sealed)
+        self.count = count
+        self.sealed = sealed
+
+
+class RecoveryReport:
+    """What opening the store found: kept segments and records, and every
+    discarded stretch. ``scanned`` counts segments read record by record."""
+
+    __slots__ = ("segments", "records", "scanned", "discards", "removed_tmp")
+
+    def __init__(self):
+        self.segments = 0
+        self.records = 0
+        self.scanned = 0
+        self.discards = []
+        self.removed_tmp = 0
+
+    @property
+    def discarded_bytes(self):
+        return sum(d.nbytes for d in self.discards)
+
+    def to_map(self):
+        return {
+            "segments": self.segments,
+            "records": self.records,
+            "scanned": self.scanned,
+            "discarded_bytes": self.discarded_bytes,
+            "discards": [d.to_map() for d in self.discards],
+        }
+
+    def summary(self):
+        if not self.discards:
+            return "recovered %d records in %d segments, nothing discarded" % (self.records, self.segments)
+        return "recovered %d records in %d segments; discarded %d stretches, %d bytes (%s)" % (
+            self.records,
+            self.segments,
+            len(self.discards),
+            self.discarded_bytes,
+            ", ".join(sorted(set(d.reason for d in self.discards))),
+        )
+
+
+class DirectoryState:
+    """The result of ``load``: per lane, segments (oldest first) and the
+    acknowledged position; the report; any files the store does not know."""
+
+    __slots__ = ("lanes", "acks", "report", "foreign", "bad_acks", "max_segno")
+
+    def __init__(self, lanes):
+        self.lanes = [[] for _ in range(lanes)]
+        # The highest segment number found per lane, removed ones included:
+        # numbers never go back, so no position can point into a new file.
+        self.max_segno = [0] * lanes
+        self.acks = [(0, 0, 0) for _ in range(lanes)]
+        self.report = RecoveryReport()
+        self.foreign = []
+        self.bad_acks = []
+
+
+def load(fs, lanes, repair):
+    """Read the directory behind ``fs``; with ``repair`` make it clean
+    (every segment sealed, torn tails cut, temporaries removed)."""
+    state = DirectoryState(lanes)
+    report = state.report
+    segments = []
+    for name in fs.list():
+        parsed = fmt.parse_segment_name(name)
+        if parsed is not None and parsed[0] < lanes:
+            segments.append(parsed)
+            continue
+        lane = fmt.parse_ack_name(name)
+        if lane is not None and lane < lanes:
+            _load_ack(fs, name, lane, state)
+        elif name.endswith(fmt.TMP_SUFFIX):
+            if repair:
+                # A replacement that never got renamed: the old file is valid.
+                fs.remove(name)
+                report.removed_tmp += 1
+        elif name not in (fmt.SEQ_NAME, fmt.RECOVERY_NAME):
+            state.foreign.append(name)
+    segments.sort()
+    for lane, segno in segments:
+        state.max_segno[lane] = max(state.max_segno[lane], segno)
+        seg = _load_segment(fs, lane, segno, repair, report)
+        if seg is not None:
+            state.lanes[lane].append(seg)
+            report.segments += 1
+            report.records += seg.count
+    return state
+
+
+def _load_ack(fs, name, lane, state):
+    data = fs.read(name, 0, fmt.ACK_SIZE + 1)
+    position = fmt.decode_ack(data, lane)
+    if position is None:
+        # Unreadable: start from the beginning of the lane. At-least-once
+        # makes that safe (records are sent again, receivers drop dups).
+        state.bad_acks.append(lane)
+        state.report.discards.append(Discard(lane, name, 0, len(data), fmt.BAD_MARKER))
+    else:
+        state.acks[lane] = position
+
+
+def _load_segment(fs, lane, segno, repair, report):
+    name = fmt.segment_name(lane, segno)
+    size = fs.size(name)
+    header = fmt.decode_segment_header(fs.read(name, 0, fmt.SEGMENT_HEADER))
+    header_ok = header is not None and header[0] == lane and header[1] == segno
+    if header_ok and size >= fmt.SEGMENT_HEADER + fmt.SEAL_SIZE:
+        seal_at = size - fmt.SEAL_SIZE
+        count = fmt.decode_seal(fs.read(name, seal_at, fmt.SEAL_SIZE), seal_at)
+        if count is not None:
+            return SegmentState(lane, segno, header[2], seal_at, count, True)
+    # Not sealed (or the header is damaged): read it record by record.
+    report.scanned += 1
+    data = fs.read(name, 0, size)
+    scan = fmt.scan_segment(data)
+    for offset, nbytes, reason in scan.skipped:
+        report.discards.append(Discard(lane, name, offset, nbytes, reason, True))
+    if scan.torn is not None:
+        offset, nbytes, reason = scan.torn
+        report.discards.append(Discard(lane, name, offset, nbytes, reason))
+    if scan.count == 0:
+        if size > 0 and scan.torn is None:
+            report.discards.append(Discard(lane, name, 0, size, EMPTY))
+        if repair:
+            fs.remove(name)
+        return None
+    first_ms = header[2] if header_ok else 0
+    if not header_ok:
+        report.discards.append(Discard(lane, name, 0, fmt.SEGMENT_HEADER, fmt.BAD_HEADER, True))
+    if repair:
+        seal = fmt.encode_seal(scan.count, scan.end)
+        if header_ok and scan.torn is None and not scan.sealed:
+            handle = fs.open_append(name)
+            handle.write(seal)
+            handle.sync()
+            handle.close()
+        elif not scan.sealed or not header_ok:
+            body = fmt.encode_segment_header(lane, segno, first_ms) + bytes(data[fmt.SEGMENT_HEADER : scan.end])
+            replace(fs, name, body + seal)
+    return SegmentState(lane, segno, first_ms, scan.end, scan.count, scan.sealed or repair)
+
+
+def replace(fs, name, data):
+    """Replace ``name`` atomically: write a temporary file and make it
+    durable, then rename it over ``name``. The caller makes the rename
+    durable with ``fs.sync_dir()`` (one call can cover several renames)."""
+    temp = name + fmt.TMP_SUFFIX
+    fs.write_file(temp, data)
+    fs.rename(temp, name)
+
+
+class VerifyProblem:
+    __slots__ = ("name", "offset", "nbytes", "reason")
+
+    def __init__(self, name, offset, nbytes, reason):
+        self.name = name
+        self.offset = offset
+        self.nbytes = nbytes
+        self.reason = reason
+
+    def __repr__(self):
+        return "%s at offset %d: %s (%d bytes)" % (self.name, self.offset, self.reason, self.nbytes)
+
+
+def verify(fs, lanes):
+    """Check every record of every segment and every marker, changing
+    nothing. Returns (records checked, list of VerifyProblem).
+
+    A segment without a seal is only a problem if its tail is damaged: the
+    store writes to unsealed segments while it runs."""
+    problems = []
+    records = 0
+    for name in sorted(fs.list()):
+        parsed = fmt.parse_segment_name(name)
+        if parsed is not None and parsed[0] < lanes:
+            lane, segno = parsed
+            data = fs.read(name, 0, fs.size(name))
+            header = fmt.decode_segment_header(data)
+            if header is None or header[0] != lane or header[1] != segno:
+                problems.append(VerifyProblem(name, 0, fmt.SEGMENT_HEADER, fmt.BAD_HEADER))
+            scan = fmt.scan_segment(data)
+            records += scan.count
+            for offset, nbytes, reason in scan.skipped:
+                problems.append(VerifyProblem(name, offset, nbytes, reason))
+            if scan.torn is not None:
+                problems.append(VerifyProblem(name, scan.torn[0], scan.torn[1], scan.torn[2]))
+            continue
+        lane = fmt.parse_ack_name(name)
+        if lane is not None and lane < lanes:
+            data = fs.read(name, 0, fmt.ACK_SIZE + 1)
+            if fmt.decode_ack(data, lane) is None:
+                problems.append(VerifyProblem(name, 0, len(data), fmt.BAD_MARKER))
+        elif name == fmt.SEQ_NAME:
+            data = fs.read(name, 0, fmt.SEQ_SIZE + 1)
+            if fmt.decode_seq(data) is None:
+                problems.append(VerifyProblem(name, 0, len(data), fmt.BAD_MARKER))
+    return records, problems
