@@ -15,15 +15,12 @@ left behind), and the exit status is 0 only if the alert arrived.
 
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 from simulator.broker import Mosquitto
 from simulator.pki import DevPKI
+from simulator.processes import Child, edge_agent_argv, say
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
@@ -32,87 +29,8 @@ FAILING_SENSOR = "coolant_temp"
 ALERT_TIMEOUT_S = 30
 
 
-# One lock for all output: relay threads and the main thread print whole lines.
-_print_lock = threading.Lock()
-
-
-def say(text):
-    with _print_lock:
-        print(text, flush=True)
-
-
 def step(text):
     say("\n==> " + text)
-
-
-class Child:
-    """A subprocess in its own process group whose output lines are relayed
-    with a prefix and remembered, so the demo can wait for a line."""
-
-    def __init__(self, name, argv, stdin=False, relay=True, prefix=True):
-        self.name = name
-        self.lines = []
-        self.changed = threading.Condition()
-        env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="110")
-        self.process = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            cwd=ROOT,
-        )
-        self._relay = relay
-        self._prefix = ("%-9s| " % name) if prefix else ""
-        self._thread = threading.Thread(target=self._pump, daemon=True)
-        self._thread.start()
-
-    def _pump(self):
-        for raw in self.process.stdout:
-            line = raw.decode(errors="replace").rstrip("\n")
-            with self.changed:
-                self.lines.append(line)
-                self.changed.notify_all()
-            if self._relay:
-                say(self._prefix + line)
-        with self.changed:
-            self.changed.notify_all()
-
-    def wait_for(self, text, timeout_s):
-        """The first output line containing ``text``; raises on timeout or exit."""
-        deadline = time.monotonic() + timeout_s
-        with self.changed:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                if self.process.poll() is not None and not self._thread.is_alive():
-                    raise RuntimeError("%s exited (code %s) before printing %r" % (self.name, self.process.returncode, text))
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise RuntimeError("%s did not print %r within %.0f s" % (self.name, text, timeout_s))
-                self.changed.wait(min(left, 0.5))
-
-    def send(self, line):
-        self.process.stdin.write((line + "\n").encode())
-        self.process.stdin.flush()
-
-    def stop(self):
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-            except ProcessLookupError:
-                pass
-        self._thread.join(2)
-
-
-def edge_agent(*args):
-    return [sys.executable, "-m", "edge_agent", *args]
 
 
 def main():
@@ -132,7 +50,7 @@ def main():
         say("broker listening on %s (config %s)" % (address, broker.config_path))
 
         step("starting the virtual sensor board (%s)" % os.path.relpath(BOARD, ROOT))
-        sim = Child("simulator", edge_agent("sim", "sensors", "--board", BOARD, "--seed", "7"), stdin=True)
+        sim = Child("simulator", edge_agent_argv("sim", "sensors", "--board", BOARD, "--seed", "7"), stdin=True)
         children.append(sim)
         pty = sim.wait_for("pty ", 10).split(" ", 1)[1]
 
@@ -140,7 +58,7 @@ def main():
         tls = ["--broker", address, "--ca", pki.ca_cert]
         agent = Child(
             "agent",
-            edge_agent("run", "--board", BOARD, "--port", pty, "--device-id", DEVICE_ID,
+            edge_agent_argv("run", "--board", BOARD, "--port", pty, "--device-id", DEVICE_ID,
                        "--telemetry-interval-ms", "2000", *tls, "--cert", agent_cert, "--key", agent_key),
         )
         children.append(agent)
@@ -149,7 +67,7 @@ def main():
         step("starting a subscriber for alerts (edge-agent watch)")
         watch = Child(
             "watch",
-            edge_agent("watch", "--device", DEVICE_ID, "--count", "1", "--timeout", str(ALERT_TIMEOUT_S),
+            edge_agent_argv("watch", "--device", DEVICE_ID, "--count", "1", "--timeout", str(ALERT_TIMEOUT_S),
                        *tls, "--cert", watch_cert, "--key", watch_key),
             prefix=False,
         )

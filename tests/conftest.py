@@ -18,3 +18,142 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "torture" in item.keywords:
             item.add_marker(skip)
+
+
+# --- real parts: a TLS mosquitto, certificates, ptys, agent processes -------
+
+import asyncio  # noqa: E402
+import contextlib  # noqa: E402
+import tty  # noqa: E402
+
+import aiomqtt  # noqa: E402
+
+from edge_agent.tls import client_context  # noqa: E402
+from simulator.broker import Mosquitto  # noqa: E402
+from simulator.pki import DevPKI  # noqa: E402
+from simulator.processes import Child, edge_agent_argv  # noqa: E402
+
+BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    return DevPKI(str(tmp_path_factory.mktemp("pki")))
+
+
+@pytest.fixture(scope="session")
+def broker(pki, tmp_path_factory):
+    """One mutual-TLS mosquitto for the session; tests use unique device ids
+    so their topics never overlap."""
+    with Mosquitto(str(tmp_path_factory.mktemp("broker")), pki=pki) as running:
+        yield running
+
+
+class Pty:
+    """A pseudo-terminal pair: tests write sensor bytes to ``master``; the
+    agent opens ``path`` as its serial port."""
+
+    def __init__(self):
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+
+    def write(self, data):
+        os.write(self.master, data)
+
+    def close(self):
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def pty():
+    pair = Pty()
+    yield pair
+    pair.close()
+
+
+class Agent:
+    """`edge-agent run` as a real subprocess with mutual TLS to ``broker``."""
+
+    def __init__(self, pki, broker_port, device_id, port_path, board=BOARD, extra=()):
+        cert, key = pki.client(device_id)
+        self.device_id = device_id
+        self.child = Child(
+            "agent-" + device_id,
+            edge_agent_argv(
+                "--log-level", "debug", "run", "--board", board, "--port", port_path, "--device-id", device_id,
+                "--broker", "127.0.0.1:%d" % broker_port, "--ca", pki.ca_cert, "--cert", cert, "--key", key,
+                *extra,
+            ),
+            relay=False,
+        )
+
+    def stop(self):
+        self.child.stop()
+
+
+@pytest.fixture
+def start_agent(pki):
+    started = []
+
+    def start(broker_port, device_id, port_path, **kwargs):
+        agent = Agent(pki, broker_port, device_id, port_path, **kwargs)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()
+
+
+class Subscriber:
+    """A real MQTT subscriber in a background asyncio task, collecting
+    (topic, payload) pairs; used from synchronous tests."""
+
+    def __init__(self, pki, port, topics):
+        cert, key = pki.client("test-subscriber-%d" % os.getpid())
+        self.context = client_context(pki.ca_cert, cert, key)
+        self.port = port
+        self.topics = topics
+        self.messages = []
+        self.ready = None
+
+    async def _run(self, ready):
+        async with aiomqtt.Client("127.0.0.1", self.port, tls_context=self.context) as client:
+            for topic in self.topics:
+                await client.subscribe(topic, qos=1)
+            ready.set()
+            async for message in client.messages:
+                self.messages.append((str(message.topic), bytes(message.payload)))
+
+    async def collect_until(self, predicate, timeout_s, action=None):
+        """Subscribe, run ``action()`` (sync) once subscribed, then wait until
+        predicate(self.messages) is true. Returns the messages."""
+        ready = asyncio.Event()
+        task = asyncio.create_task(self._run(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            if action:
+                await asyncio.get_running_loop().run_in_executor(None, action)
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while not predicate(self.messages):
+                if task.done():
+                    task.result()
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError("timed out; got %d messages: %r" % (len(self.messages), self.messages[-5:]))
+                await asyncio.sleep(0.05)
+            return self.messages
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await task
+
+
+@pytest.fixture
+def subscribe(pki):
+    def make(port, topics, predicate, timeout_s=20, action=None):
+        return asyncio.run(Subscriber(pki, port, topics).collect_until(predicate, timeout_s, action))
+
+    return make
