@@ -33,6 +33,7 @@ def main(argv):
     verbose = "-v" in argv
     selected = [a for a in argv if not a.startswith("-")]
     passed = 0
+    tests_run = 0
     failures = []
 
     for module in _modules(CORE_DIR, ""):
@@ -58,6 +59,7 @@ def main(argv):
                 continue
             test = getattr(module, name)
             label = "%s.py::%s" % (module_name, name)
+            tests_run += 1
             try:
                 test()
                 passed += 1
@@ -78,6 +80,9 @@ def main(argv):
         "micropython %d.%d.%d core: %d passed, %d failed"
         % (impl.version[0], impl.version[1], impl.version[2], passed, len(failures))
     )
+    if tests_run == 0:
+        print("no test ran: expected test_*.py files with test_* functions in %s" % TEST_DIR)
+        return 1
     return 1 if failures else 0
 
 
