@@ -1,0 +1,122 @@
+"""COSE envelopes and HMAC-SHA256: structure, tamper detection, limits.
+Interop with pycose and real Ed25519 is in tests/test_cose_interop.py."""
+
+import hashlib
+
+from support import raises
+
+from edge_agent.core import cbor, cose
+from edge_agent.core.hmac_sha256 import equal, hmac_sha256
+
+KEY = bytes(range(32))
+PAYLOAD = cbor.dumps({0: 1, 1: 1, 2: "unit-17", 3: 42})
+
+
+def test_hmac_rfc4231_vectors():
+    # Test cases 1, 2 and 6 (key longer than the block) of RFC 4231.
+    assert hmac_sha256(b"\x0b" * 20, b"Hi There").hex() == (
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+    assert hmac_sha256(b"Jefe", b"what do ya want for nothing?").hex() == (
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    assert hmac_sha256(b"\xaa" * 131, b"Test Using Larger Than Block-Size Key - Hash Key First").hex() == (
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+
+
+def test_equal():
+    assert equal(b"abc", b"abc")
+    assert not equal(b"abc", b"abd")
+    assert not equal(b"abc", b"ab")
+
+
+def test_mac0_round_trip():
+    message = cose.mac0(PAYLOAD, b"unit-17", KEY)
+    assert cbor.loads(message).tag == cose.TAG_MAC0
+    envelope = cose.parse(message)
+    assert envelope.kid == b"unit-17"
+    assert envelope.verify_mac0(KEY) == PAYLOAD
+
+
+def test_mac0_every_flipped_byte_is_rejected():
+    message = cose.mac0(PAYLOAD, b"unit-17", KEY)
+    for i in range(len(message)):
+        tampered = bytearray(message)
+        tampered[i] ^= 0x01
+        try:
+            cose.parse(bytes(tampered)).verify_mac0(KEY)
+        except cose.COSEError:
+            continue
+        except ValueError:
+            continue
+        raise AssertionError("flipping byte %d went unnoticed" % i)
+
+
+def test_mac0_wrong_key_and_weak_key():
+    message = cose.mac0(PAYLOAD, b"unit-17", KEY)
+    err = raises(cose.COSEError, cose.parse(message).verify_mac0, bytes(32))
+    assert err.reason == "bad-mac"
+    err = raises(cose.COSEError, cose.mac0, PAYLOAD, b"k", b"short")
+    assert err.reason == "weak-key"
+
+
+def _fake_signer(data):
+    # Stands in for Ed25519 here only to exercise the message structure on
+    # both interpreters; real signatures are tested against pycose.
+    return hashlib.sha256(data).digest() * 2
+
+
+def _fake_verify(signature, data):
+    return signature == _fake_signer(data)
+
+
+def test_sign1_structure_and_verification_path():
+    message = cose.sign1(PAYLOAD, b"unit-17", _fake_signer)
+    envelope = cose.parse(message)
+    assert (envelope.tag, envelope.alg, envelope.kid) == (cose.TAG_SIGN1, cose.ALG_EDDSA, b"unit-17")
+    assert envelope.verify_sign1(_fake_verify) == PAYLOAD
+    tampered = cbor.loads(message)
+    tampered.value[2] = PAYLOAD + b"\x00"
+    err = raises(cose.COSEError, cose.parse(cbor.dumps(tampered)).verify_sign1, _fake_verify)
+    assert err.reason == "bad-signature"
+
+
+def test_kid_in_unprotected_header_accepted():
+    # Other implementations may put the kid there (RFC 9052 allows it).
+    protected = cbor.dumps({1: 5})
+    structure = cbor.dumps(["MAC0", protected, b"", PAYLOAD])
+    message = cbor.dumps(cbor.Tag(17, [protected, {4: b"other"}, PAYLOAD, hmac_sha256(KEY, structure)]))
+    envelope = cose.parse(message)
+    assert envelope.kid == b"other" and envelope.verify_mac0(KEY) == PAYLOAD
+
+
+def test_algorithm_confusion_rejected():
+    mac_message = cose.mac0(PAYLOAD, b"unit-17", KEY)
+    err = raises(cose.COSEError, cose.parse(mac_message).verify_sign1, _fake_verify)
+    assert err.reason == "wrong-algorithm"
+    sign_message = cose.sign1(PAYLOAD, b"unit-17", _fake_signer)
+    err = raises(cose.COSEError, cose.parse(sign_message).verify_mac0, KEY)
+    assert err.reason == "wrong-algorithm"
+
+
+def test_signer_returning_wrong_size_is_caught():
+    err = raises(cose.COSEError, cose.sign1, PAYLOAD, b"k", lambda data: b"short")
+    assert err.reason == "bad-signer"
+
+
+def test_malformed_messages():
+    good = cbor.loads(cose.mac0(PAYLOAD, b"unit-17", KEY))
+    cases = [
+        b"",
+        b"\xff",
+        cbor.dumps([1, 2, 3, 4]),  # untagged
+        cbor.dumps(cbor.Tag(99, [])),  # other tag
+        cbor.dumps(cbor.Tag(17, [b"", {}, PAYLOAD])),  # 3 items
+        cbor.dumps(cbor.Tag(17, [{}, {}, PAYLOAD, b"x" * 32])),  # protected not bstr
+        cbor.dumps(cbor.Tag(17, [cbor.dumps({1: 5}), {}, PAYLOAD, good.value[3]])),  # no kid
+        cbor.dumps(cbor.Tag(17, [good.value[0], {4: b"k"}, None, good.value[3]])),  # detached payload
+        cbor.dumps(cbor.Tag(17, [good.value[0], {4: b"k"}, PAYLOAD, b"x" * 31])),  # short tag
+        cbor.dumps(cbor.Tag(17, [b"\xff", {4: b"k"}, PAYLOAD, b"x" * 32])),  # protected not CBOR
+        cbor.dumps(cbor.Tag(17, [cbor.dumps([1]), {4: b"k"}, PAYLOAD, b"x" * 32])),  # protected not a map
+    ]
+    for data in cases:
+        err = raises(cose.COSEError, cose.parse, data)
+        assert err.reason == "malformed", data
