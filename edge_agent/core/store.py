@@ -525,10 +525,12 @@ class Store:
         depth = 0
         nbytes = 0
         for seg in state.segments:
-            depth += seg.count
             nbytes += seg.end + fmt.SEAL_SIZE
-            if seg.segno == state.ack[0]:
-                depth -= state.ack[2]
+            if seg.segno > state.ack[0]:
+                depth += seg.count
+            elif seg.segno == state.ack[0]:
+                depth += seg.count - state.ack[2]
+            # (older segments are wholly acknowledged, awaiting compaction)
         oldest = state.segments[0].first_ms if state.segments else None
         return depth, nbytes, len(state.segments), oldest
 
