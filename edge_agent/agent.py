@@ -28,11 +28,11 @@ def now_ms():
 
 
 class Agent:
-    def __init__(self, board, device_id, broker, port_overrides=None, clock=now_ms, **device_options):
+    def __init__(self, board, identity, broker, port_overrides=None, clock=now_ms, **device_options):
         self.board = board
         self.clock = clock
-        self.device = dv.Device(board, device_id, **device_options)
-        self.uplink = Uplink(broker, device_id)
+        self.device = dv.Device(board, identity.device_id, **device_options)
+        self.uplink = Uplink(broker, identity)
         self.sources = []
         overrides = port_overrides or {}
         for bus in board.buses.values():

@@ -121,27 +121,34 @@ async def _run_until_signalled(coroutine):
         return None
 
 
+def _load_identity(directory):
+    from edge_agent.identity import IdentityError, load_identity
+
+    try:
+        return load_identity(directory)
+    except IdentityError as exc:
+        raise UsageError("--identity: %s" % exc) from None
+
+
 def cmd_run(args):
     from edge_agent.agent import Agent
-    from edge_agent.core.signals import check_device_id
 
     board = _load_board(args.board)
-    device_id = args.device_id or default_device_id()
-    reason = check_device_id(device_id)
-    if reason:
-        raise UsageError("--device-id: " + reason)
+    identity = _load_identity(args.identity)
+    device_id = identity.device_id
     overrides = parse_port_overrides(args.port, board)
     settings = broker_settings(args)
     agent = Agent(
         board,
-        device_id,
+        identity,
         settings,
         port_overrides=overrides,
         telemetry_interval_ms=args.telemetry_interval_ms,
     )
     log.info(
-        "edge-agent %s: device %s, board %s (%s), %d sensors on %d buses, broker %s",
-        __version__, device_id, board.name, board.source, len(board.sensors), len(board.buses), settings.describe(),
+        "edge-agent %s: device %s (%s signatures), board %s (%s), %d sensors on %d buses, broker %s",
+        __version__, device_id, identity.algorithm, board.name, board.source, len(board.sensors), len(board.buses),
+        settings.describe(),
     )
     asyncio.run(_run_until_signalled(agent.run()))
     return EXIT_OK
@@ -168,15 +175,58 @@ def cmd_board_check(args):
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _load_registry(path):
+    from edge_agent.registry import Registry, RegistryError
+
+    try:
+        return Registry.load(path)
+    except RegistryError as exc:
+        raise UsageError("--registry: %s" % exc) from None
+
+
 def cmd_watch(args):
     from edge_agent.watch import Watcher
 
     settings = broker_settings(args)
-    watcher = Watcher(settings, device=args.device, kinds=args.kind or ["alert"])
+    registry = _load_registry(args.registry) if args.registry else None
+    watcher = Watcher(settings, device=args.device, kinds=args.kind or ["alert"], registry=registry)
     received = asyncio.run(_run_until_signalled(watcher.run(count=args.count, timeout_s=args.timeout)))
     if args.count is not None and (received or 0) < args.count:
         print("edge-agent watch: %d of %d signals before the timeout" % (received or 0, args.count), file=sys.stderr)
         return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_keys_init(args):
+    from edge_agent.identity import HMAC256, EDDSA, IdentityError, create_identity
+
+    try:
+        identity = create_identity(args.dir, args.device_id or default_device_id(), HMAC256 if args.hmac else EDDSA)
+    except IdentityError as exc:
+        raise UsageError(str(exc)) from None
+    print("created %s identity for device %s in %s (private key mode 0600, never printed)"
+          % (identity.algorithm, identity.device_id, args.dir))
+    print("register it with the receiver: edge-agent keys registry-entry %s >> devices.toml" % args.dir)
+    return EXIT_OK
+
+
+def cmd_keys_registry_entry(args):
+    from edge_agent.identity import IdentityError
+
+    identity = _load_identity(args.dir)
+    try:
+        sys.stdout.write(identity.registry_entry(model=args.model, include_secret=args.include_secret))
+    except IdentityError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
+def cmd_keys_show(args):
+    identity = _load_identity(args.dir)
+    print("device_id  %s" % identity.device_id)
+    print("algorithm  %s" % identity.algorithm)
+    if identity.algorithm == "EdDSA":
+        print("public_key %s" % identity.public_key_hex())
     return EXIT_OK
 
 
@@ -199,7 +249,8 @@ def build_parser():
 
     run = sub.add_parser("run", help="run the agent on this gateway")
     run.add_argument("--board", required=True, metavar="FILE", help="board file (TOML), e.g. boards/demo-gateway.toml")
-    run.add_argument("--device-id", metavar="ID", help="this device's id (default: the host name)")
+    run.add_argument("--identity", required=True, metavar="DIR",
+                     help="this device's identity (id and signing key), made by `edge-agent keys init`")
     run.add_argument("--port", action="append", metavar="[BUS=]PATH", help="override a bus's serial port (repeatable)")
     run.add_argument(
         "--telemetry-interval-ms", type=int, default=10000, metavar="MS",
@@ -221,10 +272,30 @@ def build_parser():
         "--kind", action="append", choices=["alert", "telemetry", "state", "audit", "birth", "death", "evictions"],
         help="signal kind (repeatable; default: alert)",
     )
+    watch.add_argument("--registry", metavar="FILE",
+                       help="devices.toml: verify every signature (without it, signals are shown unverified)")
     watch.add_argument("--count", type=int, metavar="N", help="exit after N signals (exit 1 if fewer arrive)")
     watch.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds")
     add_broker_options(watch)
     watch.set_defaults(func=cmd_watch)
+
+    keys = sub.add_parser("keys", help="device identities and signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    keys_sub.required = True
+    init = keys_sub.add_parser("init", help="create a device identity (Ed25519, or HMAC-SHA256 for small boards)")
+    init.add_argument("--dir", required=True, help="directory to create (private key written mode 0600)")
+    init.add_argument("--device-id", default=None, help="the device id (default: the host name)")
+    init.add_argument("--hmac", action="store_true", help="HMAC-SHA256 shared secret instead of Ed25519")
+    init.set_defaults(func=cmd_keys_init)
+    entry = keys_sub.add_parser("registry-entry", help="print the receiver's devices.toml block for an identity")
+    entry.add_argument("dir")
+    entry.add_argument("--model", help="product model, for fleet-wide advisories")
+    entry.add_argument("--include-secret", action="store_true",
+                       help="HMAC identities only: print the shared secret (the receiver needs it)")
+    entry.set_defaults(func=cmd_keys_registry_entry)
+    show = keys_sub.add_parser("show", help="show an identity's device id, algorithm and public key")
+    show.add_argument("dir")
+    show.set_defaults(func=cmd_keys_show)
 
     sim = sub.add_parser("sim", help="hardware simulator")
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION")

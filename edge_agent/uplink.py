@@ -53,9 +53,12 @@ def status_payload(device_id, online):
 
 
 class Uplink:
-    def __init__(self, settings, device_id, queue_limit=DEFAULT_QUEUE_LIMIT):
+    """Publishes signals sealed by ``identity`` (COSE_Sign1 or COSE_Mac0)."""
+
+    def __init__(self, settings, identity, queue_limit=DEFAULT_QUEUE_LIMIT):
         self.settings = settings
-        self.device_id = device_id
+        self.identity = identity
+        self.device_id = identity.device_id
         self.queue_limit = queue_limit
         self.lanes = [collections.deque() for _ in range(sg.PRIORITY_LOW + 1)]
         self.wakeup = asyncio.Event()
@@ -129,7 +132,7 @@ class Uplink:
                     await self.wakeup.wait()
                     continue
                 signal = lane[0]
-                await client.publish(sg.topic(self.device_id, signal.kind), signal.encode(), qos=1)
+                await client.publish(sg.topic(self.device_id, signal.kind), self.identity.seal(signal.encode()), qos=1)
                 # PUBACK received: only now is the signal off our hands. It is
                 # still lane[0] because submit() only appends and drops from
                 # the lowest lane's front when full; guard anyway.

@@ -15,6 +15,7 @@ import aiomqtt
 from rich.console import Console
 from rich.table import Table
 
+from edge_agent.core import cose
 from edge_agent.core import signals as sg
 
 log = logging.getLogger("edge_agent.watch")
@@ -40,13 +41,14 @@ def _when(ms):
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def signal_table(signal, topic):
+def signal_table(signal, topic, checked="not verified"):
     """A rich Table showing one decoded signal."""
     title = "%s #%d from %s" % (signal.kind_name, signal.seq, signal.device)
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_row("topic", topic)
+    table.add_row("signature", checked)
     table.add_row("time", _when(signal.time_ms))
     table.add_row("priority", "%d (%s)" % (signal.priority, _PRIORITY_NAMES.get(signal.priority, "?")))
     if signal.kind == sg.KIND_ALERT:
@@ -70,12 +72,22 @@ def signal_table(signal, topic):
 
 
 class Watcher:
-    def __init__(self, settings, device="+", kinds=("alert",), console=None):
+    """Prints signals as they arrive; verifies them when given a registry."""
+
+    def __init__(self, settings, device="+", kinds=("alert",), console=None, registry=None):
         self.settings = settings
+        self.registry = registry
         self.topics = ["%s/%s/%s" % (sg.TOPIC_ROOT, device, kind) for kind in kinds]
         self.console = console or Console()
         self.received = []
         self.rejected = 0
+
+    def open(self, payload, topic):
+        """(signal, verification note) for one message."""
+        if self.registry is not None:
+            signal = self.registry.open_signal(payload, topic)
+            return signal, "verified (%s)" % self.registry.devices[signal.device].algorithm
+        return sg.decode(cose.parse(payload).payload), "NOT verified (no --registry)"
 
     async def run(self, count=None, timeout_s=None):
         """Print signals as they arrive; return after ``count`` signals or
@@ -95,12 +107,12 @@ class Watcher:
             async for message in client.messages:
                 topic = str(message.topic)
                 try:
-                    signal = sg.decode(bytes(message.payload))
-                except sg.SignalError as exc:
+                    signal, checked = self.open(bytes(message.payload), topic)
+                except ValueError as exc:  # Rejection, COSEError, SignalError
                     self.rejected += 1
                     self.console.print("[red]rejected[/red] message on %s: %s" % (topic, exc))
                     continue
                 self.received.append(signal)
-                self.console.print(signal_table(signal, topic))
+                self.console.print(signal_table(signal, topic, checked))
                 if count is not None and len(self.received) >= count:
                     return

@@ -15,6 +15,7 @@ left behind), and the exit status is 0 only if the alert arrived.
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 
@@ -27,6 +28,14 @@ BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 DEVICE_ID = "demo-001"
 FAILING_SENSOR = "coolant_temp"
 ALERT_TIMEOUT_S = 30
+
+
+def run_quietly(argv):
+    """Run a short edge-agent command; return its stdout, raise on failure."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (" ".join(argv[2:]), result.stderr.strip()))
+    return result.stdout
 
 
 def step(text):
@@ -44,6 +53,14 @@ def main():
         agent_cert, agent_key = pki.client(DEVICE_ID)
         watch_cert, watch_key = pki.client("demo-watch")
 
+        step("making the device's signing identity (Ed25519) and the receiver's registry")
+        identity_dir = os.path.join(workdir, "identity")
+        run_quietly(edge_agent_argv("keys", "init", "--dir", identity_dir, "--device-id", DEVICE_ID))
+        registry = os.path.join(workdir, "devices.toml")
+        with open(registry, "w") as f:
+            f.write(run_quietly(edge_agent_argv("keys", "registry-entry", identity_dir, "--model", "EA-DEMO-1")))
+        say("registry %s: device %s, Ed25519 public key only" % (registry, DEVICE_ID))
+
         step("starting mosquitto with mutual TLS on a free loopback port")
         broker = Mosquitto(os.path.join(workdir, "broker"), pki=pki).start()
         address = "127.0.0.1:%d" % broker.port
@@ -58,16 +75,17 @@ def main():
         tls = ["--broker", address, "--ca", pki.ca_cert]
         agent = Child(
             "agent",
-            edge_agent_argv("run", "--board", BOARD, "--port", pty, "--device-id", DEVICE_ID,
+            edge_agent_argv("run", "--board", BOARD, "--port", pty, "--identity", identity_dir,
                        "--telemetry-interval-ms", "2000", *tls, "--cert", agent_cert, "--key", agent_key),
         )
         children.append(agent)
         agent.wait_for("connected to broker", 20)
 
-        step("starting a subscriber for alerts (edge-agent watch)")
+        step("starting a subscriber that verifies every signature (edge-agent watch --registry)")
         watch = Child(
             "watch",
-            edge_agent_argv("watch", "--device", DEVICE_ID, "--count", "1", "--timeout", str(ALERT_TIMEOUT_S),
+            edge_agent_argv("watch", "--device", DEVICE_ID, "--registry", registry,
+                            "--count", "1", "--timeout", str(ALERT_TIMEOUT_S),
                        *tls, "--cert", watch_cert, "--key", watch_key),
             prefix=False,
         )

@@ -28,6 +28,8 @@ import tty  # noqa: E402
 
 import aiomqtt  # noqa: E402
 
+from edge_agent.identity import create_identity  # noqa: E402
+from edge_agent.registry import Registry  # noqa: E402
 from edge_agent.tls import client_context  # noqa: E402
 from simulator.broker import Mosquitto  # noqa: E402
 from simulator.pki import DevPKI  # noqa: E402
@@ -39,6 +41,16 @@ BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     return DevPKI(str(tmp_path_factory.mktemp("pki")))
+
+
+# The receiver side's registry: every identity the tests create is added,
+# so tests verify every signal they receive.
+REGISTRY = Registry()
+
+
+@pytest.fixture(scope="session")
+def registry():
+    return REGISTRY
 
 
 @pytest.fixture(scope="session")
@@ -75,15 +87,16 @@ def pty():
 
 
 class Agent:
-    """`edge-agent run` as a real subprocess with mutual TLS to ``broker``."""
+    """`edge-agent run` as a real subprocess with mutual TLS to ``broker`` and
+    its own signing identity."""
 
-    def __init__(self, pki, broker_port, device_id, port_path, board=BOARD, extra=()):
-        cert, key = pki.client(device_id)
-        self.device_id = device_id
+    def __init__(self, pki, broker_port, identity_dir, port_path, board=BOARD, extra=()):
+        self.identity_dir = identity_dir
+        cert, key = pki.client(os.path.basename(identity_dir))
         self.child = Child(
-            "agent-" + device_id,
+            "agent-" + os.path.basename(identity_dir),
             edge_agent_argv(
-                "--log-level", "debug", "run", "--board", board, "--port", port_path, "--device-id", device_id,
+                "--log-level", "debug", "run", "--board", board, "--port", port_path, "--identity", identity_dir,
                 "--broker", "127.0.0.1:%d" % broker_port, "--ca", pki.ca_cert, "--cert", cert, "--key", key,
                 *extra,
             ),
@@ -95,11 +108,15 @@ class Agent:
 
 
 @pytest.fixture
-def start_agent(pki):
+def start_agent(pki, registry, tmp_path):
     started = []
 
-    def start(broker_port, device_id, port_path, **kwargs):
-        agent = Agent(pki, broker_port, device_id, port_path, **kwargs)
+    def start(broker_port, device_id, port_path, algorithm="EdDSA", **kwargs):
+        directory = str(tmp_path / device_id)
+        if not os.path.exists(directory):
+            identity = create_identity(directory, device_id, algorithm)
+            registry.add_entries(identity.registry_entry(include_secret=True))
+        agent = Agent(pki, broker_port, directory, port_path, **kwargs)
         started.append(agent)
         return agent
 

@@ -12,13 +12,18 @@ from edge_agent.core import signals as sg
 from simulator.broker import Mosquitto, free_port
 from simulator.processes import Child, edge_agent_argv
 
-from conftest import BOARD
+from conftest import BOARD, REGISTRY
 
 pytestmark = pytest.mark.integration
 
 
+def _open(topic, payload):
+    """Verify the signature and decode: every signal in these tests is checked."""
+    return REGISTRY.open_signal(payload, topic)
+
+
 def _alerts(messages):
-    return [sg.decode(payload) for topic, payload in messages if topic.endswith("/alert")]
+    return [_open(topic, payload) for topic, payload in messages if topic.endswith("/alert")]
 
 
 def _frame(sensor, value):
@@ -46,7 +51,7 @@ def test_simulated_sensor_failure_reaches_subscriber_as_alert(broker, start_agen
     assert alert.body[sg.A_SENSOR] == "coolant_temp"
     assert alert.body[sg.A_VALUE] > 110
     assert alert.body[sg.A_PART] == "4711"
-    telemetry = [sg.decode(p) for t, p in messages if t.endswith("/telemetry")][0]
+    telemetry = [_open(t, p) for t, p in messages if t.endswith("/telemetry")][0]
     sensors = {entry[1] for entry in telemetry.body[sg.T_READINGS]}
     assert sensors <= {"coolant_temp", "coolant_flow", "fan_speed", "cabinet_temp"} and sensors
 
@@ -144,9 +149,14 @@ def test_retained_status_and_last_will(broker, start_agent, subscribe, pty):
         time.sleep(0.5)
 
 
-def test_plaintext_broker_refused_by_tls_default(broker, pki, pty):
+def test_plaintext_broker_refused_by_tls_default(broker, pki, pty, tmp_path):
     """TLS is the default: the agent will not talk plaintext unless told."""
-    child = Child("agent", edge_agent_argv("run", "--board", BOARD, "--port", pty.path, "--broker", "127.0.0.1:1"), relay=False)
+    from edge_agent.identity import create_identity
+
+    directory = str(tmp_path / "id")
+    create_identity(directory, "plain")
+    child = Child("agent", edge_agent_argv("run", "--board", BOARD, "--port", pty.path, "--identity", directory,
+                                           "--broker", "127.0.0.1:1"), relay=False)
     assert child.process.wait(20) == 2
     child.stop()
     assert "TLS needs --ca" in child.text()

@@ -71,7 +71,7 @@ def test_board_file_that_is_a_directory(tmp_path):
 def test_run_refuses_half_valid_board(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(open(BOARD).read().replace("baud = 115200", "baud = 12"))
-    result = run_cli("run", "--board", str(bad), "--broker", "127.0.0.1:1", "--insecure")
+    result = run_cli("run", "--board", str(bad), "--broker", "127.0.0.1:1", "--insecure", "--identity", "/nonexistent")
     assert result.returncode == 2
     assert "buses.uart0.baud: 12 is outside 300..4000000" in result.stderr
 
@@ -85,27 +85,39 @@ def test_run_refuses_half_valid_board(tmp_path):
         (["--broker", ":1883", "--insecure"], "no host"),
         (["--broker", "h:1", "--ca", "/nonexistent.pem"], "--ca /nonexistent.pem: no such file"),
         (["--broker", "h:1", "--ca", BOARD], "not a PEM CA certificate"),
-        (["--broker", "h:1", "--insecure", "--device-id", "a/b"], "--device-id"),
+        (["--broker", "h:1", "--insecure", "--identity", "/nonexistent"], "no identity here; create one with"),
         (["--broker", "h:1", "--insecure", "--port", "uart7=/dev/null"], "no bus 'uart7'"),
     ],
 )
-def test_run_usage_errors(argv, words):
+def test_run_usage_errors(argv, words, identity_dir):
+    if "--identity" not in argv:
+        argv = argv + ["--identity", identity_dir]
     result = run_cli("run", "--board", BOARD, *argv)
     assert result.returncode == 2, result.stderr
     assert words in result.stderr
 
 
-def test_cert_without_key(pki):
-    result = run_cli("run", "--board", BOARD, "--broker", "h:1", "--ca", pki.ca_cert, "--cert", pki.ca_cert)
+@pytest.fixture(scope="module")
+def identity_dir(tmp_path_factory):
+    from edge_agent.identity import create_identity
+
+    directory = str(tmp_path_factory.mktemp("ids") / "cli-device")
+    create_identity(directory, "cli-device")
+    return directory
+
+
+def test_cert_without_key(pki, identity_dir):
+    result = run_cli("run", "--board", BOARD, "--broker", "h:1", "--ca", pki.ca_cert, "--cert", pki.ca_cert,
+                     "--identity", identity_dir)
     assert result.returncode == 2
     assert "--cert and --key go together" in result.stderr
 
 
-def test_insecure_warns(tmp_path):
+def test_insecure_warns(tmp_path, identity_dir):
     # Stops quickly: a non-existent port keeps retrying; we only read the warning.
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--board", BOARD, "--port", str(tmp_path / "none"),
-         "--broker", "127.0.0.1:1", "--insecure"],
+         "--broker", "127.0.0.1:1", "--insecure", "--identity", identity_dir],
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:

@@ -1,0 +1,171 @@
+"""Device identity: the key a device signs its signals with.
+
+An identity directory holds:
+
+    identity.toml   device_id and algorithm ("EdDSA" or "HMAC256"); public
+    device.key      Ed25519 private key, PKCS#8 PEM, mode 0600   (EdDSA)
+    device.secret   32 random bytes, mode 0600                   (HMAC256)
+
+`edge-agent keys init` creates it; the agent loads it with --identity.
+Private material is never printed or logged; a key file readable by group
+or others is refused (as ssh does), with the chmod that fixes it.
+"""
+
+import os
+import stat
+import tomllib
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge_agent.core import cose
+from edge_agent.core.signals import check_device_id
+
+EDDSA = "EdDSA"
+HMAC256 = "HMAC256"
+ALGORITHMS = (EDDSA, HMAC256)
+HMAC_KEY_BYTES = 32
+
+
+class IdentityError(ValueError):
+    """An identity cannot be created or loaded (the message says how to fix it)."""
+
+
+def write_private(path, data):
+    """Create ``path`` with mode 0600 from the first byte (no window in which
+    it is readable by others)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def read_private(path):
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise IdentityError("%s: missing; create the identity with `edge-agent keys init`" % path) from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise IdentityError("%s: readable by group or others (mode %o); run `chmod 600 %s`" % (path, mode & 0o777, path))
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def public_key_bytes(private_key):
+    return private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+class Identity:
+    def __init__(self, device_id, algorithm, private_key=None, secret=None, directory=None):
+        self.device_id = device_id
+        self.algorithm = algorithm
+        self._private_key = private_key
+        self._secret = secret
+        self.directory = directory
+
+    def __repr__(self):  # never show key material
+        return "Identity(%r, %s)" % (self.device_id, self.algorithm)
+
+    @property
+    def kid(self):
+        return self.device_id.encode()
+
+    def seal(self, payload):
+        """Wrap ``payload`` (a signal's CBOR) in this device's COSE envelope."""
+        if self.algorithm == EDDSA:
+            return cose.sign1(payload, self.kid, self._private_key.sign)
+        return cose.mac0(payload, self.kid, self._secret)
+
+    def public_key_hex(self):
+        if self.algorithm != EDDSA:
+            raise IdentityError("an HMAC256 identity has no public key; the receiver needs the shared secret")
+        return public_key_bytes(self._private_key).hex()
+
+    def registry_entry(self, model=None, include_secret=False):
+        """The TOML block that registers this device with a receiver."""
+        lines = ["[devices.%s]" % self.device_id, 'algorithm = "%s"' % self.algorithm]
+        if model:
+            lines.append('model = "%s"' % model)
+        if self.algorithm == EDDSA:
+            lines.append('public_key = "%s"' % self.public_key_hex())
+        elif include_secret:
+            lines.append('secret = "%s"' % self._secret.hex())
+        else:
+            raise IdentityError(
+                "an HMAC256 device is registered with its shared secret: pass --include-secret and keep the "
+                "registry file mode 0600"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def create_identity(directory, device_id, algorithm=EDDSA):
+    reason = check_device_id(device_id)
+    if reason:
+        raise IdentityError("--device-id: " + reason)
+    if algorithm not in ALGORITHMS:
+        raise IdentityError("algorithm must be one of %s" % ", ".join(ALGORITHMS))
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    manifest = os.path.join(directory, "identity.toml")
+    if os.path.exists(manifest):
+        raise IdentityError("%s already holds an identity; refusing to overwrite a device's key" % directory)
+    if algorithm == EDDSA:
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        write_private(os.path.join(directory, "device.key"), pem)
+        identity = Identity(device_id, algorithm, private_key=key, directory=directory)
+    else:
+        secret = os.urandom(HMAC_KEY_BYTES)
+        write_private(os.path.join(directory, "device.secret"), secret)
+        identity = Identity(device_id, algorithm, secret=secret, directory=directory)
+    with open(manifest, "w") as f:
+        f.write('# edge-agent device identity (public; the key is beside it, mode 0600)\n')
+        f.write('device_id = "%s"\nalgorithm = "%s"\n' % (device_id, algorithm))
+    return identity
+
+
+def load_identity(directory):
+    manifest = os.path.join(directory, "identity.toml")
+    try:
+        with open(manifest, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise IdentityError("%s: no identity here; create one with `edge-agent keys init --dir %s --device-id ID`"
+                            % (directory, directory)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise IdentityError("%s: not valid TOML (%s)" % (manifest, exc)) from None
+    device_id = data.get("device_id")
+    algorithm = data.get("algorithm")
+    reason = check_device_id(device_id)
+    if reason:
+        raise IdentityError("%s: device_id: %s" % (manifest, reason))
+    if algorithm == EDDSA:
+        path = os.path.join(directory, "device.key")
+        try:
+            key = serialization.load_pem_private_key(read_private(path), password=None)
+        except ValueError as exc:
+            raise IdentityError("%s: not a PEM private key (%s)" % (path, exc)) from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise IdentityError("%s: not an Ed25519 key" % path)
+        return Identity(device_id, algorithm, private_key=key, directory=directory)
+    if algorithm == HMAC256:
+        path = os.path.join(directory, "device.secret")
+        secret = read_private(path)
+        if len(secret) < cose.MIN_HMAC_KEY:
+            raise IdentityError("%s: %d bytes, an HMAC key needs at least %d" % (path, len(secret), cose.MIN_HMAC_KEY))
+        return Identity(device_id, algorithm, secret=secret, directory=directory)
+    raise IdentityError("%s: algorithm must be one of %s, not %r" % (manifest, ", ".join(ALGORITHMS), algorithm))
+
+
+def ed25519_verifier(public_key_raw):
+    """A ``verify(signature, data) -> bool`` for the core's COSE verification."""
+    public_key = Ed25519PublicKey.from_public_bytes(public_key_raw)
+
+    def verify(signature, data):
+        try:
+            public_key.verify(signature, data)
+            return True
+        except InvalidSignature:
+            return False
+
+    return verify
