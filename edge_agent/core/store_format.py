@@ -9,6 +9,7 @@ Files in a store directory::
 
     <lane>-<segno:08d>.seg   a segment: SEGMENT_HEADER, then records
     <lane>.ack               the lane's acknowledged position (ACK marker)
+    acks                     ack journal: records whose payloads are ACK markers
     seq                      the sequencer's reserved high-water mark
     last-recovery            CBOR report of the last open's recovery
     *.tmp                    a marker being replaced; removed on open
@@ -64,6 +65,7 @@ ACK_SUFFIX = ".ack"
 TMP_SUFFIX = ".tmp"
 SEQ_NAME = "seq"
 RECOVERY_NAME = "last-recovery"
+JOURNAL_NAME = "acks"
 
 # Reasons a record or file is rejected (stable strings: reported, counted
 # and documented in docs/store.md).
@@ -260,15 +262,16 @@ def encode_ack(lane, position):
     return body + struct.pack("<I", crc32(body))
 
 
-def decode_ack(data, lane):
-    """The (segno, offset, index) position in an ack marker, or None."""
+def decode_ack(data, lane=None):
+    """The (segno, offset, index) position in an ack marker, or None.
+    ``lane`` None accepts any lane (read it from byte 5)."""
     if len(data) != ACK_SIZE:
         return None
     body = bytes(data[:20])
     if struct.unpack("<I", bytes(data[20:]))[0] != crc32(body):
         return None
     magic, version, marker_lane, _, segno, offset, index = struct.unpack(_ACK_FMT, body)
-    if magic != ACK_MAGIC or version != FORMAT_VERSION or marker_lane != lane:
+    if magic != ACK_MAGIC or version != FORMAT_VERSION or (lane is not None and marker_lane != lane):
         return None
     return (segno, offset, index)
 

@@ -115,10 +115,12 @@ class DirectoryState:
     """The result of ``load``: per lane, segments (oldest first) and the
     acknowledged position; the report; any files the store does not know."""
 
-    __slots__ = ("lanes", "acks", "report", "foreign", "bad_acks", "max_segno")
+    __slots__ = ("lanes", "acks", "marker_acks", "journal", "report", "foreign", "bad_acks", "max_segno")
 
     def __init__(self, lanes):
         self.lanes = [[] for _ in range(lanes)]
+        self.marker_acks = [(0, 0, 0) for _ in range(lanes)]  # from the .ack files alone
+        self.journal = False  # an ack journal exists
         # The highest segment number found per lane, removed ones included:
         # numbers never go back, so no position can point into a new file.
         self.max_segno = [0] * lanes
@@ -142,6 +144,8 @@ def load(fs, lanes, repair):
         lane = fmt.parse_ack_name(name)
         if lane is not None and lane < lanes:
             _load_ack(fs, name, lane, state)
+        elif name == fmt.JOURNAL_NAME:
+            state.journal = True
         elif name.endswith(fmt.TMP_SUFFIX):
             if repair:
                 # A replacement that never got renamed: the old file is valid.
@@ -149,6 +153,10 @@ def load(fs, lanes, repair):
                 report.removed_tmp += 1
         elif name not in (fmt.SEQ_NAME, fmt.RECOVERY_NAME):
             state.foreign.append(name)
+    for lane in range(lanes):
+        state.marker_acks[lane] = state.acks[lane]
+    if state.journal:
+        _load_journal(fs, state)
     segments.sort()
     for lane, segno in segments:
         state.max_segno[lane] = max(state.max_segno[lane], segno)
@@ -170,6 +178,39 @@ def _load_ack(fs, name, lane, state):
         state.report.discards.append(Discard(lane, name, 0, len(data), fmt.BAD_MARKER))
     else:
         state.acks[lane] = position
+
+
+def _load_journal(fs, state):
+    """Positions in the ack journal newer than the markers win. A torn
+    last entry is an ack that never became durable (reported; the records
+    it covered are sent again)."""
+    data = fs.read(fmt.JOURNAL_NAME, 0, fs.size(fmt.JOURNAL_NAME))
+    for position, lane, problem in scan_journal(data):
+        if problem is not None:
+            state.report.discards.append(Discard(-1, fmt.JOURNAL_NAME, problem[0], problem[1], problem[2]))
+        elif lane < len(state.acks) and position > state.acks[lane]:
+            state.acks[lane] = position
+
+
+def scan_journal(data):
+    """(position, lane, None) per valid entry, then (None, None, (offset,
+    bytes, reason)) if the journal ends in a bad entry. Entries after a bad
+    one are not trusted: the journal is append-only, so damage can only be
+    at its end unless the disk itself is failing."""
+    entries = []
+    view = memoryview(data)
+    pos = 0
+    end = len(data)
+    while pos < end:
+        reason, start, length, record_type = fmt.check_record(view, pos, end)
+        payload = bytes(view[start : start + length]) if reason is None else b""
+        position = fmt.decode_ack(payload) if reason is None and record_type == fmt.TYPE_DATA else None
+        if position is None:
+            entries.append((None, None, (pos, end - pos, reason or fmt.BAD_MARKER)))
+            break
+        entries.append((position, payload[5], None))
+        pos = start + length
+    return entries
 
 
 def _load_segment(fs, lane, segno, repair, report):
@@ -263,6 +304,12 @@ def verify(fs, lanes):
             data = fs.read(name, 0, fmt.ACK_SIZE + 1)
             if fmt.decode_ack(data, lane) is None:
                 problems.append(VerifyProblem(name, 0, len(data), fmt.BAD_MARKER))
+        elif name == fmt.JOURNAL_NAME:
+            data = fs.read(name, 0, fs.size(name))
+            for _, _, problem in scan_journal(data):
+                # A torn last entry may be an ack being written right now.
+                if problem is not None and problem[2] != fmt.TORN:
+                    problems.append(VerifyProblem(name, problem[0], problem[1], problem[2]))
         elif name == fmt.SEQ_NAME:
             data = fs.read(name, 0, fmt.SEQ_SIZE + 1)
             if fmt.decode_seq(data) is None:

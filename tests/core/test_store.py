@@ -163,10 +163,12 @@ def test_an_ack_becomes_durable_by_the_next_deadline():
         batch = store.read(max_records=1)
         store.ack(1, batch.end)
         assert store.poll(1000) == 1500
-        assert fmt.ack_name(1) not in fs.list()
+        assert fmt.JOURNAL_NAME not in fs.list()
         store.poll(1500)
-        assert fmt.decode_ack(fs.whole(fmt.ack_name(1)), 1) == batch.end
+        assert recovery.load(fs, 4, repair=False).acks[1] == batch.end  # in the journal
         store.close()
+        assert fmt.JOURNAL_NAME not in fs.list()  # close checkpoints into the marker
+        assert fmt.decode_ack(fs.whole(fmt.ack_name(1)), 1) == batch.end
 
     _with_dir(body)
 
@@ -487,6 +489,62 @@ def test_durable_sequencer_refuses_a_damaged_marker():
         fs.overwrite(fmt.SEQ_NAME, b"garbage")
         error = raises(SeqMarkerError, DurableSequencer, fs)
         assert "seq" in str(error) and "docs/store.md" in str(error)
+
+    _with_dir(body)
+
+
+def test_ack_journal_is_checkpointed_into_markers():
+    def body(fs):
+        store = open_store(fs)
+        for i in range(st.JOURNAL_LIMIT + 10):
+            store.append(i % 2, b"r%d" % i, i)
+            batch = store.read()
+            store.ack(batch.lane, batch.end)
+            store.sync()
+        # The journal restarted after a checkpoint: it holds only the last few.
+        entries = recovery.scan_journal(fs.whole(fmt.JOURNAL_NAME))
+        assert 0 < len(entries) <= 12
+        assert fmt.decode_ack(fs.whole(fmt.ack_name(0)), 0) is not None
+        store.append(0, b"unread", 0)
+        store.sync()
+        store = open_store(fs, 1)  # without close: positions come from the journal
+        assert read_all(store) == [(0, b"unread")]
+        assert fmt.JOURNAL_NAME not in fs.list()  # open checkpoints it
+        store.close()
+
+    _with_dir(body)
+
+
+def test_torn_journal_entry_only_loses_that_ack():
+    def body(fs):
+        store = open_store(fs)
+        for i in range(3):
+            store.append(2, b"r%d" % i, i)
+        for _ in range(2):
+            batch = store.read(1)
+            store.ack(2, batch.end)
+            store.sync()
+        journal = fs.whole(fmt.JOURNAL_NAME)
+        fs.overwrite(fmt.JOURNAL_NAME, journal[:-5])  # the last ack, torn
+        store = open_store(fs, 1)
+        assert read_all(store) == [(2, b"r1"), (2, b"r2")]  # r1 sent again: at-least-once
+        assert store.recovery.discards[0].name == fmt.JOURNAL_NAME
+        store.close()
+
+    _with_dir(body)
+
+
+def test_records_larger_than_one_read_and_batches_across_segments():
+    def body(fs):
+        store = open_store(fs, segment_bytes=65536, max_bytes=1 << 20)
+        big = [bytes([i]) * (st.READ_AHEAD + 5000 * i) for i in range(1, 4)]
+        for payload in big:
+            store.append(1, payload, 0)
+            store.append(1, b"small", 0)
+        assert len(fs.segments(1)) >= 2
+        records = [r for _, r in read_all(store)]
+        assert records == [big[0], b"small", big[1], b"small", big[2], b"small"]
+        store.close()
 
     _with_dir(body)
 
