@@ -607,17 +607,7 @@ class Store:
     def lane_info(self, lane):
         """(unacknowledged records, bytes, segments, oldest first_ms or None)."""
         state = self._lanes[lane]
-        depth = 0
-        nbytes = 0
-        for seg in state.segments:
-            nbytes += seg.end + fmt.SEAL_SIZE
-            if seg.segno > state.ack[0]:
-                depth += seg.count
-            elif seg.segno == state.ack[0]:
-                depth += seg.count - state.ack[2]
-            # (older segments are wholly acknowledged, awaiting compaction)
-        oldest = state.segments[0].first_ms if state.segments else None
-        return depth, nbytes, len(state.segments), oldest
+        return recovery.summarize_lane(state.segments, state.ack)
 
     @property
     def lanes(self):

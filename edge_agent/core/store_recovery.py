@@ -254,6 +254,24 @@ def _load_segment(fs, lane, segno, repair, report):
     return SegmentState(lane, segno, first_ms, scan.end, scan.count, scan.sealed or repair)
 
 
+def summarize_lane(segments, ack):
+    """(unacknowledged records, bytes, segments, first_ms of the oldest
+    segment or None) for a lane's segments (oldest first; any objects with
+    segno, end, count and first_ms) and its acknowledged position. Bytes
+    count each segment with its seal, as the store's bound does."""
+    depth = 0
+    nbytes = 0
+    for seg in segments:
+        nbytes += seg.end + fmt.SEAL_SIZE
+        if seg.segno > ack[0]:
+            depth += seg.count
+        elif seg.segno == ack[0]:
+            depth += max(0, seg.count - ack[2])
+        # older segments are wholly acknowledged, awaiting compaction
+    oldest = segments[0].first_ms if segments else None
+    return depth, nbytes, len(segments), oldest
+
+
 def replace(fs, name, data):
     """Replace ``name`` atomically: write a temporary file and make it
     durable, then rename it over ``name``. The caller makes the rename
