@@ -230,6 +230,51 @@ def cmd_keys_show(args):
     return EXIT_OK
 
 
+def cmd_receiver_run(args):
+    from rich.console import Console
+
+    from edge_agent.receiver import display
+    from edge_agent.receiver.service import Receiver
+    from edge_agent.receiver.storage import Storage
+
+    settings = broker_settings(args)
+    registry = _load_registry(args.registry)
+    storage = Storage(args.db)
+    receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id)
+    console = Console()
+    live = args.live if args.live is not None else console.is_terminal
+    log.info("receiver: %d registered devices, database %s", len(registry.devices), args.db)
+
+    async def main():
+        show = display.show_live(receiver, console) if live else display.log_summaries(receiver, console)
+        await asyncio.gather(receiver.run(), show)
+
+    try:
+        asyncio.run(_run_until_signalled(main()))
+    finally:
+        storage.close()
+    return EXIT_OK
+
+
+def cmd_receiver_report(args):
+    import os
+
+    from rich.console import Console
+
+    from edge_agent.receiver import display
+    from edge_agent.receiver.storage import Storage
+
+    if not os.path.exists(args.db):
+        raise UsageError("--db %s: no such database; the receiver creates it on its first run" % args.db)
+    storage = Storage(args.db)
+    try:
+        Console().print(display.report(storage))
+        missing = sum(row[3] for row in storage.device_summary())
+    finally:
+        storage.close()
+    return EXIT_FAILED if (args.fail_on_gaps and missing) else EXIT_OK
+
+
 def cmd_sim_sensors(args):
     from simulator import sensor_board
 
@@ -296,6 +341,26 @@ def build_parser():
     show = keys_sub.add_parser("show", help="show an identity's device id, algorithm and public key")
     show.add_argument("dir")
     show.set_defaults(func=cmd_keys_show)
+
+    receiver = sub.add_parser("receiver", help="the reference receiver (cloud side)")
+    receiver_sub = receiver.add_subparsers(dest="receiver_command", metavar="ACTION")
+    receiver_sub.required = True
+    receiver_run = receiver_sub.add_parser(
+        "run", help="subscribe, verify, drop duplicates, report gaps, store in SQLite")
+    receiver_run.add_argument("--registry", required=True, metavar="FILE", help="devices.toml: the devices' keys")
+    receiver_run.add_argument("--db", default="receiver.sqlite", metavar="FILE", help="SQLite database (created)")
+    receiver_run.add_argument("--group", default="edge-agent-receivers",
+                              help="shared-subscription group: instances in one group split the fleet; '' for none")
+    receiver_run.add_argument("--client-id", help="a stable MQTT client id keeps this instance's session (and its "
+                              "undelivered messages) across restarts")
+    receiver_run.add_argument("--live", action="store_true", default=None, help="live table (default on a terminal)")
+    receiver_run.add_argument("--no-live", dest="live", action="store_false", help="summary lines instead")
+    add_broker_options(receiver_run)
+    receiver_run.set_defaults(func=cmd_receiver_run)
+    receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
+    receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE")
+    receiver_report.add_argument("--fail-on-gaps", action="store_true", help="exit 1 if any seq is missing")
+    receiver_report.set_defaults(func=cmd_receiver_report)
 
     sim = sub.add_parser("sim", help="hardware simulator")
     sim_sub = sim.add_subparsers(dest="sim_command", metavar="ACTION")

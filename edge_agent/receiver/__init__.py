@@ -1,0 +1,2 @@
+"""The reference receiver: subscribe, verify, dedupe, detect gaps, store.
+See docs/receiver.md."""

@@ -1,0 +1,79 @@
+"""What the receiver shows people: a live table on a terminal, summary lines
+in a log, and the report of `edge-agent receiver report`."""
+
+import asyncio
+import datetime
+
+from rich.console import Group
+from rich.live import Live
+from rich.table import Table
+
+
+def _when(ms):
+    if not ms:
+        return ""
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
+
+
+def devices_table(storage, with_gaps=False):
+    table = Table(title="devices", title_justify="left")
+    for column in ("device", "online", "signals", "last seq", "missing", "duplicates", "active alerts", "last seen"):
+        table.add_column(column, justify="right" if column not in ("device", "online") else "left")
+    if with_gaps:
+        table.add_column("missing seq ranges")
+    for device, count, max_seq, missing, duplicates, active, last_seen, online in storage.device_summary():
+        row = [device, {1: "yes", 0: "no"}.get(online, "?"), str(count), str(max_seq), str(missing),
+               str(duplicates), str(active), _when(last_seen)]
+        if with_gaps:
+            gaps = storage.gaps(device)
+            row.append(", ".join("%d-%d" % g if g[0] != g[1] else str(g[0]) for g in gaps[:10])
+                       + (" ..." if len(gaps) > 10 else ""))
+        table.add_row(*row)
+    return table
+
+
+def alerts_table(storage, limit=8):
+    table = Table(title="recent alerts", title_justify="left")
+    for column in ("time", "device", "seq", "severity", "state", "what"):
+        table.add_column(column)
+    for device, seq, time_ms, severity, active, text in storage.recent_alerts(limit):
+        table.add_row(_when(time_ms), device, str(seq), severity or "", "raised" if active else "cleared", text or "")
+    return table
+
+
+def rejections_table(receiver):
+    table = Table(title="rejected", title_justify="left")
+    table.add_column("reason")
+    table.add_column("count", justify="right")
+    for reason, count in sorted(receiver.storage.rejection_counts().items()):
+        table.add_row(reason, str(count))
+    return table
+
+
+def report(storage):
+    """The full picture from the database alone (no broker needed)."""
+    tables = [devices_table(storage, with_gaps=True), alerts_table(storage, 20)]
+    counts = storage.rejection_counts()
+    if counts:
+        table = Table(title="rejected", title_justify="left")
+        table.add_column("reason")
+        table.add_column("count", justify="right")
+        for reason, count in sorted(counts.items()):
+            table.add_row(reason, str(count))
+        tables.append(table)
+    return Group(*tables)
+
+
+async def show_live(receiver, console, interval_s=1.0):
+    with Live(console=console, refresh_per_second=4) as live:
+        while True:
+            live.update(Group(devices_table(receiver.storage), alerts_table(receiver.storage),
+                              rejections_table(receiver)))
+            await asyncio.sleep(interval_s)
+
+
+async def log_summaries(receiver, console, interval_s=10.0):
+    while True:
+        await asyncio.sleep(interval_s)
+        console.print("receiver: %d accepted, %d duplicates dropped, rejected %s"
+                      % (receiver.accepted, receiver.duplicates, receiver.rejected or "none"))

@@ -1,0 +1,150 @@
+"""The reference receiver's SQLite storage (schema in docs/receiver.md).
+
+Duplicates are dropped by the primary key (device, seq), so they stay
+dropped across receiver restarts and across several receiver instances
+sharing one database file. Gaps are computed from what is stored: a device
+numbers its signals 1, 2, 3, ... for its whole life, so every seq below the
+highest one seen that is not stored is missing (or was reported evicted by
+the device).
+"""
+
+import sqlite3
+
+from edge_agent.core import cbor
+from edge_agent.core import signals as sg
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS signals (
+    device      TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    priority    INTEGER NOT NULL,
+    time_ms     INTEGER NOT NULL,   -- device time of the event
+    received_ms INTEGER NOT NULL,   -- receiver time of arrival
+    body        BLOB    NOT NULL,   -- the body map, CBOR
+    envelope    BLOB    NOT NULL,   -- the COSE message as received (re-verifiable)
+    PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    device TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL, priority INTEGER NOT NULL,
+    condition TEXT, component TEXT, sensor TEXT, severity TEXT, active INTEGER, text TEXT,
+    PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, topic TEXT NOT NULL,
+    reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS devices (
+    device TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL, last_seen_ms INTEGER NOT NULL,
+    online INTEGER, duplicates INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+# Rejections are evidence, not a log sink: keep at most this many payload
+# bytes each, so a flood of garbage cannot fill the disk quickly.
+MAX_REJECTED_PAYLOAD = 1024
+
+
+class Storage:
+    def __init__(self, path):
+        self.path = path
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so one
+        # transaction covers a batch of messages.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode: a commit survives a receiver crash; only an OS
+        # crash can lose the last transactions (the devices resend them:
+        # their messages are acknowledged only after the commit).
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(SCHEMA)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self):
+        self.db.close()
+
+    def begin(self):
+        self.db.execute("BEGIN")
+
+    def commit(self):
+        self.db.execute("COMMIT")
+
+    def store_signal(self, signal, envelope, received_ms):
+        """Insert a verified signal; False if (device, seq) was already stored."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
+             cbor.dumps(signal.body), envelope),
+        )
+        new = cursor.rowcount == 1
+        self.db.execute(
+            "INSERT INTO devices (device, first_seen_ms, last_seen_ms, duplicates) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
+            "duplicates = duplicates + excluded.duplicates",
+            (signal.device, received_ms, received_ms, 0 if new else 1),
+        )
+        if new and signal.kind == sg.KIND_ALERT:
+            body = signal.body
+            self.db.execute(
+                "INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (signal.device, signal.seq, signal.time_ms, signal.priority, _text(body.get(sg.A_CONDITION)),
+                 _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_SENSOR)), _text(body.get(sg.A_SEVERITY)),
+                 1 if body.get(sg.A_ACTIVE) else 0, _text(body.get(sg.A_TEXT))),
+            )
+        return new
+
+    def store_rejection(self, topic, reason, detail, payload, received_ms):
+        self.db.execute(
+            "INSERT INTO rejections (received_ms, topic, reason, detail, payload) VALUES (?, ?, ?, ?, ?)",
+            (received_ms, topic, reason, detail[:500], payload[:MAX_REJECTED_PAYLOAD]),
+        )
+
+    def set_online(self, device, online, received_ms):
+        self.db.execute(
+            "INSERT INTO devices (device, first_seen_ms, last_seen_ms, online) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(device) DO UPDATE SET online = excluded.online",
+            (device, received_ms, received_ms, 1 if online else 0),
+        )
+
+    # --- queries ---------------------------------------------------------
+
+    def gaps(self, device):
+        """Missing seq ranges [(first, last), ...] below the highest seen."""
+        rows = self.db.execute(
+            "SELECT seq + 1, next - 1 FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next "
+            "FROM signals WHERE device = ?) WHERE next > seq + 1",
+            (device,),
+        ).fetchall()
+        first = self.db.execute("SELECT MIN(seq) FROM signals WHERE device = ?", (device,)).fetchone()[0]
+        if first is not None and first > 1:
+            rows.insert(0, (1, first - 1))
+        return [tuple(r) for r in rows]
+
+    def device_summary(self):
+        """One row per device: (device, signals, max seq, missing, duplicates,
+        active alerts, last seen ms, online)."""
+        return self.db.execute(
+            """
+            SELECT d.device, COUNT(s.seq), COALESCE(MAX(s.seq), 0), COALESCE(MAX(s.seq), 0) - COUNT(s.seq),
+                   d.duplicates,
+                   (SELECT COUNT(*) FROM alerts a WHERE a.device = d.device AND a.active = 1),
+                   d.last_seen_ms, d.online
+            FROM devices d LEFT JOIN signals s ON s.device = d.device
+            GROUP BY d.device ORDER BY d.device
+            """
+        ).fetchall()
+
+    def recent_alerts(self, limit=10):
+        return self.db.execute(
+            "SELECT device, seq, time_ms, severity, active, text FROM alerts ORDER BY time_ms DESC, seq DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def rejection_counts(self):
+        return dict(self.db.execute("SELECT reason, COUNT(*) FROM rejections GROUP BY reason").fetchall())
+
+
+def _text(value):
+    return value if isinstance(value, str) else None

@@ -1,0 +1,183 @@
+"""The reference receiver: verification, duplicates, gaps, storage, shared
+subscriptions, on a real broker and real SQLite."""
+
+import asyncio
+import contextlib
+import sqlite3
+
+import aiomqtt
+import pytest
+
+from edge_agent.core import signals as sg
+from edge_agent.identity import create_identity
+from edge_agent.receiver.service import Receiver
+from edge_agent.receiver.storage import Storage
+from edge_agent.registry import Registry
+from edge_agent.tls import client_context
+from edge_agent.uplink import BrokerSettings
+from simulator.processes import Child, edge_agent_argv
+
+pytestmark = pytest.mark.integration
+
+
+def _signal(device, seq, kind=sg.KIND_TELEMETRY, body=None):
+    return sg.Signal(kind, sg.PRIORITY_LOW, 1700000000000 + seq, body or {0: []}, device, seq)
+
+
+@pytest.fixture
+def fleet(tmp_path):
+    """Two devices (one Ed25519, one HMAC) and a registry that knows them."""
+    registry = Registry()
+    devices = {}
+    for device_id, algorithm in (("rx-ed", "EdDSA"), ("rx-mac", "HMAC256")):
+        identity = create_identity(str(tmp_path / device_id), device_id, algorithm)
+        registry.add_entries(identity.registry_entry(include_secret=True))
+        devices[device_id] = identity
+    return registry, devices
+
+
+def _settings(pki, broker, name):
+    cert, key = pki.client(name)
+    return BrokerSettings("127.0.0.1", broker.port, client_context(pki.ca_cert, cert, key))
+
+
+def test_handle_accepts_dedupes_rejects_and_finds_gaps(fleet, tmp_path):
+    registry, devices = fleet
+    storage = Storage(str(tmp_path / "r.sqlite"))
+    receiver = Receiver(None, registry, storage)
+    ed = devices["rx-ed"]
+
+    def handle(signal, topic=None, identity=ed):
+        data = identity.seal(signal.encode())
+        return receiver.handle(topic or sg.topic(signal.device, signal.kind), data, 1)
+
+    storage.begin()
+    assert [handle(_signal("rx-ed", s)) for s in (1, 2, 5, 3)] == ["accepted"] * 4
+    assert handle(_signal("rx-ed", 2)) == "duplicate"  # a replay is a duplicate: dropped
+    assert handle(_signal("rx-mac", 1), identity=devices["rx-mac"]) == "accepted"
+    assert handle(_signal("rx-mac", 2), identity=ed) == "device-mismatch"
+    assert receiver.handle("ea/v1/rx-ed/alert", b"\x00garbage", 1) == "malformed"
+    storage.commit()
+    assert storage.gaps("rx-ed") == [(4, 4)]
+    assert storage.gaps("rx-mac") == []
+    assert (receiver.accepted, receiver.duplicates) == (5, 1)
+    assert storage.rejection_counts() == {"device-mismatch": 1, "malformed": 1}
+    summary = {row[0]: row for row in storage.device_summary()}
+    assert summary["rx-ed"][1:5] == (4, 5, 1, 1)  # signals, max seq, missing, duplicates
+    storage.begin()
+    handle(_signal("rx-ed", 4))
+    storage.commit()
+    assert storage.gaps("rx-ed") == []
+
+
+def test_dedupe_survives_restart(fleet, tmp_path):
+    registry, devices = fleet
+    path = str(tmp_path / "r.sqlite")
+    data = devices["rx-ed"].seal(_signal("rx-ed", 7).encode())
+    for expected in ("accepted", "duplicate"):
+        storage = Storage(path)
+        storage.begin()
+        assert Receiver(None, registry, storage).handle("ea/v1/rx-ed/telemetry", data, 1) == expected
+        storage.commit()
+        storage.close()
+    assert Storage(path).gaps("rx-ed") == [(1, 6)]
+
+
+async def _publish_all(settings, messages):
+    async with aiomqtt.Client(settings.host, settings.port, tls_context=settings.tls_context) as client:
+        for topic, payload in messages:
+            await client.publish(topic, payload, qos=1)
+
+
+async def _until(predicate, timeout_s=20):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out: %s" % (predicate.__doc__ or "")
+        await asyncio.sleep(0.05)
+
+
+def test_shared_subscription_splits_load_and_rejects_garbage(fleet, pki, broker, tmp_path):
+    registry, devices = fleet
+    receivers = [
+        Receiver(_settings(pki, broker, "rx-%d" % i), registry, Storage(str(tmp_path / ("r%d.sqlite" % i))),
+                 group="test-share")
+        for i in range(2)
+    ]
+    n = 300
+    messages = []
+    for seq in range(1, n + 1):
+        signal = _signal("rx-ed", seq)
+        messages.append((sg.topic("rx-ed", signal.kind), devices["rx-ed"].seal(signal.encode())))
+    garbage = [("ea/v1/rx-ed/alert", b"\xff" * 10), ("ea/v1/rx-ed/alert", messages[0][1][:-5]),
+               ("ea/v1/nobody/alert", b"")]
+
+    async def scenario():
+        tasks = [asyncio.create_task(r.run()) for r in receivers]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(r.connected.wait() for r in receivers)), 10)
+            await _publish_all(_settings(pki, broker, "rx-pub"), garbage + messages + messages[:20])
+            def done():
+                return sum(r.accepted for r in receivers) >= n and sum(sum(r.rejected.values()) for r in receivers) >= 3
+            try:
+                await _until(done)
+            except AssertionError:
+                raise AssertionError("accepted %s duplicates %s rejected %s" % (
+                    [r.accepted for r in receivers], [r.duplicates for r in receivers], [r.rejected for r in receivers]))
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(scenario())
+    accepted = [r.accepted for r in receivers]
+    assert sum(accepted) == n
+    assert all(a > 0 for a in accepted), accepted  # both instances took a share
+    seqs = set()
+    for r in receivers:
+        rows = r.storage.db.execute("SELECT seq FROM signals WHERE device='rx-ed'").fetchall()
+        seqs |= {row[0] for row in rows}
+    assert seqs == set(range(1, n + 1))
+    reasons = {}
+    for r in receivers:
+        for reason, count in r.rejected.items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    assert reasons == {"malformed": 3}
+
+
+def test_receiver_cli_end_to_end_with_a_real_agent(pki, broker, start_agent, pty, tmp_path, registry):
+    """Agent -> broker -> `edge-agent receiver run` -> SQLite -> `receiver report`."""
+    from edge_agent.core import frames as fr
+
+    agent = start_agent(broker.port, "rx-agent", pty.path, extra=("--telemetry-interval-ms", "300"))
+    registry_file = tmp_path / "devices.toml"
+    registry_file.write_text(_entry(agent.identity_dir))
+    db = str(tmp_path / "rx.sqlite")
+    cert, key = pki.client("rx-cli")
+    receiver = Child("receiver", edge_agent_argv(
+        "receiver", "run", "--registry", str(registry_file), "--db", db, "--no-live", "--group", "",
+        "--broker", "127.0.0.1:%d" % broker.port, "--ca", pki.ca_cert, "--cert", cert, "--key", key), relay=False)
+    try:
+        receiver.wait_for("receiving", 15)
+        agent.child.wait_for("connected to broker", 20)
+        for value in (40, 41, 150, 42):
+            pty.write(fr.encode_frame(fr.READING, "coolant_temp", value))
+        receiver.wait_for("alert rx-agent", 20)
+        agent.child.wait_for("alert #", 10)
+    finally:
+        agent.stop()
+        receiver.stop()
+    report = Child("report", edge_agent_argv("receiver", "report", "--db", db, "--fail-on-gaps"), relay=False)
+    assert report.process.wait(30) == 0, report.text()
+    report.stop()
+    assert "rx-agent" in report.text() and "outside its valid range" in report.text()
+    with sqlite3.connect(db) as connection:
+        kinds = {row[0] for row in connection.execute("SELECT kind FROM signals WHERE device='rx-agent'")}
+    assert sg.KIND_ALERT in kinds
+
+
+def _entry(identity_dir):
+    from edge_agent.identity import load_identity
+
+    return load_identity(identity_dir).registry_entry()
