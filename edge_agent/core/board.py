@@ -10,9 +10,18 @@ Layout (docs/board-file.md is the reference)::
     schema = 1
     [board]            name, model
     [buses.ID]         port, baud, protocol = "line"
-    [components.ID]    part, essential, description
-    [sensors.ID]       bus, component, unit, valid_range = [low, high], period_ms
+    [outputs.ID]       chip, line, active_low          (GPIO outputs, e.g. power enables)
+    [modes.ID]         text, cut = [output, ...]       (declared degraded modes)
+    [health]           triage settings (storm, dedupe, rate limit)
+    [components.ID]    part, essential, description, supply, quarantine, ...
+    [sensors.ID]       bus, component, unit, valid_range = [low, high], period_ms,
+                       redundant, [[sensors.ID.rules]], [sensors.ID.predict]
+
+The health keys (rules, quarantine, prediction) are validated in
+``board_health.py`` so this file stays about the hardware's shape.
 """
+
+from edge_agent.core import board_health as bh
 
 SCHEMA = 1
 PROTOCOLS = ("line",)
@@ -58,19 +67,25 @@ class Bus:
 
 
 class Component:
-    __slots__ = ("id", "part", "essential", "description")
+    """A part of the product. The health attributes (supply, quarantine,
+    confirm_n/m, ...) are documented in board_health.py and docs/health.md."""
 
-    def __init__(self, id, part, essential, description):
+    __slots__ = ("id", "part", "essential", "description") + bh.COMPONENT_ATTRS
+
+    def __init__(self, id, part, essential, description, health=None):
         self.id = id
         self.part = part
         self.essential = essential
         self.description = description
+        values = health or bh.component_defaults()
+        for name in bh.COMPONENT_ATTRS:
+            setattr(self, name, values[name])
 
 
 class Sensor:
-    __slots__ = ("id", "bus", "component", "unit", "low", "high", "period_ms")
+    __slots__ = ("id", "bus", "component", "unit", "low", "high", "period_ms", "redundant", "rules", "predict")
 
-    def __init__(self, id, bus, component, unit, low, high, period_ms):
+    def __init__(self, id, bus, component, unit, low, high, period_ms, redundant="", rules=(), predict=None):
         self.id = id
         self.bus = bus
         self.component = component
@@ -78,18 +93,27 @@ class Sensor:
         self.low = low
         self.high = high
         self.period_ms = period_ms
+        self.redundant = redundant  # sensor id that stands in when this one is switched out
+        self.rules = rules  # RuleSpecs declared in the board file
+        self.predict = predict  # PredictSpec or None
 
 
 class Board:
-    __slots__ = ("name", "model", "buses", "components", "sensors", "source")
+    __slots__ = ("name", "model", "buses", "components", "sensors", "source", "outputs", "modes", "health")
 
-    def __init__(self, name, model, buses, components, sensors, source):
+    def __init__(self, name, model, buses, components, sensors, source, outputs=None, modes=None, health=None):
         self.name = name
         self.model = model
         self.buses = buses
         self.components = components
         self.sensors = sensors
         self.source = source
+        self.outputs = outputs or {}
+        self.modes = modes or {}
+        self.health = health or bh.HealthSettings()
+
+    def sensors_of(self, component_id):
+        return sorted(s.id for s in self.sensors.values() if s.component == component_id)
 
     def sensors_on(self, bus_id):
         return [s for s in self.sensors.values() if s.bus == bus_id]
@@ -182,7 +206,7 @@ def board_from_dict(data, source="<board>"):
     check = _Checker()
     if not isinstance(data, dict):
         raise BoardError(source, [Problem("", "the board must be a table", "start from boards/demo-gateway.toml")])
-    check.unknown_keys(data, ("schema", "board", "buses", "components", "sensors"), "")
+    check.unknown_keys(data, ("schema", "board", "buses", "outputs", "modes", "health", "components", "sensors"), "")
     schema = data.get("schema")
     if schema != SCHEMA:
         check.problem(
@@ -199,12 +223,16 @@ def board_from_dict(data, source="<board>"):
         model = check.text(header, "model", "board")
 
     buses = _buses(check, data)
-    components = _components(check, data)
+    outputs = bh.outputs(check, data)
+    modes = bh.modes(check, data, outputs)
+    health = bh.settings(check, data)
+    components = _components(check, data, outputs, modes)
     sensors = _sensors(check, data, buses, components)
+    bh.cross_check(check, sensors, components)
 
     if check.problems:
         raise BoardError(source, check.problems)
-    return Board(name, model, buses, components, sensors, source)
+    return Board(name, model, buses, components, sensors, source, outputs, modes, health)
 
 
 def _buses(check, data):
@@ -231,7 +259,7 @@ def _buses(check, data):
     return buses
 
 
-def _components(check, data):
+def _components(check, data, outputs, modes):
     components = {}
     table = check.table(data, "components", "components")
     if table is None:
@@ -241,11 +269,12 @@ def _components(check, data):
         entry = check.table(table, component_id, key)
         if entry is None or not check.identifier(component_id, key):
             continue
-        check.unknown_keys(entry, ("part", "essential", "description"), key)
+        check.unknown_keys(entry, ("part", "essential", "description") + bh.COMPONENT_HEALTH_KEYS, key)
         part = check.text(entry, "part", key, required=False, default="")
         essential = check.boolean(entry, "essential", key, False)
         description = check.text(entry, "description", key, required=False, default="")
-        components[component_id] = Component(component_id, part, essential, description)
+        health = bh.component_health(check, entry, key, essential, outputs, modes)
+        components[component_id] = Component(component_id, part, essential, description, health)
     return components
 
 
@@ -261,7 +290,7 @@ def _sensors(check, data, buses, components):
         entry = check.table(table, sensor_id, key)
         if entry is None or not check.identifier(sensor_id, key):
             continue
-        check.unknown_keys(entry, ("bus", "component", "unit", "valid_range", "period_ms"), key)
+        check.unknown_keys(entry, ("bus", "component", "unit", "valid_range", "period_ms") + bh.SENSOR_HEALTH_KEYS, key)
         bus = check.text(entry, "bus", key)
         if bus is not None and bus not in buses:
             check.problem(
@@ -279,7 +308,10 @@ def _sensors(check, data, buses, components):
         unit = check.text(entry, "unit", key)
         low, high = _valid_range(check, entry, key)
         period_ms = check.integer(entry, "period_ms", key, 10, 86400000)
-        sensors[sensor_id] = Sensor(sensor_id, bus, component, unit, low, high, period_ms)
+        redundant = check.text(entry, "redundant", key, required=False, default="")
+        rules = bh.sensor_rules(check, entry, key)
+        predict = bh.sensor_predict(check, entry, key)
+        sensors[sensor_id] = Sensor(sensor_id, bus, component, unit, low, high, period_ms, redundant, rules, predict)
     return sensors
 
 

@@ -2,12 +2,19 @@
 
 Sans-I/O. The adapter calls ``feed(bus_id, data, now_ms)`` with whatever
 bytes a port produced and ``poll(now_ms)`` when the deadline it returned
-comes due; both return a list of outputs, each either a ``Signal`` (to the
-uplink) or a ``Notice`` (to the log). Nothing here reads a clock, sleeps,
-or touches a file.
+comes due; both return a list of outputs, each one of:
 
-    bytes -> FrameDecoder -> Frame -> Reading -> RangeRule -> alert Signal
-                                          \\-> telemetry batch -> Signal
+- ``Signal`` (signals.py): numbered, for the uplink (alerts, state changes,
+  telemetry);
+- ``Notice``: for the log, never sent;
+- ``SetOutput`` (outputs.py): drive a GPIO output (quarantine cut a power
+  pin, a degraded mode switched a heater off); the adapter applies it.
+
+Nothing here reads a clock, sleeps, or touches a file.
+
+    bytes -> FrameDecoder -> Frame -> Reading -> HealthEngine -> proposed alerts -> Triage -> alert Signal
+                                          |            \\-> state Signals, SetOutputs
+                                          \\-> telemetry batch (quarantined sensors left out) -> Signal
 
 Counters in ``stats`` record everything the pipeline saw, including every
 rejected frame by reason, so the console and tests can inspect it.
@@ -15,8 +22,9 @@ rejected frame by reason, so the console and tests can inspect it.
 
 from edge_agent.core import frames as fr
 from edge_agent.core import reading as rd
-from edge_agent.core import rules
 from edge_agent.core import signals as sg
+from edge_agent.core.health import HealthEngine
+from edge_agent.core.triage import Triage
 
 # Unknown sensor ids are reported once each, up to this many distinct ids,
 # then only counted: a miswired bus must not flood the log.
@@ -79,9 +87,10 @@ class Device:
         self.decoders = {}
         for bus_id in board.buses:
             self.decoders[bus_id] = fr.FrameDecoder()
-        self.rules = {}
-        for sensor in board.sensors.values():
-            self.rules[sensor.id] = rules.RangeRule(sensor, board.components.get(sensor.component))
+        self.health = HealthEngine(board)
+        self.triage = Triage(board)
+        self._health_due_ms = None
+        self._triage_due_ms = None
         self.latest = {}  # sensor id -> last Reading
         self._batch = []
         self._batch_due_ms = None
@@ -94,6 +103,9 @@ class Device:
             "wrong_bus": 0,
             "alerts": 0,
             "signals": 0,
+            "state_changes": 0,
+            "gpio_actions": 0,
+            "quarantined_readings": 0,
         }
         self.bad_by_reason = {}
 
@@ -118,8 +130,59 @@ class Device:
     def poll(self, now_ms):
         """Emit what is due at ``now_ms``. Returns (outputs, next_deadline_ms
         or None when nothing is pending)."""
-        outputs = self._flush_if_due(now_ms)
-        return outputs, self._batch_due_ms
+        outputs = []
+        health_out, self._health_due_ms = self.health.poll(now_ms)
+        self._route(health_out, now_ms, outputs)
+        outputs.extend(self._poll_triage(now_ms))
+        outputs.extend(self._flush_if_due(now_ms))
+        return outputs, self._deadline()
+
+    def force(self, component_id, now_ms, who="operator"):
+        """Quarantine a component by hand (console, signed command): its
+        actions apply even if it is essential. Raises KeyError for an unknown
+        component and component.IllegalTransition if it is already forced."""
+        outputs = []
+        self._route(self.health.force(component_id, now_ms, who), now_ms, outputs)
+        return outputs
+
+    def release(self, component_id, now_ms, who="operator"):
+        """Release a component from any state but ok (same errors as force)."""
+        outputs = []
+        self._route(self.health.release(component_id, now_ms, who), now_ms, outputs)
+        return outputs
+
+    def component_states(self):
+        """{component id: state name}, for the console and status."""
+        return dict((cid, h.state) for cid, h in self.health.components.items())
+
+    def _deadline(self):
+        times = [t for t in (self._batch_due_ms, self._health_due_ms, self._triage_due_ms) if t is not None]
+        return min(times) if times else None
+
+    def _poll_triage(self, now_ms):
+        sent, self._triage_due_ms = self.triage.poll(now_ms)
+        out = []
+        for signal in sent:
+            self.stats["alerts"] += 1
+            out.append(self._number(signal))
+        return out
+
+    def _route(self, items, now_ms, outputs):
+        """Health engine outputs: alerts through triage, the rest as is."""
+        for item in items:
+            if isinstance(item, sg.Signal):
+                if item.kind == sg.KIND_ALERT:
+                    for signal in self.triage.submit(item, now_ms):
+                        self.stats["alerts"] += 1
+                        outputs.append(self._number(signal))
+                else:
+                    self.stats["state_changes"] += 1
+                    outputs.append(self._number(item))
+            else:
+                self.stats["gpio_actions"] += 1
+                outputs.append(item)
+        self._health_due_ms = self.health.deadline()
+        self._triage_due_ms = self.triage.deadline()
 
     def flush(self, now_ms):
         """Emit the pending telemetry batch now (e.g. on shutdown)."""
@@ -166,16 +229,19 @@ class Device:
             reading = rd.Reading(now_ms, sensor.id, None, rd.FAULT, event.value)
         self.stats["readings"] += 1
         self.latest[sensor.id] = reading
-        alert = self.rules[sensor.id].evaluate(reading)
-        if alert is not None:
-            self.stats["alerts"] += 1
-            outputs.append(self._number(alert))
-        self._add_to_batch(reading, now_ms, outputs)
+        self._route(self.health.on_reading(reading), now_ms, outputs)
+        if self.health.sends_telemetry(sensor.id):
+            self._add_to_batch(reading.time_ms, reading.sensor, reading.value, reading.quality, now_ms, outputs)
+        else:
+            self.stats["quarantined_readings"] += 1
+        if reading.quality == rd.GOOD:
+            for stand_in in self.health.substitutes(sensor.id):
+                self._add_to_batch(reading.time_ms, stand_in, reading.value, rd.SUBSTITUTED, now_ms, outputs)
 
-    def _add_to_batch(self, reading, now_ms, outputs):
+    def _add_to_batch(self, time_ms, sensor_id, value, quality, now_ms, outputs):
         if not self._batch:
             self._batch_due_ms = now_ms + self.telemetry_interval_ms
-        self._batch.append([reading.time_ms, reading.sensor, reading.value, reading.quality])
+        self._batch.append([time_ms, sensor_id, value, quality])
         if len(self._batch) >= self.telemetry_max_readings:
             outputs.extend(self._emit_batch(now_ms))
 

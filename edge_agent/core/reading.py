@@ -4,6 +4,9 @@
 # sensor itself reported an error (value is None, ``code`` says which).
 GOOD = 0
 FAULT = 1
+# SUBSTITUTED: only in telemetry. The sensor's component is quarantined with
+# ``switch``, and the value is its redundant sensor's reading.
+SUBSTITUTED = 2
 
 
 class Reading:

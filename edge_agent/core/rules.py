@@ -1,12 +1,22 @@
-"""Rules that turn readings into alerts.
+"""Rules: readings in, conditions out (pure, time from the readings).
 
-One rule so far, the valid-range threshold: a sensor reading outside its
-board-declared valid range, or a sensor reporting its own fault, raises an
-alert. Alerts are edge-triggered: one when a condition begins and one (with
-active = false) when it clears, never one per reading, so a stuck-high
-sensor sampled every second does not page anyone sixty times a minute.
-The health engine (rules with hysteresis, debouncing, component states)
-grows from here.
+Every sensor has two implicit rules, valid range (``out_of_range``) and its
+own fault report (``sensor_fault``), plus the rules its board file declares
+(board_health.py validates them; docs/health.md explains each):
+
+    threshold  above/below a limit, clears past ``clear`` (hysteresis)
+    stuck      no change beyond ``epsilon`` for ``for_s``
+    flatline   at a rail (valid_range ends or ``rails``, +- tolerance) for ``for_s``
+    rate       changed faster than ``max_per_s`` between two readings
+    jump       more than ``max_step`` away from its recent level (EWMA)
+    dropout    no reading at all for ``for_s`` (judged by the timer, ``due``)
+    disagree   differs from the ``with`` sensor by more than ``max_diff`` for ``for_s``
+
+A rule is *active* while its condition holds. Conditions are edge-triggered:
+the caller hears about a rule when it becomes active and when it clears,
+never once per reading, so a stuck-high sensor sampled every second does not
+page anyone sixty times a minute. ``health`` rules (all but threshold, by
+default) also make the component's evaluation bad (component.py).
 """
 
 from edge_agent.core import reading as rd
@@ -15,79 +25,395 @@ from edge_agent.core import signals as sg
 OUT_OF_RANGE = "out_of_range"
 SENSOR_FAULT = "sensor_fault"
 
+# How many recent readings a sensor keeps as evidence for alerts and state
+# signals: enough to show a stuck or jumping value, small on a 32-sensor ESP32.
+EVIDENCE = 5
 
-class RangeRule:
-    """Watches one sensor against its valid range (from the board)."""
+# Jump: weight of a new reading in the running level. 0.25 follows a real
+# step within ~8 readings while one spike moves the level by only a quarter.
+JUMP_ALPHA = 0.25
 
-    def __init__(self, sensor, component):
+
+class Rule:
+    """Base: ``judge`` a good reading (True while the condition holds)."""
+
+    __slots__ = ("spec", "kind", "health", "active", "since_ms", "detail")
+
+    def __init__(self, spec, kind, health):
+        self.spec = spec
+        self.kind = kind
+        self.health = health
+        self.active = False
+        self.since_ms = None
+        self.detail = ""
+
+    def judge(self, reading, watch):
+        raise NotImplementedError
+
+    def reset(self):
+        self.active = False
+        self.since_ms = None
+        self.detail = ""
+
+
+class RangeCheck(Rule):
+    __slots__ = ()
+
+    def judge(self, reading, watch):
+        sensor = watch.sensor
+        if sensor.low <= reading.value <= sensor.high:
+            return False
+        self.detail = "reads %s %s, outside its valid range %s" % (num(reading.value), sensor.unit, watch.limits_text())
+        return True
+
+
+class FaultCheck(Rule):
+    __slots__ = ()
+
+    def judge(self, reading, watch):
+        return False  # a good reading clears it; FAULT readings are handled by SensorWatch
+
+
+class Threshold(Rule):
+    __slots__ = ()
+
+    def judge(self, reading, watch):
+        p = self.spec.params
+        value = reading.value
+        unit = watch.sensor.unit
+        if p["above"] is not None:
+            if value > p["above"] or (self.active and value > p["clear"]):
+                self.detail = "reads %s %s, above its limit %s" % (num(value), unit, num(p["above"]))
+                return True
+            return False
+        if value < p["below"] or (self.active and value < p["clear"]):
+            self.detail = "reads %s %s, below its limit %s" % (num(value), unit, num(p["below"]))
+            return True
+        return False
+
+
+class Stuck(Rule):
+    __slots__ = ("anchor", "anchor_ms")
+
+    def __init__(self, spec, kind, health):
+        super().__init__(spec, kind, health)
+        self.anchor = None
+        self.anchor_ms = 0
+
+    def judge(self, reading, watch):
+        p = self.spec.params
+        if self.anchor is None or abs(reading.value - self.anchor) > p["epsilon"]:
+            self.anchor = reading.value
+            self.anchor_ms = reading.time_ms
+            return False
+        held = reading.time_ms - self.anchor_ms
+        if held < p["for_ms"]:
+            return False
+        self.detail = "stuck at %s %s: no change beyond %s for %d s" % (num(self.anchor), watch.sensor.unit, num(p["epsilon"]), held // 1000)
+        return True
+
+    def reset(self):
+        super().reset()
+        self.anchor = None
+
+
+class Flatline(Rule):
+    __slots__ = ("rail_since",)
+
+    def __init__(self, spec, kind, health):
+        super().__init__(spec, kind, health)
+        self.rail_since = None
+
+    def judge(self, reading, watch):
+        p = self.spec.params
+        low, high = p["rails"] if p["rails"] is not None else (watch.sensor.low, watch.sensor.high)
+        tol = p["tolerance"]
+        value = reading.value
+        if not (value <= low + tol or value >= high - tol):
+            self.rail_since = None
+            return False
+        if self.rail_since is None:
+            self.rail_since = reading.time_ms
+        held = reading.time_ms - self.rail_since
+        if held < p["for_ms"]:
+            return False
+        self.detail = "flat at the rail %s %s for %d s" % (num(value), watch.sensor.unit, held // 1000)
+        return True
+
+    def reset(self):
+        super().reset()
+        self.rail_since = None
+
+
+class Rate(Rule):
+    __slots__ = ()
+
+    def judge(self, reading, watch):
+        previous = watch.previous
+        if previous is None or reading.time_ms <= previous.time_ms:
+            return False
+        per_s = abs(reading.value - previous.value) * 1000.0 / (reading.time_ms - previous.time_ms)
+        if per_s <= self.spec.params["max_per_s"]:
+            return False
+        unit = watch.sensor.unit
+        self.detail = "changed %s %s/s (from %s to %s), faster than the plausible %s %s/s" % (
+            num(per_s), unit, num(previous.value), num(reading.value), num(self.spec.params["max_per_s"]), unit)
+        return True
+
+
+class Jump(Rule):
+    __slots__ = ("level",)
+
+    def __init__(self, spec, kind, health):
+        super().__init__(spec, kind, health)
+        self.level = None
+
+    def judge(self, reading, watch):
+        value = reading.value
+        if self.level is None:
+            self.level = value
+            return False
+        level = self.level
+        self.level = level + JUMP_ALPHA * (value - level)
+        if abs(value - level) <= self.spec.params["max_step"]:
+            return False
+        self.detail = "jumped to %s %s from its recent level %s" % (num(value), watch.sensor.unit, num(level))
+        return True
+
+    def reset(self):
+        super().reset()
+        self.level = None
+
+
+class Disagree(Rule):
+    __slots__ = ("apart_since",)
+
+    def __init__(self, spec, kind, health):
+        super().__init__(spec, kind, health)
+        self.apart_since = None
+
+    def judge(self, reading, watch):
+        p = self.spec.params
+        other = watch.latest.get(p["with"])
+        # Compare only with a fresh good reading: a silent or faulty partner
+        # is its own rule's business, not a disagreement.
+        if other is None or other.quality != rd.GOOD or reading.time_ms - other.time_ms > 3 * watch.partner_period_ms(p["with"]):
+            self.apart_since = None
+            return False
+        if abs(reading.value - other.value) <= p["max_diff"]:
+            self.apart_since = None
+            return False
+        if self.apart_since is None:
+            self.apart_since = reading.time_ms
+        if reading.time_ms - self.apart_since < p["for_ms"]:
+            return False
+        self.detail = "reads %s %s but %s reads %s: more than %s apart" % (
+            num(reading.value), watch.sensor.unit, other.sensor, num(other.value), num(p["max_diff"]))
+        return True
+
+    def reset(self):
+        super().reset()
+        self.apart_since = None
+
+
+class Dropout(Rule):
+    """Judged by the timer: ``due(now_ms)`` says whether it is active."""
+
+    __slots__ = ()
+
+    def judge(self, reading, watch):
+        return False  # any reading clears a dropout
+
+    def due(self, now_ms, last_ms):
+        silent = now_ms - last_ms
+        if silent < self.spec.params["for_ms"]:
+            return False
+        self.detail = "sent no reading for %d s" % (silent // 1000)
+        return True
+
+
+RULE_CLASSES = {
+    "threshold": Threshold,
+    "stuck": Stuck,
+    "flatline": Flatline,
+    "rate": Rate,
+    "jump": Jump,
+    "dropout": Dropout,
+    "disagree": Disagree,
+}
+
+
+class Change:
+    """A rule became active (``active`` True) or cleared."""
+
+    __slots__ = ("rule", "active", "reading")
+
+    def __init__(self, rule, active, reading):
+        self.rule = rule
+        self.active = active
+        self.reading = reading
+
+
+class SensorWatch:
+    """All rules of one sensor, its last readings, and what changed."""
+
+    __slots__ = ("sensor", "component", "rules", "dropout", "evidence", "previous", "last_ms", "latest", "board")
+
+    def __init__(self, sensor, component, board, latest, start_ms=None):
         self.sensor = sensor
         self.component = component
-        self.condition = None  # the active condition, or None when healthy
-        self.since_ms = None
+        self.board = board
+        self.latest = latest  # shared dict: sensor id -> last Reading (for disagree)
+        self.rules = [RangeCheck(None, OUT_OF_RANGE, True), FaultCheck(None, SENSOR_FAULT, True)]
+        self.dropout = None
+        for spec in sensor.rules:
+            rule = RULE_CLASSES[spec.kind](spec, spec.kind, spec.health)
+            self.rules.append(rule)
+            if spec.kind == "dropout":
+                self.dropout = rule
+        self.evidence = []  # [time_ms, sensor, value-or-null], oldest first
+        self.previous = None  # last good Reading
+        self.last_ms = start_ms  # last reading of any quality (dropout)
 
-    def evaluate(self, reading):
-        """Return an alert Signal when the condition changes, else None."""
+    def limits_text(self):
+        s = self.sensor
+        return "%s to %s %s" % (num(s.low), num(s.high), s.unit)
+
+    def partner_period_ms(self, sensor_id):
+        other = self.board.sensors.get(sensor_id)
+        return max(other.period_ms if other else 0, self.sensor.period_ms)
+
+    def observe(self, reading):
+        """Judge one reading; return the list of Changes."""
+        changes = []
+        self.evidence.append([reading.time_ms, reading.sensor, reading.value])
+        if len(self.evidence) > EVIDENCE:
+            self.evidence.pop(0)
+        self.last_ms = reading.time_ms
         if reading.quality == rd.FAULT:
-            condition = SENSOR_FAULT
-        elif not self.sensor.low <= reading.value <= self.sensor.high:
-            condition = OUT_OF_RANGE
-        else:
-            condition = None
-        if condition == self.condition:
+            # A fault report says nothing about the value rules: they keep
+            # their state until the next number arrives.
+            fault = self.rules[1]
+            fault.detail = "reports fault %r" % (reading.code,)
+            self._set(fault, True, reading, changes)
+            if self.dropout is not None:
+                self._set(self.dropout, False, reading, changes)
+            return changes
+        for rule in self.rules:
+            self._set(rule, rule.judge(reading, self), reading, changes)
+        self.previous = reading
+        return changes
+
+    def check_dropout(self, now_ms):
+        """The timer's part: return Changes for the dropout rule."""
+        changes = []
+        if self.dropout is not None and self.last_ms is not None:
+            self._set(self.dropout, self.dropout.due(now_ms, self.last_ms), None, changes)
+        return changes
+
+    def dropout_deadline(self):
+        if self.dropout is None or self.last_ms is None or self.dropout.active:
             return None
-        if self.condition is not None:
-            # The old condition clears first; a direct switch between two
-            # conditions (fault -> out of range) raises the new one next time.
-            cleared = self._alert(reading, self.condition, False)
-            self.condition = None
-            self.since_ms = None
-            return cleared
-        self.condition = condition
-        self.since_ms = reading.time_ms
-        return self._alert(reading, condition, True)
+        return self.last_ms + self.dropout.spec.params["for_ms"]
 
-    def _alert(self, reading, condition, active):
-        sensor = self.sensor
-        component = self.component
-        essential = component is not None and component.essential
-        severity = "critical" if essential else "warning"
-        where = sensor.id
-        if component is not None:
-            where += " on " + component.id
-            if component.part:
-                where += " (part %s)" % component.part
-        limits = "%s to %s %s" % (_num(sensor.low), _num(sensor.high), sensor.unit)
-        if not active:
-            text = "%s back within %s" % (where, limits)
-        elif condition == SENSOR_FAULT:
-            text = "%s reports fault %r" % (where, reading.code)
-        else:
-            text = "%s reads %s %s, outside its valid range %s" % (where, _num(reading.value), sensor.unit, limits)
-        action = "inspect sensor %s and its wiring" % sensor.id
-        if component is not None and component.part:
-            action += "; if it persists, book service for part %s" % component.part
-        body = {
-            sg.A_CONDITION: condition,
-            sg.A_COMPONENT: component.id if component is not None else "",
-            sg.A_SENSOR: sensor.id,
-            sg.A_VALUE: reading.value,
-            sg.A_LIMITS: [sensor.low, sensor.high],
-            sg.A_SEVERITY: severity,
-            sg.A_TEXT: text,
-            sg.A_ACTION: action if active else "",
-            sg.A_PART: component.part if component is not None else "",
-            sg.A_SINCE: self.since_ms if self.since_ms is not None else reading.time_ms,
-            sg.A_ACTIVE: active,
-            sg.A_UNIT: sensor.unit,
-        }
+    def _set(self, rule, active, reading, changes):
+        if active == rule.active:
+            return
+        rule.active = active
         if active:
-            priority = sg.PRIORITY_CRITICAL if essential else sg.PRIORITY_HIGH
+            rule.since_ms = reading.time_ms if reading is not None else self.last_ms + rule.spec.params["for_ms"]
+        # since_ms stays when it clears: the clear alert says when it began.
+        changes.append(Change(rule, active, reading))
+
+    def bad(self):
+        for rule in self.rules:
+            if rule.active and rule.health:
+                return True
+        return False
+
+    def active_rules(self):
+        return [r for r in self.rules if r.active]
+
+    def reset(self):
+        """Forget everything judged so far (after a quarantine ends)."""
+        for rule in self.rules:
+            rule.reset()
+        self.previous = None
+
+
+def severity_of(rule, component):
+    if rule.spec is not None and rule.spec.severity is not None:
+        return rule.spec.severity
+    return "critical" if component is not None and component.essential else "warning"
+
+
+PRIORITY_OF_SEVERITY = {"critical": sg.PRIORITY_CRITICAL, "warning": sg.PRIORITY_HIGH, "info": sg.PRIORITY_NORMAL}
+
+
+def where(sensor, component):
+    text = sensor.id
+    if component is not None:
+        text += " on " + component.id
+        if component.part:
+            text += " (part %s)" % component.part
+    return text
+
+
+def default_action(kind, sensor, component):
+    if kind == "dropout":
+        action = "check the cable and power of sensor %s" % sensor.id
+    elif kind == "threshold":
+        action = "check the process %s measures" % sensor.id
+    else:
+        action = "inspect sensor %s and its wiring" % sensor.id
+    if component is not None and component.part:
+        action += "; if it persists, book service for part %s" % component.part
+    return action
+
+
+def rule_alert(change, watch, now_ms):
+    """The alert Signal (unnumbered) for a rule Change."""
+    rule = change.rule
+    sensor = watch.sensor
+    component = watch.component
+    reading = change.reading
+    severity = severity_of(rule, component)
+    place = where(sensor, component)
+    if change.active:
+        text = "%s %s" % (place, rule.detail)
+        action = rule.spec.action if rule.spec is not None and rule.spec.action else default_action(rule.kind, sensor, component)
+        if rule.spec is not None and rule.spec.action and component is not None and component.part:
+            action += " (part %s)" % component.part
+        priority = PRIORITY_OF_SEVERITY[severity]
+    else:
+        if rule.kind == OUT_OF_RANGE:
+            text = "%s back within %s" % (place, watch.limits_text())
         else:
-            priority = sg.PRIORITY_NORMAL
-        return sg.Signal(sg.KIND_ALERT, priority, reading.time_ms, body)
+            text = "%s: %s cleared" % (place, rule.kind.replace("_", " "))
+        action = ""
+        priority = sg.PRIORITY_NORMAL
+    body = {
+        sg.A_CONDITION: rule.kind,
+        sg.A_COMPONENT: component.id if component is not None else "",
+        sg.A_SENSOR: sensor.id,
+        sg.A_VALUE: reading.value if reading is not None else None,
+        sg.A_LIMITS: [sensor.low, sensor.high],
+        sg.A_SEVERITY: severity,
+        sg.A_TEXT: text,
+        sg.A_ACTION: action,
+        sg.A_PART: component.part if component is not None else "",
+        sg.A_SINCE: rule.since_ms if rule.since_ms is not None else now_ms,
+        sg.A_ACTIVE: change.active,
+        sg.A_UNIT: sensor.unit,
+        sg.A_EVIDENCE: [list(e) for e in watch.evidence],
+    }
+    return sg.Signal(sg.KIND_ALERT, priority, now_ms, body)
 
 
-def _num(value):
+def num(value):
+    """A number for people: integers without a point, others to 4 digits."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return "%g" % value
     if value == int(value) and abs(value) < 1e15:
         return "%d" % int(value)
-    return "%g" % value
+    return "%.4g" % value

@@ -175,3 +175,39 @@ def decode(data):
     if not isinstance(body, dict):
         raise SignalError("body (key %d) must be a map" % K_BODY)
     return Signal(kind, priority, time_ms, body, device, seq)
+
+
+# --- Health engine (issue 6): new keys only, grouped here ---------------------
+# Alert body keys added by the health engine (all optional on the wire).
+A_COUNT = 12  # uint: occurrences this alert stands for (dedupe folded count-1 repeats into it)
+A_EVIDENCE = 13  # [[time_ms, sensor, value-or-null], ...]: the last readings behind it
+A_PREDICTION = 14  # map, P_* keys: a predicted threshold crossing
+A_ELEMENT = 15  # tstr: the shared element of a root-cause alert, "supply:rail_12v" or "bus:uart0"
+A_AFFECTED = 16  # [tstr]: components a root-cause alert stands for
+A_SUPPRESSED = 17  # uint: alerts of this component held back by triage since its last alert
+A_STATE = 18  # tstr: the component's state when the alert was made
+
+# Prediction map keys (inside A_PREDICTION).
+P_CROSSING = 0  # uint: expected crossing, ms since epoch
+P_EARLIEST = 1  # uint: earliest plausible crossing (fast end of the slope's interval)
+P_LATEST = 2  # uint or null: latest plausible crossing (null: maybe never)
+P_THRESHOLD = 3  # number: the level being approached
+P_LEVEL = 4  # number: today's estimated level (trend plus typical daily peak)
+P_SLOPE = 5  # number: trend, sensor unit per day
+
+# State signal (kind 3) body keys: one per component state transition.
+S_COMPONENT = 0  # tstr
+S_FROM = 1  # tstr: state before
+S_TO = 2  # tstr: state after
+S_EVENT = 3  # tstr: what caused it (component.py's events)
+S_REASON = 4  # tstr: one line for people
+S_EVIDENCE = 5  # [[time_ms, sensor, value-or-null], ...]
+S_ACTIONS = 6  # [tstr]: quarantine actions applied or undone, e.g. "cut_power fan_power"
+S_PROBES = 7  # uint: failed probes so far
+
+# Alert conditions raised by the health engine (besides the rule kinds).
+C_QUARANTINED = "quarantined"
+C_DEGRADED = "degraded"
+C_NEEDS_SERVICE = "needs_service"
+C_PREDICTED = "predicted_failure"
+C_ROOT_CAUSE = "root_cause"

@@ -17,6 +17,10 @@ def _signals(outputs):
     return [o for o in outputs if isinstance(o, sg.Signal)]
 
 
+def _alerts(outputs, condition=None):
+    return [s for s in _signals(outputs) if s.kind == sg.KIND_ALERT and condition in (None, s.body[sg.A_CONDITION])]
+
+
 def _notices(outputs):
     return [o for o in outputs if isinstance(o, dv.Notice)]
 
@@ -25,10 +29,16 @@ def test_out_of_range_raises_one_alert_then_clears():
     device = _device()
     out = device.feed("uart0", fr.encode_frame(fr.READING, "coolant_temp", 90), 1000)
     assert _signals(out) == []
-    alerts = []
+    out = []
     for t in range(2000, 7000, 1000):
-        alerts += _signals(device.feed("uart0", fr.encode_frame(fr.READING, "coolant_temp", 140), t))
+        out += device.feed("uart0", fr.encode_frame(fr.READING, "coolant_temp", 140), t)
+    # Since the health engine: the out-of-range alert once, and (3 bad of 5
+    # evaluations later) the essential loop's degraded-mode alert, plus the
+    # state changes that record it.
+    alerts = _alerts(out, "out_of_range")
     assert len(alerts) == 1, alerts
+    assert [s.body[sg.A_CONDITION] for s in _alerts(out)] == ["out_of_range", "degraded"]
+    assert [s.body[sg.S_TO] for s in _signals(out) if s.kind == sg.KIND_STATE] == ["suspect", "failed", "degraded"]
     alert = alerts[0]
     assert alert.kind == sg.KIND_ALERT
     assert alert.priority == sg.PRIORITY_CRITICAL  # coolant_loop is essential
@@ -47,7 +57,7 @@ def test_out_of_range_raises_one_alert_then_clears():
     cleared = _signals(device.feed("uart0", fr.encode_frame(fr.READING, "coolant_temp", 50), 8000))
     assert len(cleared) == 1 and cleared[0].body[sg.A_ACTIVE] is False
     assert cleared[0].body[sg.A_SINCE] == 2000
-    assert cleared[0].seq == 2
+    assert cleared[0].seq == 6  # after the alert, 3 state changes and the degraded alert
 
 
 def test_non_essential_component_is_high_priority_warning():

@@ -1,0 +1,433 @@
+"""The health part of a board file: rules, quarantine, prediction, triage.
+
+``board.py`` validates the hardware's shape (buses, components, sensors);
+this module validates what the health engine needs on top, with the same
+checker, so one run of ``edge-agent board check`` still reports every
+problem with file, key and fix. docs/board-file.md and docs/health.md are
+the references for every key.
+
+Defaults are chosen so a board with no health keys at all behaves like the
+agent did before the health engine: valid-range and sensor-fault alerts,
+and a component that keeps failing is ignored (never powered off) until it
+reads well again.
+"""
+
+# Rule kinds and the keys each accepts besides the common ones.
+RULE_KEYS = {
+    "threshold": ("above", "below", "clear"),
+    "stuck": ("epsilon", "for_s"),
+    "flatline": ("for_s", "tolerance", "rails"),
+    "rate": ("max_per_s",),
+    "jump": ("max_step",),
+    "dropout": ("for_s",),
+    "disagree": ("with", "max_diff", "for_s"),
+}
+RULE_KINDS = ("disagree", "dropout", "flatline", "jump", "rate", "stuck", "threshold")
+COMMON_RULE_KEYS = ("kind", "severity", "action", "health")
+SEVERITIES = ("critical", "warning", "info")
+
+# Quarantine actions, in the order the engine applies them.
+QUARANTINE_ACTIONS = ("ignore", "switch", "cut_power", "reduce_duty")
+
+COMPONENT_HEALTH_KEYS = (
+    "supply",
+    "quarantine",
+    "power_output",
+    "duty",
+    "duty_period_s",
+    "confirm",
+    "release_after",
+    "probe_after_s",
+    "max_probes",
+    "degraded_mode",
+)
+SENSOR_HEALTH_KEYS = ("redundant", "rules", "predict")
+PREDICT_KEYS = ("above", "below", "horizon_days", "history_days", "severity", "action")
+HEALTH_KEYS = ("storm_min", "storm_window_s", "storm_hold_s", "dedupe_s", "rate_burst", "rate_per_hour")
+
+
+class Output:
+    """A GPIO output line the agent drives (a power enable, a heater)."""
+
+    __slots__ = ("id", "chip", "line", "active_low")
+
+    def __init__(self, id, chip, line, active_low):
+        self.id = id
+        self.chip = chip
+        self.line = line
+        self.active_low = active_low
+
+
+class Mode:
+    """A declared degraded mode: what an essential component's failure does
+    instead of a quarantine (a text for people, outputs to switch off)."""
+
+    __slots__ = ("id", "text", "cut")
+
+    def __init__(self, id, text, cut):
+        self.id = id
+        self.text = text
+        self.cut = cut
+
+
+class HealthSettings:
+    """Board-wide triage settings. Why these defaults:
+
+    - storm_min 3: two parts failing together happens by chance; three on
+      one rail or bus within a minute is a shared cause far more often.
+    - storm_window_s 60: failures from one cause arrive within the debounce
+      time of each other (a few sample periods), well inside a minute.
+    - storm_hold_s 0: an alert is never delayed unless the board opts in.
+      With 0 the first storm_min - 1 alerts of a storm go out before the
+      root cause is known; a few seconds of hold turn them into one.
+    - dedupe_s 3600: a condition that flaps is one page per hour with a
+      count, not one per flap.
+    - rate_burst 5, rate_per_hour 6: a component may page five times at
+      once, then once every ten minutes; critical alerts are never limited.
+    """
+
+    __slots__ = ("storm_min", "storm_window_ms", "storm_hold_ms", "dedupe_ms", "rate_burst", "rate_per_hour")
+
+    def __init__(self, storm_min=3, storm_window_ms=60000, storm_hold_ms=0, dedupe_ms=3600000, rate_burst=5, rate_per_hour=6):
+        self.storm_min = storm_min
+        self.storm_window_ms = storm_window_ms
+        self.storm_hold_ms = storm_hold_ms
+        self.dedupe_ms = dedupe_ms
+        self.rate_burst = rate_burst
+        self.rate_per_hour = rate_per_hour
+
+
+class RuleSpec:
+    """One declared rule. ``params`` holds the kind's keys (numbers in the
+    sensor's unit, durations in ms)."""
+
+    __slots__ = ("kind", "severity", "action", "health", "params", "key")
+
+    def __init__(self, kind, severity, action, health, params, key):
+        self.kind = kind
+        self.severity = severity  # None: critical on an essential component, else warning
+        self.action = action  # "" : the engine's default text for the kind
+        self.health = health  # counts toward the component's state
+        self.params = params
+        self.key = key  # where it was declared, for messages
+
+    def __repr__(self):
+        return "RuleSpec(%s %r)" % (self.kind, self.params)
+
+
+class PredictSpec:
+    __slots__ = ("above", "below", "horizon_ms", "history_days", "severity", "action")
+
+    def __init__(self, above, below, horizon_ms, history_days, severity, action):
+        self.above = above
+        self.below = below
+        self.horizon_ms = horizon_ms
+        self.history_days = history_days
+        self.severity = severity
+        self.action = action
+
+
+def _is_number(value):
+    return (isinstance(value, int) or isinstance(value, float)) and not isinstance(value, bool)
+
+
+def number(check, table, name, key, default=None, required=False, positive=False):
+    value = table.get(name)
+    full = "%s.%s" % (key, name)
+    if value is None:
+        if required:
+            check.problem(full, "missing", "add %s = <number>" % name)
+        return default
+    if not _is_number(value):
+        check.problem(full, "must be a number, not %r" % (value,), "write a number such as 1.5")
+        return default
+    if positive and not value > 0:
+        check.problem(full, "%r is not above zero" % (value,), "write a number above zero")
+        return default
+    if not positive and value < 0:
+        check.problem(full, "%r is negative" % (value,), "write zero or more")
+        return default
+    return float(value)
+
+
+def _choice(check, table, name, key, choices, default):
+    value = table.get(name)
+    if value is None:
+        return default
+    if value not in choices:
+        check.problem("%s.%s" % (key, name), "%r is not one of %s" % (value, ", ".join(choices)), "use one of: %s" % ", ".join(choices))
+        return default
+    return value
+
+
+def _text(check, table, name, key):
+    value = table.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        check.problem("%s.%s" % (key, name), "must be a string, not %r" % (value,), "quote it")
+        return ""
+    return value
+
+
+def outputs(check, data):
+    result = {}
+    table = check.table(data, "outputs", "outputs", required=False)
+    for output_id in sorted(table or {}):
+        key = "outputs." + output_id
+        entry = check.table(table, output_id, key)
+        if entry is None or not check.identifier(output_id, key):
+            continue
+        check.unknown_keys(entry, ("chip", "line", "active_low"), key)
+        chip = check.text(entry, "chip", key)
+        line = check.integer(entry, "line", key, 0, 1023)
+        active_low = check.boolean(entry, "active_low", key, False)
+        result[output_id] = Output(output_id, chip, line, active_low)
+    return result
+
+
+def modes(check, data, outs):
+    result = {}
+    table = check.table(data, "modes", "modes", required=False)
+    for mode_id in sorted(table or {}):
+        key = "modes." + mode_id
+        entry = check.table(table, mode_id, key)
+        if entry is None or not check.identifier(mode_id, key):
+            continue
+        check.unknown_keys(entry, ("text", "cut"), key)
+        text = check.text(entry, "text", key)
+        cut = _output_list(check, entry.get("cut", []), key + ".cut", outs)
+        result[mode_id] = Mode(mode_id, text, cut)
+    return result
+
+
+def _output_list(check, value, key, outs):
+    if not isinstance(value, list):
+        check.problem(key, "must be a list of output ids, not %r" % (value,), 'write cut = ["heater_power"]')
+        return []
+    good = []
+    for name in value:
+        if name not in outs:
+            check.problem(key, "no output named %r" % (name,), "define [outputs.%s] or use one of: %s" % (name, ", ".join(sorted(outs)) or "(none defined)"))
+        else:
+            good.append(name)
+    return good
+
+
+def settings(check, data):
+    table = check.table(data, "health", "health", required=False)
+    if table is None:
+        return HealthSettings()
+    check.unknown_keys(table, HEALTH_KEYS, "health")
+    return HealthSettings(
+        storm_min=check.integer(table, "storm_min", "health", 2, 1000, default=3),
+        storm_window_ms=1000 * check.integer(table, "storm_window_s", "health", 1, 86400, default=60),
+        storm_hold_ms=1000 * check.integer(table, "storm_hold_s", "health", 0, 300, default=0),
+        dedupe_ms=1000 * check.integer(table, "dedupe_s", "health", 0, 604800, default=3600),
+        rate_burst=check.integer(table, "rate_burst", "health", 1, 1000, default=5),
+        rate_per_hour=check.integer(table, "rate_per_hour", "health", 1, 3600, default=6),
+    )
+
+
+def component_health(check, entry, key, essential, outs, mode_table):
+    """Return a dict of the component's health attributes (defaults filled)."""
+    result = {}
+    supply = entry.get("supply")
+    if supply is not None and (not isinstance(supply, str) or not check.identifier(supply, key + ".supply")):
+        supply = None
+    result["supply"] = supply or ""
+    actions = entry.get("quarantine", ["ignore"])
+    if not isinstance(actions, list) or not actions:
+        check.problem(key + ".quarantine", "must be a non-empty list, not %r" % (actions,), 'write quarantine = ["ignore"]')
+        actions = ["ignore"]
+    good_actions = []
+    for action in actions:
+        if action not in QUARANTINE_ACTIONS:
+            check.problem(key + ".quarantine", "unknown action %r" % (action,), "use any of: %s" % ", ".join(QUARANTINE_ACTIONS))
+        elif action not in good_actions:
+            good_actions.append(action)
+    result["quarantine"] = tuple(good_actions)
+    power = entry.get("power_output")
+    if power is not None and power not in outs:
+        check.problem(key + ".power_output", "no output named %r" % (power,), "define [outputs.%s] or use one of: %s" % (power, ", ".join(sorted(outs)) or "(none defined)"))
+        power = None
+    needs_power = [a for a in good_actions if a in ("cut_power", "reduce_duty")]
+    if needs_power and power is None and "power_output" not in entry:
+        check.problem(key + ".power_output", "missing: quarantine action %s drives a power output" % needs_power[0], 'add power_output = "<an [outputs] id>"')
+    result["power_output"] = power or ""
+    duty = number(check, entry, "duty", key, default=0.5, positive=True)
+    if duty >= 1:
+        check.problem(key + ".duty", "%r is not below 1" % duty, "write the fraction of time on, e.g. 0.3")
+        duty = 0.5
+    result["duty"] = duty
+    result["duty_period_ms"] = 1000 * check.integer(entry, "duty_period_s", key, 2, 86400, default=60)
+    confirm = entry.get("confirm", [3, 5])
+    if (
+        not isinstance(confirm, list)
+        or len(confirm) != 2
+        or not all(isinstance(x, int) and not isinstance(x, bool) for x in confirm)
+        or not 1 <= confirm[0] <= confirm[1] <= 16
+    ):
+        check.problem(key + ".confirm", "must be [N, M] with 1 <= N <= M <= 16, not %r" % (confirm,), "write confirm = [3, 5] (3 bad of the last 5 evaluations)")
+        confirm = [3, 5]
+    result["confirm_n"], result["confirm_m"] = confirm[0], confirm[1]
+    result["release_after"] = check.integer(entry, "release_after", key, 1, 100000, default=10)
+    result["probe_after_ms"] = 1000 * check.integer(entry, "probe_after_s", key, 1, 2592000, default=300)
+    result["max_probes"] = check.integer(entry, "max_probes", key, 1, 1000, default=3)
+    mode = entry.get("degraded_mode")
+    if mode is not None:
+        if not essential:
+            check.problem(key + ".degraded_mode", "only an essential component enters a degraded mode", "remove degraded_mode or set essential = true")
+        elif mode not in mode_table:
+            check.problem(key + ".degraded_mode", "no mode named %r" % (mode,), "define [modes.%s] or use one of: %s" % (mode, ", ".join(sorted(mode_table)) or "(none defined)"))
+        mode = mode if mode in mode_table else None
+    result["degraded_mode"] = mode or ""
+    return result
+
+
+def sensor_rules(check, entry, key):
+    value = entry.get("rules", [])
+    if not isinstance(value, list):
+        check.problem(key + ".rules", "must be an array of tables", "write each rule as [[%s.rules]] with kind = ..." % key)
+        return []
+    specs = []
+    for index, rule in enumerate(value):
+        rule_key = "%s.rules[%d]" % (key, index + 1)
+        spec = _rule(check, rule, rule_key)
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+def _rule(check, rule, key):
+    if not isinstance(rule, dict):
+        check.problem(key, "must be a table", "write it as [[...rules]] with kind = ...")
+        return None
+    kind = rule.get("kind")
+    if kind not in RULE_KEYS:
+        check.problem(key + ".kind", "missing" if kind is None else "unknown rule kind %r" % (kind,), "use one of: %s" % ", ".join(RULE_KINDS))
+        return None
+    check.unknown_keys(rule, COMMON_RULE_KEYS + RULE_KEYS[kind], key)
+    severity = _choice(check, rule, "severity", key, SEVERITIES, None)
+    action = _text(check, rule, "action", key)
+    health = check.boolean(rule, "health", key, kind != "threshold")
+    params = {}
+    if kind == "threshold":
+        above = number(check, rule, "above", key)
+        below = number(check, rule, "below", key)
+        if (above is None) == (below is None):
+            check.problem(key, "needs exactly one of above or below", "write above = <limit> or below = <limit>")
+            return None
+        clear = number(check, rule, "clear", key, default=above if above is not None else below)
+        if above is not None and clear > above or below is not None and clear < below:
+            check.problem(key + ".clear", "the clear level %r is on the wrong side of the limit" % clear, "write clear below above (or above below): that gap is the hysteresis")
+            return None
+        params["above"], params["below"], params["clear"] = above, below, clear
+    elif kind == "rate":
+        params["max_per_s"] = number(check, rule, "max_per_s", key, required=True, positive=True)
+    elif kind == "jump":
+        params["max_step"] = number(check, rule, "max_step", key, required=True, positive=True)
+    elif kind == "disagree":
+        other = rule.get("with")
+        if not isinstance(other, str):
+            check.problem(key + ".with", "missing", 'add with = "<the redundant sensor id>"')
+        params["with"] = other
+        params["max_diff"] = number(check, rule, "max_diff", key, required=True, positive=True)
+    if kind in ("stuck", "flatline", "dropout") or kind == "disagree":
+        required = kind != "disagree"
+        for_s = number(check, rule, "for_s", key, default=0.0, required=required, positive=required)
+        params["for_ms"] = int(1000 * (for_s or 0))
+    if kind == "stuck":
+        params["epsilon"] = number(check, rule, "epsilon", key, default=0.0)
+    if kind == "flatline":
+        params["tolerance"] = number(check, rule, "tolerance", key, default=0.0)
+        rails = rule.get("rails")
+        if rails is not None and (not isinstance(rails, list) or len(rails) != 2 or not (_is_number(rails[0]) and _is_number(rails[1]))):
+            check.problem(key + ".rails", "must be two numbers, not %r" % (rails,), "write rails = [low, high] or leave it out to use valid_range")
+            rails = None
+        params["rails"] = None if rails is None else (float(rails[0]), float(rails[1]))
+    if None in [v for k, v in params.items() if k not in ("above", "below", "rails")]:
+        return None
+    return RuleSpec(kind, severity, action, health, params, key)
+
+
+def sensor_predict(check, entry, key):
+    table = entry.get("predict")
+    if table is None:
+        return None
+    key = key + ".predict"
+    if not isinstance(table, dict):
+        check.problem(key, "must be a table", "write it as [%s]" % key)
+        return None
+    check.unknown_keys(table, PREDICT_KEYS, key)
+    above = number(check, table, "above", key)
+    below = number(check, table, "below", key)
+    if above is None and below is None:
+        check.problem(key, "needs above or below (the level a failure crosses)", "add above = <limit> or below = <limit>")
+        return None
+    horizon = check.integer(table, "horizon_days", key, 1, 60, default=7)
+    history = check.integer(table, "history_days", key, 4, 14, default=14)
+    severity = _choice(check, table, "severity", key, SEVERITIES, "warning")
+    action = _text(check, table, "action", key)
+    return PredictSpec(above, below, horizon * 86400000, history, severity, action)
+
+
+def cross_check(check, sensors, components):
+    """Checks that need every sensor and component parsed first."""
+    for sensor_id in sorted(sensors):
+        sensor = sensors[sensor_id]
+        key = "sensors." + sensor_id
+        if sensor.redundant:
+            other = sensors.get(sensor.redundant)
+            if other is None:
+                check.problem(key + ".redundant", "no sensor named %r" % sensor.redundant, "use one of: %s" % ", ".join(sorted(sensors)))
+            elif other.component == sensor.component:
+                check.problem(key + ".redundant", "%s is on the same component, so it is quarantined with it" % other.id, "name a sensor on another component")
+            elif other.unit != sensor.unit:
+                check.problem(key + ".redundant", "%s measures %s, not %s" % (other.id, other.unit, sensor.unit), "name a sensor with the same unit")
+        for spec in sensor.rules:
+            if spec.kind == "disagree":
+                other = sensors.get(spec.params["with"])
+                if other is None or other.id == sensor_id:
+                    check.problem(spec.key + ".with", "no other sensor named %r" % (spec.params["with"],), "name the redundant sensor to compare with")
+                elif other.unit != sensor.unit:
+                    check.problem(spec.key + ".with", "%s measures %s, not %s" % (other.id, other.unit, sensor.unit), "compare sensors of the same unit")
+            if spec.kind == "dropout" and sensor.period_ms is not None and spec.params["for_ms"] < 2 * sensor.period_ms:
+                check.problem(spec.key + ".for_s", "shorter than two sample periods (%d ms): it would fire on every late frame" % sensor.period_ms, "write for_s >= %g" % (2 * sensor.period_ms / 1000.0))
+    for component_id in sorted(components):
+        component = components[component_id]
+        if "switch" in component.quarantine and not [s for s in sensors.values() if s.component == component_id and s.redundant]:
+            check.problem("components.%s.quarantine" % component_id, "switch needs a sensor of this component with a redundant sensor", 'add redundant = "<sensor id>" to one of its sensors, or drop "switch"')
+
+
+# The health attributes every Component carries, and their defaults (what a
+# board without health keys gets).
+COMPONENT_ATTRS = (
+    "supply",
+    "quarantine",
+    "power_output",
+    "duty",
+    "duty_period_ms",
+    "confirm_n",
+    "confirm_m",
+    "release_after",
+    "probe_after_ms",
+    "max_probes",
+    "degraded_mode",
+)
+
+
+def component_defaults():
+    return {
+        "supply": "",
+        "quarantine": ("ignore",),
+        "power_output": "",
+        "duty": 0.5,
+        "duty_period_ms": 60000,
+        "confirm_n": 3,
+        "confirm_m": 5,
+        "release_after": 10,
+        "probe_after_ms": 300000,
+        "max_probes": 3,
+        "degraded_mode": "",
+    }

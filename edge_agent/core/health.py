@@ -1,0 +1,504 @@
+"""The health engine: readings in; proposed alerts, state signals and GPIO
+actions out. Pure: time comes from the readings and ``poll(now_ms)``.
+
+    Reading -> SensorWatch (rules.py) -> rule Changes -> rule alerts (proposed)
+                     \\-> component evaluation (bad if any health rule active)
+                          -> state machine (component.py) -> state Signals
+                          -> quarantine / degraded mode -> SetOutput (outputs.py)
+            -> Predictor (predict.py) -> predicted-failure alerts (proposed)
+
+Alerts are *proposed*: the Device passes them through triage (triage.py),
+which decides what leaves the device. State signals and SetOutputs are not
+triaged: they are the record of what the device did.
+
+Quarantine (non-essential components only; an essential one enters its
+degraded mode instead, with a critical alert) applies the component's
+declared actions:
+
+    ignore       its sensors' readings are not judged and not sent as telemetry
+    switch       telemetry carries the redundant sensor's value in their place
+                 (quality SUBSTITUTED)
+    cut_power    its power output is held off
+    reduce_duty  its power output runs ``duty`` of every ``duty_period``
+
+After ``probe_after`` the engine probes: actions undone, readings judged
+again. ``release_after`` good evaluations in a row (and at least as long as
+its slowest timed rule needs to fire, so a probe can catch what failed)
+release it; a confirmed failure quarantines it again with the backoff doubled;
+after ``max_probes`` failed probes it stays isolated (SERVICE) and a person
+is asked to act.
+"""
+
+from edge_agent.core import component as cs
+from edge_agent.core import predict as pr
+from edge_agent.core import reading as rd
+from edge_agent.core import rules
+from edge_agent.core import signals as sg
+from edge_agent.core.outputs import Outputs
+
+# How much evidence a state signal carries: the last few readings of the
+# component's sensors, newest last.
+EVIDENCE = 6
+# Backoff between probes doubles per failed probe, capped at a day: a part
+# that failed five times is not worth waking every few minutes.
+MAX_BACKOFF_MS = 86400000
+
+
+class ComponentHealth:
+    __slots__ = ("component", "state", "since_ms", "debounce", "probes_failed", "next_probe_ms",
+                 "probe_started_ms", "tick_ms", "duty_next_ms", "duty_off", "watches", "min_probe_ms")
+
+    def __init__(self, component, watches):
+        self.component = component
+        self.state = cs.OK
+        self.since_ms = None
+        self.debounce = cs.Debounce(component.confirm_n, component.confirm_m)
+        self.probes_failed = 0
+        self.next_probe_ms = None
+        self.probe_started_ms = None
+        self.tick_ms = None  # next timer evaluation while a sensor is silent
+        self.duty_next_ms = None
+        self.duty_off = False
+        self.watches = watches
+        # A probe must last long enough for every timed rule to fire again.
+        longest = 0
+        for watch in watches:
+            for spec in watch.sensor.rules:
+                if spec.health:
+                    longest = max(longest, spec.params.get("for_ms", 0))
+        self.min_probe_ms = longest
+
+
+class HealthEngine:
+    def __init__(self, board):
+        self.board = board
+        self.latest = {}  # sensor id -> last Reading (shared with the watches)
+        self.watches = {}
+        for sensor in board.sensors.values():
+            self.watches[sensor.id] = rules.SensorWatch(sensor, board.components.get(sensor.component), board, self.latest)
+        self.components = {}
+        for cid in sorted(board.components):
+            mine = [self.watches[s] for s in board.sensors_of(cid)]
+            self.components[cid] = ComponentHealth(board.components[cid], mine)
+        self.predictors = {}
+        for sensor in board.sensors.values():
+            spec = sensor.predict
+            if spec is not None:
+                self.predictors[sensor.id] = [
+                    pr.Predictor(limit, direction, spec.horizon_ms, spec.history_days)
+                    for limit, direction in ((spec.above, "above"), (spec.below, "below"))
+                    if limit is not None
+                ]
+        self.outputs = Outputs(board)
+        self.modes = {}  # mode id -> components holding it
+        self.started_ms = None
+        self.transitions = 0
+
+    # -- inputs ---------------------------------------------------------------
+
+    def on_reading(self, reading):
+        """Judge one reading; return outputs (proposed alert Signals, state
+        Signals, SetOutputs)."""
+        now = reading.time_ms
+        self._start(now)
+        self.latest[reading.sensor] = reading
+        watch = self.watches[reading.sensor]
+        health = self.components.get(watch.sensor.component)
+        out = []
+        if health is not None and health.state in cs.ISOLATED:
+            return out
+        for change in watch.observe(reading):
+            if change.active and health is not None and health.state in cs.WATCHED_QUIETLY:
+                continue
+            out.append(rules.rule_alert(change, watch, now))
+        if health is not None:
+            self._evaluate(health, now, out)
+        if reading.quality == rd.GOOD and reading.sensor in self.predictors:
+            for predictor in self.predictors[reading.sensor]:
+                change = predictor.add(now, reading.value)
+                if change is not None:
+                    out.append(self._prediction_alert(watch, predictor, change == "raise", now))
+        return out
+
+    def poll(self, now_ms):
+        """Timers: dropouts, probes, duty cycles. Returns (outputs, deadline)."""
+        self._start(now_ms)
+        out = []
+        for cid in sorted(self.components):
+            health = self.components[cid]
+            if health.state in cs.ISOLATED:
+                if health.state == cs.QUARANTINED and health.next_probe_ms is not None and now_ms >= health.next_probe_ms:
+                    self._probe(health, now_ms, out)
+                else:
+                    self._duty(health, now_ms, out)
+                continue
+            silent = False
+            for watch in health.watches:
+                for change in watch.check_dropout(now_ms):
+                    if not (change.active and health.state in cs.WATCHED_QUIETLY):
+                        out.append(rules.rule_alert(change, watch, now_ms))
+                if watch.dropout is not None and watch.dropout.active:
+                    silent = True
+            if silent:
+                # A silent sensor sends nothing to evaluate: the timer
+                # evaluates the component once per sample period instead.
+                if health.tick_ms is None or now_ms >= health.tick_ms:
+                    health.tick_ms = now_ms + min(w.sensor.period_ms for w in health.watches)
+                    self._evaluate(health, now_ms, out)
+            else:
+                health.tick_ms = None
+        return out, self.deadline()
+
+    def deadline(self):
+        times = []
+        for health in self.components.values():
+            if health.state == cs.QUARANTINED and health.next_probe_ms is not None:
+                times.append(health.next_probe_ms)
+            if health.state in cs.ISOLATED and health.duty_next_ms is not None:
+                times.append(health.duty_next_ms)
+            if health.state not in cs.ISOLATED:
+                if health.tick_ms is not None:
+                    times.append(health.tick_ms)
+                for watch in health.watches:
+                    t = watch.dropout_deadline()
+                    if t is not None:
+                        times.append(t)
+        return min(times) if times else None
+
+    def force(self, component_id, now_ms, who="operator"):
+        """An operator quarantines a component (even an essential one)."""
+        health = self._health(component_id)
+        out = []
+        reason = "forced into quarantine by %s" % who
+        self._leave_mode(health, now_ms, out)
+        self._transition(health, cs.FORCE, reason, now_ms, out, self._isolate(health, now_ms, out))
+        return out
+
+    def release(self, component_id, now_ms, who="operator"):
+        """An operator releases a component from any non-OK state."""
+        health = self._health(component_id)
+        out = []
+        undone = self._unisolate(health, now_ms, out)
+        self._leave_mode(health, now_ms, out)
+        self._transition(health, cs.RELEASE, "released by %s" % who, now_ms, out, undone)
+        self._reset(health, now_ms)
+        health.probes_failed = 0
+        return out
+
+    # -- queries --------------------------------------------------------------
+
+    def state_of(self, component_id):
+        return self._health(component_id).state
+
+    def sends_telemetry(self, sensor_id):
+        """False while the sensor's component is isolated: its readings are
+        not trusted (ignored, switched out, or unpowered)."""
+        health = self.components.get(self.board.sensors[sensor_id].component)
+        return health is None or health.state not in cs.ISOLATED
+
+    def substitutes(self, sensor_id):
+        """Sensors whose telemetry this sensor's reading stands in for now
+        (``switch`` quarantine)."""
+        result = []
+        for sensor in self.board.sensors.values():
+            if sensor.redundant == sensor_id:
+                health = self.components.get(sensor.component)
+                if health is not None and health.state in cs.ISOLATED and "switch" in health.component.quarantine:
+                    result.append(sensor.id)
+        return sorted(result)
+
+    # -- the state machine's driver -------------------------------------------
+
+    def _evaluate(self, health, now, out):
+        state = health.state
+        if state in cs.ISOLATED or state == cs.FAILED:
+            return
+        bad = False
+        for watch in health.watches:
+            if watch.bad():
+                bad = True
+        debounce = health.debounce
+        debounce.add(bad)
+        if state == cs.OK:
+            if not bad:
+                return
+            self._transition(health, cs.BAD, self._reason(health), now, out)
+            state = cs.SUSPECT
+        if state == cs.SUSPECT:
+            if debounce.confirmed():
+                self._transition(health, cs.CONFIRM, self._reason(health), now, out)
+                self._act_on_failure(health, now, out)
+            elif debounce.good_run >= debounce.m:
+                self._transition(health, cs.CLEAR, "%d good evaluations in a row" % debounce.good_run, now, out)
+        elif state == cs.PROBING:
+            if debounce.confirmed():
+                self._probe_failed(health, now, out)
+            elif debounce.good_run >= health.component.release_after and now - health.probe_started_ms >= health.min_probe_ms:
+                reason = "probe passed: %d good evaluations in %d s" % (debounce.good_run, (now - health.probe_started_ms) // 1000)
+                self._transition(health, cs.RECOVER, reason, now, out)
+                health.probes_failed = 0
+                out.append(self._component_alert(health, sg.C_QUARANTINED, False, reason, now))
+        elif state == cs.DEGRADED:
+            if debounce.good_run >= health.component.release_after:
+                reason = "%d good evaluations in a row" % debounce.good_run
+                self._leave_mode(health, now, out)
+                self._transition(health, cs.RECOVER, reason, now, out)
+                out.append(self._component_alert(health, sg.C_DEGRADED, False, reason, now))
+
+    def _act_on_failure(self, health, now, out):
+        component = health.component
+        reason = self._reason(health)
+        if component.essential:
+            mode = self.board.modes.get(component.degraded_mode)
+            self._enter_mode(health, mode, now, out)
+            self._transition(health, cs.DEGRADE, reason, now, out, ["mode " + mode.id] if mode else [])
+            what = "entering degraded mode: %s" % mode.text if mode else "no degraded mode declared; the device carries on"
+            text = "%s failed (%s). It is essential, so it is not quarantined automatically; %s" % (component.id, reason, what)
+            out.append(self._component_alert(health, sg.C_DEGRADED, True, text, now))
+            return
+        actions = self._isolate(health, now, out)
+        health.next_probe_ms = now + component.probe_after_ms
+        self._transition(health, cs.QUARANTINE, reason, now, out, actions)
+        text = "%s quarantined after %s: %s; probing again in %d s" % (
+            component.id, reason, ", ".join(actions), component.probe_after_ms // 1000)
+        out.append(self._component_alert(health, sg.C_QUARANTINED, True, text, now))
+
+    def _probe(self, health, now, out):
+        undone = self._unisolate(health, now, out)
+        self._transition(health, cs.PROBE, "backoff elapsed after %d failed probe(s)" % health.probes_failed, now, out, undone)
+        self._reset(health, now)
+        health.probe_started_ms = now
+        health.next_probe_ms = None
+
+    def _probe_failed(self, health, now, out):
+        component = health.component
+        health.probes_failed += 1
+        reason = self._reason(health)
+        actions = self._isolate(health, now, out)
+        if health.probes_failed >= component.max_probes:
+            self._transition(health, cs.ESCALATE, reason, now, out, actions)
+            text = "%s failed %d probes in a row (%s); it stays isolated until serviced" % (component.id, health.probes_failed, reason)
+            out.append(self._component_alert(health, sg.C_NEEDS_SERVICE, True, text, now, sg.PRIORITY_HIGH))
+            return
+        backoff = min(MAX_BACKOFF_MS, component.probe_after_ms << health.probes_failed)
+        health.next_probe_ms = now + backoff
+        self._transition(health, cs.PROBE_FAILED, reason, now, out, actions)
+
+    def _transition(self, health, event, reason, now, out, actions=()):
+        before = health.state
+        health.state = cs.next_state(before, event)
+        health.since_ms = now
+        self.transitions += 1
+        body = {
+            sg.S_COMPONENT: health.component.id,
+            sg.S_FROM: before,
+            sg.S_TO: health.state,
+            sg.S_EVENT: event,
+            sg.S_REASON: reason,
+            sg.S_EVIDENCE: self._evidence(health),
+            sg.S_ACTIONS: list(actions),
+            sg.S_PROBES: health.probes_failed,
+        }
+        out.append(sg.Signal(sg.KIND_STATE, sg.PRIORITY_NORMAL, now, body))
+
+    # -- actions ----------------------------------------------------------------
+
+    def _isolate(self, health, now, out):
+        """Apply the quarantine actions; return their descriptions."""
+        component = health.component
+        done = []
+        for action in component.quarantine:
+            if action == "cut_power":
+                self.outputs.hold(component.power_output, "quarantine:" + component.id, component.id + " quarantined", now, out)
+                done.append("cut_power " + component.power_output)
+            elif action == "reduce_duty" and "cut_power" not in component.quarantine:
+                health.duty_off = False
+                health.duty_next_ms = now
+                self._duty(health, now, out)
+                done.append("reduce_duty %s to %d%%" % (component.power_output, int(component.duty * 100 + 0.5)))
+            elif action == "switch":
+                pairs = ["%s->%s" % (w.sensor.id, w.sensor.redundant) for w in health.watches if w.sensor.redundant]
+                done.append("switch " + ", ".join(pairs))
+            elif action == "ignore":
+                done.append("ignore " + ", ".join(w.sensor.id for w in health.watches))
+        return done
+
+    def _unisolate(self, health, now, out):
+        component = health.component
+        undone = []
+        if component.power_output:
+            for holder in ("quarantine:", "duty:"):
+                if holder + component.id in self.outputs.holders[component.power_output]:
+                    self.outputs.release(component.power_output, holder + component.id, component.id + " probed or released", now, out)
+                    undone.append("restore_power " + component.power_output)
+        health.duty_next_ms = None
+        health.duty_off = False
+        return undone
+
+    def _duty(self, health, now, out):
+        """Run the reduced duty cycle: on for duty * period, then off."""
+        component = health.component
+        if health.duty_next_ms is None or now < health.duty_next_ms:
+            return
+        period = component.duty_period_ms
+        on_ms = int(period * component.duty)
+        holder = "duty:" + component.id
+        if health.duty_off:
+            self.outputs.release(component.power_output, holder, component.id + " duty cycle on", now, out)
+            health.duty_off = False
+            health.duty_next_ms = now + on_ms
+        else:
+            self.outputs.hold(component.power_output, holder, component.id + " duty cycle off", now, out)
+            health.duty_off = True
+            health.duty_next_ms = now + period - on_ms
+
+    def _enter_mode(self, health, mode, now, out):
+        if mode is None:
+            return
+        holders = self.modes.setdefault(mode.id, [])
+        if health.component.id not in holders:
+            holders.append(health.component.id)
+        for output_id in mode.cut:
+            self.outputs.hold(output_id, "mode:" + mode.id, "degraded mode " + mode.id, now, out)
+
+    def _leave_mode(self, health, now, out):
+        mode = self.board.modes.get(health.component.degraded_mode)
+        if mode is None:
+            return
+        holders = self.modes.get(mode.id, [])
+        if health.component.id in holders:
+            holders.remove(health.component.id)
+        if not holders:
+            for output_id in mode.cut:
+                self.outputs.release(output_id, "mode:" + mode.id, "degraded mode %s left" % mode.id, now, out)
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _start(self, now):
+        if self.started_ms is None:
+            self.started_ms = now
+            # A sensor that never reports at all is a dropout too: count from start.
+            for watch in self.watches.values():
+                if watch.last_ms is None:
+                    watch.last_ms = now
+
+    def _reset(self, health, now):
+        health.debounce.reset()
+        health.tick_ms = None
+        for watch in health.watches:
+            watch.reset()
+            watch.last_ms = now
+
+    def _health(self, component_id):
+        health = self.components.get(component_id)
+        if health is None:
+            raise KeyError("no component %r; the board has: %s" % (component_id, ", ".join(sorted(self.components))))
+        return health
+
+    def _reason(self, health):
+        parts = []
+        for watch in health.watches:
+            for rule in watch.rules:
+                if rule.active and rule.health:
+                    parts.append("%s %s" % (watch.sensor.id, rule.detail))
+        return "; ".join(parts) or "no active condition"
+
+    def _evidence(self, health):
+        merged = []
+        for watch in health.watches:
+            merged.extend(watch.evidence)
+        merged.sort(key=lambda e: (e[0], e[1]))
+        return [list(e) for e in merged[-EVIDENCE:]]
+
+    def _culprit(self, health):
+        """The watch to describe a component alert with: one with an active
+        health rule, else its first sensor."""
+        for watch in health.watches:
+            if watch.bad():
+                return watch
+        return health.watches[0] if health.watches else None
+
+    def _component_alert(self, health, condition, active, text, now, priority=None):
+        component = health.component
+        watch = self._culprit(health)
+        if priority is None:
+            if condition == sg.C_DEGRADED:
+                priority = sg.PRIORITY_CRITICAL
+            else:
+                priority = sg.PRIORITY_NORMAL  # the rule alert already paged; this says what the device did
+        if not active:
+            priority = sg.PRIORITY_NORMAL
+            text = "%s back in service: %s" % (component.id, text)
+        if condition == sg.C_NEEDS_SERVICE:
+            action = "replace or repair %s%s, then release it from the console" % (
+                component.id, " (part %s)" % component.part if component.part else "")
+        elif condition == sg.C_DEGRADED:
+            action = "book service for %s%s now: the product runs degraded" % (
+                component.id, " (part %s)" % component.part if component.part else "")
+        else:
+            action = "none needed now; if it keeps failing, book service%s" % (" for part %s" % component.part if component.part else "")
+        sensor = watch.sensor if watch is not None else None
+        last = self.latest.get(sensor.id) if sensor is not None else None
+        body = {
+            sg.A_CONDITION: condition,
+            sg.A_COMPONENT: component.id,
+            sg.A_SENSOR: sensor.id if sensor is not None else "",
+            sg.A_VALUE: last.value if last is not None else None,
+            sg.A_LIMITS: [sensor.low, sensor.high] if sensor is not None else [0, 0],
+            sg.A_SEVERITY: "critical" if priority == sg.PRIORITY_CRITICAL else "warning",
+            sg.A_TEXT: text,
+            sg.A_ACTION: action if active else "",
+            sg.A_PART: component.part,
+            sg.A_SINCE: health.since_ms if health.since_ms is not None else now,
+            sg.A_ACTIVE: active,
+            sg.A_UNIT: sensor.unit if sensor is not None else "",
+            sg.A_EVIDENCE: self._evidence(health),
+            sg.A_STATE: health.state,
+        }
+        return sg.Signal(sg.KIND_ALERT, priority, now, body)
+
+    def _prediction_alert(self, watch, predictor, active, now):
+        sensor = watch.sensor
+        component = watch.component
+        spec = sensor.predict
+        forecast = predictor.last
+        place = rules.where(sensor, component)
+        limit = rules.num(predictor.threshold)
+        if active:
+            days = (forecast.crossing_ms - now) / 86400000.0
+            text = "%s is trending %s %s %s (%+.3g %s/day): expected to cross in %.1f days" % (
+                place, "up toward" if predictor.direction == "above" else "down toward", limit, sensor.unit,
+                forecast.slope_per_day, sensor.unit, days)
+            action = spec.action or "schedule service before the predicted crossing"
+            if component is not None and component.part:
+                action += " (part %s)" % component.part
+            priority = rules.PRIORITY_OF_SEVERITY[spec.severity]
+        else:
+            text = "%s no longer trending %s %s %s" % (place, predictor.direction, limit, sensor.unit)
+            action = ""
+            priority = sg.PRIORITY_NORMAL
+        last = self.latest.get(sensor.id)
+        body = {
+            sg.A_CONDITION: sg.C_PREDICTED,
+            sg.A_COMPONENT: component.id if component is not None else "",
+            sg.A_SENSOR: sensor.id,
+            sg.A_VALUE: last.value if last is not None else None,
+            sg.A_LIMITS: [sensor.low, sensor.high],
+            sg.A_SEVERITY: spec.severity,
+            sg.A_TEXT: text,
+            sg.A_ACTION: action,
+            sg.A_PART: component.part if component is not None else "",
+            sg.A_SINCE: now,
+            sg.A_ACTIVE: active,
+            sg.A_UNIT: sensor.unit,
+        }
+        if forecast is not None:
+            body[sg.A_PREDICTION] = {
+                sg.P_CROSSING: forecast.crossing_ms,
+                sg.P_EARLIEST: forecast.early_ms,
+                sg.P_LATEST: forecast.late_ms,
+                sg.P_THRESHOLD: forecast.threshold,
+                sg.P_LEVEL: forecast.level,
+                sg.P_SLOPE: forecast.slope_per_day,
+            }
+        return sg.Signal(sg.KIND_ALERT, priority, now, body)

@@ -1,0 +1,241 @@
+"""Failure prediction: warn days before a sensor crosses its limit.
+
+Per predicted sensor, streaming and bounded in memory:
+
+- readings fold into the current hour (count, running mean, max, min);
+- closed hours go into a ring of ``history_days * 24`` hourly means and
+  peaks (float32 ``array``: 168 hours cost 1.3 KB per sensor);
+- every closed hour, the last whole days are summarised as rolling 24-hour
+  blocks (block j covers the 24 hours ending 24*j hours ago). Averaging a
+  full day cancels a daily cycle exactly, which is what keeps a healthy
+  sensor with a day/night swing from looking like a trend;
+- a least-squares line through the block means gives the trend (unit/day)
+  and its standard error; the level that matters is the trend's value now
+  plus the largest recent daily peak above its day's mean (readings cross
+  the limit at their peaks, not on average);
+- the expected crossing is ``(limit - level) / slope``. It is *confident*
+  when the slope still points at the limit at its one-sided 99% lower bound
+  (Student t for n - 2 degrees of freedom: with 4 days of data the slope
+  must be 7 standard errors from zero, with 7 days 3.4);
+- a "predicted failure" is raised after ``CONFIRM_HOURS`` consecutive hourly
+  estimates that are confident and within the horizon, and cleared after
+  ``CLEAR_HOURS`` without one: a single odd day neither raises nor clears it.
+
+Float32-safe (ESP32 floats are single precision): values are stored relative
+to the first reading and time is in days relative to now, so every number
+in the fit is small.
+"""
+
+from array import array
+
+DAY_MS = 86400000
+# Readings fold into 2-hour buckets: 12 a day still resolve a daily cycle's
+# peak, and 14 days of them cost 168 floats per array (half of hourly).
+BUCKETS_PER_DAY = 12
+BUCKET_MS = DAY_MS // BUCKETS_PER_DAY
+# A day needs 9 of its 12 buckets: a few missing hours (a dropout, a reboot)
+# do not lose the day, but a mostly-empty day would bias its mean.
+MIN_BUCKETS_PER_BLOCK = 9
+# Fewer than 4 days cannot tell a trend from a warm week.
+MIN_BLOCKS = 4
+# The short fit's window: the last week.
+SHORT_BLOCKS = 7
+# Raise after 3 consecutive estimates (6 hours) within the horizon, clear
+# after 12 without (a day): a warm afternoon cannot raise it, one cool day
+# cannot clear it.
+CONFIRM_ESTIMATES = 3
+CLEAR_ESTIMATES = 12
+# One-sided 99% Student t quantiles by degrees of freedom (n blocks - 2).
+T99 = (0.0, 31.82, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681)
+
+_NAN = float("nan")
+
+
+class Forecast:
+    """One hourly estimate. Times in ms since epoch; ``late_ms`` None means
+    the slope's interval includes 'never'."""
+
+    __slots__ = ("crossing_ms", "early_ms", "late_ms", "threshold", "level", "slope_per_day", "direction")
+
+    def __init__(self, crossing_ms, early_ms, late_ms, threshold, level, slope_per_day, direction):
+        self.crossing_ms = crossing_ms
+        self.early_ms = early_ms
+        self.late_ms = late_ms
+        self.threshold = threshold
+        self.level = level
+        self.slope_per_day = slope_per_day
+        self.direction = direction  # "above" or "below"
+
+    def __repr__(self):
+        return "Forecast(%s %s at %d, level %.3g, slope %.3g/d)" % (
+            self.direction, self.threshold, self.crossing_ms, self.level, self.slope_per_day)
+
+
+class Predictor:
+    """Watches one sensor against one limit (``above`` or ``below``)."""
+
+    __slots__ = (
+        "threshold", "direction", "horizon_ms", "slots", "means", "peaks", "origin", "t0_ms", "hour",
+        "n", "mean", "peak", "streak", "quiet", "active", "last", "evaluations",
+    )
+
+    def __init__(self, threshold, direction, horizon_ms, history_days):
+        self.threshold = threshold
+        self.direction = direction  # "above": the peak is the max; "below": the min
+        self.horizon_ms = horizon_ms
+        self.slots = history_days * BUCKETS_PER_DAY
+        self.means = array("f", [_NAN] * self.slots)
+        self.peaks = array("f", [_NAN] * self.slots)
+        self.origin = None  # first value: everything is stored relative to it
+        self.t0_ms = None
+        self.hour = 0  # index of the hour being accumulated, since t0
+        self.n = 0
+        self.mean = 0.0
+        self.peak = 0.0
+        self.streak = 0  # consecutive hourly estimates meeting the condition
+        self.quiet = 0  # consecutive hourly estimates not meeting it
+        self.active = False
+        self.last = None  # the latest Forecast meeting the condition
+        self.evaluations = 0
+
+    def add(self, time_ms, value):
+        """Fold one good reading in. Returns None, or "raise"/"clear" when
+        the predicted-failure condition changes (``self.last`` holds the
+        forecast behind a raise)."""
+        if self.t0_ms is None:
+            self.t0_ms = time_ms
+            self.origin = value
+        hour = (time_ms - self.t0_ms) // BUCKET_MS
+        change = None
+        if hour > self.hour:
+            change = self._close(hour, time_ms)
+        elif hour < self.hour:
+            return None  # the clock went back: ignore rather than corrupt an hour
+        v = value - self.origin
+        self.n += 1
+        self.mean += (v - self.mean) / self.n
+        if self.n == 1 or (v > self.peak if self.direction == "above" else v < self.peak):
+            self.peak = v
+        return change
+
+    def _close(self, new_hour, now_ms):
+        slots = self.slots
+        if self.n:
+            self.means[self.hour % slots] = self.mean
+            self.peaks[self.hour % slots] = self.peak
+        else:
+            self.means[self.hour % slots] = _NAN
+            self.peaks[self.hour % slots] = _NAN
+        # Hours with no reading at all (a gap) are unknown, not zero.
+        gap_end = min(new_hour, self.hour + 1 + slots)
+        for h in range(self.hour + 1, gap_end):
+            self.means[h % slots] = _NAN
+            self.peaks[h % slots] = _NAN
+        last_closed = self.hour
+        self.hour = new_hour
+        self.n = 0
+        self.mean = 0.0
+        self.peak = 0.0
+        if new_hour - last_closed > 1:
+            return self._judge(None, now_ms)  # the newest hours are missing: no estimate
+        return self._judge(self.estimate(last_closed, now_ms), now_ms)
+
+    def estimate(self, last_hour, now_ms):
+        """Fit the blocks ending with ``last_hour``; return a Forecast when
+        the trend is confident and heads for the limit, else None."""
+        self.evaluations += 1
+        slots = self.slots
+        xs = []
+        ys = []
+        excursion = 0.0
+        above = self.direction == "above"
+        per_day = BUCKETS_PER_DAY
+        for j in range(slots // per_day):
+            total = 0.0
+            count = 0
+            peak = None
+            for h in range(last_hour - per_day * (j + 1) + 1, last_hour - per_day * j + 1):
+                if h < 0:
+                    continue
+                m = self.means[h % slots]
+                if m != m:
+                    continue
+                total += m
+                count += 1
+                p = self.peaks[h % slots]
+                if peak is None or (p > peak if above else p < peak):
+                    peak = p
+            if count < MIN_BUCKETS_PER_BLOCK:
+                continue
+            block_mean = total / count
+            xs.append(-(j + 0.5))  # block centre, days before now
+            ys.append(block_mean)
+            swing = peak - block_mean if above else block_mean - peak
+            if swing > excursion:
+                excursion = swing
+        if len(xs) < MIN_BLOCKS:
+            return None
+        # Two fits: the last week reacts to a drift that began recently; the
+        # whole history does not mistake a warm week for a trend. Both must
+        # be confident, and the earlier crossing is reported.
+        best = self._fit(xs, ys, excursion, now_ms)
+        if best is not None and len(xs) > SHORT_BLOCKS + 1:
+            short = self._fit(xs[:SHORT_BLOCKS], ys[:SHORT_BLOCKS], excursion, now_ms)
+            if short is None:
+                return None
+            if short.crossing_ms < best.crossing_ms:
+                best = short
+        return best
+
+    def _fit(self, xs, ys, excursion, now_ms):
+        above = self.direction == "above"
+        n = len(xs)
+        xbar = sum(xs) / n
+        ybar = sum(ys) / n
+        sxx = 0.0
+        sxy = 0.0
+        for i in range(n):
+            dx = xs[i] - xbar
+            sxx += dx * dx
+            sxy += dx * (ys[i] - ybar)
+        slope = sxy / sxx
+        level = ybar - slope * xbar  # the trend's value now (x = 0)
+        rss = 0.0
+        for i in range(n):
+            r = ys[i] - level - slope * xs[i]
+            rss += r * r
+        se = (rss / (n - 2) / sxx) ** 0.5
+        t = T99[n - 2] if n - 2 < len(T99) else T99[-1]
+        toward = slope if above else -slope  # positive: heading for the limit
+        peak_level = level + excursion if above else level - excursion
+        distance = (self.threshold - self.origin - peak_level) if above else (peak_level - (self.threshold - self.origin))
+        if distance <= 0 or toward - t * se <= 0:
+            return None
+        days = distance / toward
+        early = distance / (toward + t * se)
+        late = distance / (toward - t * se)
+        return Forecast(
+            now_ms + int(days * DAY_MS),
+            now_ms + int(early * DAY_MS),
+            now_ms + int(late * DAY_MS),
+            self.threshold,
+            peak_level + self.origin,
+            slope,
+            self.direction,
+        )
+
+    def _judge(self, forecast, now_ms):
+        if forecast is not None and forecast.crossing_ms - now_ms <= self.horizon_ms:
+            self.last = forecast
+            self.streak += 1
+            self.quiet = 0
+            if not self.active and self.streak >= CONFIRM_ESTIMATES:
+                self.active = True
+                return "raise"
+            return None
+        self.streak = 0
+        self.quiet += 1
+        if self.active and self.quiet >= CLEAR_ESTIMATES:
+            self.active = False
+            return "clear"
+        return None
