@@ -1,11 +1,17 @@
 """The gateway agent: the composition root that wires core and adapters.
 
-    serial ports (pyserial) --bytes--> core Device --signals--> Uplink (aiomqtt)
-                                            \\--notices--> logging
+    serial ports (pyserial) --bytes--> core Device --signals--> durable Store
+                                            |                      |
+                                            |   notices -> log     v
+                                            |                 Uplink (aiomqtt) --> broker
+                                            \\-- seq from the store's DurableSequencer
 
-One asyncio task per bus and one for the uplink; a timer task calls the
-core's ``poll`` at the deadline it returns. Time comes from the wall clock
-here and only here, as integer milliseconds.
+Ingest never waits on the network: signals go into the store (append never
+blocks; when full it evicts the least urgent, oldest data), and the uplink
+drains it independently. Alerts are appended with an immediate sync; the
+rest become durable at the store's group commit. One asyncio task per bus,
+one for the uplink, one that serves the core's and the store's deadlines.
+Time comes from the wall clock here and only here, as integer ms.
 """
 
 import asyncio
@@ -14,7 +20,10 @@ import time
 
 from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
+from edge_agent.core.store import CORRUPT, OVERFLOW, Store
+from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.serial_source import SerialSource
+from edge_agent.store_posix import PosixDir
 from edge_agent.uplink import Uplink
 
 log = logging.getLogger("edge_agent.agent")
@@ -28,25 +37,28 @@ def now_ms():
 
 
 class Agent:
-    def __init__(self, board, identity, broker, port_overrides=None, clock=now_ms, **device_options):
+    def __init__(self, board, identity, broker, store_dir, port_overrides=None, clock=now_ms,
+                 store_options=None, drain_rate=None, **device_options):
         self.board = board
         self.clock = clock
-        self.device = dv.Device(board, identity.device_id, **device_options)
-        self.uplink = Uplink(broker, identity)
+        self.fs = PosixDir(store_dir)
+        self.store = Store(self.fs, clock(), **(store_options or {}))
+        self.sequencer = DurableSequencer(self.fs)
+        self.device = dv.Device(board, identity.device_id, sequencer=self.sequencer, **device_options)
+        self.uplink = Uplink(broker, identity, self.store, drain_rate=drain_rate)
+        self._log_store_reports()
+        recovery = self.store.recovery
+        log.info("store %s: recovered (%s); next seq %d", store_dir, _describe_recovery(recovery),
+                 self.sequencer.next_seq)
         self.sources = []
         overrides = port_overrides or {}
         for bus in board.buses.values():
             port = overrides.get(bus.id, bus.port)
             self.sources.append(
-                SerialSource(
-                    bus.id,
-                    port,
-                    bus.baud,
-                    on_bytes=self._bytes_handler(bus.id),
-                    on_closed=self._closed_handler(bus.id),
-                )
+                SerialSource(bus.id, port, bus.baud, on_bytes=self._bytes_handler(bus.id),
+                             on_closed=self._closed_handler(bus.id))
             )
-        self._poll_wakeup = asyncio.Event()
+        self._deadline_wakeup = asyncio.Event()
         self._reported_bad = {}
 
     def _bytes_handler(self, bus_id):
@@ -62,24 +74,41 @@ class Agent:
         return on_closed
 
     def _dispatch(self, outputs):
+        stored = False
         for item in outputs:
             if isinstance(item, sg.Signal):
-                if item.kind == sg.KIND_ALERT:
+                urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
+                if urgent:
                     log.warning("alert #%d: %s", item.seq, item.body.get(sg.A_TEXT))
-                self.uplink.submit(item)
+                if not self.store.append(item.priority, item.encode(), self.clock(), urgent=urgent):
+                    log.error("store full of more urgent data: %s #%d dropped", item.kind_name, item.seq)
+                stored = True
             else:
                 log.log(_NOTICE_LEVELS.get(item.level, logging.INFO), "%s", item.text)
-        # A new telemetry batch may have set an earlier deadline.
-        self._poll_wakeup.set()
+        if stored:
+            self._log_store_reports()
+            self.uplink.notify()
+        # A new batch or unsynced record may have set an earlier deadline.
+        self._deadline_wakeup.set()
 
-    async def _poll_loop(self):
+    def _log_store_reports(self):
+        for report in self.store.take_reports():
+            level = logging.ERROR if report.kind in (OVERFLOW, CORRUPT) else logging.WARNING
+            log.log(level, "store: %s", report)
+
+    async def _deadline_loop(self):
+        """Serve the core's telemetry deadline and the store's group commit."""
         while True:
-            outputs, deadline = self.device.poll(self.clock())
+            now = self.clock()
+            outputs, device_due = self.device.poll(now)
             self._dispatch(outputs)
-            self._poll_wakeup.clear()
-            timeout = None if deadline is None else max(0, deadline - self.clock()) / 1000
+            store_due = self.store.poll(self.clock())
+            self._log_store_reports()
+            self._deadline_wakeup.clear()
+            dues = [d for d in (device_due, store_due) if d is not None]
+            timeout = max(0, min(dues) - self.clock()) / 1000 if dues else None
             try:
-                await asyncio.wait_for(self._poll_wakeup.wait(), timeout)
+                await asyncio.wait_for(self._deadline_wakeup.wait(), timeout)
             except asyncio.TimeoutError:
                 pass
 
@@ -102,7 +131,7 @@ class Agent:
     async def run(self):
         tasks = [asyncio.create_task(source.run(), name="bus-" + source.bus_id) for source in self.sources]
         tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
-        tasks.append(asyncio.create_task(self._poll_loop(), name="poll"))
+        tasks.append(asyncio.create_task(self._deadline_loop(), name="deadlines"))
         tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
         try:
             # Tasks only end by raising: a bug, not a condition to ride out.
@@ -113,3 +142,25 @@ class Agent:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.close()
+
+    def close(self):
+        """Make everything durable and release the store (clean shutdown)."""
+        if self.fs is None:
+            return
+        self._dispatch(self.device.flush(self.clock()))
+        self.store.close()  # seals, syncs, and releases the directory lock
+        self.fs = None
+        log.info("store closed: everything buffered is durable")
+
+
+def _describe_recovery(report):
+    try:
+        data = report.to_map()
+    except AttributeError:
+        return str(report)
+    parts = []
+    for key in sorted(data):
+        if data[key] not in (0, [], {}, None, ""):
+            parts.append("%s %s" % (key, data[key]))
+    return ", ".join(parts) or "clean"

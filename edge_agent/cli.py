@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -138,13 +139,23 @@ def cmd_run(args):
     device_id = identity.device_id
     overrides = parse_port_overrides(args.port, board)
     settings = broker_settings(args)
-    agent = Agent(
-        board,
-        identity,
-        settings,
-        port_overrides=overrides,
-        telemetry_interval_ms=args.telemetry_interval_ms,
-    )
+    from edge_agent.core.store import StoreError
+    from edge_agent.store_cli import store_options
+
+    store_dir = args.store_dir or os.path.join(args.identity, "store")
+    try:
+        agent = Agent(
+            board,
+            identity,
+            settings,
+            store_dir,
+            port_overrides=overrides,
+            store_options=store_options(args),
+            drain_rate=args.drain_rate,
+            telemetry_interval_ms=args.telemetry_interval_ms,
+        )
+    except StoreError as exc:
+        raise UsageError("--store-dir %s: %s" % (store_dir, exc)) from None
     log.info(
         "edge-agent %s: device %s (%s signatures), board %s (%s), %d sensors on %d buses, broker %s",
         __version__, device_id, identity.algorithm, board.name, board.source, len(board.sensors), len(board.buses),
@@ -295,13 +306,21 @@ def build_parser():
     run = sub.add_parser("run", help="run the agent on this gateway")
     run.add_argument("--board", required=True, metavar="FILE", help="board file (TOML), e.g. boards/demo-gateway.toml")
     run.add_argument("--identity", required=True, metavar="DIR",
-                     help="this device's identity (id and signing key), made by `edge-agent keys init`")
+                     help="this device's identity (id and signing key), made by `edge-agent keys init`; "
+                     "its store defaults to DIR/store")
     run.add_argument("--port", action="append", metavar="[BUS=]PATH", help="override a bus's serial port (repeatable)")
     run.add_argument(
         "--telemetry-interval-ms", type=int, default=10000, metavar="MS",
         help="send buffered readings at least this often (default 10000)",
     )
+    run.add_argument(
+        "--drain-rate", type=float, metavar="N",
+        help="after an outage, send the backlog at most N signals/s (alerts are never held back; default: no limit)",
+    )
     add_broker_options(run)
+    from edge_agent import store_cli
+
+    store_cli.add_store_options(run)
     run.set_defaults(func=cmd_run)
 
     board = sub.add_parser("board", help="work with board files")
@@ -370,12 +389,7 @@ def build_parser():
     sensor_board.add_arguments(sim_sub.add_parser("sensors", help=sensor_board.HELP, description=sensor_board.DESCRIPTION))
     sim_sub.choices["sensors"].set_defaults(func=cmd_sim_sensors)
 
-    try:
-        from edge_agent import store_cli
-    except ImportError:
-        store_cli = None
-    if store_cli is not None:
-        store_cli.add_commands(sub)
+    store_cli.add_commands(sub)
     return parser
 
 

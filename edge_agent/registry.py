@@ -22,7 +22,7 @@ import os
 import stat
 import tomllib
 
-from edge_agent.core import cose
+from edge_agent.core import bundle, cose
 from edge_agent.core import signals as sg
 from edge_agent.identity import EDDSA, HMAC256, ed25519_verifier
 
@@ -97,7 +97,15 @@ class Registry:
         return has_secret
 
     def open_signal(self, data, topic=None):
-        """Verify and decode one message; return the Signal or raise Rejection."""
+        """Verify and decode a message holding one signal; return it."""
+        signals = self.open_signals(data, topic)
+        if len(signals) != 1:
+            raise Rejection("bad-signal", "expected one signal, got a bundle of %d" % len(signals))
+        return signals[0]
+
+    def open_signals(self, data, topic=None):
+        """Verify and decode one message (a signal or a bundle); return its
+        signals or raise Rejection."""
         try:
             envelope = cose.parse(data)
         except cose.COSEError as exc:
@@ -117,17 +125,18 @@ class Registry:
         except cose.COSEError as exc:
             raise Rejection(exc.reason, str(exc)) from None
         try:
-            signal = sg.decode(payload)
+            signals = bundle.decode(payload)
         except sg.SignalError as exc:
             reason = "unsupported-version" if "version" in str(exc) else "bad-signal"
             raise Rejection(reason, str(exc)) from None
-        if signal.device != kid:
-            raise Rejection("device-mismatch", "signed by %r but claims device %r" % (kid, signal.device))
+        first = signals[0]  # a bundle holds one device and one kind
+        if first.device != kid:
+            raise Rejection("device-mismatch", "signed by %r but claims device %r" % (kid, first.device))
         if topic is not None:
-            expected = sg.topic(signal.device, signal.kind)
+            expected = sg.topic(first.device, first.kind)
             if topic != expected:
                 raise Rejection("topic-mismatch", "arrived on %s, belongs on %s" % (topic, expected))
-        return signal
+        return signals
 
 
 def _device(device_id, entry):

@@ -1,33 +1,51 @@
-"""MQTT uplink on the gateway (aiomqtt): one session per device, QoS 1.
+"""MQTT uplink on the gateway (aiomqtt): drains the durable store to the
+broker, most urgent first, and acknowledges only what the broker has.
 
 Topics (docs/wire-format.md): signals go to ``ea/v1/<device>/<kind>``; a
 retained ``ea/v1/<device>/status`` says online, and the broker's last will
 says offline when the session dies uncleanly.
 
-Until the durable store lands, signals wait in a bounded in-memory queue,
-one lane per priority, most urgent first. A signal leaves the queue only
-after the broker's PUBACK (aiomqtt's ``publish`` at QoS 1 returns then); if
-the link fails mid-publish it goes back to the front and is sent again
-(at-least-once: the receiver drops duplicates by (device, seq)). When the
-queue is full the least urgent, oldest signal is dropped and counted, so
-ingest never waits on the network.
+The loop, per session:
+
+    rewind the store to its acknowledged positions (resend what was in flight)
+    repeat:
+        batch = store.read()            # the most urgent lane with records
+        publish it, QoS 1               # alerts one per message; the rest in
+                                        # bundles: one signature, many signals
+        await every PUBACK, then store.ack(batch)
+
+Preemption: a batch is small (BATCH_RECORDS records, a few publishes), and
+the next read always starts from the most urgent lane, so an alert raised
+while a 100k telemetry backlog drains waits for at most one batch.
+Pacing: ``drain_rate`` (signals/s) throttles the non-urgent lanes only, so
+a fleet coming back online does not flatten the broker while alerts still
+go at once. Reconnects back off exponentially with full jitter.
 """
 
 import asyncio
-import collections
 import logging
 import random
+import time
 
 import aiomqtt
 
-from edge_agent.core import cbor
+from edge_agent.core import bundle, cbor
 from edge_agent.core import signals as sg
 
 log = logging.getLogger("edge_agent.uplink")
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
-DEFAULT_QUEUE_LIMIT = 10000
+# Records read per batch: small enough that an alert is never stuck behind
+# much telemetry, large enough to keep the pipe full.
+BATCH_RECORDS = 256
+# Bundle limits: mosquitto's default message_size_limit is 256 MiB, but
+# small brokers and gateways choke long before; 64 KiB keeps one publish
+# well under a TCP window on a slow link.
+BUNDLE_MAX_BYTES = 64 * 1024
+PUBLISH_TIMEOUT_S = 20
+# Lanes at or below this priority are never paced or bundled.
+URGENT_PRIORITY = sg.PRIORITY_HIGH
 
 
 class BrokerSettings:
@@ -52,43 +70,64 @@ def status_payload(device_id, online):
     return cbor.dumps({sg.K_VERSION: sg.VERSION, sg.K_DEVICE: device_id, sg.K_ONLINE: online})
 
 
-class Uplink:
-    """Publishes signals sealed by ``identity`` (COSE_Sign1 or COSE_Mac0)."""
+def group_for_publish(records, urgent):
+    """Split a batch's records into payloads to publish: [(kind, [records])].
+    Urgent records go one per message; others in bundles of one kind."""
+    groups = []
+    size = 0
+    for record in records:
+        kind = bundle.peek_kind(record)
+        if (urgent or not groups or groups[-1][0] != kind or size + len(record) > BUNDLE_MAX_BYTES
+                or len(groups[-1][1]) >= bundle.MAX_BUNDLE_SIGNALS):
+            groups.append((kind, [record]))
+            size = len(record)
+        else:
+            groups[-1][1].append(record)
+            size += len(record)
+    return groups
 
-    def __init__(self, settings, identity, queue_limit=DEFAULT_QUEUE_LIMIT):
+
+class Pacer:
+    """A token bucket over signals/s for the backlog lanes (None: no limit)."""
+
+    def __init__(self, rate, clock=time.monotonic):
+        self.rate = rate
+        self.clock = clock
+        self.allowance = 0.0
+        self.last = None
+
+    async def spend(self, count):
+        if not self.rate:
+            return
+        now = self.clock()
+        if self.last is not None:
+            # At most one second of credit: a quiet hour is not a licence
+            # to burst an hour's worth at once.
+            self.allowance = min(self.rate, self.allowance + (now - self.last) * self.rate)
+        self.last = now
+        self.allowance -= count
+        if self.allowance < 0:
+            await asyncio.sleep(-self.allowance / self.rate)
+
+
+class Uplink:
+    """Publishes the store's signals sealed by ``identity`` (COSE)."""
+
+    def __init__(self, settings, identity, store, drain_rate=None, on_error=None):
         self.settings = settings
         self.identity = identity
         self.device_id = identity.device_id
-        self.queue_limit = queue_limit
-        self.lanes = [collections.deque() for _ in range(sg.PRIORITY_LOW + 1)]
+        self.store = store
+        self.pacer = Pacer(drain_rate)
         self.wakeup = asyncio.Event()
         self.online = asyncio.Event()
-        self.published = 0
-        self.dropped = 0
+        self.published = 0  # signals acknowledged by the broker
+        self.messages = 0  # MQTT messages acknowledged
         self.connects = 0
 
-    def depth(self):
-        return sum(len(lane) for lane in self.lanes)
-
-    def submit(self, signal):
-        """Queue a signal; never blocks. Drops the least urgent, oldest signal
-        when full (and counts it)."""
-        if self.depth() >= self.queue_limit:
-            for lane in reversed(self.lanes):
-                if lane:
-                    lane.popleft()
-                    self.dropped += 1
-                    if self.dropped == 1 or self.dropped % 1000 == 0:
-                        log.warning("uplink queue full (%d): %d signals dropped so far", self.queue_limit, self.dropped)
-                    break
-        self.lanes[signal.priority].append(signal)
+    def notify(self):
+        """Something was appended to the store: wake the sender."""
         self.wakeup.set()
-
-    def _next(self):
-        for lane in self.lanes:
-            if lane:
-                return lane
-        return None
 
     async def run(self):
         backoff = BACKOFF_FIRST_S
@@ -100,10 +139,7 @@ class Uplink:
                 # Full jitter (AWS architecture blog): a fleet that lost the
                 # broker together must not come back together.
                 wait = random.uniform(0, backoff)
-                log.warning(
-                    "broker %s unreachable (%s); retrying in %.1f s, %d signals queued",
-                    self.settings.describe(), exc, wait, self.depth(),
-                )
+                log.warning("broker %s unreachable (%s); retrying in %.1f s", self.settings.describe(), exc, wait)
                 await asyncio.sleep(wait)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
             else:
@@ -119,23 +155,35 @@ class Uplink:
             tls_context=settings.tls_context,
             keepalive=settings.keepalive_s,
             will=will,
-            timeout=10,
+            timeout=PUBLISH_TIMEOUT_S,
+            max_inflight_messages=BATCH_RECORDS,
         ) as client:
             self.connects += 1
+            # What was read but not acknowledged may not have reached the
+            # broker: send it again (receivers drop duplicates by seq).
+            self.store.rewind()
             await client.publish(status_topic(self.device_id), status_payload(self.device_id, True), qos=1, retain=True)
             log.info("connected to broker %s", settings.describe())
             self.online.set()
             while True:
-                lane = self._next()
-                if lane is None:
-                    self.wakeup.clear()
+                self.wakeup.clear()
+                batch = self.store.read(max_records=BATCH_RECORDS)
+                if batch is None:
                     await self.wakeup.wait()
                     continue
-                signal = lane[0]
-                await client.publish(sg.topic(self.device_id, signal.kind), self.identity.seal(signal.encode()), qos=1)
-                # PUBACK received: only now is the signal off our hands. It is
-                # still lane[0] because submit() only appends and drops from
-                # the lowest lane's front when full; guard anyway.
-                if lane and lane[0] is signal:
-                    lane.popleft()
-                self.published += 1
+                await self._send(client, batch)
+                self.store.ack(batch.lane, batch.end)
+                self.published += len(batch.records)
+                if batch.lane > URGENT_PRIORITY:
+                    await self.pacer.spend(len(batch.records))
+
+    async def _send(self, client, batch):
+        """Publish a batch and wait for every PUBACK."""
+        groups = group_for_publish(batch.records, urgent=batch.lane <= URGENT_PRIORITY)
+        publishes = []
+        for kind, records in groups:
+            payload = records[0] if len(records) == 1 else bundle.encode(records)
+            publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload), qos=1))
+        # Pipelined: all of the batch's messages in flight at once.
+        await asyncio.gather(*publishes)
+        self.messages += len(publishes)

@@ -49,25 +49,33 @@ class Receiver:
         return "$share/%s/%s" % (self.group, SUBSCRIPTION) if self.group else SUBSCRIPTION
 
     def handle(self, topic, payload, received_ms):
-        """Process one message inside the current transaction. Returns
-        "accepted", "duplicate", "status" or the rejection reason."""
+        """Process one message (a signal or a bundle) inside the current
+        transaction. Returns "accepted" (at least one new signal),
+        "duplicate", "status" or the rejection reason."""
         parts = topic.split("/")
         if len(parts) == 4 and parts[3] == "status":
             return self._status(parts[2], payload, received_ms)
         try:
-            signal = self.registry.open_signal(payload, topic)
+            signals = self.registry.open_signals(payload, topic)
         except Rejection as exc:
             self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
             self.storage.store_rejection(topic, exc.reason, exc.detail, payload, received_ms)
             log.warning("rejected message on %s: %s", topic, exc)
             return exc.reason
-        if self.storage.store_signal(signal, payload, received_ms):
-            self.accepted += 1
+        fresh = [s for s in signals if not self.storage.has(s.device, s.seq)]
+        self.duplicates += len(signals) - len(fresh)
+        if not fresh:
+            self.storage.count_duplicates(signals[0].device, len(signals), received_ms)
+            return "duplicate"
+        envelope_id = self.storage.store_envelope(payload)
+        for signal in fresh:
+            self.storage.store_signal(signal, envelope_id, received_ms)
             if signal.kind == sg.KIND_ALERT and signal.body.get(sg.A_ACTIVE):
                 log.warning("alert %s #%d: %s", signal.device, signal.seq, signal.body.get(sg.A_TEXT))
-            return "accepted"
-        self.duplicates += 1
-        return "duplicate"
+        if len(fresh) < len(signals):
+            self.storage.count_duplicates(signals[0].device, len(signals) - len(fresh), received_ms)
+        self.accepted += len(fresh)
+        return "accepted"
 
     def _status(self, device, payload, received_ms):
         # Status messages are retained and written by the broker itself (the

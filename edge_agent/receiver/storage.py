@@ -25,9 +25,12 @@ CREATE TABLE IF NOT EXISTS signals (
     time_ms     INTEGER NOT NULL,   -- device time of the event
     received_ms INTEGER NOT NULL,   -- receiver time of arrival
     body        BLOB    NOT NULL,   -- the body map, CBOR
-    envelope    BLOB    NOT NULL,   -- the COSE message as received (re-verifiable)
+    envelope    INTEGER NOT NULL,   -- envelopes.id: the COSE message it came in
     PRIMARY KEY (device, seq)
 ) WITHOUT ROWID;
+-- Each COSE message as received, once (a bundle carries many signals),
+-- so any stored signal can be verified again later.
+CREATE TABLE IF NOT EXISTS envelopes (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
     device TEXT NOT NULL, seq INTEGER NOT NULL, time_ms INTEGER NOT NULL, priority INTEGER NOT NULL,
     condition TEXT, component TEXT, sensor TEXT, severity TEXT, active INTEGER, text TEXT,
@@ -71,20 +74,33 @@ class Storage:
     def commit(self):
         self.db.execute("COMMIT")
 
-    def store_signal(self, signal, envelope, received_ms):
-        """Insert a verified signal; False if (device, seq) was already stored."""
-        cursor = self.db.execute(
-            "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
-             cbor.dumps(signal.body), envelope),
-        )
-        new = cursor.rowcount == 1
+    def has(self, device, seq):
+        return self.db.execute("SELECT 1 FROM signals WHERE device = ? AND seq = ?", (device, seq)).fetchone() is not None
+
+    def store_envelope(self, data):
+        """Keep a verified COSE message; returns its id for store_signal."""
+        return self.db.execute("INSERT INTO envelopes (data) VALUES (?)", (data,)).lastrowid
+
+    def count_duplicates(self, device, count, received_ms):
+        self._seen(device, received_ms, count)
+
+    def _seen(self, device, received_ms, duplicates=0):
         self.db.execute(
             "INSERT INTO devices (device, first_seen_ms, last_seen_ms, duplicates) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
             "duplicates = duplicates + excluded.duplicates",
-            (signal.device, received_ms, received_ms, 0 if new else 1),
+            (device, received_ms, received_ms, duplicates),
         )
+
+    def store_signal(self, signal, envelope_id, received_ms):
+        """Insert a verified signal; False if (device, seq) was already stored."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
+             cbor.dumps(signal.body), envelope_id),
+        )
+        new = cursor.rowcount == 1
+        self._seen(signal.device, received_ms, 0 if new else 1)
         if new and signal.kind == sg.KIND_ALERT:
             body = signal.body
             self.db.execute(

@@ -120,3 +120,31 @@ def test_malformed_messages():
     for data in cases:
         err = raises(cose.COSEError, cose.parse, data)
         assert err.reason == "malformed", data
+
+
+def test_bundles_round_trip_and_refuse_mixtures():
+    from edge_agent.core import bundle
+    from edge_agent.core import signals as sg
+
+    def signal(device, seq, kind=sg.KIND_TELEMETRY):
+        return sg.Signal(kind, 3, 1000 + seq, {0: []}, device, seq).encode()
+
+    records = [signal("d", s) for s in (1, 2, 3)]
+    payload = bundle.encode(records)
+    assert payload == cbor.dumps([cbor.loads(r) for r in records])  # canonical array, no re-encoding
+    assert [s.seq for s in bundle.decode(payload)] == [1, 2, 3]
+    assert [s.seq for s in bundle.decode(records[0])] == [1]  # a lone signal is a bundle of one
+    for bad in (bundle.encode([signal("d", 1), signal("e", 2)]),
+                bundle.encode([signal("d", 1), signal("d", 2, sg.KIND_ALERT)]),
+                cbor.dumps([]), cbor.dumps([1]), b"\x9f"):
+        raises(sg.SignalError, bundle.decode, bad)
+    raises(ValueError, bundle.encode, [])
+
+
+def test_peek_kind_agrees_with_decode():
+    from edge_agent.core import bundle
+    from edge_agent.core import signals as sg
+
+    for kind in sg.KIND_NAMES:
+        record = sg.Signal(kind, 2, 5, {0: "x"}, "dev", 9).encode()
+        assert bundle.peek_kind(record) == kind == sg.decode(record).kind
