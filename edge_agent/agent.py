@@ -60,6 +60,18 @@ class Agent:
             )
         self._deadline_wakeup = asyncio.Event()
         self._reported_bad = {}
+        self._dispatch([self._birth()])
+
+    def _birth(self):
+        """The boot's first signal (its seq marks the boot for receivers)."""
+        from edge_agent import __version__
+
+        body = {sg.B_AGENT: "edge-agent " + __version__, sg.B_MODEL: self.board.model,
+                sg.B_BOARD: self.board.name, sg.B_FORMAT: sg.VERSION}
+        signal = sg.Signal(sg.KIND_BIRTH, sg.PRIORITY_NORMAL, self.clock(), body)
+        signal.device = self.device.device_id
+        signal.seq = self.sequencer.take()
+        return signal
 
     def _bytes_handler(self, bus_id):
         def on_bytes(data):
@@ -151,7 +163,7 @@ class Agent:
         self._dispatch(self.device.flush(self.clock()))
         self.store.close()  # seals, syncs, and releases the directory lock
         self.fs = None
-        log.info("store closed: everything buffered is durable")
+        log.info("store closed: everything buffered is durable; last seq issued %d", self.sequencer.next_seq - 1)
 
 
 def _describe_recovery(report):

@@ -35,10 +35,11 @@ def free_port():
 
 
 class Mosquitto:
-    def __init__(self, directory, pki=None, port=None):
+    def __init__(self, directory, pki=None, port=None, persistent=False):
         self.directory = directory
         self.pki = pki
         self.port = port or free_port()
+        self.persistent = persistent
         self.process = None
         self.log_path = os.path.join(directory, "mosquitto.log")
         self.config_path = os.path.join(directory, "mosquitto.conf")
@@ -47,7 +48,6 @@ class Mosquitto:
         lines = [
             "# written by simulator/broker.py for one run",
             "listener %d 127.0.0.1" % self.port,
-            "persistence false",
             "log_dest file %s" % self.log_path,
             "log_type error",
             "log_type warning",
@@ -56,6 +56,15 @@ class Mosquitto:
             "connection_messages true",
             "max_queued_messages 100000",
         ]
+        if self.persistent:
+            # Save sessions and queued messages after every change, so a
+            # restart (even after SIGKILL) finds what subscribers had not yet
+            # received. Slow for a production broker; right for tests of
+            # delivery across broker crashes.
+            lines += ["persistence true", "persistence_location %s/" % self.directory,
+                      "autosave_on_changes true", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
         if os.geteuid() == 0:
             # Started as root, mosquitto switches to the 'mosquitto' user,
             # which cannot read our 0700 run directory or 0600 keys. Stay

@@ -211,3 +211,12 @@ C_DEGRADED = "degraded"
 C_NEEDS_SERVICE = "needs_service"
 C_PREDICTED = "predicted_failure"
 C_ROOT_CAUSE = "root_cause"
+
+# Birth body keys (kind 5): the first signal of every boot. Its seq is the
+# first seq of the boot: the durable sequencer may skip unused numbers
+# after a crash, and receivers count a missing range that ends right below
+# a birth's seq as skipped at restart, not lost.
+B_AGENT = 0  # tstr: agent name and version
+B_MODEL = 1  # tstr: board model
+B_BOARD = 2  # tstr: board name
+B_FORMAT = 3  # uint: wire format version the device writes

@@ -127,7 +127,22 @@ class Storage:
     # --- queries ---------------------------------------------------------
 
     def gaps(self, device):
-        """Missing seq ranges [(first, last), ...] below the highest seen."""
+        """Missing seq ranges [(first, last), ...] below the highest seen,
+        except those a device skipped at a restart (see missing())."""
+        return self.missing(device)[0]
+
+    def missing(self, device):
+        """(lost, skipped): missing ranges below the highest seq seen. A range
+        that ends right below a birth signal's seq was skipped by the
+        device's sequencer at a restart (numbers never issued), not lost."""
+        births = {row[0] for row in self.db.execute(
+            "SELECT seq FROM signals WHERE device = ? AND kind = ?", (device, sg.KIND_BIRTH))}
+        lost, skipped = [], []
+        for gap in self._all_gaps(device):
+            (skipped if gap[1] + 1 in births else lost).append(gap)
+        return lost, skipped
+
+    def _all_gaps(self, device):
         rows = self.db.execute(
             "SELECT seq + 1, next - 1 FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next "
             "FROM signals WHERE device = ?) WHERE next > seq + 1",
@@ -140,8 +155,9 @@ class Storage:
 
     def device_summary(self):
         """One row per device: (device, signals, max seq, missing, duplicates,
-        active alerts, last seen ms, online)."""
-        return self.db.execute(
+        active alerts, last seen ms, online); missing excludes seqs skipped
+        at restarts."""
+        rows = self.db.execute(
             """
             SELECT d.device, COUNT(s.seq), COALESCE(MAX(s.seq), 0), COALESCE(MAX(s.seq), 0) - COUNT(s.seq),
                    d.duplicates,
@@ -151,6 +167,11 @@ class Storage:
             GROUP BY d.device ORDER BY d.device
             """
         ).fetchall()
+        summary = []
+        for row in rows:
+            skipped = sum(last - first + 1 for first, last in self.missing(row[0])[1])
+            summary.append(row[:3] + (row[3] - skipped,) + row[4:])
+        return summary
 
     def recent_alerts(self, limit=10):
         return self.db.execute(
