@@ -78,3 +78,41 @@ def test_any_reading_stream_emits_valid_signals(stream):
     signals = _emitted([(fr.encode_frame(fr.READING, s, v), 1000 * i) for i, (s, v) in enumerate(stream)])
     for signal in signals:
         SIGNAL.validate_cbor(signal.encode())
+
+
+SEALED = _schema("sealed")
+PROTECTED = _schema("protected-header")
+SEALED_PAYLOAD = _schema("sealed-payload")
+BIRTH = _schema("birth-signal")
+
+
+def test_sealed_envelopes_and_bundles_validate(tmp_path):
+    from edge_agent.core import bundle, cbor, cose
+    from edge_agent.identity import HMAC256, create_identity
+
+    telemetry = [s.encode() for s in _emitted([(fr.encode_frame(fr.READING, "fan_rpm", v), v) for v in range(9)])
+                 if s.kind == sg.KIND_TELEMETRY]
+    assert len(telemetry) == 3
+    payloads = [telemetry[0], bundle.encode(telemetry)]
+    for algorithm in ("EdDSA", HMAC256):
+        identity = create_identity(str(tmp_path / algorithm), "unit-17", algorithm)
+        for payload in payloads:
+            message = identity.seal(payload)
+            SEALED.validate_cbor(message)
+            parsed = cbor.loads(message).value
+            PROTECTED.validate_cbor(parsed[0])
+            SEALED_PAYLOAD.validate_cbor(parsed[2])
+            assert cose.parse(message).payload == payload
+
+
+def test_birth_validates():
+    from edge_agent.core import cbor
+
+    birth = sg.Signal(sg.KIND_BIRTH, sg.PRIORITY_NORMAL, 1, {sg.B_AGENT: "edge-agent 0.1.0", sg.B_MODEL: "EA-DEMO-1",
+                                                              sg.B_BOARD: "demo-gateway", sg.B_FORMAT: 1}, "d", 1)
+    BIRTH.validate_cbor(birth.encode())
+    SIGNAL.validate_cbor(birth.encode())
+    with pytest.raises(pycddl.ValidationError):
+        bad = birth.to_map()
+        bad[6] = {0: 1}
+        BIRTH.validate_cbor(cbor.dumps(bad))
