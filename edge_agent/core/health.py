@@ -231,6 +231,8 @@ class HealthEngine:
             elif debounce.good_run >= debounce.m:
                 self._transition(health, cs.CLEAR, "%d good evaluations in a row" % debounce.good_run, now, out)
         elif state == cs.PROBING:
+            if health.probe_started_ms is None:
+                health.probe_started_ms = now  # the probe's clock starts with its first reading
             if debounce.confirmed():
                 self._probe_failed(health, now, out)
             elif debounce.good_run >= health.component.release_after and now - health.probe_started_ms >= health.min_probe_ms:
@@ -267,7 +269,7 @@ class HealthEngine:
         undone = self._unisolate(health, now, out)
         self._transition(health, cs.PROBE, "backoff elapsed after %d failed probe(s)" % health.probes_failed, now, out, undone)
         self._reset(health, now)
-        health.probe_started_ms = now
+        health.probe_started_ms = None
         health.next_probe_ms = None
 
     def _probe_failed(self, health, now, out):

@@ -2,11 +2,11 @@
 
 Per predicted sensor, streaming and bounded in memory:
 
-- readings fold into the current hour (count, running mean, max, min);
-- closed hours go into a ring of ``history_days * 24`` hourly means and
-  peaks (float32 ``array``: 168 hours cost 1.3 KB per sensor);
-- every closed hour, the last whole days are summarised as rolling 24-hour
-  blocks (block j covers the 24 hours ending 24*j hours ago). Averaging a
+- readings fold into the current 2-hour bucket (count, running mean, peak);
+- closed buckets go into a ring of ``history_days * 12`` bucket means and
+  peaks (two float32 ``array``s: 14 days cost 1.3 KB per sensor);
+- every closed bucket, the last whole days are summarised as rolling 24-hour
+  blocks (block j covers the 24 hours ending j days ago). Averaging a
   full day cancels a daily cycle exactly, which is what keeps a healthy
   sensor with a day/night swing from looking like a trend;
 - a least-squares line through the block means gives the trend (unit/day)
@@ -17,9 +17,11 @@ Per predicted sensor, streaming and bounded in memory:
   when the slope still points at the limit at its one-sided 99% lower bound
   (Student t for n - 2 degrees of freedom: with 4 days of data the slope
   must be 7 standard errors from zero, with 7 days 3.4);
-- a "predicted failure" is raised after ``CONFIRM_HOURS`` consecutive hourly
-  estimates that are confident and within the horizon, and cleared after
-  ``CLEAR_HOURS`` without one: a single odd day neither raises nor clears it.
+- a "predicted failure" is raised after ``CONFIRM_ESTIMATES`` consecutive
+  estimates (one per 2-hour bucket) that are confident and within the
+  horizon, and cleared after ``CLEAR_ESTIMATES`` without one: a single odd
+  day neither raises nor clears it. The horizon test looks ahead by the
+  confirmation time, so a steady drift is announced a full horizon ahead.
 
 Float32-safe (ESP32 floats are single precision): values are stored relative
 to the first reading and time is in days relative to now, so every number
@@ -140,54 +142,44 @@ class Predictor:
             return self._judge(None, now_ms)  # the newest hours are missing: no estimate
         return self._judge(self.estimate(last_closed, now_ms), now_ms)
 
-    def estimate(self, last_hour, now_ms):
-        """Fit the blocks ending with ``last_hour``; return a Forecast when
+    def estimate(self, last, now_ms):
+        """Fit the days ending with bucket ``last``; return a Forecast when
         the trend is confident and heads for the limit, else None."""
         self.evaluations += 1
         slots = self.slots
+        per_day = BUCKETS_PER_DAY
         xs = []
         ys = []
-        excursion = 0.0
-        above = self.direction == "above"
-        per_day = BUCKETS_PER_DAY
+        oldest = []  # first bucket of each block used
         for j in range(slots // per_day):
+            first = last - per_day * (j + 1) + 1
             total = 0.0
             count = 0
-            peak = None
-            for h in range(last_hour - per_day * (j + 1) + 1, last_hour - per_day * j + 1):
-                if h < 0:
-                    continue
+            for h in range(max(0, first), last - per_day * j + 1):
                 m = self.means[h % slots]
-                if m != m:
-                    continue
-                total += m
-                count += 1
-                p = self.peaks[h % slots]
-                if peak is None or (p > peak if above else p < peak):
-                    peak = p
-            if count < MIN_BUCKETS_PER_BLOCK:
-                continue
-            block_mean = total / count
-            xs.append(-(j + 0.5))  # block centre, days before now
-            ys.append(block_mean)
-            swing = peak - block_mean if above else block_mean - peak
-            if swing > excursion:
-                excursion = swing
+                if m == m:  # not NaN
+                    total += m
+                    count += 1
+            if count >= MIN_BUCKETS_PER_BLOCK:
+                xs.append(-(j + 0.5))  # block centre, days before now
+                ys.append(total / count)
+                oldest.append(first)
         if len(xs) < MIN_BLOCKS:
             return None
         # Two fits: the last week reacts to a drift that began recently; the
         # whole history does not mistake a warm week for a trend. Both must
         # be confident, and the earlier crossing is reported.
-        best = self._fit(xs, ys, excursion, now_ms)
+        best = self._fit(xs, ys, oldest[-1], last, now_ms)
         if best is not None and len(xs) > SHORT_BLOCKS + 1:
-            short = self._fit(xs[:SHORT_BLOCKS], ys[:SHORT_BLOCKS], excursion, now_ms)
+            k = SHORT_BLOCKS
+            short = self._fit(xs[:k], ys[:k], oldest[k - 1], last, now_ms)
             if short is None:
                 return None
             if short.crossing_ms < best.crossing_ms:
                 best = short
         return best
 
-    def _fit(self, xs, ys, excursion, now_ms):
+    def _fit(self, xs, ys, first, last, now_ms):
         above = self.direction == "above"
         n = len(xs)
         xbar = sum(xs) / n
@@ -207,6 +199,19 @@ class Predictor:
         se = (rss / (n - 2) / sxx) ** 0.5
         t = T99[n - 2] if n - 2 < len(T99) else T99[-1]
         toward = slope if above else -slope  # positive: heading for the limit
+        # How far the readings reach beyond the trend: the largest peak above
+        # it (below it, for a lower limit) in the window. Measured against
+        # the trend line, not the day's mean, so a rising day's late peak is
+        # not counted twice.
+        excursion = 0.0
+        for h in range(max(0, first), last + 1):
+            p = self.peaks[h % self.slots]
+            if p != p:
+                continue
+            trend = level + slope * (h - last - 0.5) / BUCKETS_PER_DAY
+            swing = p - trend if above else trend - p
+            if swing > excursion:
+                excursion = swing
         peak_level = level + excursion if above else level - excursion
         distance = (self.threshold - self.origin - peak_level) if above else (peak_level - (self.threshold - self.origin))
         if distance <= 0 or toward - t * se <= 0:
@@ -225,7 +230,10 @@ class Predictor:
         )
 
     def _judge(self, forecast, now_ms):
-        if forecast is not None and forecast.crossing_ms - now_ms <= self.horizon_ms:
+        # Judged against the horizon plus the confirmation time (and one
+        # estimate of slack): confirming must not eat into the promised lead.
+        ahead = self.horizon_ms + (CONFIRM_ESTIMATES + 1) * BUCKET_MS
+        if forecast is not None and forecast.crossing_ms - now_ms <= ahead:
             self.last = forecast
             self.streak += 1
             self.quiet = 0

@@ -8,7 +8,8 @@ own fault report (``sensor_fault``), plus the rules its board file declares
     stuck      no change beyond ``epsilon`` for ``for_s``
     flatline   at a rail (valid_range ends or ``rails``, +- tolerance) for ``for_s``
     rate       changed faster than ``max_per_s`` between two readings
-    jump       more than ``max_step`` away from its recent level (EWMA)
+    jump       more than ``max_step`` away from its recent level (EWMA) and from
+               the previous reading
     dropout    no reading at all for ``for_s`` (judged by the timer, ``due``)
     disagree   differs from the ``with`` sensor by more than ``max_diff`` for ``for_s``
 
@@ -175,7 +176,12 @@ class Jump(Rule):
             return False
         level = self.level
         self.level = level + JUMP_ALPHA * (value - level)
-        if abs(value - level) <= self.spec.params["max_step"]:
+        step = self.spec.params["max_step"]
+        # Away from both the recent level and the last reading: a steady
+        # ramp lags the level (by 3 readings' change at alpha 0.25) but
+        # moves little between readings, so it is not a jump.
+        previous = watch.previous
+        if abs(value - level) <= step or (previous is not None and abs(value - previous.value) <= step):
             return False
         self.detail = "jumped to %s %s from its recent level %s" % (num(value), watch.sensor.unit, num(level))
         return True

@@ -220,9 +220,15 @@ class Triage:
         return False
 
     def _storm_of(self, component):
+        """The active storm on one of the component's elements. A component
+        that fails during a storm on its rail or bus joins it: same likely
+        cause, no new page."""
         for element in self.elements_of.get(component, ()):
             storm = self._storms.get(element)
-            if storm is not None and component in storm.components:
+            if storm is not None:
+                if component not in storm.components:
+                    storm.components.append(component)
+                    storm.components.sort()
                 return storm
         return None
 

@@ -1,0 +1,81 @@
+"""The predictor on short generated streams (the long scenarios, with noise
+and 90-day runs, are in tests/test_health_predict.py)."""
+
+import math
+
+from edge_agent.core import predict as pr
+
+DAY = pr.DAY_MS
+T0 = 1700000000000
+STEP = 600000  # a reading every 10 minutes
+
+
+def _stream(predictor, days, level, start_day=0.0, cycle=0.0):
+    """Feed ``level(day)`` (+ a daily sine of amplitude ``cycle``); return
+    [(day, change)] for every raise/clear."""
+    changes = []
+    t = int(start_day * DAY)
+    while t < days * DAY:
+        day = t / DAY
+        value = level(day) + cycle * math.sin(2 * math.pi * day)
+        change = predictor.add(T0 + t, value)
+        if change:
+            changes.append((day, change))
+        t += STEP
+    return changes
+
+
+def test_linear_drift_is_predicted_a_week_ahead():
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    changes = _stream(p, 40, lambda d: 50.0 + 1.5 * d, cycle=2.0)
+    # Peaks (level + 2) reach 90 on day 25.33; the alert must come >= 7 days before.
+    assert changes and changes[0][1] == "raise", changes
+    raised_day = changes[0][0]
+    assert 25.33 - raised_day >= 7.0, raised_day
+    forecast = p.last
+    crossing_day = (forecast.crossing_ms - T0) / DAY
+    assert abs(crossing_day - 25.33) < 0.75, crossing_day
+    assert forecast.early_ms <= forecast.crossing_ms <= forecast.late_ms
+    assert abs(forecast.slope_per_day - 1.5) < 0.05
+
+
+def test_falling_level_toward_a_lower_limit():
+    p = pr.Predictor(10.0, "below", 7 * DAY, 7)
+    changes = _stream(p, 30, lambda d: 60.0 - 2.0 * d)
+    assert changes and changes[0][1] == "raise" and 25.0 - changes[0][0] >= 7.0
+
+
+def test_flat_sensor_with_a_daily_cycle_never_raises():
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    assert _stream(p, 30, lambda d: 70.0, cycle=10.0) == []
+    assert p.evaluations > 100
+
+
+def test_not_before_four_days_of_data():
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    assert _stream(p, 3.9, lambda d: 80.0 + 3.0 * d) == []
+
+
+def test_raise_then_clear_when_the_trend_turns():
+    p = pr.Predictor(80.0, "above", 7 * DAY, 7)
+
+    def level(d):
+        return 50.0 + 2.0 * d if d < 12 else 74.0 - 1.0 * (d - 12)
+
+    changes = _stream(p, 30, level)
+    assert [c[1] for c in changes] == ["raise", "clear"], changes
+    assert changes[1][0] > 12
+
+
+def test_gaps_are_unknown_hours_not_zeros():
+    p = pr.Predictor(90.0, "above", 7 * DAY, 7)
+    _stream(p, 5, lambda d: 60.0)
+    # Two silent days, then the same flat level: no phantom trend.
+    assert _stream(p, 12, lambda d: 60.0, start_day=7) == []
+
+
+def test_memory_is_fixed_by_history_days():
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    assert len(p.means) == 14 * pr.BUCKETS_PER_DAY and len(p.peaks) == 14 * pr.BUCKETS_PER_DAY
+    _stream(p, 30, lambda d: 60.0)
+    assert len(p.means) == 14 * pr.BUCKETS_PER_DAY
