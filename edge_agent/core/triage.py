@@ -41,7 +41,7 @@ class _Key:
         self.last_sent_ms = None
         self.shown = False  # the last raise was sent (so its clear is too)
         self.repeats = 0  # raises folded since last_sent_ms
-        self.last_body = None
+        self.last_body = None  # only while repeats wait for their summary
         self.active = False
 
 
@@ -100,7 +100,6 @@ class Triage:
                 return []  # raised and cleared within the hold: neither is news
             return [self._send(signal, key, now_ms)]
         key.active = True
-        key.last_body = body
         key.shown = False
         storm = self._storm_of(component)
         if storm is not None:
@@ -115,6 +114,7 @@ class Triage:
                 return [root]
         if key.last_sent_ms is not None and now_ms - key.last_sent_ms < self.settings.dedupe_ms:
             key.repeats += 1
+            key.last_body = body
             self.stats["deduped"] += 1
             return []
         if signal.priority != sg.PRIORITY_CRITICAL and component and not self._take_token(component, now_ms):
@@ -172,6 +172,7 @@ class Triage:
             key.shown = True
             key.last_sent_ms = now_ms
             key.repeats = 0
+            key.last_body = None
         self.stats["sent"] += 1
         return signal
 
@@ -183,6 +184,7 @@ class Triage:
         body[sg.A_TEXT] = "%s (repeated %d time%s in the last %d min)" % (
             body.get(sg.A_TEXT, ""), count, "" if count == 1 else "s", self.settings.dedupe_ms // 60000)
         key.repeats = 0
+        key.last_body = None
         key.last_sent_ms = now_ms
         key.shown = key.active
         self.stats["sent"] += 1

@@ -38,7 +38,7 @@ def many_sensor_board(count, predict=True, supply_groups=4):
             {"kind": "flatline", "tolerance": 0.5, "for_s": 30},
             {"kind": "rate", "max_per_s": 20.0},
             {"kind": "jump", "max_step": 30.0},
-            {"kind": "dropout", "for_s": 10},
+            {"kind": "dropout", "for_s": 300},
         ]
         if i % 2 == 1:
             rules.append({"kind": "disagree", "with": "s_%02d" % (i - 1), "max_diff": 25.0, "for_s": 5})

@@ -92,3 +92,129 @@ def test_bool_is_not_a_number():
     data["sensors"]["fan_rpm"]["period_ms"] = True
     err, problems = _problems(data)
     assert sorted(problems) == ["sensors.coolant_temp.valid_range", "sensors.fan_rpm.period_ms"]
+
+
+# --- health keys (board_health.py) -----------------------------------------
+
+
+def _health_data():
+    data = copy_board()
+    data["outputs"] = {"fan_power": {"chip": "/dev/gpiochip0", "line": 17, "active_low": True}}
+    data["modes"] = {"cool_down": {"text": "heater off", "cut": ["fan_power"]}}
+    data["health"] = {"storm_hold_s": 5, "dedupe_s": 600}
+    data["components"]["fan"].update({"quarantine": ["cut_power"], "power_output": "fan_power", "confirm": [2, 4], "supply": "rail_12v"})
+    data["components"]["coolant_loop"]["degraded_mode"] = "cool_down"
+    data["sensors"]["fan_rpm"]["rules"] = [
+        {"kind": "stuck", "epsilon": 0.5, "for_s": 30, "severity": "warning", "action": "check the fan"},
+        {"kind": "threshold", "above": 4500, "clear": 4000},
+        {"kind": "dropout", "for_s": 5},
+    ]
+    data["sensors"]["coolant_temp"]["predict"] = {"above": 95}
+    return data
+
+
+def test_health_keys_load_with_defaults_filled():
+    board = bd.board_from_dict(_health_data(), "h.toml")
+    fan = board.components["fan"]
+    assert (fan.quarantine, fan.power_output, fan.confirm_n, fan.confirm_m, fan.supply) == (("cut_power",), "fan_power", 2, 4, "rail_12v")
+    assert (fan.probe_after_ms, fan.max_probes, fan.release_after) == (300000, 3, 10)
+    assert board.components["coolant_loop"].degraded_mode == "cool_down"
+    assert board.components["coolant_loop"].quarantine == ("ignore",)  # the default
+    assert board.outputs["fan_power"].active_low is True and board.outputs["fan_power"].line == 17
+    assert board.modes["cool_down"].cut == ["fan_power"]
+    assert (board.health.storm_hold_ms, board.health.dedupe_ms, board.health.storm_min) == (5000, 600000, 3)
+    kinds = [r.kind for r in board.sensors["fan_rpm"].rules]
+    assert kinds == ["stuck", "threshold", "dropout"]
+    stuck, threshold, dropout = board.sensors["fan_rpm"].rules
+    assert stuck.params == {"epsilon": 0.5, "for_ms": 30000} and stuck.health and stuck.severity == "warning"
+    assert threshold.health is False and threshold.params["clear"] == 4000
+    predict = board.sensors["coolant_temp"].predict
+    assert (predict.above, predict.below, predict.horizon_ms, predict.history_days) == (95.0, None, 7 * 86400000, 14)
+    assert board.sensors_of("fan") == ["fan_rpm"]
+
+
+def test_bad_rules_are_rejected_with_file_key_and_fix():
+    data = _health_data()
+    data["sensors"]["fan_rpm"]["rules"] = [
+        {"kind": "stuk", "for_s": 3},
+        {"kind": "stuck"},
+        {"kind": "threshold", "above": 10, "below": 2},
+        {"kind": "threshold", "above": 10, "clear": 12},
+        {"kind": "rate", "max_per_s": -1},
+        {"kind": "dropout", "for_s": 0.6},
+        {"kind": "disagree", "with": "fan_rpm", "max_diff": 3},
+        {"kind": "jump", "max_step": 5, "colour": "red"},
+        {"kind": "stuck", "for_s": 5, "severity": "urgent"},
+        "stuck",
+    ]
+    err, problems = _problems(data)
+    text = str(err)
+    assert text.startswith("x.toml: ")
+    expected = {
+        "sensors.fan_rpm.rules[1].kind": "use one of: disagree, dropout, flatline, jump, rate, stuck, threshold",
+        "sensors.fan_rpm.rules[2].for_s": "add for_s = <number>",
+        "sensors.fan_rpm.rules[3]": "write above = <limit> or below = <limit>",
+        "sensors.fan_rpm.rules[4].clear": "that gap is the hysteresis",
+        "sensors.fan_rpm.rules[5].max_per_s": "write a number above zero",
+        "sensors.fan_rpm.rules[6].for_s": "write for_s >= 1",
+        "sensors.fan_rpm.rules[7].with": "name the redundant sensor to compare with",
+        "sensors.fan_rpm.rules[8].colour": "remove it or use one of",
+        "sensors.fan_rpm.rules[9].severity": "use one of: critical, warning, info",
+        "sensors.fan_rpm.rules[10]": "write it as [[...rules]]",
+    }
+    for key, fix in expected.items():
+        assert key in problems, (key, sorted(problems))
+        assert fix in problems[key].fix, (key, problems[key].fix)
+
+
+def test_bad_quarantine_and_components_rejected():
+    data = _health_data()
+    fan = data["components"]["fan"]
+    fan["quarantine"] = ["cut_power", "unplug"]
+    fan["power_output"] = "fan_pwr"
+    fan["confirm"] = [6, 5]
+    fan["degraded_mode"] = "cool_down"  # not essential
+    data["components"]["coolant_loop"]["quarantine"] = ["switch"]  # no redundant sensor
+    data["modes"]["cool_down"]["cut"] = ["heater"]
+    data["outputs"]["fan_power"]["line"] = 5000
+    data["sensors"]["coolant_temp"]["predict"] = {"horizon_days": 7}
+    data["health"]["storm_min"] = 1
+    err, problems = _problems(data)
+    assert "unknown action 'unplug'" in problems["components.fan.quarantine"].reason
+    assert "define [outputs.fan_pwr]" in problems["components.fan.power_output"].fix
+    assert "3 bad of the last 5" in problems["components.fan.confirm"].fix
+    assert "set essential = true" in problems["components.fan.degraded_mode"].fix
+    assert "switch needs a sensor" in problems["components.coolant_loop.quarantine"].reason
+    assert "define [outputs.heater]" in problems["modes.cool_down.cut"].fix
+    assert "outputs.fan_power.line" in problems
+    assert "add above = <limit>" in problems["sensors.coolant_temp.predict"].fix
+    assert "health.storm_min" in problems
+
+
+def test_redundant_sensor_must_be_elsewhere_and_alike():
+    data = copy_board()
+    data["sensors"]["coolant_temp"]["redundant"] = "fan_rpm"
+    data["sensors"]["fan_rpm"]["redundant"] = "nope"
+    err, problems = _problems(data)
+    assert "fan_rpm measures rpm, not degC" in problems["sensors.coolant_temp.redundant"].reason
+    assert "no sensor named 'nope'" in problems["sensors.fan_rpm.redundant"].reason
+
+
+def test_cut_power_without_an_output_is_an_error():
+    data = copy_board()
+    data["components"]["fan"]["quarantine"] = ["reduce_duty"]
+    err, problems = _problems(data)
+    assert "quarantine action reduce_duty drives a power output" in problems["components.fan.power_output"].reason
+
+
+def test_shipped_boards_are_valid():
+    # The example boards are data the tests and the demo rely on.
+    for name in ("demo-gateway", "pump-station"):
+        path = "boards/%s.toml" % name
+        try:
+            import tomllib
+        except ImportError:
+            return  # MicroPython has no TOML parser; CPython checks them
+        with open(path, "rb") as f:
+            board = bd.board_from_dict(tomllib.load(f), path)
+        assert board.sensors
