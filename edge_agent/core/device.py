@@ -155,6 +155,10 @@ class Device:
         """{component id: state name}, for the console and status."""
         return dict((cid, h.state) for cid, h in self.health.components.items())
 
+    def next_deadline(self):
+        """When ``poll`` next has work (after a ``feed`` or ``ingest`` moved it)."""
+        return self._deadline()
+
     def _deadline(self):
         times = [t for t in (self._batch_due_ms, self._health_due_ms, self._triage_due_ms) if t is not None]
         return min(times) if times else None
@@ -227,6 +231,21 @@ class Device:
             reading = rd.Reading(now_ms, sensor.id, event.value)
         else:
             reading = rd.Reading(now_ms, sensor.id, None, rd.FAULT, event.value)
+        self._on_reading(sensor, reading, now_ms, outputs)
+
+    def ingest(self, reading, now_ms):
+        """A reading from a source without frames (a GPIO input, a decoder
+        that is not a serial bus, the simulator's virtual clock). Returns
+        outputs like ``feed``."""
+        sensor = self.board.sensors.get(reading.sensor)
+        if sensor is None:
+            raise KeyError("no sensor %r on board %s" % (reading.sensor, self.board.name))
+        outputs = []
+        self._on_reading(sensor, reading, now_ms, outputs)
+        outputs.extend(self._flush_if_due(now_ms))
+        return outputs
+
+    def _on_reading(self, sensor, reading, now_ms, outputs):
         self.stats["readings"] += 1
         self.latest[sensor.id] = reading
         self._route(self.health.on_reading(reading), now_ms, outputs)

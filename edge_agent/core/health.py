@@ -46,7 +46,8 @@ MAX_BACKOFF_MS = 86400000
 
 class ComponentHealth:
     __slots__ = ("component", "state", "since_ms", "debounce", "probes_failed", "next_probe_ms",
-                 "probe_started_ms", "tick_ms", "duty_next_ms", "duty_off", "watches", "min_probe_ms")
+                 "probe_started_ms", "tick_ms", "duty_next_ms", "duty_off", "watches", "min_probe_ms",
+                 "culprit", "unresolved")
 
     def __init__(self, component, watches):
         self.component = component
@@ -60,6 +61,10 @@ class ComponentHealth:
         self.duty_next_ms = None
         self.duty_off = False
         self.watches = watches
+        self.culprit = None  # the sensor named in the component's open alert
+        # Rule alerts raised but never cleared because a probe reset their
+        # rules: (watch, rule, since_ms), cleared when the component is back.
+        self.unresolved = []
         # A probe must last long enough for every timed rule to fire again.
         longest = 0
         for watch in watches:
@@ -182,6 +187,7 @@ class HealthEngine:
         self._leave_mode(health, now_ms, out)
         self._transition(health, cs.RELEASE, "released by %s" % who, now_ms, out, undone)
         self._reset(health, now_ms)
+        self._clear_unresolved(health, now_ms, out)
         health.probes_failed = 0
         return out
 
@@ -240,6 +246,7 @@ class HealthEngine:
                 self._transition(health, cs.RECOVER, reason, now, out)
                 health.probes_failed = 0
                 out.append(self._component_alert(health, sg.C_QUARANTINED, False, reason, now))
+                self._clear_unresolved(health, now, out)
         elif state == cs.DEGRADED:
             if debounce.good_run >= health.component.release_after:
                 reason = "%d good evaluations in a row" % debounce.good_run
@@ -388,8 +395,19 @@ class HealthEngine:
         health.debounce.reset()
         health.tick_ms = None
         for watch in health.watches:
+            for rule in watch.rules:
+                if rule.active and not [u for u in health.unresolved if u[1] is rule]:
+                    health.unresolved.append((watch, rule, rule.since_ms))
             watch.reset()
             watch.last_ms = now
+
+    def _clear_unresolved(self, health, now, out):
+        """The component is back: clear the rule alerts its probe reset."""
+        for watch, rule, since_ms in health.unresolved:
+            if not rule.active:
+                rule.since_ms = since_ms  # the clear says when it began
+                out.append(rules.rule_alert(rules.Change(rule, False, None), watch, now))
+        health.unresolved = []
 
     def _health(self, component_id):
         health = self.components.get(component_id)
@@ -412,17 +430,23 @@ class HealthEngine:
         merged.sort(key=lambda e: (e[0], e[1]))
         return [list(e) for e in merged[-EVIDENCE:]]
 
-    def _culprit(self, health):
-        """The watch to describe a component alert with: one with an active
-        health rule, else its first sensor."""
+    def _culprit(self, health, active):
+        """The watch to describe a component alert with: for a raise, one
+        with an active health rule (remembered, so the clear names the same
+        sensor and triage pairs them), else its first sensor."""
+        if not active and health.culprit is not None:
+            return health.culprit
+        found = health.watches[0] if health.watches else None
         for watch in health.watches:
             if watch.bad():
-                return watch
-        return health.watches[0] if health.watches else None
+                found = watch
+                break
+        health.culprit = found
+        return found
 
     def _component_alert(self, health, condition, active, text, now, priority=None):
         component = health.component
-        watch = self._culprit(health)
+        watch = self._culprit(health, active)
         if priority is None:
             if condition == sg.C_DEGRADED:
                 priority = sg.PRIORITY_CRITICAL

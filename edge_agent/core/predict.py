@@ -42,11 +42,12 @@ MIN_BUCKETS_PER_BLOCK = 9
 MIN_BLOCKS = 4
 # The short fit's window: the last week.
 SHORT_BLOCKS = 7
-# Raise after 3 consecutive estimates (6 hours) within the horizon, clear
-# after 12 without (a day): a warm afternoon cannot raise it, one cool day
-# cannot clear it.
+# Raise after 3 consecutive estimates (6 hours) within the horizon; clear
+# after 36 without (3 days): a warm afternoon cannot raise it, and a cool
+# spell in the middle of real wear does not withdraw it (it would only come
+# back a few days later, as a second page for the same wear).
 CONFIRM_ESTIMATES = 3
-CLEAR_ESTIMATES = 12
+CLEAR_ESTIMATES = 36
 # One-sided 99% Student t quantiles by degrees of freedom (n blocks - 2).
 T99 = (0.0, 31.82, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681)
 
@@ -166,16 +167,16 @@ class Predictor:
                 oldest.append(first)
         if len(xs) < MIN_BLOCKS:
             return None
-        # Two fits: the last week reacts to a drift that began recently; the
-        # whole history does not mistake a warm week for a trend. Both must
-        # be confident, and the earlier crossing is reported.
+        # Two fits: the whole history decides whether there is a trend (it
+        # does not mistake a warm week for one); the last week, if it is
+        # confident too, may bring the crossing closer (it reacts to wear
+        # that sped up). A week that is not confident changes nothing: a
+        # cool spell in the middle of real wear must not withdraw the alert.
         best = self._fit(xs, ys, oldest[-1], last, now_ms)
         if best is not None and len(xs) > SHORT_BLOCKS + 1:
             k = SHORT_BLOCKS
             short = self._fit(xs[:k], ys[:k], oldest[k - 1], last, now_ms)
-            if short is None:
-                return None
-            if short.crossing_ms < best.crossing_ms:
+            if short is not None and short.crossing_ms < best.crossing_ms:
                 best = short
         return best
 
@@ -214,7 +215,11 @@ class Predictor:
                 excursion = swing
         peak_level = level + excursion if above else level - excursion
         distance = (self.threshold - self.origin - peak_level) if above else (peak_level - (self.threshold - self.origin))
-        if distance <= 0 or toward - t * se <= 0:
+        if distance <= 0:
+            # The peaks already reach the limit: the crossing is now (the
+            # threshold rules speak for the readings; the prediction stays).
+            return Forecast(now_ms, now_ms, now_ms, self.threshold, peak_level + self.origin, slope, self.direction)
+        if toward - t * se <= 0:
             return None
         days = distance / toward
         early = distance / (toward + t * se)
@@ -242,6 +247,8 @@ class Predictor:
                 return "raise"
             return None
         self.streak = 0
+        if forecast is not None and forecast.crossing_ms - now_ms <= 2 * self.horizon_ms:
+            return None  # between one and two horizons: neither raise nor withdraw (hysteresis)
         self.quiet += 1
         if self.active and self.quiet >= CLEAR_ESTIMATES:
             self.active = False

@@ -20,7 +20,7 @@ def _stream(predictor, days, level, start_day=0.0, cycle=0.0):
         value = level(day) + cycle * math.sin(2 * math.pi * day)
         change = predictor.add(T0 + t, value)
         if change:
-            changes.append((day, change))
+            changes.append((day, change, predictor.last))
         t += STEP
     return changes
 
@@ -28,15 +28,17 @@ def _stream(predictor, days, level, start_day=0.0, cycle=0.0):
 def test_linear_drift_is_predicted_a_week_ahead():
     p = pr.Predictor(90.0, "above", 7 * DAY, 14)
     changes = _stream(p, 40, lambda d: 50.0 + 1.5 * d, cycle=2.0)
-    # Peaks (level + 2) reach 90 on day 25.33; the alert must come >= 7 days before.
+    # Peaks (level + 2) reach 90 on day 25.33; the alert must come >= 7 days
+    # before, and stay up past the crossing (the limit is reached, not withdrawn).
     assert changes and changes[0][1] == "raise", changes
     raised_day = changes[0][0]
     assert 25.33 - raised_day >= 7.0, raised_day
-    forecast = p.last
+    forecast = changes[0][2]
     crossing_day = (forecast.crossing_ms - T0) / DAY
     assert abs(crossing_day - 25.33) < 0.75, crossing_day
     assert forecast.early_ms <= forecast.crossing_ms <= forecast.late_ms
     assert abs(forecast.slope_per_day - 1.5) < 0.05
+    assert [c[1] for c in changes] == ["raise"]
 
 
 def test_falling_level_toward_a_lower_limit():
