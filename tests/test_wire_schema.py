@@ -116,3 +116,76 @@ def test_birth_validates():
         bad = birth.to_map()
         bad[6] = {0: 1}
         BIRTH.validate_cbor(cbor.dumps(bad))
+
+
+# --- health engine signals (issue 6) -------------------------------------------
+
+
+_HEALTH_SIGNALS = []
+
+
+def _health_signals():
+    from simulator import health_scenario as hs
+
+    if _HEALTH_SIGNALS:
+        return _HEALTH_SIGNALS
+    signals = _emitted([(fr.encode_frame(fr.READING, "coolant_temp", 500), 1000 * i) for i in range(4)])
+    for scenario in (
+        hs.run_stuck_fan(seed=1, repair_after_ms=120000)[0],
+        hs.run_stuck_fan(seed=2)[0],
+        hs.run_rail_storm(seed=1)[0],
+        hs.run_drift(0, days=70)[0],
+    ):
+        signals += scenario.signals
+    _HEALTH_SIGNALS.extend(signals)
+    return signals
+
+
+def test_every_health_signal_validates():
+    signals = _health_signals()
+    seen = set()
+    for signal in signals:
+        SIGNAL.validate_cbor(signal.encode())
+        if signal.kind == sg.KIND_ALERT:
+            seen.add(signal.body[sg.A_CONDITION])
+        elif signal.kind == sg.KIND_STATE:
+            seen.add("state:" + signal.body[sg.S_TO])
+    for expected in ("stuck", "quarantined", "needs_service", "root_cause", "predicted_failure", "degraded",
+                     "state:quarantined", "state:probing", "state:service", "state:ok"):
+        assert expected in seen, expected
+
+
+def test_switch_substituted_telemetry_and_dedupe_counts_validate():
+    from edge_agent.core import reading as rd
+    from edge_agent.core.triage import Triage
+
+    device = _device()
+    batch_signal = device.ingest(rd.Reading(5, "fan_rpm", 3.0), 5)
+    batch = device.flush(6)[0]
+    batch.body[sg.T_READINGS].append([6, "fan_rpm", 3.0, rd.SUBSTITUTED])
+    SIGNAL.validate_cbor(batch.encode())
+    triage = Triage(device.board)
+    alert = sg.Signal(sg.KIND_ALERT, 1, 1, {
+        sg.A_CONDITION: "jump", sg.A_COMPONENT: "fan", sg.A_SENSOR: "fan_rpm", sg.A_VALUE: 1.5, sg.A_LIMITS: [0, 5000],
+        sg.A_SEVERITY: "warning", sg.A_TEXT: "t", sg.A_ACTION: "a", sg.A_PART: "F-22", sg.A_SINCE: 1, sg.A_ACTIVE: True,
+        sg.A_UNIT: "rpm", sg.A_EVIDENCE: [[1, "fan_rpm", 1.5], [0, "fan_rpm", None]],
+    }, "unit-17", 9)
+    triage.submit(alert, 1)
+    triage.submit(sg.Signal(alert.kind, 1, 2, dict(alert.body), "unit-17", 10), 2)
+    summary = triage.poll(3600001)[0][0]
+    summary.device, summary.seq = "unit-17", 11
+    assert summary.body[sg.A_COUNT] == 1
+    SIGNAL.validate_cbor(summary.encode())
+    assert batch_signal == []
+
+
+def test_schema_rejects_bad_state_signals():
+    state = [s for s in _health_signals() if s.kind == sg.KIND_STATE][0]
+    good = state.to_map()
+    SIGNAL.validate_cbor(sg.cbor.dumps(good))
+    for key, value in ((sg.S_TO, "melted"), (sg.S_PROBES, -1), (sg.S_EVIDENCE, [[1, 2, 3]])):
+        bad = dict(good)
+        bad[6] = dict(good[6])
+        bad[6][key] = value
+        with pytest.raises(pycddl.ValidationError):
+            SIGNAL.validate_cbor(sg.cbor.dumps(bad))

@@ -160,6 +160,10 @@ class Device:
         return self._deadline()
 
     def _deadline(self):
+        # Asked fresh: a reading may have moved the health or triage timers
+        # (computed here, once per poll, rather than after every reading).
+        self._health_due_ms = self.health.deadline()
+        self._triage_due_ms = self.triage.deadline()
         times = [t for t in (self._batch_due_ms, self._health_due_ms, self._triage_due_ms) if t is not None]
         return min(times) if times else None
 
@@ -185,8 +189,6 @@ class Device:
             else:
                 self.stats["gpio_actions"] += 1
                 outputs.append(item)
-        self._health_due_ms = self.health.deadline()
-        self._triage_due_ms = self.triage.deadline()
 
     def flush(self, now_ms):
         """Emit the pending telemetry batch now (e.g. on shutdown)."""
