@@ -10,18 +10,21 @@ Per predicted sensor, streaming and bounded in memory:
   full day cancels a daily cycle exactly, which is what keeps a healthy
   sensor with a day/night swing from looking like a trend;
 - a least-squares line through the block means gives the trend (unit/day)
-  and its standard error; the level that matters is the trend's value now
-  plus the largest recent daily peak above its day's mean (readings cross
-  the limit at their peaks, not on average);
+  and its standard error, over the whole history (which decides whether
+  there is a trend) and over the last week (which may only bring the
+  crossing closer); the level that matters is the trend's value now plus
+  the largest peak above the trend line in the window (readings cross the
+  limit at their peaks, not on average);
 - the expected crossing is ``(limit - level) / slope``. It is *confident*
   when the slope still points at the limit at its one-sided 99% lower bound
   (Student t for n - 2 degrees of freedom: with 4 days of data the slope
   must be 7 standard errors from zero, with 7 days 3.4);
 - a "predicted failure" is raised after ``CONFIRM_ESTIMATES`` consecutive
   estimates (one per 2-hour bucket) that are confident and within the
-  horizon, and cleared after ``CLEAR_ESTIMATES`` without one: a single odd
-  day neither raises nor clears it. The horizon test looks ahead by the
-  confirmation time, so a steady drift is announced a full horizon ahead.
+  horizon, and withdrawn after ``CLEAR_ESTIMATES`` in which the crossing is
+  unconfident or more than two horizons away: a single odd day neither
+  raises nor withdraws it. The horizon test looks ahead by the confirmation
+  time, so a steady drift is announced a full horizon ahead.
 
 Float32-safe (ESP32 floats are single precision): values are stored relative
 to the first reading and time is in days relative to now, so every number
@@ -55,8 +58,8 @@ _NAN = float("nan")
 
 
 class Forecast:
-    """One hourly estimate. Times in ms since epoch; ``late_ms`` None means
-    the slope's interval includes 'never'."""
+    """One estimate. Times in ms since epoch: expected, earliest and latest
+    crossing (from the slope's 99% interval)."""
 
     __slots__ = ("crossing_ms", "early_ms", "late_ms", "threshold", "level", "slope_per_day", "direction")
 
@@ -78,7 +81,7 @@ class Predictor:
     """Watches one sensor against one limit (``above`` or ``below``)."""
 
     __slots__ = (
-        "threshold", "direction", "horizon_ms", "slots", "means", "peaks", "origin", "t0_ms", "hour",
+        "threshold", "direction", "horizon_ms", "slots", "means", "peaks", "origin", "t0_ms", "bucket",
         "n", "mean", "peak", "streak", "quiet", "active", "last", "evaluations",
     )
 
@@ -91,12 +94,12 @@ class Predictor:
         self.peaks = array("f", [_NAN] * self.slots)
         self.origin = None  # first value: everything is stored relative to it
         self.t0_ms = None
-        self.hour = 0  # index of the hour being accumulated, since t0
+        self.bucket = 0  # index of the bucket being accumulated, since t0
         self.n = 0
         self.mean = 0.0
         self.peak = 0.0
-        self.streak = 0  # consecutive hourly estimates meeting the condition
-        self.quiet = 0  # consecutive hourly estimates not meeting it
+        self.streak = 0  # consecutive estimates meeting the condition
+        self.quiet = 0  # consecutive estimates clearly not meeting it
         self.active = False
         self.last = None  # the latest Forecast meeting the condition
         self.evaluations = 0
@@ -108,12 +111,12 @@ class Predictor:
         if self.t0_ms is None:
             self.t0_ms = time_ms
             self.origin = value
-        hour = (time_ms - self.t0_ms) // BUCKET_MS
+        bucket = (time_ms - self.t0_ms) // BUCKET_MS
         change = None
-        if hour > self.hour:
-            change = self._close(hour, time_ms)
-        elif hour < self.hour:
-            return None  # the clock went back: ignore rather than corrupt an hour
+        if bucket > self.bucket:
+            change = self._close(bucket, time_ms)
+        elif bucket < self.bucket:
+            return None  # the clock went back: ignore rather than corrupt a bucket
         v = value - self.origin
         self.n += 1
         self.mean += (v - self.mean) / self.n
@@ -121,26 +124,26 @@ class Predictor:
             self.peak = v
         return change
 
-    def _close(self, new_hour, now_ms):
+    def _close(self, new_bucket, now_ms):
         slots = self.slots
         if self.n:
-            self.means[self.hour % slots] = self.mean
-            self.peaks[self.hour % slots] = self.peak
+            self.means[self.bucket % slots] = self.mean
+            self.peaks[self.bucket % slots] = self.peak
         else:
-            self.means[self.hour % slots] = _NAN
-            self.peaks[self.hour % slots] = _NAN
-        # Hours with no reading at all (a gap) are unknown, not zero.
-        gap_end = min(new_hour, self.hour + 1 + slots)
-        for h in range(self.hour + 1, gap_end):
+            self.means[self.bucket % slots] = _NAN
+            self.peaks[self.bucket % slots] = _NAN
+        # Buckets with no reading at all (a gap) are unknown, not zero.
+        gap_end = min(new_bucket, self.bucket + 1 + slots)
+        for h in range(self.bucket + 1, gap_end):
             self.means[h % slots] = _NAN
             self.peaks[h % slots] = _NAN
-        last_closed = self.hour
-        self.hour = new_hour
+        last_closed = self.bucket
+        self.bucket = new_bucket
         self.n = 0
         self.mean = 0.0
         self.peak = 0.0
-        if new_hour - last_closed > 1:
-            return self._judge(None, now_ms)  # the newest hours are missing: no estimate
+        if new_bucket - last_closed > 1:
+            return self._judge(None, now_ms)  # the newest buckets are missing: no estimate
         return self._judge(self.estimate(last_closed, now_ms), now_ms)
 
     def estimate(self, last, now_ms):
