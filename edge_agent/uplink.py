@@ -90,9 +90,10 @@ def group_for_publish(records, urgent):
 class Pacer:
     """A token bucket over signals/s for the backlog lanes (None: no limit)."""
 
-    def __init__(self, rate, clock=time.monotonic):
+    def __init__(self, rate, clock=time.monotonic, sleep=asyncio.sleep):
         self.rate = rate
         self.clock = clock
+        self.sleep = sleep
         self.allowance = 0.0
         self.last = None
 
@@ -107,7 +108,7 @@ class Pacer:
         self.last = now
         self.allowance -= count
         if self.allowance < 0:
-            await asyncio.sleep(-self.allowance / self.rate)
+            await self.sleep(-self.allowance / self.rate)
 
 
 class Uplink:

@@ -1,0 +1,166 @@
+"""The uplink on a real broker: alerts preempt a draining backlog, the store
+absorbs an outage, and TLS refuses what it should."""
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import aiomqtt
+import pytest
+
+from edge_agent.core import bundle, cose, frames as fr
+from edge_agent.core import signals as sg
+from edge_agent.core.store import Store
+from edge_agent.identity import create_identity
+from edge_agent.store_posix import PosixDir
+from edge_agent.tls import client_context
+from edge_agent.uplink import BrokerSettings, Pacer, Uplink, group_for_publish
+from simulator.broker import free_port
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def _telemetry(device, seq):
+    return sg.Signal(sg.KIND_TELEMETRY, sg.PRIORITY_LOW, seq, {sg.T_READINGS: [[seq, "t", 1.0, 0]]}, device, seq)
+
+
+def _alert(device, seq):
+    return sg.Signal(sg.KIND_ALERT, sg.PRIORITY_CRITICAL, seq, {sg.A_CONDITION: "out_of_range"}, device, seq)
+
+
+def _settings(pki, broker, name):
+    cert, key = pki.client(name)
+    return BrokerSettings("127.0.0.1", broker.port, client_context(pki.ca_cert, cert, key))
+
+
+def test_alert_preempts_a_draining_backlog(pki, broker, tmp_path):
+    backlog = 30000
+    identity = create_identity(str(tmp_path / "id"), "preempt-1")
+    store = Store(PosixDir(str(tmp_path / "store")), 0)
+    for seq in range(1, backlog + 1):
+        store.append(sg.PRIORITY_LOW, _telemetry("preempt-1", seq).encode(), 0)
+    arrivals = []  # (kind, first seq, time)
+
+    async def scenario():
+        uplink = Uplink(_settings(pki, broker, "preempt-up"), identity, store)
+        async with aiomqtt.Client("127.0.0.1", broker.port,
+                                  tls_context=_settings(pki, broker, "preempt-sub").tls_context) as sub:
+            await sub.subscribe("ea/v1/preempt-1/+", qos=1)
+            task = asyncio.create_task(uplink.run())
+            try:
+                await asyncio.wait_for(uplink.online.wait(), 10)
+                while uplink.published < 2000:  # the drain is under way
+                    await asyncio.sleep(0.001)
+                appended_at = time.monotonic()
+                store.append(sg.PRIORITY_CRITICAL, _alert("preempt-1", backlog + 1).encode(), 0, urgent=True)
+                uplink.notify()
+                received = 0
+                async for message in sub.messages:
+                    if str(message.topic).endswith("/status"):
+                        continue
+                    signals = bundle.decode(cose.parse(bytes(message.payload)).payload)
+                    arrivals.append((signals[0].kind, signals[0].seq, time.monotonic()))
+                    received += len(signals)
+                    if received >= backlog + 1 - 10:
+                        break
+                return appended_at
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    appended_at = asyncio.run(scenario())
+    store.close()
+    kinds = [kind for kind, _, _ in arrivals]
+    alert_index = kinds.index(sg.KIND_ALERT)
+    latency_ms = (arrivals[alert_index][2] - appended_at) * 1000
+    telemetry_after = sum(1 for kind in kinds[alert_index:] if kind == sg.KIND_TELEMETRY)
+    print("alert arrived %.1f ms after append, ahead of %d telemetry messages still queued" % (latency_ms, telemetry_after))
+    assert telemetry_after > 0, "the alert waited for the whole backlog"
+    assert latency_ms < 1000
+
+
+def test_store_absorbs_an_outage_and_drains_after(pki, start_agent, subscribe, pty, tmp_path, registry):
+    """Broker down: the agent keeps reading sensors into its store; when the
+    broker appears, the backlog and the alert raised offline arrive."""
+    from simulator.broker import Mosquitto
+
+    port = free_port()
+    agent = start_agent(port, "outage-1", pty.path, extra=("--telemetry-interval-ms", "100"))
+    agent.child.wait_for("; retrying in", 20)
+    for i in range(400):
+        pty.write(fr.encode_frame(fr.READING, "coolant_temp", 40 + i % 5))
+        if i == 200:
+            pty.write(fr.encode_frame(fr.READING, "coolant_temp", 500))
+        time.sleep(0.005)
+    time.sleep(0.5)
+    store_dir = os.path.join(agent.identity_dir, "store")
+    inspect = subprocess.run([os.path.join(os.path.dirname(sys.executable), "edge-agent"), "store", "inspect",
+                              store_dir], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert inspect.returncode == 0, inspect.stderr
+    os.killpg(agent.child.process.pid, signal.SIGSTOP)
+    try:
+        with Mosquitto(str(tmp_path / "late"), pki=pki, port=port):
+            messages = subscribe(
+                port, ["ea/v1/outage-1/+"],
+                lambda ms: any(t.endswith("/alert") for t, _ in ms) and sum(
+                    len(registry.open_signals(p, t)) for t, p in ms if t.endswith("/telemetry")) >= 5,
+                timeout_s=40,
+                action=lambda: os.killpg(agent.child.process.pid, signal.SIGCONT),
+            )
+    finally:
+        os.killpg(agent.child.process.pid, signal.SIGCONT)
+    readings = sum(len(s.body[sg.T_READINGS]) for t, p in messages if t.endswith("/telemetry")
+                   for s in registry.open_signals(p, t))
+    assert readings >= 300, readings  # read while offline, buffered, delivered
+
+
+def test_tls_with_the_wrong_ca_is_refused_clearly(pki, broker, tmp_path, pty):
+    from simulator.pki import DevPKI
+    from simulator.processes import Child, edge_agent_argv
+
+    stranger = DevPKI(str(tmp_path / "other-ca"))
+    identity_dir = str(tmp_path / "tls-id")
+    create_identity(identity_dir, "tls-1")
+    cert, key = pki.client("tls-1")
+    child = Child("agent", edge_agent_argv(
+        "run", "--board", os.path.join(ROOT, "boards", "demo-gateway.toml"), "--port", pty.path,
+        "--identity", identity_dir, "--broker", "127.0.0.1:%d" % broker.port,
+        "--ca", stranger.ca_cert, "--cert", cert, "--key", key), relay=False)
+    try:
+        line = child.wait_for("unreachable", 20)
+    finally:
+        child.stop()
+    assert "CERTIFICATE_VERIFY_FAILED" in line or "certificate verify failed" in line
+
+
+def test_grouping_keeps_alerts_alone_and_bundles_the_rest():
+    records = [_telemetry("g", 1).encode(), _telemetry("g", 2).encode(), _alert("g", 3).encode(),
+               _telemetry("g", 4).encode()]
+    assert [(k, len(r)) for k, r in group_for_publish(records, urgent=False)] == [
+        (sg.KIND_TELEMETRY, 2), (sg.KIND_ALERT, 1), (sg.KIND_TELEMETRY, 1)]
+    assert [len(r) for _, r in group_for_publish(records[:2], urgent=True)] == [1, 1]
+
+
+def test_pacer_limits_the_rate():
+    clock = [0.0]
+    slept = []
+
+    async def virtual_sleep(seconds):
+        slept.append(seconds)
+        clock[0] += seconds
+
+    async def run():
+        pacer = Pacer(1000, clock=lambda: clock[0], sleep=virtual_sleep)
+        for _ in range(10):
+            await pacer.spend(500)
+
+    asyncio.run(run())
+    # 5,000 signals at 1,000/s take ~5 s of sleeping in all.
+    assert 4.4 < sum(slept) < 5.1, sum(slept)
