@@ -20,6 +20,7 @@ import time
 
 from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
+from edge_agent.core.outputs import SetOutput
 from edge_agent.core.store import CORRUPT, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.serial_source import SerialSource
@@ -30,6 +31,9 @@ log = logging.getLogger("edge_agent.agent")
 
 _NOTICE_LEVELS = {dv.INFO: logging.DEBUG, dv.WARNING: logging.WARNING, dv.ERROR: logging.ERROR}
 SUMMARY_INTERVAL_S = 10.0
+# On a clean stop, give the uplink this long to send what is stored, so a
+# planned restart does not leave signals waiting for the next start.
+DEFAULT_SHUTDOWN_GRACE_S = 3.0
 
 
 def now_ms():
@@ -38,9 +42,15 @@ def now_ms():
 
 class Agent:
     def __init__(self, board, identity, broker, store_dir, port_overrides=None, clock=now_ms,
-                 store_options=None, drain_rate=None, **device_options):
+                 store_options=None, drain_rate=None, gpio=None, shutdown_grace_s=DEFAULT_SHUTDOWN_GRACE_S,
+                 **device_options):
+        """``gpio``: the output lines (edge_agent.gpio.GpiodOutputs on a Pi,
+        simulator.gpio.SimulatedGpio in development), or None when the board
+        declares no outputs."""
         self.board = board
         self.clock = clock
+        self.gpio = gpio
+        self.shutdown_grace_s = shutdown_grace_s
         self.fs = PosixDir(store_dir)
         self.store = Store(self.fs, clock(), **(store_options or {}))
         self.sequencer = DurableSequencer(self.fs)
@@ -88,10 +98,16 @@ class Agent:
     def _dispatch(self, outputs):
         stored = False
         for item in outputs:
-            if isinstance(item, sg.Signal):
+            if isinstance(item, SetOutput):
+                log.warning("gpio: %s", item.text)
+                if self.gpio is not None:
+                    self.gpio.apply(item)
+            elif isinstance(item, sg.Signal):
                 urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
                 if urgent:
                     log.warning("alert #%d: %s", item.seq, item.body.get(sg.A_TEXT))
+                elif item.kind == sg.KIND_STATE:
+                    log.warning("state #%d: %s", item.seq, _state_text(item.body))
                 if not self.store.append(item.priority, item.encode(), self.clock(), urgent=urgent):
                     log.error("store full of more urgent data: %s #%d dropped", item.kind_name, item.seq)
                 stored = True
@@ -150,20 +166,52 @@ class Agent:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()
+        except asyncio.CancelledError:
+            # A clean stop (SIGTERM/SIGINT): stop reading sensors, then let
+            # the uplink send what is stored while the grace lasts.
+            for task in tasks[: len(self.sources)]:
+                task.cancel()
+            await asyncio.shield(self._drain_for_shutdown())
+            raise
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.close()
 
+    def pending(self):
+        """Records stored but not yet acknowledged by the broker."""
+        return sum(self.store.lane_info(lane)[0] for lane in range(self.store.lanes))
+
+    async def _drain_for_shutdown(self):
+        self._dispatch(self.device.flush(self.clock()))
+        if not self.uplink.online.is_set() or self.shutdown_grace_s <= 0:
+            return
+        deadline = time.monotonic() + self.shutdown_grace_s
+        while self.pending() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        left = self.pending()
+        if left:
+            log.info("stopping with %d signals still stored; they are sent at the next start", left)
+        await self.uplink.announce_offline()
+
     def close(self):
         """Make everything durable and release the store (clean shutdown)."""
         if self.fs is None:
             return
         self._dispatch(self.device.flush(self.clock()))
+        if self.gpio is not None:
+            self.gpio.close()
         self.store.close()  # seals, syncs, and releases the directory lock
         self.fs = None
         log.info("store closed: everything buffered is durable; last seq issued %d", self.sequencer.next_seq - 1)
+
+
+def _state_text(body):
+    # State bodies are the health engine's (docs/wire-format.md); show the
+    # readable parts without depending on every key.
+    parts = [str(v) for k, v in sorted(body.items()) if isinstance(v, str) and v]
+    return " | ".join(parts[:4])
 
 
 def _describe_recovery(report):

@@ -131,6 +131,28 @@ def _load_identity(directory):
         raise UsageError("--identity: %s" % exc) from None
 
 
+def _open_gpio(choice, board):
+    """The output-line backend for --gpio (auto: gpiod when the board
+    declares outputs, none otherwise)."""
+    outputs = getattr(board, "outputs", None) or {}
+    if choice == "none" or (choice == "auto" and not outputs):
+        if outputs:
+            log.warning("--gpio none: %d outputs of %s are not driven (quarantine power cuts only logged)",
+                        len(outputs), board.source)
+        return None
+    if choice == "simulated":
+        from simulator.gpio import SimulatedGpio
+
+        log.info("gpio: simulated lines for %s", ", ".join(sorted(outputs)))
+        return SimulatedGpio(outputs)
+    from edge_agent.gpio import GpioError, GpiodOutputs
+
+    try:
+        return GpiodOutputs(outputs)
+    except GpioError as exc:
+        raise UsageError("--gpio %s: %s (use --gpio simulated to develop without GPIO hardware)" % (choice, exc)) from None
+
+
 def cmd_run(args):
     from edge_agent.agent import Agent
 
@@ -143,6 +165,7 @@ def cmd_run(args):
     from edge_agent.store_cli import store_options
 
     store_dir = args.store_dir or os.path.join(args.identity, "store")
+    gpio = _open_gpio(args.gpio, board)
     try:
         agent = Agent(
             board,
@@ -152,6 +175,7 @@ def cmd_run(args):
             port_overrides=overrides,
             store_options=store_options(args),
             drain_rate=args.drain_rate,
+            gpio=gpio,
             telemetry_interval_ms=args.telemetry_interval_ms,
         )
     except StoreError as exc:
@@ -312,6 +336,11 @@ def build_parser():
     run.add_argument(
         "--telemetry-interval-ms", type=int, default=10000, metavar="MS",
         help="send buffered readings at least this often (default 10000)",
+    )
+    run.add_argument(
+        "--gpio", choices=["auto", "gpiod", "simulated", "none"], default="auto",
+        help="output lines for quarantine actions: gpiod (libgpiod v2), simulated, or none "
+             "(default auto: gpiod when the board declares outputs)",
     )
     run.add_argument(
         "--drain-rate", type=float, metavar="N",

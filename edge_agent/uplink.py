@@ -122,6 +122,7 @@ class Uplink:
         self.pacer = Pacer(drain_rate)
         self.wakeup = asyncio.Event()
         self.online = asyncio.Event()
+        self.client = None  # the connected client, during a session
         self.published = 0  # signals acknowledged by the broker
         self.messages = 0  # MQTT messages acknowledged
         self.connects = 0
@@ -165,18 +166,38 @@ class Uplink:
             self.store.rewind()
             await client.publish(status_topic(self.device_id), status_payload(self.device_id, True), qos=1, retain=True)
             log.info("connected to broker %s", settings.describe())
+            self.client = client
             self.online.set()
-            while True:
-                self.wakeup.clear()
-                batch = self.store.read(max_records=BATCH_RECORDS)
-                if batch is None:
-                    await self.wakeup.wait()
-                    continue
-                await self._send(client, batch)
-                self.store.ack(batch.lane, batch.end)
-                self.published += len(batch.records)
-                if batch.lane > URGENT_PRIORITY:
-                    await self.pacer.spend(len(batch.records))
+            try:
+                await self._pump(client)
+            finally:
+                self.client = None
+                self.online.clear()
+
+    async def announce_offline(self):
+        """On a clean stop: a clean disconnect does not fire the last will,
+        so say offline ourselves (retained), if connected."""
+        client = self.client
+        if client is not None:
+            try:
+                await client.publish(status_topic(self.device_id), status_payload(self.device_id, False),
+                                     qos=1, retain=True, timeout=2)
+            except aiomqtt.MqttError as exc:
+                log.info("could not publish offline status: %s", exc)
+
+    async def _pump(self, client):
+        """Send the store's batches, most urgent lane first, until the link fails."""
+        while True:
+            self.wakeup.clear()
+            batch = self.store.read(max_records=BATCH_RECORDS)
+            if batch is None:
+                await self.wakeup.wait()
+                continue
+            await self._send(client, batch)
+            self.store.ack(batch.lane, batch.end)
+            self.published += len(batch.records)
+            if batch.lane > URGENT_PRIORITY:
+                await self.pacer.spend(len(batch.records))
 
     async def _send(self, client, batch):
         """Publish a batch and wait for every PUBACK."""

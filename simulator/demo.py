@@ -5,9 +5,14 @@
 3. the virtual sensor board on a pseudo-terminal;
 4. the agent (`edge-agent run`) reading that pty and publishing to the broker;
 5. a subscriber (`edge-agent watch`) that decodes what arrives;
-6. line noise on the serial port (the agent counts it and carries on), then
+6. the reference receiver (`edge-agent receiver run`, started first so it
+   sees the device's birth) verifying every signature, storing in SQLite;
+7. line noise on the serial port (the agent counts it and carries on), then
    the coolant temperature sensor fails high: the alert arrives at the
-   subscriber and is shown as a table.
+   subscriber, signature verified, and is shown as a table;
+8. the cabinet fan's speed sensor sticks: the health engine quarantines the
+   fan and cuts its power pin (simulated GPIO), the product runs on;
+9. the receiver's report: every signal verified and stored, none missing.
 
 Everything started is stopped at the end (process groups, so nothing is
 left behind), and the exit status is 0 only if the alert arrived.
@@ -18,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from simulator.broker import Mosquitto
 from simulator.pki import DevPKI
@@ -28,11 +34,13 @@ BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 DEVICE_ID = "demo-001"
 FAILING_SENSOR = "coolant_temp"
 ALERT_TIMEOUT_S = 30
+QUARANTINE_TIMEOUT_S = 60
 
 
 def run_quietly(argv):
     """Run a short edge-agent command; return its stdout, raise on failure."""
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    env = dict(os.environ, COLUMNS="110")
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env)
     if result.returncode != 0:
         raise RuntimeError("%s failed: %s" % (" ".join(argv[2:]), result.stderr.strip()))
     return result.stdout
@@ -52,6 +60,7 @@ def main():
         pki = DevPKI(os.path.join(workdir, "pki"))
         agent_cert, agent_key = pki.client(DEVICE_ID)
         watch_cert, watch_key = pki.client("demo-watch")
+        receiver_cert, receiver_key = pki.client("demo-receiver")
 
         step("making the device's signing identity (Ed25519) and the receiver's registry")
         identity_dir = os.path.join(workdir, "identity")
@@ -64,7 +73,18 @@ def main():
         step("starting mosquitto with mutual TLS on a free loopback port")
         broker = Mosquitto(os.path.join(workdir, "broker"), pki=pki).start()
         address = "127.0.0.1:%d" % broker.port
+        tls = ["--broker", address, "--ca", pki.ca_cert]
         say("broker listening on %s (config %s)" % (address, broker.config_path))
+
+        step("starting the reference receiver (verifies, drops duplicates, finds gaps, stores in SQLite)")
+        database = os.path.join(workdir, "receiver.sqlite")
+        receiver = Child(
+            "receiver",
+            edge_agent_argv("receiver", "run", "--registry", registry, "--db", database, "--no-live",
+                            *tls, "--cert", receiver_cert, "--key", receiver_key),
+        )
+        children.append(receiver)
+        receiver.wait_for("receiving", 15)
 
         step("starting the virtual sensor board (%s)" % os.path.relpath(BOARD, ROOT))
         sim = Child("simulator", edge_agent_argv("sim", "sensors", "--board", BOARD, "--seed", "7"), stdin=True)
@@ -72,11 +92,11 @@ def main():
         pty = sim.wait_for("pty ", 10).split(" ", 1)[1]
 
         step("starting the agent on %s, device id %s" % (pty, DEVICE_ID))
-        tls = ["--broker", address, "--ca", pki.ca_cert]
         agent = Child(
             "agent",
             edge_agent_argv("run", "--board", BOARD, "--port", pty, "--identity", identity_dir,
-                       "--telemetry-interval-ms", "2000", *tls, "--cert", agent_cert, "--key", agent_key),
+                       "--telemetry-interval-ms", "2000", "--gpio", "simulated",
+                       *tls, "--cert", agent_cert, "--key", agent_key),
         )
         children.append(agent)
         agent.wait_for("connected to broker", 20)
@@ -103,8 +123,22 @@ def main():
         if code != 0:
             say("\nno alert reached the subscriber within %d s (watch exit %d)" % (ALERT_TIMEOUT_S, code))
             return 1
+        step("the alert arrived, signature verified; now the cabinet fan's speed sensor sticks")
+        say("(the board declares: fan_speed stuck for 10 s -> cabinet_fan failed -> quarantine = cut_power)")
+        mark = agent.mark()
+        sim.send("fail fan_speed stuck")
+        agent.wait_for("gpio: ", QUARANTINE_TIMEOUT_S, since=mark)
+        receiver.wait_for("alert %s" % DEVICE_ID, 10, since=0)
+
+        step("stopping the agent cleanly (it seals and syncs its store), then the receiver's report")
+        agent.stop()
+        time.sleep(1.0)  # let the receiver commit what was in flight
+        receiver.stop()
+        report = run_quietly(edge_agent_argv("receiver", "report", "--db", database, "--fail-on-gaps"))
+        say(report.rstrip())
         ok = True
-        step("the alert arrived at the subscriber, decoded above: the device works end to end")
+        step("signed alerts verified and stored, the failing fan quarantined and its power cut, "
+             "nothing missing: the device works end to end")
         return 0
     except Exception as exc:  # report any failure plainly, then clean up
         print("\ndemo failed: %s" % exc, file=sys.stderr)
@@ -118,9 +152,13 @@ def main():
         left = [c.name for c in children if c.process.poll() is None]
         if broker is not None and broker.process.poll() is None:
             left.append("mosquitto")
-        shutil.rmtree(workdir, ignore_errors=True)
-        say("stopped %d processes%s; removed %s" % (
-            len(children) + 1, (", still running: " + ", ".join(left)) if left else "", workdir))
+        if os.environ.get("EA_DEMO_KEEP"):
+            kept = "kept %s (EA_DEMO_KEEP)" % workdir
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+            kept = "removed %s (EA_DEMO_KEEP=1 keeps it)" % workdir
+        say("stopped %d processes%s; %s" % (
+            len(children) + 1, (", still running: " + ", ".join(left)) if left else "", kept))
         say("demo %s" % ("passed" if ok and not left else "FAILED"))
 
 

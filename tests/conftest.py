@@ -98,7 +98,7 @@ class Agent:
             edge_agent_argv(
                 "--log-level", "debug", "run", "--board", board, "--port", port_path, "--identity", identity_dir,
                 "--broker", "127.0.0.1:%d" % broker_port, "--ca", pki.ca_cert, "--cert", cert, "--key", key,
-                *extra,
+                "--gpio", "simulated", *extra,
             ),
             relay=False,
         )

@@ -106,6 +106,14 @@ def identity_dir(tmp_path_factory):
     return directory
 
 
+def test_gpiod_without_a_chip_says_what_to_do(identity_dir):
+    result = run_cli("run", "--board", BOARD, "--broker", "h:1", "--insecure", "--identity", identity_dir,
+                     "--gpio", "gpiod")
+    assert result.returncode == 2
+    assert "use --gpio simulated" in result.stderr
+    assert "gpiod" in result.stderr or "gpiochip" in result.stderr
+
+
 def test_cert_without_key(pki, identity_dir):
     result = run_cli("run", "--board", BOARD, "--broker", "h:1", "--ca", pki.ca_cert, "--cert", pki.ca_cert,
                      "--identity", identity_dir)
@@ -117,7 +125,7 @@ def test_insecure_warns(tmp_path, identity_dir):
     # Stops quickly: a non-existent port keeps retrying; we only read the warning.
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_agent", "run", "--board", BOARD, "--port", str(tmp_path / "none"),
-         "--broker", "127.0.0.1:1", "--insecure", "--identity", identity_dir],
+         "--broker", "127.0.0.1:1", "--insecure", "--identity", identity_dir, "--gpio", "simulated"],
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     try:

@@ -132,7 +132,7 @@ def test_tls_with_the_wrong_ca_is_refused_clearly(pki, broker, tmp_path, pty):
     child = Child("agent", edge_agent_argv(
         "run", "--board", os.path.join(ROOT, "boards", "demo-gateway.toml"), "--port", pty.path,
         "--identity", identity_dir, "--broker", "127.0.0.1:%d" % broker.port,
-        "--ca", stranger.ca_cert, "--cert", cert, "--key", key), relay=False)
+        "--ca", stranger.ca_cert, "--cert", cert, "--key", key, "--gpio", "simulated"), relay=False)
     try:
         line = child.wait_for("unreachable", 20)
     finally:
