@@ -171,10 +171,12 @@ def test_receiver_cli_end_to_end_with_a_real_agent(pki, broker, start_agent, pty
     report = Child("report", edge_agent_argv("receiver", "report", "--db", db, "--fail-on-gaps"), relay=False)
     assert report.process.wait(30) == 0, report.text()
     report.stop()
-    assert "rx-agent" in report.text() and "outside its valid range" in report.text()
+    assert "rx-agent" in report.text()
     with sqlite3.connect(db) as connection:
         kinds = {row[0] for row in connection.execute("SELECT kind FROM signals WHERE device='rx-agent'")}
-    assert sg.KIND_ALERT in kinds
+        texts = [row[0] for row in connection.execute("SELECT text FROM alerts WHERE device='rx-agent'")]
+    assert sg.KIND_ALERT in kinds and sg.KIND_BIRTH in kinds
+    assert any("outside its valid range" in text for text in texts)
 
 
 def _entry(identity_dir):

@@ -7,7 +7,10 @@ Encoding is always deterministic ("canonical"): shortest integer heads, the
 shortest float width that keeps the value exactly, definite lengths, and map
 keys sorted length-first then bytewise (RFC 7049 section 3.9, the order
 cbor2 uses for ``canonical=True``; output is byte-identical to
-``cbor2.dumps(obj, canonical=True)``, which the tests check with hypothesis).
+``cbor2.dumps(obj, canonical=True)``, which the tests check with hypothesis,
+with one exception: a float 32768 <= |x| <= 65504 that half precision holds
+exactly is written as a half float, as RFC 8949 prefers (its Appendix A
+gives 65504.0 as f97bff), where cbor2 5.9's C encoder writes a single).
 Sorting matters twice over: MicroPython dicts are not insertion-ordered, and
 signatures need one byte string per value.
 
