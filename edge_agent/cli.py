@@ -173,7 +173,7 @@ def cmd_run(args):
             settings,
             store_dir,
             port_overrides=overrides,
-            store_options=store_options(args),
+            store_options=dict(store_options(args), segment_bytes=args.store_segment_bytes),
             drain_rate=args.drain_rate,
             gpio=gpio,
             telemetry_interval_ms=args.telemetry_interval_ms,
@@ -349,7 +349,12 @@ def build_parser():
     add_broker_options(run)
     from edge_agent import store_cli
 
-    store_cli.add_store_options(run)
+    store_group = store_cli.add_store_options(run)
+    store_group.add_argument(
+        "--store-segment-bytes", type=int, default=1024 * 1024, metavar="N",
+        help="segment file size; eviction frees whole segments, so smaller segments evict finer "
+             "(default %(default)s; use a few flash pages on small devices)",
+    )
     run.set_defaults(func=cmd_run)
 
     board = sub.add_parser("board", help="work with board files")

@@ -159,7 +159,10 @@ class Subscriber:
                 if task.done():
                     task.result()
                 if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError("timed out; got %d messages: %r" % (len(self.messages), self.messages[-5:]))
+                    topics = {}
+                    for topic, _ in self.messages:
+                        topics[topic] = topics.get(topic, 0) + 1
+                    raise AssertionError("timed out; got %d messages by topic: %r" % (len(self.messages), topics))
                 await asyncio.sleep(0.05)
             return self.messages
         finally:

@@ -189,3 +189,9 @@ def test_schema_rejects_bad_state_signals():
         bad[6][key] = value
         with pytest.raises(pycddl.ValidationError):
             SIGNAL.validate_cbor(sg.cbor.dumps(bad))
+
+
+def test_evictions_signal_validates():
+    evictions = sg.Signal(sg.KIND_EVICTIONS, sg.PRIORITY_HIGH, 5,
+                          {sg.V_LANES: [[3, 1200, 80000], [2, 4, 300]], sg.V_SINCE: 1, sg.V_OVERFLOW: False}, "d", 9)
+    SIGNAL.validate_cbor(evictions.encode())

@@ -220,3 +220,10 @@ B_AGENT = 0  # tstr: agent name and version
 B_MODEL = 1  # tstr: board model
 B_BOARD = 2  # tstr: board name
 B_FORMAT = 3  # uint: wire format version the device writes
+
+# Evictions body keys (kind 7): what the full store gave up since the last
+# evictions signal, so a receiver can tell a gap it sees from a loss nobody
+# knew about. Sent at most every few seconds, coalesced.
+V_LANES = 0  # [[lane (= priority), records, bytes], ...]
+V_SINCE = 1  # uint: ms since epoch of the first eviction counted
+V_OVERFLOW = 2  # bool: data as urgent as the incoming was dropped (the loud case)
