@@ -195,3 +195,18 @@ def test_evictions_signal_validates():
     evictions = sg.Signal(sg.KIND_EVICTIONS, sg.PRIORITY_HIGH, 5,
                           {sg.V_LANES: [[3, 1200, 80000], [2, 4, 300]], sg.V_SINCE: 1, sg.V_OVERFLOW: False}, "d", 9)
     SIGNAL.validate_cbor(evictions.encode())
+
+
+def test_audit_signal_validates_and_rejects_unknown_results():
+    from edge_agent.core import cbor
+
+    audit = sg.Signal(sg.KIND_AUDIT, sg.PRIORITY_HIGH, 5, {
+        sg.U_WHO: "tech:ana", sg.U_ACTION: "quarantine.release", sg.U_TARGET: "cabinet_fan",
+        sg.U_BEFORE: "quarantined", sg.U_AFTER: "probing", sg.U_RESULT: "applied", sg.U_REASON: "fan replaced",
+        sg.U_CHANNEL: "console"}, "d", 3)
+    SIGNAL.validate_cbor(audit.encode())
+    bad = audit.to_map()
+    bad[6] = dict(bad[6])
+    bad[6][sg.U_RESULT] = "maybe"
+    with pytest.raises(pycddl.ValidationError):
+        SIGNAL.validate_cbor(cbor.dumps(bad))

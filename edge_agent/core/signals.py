@@ -227,3 +227,14 @@ B_FORMAT = 3  # uint: wire format version the device writes
 V_LANES = 0  # [[lane (= priority), records, bytes], ...]
 V_SINCE = 1  # uint: ms since epoch of the first eviction counted
 V_OVERFLOW = 2  # bool: data as urgent as the incoming was dropped (the loud case)
+
+# Audit body keys (kind 4): a privileged action, applied or refused. Sent
+# with alert priority (1): the owner must hear about overrides at once.
+U_WHO = 0  # tstr: the authenticated actor (technician token subject, operator key id)
+U_ACTION = 1  # tstr: e.g. "quarantine.release", "config.apply"
+U_TARGET = 2  # tstr: what it acted on (component id, config path, "")
+U_BEFORE = 3  # any: state before (null if none)
+U_AFTER = 4  # any: state after (null if refused)
+U_RESULT = 5  # tstr: "applied" or "refused"
+U_REASON = 6  # tstr: why refused, or the operator's note
+U_CHANNEL = 7  # tstr: "console", "downlink"
