@@ -70,11 +70,12 @@ def test_no_loss_across_broker_and_agent_sigkill(pki, start_agent, pty, tmp_path
     port = free_port()
     broker_dir = str(tmp_path / "broker")
     broker = Mosquitto(broker_dir, pki=pki, port=port, persistent=True).start()
-    agent = start_agent(port, "delivery-1", pty.path, extra=("--telemetry-interval-ms", "200"))
-    registry_file = tmp_path / "devices.toml"
-    from edge_agent.identity import load_identity
+    # The receiver subscribes before the device's first signal (its birth).
+    from edge_agent.identity import create_identity
 
-    registry_file.write_text(load_identity(agent.identity_dir).registry_entry())
+    identity = create_identity(str(tmp_path / "delivery-1"), "delivery-1")
+    registry_file = tmp_path / "devices.toml"
+    registry_file.write_text(identity.registry_entry())
     db = str(tmp_path / "receiver.sqlite")
     cert, key = pki.client("delivery-receiver")
     receiver = Child("receiver", edge_agent_argv(
@@ -82,8 +83,10 @@ def test_no_loss_across_broker_and_agent_sigkill(pki, start_agent, pty, tmp_path
         "--client-id", "delivery-receiver",
         "--broker", "127.0.0.1:%d" % port, "--ca", pki.ca_cert, "--cert", cert, "--key", key), relay=False)
     stream = None
+    agent = None
     try:
         receiver.wait_for("receiving", 15)
+        agent = start_agent(port, "delivery-1", pty.path, extra=("--telemetry-interval-ms", "200"))
         agent.child.wait_for("connected to broker", 20)
         stream = SensorStream(pty)
         for round_ in range(max(BROKER_KILLS, AGENT_KILLS)):
