@@ -150,23 +150,27 @@ def test_receiver_cli_end_to_end_with_a_real_agent(pki, broker, start_agent, pty
     """Agent -> broker -> `edge-agent receiver run` -> SQLite -> `receiver report`."""
     from edge_agent.core import frames as fr
 
-    agent = start_agent(broker.port, "rx-agent", pty.path, extra=("--telemetry-interval-ms", "300"))
+    # The receiver subscribes before the device's first signal (its birth).
+    identity = create_identity(str(tmp_path / "rx-agent"), "rx-agent")
     registry_file = tmp_path / "devices.toml"
-    registry_file.write_text(_entry(agent.identity_dir))
+    registry_file.write_text(identity.registry_entry())
     db = str(tmp_path / "rx.sqlite")
     cert, key = pki.client("rx-cli")
     receiver = Child("receiver", edge_agent_argv(
         "receiver", "run", "--registry", str(registry_file), "--db", db, "--no-live", "--group", "",
         "--broker", "127.0.0.1:%d" % broker.port, "--ca", pki.ca_cert, "--cert", cert, "--key", key), relay=False)
+    agent = None
     try:
         receiver.wait_for("receiving", 15)
+        agent = start_agent(broker.port, "rx-agent", pty.path, extra=("--telemetry-interval-ms", "300"))
         agent.child.wait_for("connected to broker", 20)
         for value in (40, 41, 150, 42):
             pty.write(fr.encode_frame(fr.READING, "coolant_temp", value))
         receiver.wait_for("alert rx-agent", 20)
         agent.child.wait_for("alert #", 10)
     finally:
-        agent.stop()
+        if agent is not None:
+            agent.stop()
         receiver.stop()
     report = Child("report", edge_agent_argv("receiver", "report", "--db", db, "--fail-on-gaps"), relay=False)
     assert report.process.wait(30) == 0, report.text()
@@ -178,8 +182,3 @@ def test_receiver_cli_end_to_end_with_a_real_agent(pki, broker, start_agent, pty
     assert sg.KIND_ALERT in kinds and sg.KIND_BIRTH in kinds
     assert any("outside its valid range" in text for text in texts)
 
-
-def _entry(identity_dir):
-    from edge_agent.identity import load_identity
-
-    return load_identity(identity_dir).registry_entry()
