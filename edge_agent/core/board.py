@@ -9,22 +9,26 @@ Layout (docs/board-file.md is the reference)::
 
     schema = 1
     [board]            name, model
-    [buses.ID]         port, baud, protocol = "line"
+    [buses.ID]         port, baud, protocol = "line" | "modbus" | "nmea", and the
+                       protocol's keys (modbus: parity, stop_bits, timeout_ms, retries)
     [outputs.ID]       chip, line, active_low          (GPIO outputs, e.g. power enables)
     [modes.ID]         text, cut = [output, ...]       (declared degraded modes)
     [health]           triage settings (storm, dedupe, rate limit)
     [components.ID]    part, essential, description, supply, quarantine, ...
     [sensors.ID]       bus, component, unit, valid_range = [low, high], period_ms,
-                       redundant, [[sensors.ID.rules]], [sensors.ID.predict]
+                       redundant, [[sensors.ID.rules]], [sensors.ID.predict],
+                       [sensors.ID.modbus] or [sensors.ID.nmea] on such a bus
 
 The health keys (rules, quarantine, prediction) are validated in
-``board_health.py`` so this file stays about the hardware's shape.
+``board_health.py`` so this file stays about the hardware's shape; each
+protocol's keys by its decoder module (decoders.py lists them).
 """
 
 from edge_agent.core import board_health as bh
+from edge_agent.core import decoders
 
 SCHEMA = 1
-PROTOCOLS = ("line",)
+PROTOCOLS = decoders.NAMES
 STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
@@ -57,13 +61,17 @@ class Problem:
 
 
 class Bus:
-    __slots__ = ("id", "port", "baud", "protocol")
+    """``settings``: the protocol's bus settings (modbus_master.BusSettings),
+    or None for protocols without any."""
 
-    def __init__(self, id, port, baud, protocol):
+    __slots__ = ("id", "port", "baud", "protocol", "settings")
+
+    def __init__(self, id, port, baud, protocol, settings=None):
         self.id = id
         self.port = port
         self.baud = baud
         self.protocol = protocol
+        self.settings = settings
 
 
 class Component:
@@ -83,9 +91,11 @@ class Component:
 
 
 class Sensor:
-    __slots__ = ("id", "bus", "component", "unit", "low", "high", "period_ms", "redundant", "rules", "predict")
+    __slots__ = ("id", "bus", "component", "unit", "low", "high", "period_ms", "redundant", "rules", "predict",
+                 "source")
 
-    def __init__(self, id, bus, component, unit, low, high, period_ms, redundant="", rules=(), predict=None):
+    def __init__(self, id, bus, component, unit, low, high, period_ms, redundant="", rules=(), predict=None,
+                 source=None):
         self.id = id
         self.bus = bus
         self.component = component
@@ -96,6 +106,10 @@ class Sensor:
         self.redundant = redundant  # sensor id that stands in when this one is switched out
         self.rules = rules  # RuleSpecs declared in the board file
         self.predict = predict  # PredictSpec or None
+        # Where the bus's protocol finds the value ([sensors.ID.modbus] ->
+        # modbus_master.Source, [sensors.ID.nmea] -> nmea.Source); None
+        # on a line-protocol bus, whose frames name the sensor.
+        self.source = source
 
 
 class Board:
@@ -183,6 +197,13 @@ class _Checker:
             return default
         return value
 
+    def number(self, table, name, key, default):
+        value = table.get(name, default)
+        if not _is_number(value) or value != value or value in (float("inf"), float("-inf")):
+            self.problem("%s.%s" % (key, name), "must be a finite number, not %r" % (value,), "write e.g. %s = 0.1" % name)
+            return default
+        return float(value)
+
     def boolean(self, table, name, key, default):
         value = table.get(name, default)
         if not isinstance(value, bool):
@@ -247,15 +268,27 @@ def _buses(check, data):
         entry = check.table(table, bus_id, key)
         if entry is None or not check.identifier(bus_id, key):
             continue
-        check.unknown_keys(entry, ("port", "baud", "protocol"), key)
-        port = check.text(entry, "port", key)
-        baud = check.integer(entry, "baud", key, 300, 4000000, default=115200)
-        if baud not in STANDARD_BAUDS:
-            check.problem(key + ".baud", "%d is not a standard rate" % baud, "use one of %s" % (STANDARD_BAUDS,))
         protocol = check.text(entry, "protocol", key, required=False, default="line")
         if protocol not in PROTOCOLS:
             check.problem(key + ".protocol", "unknown protocol %r" % protocol, "use one of: %s" % ", ".join(PROTOCOLS))
-        buses[bus_id] = Bus(bus_id, port, baud, protocol)
+            protocol = "line"
+        module = decoders.protocol(protocol)
+        allowed = ("port", "baud", "protocol") + module.BUS_KEYS
+        for name in sorted(entry):
+            if name in allowed:
+                continue
+            owners = [p for p in PROTOCOLS if name in decoders.protocol(p).BUS_KEYS]
+            if owners:
+                check.problem("%s.%s" % (key, name), "only %s buses take %s, this bus speaks %s" % (owners[0], name, protocol),
+                              "remove it, or set protocol = \"%s\"" % owners[0])
+            else:
+                check.problem("%s.%s" % (key, name), "unknown key", "remove it or use one of: %s" % ", ".join(allowed))
+        port = check.text(entry, "port", key)
+        baud = check.integer(entry, "baud", key, 300, 4000000, default=module.DEFAULT_BAUD)
+        if baud not in STANDARD_BAUDS:
+            check.problem(key + ".baud", "%d is not a standard rate" % baud, "use one of %s" % (STANDARD_BAUDS,))
+        settings = module.check_bus(check, entry, key)
+        buses[bus_id] = Bus(bus_id, port, baud, protocol, settings)
     return buses
 
 
@@ -290,7 +323,8 @@ def _sensors(check, data, buses, components):
         entry = check.table(table, sensor_id, key)
         if entry is None or not check.identifier(sensor_id, key):
             continue
-        check.unknown_keys(entry, ("bus", "component", "unit", "valid_range", "period_ms") + bh.SENSOR_HEALTH_KEYS, key)
+        check.unknown_keys(entry, ("bus", "component", "unit", "valid_range", "period_ms") + bh.SENSOR_HEALTH_KEYS
+                           + PROTOCOLS, key)
         bus = check.text(entry, "bus", key)
         if bus is not None and bus not in buses:
             check.problem(
@@ -311,7 +345,9 @@ def _sensors(check, data, buses, components):
         redundant = check.text(entry, "redundant", key, required=False, default="")
         rules = bh.sensor_rules(check, entry, key)
         predict = bh.sensor_predict(check, entry, key)
-        sensors[sensor_id] = Sensor(sensor_id, bus, component, unit, low, high, period_ms, redundant, rules, predict)
+        source = _source(check, entry, key, buses.get(bus))
+        sensors[sensor_id] = Sensor(sensor_id, bus, component, unit, low, high, period_ms, redundant, rules, predict,
+                                    source)
     return sensors
 
 
@@ -329,3 +365,23 @@ def _valid_range(check, entry, key):
         check.problem(full, "low %r is not below high %r" % (low, high), "write [low, high] with low < high")
         return None, None
     return low, high
+
+
+def _source(check, entry, key, bus):
+    """The sensor's [sensors.ID.<protocol>] table, checked by its bus's
+    protocol; a table for another protocol is a mistake worth naming."""
+    protocol = bus.protocol if bus is not None else None
+    for name in PROTOCOLS:
+        if name in entry and name != protocol and bus is not None:
+            check.problem("%s.%s" % (key, name), "the sensor's bus %s speaks %s, not %s" % (bus.id, protocol, name),
+                          "remove [%s.%s], or put the sensor on a %s bus" % (key, name, name))
+    if protocol is None:
+        return None
+    module = decoders.protocol(protocol)
+    check_sensor = getattr(module, "check_sensor", None)
+    if check_sensor is None:
+        return None
+    table = check.table(entry, protocol, "%s.%s" % (key, protocol))
+    if table is None:
+        return None
+    return check_sensor(check, table, "%s.%s" % (key, protocol))

@@ -2,7 +2,11 @@
 
 Sans-I/O. The adapter calls ``feed(bus_id, data, now_ms)`` with whatever
 bytes a port produced and ``poll(now_ms)`` when the deadline it returned
-comes due; both return a list of outputs, each one of:
+comes due; both return a list of outputs. Each bus has its own decoder,
+chosen by its protocol (decoders.py); a bus whose protocol asks questions
+(Modbus) also has ``poll_bus(bus_id, now_ms)``, which its bus task calls
+for the bytes to write and the bus's own deadline, so a slow bus never
+delays the others. Outputs are each one of:
 
 - ``Signal`` (signals.py): numbered, for the uplink (alerts, state changes,
   telemetry);
@@ -12,7 +16,7 @@ comes due; both return a list of outputs, each one of:
 
 Nothing here reads a clock, sleeps, or touches a file.
 
-    bytes -> FrameDecoder -> Frame -> Reading -> HealthEngine -> proposed alerts -> Triage -> alert Signal
+    bytes -> bus decoder -> Frame -> Reading -> HealthEngine -> proposed alerts -> Triage -> alert Signal
                                           |            \\-> state Signals, SetOutputs
                                           \\-> telemetry batch (quarantined sensors left out) -> Signal
 
@@ -20,7 +24,9 @@ Counters in ``stats`` record everything the pipeline saw, including every
 rejected frame by reason, so the console and tests can inspect it.
 """
 
+from edge_agent.core import decoders
 from edge_agent.core import frames as fr
+from edge_agent.core.modbus_master import WriteResult
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 from edge_agent.core.health import HealthEngine
@@ -85,8 +91,8 @@ class Device:
         self.telemetry_interval_ms = telemetry_interval_ms
         self.telemetry_max_readings = telemetry_max_readings
         self.decoders = {}
-        for bus_id in board.buses:
-            self.decoders[bus_id] = fr.FrameDecoder()
+        for bus_id, bus in board.buses.items():
+            self.decoders[bus_id] = decoders.create(bus, board.sensors_on(bus_id))
         self.health = HealthEngine(board)
         self.triage = Triage(board)
         self._health_due_ms = None
@@ -106,6 +112,7 @@ class Device:
             "state_changes": 0,
             "gpio_actions": 0,
             "quarantined_readings": 0,
+            "writes_failed": 0,
         }
         self.bad_by_reason = {}
 
@@ -115,15 +122,39 @@ class Device:
         if decoder is None:
             raise KeyError("no bus %r on board %s" % (bus_id, self.board.name))
         outputs = []
-        for event in decoder.feed(data):
+        for event in decoder.feed(data, now_ms):
             self._on_event(bus_id, event, now_ms, outputs)
         outputs.extend(self._flush_if_due(now_ms))
         return outputs
 
+    def poll_bus(self, bus_id, now_ms):
+        """For a bus whose protocol asks (``bus_writes``): returns (outputs,
+        bytes to write now or None, the bus's next deadline or None). Its
+        bus task calls this when the deadline comes and after every feed."""
+        events, send, deadline = self.decoders[bus_id].poll(now_ms)
+        outputs = []
+        for event in events:
+            self._on_event(bus_id, event, now_ms, outputs)
+        return outputs, send, deadline
+
+    def bus_writes(self, bus_id):
+        """Whether the bus's protocol sends requests (its task must write)."""
+        return self.decoders[bus_id].writes
+
+    def write_registers(self, bus_id, slave, address, values, tag=None):
+        """Queue a Modbus register write on ``bus_id`` (an actuator, a
+        quarantine action); its result comes back as a Notice from
+        ``poll_bus``/``feed``. Raises KeyError for a bus that is not Modbus
+        and modbus.RequestError for a write Modbus cannot express."""
+        decoder = self.decoders.get(bus_id)
+        if decoder is None or not hasattr(decoder, "write"):
+            raise KeyError("bus %r on board %s is not a Modbus bus" % (bus_id, self.board.name))
+        decoder.write(slave, address, values, tag)
+
     def close_bus(self, bus_id, now_ms):
         """The port closed: report what its decoder still held."""
         outputs = []
-        for event in self.decoders[bus_id].flush():
+        for event in self.decoders[bus_id].flush(now_ms):
             self._on_event(bus_id, event, now_ms, outputs)
         return outputs
 
@@ -195,6 +226,12 @@ class Device:
         return self._emit_batch(now_ms)
 
     def _on_event(self, bus_id, event, now_ms, outputs):
+        if isinstance(event, WriteResult):
+            if not event.ok:
+                self.stats["writes_failed"] += 1
+            outputs.append(Notice(INFO if event.ok else WARNING, "write",
+                                  "bus %s: write %r %s" % (bus_id, event.tag, "done" if event.ok else "failed: " + event.detail)))
+            return
         if isinstance(event, fr.BadFrame):
             self.stats["bad_frames"] += 1
             count = self.bad_by_reason.get(event.reason, 0) + 1
