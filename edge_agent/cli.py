@@ -422,6 +422,9 @@ def build_parser():
 
     sensor_board.add_arguments(sim_sub.add_parser("sensors", help=sensor_board.HELP, description=sensor_board.DESCRIPTION))
     sim_sub.choices["sensors"].set_defaults(func=cmd_sim_sensors)
+    from simulator import scenario
+
+    scenario.add_commands(sim_sub)  # `sim run`: scenario files on a virtual clock
 
     store_cli.add_commands(sub)
     return parser
