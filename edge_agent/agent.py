@@ -23,7 +23,7 @@ from edge_agent.core import signals as sg
 from edge_agent.core.outputs import SetOutput
 from edge_agent.core.store import CORRUPT, EVICTED, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
-from edge_agent.serial_source import SerialSource
+from edge_agent.serial_source import bus_source
 from edge_agent.store_posix import PosixDir
 from edge_agent.uplink import Uplink
 
@@ -68,10 +68,9 @@ class Agent:
         overrides = port_overrides or {}
         for bus in board.buses.values():
             port = overrides.get(bus.id, bus.port)
-            self.sources.append(
-                SerialSource(bus.id, port, bus.baud, on_bytes=self._bytes_handler(bus.id),
-                             on_closed=self._closed_handler(bus.id))
-            )
+            # One task per bus, whatever its protocol (a Modbus bus also
+            # writes what the core asks); a bus only ever waits on itself.
+            self.sources.append(bus_source(self.device, bus, port, self.clock, self._dispatch))
         self._deadline_wakeup = asyncio.Event()
         self._reported_bad = {}
         self._evicted = {}  # lane -> [records, bytes] not yet reported upstream
@@ -90,18 +89,6 @@ class Agent:
         signal.device = self.device.device_id
         signal.seq = self.sequencer.take()
         return signal
-
-    def _bytes_handler(self, bus_id):
-        def on_bytes(data):
-            self._dispatch(self.device.feed(bus_id, data, self.clock()))
-
-        return on_bytes
-
-    def _closed_handler(self, bus_id):
-        def on_closed():
-            self._dispatch(self.device.close_bus(bus_id, self.clock()))
-
-        return on_closed
 
     def _dispatch(self, outputs):
         stored = False
