@@ -85,7 +85,7 @@ EXPECT_KEYS = {
               "threshold", "min_count"},
     "no_alert": {"condition", "component", "sensor", "after", "within"},
     "pages_at_most": {"count", "after", "within"},
-    "delivered": {"lost", "undelivered", "kinds", "alerts_first"},
+    "delivered": {"lost", "undelivered", "kinds", "alerts_first", "allow_reported_evictions"},
     "evictions": {"min_records", "spared_lanes"},
 }
 PROCESS_KEYS = {
@@ -583,6 +583,7 @@ def _expect(c, spec, table, key):
         args["lost"] = c.integer(table, "lost", key, default=0)
         args["undelivered"] = c.integer(table, "undelivered", key, default=0)
         args["alerts_first"] = c.boolean(table, "alerts_first", key, default=True)
+        args["allow_reported_evictions"] = c.boolean(table, "allow_reported_evictions", key, default=False)
         kinds = table.get("kinds")
         if kinds is not None and (not isinstance(kinds, list) or not all(k in KIND_NAMES for k in kinds)):
             c.problem(key + ".kinds", "must be a list of signal kinds", "use some of: %s" % ", ".join(KIND_NAMES))
@@ -615,6 +616,10 @@ def _default_name(kind, a):
     if kind == "pages_at_most":
         return "at most %d page%s" % (a["count"], "" if a["count"] == 1 else "s")
     if kind == "delivered":
+        if a.get("kinds"):
+            return "delivered: every %s arrives" % ", ".join(a["kinds"])
+        if a.get("allow_reported_evictions"):
+            return "delivered: nothing missing but what the device reported evicted"
         return "delivered: %d lost at the receiver" % a["lost"]
     return "evictions reported, lanes %s spared" % a["spared_lanes"]
 

@@ -161,21 +161,31 @@ def check_pages(e, result):
 
 def check_delivered(e, result):
     a = e.args
-    lost = sum(last - first + 1 for first, last in result.receiver_lost)
-    skipped = sum(last - first + 1 for first, last in result.receiver_skipped)
+    kind_of = dict((seq, kind) for seq, kind, _, _ in result.issued)
     kinds = None
     if a.get("kinds"):
         kinds = set(KIND_NAMES.index(k) + 1 for k in a["kinds"])
+    # Seqs the receiver misses (not skipped at a restart), of the kinds judged.
+    lost = sum(1 for first, last in result.receiver_lost for seq in range(first, last + 1)
+               if kinds is None or kind_of.get(seq) in kinds)
+    skipped = sum(last - first + 1 for first, last in result.receiver_skipped)
     issued = [seq for seq, kind, _, _ in result.issued if kinds is None or kind in kinds]
     missing = [seq for seq in issued if seq not in result.delivered_seqs]
+    evicted = sum(lane[1] for s in result.delivered if s.kind == sg.KIND_EVICTIONS for lane in s.body[sg.V_LANES])
     problems = []
-    if lost > a["lost"]:
+    if a.get("allow_reported_evictions"):
+        # The receiver cannot tell an evicted seq from a lost one; the
+        # device's evictions signals say how many it evicted.
+        if lost > a["lost"] + evicted:
+            problems.append("receiver misses %d seqs, more than the %d the device reported evicted (+%d allowed)"
+                            % (lost, evicted, a["lost"]))
+    elif lost > a["lost"]:
         problems.append("receiver reports %d lost (ranges %s; at most %d allowed)" % (
             lost, result.receiver_lost[:5], a["lost"]))
-    if len(missing) > a["undelivered"]:
+    allowed = a["undelivered"] + (evicted if a.get("allow_reported_evictions") else 0)
+    if len(missing) > allowed:
         problems.append("%d issued signal%s never arrived (seqs %s%s; at most %d allowed)" % (
-            len(missing), "" if len(missing) == 1 else "s", missing[:8], "..." if len(missing) > 8 else "",
-            a["undelivered"]))
+            len(missing), "" if len(missing) == 1 else "s", missing[:8], "..." if len(missing) > 8 else "", allowed))
     backlog = max(result.drains, key=lambda d: len(d[1]), default=None)
     if a.get("alerts_first"):
         for when, order in result.drains:
@@ -186,8 +196,10 @@ def check_delivered(e, result):
                     t(when), priorities[late], late))
                 break
     what = "of kinds %s " % ", ".join(a["kinds"]) if a.get("kinds") else ""
-    evidence = "%d signals %sissued, %d arrived (%d messages); receiver: %d lost, %d skipped at restarts, %d duplicates" % (
+    evidence = "%d signals %sissued, %d arrived (%d messages); receiver: %d missing, %d skipped at restarts, %d duplicates" % (
         len(issued), what, len(issued) - len(missing), result.messages, lost, skipped, result.receiver_duplicates)
+    if evicted:
+        evidence += "; %d reported evicted by the device" % evicted
     if backlog is not None and len(backlog[1]) > 1:
         urgent = sum(1 for p, _ in backlog[1] if p <= sg.PRIORITY_HIGH)
         evidence += "; largest drain %d signals at %s (%d alerts/high first)" % (len(backlog[1]), t(backlog[0]), urgent)

@@ -12,6 +12,8 @@ unacknowledged depth with the link's down windows and power-off windows.
 import os
 import xml.etree.ElementTree as ET
 
+from rich.markup import escape
+
 from edge_agent.core import signals as sg
 from simulator import physics
 from simulator.scenario import format_duration
@@ -38,9 +40,9 @@ def print_result(result, console, quiet=False):
         if o.passed and quiet:
             continue
         mark = "[green]PASS[/]" if o.passed else "[bold red]FAIL[/]"
-        console.print("  %s %s: %s" % (mark, o.name, o.evidence), soft_wrap=True)
+        console.print("  %s %s: %s" % (mark, escape(o.name), escape(o.evidence)), soft_wrap=True)
     for note in result.notes:
-        console.print("  [yellow]note[/] %s" % note)
+        console.print("  [yellow]note[/] %s" % escape(note))
     if not quiet:
         console.print("  signal log sha256 %s" % result.digest)
 
