@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto demo test test-micropython test-cpython bench torture clean help
+.PHONY: all setup mosquitto demo test test-micropython test-cpython bench torture scenarios clean help
 
 all: help
 
@@ -20,6 +20,7 @@ help:
 	@echo "make test    - install what is missing, run every test (CPython + MicroPython)"
 	@echo "make bench   - run the benchmarks in bench/ (see docs/benchmarks.md)"
 	@echo "make torture - long crash and fault-injection runs (not part of make test)"
+	@echo "make scenarios - the whole scenario library, with JUnit and PNG reports in build/scenarios/"
 	@echo "make clean   - remove the virtualenv and generated files"
 
 setup: $(STAMP) mosquitto
@@ -65,6 +66,10 @@ bench: setup
 
 torture: setup
 	EA_TORTURE=1 $(BIN)/python -m pytest -m torture $(PYTEST_ARGS)
+
+# The whole scenario library (make test runs the fast ones): JUnit XML and PNG reports in build/scenarios/.
+scenarios: setup
+	$(BIN)/edge-agent sim run simulator/scenarios/*.toml --junit build/scenarios/junit.xml --report build/scenarios/report.png
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .hypothesis
