@@ -9,7 +9,8 @@ Files in a store directory::
 
     <lane>-<segno:08d>.seg   a segment: SEGMENT_HEADER, then records
     <lane>.ack               the lane's acknowledged position (ACK marker)
-    acks                     ack journal: records whose payloads are ACK markers
+    acks                     ack journal: records whose payloads are ACK markers,
+                             then zeros (slots not written yet)
     seq                      the sequencer's reserved high-water mark
     last-recovery            CBOR report of the last open's recovery
     *.tmp                    a marker being replaced; removed on open
@@ -56,6 +57,8 @@ SEAL_SIZE = RECORD_HEADER + 8
 # magic 4, version 1, lane 1, reserved 2, segno u32, offset u32, index u32, crc u32
 ACK_SIZE = 24
 _ACK_FMT = "<4sBBHIII"
+# An ack journal entry: a DATA record whose payload is an ack marker.
+JOURNAL_ENTRY = RECORD_HEADER + ACK_SIZE
 # magic 4, version 1, reserved 3, limit u64, crc u32
 SEQ_SIZE = 20
 _SEQ_FMT = "<4sBBHQ"

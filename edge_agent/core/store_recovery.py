@@ -195,8 +195,11 @@ def _load_journal(fs, state):
 def scan_journal(data):
     """(position, lane, None) per valid entry, then (None, None, (offset,
     bytes, reason)) if the journal ends in a bad entry. Entries after a bad
-    one are not trusted: the journal is append-only, so damage can only be
-    at its end unless the disk itself is failing."""
+    one are not trusted: the journal is written front to back, so damage
+    can only be at its end unless the disk itself is failing. Zeros to the
+    end are slots not written yet (the store creates the journal zeroed and
+    overwrites one slot per entry): the clean end, not damage. A journal
+    of appended entries (no zeros) reads the same."""
     entries = []
     view = memoryview(data)
     pos = 0
@@ -206,7 +209,8 @@ def scan_journal(data):
         payload = bytes(view[start : start + length]) if reason is None else b""
         position = fmt.decode_ack(payload) if reason is None and record_type == fmt.TYPE_DATA else None
         if position is None:
-            entries.append((None, None, (pos, end - pos, reason or fmt.BAD_MARKER)))
+            if bytes(view[pos:end]) != bytes(end - pos):
+                entries.append((None, None, (pos, end - pos, reason or fmt.BAD_MARKER)))
             break
         entries.append((position, payload[5], None))
         pos = start + length

@@ -31,6 +31,22 @@ class _Handle:
         self.file.close()
 
 
+class _UpdateHandle:
+    def __init__(self, path):
+        self.file = open(path, "r+b")
+
+    def write_at(self, offset, data):
+        self.file.seek(offset)
+        self.file.write(data)
+        self.file.flush()
+
+    def sync(self):
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
 class FilesDir:
     def __init__(self, path=None):
         if path is None:
@@ -54,6 +70,9 @@ class FilesDir:
 
     def open_append(self, name):
         return _Handle(self._p(name))
+
+    def open_update(self, name):
+        return _UpdateHandle(self._p(name))
 
     def write_file(self, name, data):
         with open(self._p(name), "wb") as f:

@@ -525,10 +525,57 @@ def test_torn_journal_entry_only_loses_that_ack():
             store.ack(2, batch.end)
             store.sync()
         journal = fs.whole(fmt.JOURNAL_NAME)
-        fs.overwrite(fmt.JOURNAL_NAME, journal[:-5])  # the last ack, torn
+        # The second entry's slot, torn: its last 5 bytes never landed.
+        torn_at = 2 * fmt.JOURNAL_ENTRY - 5
+        fs.overwrite(fmt.JOURNAL_NAME, journal[:torn_at] + bytes(5) + journal[torn_at + 5 :])
         store = open_store(fs, 1)
         assert read_all(store) == [(2, b"r1"), (2, b"r2")]  # r1 sent again: at-least-once
         assert store.recovery.discards[0].name == fmt.JOURNAL_NAME
+        assert store.recovery.discards[0].offset == fmt.JOURNAL_ENTRY
+        store.close()
+
+    _with_dir(body)
+
+
+def test_journal_slots_are_preallocated_zeros_and_zeros_are_its_end():
+    def body(fs):
+        store = open_store(fs)
+        store.append(1, b"a", 0)
+        store.append(1, b"b", 0)
+        batch = store.read(1)
+        store.ack(1, batch.end)
+        store.sync()
+        journal = fs.whole(fmt.JOURNAL_NAME)
+        # Written whole when created; the entry overwrote the first slot.
+        assert len(journal) == st.JOURNAL_LIMIT * fmt.JOURNAL_ENTRY
+        assert journal[fmt.JOURNAL_ENTRY :] == bytes(len(journal) - fmt.JOURNAL_ENTRY)
+        entries = recovery.scan_journal(journal)
+        assert [(e[0], e[1], e[2]) for e in entries] == [(batch.end, 1, None)]  # no damage reported
+        assert recovery.verify(fs, 4)[1] == []
+        store = open_store(fs, 1)  # without close: the position comes from the journal
+        assert store.recovery.discards == []
+        assert read_all(store) == [(1, b"b")]
+        store.close()
+
+    _with_dir(body)
+
+
+def test_appended_journal_without_zeros_still_reads():
+    # A journal of entries with no zeroed slots after them (as earlier
+    # versions of the store wrote it) gives the same positions.
+    def body(fs):
+        store = open_store(fs)
+        for i in range(3):
+            store.append(2, b"r%d" % i, i)
+        store.sync()
+        first = store.read(1).end
+        second = store.read(1).end
+        store.close()
+        journal = fmt.encode_record(fmt.encode_ack(2, first)) + fmt.encode_record(fmt.encode_ack(2, second))
+        fs.write_file(fmt.JOURNAL_NAME, journal)
+        store = open_store(fs, 1)
+        assert store.recovery.discards == []
+        assert read_all(store) == [(2, b"r2")]
         store.close()
 
     _with_dir(body)
