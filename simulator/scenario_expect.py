@@ -145,8 +145,8 @@ def check_no_alert(e, result):
     hits = [s for s in _alerts(result, e.args) if start <= s.time_ms <= stop]
     if not hits:
         total = len(_alerts(result, {}))
-        return True, "none %s (%d alert%s of other kinds)" % (_describe_window(start, stop, result), total,
-                                                               "" if total == 1 else "s")
+        return True, "none %s (%d alert%s of any kind in the whole run)" % (
+            _describe_window(start, stop, result), total, "" if total == 1 else "s")
     return False, "%d raised: %s" % (len(hits), _summary(hits))
 
 
