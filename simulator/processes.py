@@ -19,11 +19,11 @@ def edge_agent_argv(*args):
 
 
 # One lock for all output: relay threads and the main thread print whole lines.
-_print_lock = threading.Lock()
+print_lock = threading.Lock()
 
 
 def say(text):
-    with _print_lock:
+    with print_lock:
         print(text, flush=True)
 
 
