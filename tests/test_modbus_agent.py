@@ -98,3 +98,38 @@ def test_agent_reads_a_pymodbus_slave_and_reports_its_silence(broker, start_agen
         assert agent.child.process.poll() is None
     finally:
         slave.stop()
+
+
+QUARANTINE_BOARD = BOARD.replace('''[components.climate]
+part = "THT-485"
+''', '''[components.climate]
+part = "THT-485"
+quarantine = ["write_register"]   # stop the transmitter's heater output
+[components.climate.quarantine_write]
+bus = "rs485"
+slave = 7
+address = 10
+value = 0
+release_value = 1
+''')
+
+
+def test_quarantine_writes_a_register_on_the_real_slave(broker, start_agent, tmp_path):
+    """The transmitter reads 120 degC (outside -40..80): the component is
+    quarantined and its quarantine writes holding register 10 on slave 7;
+    pymodbus's server confirms the write."""
+    import sys
+
+    board = tmp_path / "modbus-quarantine.toml"
+    board.write_text(QUARANTINE_BOARD)
+    slave = Child("slave", [sys.executable, "-m", "simulator.modbus_slave", "--slave", "7",
+                            "--input", "0=1200,1=500,10=1"], relay=False)
+    try:
+        port = slave.wait_for("pty ", 15).split(" ", 1)[1]
+        agent = start_agent(broker.port, "modbus-2", port, board=str(board))
+        line = agent.child.wait_for("modbus write bus rs485 slave 7 register 10 <- 0", 30)
+        assert "quarantine:climate" in line
+        done = agent.child.wait_for("write 'quarantine:climate'", 10)
+        assert "done" in done, done  # the slave echoed the write: applied
+    finally:
+        slave.stop()

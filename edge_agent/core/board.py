@@ -250,6 +250,7 @@ def board_from_dict(data, source="<board>"):
     components = _components(check, data, outputs, modes)
     sensors = _sensors(check, data, buses, components)
     bh.cross_check(check, sensors, components)
+    bh.check_register_writes(check, components, buses)
 
     if check.problems:
         raise BoardError(source, check.problems)

@@ -27,7 +27,7 @@ COMMON_RULE_KEYS = ("kind", "severity", "action", "health")
 SEVERITIES = ("critical", "warning", "info")
 
 # Quarantine actions, in the order the engine applies them.
-QUARANTINE_ACTIONS = ("ignore", "switch", "cut_power", "reduce_duty")
+QUARANTINE_ACTIONS = ("ignore", "switch", "cut_power", "reduce_duty", "write_register")
 
 COMPONENT_HEALTH_KEYS = (
     "supply",
@@ -40,6 +40,7 @@ COMPONENT_HEALTH_KEYS = (
     "probe_after_s",
     "max_probes",
     "degraded_mode",
+    "quarantine_write",
 )
 SENSOR_HEALTH_KEYS = ("redundant", "rules", "predict")
 PREDICT_KEYS = ("above", "below", "horizon_days", "history_days", "severity", "action")
@@ -251,6 +252,7 @@ def component_health(check, entry, key, essential, outs, mode_table):
     if power is not None and power not in outs:
         check.problem(key + ".power_output", "no output named %r" % (power,), "define [outputs.%s] or use one of: %s" % (power, ", ".join(sorted(outs)) or "(none defined)"))
         power = None
+    result["quarantine_write"] = _quarantine_write(check, entry, key, "write_register" in good_actions)
     needs_power = [a for a in good_actions if a in ("cut_power", "reduce_duty")]
     if needs_power and power is None and "power_output" not in entry:
         check.problem(key + ".power_output", "missing: quarantine action %s drives a power output" % needs_power[0], 'add power_output = "<an [outputs] id>"')
@@ -372,6 +374,75 @@ def sensor_predict(check, entry, key):
     return PredictSpec(above, below, horizon * 86400000, history, severity, action)
 
 
+class RegisterWrite:
+    """What ``write_register`` writes: ``values`` on quarantine, and
+    ``release_values`` when the component is probed or released."""
+
+    __slots__ = ("bus", "slave", "address", "values", "release_values")
+
+    def __init__(self, bus, slave, address, values, release_values):
+        self.bus = bus
+        self.slave = slave
+        self.address = address
+        self.values = values
+        self.release_values = release_values
+
+
+def _register_values(check, table, name, key):
+    value = table.get(name)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if (not isinstance(value, list) or not 1 <= len(value) <= 123
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 0xFFFF for v in value)):
+        check.problem(key + "." + name, "must be a register value 0-65535 or a list of up to 123, not %r" % (value,),
+                      "write %s = 0 (or [0, 1] for consecutive registers)" % name)
+        return None
+    return tuple(value)
+
+
+def _quarantine_write(check, entry, key, wanted):
+    """The [components.ID.quarantine_write] table: bus, slave, address, value,
+    release_value. Required by the write_register action, refused without it."""
+    table = entry.get("quarantine_write")
+    key = key + ".quarantine_write"
+    if table is None:
+        if wanted:
+            check.problem(key, "missing: quarantine action write_register needs it",
+                          "add [%s] with bus, slave, address, value, release_value" % key)
+        return None
+    if not isinstance(table, dict):
+        check.problem(key, "must be a table", "write it as [%s]" % key)
+        return None
+    if not wanted:
+        check.problem(key, "given, but quarantine does not list write_register", 'add "write_register" to quarantine, or remove the table')
+    check.unknown_keys(table, ("bus", "slave", "address", "value", "release_value"), key)
+    bus = check.text(table, "bus", key)
+    slave = check.integer(table, "slave", key, 1, 247)
+    address = check.integer(table, "address", key, 0, 65535)
+    values = _register_values(check, table, "value", key)
+    release = _register_values(check, table, "release_value", key)
+    if values is not None and release is not None and len(values) != len(release):
+        check.problem(key + ".release_value", "writes %d registers, value writes %d" % (len(release), len(values)),
+                      "give value and release_value the same number of registers")
+    if None in (bus, slave, address, values, release):
+        return None
+    return RegisterWrite(bus, slave, address, values, release)
+
+
+def check_register_writes(check, components, buses):
+    """A quarantine write must go to a Modbus bus of this board."""
+    for component_id in sorted(components):
+        write = components[component_id].quarantine_write
+        if write is None:
+            continue
+        key = "components.%s.quarantine_write.bus" % component_id
+        bus = buses.get(write.bus)
+        if bus is None:
+            check.problem(key, "no bus named %r" % write.bus, "use one of: %s" % ", ".join(sorted(buses)))
+        elif bus.protocol != "modbus":
+            check.problem(key, "bus %s speaks %s, not modbus" % (write.bus, bus.protocol), "name a modbus bus")
+
+
 def cross_check(check, sensors, components):
     """Checks that need every sensor and component parsed first."""
     for sensor_id in sorted(sensors):
@@ -414,6 +485,7 @@ COMPONENT_ATTRS = (
     "probe_after_ms",
     "max_probes",
     "degraded_mode",
+    "quarantine_write",
 )
 
 
@@ -430,4 +502,5 @@ def component_defaults():
         "probe_after_ms": 300000,
         "max_probes": 3,
         "degraded_mode": "",
+        "quarantine_write": None,
     }

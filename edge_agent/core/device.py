@@ -27,6 +27,7 @@ rejected frame by reason, so the console and tests can inspect it.
 from edge_agent.core import decoders
 from edge_agent.core import frames as fr
 from edge_agent.core.modbus_master import WriteResult
+from edge_agent.core.outputs import WriteRegisters
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 from edge_agent.core.health import HealthEngine
@@ -111,6 +112,7 @@ class Device:
             "signals": 0,
             "state_changes": 0,
             "gpio_actions": 0,
+            "register_writes": 0,
             "quarantined_readings": 0,
             "writes_failed": 0,
         }
@@ -217,6 +219,15 @@ class Device:
                 else:
                     self.stats["state_changes"] += 1
                     outputs.append(self._number(item))
+            elif isinstance(item, WriteRegisters):
+                # A quarantine write goes out on this device's own bus; the
+                # master's WriteResult (tagged with the reason) reports it.
+                self.stats["register_writes"] += 1
+                try:
+                    self.write_registers(item.bus, item.slave, item.address, item.values, tag=item.reason)
+                except (KeyError, ValueError) as exc:
+                    outputs.append(Notice(ERROR, "modbus-write", "cannot write for %s: %s" % (item.reason, exc)))
+                outputs.append(item)
             else:
                 self.stats["gpio_actions"] += 1
                 outputs.append(item)

@@ -34,7 +34,7 @@ from edge_agent.core import predict as pr
 from edge_agent.core import reading as rd
 from edge_agent.core import rules
 from edge_agent.core import signals as sg
-from edge_agent.core.outputs import Outputs
+from edge_agent.core.outputs import Outputs, WriteRegisters
 
 # How much evidence a state signal carries: the last few readings of the
 # component's sensors, newest last.
@@ -330,6 +330,11 @@ class HealthEngine:
                 done.append("switch " + ", ".join(pairs))
             elif action == "ignore":
                 done.append("ignore " + ", ".join(w.sensor.id for w in health.watches))
+            elif action == "write_register":
+                write = component.quarantine_write
+                out.append(WriteRegisters(write.bus, write.slave, write.address, list(write.values),
+                                          "quarantine:" + component.id, now))
+                done.append("write_register %s/%d@%d" % (write.bus, write.slave, write.address))
         return done
 
     def _unisolate(self, health, now, out):
@@ -340,6 +345,11 @@ class HealthEngine:
                 if holder + component.id in self.outputs.holders[component.power_output]:
                     self.outputs.release(component.power_output, holder + component.id, component.id + " probed or released", now, out)
                     undone.append("restore_power " + component.power_output)
+        write = component.quarantine_write
+        if write is not None and "write_register" in component.quarantine:
+            out.append(WriteRegisters(write.bus, write.slave, write.address, list(write.release_values),
+                                      "release:" + component.id, now))
+            undone.append("write_register %s/%d@%d release" % (write.bus, write.slave, write.address))
         health.duty_next_ms = None
         health.duty_off = False
         return undone

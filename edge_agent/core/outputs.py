@@ -44,6 +44,35 @@ class SetOutput:
         return "SetOutput(%s %s: %s)" % (self.output, "on" if self.on else "off", self.reason)
 
 
+class WriteRegisters:
+    """Write Modbus holding registers on a bus (a quarantine action: stop a
+    drive, close a valve). The Device queues it on the bus's Modbus master
+    itself; it also comes out as an output so the adapter logs it, and the
+    master's WriteResult (tagged with ``reason``) says whether the slave
+    confirmed it."""
+
+    __slots__ = ("bus", "slave", "address", "values", "reason", "time_ms")
+
+    level = "warning"
+    code = "modbus-write"
+
+    def __init__(self, bus, slave, address, values, reason, time_ms):
+        self.bus = bus
+        self.slave = slave
+        self.address = address
+        self.values = values
+        self.reason = reason
+        self.time_ms = time_ms
+
+    @property
+    def text(self):
+        return "modbus write bus %s slave %d register %d <- %s: %s" % (
+            self.bus, self.slave, self.address, ",".join(str(v) for v in self.values), self.reason)
+
+    def __repr__(self):
+        return "WriteRegisters(%s/%d@%d <- %r: %s)" % (self.bus, self.slave, self.address, self.values, self.reason)
+
+
 class Outputs:
     def __init__(self, board):
         self.board = board
