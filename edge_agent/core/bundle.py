@@ -38,7 +38,7 @@ def decode(payload):
         raise sg.SignalError("a bundle must be a non-empty array of signals")
     if len(items) > MAX_BUNDLE_SIGNALS:
         raise sg.SignalError("a bundle holds at most %d signals, got %d" % (MAX_BUNDLE_SIGNALS, len(items)))
-    signals = [sg.decode(cbor.dumps(item)) for item in items]
+    signals = [sg.from_map(item) for item in items]
     first = signals[0]
     for signal in signals[1:]:
         if signal.device != first.device or signal.kind != first.kind:

@@ -154,6 +154,12 @@ def decode(data):
         envelope = cbor.loads(data)
     except cbor.CBORError as exc:
         raise SignalError("not CBOR: %s" % exc)
+    return from_map(envelope)
+
+
+def from_map(envelope):
+    """Check an already-decoded v1 envelope (e.g. one item of a bundle) and
+    return its Signal, or raise SignalError."""
     if not isinstance(envelope, dict):
         raise SignalError("a signal must be a CBOR map, got %s" % type(envelope).__name__)
     version = _require_uint(envelope, K_VERSION, "version")
