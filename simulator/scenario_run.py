@@ -53,6 +53,7 @@ from edge_agent.core.outputs import SetOutput
 from edge_agent.core.store import EVICTED, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.identity import EDDSA, Identity
+from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import Storage
 from edge_agent.registry import Registry
 from edge_agent.store_posix import PosixDir
@@ -230,6 +231,8 @@ class VirtualDevice:
         self.registry = Registry()
         self.registry.add_entries(self.identity.registry_entry(model=self.board.model, include_secret=True))
         self.receiver = Storage(os.path.join(workdir, "receiver.sqlite"))
+        # The reference receiver's own code path, without the MQTT session.
+        self.reception = Receiver(None, self.registry, self.receiver)
         self.sha = hashlib.sha256()
         self.link_up = True
         self.on = False
@@ -358,11 +361,8 @@ class VirtualDevice:
                 self.sha.update(len(sealed).to_bytes(4, "big"))
                 self.sha.update(sealed)
                 result.messages += 1
-                signals = self.registry.open_signals(sealed, sg.topic(self.spec.device_id, kind))
-                envelope = self.receiver.store_envelope(sealed)
-                for signal in signals:
-                    if not self.receiver.store_signal(signal, envelope, now):
-                        continue  # a duplicate: sent again after a power cut
+                # Duplicates (sent again after a power cut) are dropped there.
+                for signal in self.reception.accept(sg.topic(self.spec.device_id, kind), sealed, now):
                     result.delivered_seqs.add(signal.seq)
                     order.append((signal.priority, signal.kind))
                     if signal.kind == sg.KIND_TELEMETRY:

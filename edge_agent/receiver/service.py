@@ -56,26 +56,32 @@ class Receiver:
         if len(parts) == 4 and parts[3] == "status":
             return self._status(parts[2], payload, received_ms)
         try:
-            signals = self.registry.open_signals(payload, topic)
+            fresh = self.accept(topic, payload, received_ms)
         except Rejection as exc:
             self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
             self.storage.store_rejection(topic, exc.reason, exc.detail, payload, received_ms)
             log.warning("rejected message on %s: %s", topic, exc)
             return exc.reason
-        fresh = [s for s in signals if not self.storage.has(s.device, s.seq)]
-        self.duplicates += len(signals) - len(fresh)
-        if not fresh:
-            self.storage.count_duplicates(signals[0].device, len(signals), received_ms)
-            return "duplicate"
-        envelope_id = self.storage.store_envelope(payload)
         for signal in fresh:
-            self.storage.store_signal(signal, envelope_id, received_ms)
             if signal.kind == sg.KIND_ALERT and signal.body.get(sg.A_ACTIVE):
                 log.warning("alert %s #%d: %s", signal.device, signal.seq, signal.body.get(sg.A_TEXT))
-        if len(fresh) < len(signals):
-            self.storage.count_duplicates(signals[0].device, len(signals) - len(fresh), received_ms)
+        return "accepted" if fresh else "duplicate"
+
+    def accept(self, topic, payload, received_ms):
+        """Verify and store one signal message (a signal or a bundle) inside
+        the current transaction; return its signals not stored before
+        (duplicates are counted and dropped). Raises Rejection."""
+        signals = self.registry.open_signals(payload, topic)
+        fresh = [s for s in signals if not self.storage.has(s.device, s.seq)]
+        if fresh:
+            envelope_id = self.storage.store_envelope(payload)
+            for signal in fresh:
+                self.storage.store_signal(signal, envelope_id, received_ms)
+        # A message holds one device's signals: one row update for all of them.
+        self.storage.seen(signals[0].device, received_ms, len(signals) - len(fresh))
         self.accepted += len(fresh)
-        return "accepted"
+        self.duplicates += len(signals) - len(fresh)
+        return fresh
 
     def _status(self, device, payload, received_ms):
         # Status messages are retained and written by the broker itself (the

@@ -81,10 +81,8 @@ class Storage:
         """Keep a verified COSE message; returns its id for store_signal."""
         return self.db.execute("INSERT INTO envelopes (data) VALUES (?)", (data,)).lastrowid
 
-    def count_duplicates(self, device, count, received_ms):
-        self._seen(device, received_ms, count)
-
-    def _seen(self, device, received_ms, duplicates=0):
+    def seen(self, device, received_ms, duplicates=0):
+        """A message from ``device`` arrived (with ``duplicates`` dropped)."""
         self.db.execute(
             "INSERT INTO devices (device, first_seen_ms, last_seen_ms, duplicates) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
@@ -93,14 +91,14 @@ class Storage:
         )
 
     def store_signal(self, signal, envelope_id, received_ms):
-        """Insert a verified signal; False if (device, seq) was already stored."""
+        """Insert a verified signal; False if (device, seq) was already stored.
+        The caller records the message with seen()."""
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
              cbor.dumps(signal.body), envelope_id),
         )
         new = cursor.rowcount == 1
-        self._seen(signal.device, received_ms, 0 if new else 1)
         if new and signal.kind == sg.KIND_ALERT:
             body = signal.body
             self.db.execute(
