@@ -18,10 +18,12 @@ import asyncio
 import logging
 import time
 
+from edge_agent import __version__
 from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
 from edge_agent.core.outputs import SetOutput
-from edge_agent.core.store import CORRUPT, EVICTED, OVERFLOW, Store
+from edge_agent.core.evictions import EvictionTally
+from edge_agent.core.store import CORRUPT, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.serial_source import bus_source
 from edge_agent.store_posix import PosixDir
@@ -31,10 +33,6 @@ log = logging.getLogger("edge_agent.agent")
 
 _NOTICE_LEVELS = {dv.INFO: logging.DEBUG, dv.WARNING: logging.WARNING, dv.ERROR: logging.ERROR}
 SUMMARY_INTERVAL_S = 10.0
-# Store evictions are reported upstream at most this often, coalesced: an
-# evictions signal appended to a full store may itself evict, so one signal
-# per eviction could cascade.
-EVICTIONS_INTERVAL_MS = 10000
 # On a clean stop, give the uplink this long to send what is stored, so a
 # planned restart does not leave signals waiting for the next start.
 DEFAULT_SHUTDOWN_GRACE_S = 3.0
@@ -60,6 +58,7 @@ class Agent:
         self.sequencer = DurableSequencer(self.fs)
         self.device = dv.Device(board, identity.device_id, sequencer=self.sequencer, **device_options)
         self.uplink = Uplink(broker, identity, self.store, drain_rate=drain_rate)
+        self.evictions = EvictionTally()
         self._log_store_reports()
         recovery = self.store.recovery
         log.info("store %s: recovered (%s); next seq %d", store_dir, _describe_recovery(recovery),
@@ -73,22 +72,7 @@ class Agent:
             self.sources.append(bus_source(self.device, bus, port, self.clock, self._dispatch))
         self._deadline_wakeup = asyncio.Event()
         self._reported_bad = {}
-        self._evicted = {}  # lane -> [records, bytes] not yet reported upstream
-        self._evicted_since = None
-        self._evictions_overflow = False
-        self._evictions_due_ms = None
-        self._dispatch([self._birth()])
-
-    def _birth(self):
-        """The boot's first signal (its seq marks the boot for receivers)."""
-        from edge_agent import __version__
-
-        body = {sg.B_AGENT: "edge-agent " + __version__, sg.B_MODEL: self.board.model,
-                sg.B_BOARD: self.board.name, sg.B_FORMAT: sg.VERSION}
-        signal = sg.Signal(sg.KIND_BIRTH, sg.PRIORITY_NORMAL, self.clock(), body)
-        signal.device = self.device.device_id
-        signal.seq = self.sequencer.take()
-        return signal
+        self._dispatch([self.device.birth(self.clock(), "edge-agent " + __version__)])
 
     def _dispatch(self, outputs):
         stored = False
@@ -118,30 +102,7 @@ class Agent:
         for report in self.store.take_reports():
             level = logging.ERROR if report.kind in (OVERFLOW, CORRUPT) else logging.WARNING
             log.log(level, "store: %s", report)
-            if report.kind in (EVICTED, OVERFLOW) and report.records:
-                counts = self._evicted.setdefault(report.lane, [0, 0])
-                counts[0] += report.records
-                counts[1] += report.nbytes
-                self._evictions_overflow = self._evictions_overflow or report.kind == OVERFLOW
-                if self._evicted_since is None:
-                    self._evicted_since = self.clock()
-                    self._evictions_due_ms = self._evicted_since + EVICTIONS_INTERVAL_MS
-
-    def _evictions_signal(self, now):
-        """The coalesced evictions signal, when one is due (else None)."""
-        if self._evictions_due_ms is None or now < self._evictions_due_ms:
-            return None
-        body = {sg.V_LANES: [[lane, c[0], c[1]] for lane, c in sorted(self._evicted.items())],
-                sg.V_SINCE: self._evicted_since, sg.V_OVERFLOW: self._evictions_overflow}
-        self._evicted = {}
-        self._evicted_since = None
-        self._evictions_overflow = False
-        self._evictions_due_ms = None
-        signal = sg.Signal(sg.KIND_EVICTIONS, sg.PRIORITY_HIGH, now, body)
-        signal.device = self.device.device_id
-        signal.seq = self.sequencer.take()
-        log.warning("store full: reporting evictions upstream: %s", body[sg.V_LANES])
-        return signal
+            self.evictions.count(report, self.clock())
 
     async def _deadline_loop(self):
         """Serve the core's telemetry deadline and the store's group commit."""
@@ -151,11 +112,12 @@ class Agent:
             self._dispatch(outputs)
             store_due = self.store.poll(self.clock())
             self._log_store_reports()
-            evictions = self._evictions_signal(self.clock())
+            evictions = self.evictions.take(self.clock())
             if evictions is not None:
-                self._dispatch([evictions])
+                log.warning("store full: reporting evictions upstream: %s", evictions.body[sg.V_LANES])
+                self._dispatch([self.device.number(evictions)])
             self._deadline_wakeup.clear()
-            dues = [d for d in (device_due, store_due, self._evictions_due_ms) if d is not None]
+            dues = [d for d in (device_due, store_due, self.evictions.due_ms) if d is not None]
             timeout = max(0, min(dues) - self.clock()) / 1000 if dues else None
             try:
                 await asyncio.wait_for(self._deadline_wakeup.wait(), timeout)

@@ -49,6 +49,7 @@ from edge_agent import __version__
 from edge_agent.core import bundle
 from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
+from edge_agent.core.evictions import EvictionTally
 from edge_agent.core.outputs import SetOutput
 from edge_agent.core.store import EVICTED, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
@@ -62,7 +63,6 @@ from simulator import physics
 from simulator.gpio import SimulatedGpio
 
 # As in edge_agent/agent.py: evictions are reported at most this often.
-EVICTIONS_INTERVAL_MS = 10000
 # The progress bar appears only when a run has taken this long (wall).
 PROGRESS_AFTER_S = 1.0
 
@@ -239,10 +239,7 @@ class VirtualDevice:
         self.store_due = None
         self.normal_max_bytes = self.store_options["max_bytes"]
         self.full_max_bytes = None
-        self._evicted = {}
-        self._evicted_since = None
-        self._evictions_overflow = False
-        self.evictions_due = None
+        self.evictions = EvictionTally()
         self.boot(physics.T0)
 
     # -- power ----------------------------------------------------------------
@@ -258,11 +255,7 @@ class VirtualDevice:
         self.gpio = SimulatedGpio(self.board.outputs)  # every line on at boot
         self.on = True
         self._take_reports(now)
-        birth = sg.Signal(sg.KIND_BIRTH, sg.PRIORITY_NORMAL, now,
-                          {sg.B_AGENT: "edge-agent " + __version__, sg.B_MODEL: self.board.model,
-                           sg.B_BOARD: self.board.name, sg.B_FORMAT: sg.VERSION})
-        birth.device = self.spec.device_id
-        birth.seq = self.sequencer.take()
+        birth = self.device.birth(now, "edge-agent " + __version__)
         self.result.boots.append((now, birth.seq))
         self.dispatch([birth], now)
 
@@ -272,9 +265,7 @@ class VirtualDevice:
         self.device = self.store = self.sequencer = None
         self.on = False
         self.store_due = None
-        self.evictions_due = None
-        self._evicted = {}
-        self._evicted_since = None
+        self.evictions = EvictionTally()  # the tally lived in the process that died
         for output in sorted(self.gpio.outputs):
             if not self.gpio.is_on(output):
                 self.result.gpio.append((now, output, True))  # unpowered board: lines float back to default
@@ -307,25 +298,13 @@ class VirtualDevice:
         for report in self.store.take_reports():
             if report.kind in (EVICTED, OVERFLOW) and report.records:
                 self.result.evictions.append((now, report.lane, report.records, report.nbytes))
-                counts = self._evicted.setdefault(report.lane, [0, 0])
-                counts[0] += report.records
-                counts[1] += report.nbytes
-                self._evictions_overflow = self._evictions_overflow or report.kind == OVERFLOW
-                if self._evicted_since is None:
-                    self._evicted_since = now
-                    self.evictions_due = now + EVICTIONS_INTERVAL_MS
+            self.evictions.count(report, now)
 
     def evictions_signal(self, now):
-        body = {sg.V_LANES: [[lane, c[0], c[1]] for lane, c in sorted(self._evicted.items())],
-                sg.V_SINCE: self._evicted_since, sg.V_OVERFLOW: self._evictions_overflow}
-        self._evicted = {}
-        self._evicted_since = None
-        self._evictions_overflow = False
-        self.evictions_due = None
-        signal = sg.Signal(sg.KIND_EVICTIONS, sg.PRIORITY_HIGH, now, body)
-        signal.device = self.spec.device_id
-        signal.seq = self.sequencer.take()
-        self.dispatch([signal], now)
+        """The coalesced evictions signal (due now, or pending at the end)."""
+        signal = self.evictions.take(now, force=True)
+        if signal is not None:
+            self.dispatch([self.device.number(signal)], now)
 
     def _record_depth(self, now):
         if not self.record:
@@ -463,7 +442,7 @@ def _run(spec, seed, result, workdir, console, quiet, record):
             t_event = events[ei][0] if ei < len(events) else None
             t_dev = vd.device.next_deadline() if vd.on else None
             t_store = vd.store_due if vd.on else None
-            t_evict = vd.evictions_due if vd.on else None
+            t_evict = vd.evictions.due_ms if vd.on else None
             t_read = queue[0][0] if queue else None
             best = None
             which = None
@@ -547,7 +526,7 @@ def _run(spec, seed, result, workdir, console, quiet, record):
             result.final_states = vd.device.component_states()
             result.final_outputs = dict(vd.gpio.state)
             vd.dispatch(vd.device.flush(end), end)
-            if vd.evictions_due is not None:
+            if vd.evictions.due_ms is not None:
                 vd.evictions_signal(end)
             vd.store.close()
         vd.disk.close()

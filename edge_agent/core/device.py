@@ -205,7 +205,7 @@ class Device:
         out = []
         for signal in sent:
             self.stats["alerts"] += 1
-            out.append(self._number(signal))
+            out.append(self.number(signal))
         return out
 
     def _route(self, items, now_ms, outputs):
@@ -215,10 +215,10 @@ class Device:
                 if item.kind == sg.KIND_ALERT:
                     for signal in self.triage.submit(item, now_ms):
                         self.stats["alerts"] += 1
-                        outputs.append(self._number(signal))
+                        outputs.append(self.number(signal))
                 else:
                     self.stats["state_changes"] += 1
-                    outputs.append(self._number(item))
+                    outputs.append(self.number(item))
             elif isinstance(item, WriteRegisters):
                 # A quarantine write goes out on this device's own bus; the
                 # master's WriteResult (tagged with the reason) reports it.
@@ -325,9 +325,18 @@ class Device:
         body = {sg.T_READINGS: self._batch}
         self._batch = []
         self._batch_due_ms = None
-        return [self._number(sg.Signal(sg.KIND_TELEMETRY, sg.PRIORITY_LOW, now_ms, body))]
+        return [self.number(sg.Signal(sg.KIND_TELEMETRY, sg.PRIORITY_LOW, now_ms, body))]
 
-    def _number(self, signal):
+    def birth(self, now_ms, agent):
+        """The boot's first signal: its seq is the boot's first, so receivers
+        tell numbers the sequencer skipped at a restart from lost ones. Call
+        it before anything else is numbered."""
+        body = {sg.B_AGENT: agent, sg.B_MODEL: self.board.model, sg.B_BOARD: self.board.name,
+                sg.B_FORMAT: sg.VERSION}
+        return self.number(sg.Signal(sg.KIND_BIRTH, sg.PRIORITY_NORMAL, now_ms, body))
+
+    def number(self, signal):
+        """Give ``signal`` this device's id and the next seq; return it."""
         signal.device = self.device_id
         signal.seq = self.sequencer.take()
         self.stats["signals"] += 1
