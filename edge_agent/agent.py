@@ -93,6 +93,9 @@ class Agent:
             else:
                 log.log(_NOTICE_LEVELS.get(item.level, logging.INFO), "%s", item.text)
         if stored:
+            # Out of this process's memory: a crash of the agent now loses
+            # nothing; group commit bounds only what a power cut can take.
+            self.store.flush()
             self._log_store_reports()
             self.uplink.notify()
         # A new batch or unsynced record may have set an earlier deadline.

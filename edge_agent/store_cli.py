@@ -33,7 +33,8 @@ DURABILITY = (
     "Durability bound: appended signals are fsynced every --sync-every records "
     "(default %d) or --sync-ms ms after the first unsynced one (default %d), "
     "whichever comes first, and at once for urgent alerts; a power cut loses "
-    "at most the signals of that window. Acknowledgements follow the same "
+    "at most the signals of that window, a crash of the agent process none "
+    "(each append reaches the OS at once). Acknowledgements follow the same "
     "bound (a lost ack means a resend, never a loss)." % (st.DEFAULT_SYNC_EVERY, st.DEFAULT_SYNC_MS)
 )
 
