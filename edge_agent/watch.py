@@ -15,7 +15,7 @@ import aiomqtt
 from rich.console import Console
 from rich.table import Table
 
-from edge_agent.core import cose
+from edge_agent.core import bundle, cose
 from edge_agent.core import signals as sg
 
 log = logging.getLogger("edge_agent.watch")
@@ -83,11 +83,12 @@ class Watcher:
         self.rejected = 0
 
     def open(self, payload, topic):
-        """(signal, verification note) for one message."""
+        """(signals, verification note) for one message: a signal or a
+        bundle (telemetry backlogs come as bundles)."""
         if self.registry is not None:
-            signal = self.registry.open_signal(payload, topic)
-            return signal, "verified (%s)" % self.registry.devices[signal.device].algorithm
-        return sg.decode(cose.parse(payload).payload), "NOT verified (no --registry)"
+            signals = self.registry.open_signals(payload, topic)
+            return signals, "verified (%s)" % self.registry.devices[signals[0].device].algorithm
+        return bundle.decode(cose.parse(payload).payload), "NOT verified (no --registry)"
 
     async def run(self, count=None, timeout_s=None):
         """Print signals as they arrive; return after ``count`` signals or
@@ -107,12 +108,13 @@ class Watcher:
             async for message in client.messages:
                 topic = str(message.topic)
                 try:
-                    signal, checked = self.open(bytes(message.payload), topic)
+                    signals, checked = self.open(bytes(message.payload), topic)
                 except ValueError as exc:  # Rejection, COSEError, SignalError
                     self.rejected += 1
                     self.console.print("[red]rejected[/red] message on %s: %s" % (topic, exc))
                     continue
-                self.received.append(signal)
-                self.console.print(signal_table(signal, topic, checked))
+                for signal in signals:
+                    self.received.append(signal)
+                    self.console.print(signal_table(signal, topic, checked))
                 if count is not None and len(self.received) >= count:
                     return
