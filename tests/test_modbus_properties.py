@@ -101,7 +101,7 @@ def test_single_byte_corruption_is_never_accepted(pair, data):
 @settings(max_examples=50)
 @given(st.lists(st.binary(max_size=80), max_size=20))
 def test_master_survives_any_input(chunks):
-    point = mm.Point("temp", 1, 3, 0, "float32", "big", 1.0, 0.0, 10)
+    point = mm.Point("temp", mm.Source(1, 3, 0, "float32", "big", 1.0, 0.0), 10)
     master = mm.ModbusMaster([point], 115200, timeout_ms=20)
     now = 0
     for chunk in chunks:

@@ -80,27 +80,23 @@ class IllegalTransition(mb.ModbusError):
 
 
 class Point:
-    """One sensor as the board declares it on a Modbus bus."""
+    """One sensor as the board declares it on a Modbus bus: where its value
+    lives (a Source) and how often to read it."""
 
-    __slots__ = ("sensor", "slave", "function", "address", "type", "word_order", "scale", "offset", "period_ms",
-                 "request", "next_due")
+    __slots__ = ("sensor", "source", "period_ms", "request", "next_due")
 
-    def __init__(self, sensor, slave, function, address, type_name, word_order, scale, offset, period_ms):
+    def __init__(self, sensor, source, period_ms):
         self.sensor = sensor
-        self.slave = slave
-        self.function = function
-        self.address = address
-        self.type = type_name
-        self.word_order = word_order
-        self.scale = scale
-        self.offset = offset
+        self.source = source
         self.period_ms = period_ms
         # Built once: the same bytes go out at every poll.
-        self.request = mb.read_request(slave, function, address, mb.TYPE_REGISTERS[type_name])
+        self.request = mb.read_request(source.slave, source.function, source.address,
+                                       mb.TYPE_REGISTERS[source.type])
         self.next_due = None
 
     def value(self, words):
-        return mb.decode_value(words, self.type, self.word_order) * self.scale + self.offset
+        src = self.source
+        return mb.decode_value(words, src.type, src.word_order) * src.scale + src.offset
 
 
 class WriteResult:
@@ -410,8 +406,7 @@ class Decoder:
         points = []
         for sensor in sorted(sensors, key=lambda s: s.id):
             src = sensor.source
-            points.append(Point(sensor.id, src.slave, src.function, src.address, src.type, src.word_order,
-                                src.scale, src.offset, sensor.period_ms))
+            points.append(Point(sensor.id, src, sensor.period_ms))
         self.master = ModbusMaster(points, bus.baud, settings.parity, settings.stop_bits, settings.timeout_ms,
                                    settings.retries)
 

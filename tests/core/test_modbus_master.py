@@ -11,7 +11,7 @@ from edge_agent.core import modbus_master as mm
 
 def _point(sensor, slave=1, function=3, address=0, type_name="uint16", period_ms=1000, scale=1.0, offset=0.0,
            word_order="big"):
-    return mm.Point(sensor, slave, function, address, type_name, word_order, scale, offset, period_ms)
+    return mm.Point(sensor, mm.Source(slave, function, address, type_name, word_order, scale, offset), period_ms)
 
 
 def _reply(slave, function, payload):
