@@ -97,3 +97,19 @@ class DevPKI:
     def client(self, name):
         """Issue a client certificate whose CN is ``name``; returns (cert, key)."""
         return self._issue(name, name, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def der(self, pem_path):
+        """Write a DER copy of a PEM certificate or private key made here
+        (``x.crt`` -> ``x.crt.der``) and return its path. MicroPython's ssl
+        (mbedTLS) loads DER only; keys stay 0600."""
+        with open(pem_path, "rb") as f:
+            pem = f.read()
+        der_path = pem_path + ".der"
+        if b"PRIVATE KEY" in pem:
+            key = serialization.load_pem_private_key(pem, password=None)
+            _write_private(der_path, key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+        else:
+            with open(der_path, "wb") as f:
+                f.write(x509.load_pem_x509_certificate(pem).public_bytes(serialization.Encoding.DER))
+        return der_path
