@@ -126,6 +126,11 @@ class Uplink:
         self.published = 0  # signals acknowledged by the broker
         self.messages = 0  # MQTT messages acknowledged
         self.connects = 0
+        # Seams for the fleet simulator (simulator/fleet.py): jitter False
+        # waits the whole backoff (the thundering herd, for comparison);
+        # on_connect() is called at each CONNACK, to count connects.
+        self.jitter = True
+        self.on_connect = None
 
     def notify(self):
         """Something was appended to the store: wake the sender."""
@@ -140,7 +145,7 @@ class Uplink:
                 self.online.clear()
                 # Full jitter (AWS architecture blog): a fleet that lost the
                 # broker together must not come back together.
-                wait = random.uniform(0, backoff)
+                wait = random.uniform(0, backoff) if self.jitter else backoff
                 log.warning("broker %s unreachable (%s); retrying in %.1f s", self.settings.describe(), exc, wait)
                 await asyncio.sleep(wait)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -161,6 +166,8 @@ class Uplink:
             max_inflight_messages=BATCH_RECORDS,
         ) as client:
             self.connects += 1
+            if self.on_connect is not None:
+                self.on_connect()
             # What was read but not acknowledged may not have reached the
             # broker: send it again (receivers drop duplicates by seq).
             self.store.rewind()
