@@ -394,6 +394,9 @@ def build_parser():
     show = keys_sub.add_parser("show", help="show an identity's device id, algorithm and public key")
     show.add_argument("dir")
     show.set_defaults(func=cmd_keys_show)
+    from edge_agent import operator_cli
+
+    operator_cli.add_commands(keys_sub)  # operator keys and technician tokens
 
     receiver = sub.add_parser("receiver", help="the reference receiver (cloud side)")
     receiver_sub = receiver.add_subparsers(dest="receiver_command", metavar="ACTION")
