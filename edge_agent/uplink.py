@@ -139,10 +139,15 @@ class Uplink:
     async def run(self):
         backoff = BACKOFF_FIRST_S
         while True:
+            connects = self.connects
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
                 self.online.clear()
+                if self.connects != connects:
+                    # The session had connected: a link that was up is a
+                    # fresh outage, not the next failure of the last one.
+                    backoff = BACKOFF_FIRST_S
                 # Full jitter (AWS architecture blog): a fleet that lost the
                 # broker together must not come back together.
                 wait = random.uniform(0, backoff) if self.jitter else backoff
