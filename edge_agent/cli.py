@@ -430,6 +430,11 @@ def build_parser():
     scenario.add_commands(sim_sub)  # `sim run`: scenario files on a virtual clock
 
     store_cli.add_commands(sub)
+    from edge_agent import firmware_build
+
+    firmware = sub.add_parser("firmware", help="build, configure and flash the ESP32 firmware (docs/firmware.md)")
+    firmware_build.add_arguments(firmware)
+    firmware.set_defaults(func=firmware_build.run)
     return parser
 
 

