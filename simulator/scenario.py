@@ -68,6 +68,19 @@ DEVICE_FAULTS = {
     "force": {"component", "who"},
     "release": {"component", "who"},
 }
+# Faults only live mode can apply (simulator/live_faults.py): they need a
+# real serial line or a real TCP connection. A virtual run skips a
+# scenario that has one (docs/simulator.md, "Live mode").
+LIVE_FAULTS = {
+    "garbage": {"bus", "bytes"},
+    "bit_flips": {"bus", "for", "rate"},
+    "truncated": {"bus", "for", "rate"},
+    "bus_disconnect": {"bus", "for"},
+    "packet_loss": {"for", "rate"},
+    "latency": {"for", "ms"},
+    "throttle": {"for", "bytes_per_s"},
+    "connection_reset": set(),
+}
 SENSOR_FAULT_KEYS = {
     "stuck": {"for"},
     "drift": {"for", "per_day"},
@@ -184,6 +197,12 @@ class Spec:
         self.sensors = {}  # sensor id -> (process, params)
         self.faults = []
         self.expects = []
+        self.speed = 1.0  # [live] speed: scenario seconds per wall second in live mode
+        self.keepalive_ms = None  # [live] keepalive: the agent's MQTT keepalive in live mode
+
+    def live_only(self):
+        """The faults a virtual run cannot apply (they need live mode)."""
+        return [f for f in self.faults if f.kind in LIVE_FAULTS]
 
     def models(self, seed, start_ms=physics.T0):
         """Fresh PhysicalSensors for every board sensor, faults applied."""
@@ -339,7 +358,7 @@ def load(path):
 def from_dict(data, path="<scenario>"):
     c = _Check()
     spec = Spec(path)
-    c.unknown(data, ("scenario", "device", "store", "hardware", "sensors", "faults", "expect"), "")
+    c.unknown(data, ("scenario", "device", "store", "hardware", "sensors", "faults", "expect", "live"), "")
     head = c.table(data, "scenario", "scenario", required=True)
     c.unknown(head, ("name", "description", "board", "duration", "seed", "fast"), "scenario")
     spec.name = c.text(head, "name", "scenario", required=True, default=spec.stem)
@@ -363,6 +382,12 @@ def from_dict(data, path="<scenario>"):
     sync_ms = c.duration(store, "sync_ms", "store")
     if sync_ms is not None:
         spec.store_options["sync_ms"] = sync_ms
+
+    live = c.table(data, "live", "live")
+    c.unknown(live, ("speed", "keepalive"), "live")
+    speed = c.number(live, "speed", "live", default=1.0, low=0.01, high=100000)
+    spec.speed = float(speed) if speed else 1.0
+    spec.keepalive_ms = c.duration(live, "keepalive", "live", minimum=1000)
 
     board = spec.board
     sensors = c.table(data, "sensors", "sensors")
@@ -447,7 +472,7 @@ def _load_board(c, spec, head, data, path):
 
 def _fault(c, spec, table, key):
     kind = c.text(table, "kind", key, required=True,
-                  choices=tuple(sorted(DEVICE_FAULTS)) + tuple(sorted(SENSOR_FAULT_KEYS)))
+                  choices=tuple(sorted(DEVICE_FAULTS)) + tuple(sorted(SENSOR_FAULT_KEYS)) + tuple(sorted(LIVE_FAULTS)))
     if kind is None:
         return None
     board = spec.board
@@ -458,7 +483,11 @@ def _fault(c, spec, table, key):
     args = {}
     sensors = []
     end = None
-    if kind in DEVICE_FAULTS:
+    if kind in LIVE_FAULTS:
+        _live_fault(c, spec, table, key, kind, args)
+        length = c.duration(table, "for", key, minimum=1) if "for" in LIVE_FAULTS[kind] else None
+        end = at + length if length is not None and at is not None else None
+    elif kind in DEVICE_FAULTS:
         allowed = DEVICE_FAULTS[kind]
         c.unknown(table, {"kind", "at"} | allowed, key)
         if "for" in allowed:
@@ -522,6 +551,30 @@ def _fault(c, spec, table, key):
     if at is None:
         return None
     return FaultSpec(key, kind, at, end, sensors, args)
+
+
+def _live_fault(c, spec, table, key, kind, args):
+    c.unknown(table, {"kind", "at"} | LIVE_FAULTS[kind], key)
+    if "bus" in LIVE_FAULTS[kind]:
+        buses = spec.board.buses if spec.board is not None else {}
+        line = sorted(b for b in buses if buses[b].protocol == "line")
+        want = line if kind != "bus_disconnect" else sorted(buses)
+        bus = c.text(table, "bus", key, default=want[0] if want else None)
+        if spec.board is not None and bus not in want:
+            c.problem(key + ".bus", "%s needs a %sbus of board %s, not %r" % (
+                kind, "line-protocol " if kind != "bus_disconnect" else "", spec.board.name, bus),
+                "use one of: %s" % (", ".join(want) or "(none: the board has no such bus)"))
+        args["bus"] = bus
+    if kind == "garbage":
+        args["bytes"] = c.integer(table, "bytes", key, default=64, low=1)
+    elif kind in ("bit_flips", "truncated"):
+        args["rate"] = c.number(table, "rate", key, default=0.2, low=0.0, high=1.0)
+    elif kind == "packet_loss":
+        args["rate"] = c.number(table, "rate", key, required=True, default=0.0, low=0.0, high=0.9)
+    elif kind == "latency":
+        args["ms"] = c.integer(table, "ms", key, required=True, default=0, low=0)
+    elif kind == "throttle":
+        args["bytes_per_s"] = c.integer(table, "bytes_per_s", key, required=True, default=1, low=1)
 
 
 def _expect(c, spec, table, key):
@@ -648,6 +701,11 @@ def add_commands(sim_subparsers):
     run.add_argument("--report", metavar="FILE",
                      help="write a PNG report (with several scenarios: FILE with the scenario name inserted)")
     run.add_argument("--quiet", action="store_true", help="only failures and the summary; no progress bar")
+    run.add_argument("--live", action="store_true",
+                     help="live mode: real time, real processes (mosquitto, receiver, the agent, the sensor board on "
+                          "a pty, the fault proxy); faults really applied (simulator/scenario_live.py)")
+    run.add_argument("--speed", type=float, metavar="X",
+                     help="live mode: scenario seconds per wall second (default: the scenario's [live] speed, else 1)")
     run.set_defaults(func=main_from_args)
 
 
@@ -671,14 +729,27 @@ def main_from_args(args):
     if bad:
         return EXIT_BAD_SCENARIO
     results = []
+    if args.speed is not None and not (args.live and args.speed > 0):
+        print("edge-agent sim run: --speed %s: needs --live and a positive number" % args.speed, file=sys.stderr)
+        return EXIT_BAD_SCENARIO
     for spec in specs:
+        if not args.live and spec.live_only():
+            console.print("[yellow]skipped[/] %s (%s): %s need live mode: edge-agent sim run --live %s" % (
+                spec.name, os.path.relpath(spec.path), ", ".join("%s %s" % (f.key, f.kind) for f in spec.live_only()),
+                os.path.relpath(spec.path)))
+            continue
         report_path = None
         if args.report:
             report_path = args.report
             if len(specs) > 1:
                 base, ext = os.path.splitext(args.report)
                 report_path = "%s-%s%s" % (base, spec.stem, ext or ".png")
-        result = scenario_run.run(spec, seed=args.seed, console=console, quiet=args.quiet)
+        if args.live:
+            from simulator import scenario_live
+
+            result = scenario_live.run(spec, seed=args.seed, speed=args.speed, console=console, quiet=args.quiet)
+        else:
+            result = scenario_run.run(spec, seed=args.seed, console=console, quiet=args.quiet)
         results.append(result)
         scenario_report.print_result(result, console, quiet=args.quiet)
         if report_path:
