@@ -63,6 +63,8 @@ def add_broker_options(parser):
         action="store_true",
         help="plaintext MQTT with no broker authentication: for a local test broker only",
     )
+    group.add_argument("--keepalive", type=int, default=30, metavar="S",
+                       help="MQTT keepalive: a silent link is declared dead after 1.5x this (default %(default)s)")
 
 
 def broker_settings(args):
@@ -74,11 +76,11 @@ def broker_settings(args):
         if args.ca or args.cert or args.key:
             raise UsageError("--insecure turns TLS off: drop --ca/--cert/--key, or drop --insecure")
         log.warning("--insecure: plaintext MQTT to %s:%d; signals and credentials cross the network unprotected", host, port)
-        return BrokerSettings(host, port, None)
+        return BrokerSettings(host, port, None, keepalive_s=args.keepalive)
     if not args.ca:
         raise UsageError("TLS needs --ca PEM (the CA that signed the broker's certificate); for a local test broker use --insecure")
     try:
-        return BrokerSettings(host, port, client_context(args.ca, args.cert, args.key))
+        return BrokerSettings(host, port, client_context(args.ca, args.cert, args.key), keepalive_s=args.keepalive)
     except TLSConfigError as exc:
         raise UsageError(str(exc)) from None
 
