@@ -277,7 +277,14 @@ def cmd_receiver_run(args):
     settings = broker_settings(args)
     registry = _load_registry(args.registry)
     storage = Storage(args.db)
-    receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id)
+    from edge_agent.receiver import fleet
+
+    try:
+        fleet_watch = fleet.from_args(args, registry, storage)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id,
+                        fleet=fleet_watch)
     console = Console()
     live = args.live if args.live is not None else console.is_terminal
     log.info("receiver: %d registered devices, database %s", len(registry.devices), args.db)
@@ -414,6 +421,9 @@ def build_parser():
     receiver_run.add_argument("--live", action="store_true", default=None, help="live table (default on a terminal)")
     receiver_run.add_argument("--no-live", dest="live", action="store_false", help="summary lines instead")
     add_broker_options(receiver_run)
+    from edge_agent.receiver import fleet
+
+    fleet.add_arguments(receiver_run)
     receiver_run.set_defaults(func=cmd_receiver_run)
     receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
     receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE")

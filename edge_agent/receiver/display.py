@@ -50,9 +50,31 @@ def rejections_table(receiver):
     return table
 
 
+def fleet_table(storage):
+    """Fleet incidents and their advisories (receiver/fleet.py), or None."""
+    from edge_agent.receiver.fleet import incidents
+
+    rows = incidents(storage.db)
+    if not rows:
+        return None
+    table = Table(title="fleet incidents", title_justify="left")
+    for column in ("id", "raised", "model", "fault class", "devices", "threshold", "advisories sent", "applied"):
+        table.add_column(column, justify="right" if column in ("id", "devices", "threshold") else "left")
+    for (incident, model, component, condition, devices, fleet_size, threshold, raised_ms, queued, sent, applied,
+         note) in rows:
+        advisories = note or "%d of %d" % (sent, queued)
+        table.add_row(str(incident), _when(raised_ms), model, "%s on %s" % (condition, component),
+                      "%d of %d" % (devices, fleet_size), str(threshold), advisories,
+                      "" if note else "%d of %d" % (applied or 0, queued))
+    return table
+
+
 def report(storage):
     """The full picture from the database alone (no broker needed)."""
     tables = [devices_table(storage, with_gaps=True), alerts_table(storage, 20)]
+    incidents = fleet_table(storage)
+    if incidents is not None:
+        tables.append(incidents)
     counts = storage.rejection_counts()
     if counts:
         table = Table(title="rejected", title_justify="left")

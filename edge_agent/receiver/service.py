@@ -26,6 +26,7 @@ SUBSCRIPTION = "%s/+/+" % sg.TOPIC_ROOT
 # Messages already waiting are committed together: one SQLite transaction
 # per message would cap the receiver at the disk's commit rate.
 BATCH_MAX = 200
+ADVISORY_BATCH = 500
 
 
 def now_ms():
@@ -33,8 +34,11 @@ def now_ms():
 
 
 class Receiver:
-    def __init__(self, settings, registry, storage, group="edge-agent-receivers", client_id=None):
+    def __init__(self, settings, registry, storage, group="edge-agent-receivers", client_id=None, fleet=None):
+        """``fleet``: a receiver.fleet.FleetWatch (fleet-wide escalation and
+        advisories), or None."""
         self.settings = settings
+        self.fleet = fleet
         self.registry = registry
         self.storage = storage
         self.group = group
@@ -55,6 +59,8 @@ class Receiver:
         parts = topic.split("/")
         if len(parts) == 4 and parts[3] == "status":
             return self._status(parts[2], payload, received_ms)
+        if len(parts) == 4 and parts[3] == "cmd":
+            return "command"  # downlink to a device (ours or an operator's): not a signal
         try:
             fresh = self.accept(topic, payload, received_ms)
         except Rejection as exc:
@@ -81,6 +87,9 @@ class Receiver:
         self.storage.seen(signals[0].device, received_ms, len(signals) - len(fresh))
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
+        if self.fleet is not None:
+            for signal in fresh:
+                self.fleet.observe(signal, received_ms)
         return fresh
 
     def _status(self, device, payload, received_ms):
@@ -125,6 +134,8 @@ class Receiver:
             await client.subscribe(self.topic_filter, qos=1)
             log.info("receiving %s on %s", self.topic_filter, s.describe())
             self.connected.set()
+            if self.fleet is not None:
+                await self._send_advisories(client)  # queued before a restart or outage
             messages = client.messages
             while True:
                 batch = [await messages.__anext__()]
@@ -142,6 +153,23 @@ class Receiver:
                 for message in batch:
                     if message.qos > 0:
                         client._client.ack(message.mid, message.qos)
+                if self.fleet is not None and self.fleet.raised_since_send:
+                    await self._send_advisories(client)
+
+    async def _send_advisories(self, client):
+        """Publish the fleet advisories queued in the database (QoS 1) and
+        mark each sent at its PUBACK; what a crash interrupts goes at the
+        next session."""
+        self.fleet.raised_since_send = False
+        while True:
+            queued = self.fleet.unsent(limit=ADVISORY_BATCH)
+            if not queued:
+                return
+            await asyncio.gather(*(client.publish(topic, payload, qos=1) for _, _, topic, payload in queued))
+            self.storage.begin()
+            self.fleet.mark_sent([(incident, device) for incident, device, _, _ in queued], now_ms())
+            self.storage.commit()
+            log.warning("fleet: %d advisories published", len(queued))
 
 
 def _session_properties():

@@ -1,0 +1,377 @@
+"""Fleet-wide escalation: when K of a model's N devices report the same
+fault class within a window, it is the product, not one unit.
+
+The receiver feeds every fresh, verified signal to ``FleetWatch.observe``
+inside its transaction. A **fault class** is what a report says went wrong
+and where (devices of one model share a board, so a component id names the
+same part on each):
+
+    an active alert                 (condition, component)   e.g. stuck on cabinet_fan
+                                    (root_cause, <element>)  for a root-cause alert
+    a state change to quarantined   (quarantined, component) the event that caused it
+                                                             is kept as evidence
+
+For each (model, component, condition) the watch keeps the devices that
+reported it and when (the device's time: a backlog delivered after an
+outage still counts when it happened). When the devices whose last report
+lies within ``window_ms`` of the newest reach the threshold
+
+    threshold = max(k, ceil(fraction * N))      N = the model's registered devices
+
+a **fleet incident** is stored (table fleet_incidents) and an **advisory**
+(a command named "advisory", docs/security.md) is signed by the receiver's
+operator key for target ``model:<model>`` and queued for every registered
+device of that model (table fleet_advisories): one Ed25519 signature for
+the Ed25519 devices, a COSE_Mac0 under each HMAC device's own secret for the
+small boards (they cannot verify Ed25519). The receiver publishes queued
+advisories on each device's command topic after its commit and marks them
+sent at the PUBACK, so a crash in between sends them again at the next
+start rather than never.
+
+One incident per (model, component) at a time: a stuck fan is also
+quarantined a few seconds later, and the fleet needs one advisory about the
+fan, not two. Other classes on that component join the open incident as
+evidence. An incident closes when no device reported any of its classes for
+a window; the next crossing opens a new one.
+
+Delivery is confirmed by the devices themselves: each one that applies
+(or refuses) the advisory emits an audit signal (action "advisory"), which
+the watch matches to the advisory by its id ("incident-<id>").
+"""
+
+import json
+import math
+import time
+
+from edge_agent.core import signals as sg
+
+DEFAULT_K = 3
+DEFAULT_FRACTION = 0.1
+DEFAULT_WINDOW_MS = 10 * 60 * 1000
+# An advisory is refused by devices after this: one that sat undelivered
+# for a day (a device offline) is stale news; the next incident sends anew.
+DEFAULT_ADVISORY_TTL_S = 24 * 3600
+ADVISORY = "advisory"
+ADVISORY_ID_PREFIX = "incident-"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet_incidents (
+    id          INTEGER PRIMARY KEY,
+    model       TEXT    NOT NULL,
+    component   TEXT    NOT NULL,
+    condition   TEXT    NOT NULL,   -- the class that crossed the threshold first
+    classes     TEXT    NOT NULL,   -- JSON {condition: devices} of every class seen on it
+    devices     TEXT    NOT NULL,   -- JSON [device, ...] that reported it
+    fleet_size  INTEGER NOT NULL,   -- N: the model's registered devices
+    threshold   INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,   -- device time of the first report in the window
+    raised_ms   INTEGER NOT NULL,   -- device time of the report that crossed the threshold
+    last_ms     INTEGER NOT NULL,   -- device time of the latest report
+    received_ms INTEGER NOT NULL,   -- receiver time when raised
+    advisory    TEXT                -- why none was sent (no operator key), or NULL
+);
+CREATE TABLE IF NOT EXISTS fleet_advisories (
+    incident    INTEGER NOT NULL,
+    device      TEXT    NOT NULL,
+    topic       TEXT    NOT NULL,
+    payload     BLOB    NOT NULL,   -- the signed command, as published
+    counter     INTEGER NOT NULL,
+    sent_ms     INTEGER,            -- broker PUBACK time, NULL until then
+    audit_seq   INTEGER,            -- the device's audit signal about it
+    audit_result TEXT,              -- applied / refused
+    audit_reason TEXT,
+    PRIMARY KEY (incident, device)
+) WITHOUT ROWID;
+"""
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+def command_topic(device_id):
+    return "%s/%s/cmd" % (sg.TOPIC_ROOT, device_id)
+
+
+def fault_class(signal):
+    """(component, condition, detail) for a report that counts, else None."""
+    body = signal.body
+    if signal.kind == sg.KIND_ALERT:
+        if not body.get(sg.A_ACTIVE):
+            return None
+        condition = body.get(sg.A_CONDITION)
+        where = body.get(sg.A_ELEMENT) if condition == sg.C_ROOT_CAUSE else body.get(sg.A_COMPONENT)
+        if isinstance(condition, str) and isinstance(where, str) and where:
+            return where, condition, body.get(sg.A_SENSOR) or ""
+        return None
+    if signal.kind == sg.KIND_STATE and body.get(sg.S_TO) == "quarantined":
+        component = body.get(sg.S_COMPONENT)
+        if isinstance(component, str) and component:
+            return component, sg.C_QUARANTINED, body.get(sg.S_EVENT) or ""
+    return None
+
+
+class FleetSettings:
+    def __init__(self, k=DEFAULT_K, fraction=DEFAULT_FRACTION, window_ms=DEFAULT_WINDOW_MS,
+                 advisory_ttl_s=DEFAULT_ADVISORY_TTL_S, severity="warning"):
+        if k < 1:
+            raise ValueError("--fleet-k must be at least 1")
+        if not 0 <= fraction <= 1:
+            raise ValueError("--fleet-fraction must be between 0 and 1")
+        if window_ms <= 0:
+            raise ValueError("--fleet-window must be positive")
+        self.k = k
+        self.fraction = fraction
+        self.window_ms = window_ms
+        self.advisory_ttl_s = advisory_ttl_s
+        self.severity = severity
+
+    def threshold(self, fleet_size):
+        return max(self.k, int(math.ceil(self.fraction * fleet_size - 1e-9)))
+
+
+class Incident:
+    __slots__ = ("id", "model", "component", "condition", "classes", "devices", "last_ms")
+
+    def __init__(self, incident_id, model, component, condition, classes, devices, last_ms):
+        self.id = incident_id
+        self.model = model
+        self.component = component
+        self.condition = condition
+        self.classes = classes  # condition -> set of devices
+        self.devices = devices  # set
+        self.last_ms = last_ms
+
+
+class FleetWatch:
+    """``registry``: the receiver's (device ids -> model, key); ``db``: the
+    receiver's sqlite3 connection (its transaction); ``operator``: an
+    operator_keys.Operator that signs advisories, or None (incidents are
+    still recorded, with why no advisory went)."""
+
+    def __init__(self, registry, db, settings=None, operator=None, clock=now_ms):
+        self.registry = registry
+        self.db = db
+        self.settings = settings or FleetSettings()
+        self.operator = operator
+        self.clock = clock
+        self.db.executescript(SCHEMA)
+        self.models = {}  # model -> [device ids]
+        for device_id, device in sorted(registry.devices.items()):
+            if device.model:
+                self.models.setdefault(device.model, []).append(device_id)
+        self.reports = {}  # (model, component, condition) -> {device: last time_ms}
+        self.open = {}  # (model, component) -> Incident
+        self.raised = []  # incidents raised by this process, for callers and tests
+        self.raised_since_send = False  # the receiver publishes after its commit
+        self._load_open()
+
+    # -- reports -------------------------------------------------------------
+
+    def observe(self, signal, received_ms):
+        """A fresh, verified signal (inside the receiver's transaction)."""
+        if signal.kind == sg.KIND_AUDIT:
+            self._audit(signal)
+            return
+        found = fault_class(signal)
+        if found is None:
+            return
+        device = self.registry.devices.get(signal.device)
+        model = device.model if device is not None else None
+        if not model:
+            return  # no model: no fleet to compare with, nothing to target
+        component, condition, _ = found
+        window = self.settings.window_ms
+        seen = self.reports.setdefault((model, component, condition), {})
+        seen[signal.device] = max(seen.get(signal.device, 0), signal.time_ms)
+        newest = max(seen.values())
+        for other in [d for d, t in seen.items() if t < newest - window]:
+            del seen[other]  # slid out of the window
+        incident = self.open.get((model, component))
+        if incident is not None and signal.time_ms > incident.last_ms + window:
+            self._close(incident)
+            incident = None
+        if incident is not None:
+            incident.classes.setdefault(condition, set()).add(signal.device)
+            incident.devices.add(signal.device)
+            incident.last_ms = max(incident.last_ms, signal.time_ms)
+            self.db.execute("UPDATE fleet_incidents SET classes = ?, devices = ?, last_ms = ? WHERE id = ?",
+                            (_classes_json(incident.classes), json.dumps(sorted(incident.devices)),
+                             incident.last_ms, incident.id))
+            return
+        fleet = self.models.get(model, [])
+        threshold = self.settings.threshold(len(fleet))
+        if len(seen) >= threshold:
+            self._raise(model, component, condition, seen, threshold, len(fleet), signal.time_ms, received_ms)
+
+    def _raise(self, model, component, condition, seen, threshold, fleet_size, time_ms, received_ms):
+        devices = set(seen)
+        cursor = self.db.execute(
+            "INSERT INTO fleet_incidents (model, component, condition, classes, devices, fleet_size, threshold, "
+            "first_ms, raised_ms, last_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (model, component, condition, _classes_json({condition: devices}), json.dumps(sorted(devices)),
+             fleet_size, threshold, min(seen.values()), time_ms, time_ms, received_ms),
+        )
+        incident = Incident(cursor.lastrowid, model, component, condition, {condition: set(devices)}, devices, time_ms)
+        self.open[(model, component)] = incident
+        self.raised.append(incident)
+        self._queue_advisory(incident, len(devices), fleet_size)
+        self.raised_since_send = True
+
+    def _close(self, incident):
+        del self.open[(incident.model, incident.component)]
+
+    def _load_open(self):
+        """Incidents still open at a restart keep absorbing their reports
+        (so a restart does not raise the same incident again)."""
+        rows = self.db.execute(
+            "SELECT id, model, component, condition, classes, devices, last_ms FROM fleet_incidents "
+            "WHERE id IN (SELECT MAX(id) FROM fleet_incidents GROUP BY model, component)").fetchall()
+        for incident_id, model, component, condition, classes, devices, last_ms in rows:
+            classes = dict((c, set(d)) for c, d in json.loads(classes).items())
+            self.open[(model, component)] = Incident(incident_id, model, component, condition, classes,
+                                                     set(json.loads(devices)), last_ms)
+
+    # -- advisories ------------------------------------------------------------
+
+    def advisory_text(self, incident, count, fleet_size):
+        return ("fleet incident %d: %s on %s reported by %d of %d %s devices within %s; check this unit's %s"
+                % (incident.id, incident.condition, incident.component, count, fleet_size, incident.model,
+                   _duration(self.settings.window_ms), incident.component))
+
+    def _queue_advisory(self, incident, count, fleet_size):
+        if self.operator is None:
+            self.db.execute("UPDATE fleet_incidents SET advisory = ? WHERE id = ?",
+                            ("not sent: the receiver has no operator key (--operator DIR)", incident.id))
+            return
+        target = "model:" + incident.model
+        counter = self.operator.next_counter(target)
+        args = {"text": self.advisory_text(incident, count, fleet_size),
+                "id": ADVISORY_ID_PREFIX + str(incident.id), "severity": self.settings.severity}
+        issued = self.clock()
+        ttl = self.settings.advisory_ttl_s
+        signed = None  # one Ed25519 signature serves every EdDSA device
+        for device_id in self.models.get(incident.model, []):
+            device = self.registry.devices[device_id]
+            if device.secret is not None:
+                payload = self.operator.command(target, ADVISORY, args, counter, ttl, now_ms=issued,
+                                                device_secret=device.secret)
+            else:
+                if signed is None:
+                    signed = self.operator.command(target, ADVISORY, args, counter, ttl, now_ms=issued)
+                payload = signed
+            self.db.execute("INSERT INTO fleet_advisories (incident, device, topic, payload, counter) "
+                            "VALUES (?, ?, ?, ?, ?)", (incident.id, device_id, command_topic(device_id), payload,
+                                                       counter))
+        # Persisted before the commit that queues them: a counter is never
+        # reused, even if this transaction is lost (a skipped counter is
+        # harmless; a reused one is refused as a replay).
+        self.operator.record_counter(target, counter)
+
+    def unsent(self, limit=None):
+        """[(incident, device, topic, payload)] queued and not yet acknowledged by the broker."""
+        sql = "SELECT incident, device, topic, payload FROM fleet_advisories WHERE sent_ms IS NULL ORDER BY incident, device"
+        if limit:
+            sql += " LIMIT %d" % int(limit)
+        return self.db.execute(sql).fetchall()
+
+    def mark_sent(self, sent, sent_ms):
+        """``sent``: [(incident, device)] the broker acknowledged."""
+        self.db.executemany("UPDATE fleet_advisories SET sent_ms = ? WHERE incident = ? AND device = ?",
+                            [(sent_ms, incident, device) for incident, device in sent])
+
+    def _audit(self, signal):
+        body = signal.body
+        if body.get(sg.U_ACTION) != ADVISORY:
+            return
+        incident = _incident_id(body)
+        if incident is None:
+            return
+        self.db.execute(
+            "UPDATE fleet_advisories SET audit_seq = ?, audit_result = ?, audit_reason = ? "
+            "WHERE incident = ? AND device = ? AND audit_seq IS NULL",
+            (signal.seq, str(body.get(sg.U_RESULT)), str(body.get(sg.U_REASON) or ""), incident, signal.device),
+        )
+
+
+def _incident_id(body):
+    """The incident an advisory audit is about: its id travels as the
+    advisory's "id" argument, which the device reports as target or after."""
+    for key in (sg.U_TARGET, sg.U_AFTER, sg.U_REASON, sg.U_BEFORE):
+        value = body.get(key)
+        if isinstance(value, dict):
+            value = value.get("id")
+        if isinstance(value, str):
+            for word in value.replace(",", " ").replace(":", " ").split():
+                if word.startswith(ADVISORY_ID_PREFIX) and word[len(ADVISORY_ID_PREFIX):].isdigit():
+                    return int(word[len(ADVISORY_ID_PREFIX):])
+    return None
+
+
+def _classes_json(classes):
+    return json.dumps(dict((c, sorted(d)) for c, d in sorted(classes.items())))
+
+
+def _duration(ms):
+    if ms % 3600000 == 0:
+        return "%d h" % (ms // 3600000)
+    if ms % 60000 == 0:
+        return "%d min" % (ms // 60000)
+    return "%.0f s" % (ms / 1000)
+
+
+# -- queries for reports ---------------------------------------------------------
+
+
+def incidents(db):
+    """[(id, model, component, condition, devices, fleet_size, threshold, raised_ms, advisories,
+    sent, confirmed, note)] newest first; [] when the receiver never ran the watch."""
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fleet_incidents'").fetchone()
+    if not exists:
+        return []
+    return db.execute(
+        """
+        SELECT i.id, i.model, i.component, i.condition, json_array_length(i.devices), i.fleet_size, i.threshold,
+               i.raised_ms, COUNT(a.device), COUNT(a.sent_ms),
+               SUM(CASE WHEN a.audit_result = 'applied' THEN 1 ELSE 0 END), i.advisory
+        FROM fleet_incidents i LEFT JOIN fleet_advisories a ON a.incident = i.id
+        GROUP BY i.id ORDER BY i.id DESC
+        """
+    ).fetchall()
+
+
+# -- the CLI (edge-agent receiver run) -------------------------------------------
+
+
+def add_arguments(parser):
+    group = parser.add_argument_group(
+        "fleet escalation (docs/fleet.md)",
+        "K of a model's N devices reporting the same fault class within a window raise a fleet incident; "
+        "with --operator, a signed advisory goes to every device of that model")
+    group.add_argument("--fleet-k", type=int, default=DEFAULT_K, metavar="K",
+                       help="devices that must report the same fault class (default %(default)s)")
+    group.add_argument("--fleet-fraction", type=float, default=DEFAULT_FRACTION, metavar="F",
+                       help="...and at least this share of the model's registered devices; the threshold is "
+                            "max(K, ceil(F * N)) (default %(default)s)")
+    group.add_argument("--fleet-window", default="10m", metavar="DURATION",
+                       help="sliding window the reports must fall in, by device time (default %(default)s)")
+    group.add_argument("--operator", metavar="DIR",
+                       help="operator key that signs advisories (`edge-agent keys operator-init`); devices "
+                            "trust it in their --operators file. Without it incidents are recorded, not advised")
+    group.add_argument("--no-fleet", action="store_true", help="no fleet escalation")
+
+
+def from_args(args, registry, storage):
+    """A FleetWatch for `receiver run`, or None with --no-fleet. Raises
+    ValueError with a message for the command line."""
+    if args.no_fleet:
+        return None
+    from edge_agent.operator_keys import OperatorError, load_operator, parse_duration
+
+    try:
+        window_ms = int(parse_duration(args.fleet_window) * 1000)
+        settings = FleetSettings(k=args.fleet_k, fraction=args.fleet_fraction, window_ms=window_ms)
+        operator = load_operator(args.operator) if args.operator else None
+    except OperatorError as exc:
+        raise ValueError("--operator/--fleet-window: %s" % exc) from None
+    return FleetWatch(registry, storage.db, settings, operator)
