@@ -332,6 +332,29 @@ def model_target(model):
     return MODEL_PREFIX + model
 
 
+# Where commands travel (QoS 1). A device subscribes to both: its own
+# topic, and its model's, where one signed advisory reaches every device
+# of the model (each checks the target against its own model). The topic
+# only routes: what binds a command to a device is its signed target.
+COMMAND_TOPIC = "ea/v1/%s/cmd"
+MODEL_COMMAND_TOPIC = "ea/v1/model/%s/cmd"
+
+
+def command_topic(device_id):
+    return COMMAND_TOPIC % device_id
+
+
+def model_command_topic(model):
+    return MODEL_COMMAND_TOPIC % model
+
+
+def topic_for_target(target):
+    """The topic a command for ``target`` is published on."""
+    if target.startswith(MODEL_PREFIX):
+        return model_command_topic(target[len(MODEL_PREFIX):])
+    return command_topic(target)
+
+
 def verify_command(data, trusted, device_id, model, now_ms, last_counter):
     """Verify a downlink command for this device (or its ``model``); return a
     Command or raise Rejection. ``last_counter`` is the last accepted

@@ -211,3 +211,9 @@ def test_audit_signal():
     assert refused.body[sg.U_BEFORE] == {"a": [1, 2]}
     assert audit.describe(refused.body).startswith("refused x")
     raises(ValueError, audit.audit_signal, NOW, "a", "b", "c", None, None, "maybe", "", "console")
+
+
+def test_topics():
+    assert op.command_topic("unit-1") == "ea/v1/unit-1/cmd"
+    assert op.topic_for_target("unit-1") == "ea/v1/unit-1/cmd"
+    assert op.topic_for_target("model:EA-TEST-1") == "ea/v1/model/EA-TEST-1/cmd"
