@@ -20,13 +20,13 @@ identities (identity.py).
 
 import os
 import stat
-import tempfile
 import time
 import tomllib
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge_agent.atomic_file import atomic_write
 from edge_agent.core import cose
 from edge_agent.core import operator as op
 from edge_agent.identity import IdentityError, ed25519_verifier, public_key_bytes, read_private, write_private
@@ -43,32 +43,6 @@ class OperatorError(ValueError):
 
 def _now_ms():
     return time.time_ns() // 1_000_000
-
-
-def atomic_write(path, data, mode=0o644):
-    """Replace ``path`` with ``data`` so a crash leaves the old or the new
-    file, never a torn one: write a temp file beside it, fsync, rename,
-    fsync the directory."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class Operator:
