@@ -1,0 +1,188 @@
+"""The firmware's composition root: the core wired to a board's hardware.
+
+    UART(s) --bytes--> UartSource --> core Device --signals--> Store (flash)
+    input pins -----> PinInput ---/        |                      |
+                                           |-- SetOutput -> PinOutputs
+                                           v                      v
+                                       log lines            Uplink (own MQTT client) --> broker
+
+The same shape as the gateway's edge_agent/agent.py: ingest never waits
+on the network (signals go into the store; the uplink drains it on its
+own), alerts are synced to flash at once, the rest at the store's group
+commit. Everything that touches hardware arrives as a constructor
+argument (``uarts``, ``output_pins``, ``input_pins``, ``fs``, ``client``,
+``clock``), so firmware/main.py passes machine.UART/Pin and littlefs on
+the ESP32 and firmware/unix_main.py passes ptys, simulated pins and a
+directory on the unix port.
+
+``clock()`` returns integer ms since the Unix epoch; ``speed`` is how many
+clock ms pass per real ms (1 on a device; the tests run a simulated day in
+seconds with a faster clock, and timers are waited in real time / speed).
+"""
+
+import asyncio
+import gc
+
+from edge_agent import __version__
+from edge_agent.core import device as dv
+from edge_agent.core import signals as sg
+from edge_agent.core import store as store_module
+from edge_agent.core.evictions import EvictionTally
+from edge_agent.core.outputs import SetOutput, WriteRegisters
+from edge_agent.core.store import CORRUPT, OVERFLOW, Store
+from edge_agent.core.store_seq import DurableSequencer
+from pins import PinInput, PinOutputs
+from uart_source import UartSource
+from uplink import Uplink
+
+# A board's store: 256 KiB of flash in 16 KiB segments (eviction frees a
+# segment at a time); 4 lanes, one per priority. Group commit every 50
+# records or 500 ms (flash wear: at most 2 commits a second).
+STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500}
+# The core store reads 16 KiB ahead and buffers 8 KiB of appends, sized for
+# a Pi. A board reads its 32-record batches (about 2 KiB of telemetry) in
+# 2 KiB steps instead: a 16 KiB bytes object is a sixth of a 96 KiB heap.
+# (The store reads these module constants at each call.)
+READ_AHEAD = 2048
+HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
+
+
+class Firmware:
+    def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
+                 speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
+                 on_command=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None):
+        store_module.READ_AHEAD = READ_AHEAD
+        self.board = board
+        self.clock = clock
+        self.log = log
+        self.speed = speed
+        self.heap_log_ms = heap_log_ms
+        self.fs = fs
+        options = dict(STORE_OPTIONS)
+        options.update(store_options or {})
+        self.store = Store(fs, clock(), **options)
+        self.sequencer = DurableSequencer(fs)
+        self.device = dv.Device(board, identity.device_id, sequencer=self.sequencer,
+                                telemetry_interval_ms=telemetry_interval_ms)
+        uplink_options = {} if backoff_max_ms is None else {"backoff_max_ms": backoff_max_ms}
+        self.uplink = Uplink(client, identity, self.store, log, on_command=on_command, **uplink_options)
+        self.outputs = PinOutputs(output_pins or {})
+        self.evictions = EvictionTally()
+        self.sources = []
+        for bus_id in sorted(uarts):
+            self.sources.append(UartSource(self.device, bus_id, uarts[bus_id], clock, self.dispatch, log))
+        self.inputs = []
+        for sensor_id in sorted(input_pins or {}):
+            self.inputs.append(PinInput(self.device, sensor_id, input_pins[sensor_id], clock, self.dispatch))
+        self._wakeup = asyncio.Event()
+        self.heap_min_free = None
+        self.alerts = 0
+        self._report_store()
+        self.log("info", "store recovered: %s; next seq %d" % (self.store.recovery.summary(),
+                                                               self.sequencer.next_seq))
+        self.dispatch([self.device.birth(clock(), "edge-agent-firmware " + __version__)])
+
+    def dispatch(self, outputs):
+        stored = False
+        for item in outputs:
+            if isinstance(item, SetOutput):
+                self.log("warning", "gpio: " + item.text)
+                if item.output in self.outputs.pins:
+                    self.outputs.apply(item)
+            elif isinstance(item, sg.Signal):
+                urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
+                if item.kind == sg.KIND_ALERT:
+                    self.alerts += 1
+                    self.log("warning", "alert #%d: %s" % (item.seq, item.body.get(sg.A_TEXT)))
+                if not self.store.append(item.priority, item.encode(), self.clock(), urgent=urgent):
+                    self.log("error", "store full of more urgent data: %s #%d dropped" % (item.kind_name, item.seq))
+                stored = True
+            elif isinstance(item, WriteRegisters):
+                self.log("warning", "modbus: " + item.text)
+            else:
+                self.log(item.level, item.text)
+        if stored:
+            # Out of this process's memory (a crash loses nothing); the
+            # group commit bounds what a power cut can take.
+            self.store.flush()
+            self._report_store()
+            self.uplink.notify()
+        self._wakeup.set()
+
+    def _report_store(self):
+        for report in self.store.take_reports():
+            self.log("error" if report.kind in (OVERFLOW, CORRUPT) else "warning", "store: %r" % (report,))
+            self.evictions.count(report, self.clock())
+
+    async def _deadlines(self):
+        """The core's timers (telemetry batch, health, triage) and the
+        store's group commit."""
+        while True:
+            outputs, device_due = self.device.poll(self.clock())
+            self.dispatch(outputs)
+            store_due = self.store.poll(self.clock())
+            self._report_store()
+            tally = self.evictions.take(self.clock())
+            if tally is not None:
+                self.dispatch([self.device.number(tally)])
+            self._wakeup.clear()
+            dues = [d for d in (device_due, store_due, self.evictions.due_ms) if d is not None]
+            wait_s = 1.0
+            if dues:
+                wait_s = min(wait_s, max(0, min(dues) - self.clock()) / 1000 / self.speed)
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), wait_s)
+            except asyncio.TimeoutError:
+                pass
+
+    def heap_sample(self):
+        gc.collect()
+        free = gc.mem_free()
+        if self.heap_min_free is None or free < self.heap_min_free:
+            self.heap_min_free = free
+        return free
+
+    async def _heap_log(self):
+        while True:
+            free = self.heap_sample()
+            self.log("info", "heap free=%d min_free=%d readings=%d signals=%d published=%d pending=%d"
+                     % (free, self.heap_min_free, self.device.stats["readings"], self.device.stats["signals"],
+                        self.uplink.published, self.pending()))
+            await asyncio.sleep(self.heap_log_ms / 1000)
+
+    def pending(self):
+        """Records stored but not yet acknowledged by the broker."""
+        return sum(self.store.lane_info(lane)[0] for lane in range(self.store.lanes))
+
+    async def run(self):
+        tasks = [asyncio.create_task(source.run()) for source in self.sources]
+        tasks.extend(asyncio.create_task(pin.run()) for pin in self.inputs)
+        tasks.append(asyncio.create_task(self.uplink.run()))
+        tasks.append(asyncio.create_task(self._deadlines()))
+        if self.heap_log_ms:
+            tasks.append(asyncio.create_task(self._heap_log()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def drain(self, grace_ms):
+        """On a clean stop: the pending telemetry batch into the store, then
+        let the uplink send what it can within ``grace_ms`` (real time)."""
+        self.dispatch(self.device.flush(self.clock()))
+        waited = 0
+        while self.pending() and self.uplink.online and waited < grace_ms:
+            await asyncio.sleep(0.05)
+            waited += 50
+        await self.uplink.announce_offline()
+
+    def close(self):
+        """Make everything durable (clean stop)."""
+        if self.fs is None:
+            return
+        self.dispatch(self.device.flush(self.clock()))
+        self.store.close()
+        self.fs.close()
+        self.fs = None
+        self.log("info", "store closed: last seq issued %d" % (self.sequencer.next_seq - 1))

@@ -1,0 +1,81 @@
+"""The device's configuration, read from CBOR files made at build time by
+`edge-agent firmware compile-board` and `edge-agent firmware provision`
+(edge_agent/firmware_build.py): no TOML parser on the device.
+
+    board.cbor   {"format": 1, "source": name, "board": the board table,
+                  "uarts": {bus: [uart id, tx, rx]}, "inputs": {sensor: pin}}
+    device.cbor  {"format": 1, "device_id", "secret" (HMAC key),
+                  "broker": {"host", "port", "keepalive_s"},
+                  "tls": {"ca", "cert", "key"} (DER; absent: plaintext)}
+
+The board is validated again here by the same core code as on the
+gateway (board_from_dict), so a damaged or hand-edited file is refused
+with every problem listed, never half-applied.
+"""
+
+from edge_agent.core import cbor
+from edge_agent.core.board import board_from_dict
+from edge_agent.core.cose import MIN_HMAC_KEY
+from edge_agent.core.signals import check_device_id
+
+FORMAT = 1
+
+
+class ConfigError(ValueError):
+    """A config file is missing, damaged or of another format version."""
+
+
+def _read(path, what):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise ConfigError("%s: cannot read the %s (%s); copy it with `make flash`" % (path, what, exc))
+    try:
+        value = cbor.loads(data)
+    except cbor.CBORError as exc:
+        raise ConfigError("%s: the %s is not valid CBOR (%s); rebuild it with edge-agent firmware" % (path, what, exc))
+    if not isinstance(value, dict) or value.get("format") != FORMAT:
+        raise ConfigError("%s: not a format-%d %s; rebuild it with this version's edge-agent firmware"
+                          % (path, FORMAT, what))
+    return value
+
+
+class BoardConfig:
+    def __init__(self, board, uarts, inputs):
+        self.board = board
+        self.uarts = uarts  # bus id -> [uart id, tx pin or None, rx pin or None]
+        self.inputs = inputs  # sensor id -> pin number
+
+
+def load_board(path):
+    data = _read(path, "board config")
+    board = board_from_dict(data.get("board"), data.get("source", path))  # raises BoardError
+    return BoardConfig(board, data.get("uarts") or {}, data.get("inputs") or {})
+
+
+class DeviceSettings:
+    def __init__(self, data, path):
+        self.device_id = data.get("device_id")
+        reason = check_device_id(self.device_id)
+        if reason:
+            raise ConfigError("%s: device_id: %s" % (path, reason))
+        self.secret = data.get("secret")
+        if not isinstance(self.secret, bytes) or len(self.secret) < MIN_HMAC_KEY:
+            raise ConfigError("%s: the HMAC secret is missing or under %d bytes; re-provision the device"
+                              % (path, MIN_HMAC_KEY))
+        broker = data.get("broker") or {}
+        self.host = broker.get("host")
+        self.port = broker.get("port")
+        self.keepalive_s = broker.get("keepalive_s", 30)
+        if not isinstance(self.host, str) or not isinstance(self.port, int):
+            raise ConfigError("%s: broker host and port missing; re-provision with --broker HOST:PORT" % path)
+        self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
+
+    def __repr__(self):  # never show the secret
+        return "DeviceSettings(%r, broker %s:%d, %s)" % (self.device_id, self.host, self.port,
+                                                          "TLS" if self.tls else "plaintext")
+
+
+def load_device(path):
+    return DeviceSettings(_read(path, "device settings"), path)

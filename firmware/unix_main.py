@@ -1,0 +1,136 @@
+"""Run the real firmware on the MicroPython unix port (the test vehicle).
+
+    MICROPYPATH=firmware:.:.frozen micropython firmware/unix_main.py \\
+        --board build/board.cbor --device build/device.cbor \\
+        --uart uart0=/dev/pts/7 --store /tmp/store [options]
+
+Options (all optional but --board, --device, --store):
+    --uart BUS=PATH          a bus's UART is this pty (repeatable)
+    --output-pin OUT=FILE    a board output drives a simulated pin whose level is kept in FILE
+    --input-pin SENSOR=FILE  a simulated switch read from FILE ("0"/"1") as SENSOR
+    --clock-speed N          the clock runs N times real time (a simulated day in seconds)
+    --clock-start MS         the clock's start, ms since the epoch (default: now)
+    --telemetry-interval-ms N, --heap-log-ms N, --backoff-max-ms N, --grace-ms N
+    --duration S             stop cleanly after S real seconds
+
+Standard input: a line "stop" stops cleanly (pending telemetry stored,
+what the link allows sent, store closed, "last seq issued N" printed).
+Everything else is firmware/app.py, the same code as on the ESP32; only
+the hardware objects differ (firmware/unix_hw.py).
+"""
+
+import asyncio
+import sys
+import time
+
+import config as cfg
+from app import Firmware
+from identity import HmacIdentity
+from mqtt_client import MQTTClient, tls_context
+from store_flash import FlashDir
+from unix_hw import SimPin, pty_uart
+from uplink import will_for
+
+USAGE = "usage: unix_main.py --board FILE --device FILE --store DIR [--uart BUS=PATH] ... (see the module doc)"
+
+
+def log(level, text):
+    print("%s %s" % (level, text))
+
+
+def parse(argv):
+    options = {"uart": [], "output-pin": [], "input-pin": []}
+    i = 0
+    while i < len(argv):
+        name = argv[i]
+        if not name.startswith("--") or i + 1 >= len(argv):
+            raise SystemExit("%s: expected --OPTION VALUE\n%s" % (name, USAGE))
+        key, value = name[2:], argv[i + 1]
+        if key in options and isinstance(options[key], list):
+            if "=" not in value:
+                raise SystemExit("--%s %s: write NAME=PATH" % (key, value))
+            options[key].append(value.split("=", 1))
+        else:
+            options[key] = value
+        i += 2
+    for required in ("board", "device", "store"):
+        if required not in options:
+            raise SystemExit("--%s is required\n%s" % (required, USAGE))
+    return options
+
+
+def make_clock(speed, start_ms):
+    if speed == 1 and start_ms is None:
+        return lambda: time.time_ns() // 1000000
+    base = start_ms if start_ms is not None else time.time_ns() // 1000000
+    t0 = time.ticks_ms()
+    return lambda: base + int(time.ticks_diff(time.ticks_ms(), t0) * speed)
+
+
+async def watch_stdin(stop):
+    reader = asyncio.StreamReader(sys.stdin)
+    while True:
+        line = await reader.readline()
+        if not line:
+            return  # no stdin (/dev/null): only --duration stops us
+        if line.strip() == b"stop":
+            stop.set()
+            return
+
+
+async def main(options):
+    board_config = cfg.load_board(options["board"])
+    settings = cfg.load_device(options["device"])
+    board = board_config.board
+    speed = int(options.get("clock-speed", "1"))
+    start = options.get("clock-start")
+    clock = make_clock(speed, int(start) if start is not None else None)
+    uarts = {}
+    for bus_id, path in options["uart"]:
+        if bus_id not in board.buses:
+            raise SystemExit("--uart %s: no bus %r on board %s (buses: %s)"
+                             % (bus_id, bus_id, board.name, ", ".join(sorted(board.buses))))
+        uarts[bus_id] = pty_uart(path)
+    output_pins = {}
+    for output_id, path in options["output-pin"]:
+        if output_id not in board.outputs:
+            raise SystemExit("--output-pin %s: no output %r on board %s" % (output_id, output_id, board.name))
+        output_pins[output_id] = SimPin(output_id, path, level=0 if board.outputs[output_id].active_low else 1)
+    input_pins = {}
+    for sensor_id, path in options["input-pin"]:
+        input_pins[sensor_id] = SimPin(sensor_id, path)
+    ssl = None
+    if settings.tls:
+        ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"])
+    client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
+                        will=will_for(settings.device_id), ssl=ssl, max_packet=4096,
+                        on_message=lambda message: firmware.uplink.on_message(message))
+    backoff = options.get("backoff-max-ms")
+    firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client, FlashDir(options["store"]),
+                        uarts, clock, log, output_pins=output_pins, input_pins=input_pins, speed=speed,
+                        telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
+                        heap_log_ms=int(options.get("heap-log-ms", "5000")),
+                        backoff_max_ms=int(backoff) if backoff else None)
+    stop = asyncio.Event()
+    running = asyncio.create_task(firmware.run())
+    watcher = asyncio.create_task(watch_stdin(stop))
+    duration = options.get("duration")
+    try:
+        if duration is None:
+            await stop.wait()
+        else:
+            try:
+                await asyncio.wait_for(stop.wait(), float(duration))
+            except asyncio.TimeoutError:
+                pass
+        log("info", "stopping")
+        await firmware.drain(int(options.get("grace-ms", "3000")))
+    finally:
+        running.cancel()
+        watcher.cancel()
+        firmware.close()
+        log("info", "heap min_free=%s" % firmware.heap_min_free)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse(sys.argv[1:])))

@@ -1,0 +1,173 @@
+"""The firmware's uplink: drains the durable store to the broker with the
+project's own MQTT client (firmware/mqtt_client.py), most urgent first,
+and acknowledges in the store only what the broker has acknowledged.
+
+Per session (the same rules as the gateway's edge_agent/uplink.py):
+
+    connect (last will: retained "offline" status)
+    rewind the store (what was in flight may not have arrived: send again;
+        receivers drop duplicates by seq)
+    publish retained "online" status; subscribe to ea/v1/<device>/cmd
+    repeat: batch = store.read()  (the most urgent lane first)
+            alerts one per message, the rest in bundles (one MAC each)
+            await every PUBACK, then store.ack(batch)
+
+A lost link ends the session; the next one starts after a backoff with
+full jitter (a fleet that lost its broker together must not return
+together), doubling up to ``backoff_max_ms``. Memory: a batch is at most
+``batch_records`` records (their bytes are held until acknowledged), and
+bundles are built per publish, so the peak is about one batch twice.
+
+``client`` is firmware/mqtt_client.py's MQTTClient, made by the
+composition root with the broker, TLS and the last will
+(``will_for(device_id)``); this loop only connects and publishes.
+"""
+
+import asyncio
+import random
+
+from edge_agent.core import bundle, cbor
+from edge_agent.core import signals as sg
+from mqtt_packets import MQTTError, Will
+
+# Checked this often while idle: a dead link is noticed by the client's
+# keepalive; this only bounds how long the pump sleeps past it.
+IDLE_CHECK_S = 1
+
+BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batch
+BUNDLE_MAX_BYTES = 4096  # one publish stays a few TCP segments on a slow link
+BACKOFF_FIRST_MS = 500
+BACKOFF_MAX_MS = 30000
+URGENT_PRIORITY = sg.PRIORITY_HIGH
+
+
+def status_topic(device_id):
+    return "%s/%s/status" % (sg.TOPIC_ROOT, device_id)
+
+
+def command_topic(device_id):
+    return "%s/%s/cmd" % (sg.TOPIC_ROOT, device_id)
+
+
+def status_payload(device_id, online):
+    return cbor.dumps({sg.K_VERSION: sg.VERSION, sg.K_DEVICE: device_id, sg.K_ONLINE: online})
+
+
+def group_for_publish(records, urgent):
+    """[(kind, [records])]: urgent records one per message, the rest in
+    bundles of one kind (edge_agent/uplink.py, with a board's limits)."""
+    groups = []
+    size = 0
+    for record in records:
+        kind = bundle.peek_kind(record)
+        if (urgent or not groups or groups[-1][0] != kind or size + len(record) > BUNDLE_MAX_BYTES
+                or len(groups[-1][1]) >= bundle.MAX_BUNDLE_SIGNALS):
+            groups.append((kind, [record]))
+            size = len(record)
+        else:
+            groups[-1][1].append(record)
+            size += len(record)
+    return groups
+
+
+def will_for(device_id):
+    """The last will: the broker publishes "offline" (retained) for us."""
+    return Will(status_topic(device_id), status_payload(device_id, False), qos=1, retain=True)
+
+
+class Uplink:
+    def __init__(self, client, identity, store, log, on_command=None, backoff_max_ms=BACKOFF_MAX_MS,
+                 batch_records=BATCH_RECORDS):
+        self.client = client
+        self.identity = identity
+        self.device_id = identity.device_id
+        self.store = store
+        self.log = log
+        self.on_command = on_command
+        self.backoff_max_ms = backoff_max_ms
+        self.batch_records = batch_records
+        self.wakeup = asyncio.Event()
+        self.online = False
+        self.published = 0  # signals acknowledged by the broker
+        self.messages = 0
+        self.connects = 0
+        self.failures = 0
+
+    def notify(self):
+        """Something was stored: wake the sender."""
+        self.wakeup.set()
+
+    async def run(self):
+        backoff = BACKOFF_FIRST_MS
+        while True:
+            try:
+                await self._session()
+                backoff = BACKOFF_FIRST_MS
+            except (MQTTError, OSError, asyncio.TimeoutError) as exc:
+                # MQTTError: refused CONNACK, lost link, malformed packet;
+                # OSError: refused, reset, TLS handshake.
+                self.failures += 1
+                self.online = False
+                wait = random.randint(0, backoff)
+                self.log("warning", "broker unreachable (%s: %s); retrying in %d ms"
+                         % (type(exc).__name__, exc, wait))
+                await asyncio.sleep(wait / 1000)
+                backoff = min(backoff * 2, self.backoff_max_ms)
+
+    async def _session(self):
+        client = self.client
+        try:
+            await client.connect()
+            self.connects += 1
+            self.store.rewind()
+            await client.publish(status_topic(self.device_id), status_payload(self.device_id, True), qos=1,
+                                 retain=True)
+            if self.on_command is not None:
+                await client.subscribe(command_topic(self.device_id), qos=1)
+            self.online = True
+            self.log("info", "connected to broker (session %d)" % self.connects)
+            await self._pump(client)
+        finally:
+            self.online = False
+            if client.connected:
+                await client.disconnect()
+
+    def on_message(self, message):
+        """The client's callback for subscribed topics (commands)."""
+        if self.on_command is not None:
+            self.on_command(message.topic, message.payload)
+
+    async def _pump(self, client):
+        while True:
+            self.wakeup.clear()
+            batch = self.store.read(max_records=self.batch_records)
+            if batch is None:
+                if not client.connected:
+                    raise OSError("link lost: %s" % (client.error,))
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), IDLE_CHECK_S)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            groups = group_for_publish(batch.records, urgent=batch.lane <= URGENT_PRIORITY)
+            publishes = []
+            for kind, records in groups:
+                payload = records[0] if len(records) == 1 else bundle.encode(records)
+                publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload), qos=1))
+            # Pipelined: the batch's messages are in flight together.
+            await asyncio.gather(*publishes)
+            self.store.ack(batch.lane, batch.end)
+            self.published += len(batch.records)
+            self.messages += len(publishes)
+
+    async def announce_offline(self):
+        """A clean stop: say offline ourselves (a clean DISCONNECT does not
+        fire the will)."""
+        client = self.client
+        if client.connected:
+            try:
+                await client.publish(status_topic(self.device_id), status_payload(self.device_id, False), qos=1,
+                                     retain=True)
+                await client.disconnect()
+            except (MQTTError, OSError, asyncio.TimeoutError):
+                pass
