@@ -99,6 +99,10 @@ class Rejection(ValueError):
         self.reason = reason
         self.detail = detail
         self.operator = operator
+        # Set when the signature was good but the command is refused (a
+        # replay, expired, another model): its name and args, for the audit.
+        self.command_name = None
+        self.command_args = None
 
 
 def check_name(name):
@@ -362,6 +366,16 @@ def verify_command(data, trusted, device_id, model, now_ms, last_counter):
     ``last(operator, target)``). The caller records the new counter
     (Counters.advance) only once the command is applied."""
     operator, body = _open(data, trusted)
+    try:
+        return _command(body, operator, device_id, model, now_ms, last_counter)
+    except Rejection as exc:
+        if body.get(O_TYPE) == TYPE_COMMAND and isinstance(body.get(O_NAME), str):
+            exc.command_name = body[O_NAME]
+            exc.command_args = body.get(O_ARGS) if isinstance(body.get(O_ARGS), dict) else None
+        raise
+
+
+def _command(body, operator, device_id, model, now_ms, last_counter):
     _expect_type(body, TYPE_COMMAND, operator)
     name = body.get(O_NAME)
     args = body.get(O_ARGS, {})

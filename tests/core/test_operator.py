@@ -217,3 +217,10 @@ def test_topics():
     assert op.command_topic("unit-1") == "ea/v1/unit-1/cmd"
     assert op.topic_for_target("unit-1") == "ea/v1/unit-1/cmd"
     assert op.topic_for_target("model:EA-TEST-1") == "ea/v1/model/EA-TEST-1/cmd"
+
+
+def test_refused_authentic_commands_name_themselves():
+    err = raises(op.Rejection, _command, "cmd_advisory", "unit-1", "EA-OTHER")
+    assert (err.reason, err.command_name, err.command_args["severity"]) == ("wrong-model", "advisory", "warning")
+    err = raises(op.Rejection, _command, "cmd_rogue")
+    assert err.command_name is None and err.command_args is None
