@@ -40,6 +40,8 @@ EOF = "eof"
 # A `login TOKEN` line is the longest thing a person sends: a token is
 # ~200-300 characters of base64url. 512 leaves room and bounds memory.
 MAX_LINE = 512
+# Refused lines in a row after which their messages stop (noise on the line).
+QUIET_AFTER = 3
 
 _CR = 13
 _LF = 10
@@ -64,7 +66,9 @@ class LineDiscipline:
         self.prompt = prompt
         self.max_line = max_line
         self.echo = echo
-        self._pending = bytearray()  # received, not yet processed
+        self._pending = bytearray()  # received; processed up to _pos
+        self._pos = 0
+        self._refused = 0  # lines refused in a row (garbage, overlong)
         self._line = bytearray()
         self._out = bytearray()
         self._after_cr = False
@@ -78,19 +82,26 @@ class LineDiscipline:
     # -- input ---------------------------------------------------------------
 
     def receive(self, data):
-        self._pending.extend(data)
+        if self._pos >= len(self._pending):
+            self._pending = bytearray(data)
+            self._pos = 0
+        else:
+            self._pending.extend(data)
 
     def next_event(self):
         """Process queued bytes up to the next event; return (kind, text) or
         None when more bytes are needed. One event at a time, so a pasted
         block's second line is echoed only after the first one's output."""
         pending = self._pending
-        i = 0
+        i = self._pos
         event = None
         while i < len(pending) and event is None:
             event = self._byte(pending[i])
             i += 1
-        self._pending = pending[i:]
+        self._pos = i
+        if i >= len(pending):
+            self._pending = bytearray()
+            self._pos = 0
         return event
 
     def _byte(self, b):
@@ -154,8 +165,8 @@ class LineDiscipline:
         self._line = bytearray()
         self._garbage = 0
         self._write(b"\r\n")
-        self._write(("error: line longer than %d characters, dropped up to the next Enter "
-                     "(paste tokens whole, one command per line)\r\n" % self.max_line).encode())
+        self._refusal("error: line longer than %d characters, dropped up to the next Enter "
+                      "(paste tokens whole, one command per line)" % self.max_line)
         self._prompt_shown = False
 
     def _end_of_line(self):
@@ -170,14 +181,25 @@ class LineDiscipline:
             self._line = bytearray()
             self._garbage = 0
             self.stats["garbled"] += 1
-            self.respond("error: line ignored: %d byte%s that %s not text (first 0x%02x at column %d); "
+            self._refusal("error: line ignored: %d byte%s that %s not text (first 0x%02x at column %d); "
                           "the console reads printable ASCII: check the terminal's baud rate (8N1)"
                           % (count, "" if count == 1 else "s", "is" if count == 1 else "are", byte, column))
+            self._show_prompt()
             return None
         text = self._line.decode()
         self._line = bytearray()
+        self._refused = 0
         self.stats["lines"] += 1
         return (LINE, text)
+
+    def _refusal(self, message):
+        """Say why a line was refused; on a noisy line (wrong baud rate)
+        only the first few times, so the answer is never bigger than the noise."""
+        self._refused += 1
+        if self._refused < QUIET_AFTER:
+            self._write(message.encode() + b"\r\n")
+        elif self._refused == QUIET_AFTER:
+            self._write(message.encode() + b"\r\n(more refused lines follow; quiet until a good line)\r\n")
 
     def _interrupt(self):
         self.stats["interrupts"] += 1
