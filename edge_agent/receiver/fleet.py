@@ -23,9 +23,11 @@ a **fleet incident** is stored (table fleet_incidents) and an **advisory**
 operator key for target ``model:<model>`` and queued for every registered
 device of that model (table fleet_advisories): one Ed25519 signature for
 the Ed25519 devices, a COSE_Mac0 under each HMAC device's own secret for the
-small boards (they cannot verify Ed25519). The receiver publishes queued
-advisories on each device's command topic after its commit and marks them
-sent at the PUBACK, so a crash in between sends them again at the next
+small boards (they cannot verify Ed25519). The receiver publishes the
+signed advisory once on the model's command topic (``ea/v1/model/<model>/
+cmd``, which every device of the model subscribes to) and each Mac0 one on
+its device's own command topic, after its commit, and marks them sent at
+the PUBACK, so a crash in between sends them again at the next
 start rather than never.
 
 One incident per (model, component) at a time: a stuck fan is also
@@ -43,6 +45,7 @@ import json
 import math
 import time
 
+from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
 
 DEFAULT_K = 3
@@ -87,10 +90,6 @@ CREATE TABLE IF NOT EXISTS fleet_advisories (
 
 def now_ms():
     return time.time_ns() // 1_000_000
-
-
-def command_topic(device_id):
-    return "%s/%s/cmd" % (sg.TOPIC_ROOT, device_id)
 
 
 def fault_class(signal):
@@ -250,19 +249,19 @@ class FleetWatch:
                 "id": ADVISORY_ID_PREFIX + str(incident.id), "severity": self.settings.severity}
         issued = self.clock()
         ttl = self.settings.advisory_ttl_s
-        signed = None  # one Ed25519 signature serves every EdDSA device
+        signed = None  # one Ed25519 signature, one message on the model's topic
         for device_id in self.models.get(incident.model, []):
             device = self.registry.devices[device_id]
             if device.secret is not None:
+                topic = op.command_topic(device_id)
                 payload = self.operator.command(target, ADVISORY, args, counter, ttl, now_ms=issued,
                                                 device_secret=device.secret)
             else:
                 if signed is None:
                     signed = self.operator.command(target, ADVISORY, args, counter, ttl, now_ms=issued)
-                payload = signed
+                topic, payload = op.topic_for_target(target), signed
             self.db.execute("INSERT INTO fleet_advisories (incident, device, topic, payload, counter) "
-                            "VALUES (?, ?, ?, ?, ?)", (incident.id, device_id, command_topic(device_id), payload,
-                                                       counter))
+                            "VALUES (?, ?, ?, ?, ?)", (incident.id, device_id, topic, payload, counter))
         # Persisted before the commit that queues them: a counter is never
         # reused, even if this transaction is lost (a skipped counter is
         # harmless; a reused one is refused as a replay).

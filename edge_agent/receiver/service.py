@@ -165,11 +165,13 @@ class Receiver:
             queued = self.fleet.unsent(limit=ADVISORY_BATCH)
             if not queued:
                 return
-            await asyncio.gather(*(client.publish(topic, payload, qos=1) for _, _, topic, payload in queued))
+            # Rows of a model's devices share one message on the model's topic.
+            messages = dict(((topic, payload), None) for _, _, topic, payload in queued)
+            await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in messages))
             self.storage.begin()
             self.fleet.mark_sent([(incident, device) for incident, device, _, _ in queued], now_ms())
             self.storage.commit()
-            log.warning("fleet: %d advisories published", len(queued))
+            log.warning("fleet: advisories for %d devices published in %d messages", len(queued), len(messages))
 
 
 def _session_properties():
