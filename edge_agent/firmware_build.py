@@ -43,16 +43,43 @@ class FirmwareBuildError(Exception):
 # -- compile-board ---------------------------------------------------------
 
 
-def compile_board(path):
+def parse_uart(text, board):
+    """'BUS=ID' or 'BUS=ID:TX:RX' (the ESP32's UART number and GPIO pins)."""
+    bus, sep, spec = text.partition("=")
+    parts = spec.split(":")
+    if not sep or len(parts) not in (1, 3) or not all(p.isdigit() for p in parts):
+        raise FirmwareBuildError("--uart %s: write BUS=UART_ID or BUS=UART_ID:TX_PIN:RX_PIN, e.g. uart0=2:17:16" % text)
+    if bus not in board.buses:
+        raise FirmwareBuildError("--uart %s: no bus %r in %s (buses: %s)" % (text, bus, board.source,
+                                                                           ", ".join(sorted(board.buses))))
+    numbers = [int(p) for p in parts]
+    return bus, numbers if len(numbers) == 3 else [numbers[0], None, None]
+
+
+def parse_input(text, board):
+    """'SENSOR=PIN': a switch on GPIO PIN read as SENSOR."""
+    sensor, sep, pin = text.partition("=")
+    if not sep or not pin.isdigit():
+        raise FirmwareBuildError("--input %s: write SENSOR=GPIO_NUMBER, e.g. door_open=4" % text)
+    if sensor not in board.sensors:
+        raise FirmwareBuildError("--input %s: no sensor %r in %s" % (text, sensor, board.source))
+    return sensor, int(pin)
+
+
+def compile_board(path, uarts=(), inputs=()):
     """The CBOR config for the board file ``path``: validated first (raises
-    BoardError listing every problem), then the parsed table as is."""
+    BoardError listing every problem), then the parsed table as is, with
+    the ESP32 wiring: ``uarts`` ['BUS=ID[:TX:RX]'] and ``inputs`` ['SENSOR=PIN'].
+    Buses without a UART are not read on the device (an ESP32 has three)."""
     from edge_agent.boardfile import load_board
 
     board = load_board(path)  # every check the gateway makes, with the file name
     with open(path, "rb") as f:
         data = tomllib.load(f)
+    wiring = dict(parse_uart(text, board) for text in uarts)
+    pins = dict(parse_input(text, board) for text in inputs)
     return cbor.dumps({"format": CONFIG_FORMAT, "source": os.path.basename(str(path)), "board": data,
-                       "model": board.model})
+                       "uarts": wiring, "inputs": pins})
 
 
 # -- provision -------------------------------------------------------------
@@ -88,7 +115,8 @@ def _der_key(path):
                              serialization.NoEncryption())
 
 
-def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30):
+def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30, wifi_ssid=None,
+              wifi_password=None):
     """The device settings CBOR: device id, its HMAC secret, the broker and,
     for TLS, the CA, client certificate and key in DER. Secret material:
     write it with mode 0600 and never print it."""
@@ -105,6 +133,8 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
         raise FirmwareBuildError("TLS needs all three of --ca, --cert and --key")
     if all(tls):
         settings["tls"] = {"ca": _der_cert(ca), "cert": _der_cert(cert), "key": _der_key(key)}
+    if wifi_ssid:
+        settings["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
     return cbor.dumps(settings)
 
 
@@ -131,13 +161,16 @@ def mpy_cross():
 
 def firmware_sources():
     """(source path, path on the device) for every module the firmware needs."""
-    pairs = [(os.path.join(ROOT, "edge_agent", "__init__.py"), "edge_agent/__init__.py")]
+    # /lib is on MicroPython's default sys.path; the firmware's modules
+    # import each other by bare name (as on the unix port with
+    # MICROPYPATH=firmware:...) and the core as edge_agent.core.
+    pairs = [(os.path.join(ROOT, "edge_agent", "__init__.py"), "lib/edge_agent/__init__.py")]
     for name in sorted(os.listdir(CORE_DIR)):
         if name.endswith(".py"):
-            pairs.append((os.path.join(CORE_DIR, name), "edge_agent/core/" + name))
+            pairs.append((os.path.join(CORE_DIR, name), "lib/edge_agent/core/" + name))
     for name in sorted(os.listdir(FIRMWARE_DIR)):
         if name.endswith(".py") and name not in HOST_ONLY:
-            pairs.append((os.path.join(FIRMWARE_DIR, name), name if name == BOOT_MODULE else "firmware/" + name))
+            pairs.append((os.path.join(FIRMWARE_DIR, name), name if name == BOOT_MODULE else "lib/" + name))
     return pairs
 
 
@@ -166,8 +199,6 @@ def build(out_dir, march=DEFAULT_MARCH, extra_files=()):
         dest = os.path.join(tree, os.path.basename(path))
         shutil.copyfile(path, dest)
         rows.append((os.path.basename(path), os.path.getsize(path), os.path.getsize(dest)))
-    # Packages need no __init__ on MicroPython, but the firmware dir gets
-    # one so `import firmware.x` reads the same on both interpreters.
     report = format_report(rows, march)
     with open(os.path.join(out_dir, "size-report.txt"), "w") as f:
         f.write(report)
@@ -178,9 +209,9 @@ def format_report(rows, march):
     lines = ["%-36s %8s %8s" % ("module (%s)" % march, ".py", "flash")]
     for target, source_bytes, flash_bytes in rows:
         lines.append("%-36s %8d %8d" % (target, source_bytes, flash_bytes))
-    core = sum(r[2] for r in rows if r[0].startswith("edge_agent/"))
-    firmware = sum(r[2] for r in rows if not r[0].startswith("edge_agent/"))
-    lines.append("%-36s %8s %8d" % ("core (edge_agent/)", "", core))
+    core = sum(r[2] for r in rows if r[0].startswith("lib/edge_agent/"))
+    firmware = sum(r[2] for r in rows if not r[0].startswith("lib/edge_agent/"))
+    lines.append("%-36s %8s %8d" % ("core (lib/edge_agent/)", "", core))
     lines.append("%-36s %8s %8d" % ("firmware (firmware/, main.py, configs)", "", firmware))
     lines.append("%-36s %8d %8d" % ("total", sum(r[1] for r in rows), core + firmware))
     return "\n".join(lines) + "\n"
@@ -217,6 +248,10 @@ def add_arguments(parser):
     compile_ = sub.add_parser("compile-board", help="validate a board file and compile it to the device's CBOR config")
     compile_.add_argument("board", metavar="BOARD")
     compile_.add_argument("-o", "--output", required=True, metavar="FILE", help="e.g. build/firmware/board.cbor")
+    compile_.add_argument("--uart", action="append", default=[], metavar="BUS=ID[:TX:RX]",
+                          help="read BUS from the ESP32's UART ID (optionally on GPIO TX/RX); repeatable")
+    compile_.add_argument("--input", action="append", default=[], metavar="SENSOR=PIN",
+                          help="read SENSOR from a switch on GPIO PIN (pull-up); repeatable")
     compile_.set_defaults(firmware_func=_cmd_compile)
 
     prov = sub.add_parser("provision", help="the device's settings CBOR: id, HMAC secret, broker, DER certs (mode 0600)")
@@ -226,6 +261,7 @@ def add_arguments(parser):
     prov.add_argument("--cert", metavar="FILE")
     prov.add_argument("--key", metavar="FILE")
     prov.add_argument("--keepalive", type=int, default=30, metavar="S")
+    prov.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (password from $EA_WIFI_PASSWORD, never argv)")
     prov.add_argument("-o", "--output", required=True, metavar="FILE")
     prov.set_defaults(firmware_func=_cmd_provision)
 
@@ -255,7 +291,7 @@ def run(args):
 
 
 def _cmd_compile(args):
-    data = compile_board(args.board)
+    data = compile_board(args.board, args.uart, args.input)
     with open(args.output, "wb") as f:
         f.write(data)
     print("%s: %d bytes (board %s)" % (args.output, len(data), args.board))
@@ -266,7 +302,8 @@ def _cmd_provision(args):
     host, sep, port = args.broker.rpartition(":")
     if not sep or not port.isdigit():
         raise FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
-    data = provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive)
+    data = provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive, args.wifi_ssid,
+                     os.environ.get("EA_WIFI_PASSWORD"))
     write_private(args.output, data)
     print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
     return 0

@@ -6,7 +6,8 @@
                   "uarts": {bus: [uart id, tx, rx]}, "inputs": {sensor: pin}}
     device.cbor  {"format": 1, "device_id", "secret" (HMAC key),
                   "broker": {"host", "port", "keepalive_s"},
-                  "tls": {"ca", "cert", "key"} (DER; absent: plaintext)}
+                  "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
+                  "wifi": {"ssid", "password"} (absent: the network is up already)}
 
 The board is validated again here by the same core code as on the
 gateway (board_from_dict), so a damaged or hand-edited file is refused
@@ -71,6 +72,7 @@ class DeviceSettings:
         if not isinstance(self.host, str) or not isinstance(self.port, int):
             raise ConfigError("%s: broker host and port missing; re-provision with --broker HOST:PORT" % path)
         self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
+        self.wifi = data.get("wifi")  # {"ssid", "password"} on a board; None on the unix port
 
     def __repr__(self):  # never show the secret
         return "DeviceSettings(%r, broker %s:%d, %s)" % (self.device_id, self.host, self.port,

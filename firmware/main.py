@@ -1,0 +1,97 @@
+"""ESP32 boot entry: /main.py on the board (copied as source; the rest is .mpy in /lib).
+
+Reads /board.cbor and /device.cbor (made by `edge-agent firmware
+compile-board` and `provision`), joins Wi-Fi, and runs firmware/app.py
+with the board's machine.UART and machine.Pin objects, a littlefs store in
+/store and our MQTT client. The unix port runs the same app through
+firmware/unix_main.py with simulated hardware.
+"""
+
+import asyncio
+import time
+
+import machine
+
+import config as cfg
+from app import Firmware
+from identity import HmacIdentity
+from mqtt_client import MQTTClient, tls_context
+from store_flash import FlashDir
+from uplink import will_for
+
+BOARD = "/board.cbor"
+DEVICE = "/device.cbor"
+STORE = "/store"
+WIFI_TIMEOUT_MS = 20000
+UART_RX_BUFFER = 1024  # bytes the UART driver holds while the loop is busy (at 115200 baud: 90 ms)
+
+
+def log(level, text):
+    print("%s %s" % (level, text))
+
+
+def clock():
+    # Wall-clock ms since 1970 (MicroPython >= 1.22 uses the Unix epoch on
+    # the ESP32); join_wifi sets the RTC by NTP so stamps are real.
+    return time.time_ns() // 1000000
+
+
+def join_wifi(wifi):
+    import network
+
+    station = network.WLAN(network.STA_IF)
+    station.active(True)
+    if not station.isconnected():
+        station.connect(wifi["ssid"], wifi["password"])
+        start = time.ticks_ms()
+        while not station.isconnected():
+            if time.ticks_diff(time.ticks_ms(), start) > WIFI_TIMEOUT_MS:
+                log("warning", "wifi %s: not connected after %d ms; buffering offline" % (wifi["ssid"], WIFI_TIMEOUT_MS))
+                return
+            time.sleep_ms(100)
+    try:
+        import ntptime
+
+        ntptime.settime()
+    except (ImportError, OSError) as exc:
+        log("warning", "ntp: %s; timestamps follow the RTC" % (exc,))
+
+
+def hardware(board_config):
+    board = board_config.board
+    uarts = {}
+    for bus_id in sorted(board_config.uarts):
+        uart_id, tx, rx = board_config.uarts[bus_id]
+        bus = board.buses[bus_id]
+        kwargs = {"baudrate": bus.baud, "timeout": 0, "rxbuf": UART_RX_BUFFER}
+        if tx is not None:
+            kwargs["tx"] = tx
+            kwargs["rx"] = rx
+        uarts[bus_id] = machine.UART(uart_id, **kwargs)
+    outputs = {}
+    for output_id in sorted(board.outputs):
+        output = board.outputs[output_id]
+        # Every line starts on (the core's view), as physical level.
+        outputs[output_id] = machine.Pin(output.line, machine.Pin.OUT, value=0 if output.active_low else 1)
+    inputs = {}
+    for sensor_id in sorted(board_config.inputs):
+        inputs[sensor_id] = machine.Pin(board_config.inputs[sensor_id], machine.Pin.IN, machine.Pin.PULL_UP)
+    return uarts, outputs, inputs
+
+
+async def run():
+    board_config = cfg.load_board(BOARD)
+    settings = cfg.load_device(DEVICE)
+    if settings.wifi:
+        join_wifi(settings.wifi)
+    ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
+    client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
+                        will=will_for(settings.device_id), ssl=ssl, max_packet=4096,
+                        on_message=lambda message: firmware.uplink.on_message(message))
+    uarts, outputs, inputs = hardware(board_config)
+    firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,
+                        FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs)
+    await firmware.run()
+
+
+asyncio.run(run())
