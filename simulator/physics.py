@@ -37,6 +37,7 @@ from edge_agent.core import reading as rd
 T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
 DAY_MS = 86400000
 HOUR_MS = 3600000
+TWO_PI = 2 * math.pi
 
 SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss")
 PROCESSES = ("steady", "coolant_loop", "bearing")
@@ -73,6 +74,11 @@ class PhysicalSensor:
         self.rng = random.Random(seed)
         self._weather = 0.0
         self._weather_hour = None
+        # Parameters read on every sample, looked up once.
+        self._level = self.params.get("level", 0.0)
+        self._cycle_amp = self.params.get("cycle", 0.0)
+        self._noise = self.params.get("noise", 0.0)
+        self._weather_sd = self.params.get("weather", 0.0)
         # coolant_loop state
         self._temp = None
         self._last_t = None
@@ -98,11 +104,13 @@ class PhysicalSensor:
 
     def _cycle(self, day, amplitude):
         # Peak at 15:00: sin is 1 a quarter period after 09:00.
-        return amplitude * math.sin(2 * math.pi * (day - 0.375))
+        return amplitude * math.sin(TWO_PI * (day - 0.375))
 
     def _weather_at(self, t_ms):
-        sd = self.params.get("weather", 0.0)
         hour = (t_ms - self.start_ms) // HOUR_MS
+        if self._weather_hour is not None and self._weather_hour >= hour:
+            return self._weather  # the same hour: no new step
+        sd = self._weather_sd
         while self._weather_hour is None or self._weather_hour < hour:
             self._weather_hour = hour if self._weather_hour is None else self._weather_hour + 1
             self._weather = 0.98 * self._weather + self.rng.gauss(0, sd)
@@ -115,7 +123,7 @@ class PhysicalSensor:
         if self.process == "coolant_loop":
             return self._coolant(t_ms, day, any(f.kind == "cooling_loss" for f in faults_now))
         weather = self._weather_at(t_ms)
-        level = p.get("level", 0.0)
+        level = self._level
         if self.process == "bearing":
             start = p.get("wear_start_day", 0.0)
             if day > start:
@@ -125,7 +133,7 @@ class PhysicalSensor:
                     level += p.get("wear_scale", 1.0) * (math.exp(p.get("wear_per_day", 0.0) * worn) - 1.0)
                 else:
                     level += p.get("wear_per_day", 0.0) * worn
-        return level + self._cycle(day, p.get("cycle", 0.0)) + weather
+        return level + self._cycle_amp * math.sin(TWO_PI * (day - 0.375)) + weather
 
     def _coolant(self, t_ms, day, cooling_lost):
         """dT/dt = load + (ambient - T) / tau_loss - radiator, in degC per
@@ -161,10 +169,12 @@ class PhysicalSensor:
 
     def sample(self, t_ms):
         """The Reading the sensor sends at t_ms, or None when it sends nothing."""
-        active = [f for f in self.faults if f.start <= t_ms < f.end]
+        active = [f for f in self.faults if f.start <= t_ms < f.end] if self.faults else ()
         value = self.true_value(t_ms, active)
-        noise_sd = self.params.get("noise", 0.0)
+        noise_sd = self._noise
         value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
+        if not active:
+            return rd.Reading(t_ms, self.id, self._quantise(value))
         for f in active:
             kind = f.kind
             if kind == "dropout":

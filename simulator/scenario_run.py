@@ -420,10 +420,12 @@ def _run(spec, seed, result, workdir, console, quiet, record):
     task = None
     show = console is not None and not quiet and console.is_terminal
     steps = 0
+    next_show = 2000
     try:
         while True:
             steps += 1
-            if show and steps % 2000 == 0:
+            if show and steps >= next_show:
+                next_show = steps + 2000
                 elapsed = time.perf_counter() - wall0
                 if progress is None and elapsed > PROGRESS_AFTER_S:
                     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -497,22 +499,41 @@ def _run(spec, seed, result, workdir, console, quiet, record):
             elif which == "evict":
                 vd.evictions_signal(now)
             else:
-                t, sid = heapq.heappop(queue)
-                model = models[sid]
-                heapq.heappush(queue, (t + model.period_ms, sid))
-                if not vd.on:
-                    continue
-                if model.power_output and not vd.gpio.is_on(model.power_output):
-                    continue  # unpowered: silent
-                reading = model.sample(t)
-                if reading is None:
-                    continue
-                result.readings_count += 1
-                if record:
-                    series = readings[sid]
-                    series[0].append(t)
-                    series[1].append(reading.value)
-                vd.dispatch(vd.device.ingest(reading, t), t)
+                # Readings, back to back while nothing else is due first:
+                # only the device's deadline can move (a reading starts a
+                # telemetry batch or moves a dropout timer), and a reading
+                # with outputs sends the loop round to look at everything.
+                others = None
+                for t in (t_event, t_dev, t_store, t_evict):
+                    if t is not None and (others is None or t < others):
+                        others = t
+                limit = end + 1 if others is None or others > end else others
+                device = vd.device
+                while queue and queue[0][0] < limit:
+                    t, sid = queue[0]
+                    model = models[sid]
+                    heapq.heapreplace(queue, (t + model.period_ms, sid))
+                    steps += 1
+                    now = t
+                    if not vd.on:
+                        continue
+                    if model.power_output and not vd.gpio.is_on(model.power_output):
+                        continue  # unpowered: silent
+                    reading = model.sample(t)
+                    if reading is None:
+                        continue
+                    result.readings_count += 1
+                    if record:
+                        series = readings[sid]
+                        series[0].append(t)
+                        series[1].append(reading.value)
+                    outputs = device.ingest(reading, t)
+                    if outputs:
+                        vd.dispatch(outputs, t)
+                        break
+                    t_dev = device.next_deadline()
+                    if t_dev is not None and t_dev < limit:
+                        limit = t_dev
         # The end: whatever windows are open close here; a device that is
         # on flushes its telemetry and, with the link up, drains.
         now = end

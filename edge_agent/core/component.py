@@ -93,17 +93,22 @@ class Debounce:
     """N bad out of the last M evaluations, kept as M bits of an int (no
     list per component: 32 components cost 32 small ints)."""
 
-    __slots__ = ("n", "m", "bits", "good_run")
+    __slots__ = ("n", "m", "mask", "bits", "good_run")
 
     def __init__(self, n, m):
         self.n = n
         self.m = m
+        self.mask = (1 << m) - 1
         self.bits = 0
         self.good_run = 0  # consecutive good evaluations
 
     def add(self, bad):
-        self.bits = ((self.bits << 1) | (1 if bad else 0)) & ((1 << self.m) - 1)
-        self.good_run = 0 if bad else self.good_run + 1
+        if bad:
+            self.bits = ((self.bits << 1) | 1) & self.mask
+            self.good_run = 0
+        else:
+            self.bits = (self.bits << 1) & self.mask
+            self.good_run += 1
 
     def bad_count(self):
         count = 0

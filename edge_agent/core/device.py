@@ -195,10 +195,14 @@ class Device:
     def _deadline(self):
         # Asked fresh: a reading may have moved the health or triage timers
         # (computed here, once per poll, rather than after every reading).
-        self._health_due_ms = self.health.deadline()
-        self._triage_due_ms = self.triage.deadline()
-        times = [t for t in (self._batch_due_ms, self._health_due_ms, self._triage_due_ms) if t is not None]
-        return min(times) if times else None
+        due = self._batch_due_ms
+        t = self._health_due_ms = self.health.deadline()
+        if t is not None and (due is None or t < due):
+            due = t
+        t = self._triage_due_ms = self.triage.deadline()
+        if t is not None and (due is None or t < due):
+            due = t
+        return due
 
     def _poll_triage(self, now_ms):
         sent, self._triage_due_ms = self.triage.poll(now_ms)
@@ -298,13 +302,16 @@ class Device:
     def _on_reading(self, sensor, reading, now_ms, outputs):
         self.stats["readings"] += 1
         self.latest[sensor.id] = reading
-        self._route(self.health.on_reading(reading), now_ms, outputs)
-        if self.health.sends_telemetry(sensor.id):
+        health = self.health
+        judged = health.on_reading(reading)
+        if judged:
+            self._route(judged, now_ms, outputs)
+        if health.sends_telemetry(sensor.id):
             self._add_to_batch(reading.time_ms, reading.sensor, reading.value, reading.quality, now_ms, outputs)
         else:
             self.stats["quarantined_readings"] += 1
-        if reading.quality == rd.GOOD:
-            for stand_in in self.health.substitutes(sensor.id):
+        if reading.quality == rd.GOOD and sensor.id in health._stand_ins:
+            for stand_in in health.substitutes(sensor.id):
                 self._add_to_batch(reading.time_ms, stand_in, reading.value, rd.SUBSTITUTED, now_ms, outputs)
 
     def _add_to_batch(self, time_ms, sensor_id, value, quality, now_ms, outputs):

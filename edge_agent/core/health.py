@@ -98,6 +98,21 @@ class HealthEngine:
         self.modes = {}  # mode id -> components holding it
         self.started_ms = None
         self.transitions = 0
+        # Per sensor, looked up once per reading: its component's health
+        # (None for a sensor on no component) and the sensors whose
+        # telemetry it stands in for under a ``switch`` quarantine.
+        self._health_of = {}
+        self._stand_ins = {}
+        for sensor in board.sensors.values():
+            self._health_of[sensor.id] = self.components.get(sensor.component)
+            if sensor.redundant:
+                self._stand_ins.setdefault(sensor.redundant, []).append(sensor.id)
+        for ids in self._stand_ins.values():
+            ids.sort()
+        # The earliest timer, cached: the adapter asks after every reading,
+        # and a reading moves at most its own sensor's dropout deadline.
+        self._due = None
+        self._due_valid = False
 
     # -- inputs ---------------------------------------------------------------
 
@@ -105,17 +120,22 @@ class HealthEngine:
         """Judge one reading; return outputs (proposed alert Signals, state
         Signals, SetOutputs)."""
         now = reading.time_ms
-        self._start(now)
-        self.latest[reading.sensor] = reading
-        watch = self.watches[reading.sensor]
-        health = self.components.get(watch.sensor.component)
+        if self.started_ms is None:
+            self._start(now)
+        sid = reading.sensor
+        self.latest[sid] = reading
+        watch = self.watches[sid]
+        health = self._health_of[sid]
         out = []
         if health is not None and health.state in cs.ISOLATED:
             return out
+        due_before = watch.dropout_deadline() if watch.dropout is not None else None
         for change in watch.observe(reading):
             if change.active and health is not None and health.state in cs.WATCHED_QUIETLY:
                 continue
             out.append(rules.rule_alert(change, watch, now))
+        if watch.dropout is not None:
+            self._due_moved(due_before, watch.dropout_deadline())
         if health is not None:
             self._evaluate(health, now, out)
         if reading.quality == rd.GOOD and reading.sensor in self.predictors:
@@ -128,6 +148,7 @@ class HealthEngine:
     def poll(self, now_ms):
         """Timers: dropouts, probes, duty cycles. Returns (outputs, deadline)."""
         self._start(now_ms)
+        self._due_valid = False
         out = []
         for cid in sorted(self.components):
             health = self.components[cid]
@@ -155,6 +176,22 @@ class HealthEngine:
         return out, self.deadline()
 
     def deadline(self):
+        """The earliest timer (dropout, probe, duty cycle, silent tick), or None."""
+        if not self._due_valid:
+            self._due = self._compute_deadline()
+            self._due_valid = True
+        return self._due
+
+    def _due_moved(self, before, after):
+        """One watch's dropout deadline went from ``before`` to ``after``."""
+        if not self._due_valid:
+            return
+        if before is not None and before == self._due:
+            self._due_valid = False  # it was the earliest: find the next one
+        elif after is not None and (self._due is None or after < self._due):
+            self._due = after
+
+    def _compute_deadline(self):
         times = []
         for health in self.components.values():
             if health.state == cs.QUARANTINED and health.next_probe_ms is not None:
@@ -173,6 +210,7 @@ class HealthEngine:
     def force(self, component_id, now_ms, who="operator"):
         """An operator quarantines a component (even an essential one)."""
         health = self._health(component_id)
+        self._due_valid = False
         out = []
         reason = "forced into quarantine by %s" % who
         self._leave_mode(health, now_ms, out)
@@ -182,6 +220,7 @@ class HealthEngine:
     def release(self, component_id, now_ms, who="operator"):
         """An operator releases a component from any non-OK state."""
         health = self._health(component_id)
+        self._due_valid = False
         out = []
         undone = self._unisolate(health, now_ms, out)
         self._leave_mode(health, now_ms, out)
@@ -199,19 +238,18 @@ class HealthEngine:
     def sends_telemetry(self, sensor_id):
         """False while the sensor's component is isolated: its readings are
         not trusted (ignored, switched out, or unpowered)."""
-        health = self.components.get(self.board.sensors[sensor_id].component)
+        health = self._health_of[sensor_id]
         return health is None or health.state not in cs.ISOLATED
 
     def substitutes(self, sensor_id):
         """Sensors whose telemetry this sensor's reading stands in for now
         (``switch`` quarantine)."""
         result = []
-        for sensor in self.board.sensors.values():
-            if sensor.redundant == sensor_id:
-                health = self.components.get(sensor.component)
-                if health is not None and health.state in cs.ISOLATED and "switch" in health.component.quarantine:
-                    result.append(sensor.id)
-        return sorted(result)
+        for sid in self._stand_ins.get(sensor_id, ()):
+            health = self._health_of[sid]
+            if health is not None and health.state in cs.ISOLATED and "switch" in health.component.quarantine:
+                result.append(sid)
+        return result
 
     # -- the state machine's driver -------------------------------------------
 
@@ -221,8 +259,9 @@ class HealthEngine:
             return
         bad = False
         for watch in health.watches:
-            if watch.bad():
+            if watch.bad_rules:
                 bad = True
+                break
         debounce = health.debounce
         debounce.add(bad)
         if state == cs.OK:
@@ -294,6 +333,7 @@ class HealthEngine:
         self._transition(health, cs.PROBE_FAILED, reason, now, out, actions)
 
     def _transition(self, health, event, reason, now, out, actions=()):
+        self._due_valid = False  # probes, duty cycles and dropout checks follow the state
         before = health.state
         health.state = cs.next_state(before, event)
         health.since_ms = now
@@ -396,12 +436,14 @@ class HealthEngine:
     def _start(self, now):
         if self.started_ms is None:
             self.started_ms = now
+            self._due_valid = False
             # A sensor that never reports at all is a dropout too: count from start.
             for watch in self.watches.values():
                 if watch.last_ms is None:
                     watch.last_ms = now
 
     def _reset(self, health, now):
+        self._due_valid = False
         health.debounce.reset()
         health.tick_ms = None
         for watch in health.watches:

@@ -20,6 +20,8 @@ page anyone sixty times a minute. ``health`` rules (all but threshold, by
 default) also make the component's evaluation bad (component.py).
 """
 
+from array import array
+
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 
@@ -261,9 +263,17 @@ class Change:
 
 
 class SensorWatch:
-    """All rules of one sensor, its last readings, and what changed."""
+    """All rules of one sensor, its last readings, and what changed.
 
-    __slots__ = ("sensor", "component", "rules", "dropout", "evidence", "previous", "last_ms", "latest", "board")
+    Per reading this is the hot path of the whole device (32 sensors at
+    1 Hz on an ESP32), so it allocates nothing that outlives the reading:
+    the evidence is a ring (times in an int64 ``array``, values in a fixed
+    list), and rules that only ever clear on a good reading (the sensor's
+    fault report, dropout) are not asked while they are inactive.
+    """
+
+    __slots__ = ("sensor", "component", "rules", "dropout", "ev_t", "ev_v", "ev_n", "ev_next", "previous",
+                 "last_ms", "latest", "board", "judged", "passive", "bad_rules")
 
     def __init__(self, sensor, component, board, latest, start_ms=None):
         self.sensor = sensor
@@ -277,9 +287,30 @@ class SensorWatch:
             self.rules.append(rule)
             if spec.kind == "dropout":
                 self.dropout = rule
-        self.evidence = []  # [time_ms, sensor, value-or-null], oldest first
+        # Rules whose judge() is always False on a good reading: while they
+        # are inactive a good reading cannot change them.
+        self.passive = [r for r in self.rules if r.kind == SENSOR_FAULT or r.kind == "dropout"]
+        self.judged = [r for r in self.rules if r not in self.passive]
+        self.bad_rules = 0  # active health rules (the component's evaluation)
+        # Evidence ring, oldest first from ev_next - ev_n: times and values
+        # (None for a fault report) of the last EVIDENCE readings.
+        self.ev_t = array("q", [0] * EVIDENCE)
+        self.ev_v = [None] * EVIDENCE
+        self.ev_n = 0
+        self.ev_next = 0
         self.previous = None  # last good Reading
         self.last_ms = start_ms  # last reading of any quality (dropout)
+
+    @property
+    def evidence(self):
+        """[[time_ms, sensor, value-or-null], ...], oldest first."""
+        rows = []
+        sid = self.sensor.id
+        i = (self.ev_next - self.ev_n) % EVIDENCE
+        for _ in range(self.ev_n):
+            rows.append([self.ev_t[i], sid, self.ev_v[i]])
+            i = (i + 1) % EVIDENCE
+        return rows
 
     def limits_text(self):
         s = self.sensor
@@ -292,10 +323,14 @@ class SensorWatch:
     def observe(self, reading):
         """Judge one reading; return the list of Changes."""
         changes = []
-        self.evidence.append([reading.time_ms, reading.sensor, reading.value])
-        if len(self.evidence) > EVIDENCE:
-            self.evidence.pop(0)
-        self.last_ms = reading.time_ms
+        t = reading.time_ms
+        i = self.ev_next
+        self.ev_t[i] = t
+        self.ev_v[i] = reading.value
+        self.ev_next = (i + 1) % EVIDENCE
+        if self.ev_n < EVIDENCE:
+            self.ev_n += 1
+        self.last_ms = t
         if reading.quality == rd.FAULT:
             # A fault report says nothing about the value rules: they keep
             # their state until the next number arrives.
@@ -305,8 +340,14 @@ class SensorWatch:
             if self.dropout is not None:
                 self._set(self.dropout, False, reading, changes)
             return changes
-        for rule in self.rules:
-            self._set(rule, rule.judge(reading, self), reading, changes)
+        rules = self.judged
+        for rule in self.passive:
+            if rule.active:
+                rules = self.rules  # a clear to report, in rule order
+                break
+        for rule in rules:
+            if rule.judge(reading, self) != rule.active:
+                self._set(rule, not rule.active, reading, changes)
         self.previous = reading
         return changes
 
@@ -326,16 +367,15 @@ class SensorWatch:
         if active == rule.active:
             return
         rule.active = active
+        if rule.health:
+            self.bad_rules += 1 if active else -1
         if active:
             rule.since_ms = reading.time_ms if reading is not None else self.last_ms + rule.spec.params["for_ms"]
         # since_ms stays when it clears: the clear alert says when it began.
         changes.append(Change(rule, active, reading))
 
     def bad(self):
-        for rule in self.rules:
-            if rule.active and rule.health:
-                return True
-        return False
+        return self.bad_rules > 0
 
     def active_rules(self):
         return [r for r in self.rules if r.active]
@@ -344,6 +384,7 @@ class SensorWatch:
         """Forget everything judged so far (after a quarantine ends)."""
         for rule in self.rules:
             rule.reset()
+        self.bad_rules = 0
         self.previous = None
 
 
@@ -411,7 +452,7 @@ def rule_alert(change, watch, now_ms):
         sg.A_SINCE: rule.since_ms if rule.since_ms is not None else now_ms,
         sg.A_ACTIVE: change.active,
         sg.A_UNIT: sensor.unit,
-        sg.A_EVIDENCE: [list(e) for e in watch.evidence],
+        sg.A_EVIDENCE: watch.evidence,
     }
     return sg.Signal(sg.KIND_ALERT, priority, now_ms, body)
 

@@ -81,11 +81,16 @@ class Triage:
         self._held = []  # [release_ms, signal], in arrival order
         self._storms = {}  # element -> _Storm
         self.stats = {"proposed": 0, "sent": 0, "deduped": 0, "rate_limited": 0, "storm_suppressed": 0, "storms": 0}
+        # deadline(), cached: only submit() and poll() change what is due,
+        # and the device asks after every reading.
+        self._due = None
+        self._due_valid = True
 
     # -- public -------------------------------------------------------------
 
     def submit(self, signal, now_ms):
         """Judge one proposed alert; return the Signals to send now."""
+        self._due_valid = False
         self.stats["proposed"] += 1
         body = signal.body
         component = body.get(sg.A_COMPONENT, "")
@@ -129,6 +134,7 @@ class Triage:
     def poll(self, now_ms):
         """Held alerts, repeat summaries and storm ends that are due.
         Returns (signals, next deadline or None)."""
+        self._due_valid = False
         out = []
         still = []
         for item in self._held:
@@ -308,10 +314,14 @@ class Triage:
         return sg.Signal(sg.KIND_ALERT, storm.priority if active else sg.PRIORITY_NORMAL, now_ms, body)
 
     def deadline(self):
+        if self._due_valid:
+            return self._due
         times = [item[0] for item in self._held]
         for key in self._keys.values():
             if key.repeats:
                 times.append(key.last_sent_ms + self.settings.dedupe_ms)
         for storm in self._storms.values():
             times.append(storm.last_ms + self.settings.dedupe_ms)
-        return min(times) if times else None
+        self._due = min(times) if times else None
+        self._due_valid = True
+        return self._due
