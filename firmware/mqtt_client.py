@@ -1,0 +1,581 @@
+"""A small asyncio MQTT 3.1.1 client for the firmware (MicroPython on ESP32)
+that also runs unchanged on CPython.
+
+    client = MQTTClient("broker.example", 8883, "dev-1", ssl=context,
+                        will=Will("ea/v1/dev-1/state", b"lost", qos=1, retain=True))
+    await client.connect()
+    await client.subscribe("ea/v1/dev-1/cmd", qos=1)
+    await client.publish("ea/v1/dev-1/sig", payload, qos=1)   # returns on PUBACK
+    message = await client.next_message()                        # or on_message=
+
+Theory of operation. One connection at a time; while connected two tasks
+run: the reader (socket -> Decoder -> dispatch) and the pinger (PINGREQ when
+either direction has been quiet for keepalive/2; the broker is declared dead
+when nothing at all, not even a PINGRESP, has arrived for 1.5 x keepalive).
+Whatever ends a connection (EOF, socket error, malformed packet, dead
+broker) goes through ``_lost(error)``: both tasks stop, the socket closes,
+``wait_disconnected()`` returns the error. Nothing reconnects behind the
+caller's back: ``connect()`` again, or run ``keep_connected()``.
+
+QoS 1 publishes wait in one of ``max_inflight`` pre-allocated slots until
+their PUBACK. With clean_session=False, unacknowledged slots survive a lost
+connection: ``connect()`` sends them again with DUP set and the waiting
+``publish()`` calls complete on the new connection's PUBACKs. With
+clean_session=True a lost connection fails them with ConnectionLost.
+
+Memory: receive and transmit buffers are sized once (``max_packet``), the
+in-flight table and the inbox are bounded, incoming QoS 1 messages are
+acknowledged only once the application has them (callback returned, or
+taken from the inbox), so a slow consumer stalls the socket, not the heap.
+
+Errors: API misuse raises ValueError/TypeError; anything the broker or the
+link does raises an MQTTError subclass (mqtt_packets.py), with a message
+that says what happened and what to check.
+"""
+
+import asyncio
+from collections import deque
+
+from mqtt_packets import (CONNACK, DISCONNECT_PACKET, PINGREQ_PACKET, PINGRESP, PUBACK, PUBLISH, SUBACK,
+                          SUBACK_FAILURE, UNSUBACK, ConnectRefused, Decoder, Message, MQTTError, PacketTooLarge,
+                          ProtocolError, Will, check_qos, check_topic_filter, check_topic_name, encode_connect,
+                          encode_subscribe, encode_unsubscribe, publish_header_into, puback_into)
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    import time
+
+    def ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+try:
+    sleep_ms = asyncio.sleep_ms
+except AttributeError:  # CPython
+
+    async def sleep_ms(ms):
+        await asyncio.sleep(ms / 1000)
+
+__all__ = ("MQTTClient", "Message", "Will", "MQTTError", "ProtocolError", "PacketTooLarge", "ConnectRefused",
+           "ConnectFailed", "ConnectionLost", "KeepaliveTimeout", "NotConnected", "SubscribeRefused")
+
+
+class ConnectFailed(MQTTError):
+    """The broker could not be reached, or the TCP/TLS/CONNACK handshake did
+    not complete in time."""
+
+
+class ConnectionLost(MQTTError):
+    """An established connection ended without our DISCONNECT."""
+
+
+class KeepaliveTimeout(ConnectionLost):
+    """Nothing arrived from the broker for 1.5 x keepalive: broker or network dead."""
+
+
+class NotConnected(MQTTError):
+    """The call needs a connection and there is none (connect() first)."""
+
+
+class SubscribeRefused(MQTTError):
+    """The broker answered SUBSCRIBE with failure (0x80), e.g. its ACL."""
+
+
+class _Slot:
+    """One QoS 1 publish waiting for its PUBACK (pid 0: slot free)."""
+
+    def __init__(self):
+        self.pid = 0
+        self.topic = None
+        self.payload = None
+        self.retain = False
+        self.error = None
+        self.done = asyncio.Event()
+
+
+class MQTTClient:
+    def __init__(self, host, port, client_id, keepalive_s=60, clean_session=True, username=None, password=None,
+                 will=None, ssl=None, server_hostname=None, max_packet=2048, max_inflight=8, inbox_size=4,
+                 on_message=None, connect_timeout_s=15, response_timeout_s=10, max_subscriptions=4):
+        """``ssl``: None for plain TCP, else an SSLContext (CPython's ssl or
+        MicroPython's ssl/tls with DER certificates: see tls_context()).
+        ``max_packet``: largest packet received, and the transmit buffer size
+        (larger publishes are written in two parts). ``on_message(message)``:
+        called by the reader for each message; without it messages queue in
+        an inbox of ``inbox_size`` for next_message() / ``async for``."""
+        if will is not None and not isinstance(will, Will):
+            raise TypeError("will must be a Will(topic, payload, qos, retain)")
+        if max_inflight < 1 or inbox_size < 1:
+            raise ValueError("max_inflight and inbox_size must be at least 1")
+        self.host = host
+        self.port = port
+        self.client_id = client_id
+        self.keepalive_s = keepalive_s
+        self.clean_session = clean_session
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.connect_timeout_s = connect_timeout_s
+        self.response_timeout_s = response_timeout_s
+        self._connect_packet = encode_connect(client_id, keepalive_s, clean_session, username, password, will)
+        self._decoder = Decoder(max_packet)
+        self._tx = bytearray(max_packet)
+        self._tx_mv = memoryview(self._tx)
+        self._ack = bytearray(4)
+        self._slots = [_Slot() for _ in range(max_inflight)]
+        self._slot_freed = asyncio.Event()
+        self._wlock = asyncio.Lock()
+        self._sub_lock = asyncio.Lock()
+        self._subscriptions = []  # (filter, qos) restored when the broker kept no session
+        self._max_subscriptions = max_subscriptions
+        self._sub_pid = 0
+        self._sub_result = None
+        self._sub_done = asyncio.Event()
+        self._on_message = on_message
+        self._inbox = deque((), inbox_size)
+        self._inbox_size = inbox_size
+        self._inbox_ready = asyncio.Event()
+        self._inbox_space = asyncio.Event()
+        self._pid = 0
+        self._reader = None
+        self._writer = None
+        self._tasks = [None, None]  # reader, pinger
+        self._down = asyncio.Event()
+        self._down.set()
+        self.error = None  # what ended the last connection (None: our disconnect() or never connected)
+        self.session_present = False
+        self.connects = 0
+        self._last_rx = self._last_tx = self._last_ping = 0
+
+    # --- connection --------------------------------------------------------
+
+    @property
+    def connected(self):
+        return self._writer is not None
+
+    async def connect(self):
+        """Open the connection (TCP, TLS, CONNECT/CONNACK), resend unacked
+        QoS 1 publishes with DUP, restore subscriptions the broker forgot.
+        Returns the broker's session-present flag. Raises ConnectRefused,
+        ConnectFailed, MQTTError."""
+        if self._writer is not None:
+            raise MQTTError("already connected: disconnect() first")
+        try:
+            session_present = await asyncio.wait_for(self._handshake(), self.connect_timeout_s)
+        except asyncio.TimeoutError:
+            self._close_link(self._writer)
+            raise ConnectFailed("no CONNACK from %s:%d within %d s (broker down, or TLS/port mismatch?)"
+                                % (self.host, self.port, self.connect_timeout_s))
+        except MQTTError:
+            self._close_link(self._writer)
+            raise
+        except OSError as exc:
+            self._close_link(self._writer)
+            raise ConnectFailed("cannot reach the broker at %s:%d: %r (is it running, is the port and TLS setting "
+                                "right?)" % (self.host, self.port, exc))
+        self.session_present = bool(session_present)
+        self.error = None
+        self.connects += 1
+        self._down.clear()
+        now = ticks_ms()
+        self._last_rx = self._last_tx = self._last_ping = now
+        self._tasks[0] = asyncio.create_task(self._read_loop())
+        if self.keepalive_s:
+            self._tasks[1] = asyncio.create_task(self._ping_loop())
+        try:
+            if not self.clean_session:
+                for slot in self._slots:
+                    if slot.pid > 0 and not slot.done.is_set():
+                        await self._send_publish(slot.topic, slot.payload, 1, slot.retain, True, slot.pid)
+            if not self.session_present:
+                for topic, qos in self._subscriptions:
+                    await self._subscribe_now(topic, qos)
+        except MQTTError as exc:  # connected but not usable: end it so the caller can simply retry
+            self._lost(exc)
+            raise
+        return self.session_present
+
+    async def _handshake(self):
+        self._writer = None
+        self._decoder.reset()
+        if self.ssl is None:
+            reader, writer = await asyncio.open_connection(self.host, self.port)
+        else:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl,
+                                                           server_hostname=self.server_hostname or self.host)
+        self._writer = writer  # so a timeout or error can close it
+        self._reader = reader
+        writer.write(self._connect_packet)
+        await writer.drain()
+        while True:
+            packet = self._decoder.next_packet()
+            if packet is not None:
+                break
+            if not await self._fill():
+                raise ConnectFailed("the broker at %s:%d closed the connection before CONNACK (TLS required, or "
+                                    "client certificate refused?)" % (self.host, self.port))
+        if packet[0] != CONNACK:
+            raise ProtocolError("expected CONNACK, got packet type %d" % packet[0])
+        if packet[2]:
+            raise ConnectRefused(packet[2])
+        return packet[1]
+
+    async def _fill(self):
+        """Read what the socket has into the decoder; False at end of stream."""
+        space = self._decoder.space()
+        if hasattr(self._reader, "readinto"):  # MicroPython: straight into the buffer
+            count = None
+            while count is None:  # None: TLS record not complete yet
+                count = await self._reader.readinto(space)
+        else:  # CPython's StreamReader has no readinto
+            data = await self._reader.read(len(space))
+            count = len(data)
+            space[:count] = data
+        self._decoder.advance(count)
+        return count > 0
+
+    def _close_link(self, writer, graceful=False):
+        if writer is None:
+            return
+        self._writer = self._reader = None
+        transport = getattr(writer, "transport", None)
+        try:
+            if transport is not None:  # CPython
+                if graceful:
+                    writer.close()  # flushes what is buffered (our DISCONNECT)
+                else:
+                    transport.abort()  # do not wait for a dead peer's TLS close_notify
+            else:
+                writer.s.close()  # MicroPython: Stream.close() leaves the socket (and mbedTLS state) open
+        except OSError:
+            pass
+
+    def _lost(self, error, graceful=False):
+        """End the connection (idempotent): stop the tasks, close the socket,
+        fail what cannot survive it, wake wait_disconnected()."""
+        writer = self._writer
+        if writer is None:
+            return
+        self.error = error
+        current = asyncio.current_task()
+        for index in (0, 1):
+            task = self._tasks[index]
+            self._tasks[index] = None
+            if task is not None and task is not current:
+                task.cancel()
+        self._close_link(writer, graceful)
+        failure = error or NotConnected("disconnected by the application")
+        if self._sub_pid:
+            self._sub_result = failure
+            self._sub_done.set()
+        if self.clean_session:
+            for slot in self._slots:
+                if slot.pid and not slot.done.is_set():
+                    slot.error = ConnectionLost("connection lost before PUBACK (clean session: publish again): %s"
+                                                % failure)
+                    slot.done.set()
+        self._down.set()
+
+    async def wait_disconnected(self):
+        """Wait until the connection ends; return what ended it (None after
+        disconnect())."""
+        await self._down.wait()
+        return self.error
+
+    async def disconnect(self):
+        """Send DISCONNECT (the broker then drops the last will) and close."""
+        if self._writer is None:
+            return
+        try:
+            await self._write(DISCONNECT_PACKET)
+        except MQTTError:
+            pass
+        self._lost(None, graceful=True)
+
+    async def keep_connected(self, first_delay_ms=1000, max_delay_ms=60000, on_error=None):
+        """Connect, and reconnect whenever the connection ends, forever
+        (cancel the task to stop). Waits double after each failed attempt,
+        up to max_delay_ms; ``on_error(exc)`` sees each failure."""
+        delay = first_delay_ms
+        while True:
+            try:
+                await self.connect()
+                delay = first_delay_ms
+                error = await self.wait_disconnected()
+                if error is None:
+                    return  # disconnect() was called
+                if on_error:
+                    on_error(error)
+            except MQTTError as exc:
+                if on_error:
+                    on_error(exc)
+                await sleep_ms(delay)
+                delay = min(delay * 2, max_delay_ms)
+
+    # --- tasks ---------------------------------------------------------------
+
+    async def _read_loop(self):
+        try:
+            while True:
+                packet = self._decoder.next_packet()
+                if packet is None:
+                    if not await self._fill():
+                        raise ConnectionLost("the broker closed the connection")
+                    continue
+                self._last_rx = ticks_ms()
+                await self._dispatch(packet)
+        except MQTTError as exc:
+            self._lost(exc)
+        except OSError as exc:
+            self._lost(ConnectionLost("reading from the broker failed: %r" % (exc,)))
+        except Exception as exc:  # never let a bug in dispatch kill the device silently
+            self._lost(MQTTError("internal error in the MQTT reader: %r" % (exc,)))
+
+    async def _dispatch(self, packet):
+        kind = packet[0]
+        if kind == PUBLISH:
+            message = packet[1]
+            await self._deliver(message)
+            if message.qos:
+                puback_into(self._ack, message.pid)
+                await self._write(self._ack)
+        elif kind == PUBACK:
+            for slot in self._slots:
+                if slot.pid == packet[1] and not slot.done.is_set():
+                    slot.error = None
+                    slot.done.set()
+                    break
+            # else: a PUBACK for a publish the caller gave up on; nothing to do
+        elif kind == SUBACK or kind == UNSUBACK:
+            if packet[1] == self._sub_pid:
+                self._sub_result = packet[2] if kind == SUBACK else b""
+                self._sub_done.set()
+        elif kind != PINGRESP:
+            raise ProtocolError("unexpected packet type %d on an established connection" % kind)
+
+    async def _ping_loop(self):
+        keepalive_ms = self.keepalive_s * 1000
+        half = keepalive_ms // 2
+        step = max(50, min(keepalive_ms // 4, 1000))
+        try:
+            while True:
+                await sleep_ms(step)
+                now = ticks_ms()
+                silent = ticks_diff(now, self._last_rx)
+                if silent >= keepalive_ms * 3 // 2:
+                    self._lost(KeepaliveTimeout("nothing from the broker for %d ms (keepalive %d s): broker or "
+                                                "network dead" % (silent, self.keepalive_s)))
+                    return
+                if ticks_diff(now, self._last_tx) >= half or (silent >= half
+                                                              and ticks_diff(now, self._last_ping) >= half):
+                    self._last_ping = now
+                    await self._write(PINGREQ_PACKET)
+        except MQTTError:
+            pass  # _write already ended the connection
+
+    # --- writing -------------------------------------------------------------
+
+    async def _write(self, first, second=None):
+        async with self._wlock:
+            await self._write_locked(first, second)
+
+    async def _write_locked(self, first, second=None):
+        """Write one packet (optionally in two parts); the caller holds the
+        write lock. A failure ends the connection and raises ConnectionLost."""
+        writer = self._writer
+        if writer is None:
+            raise NotConnected("not connected to the broker: connect() first")
+        try:
+            writer.write(first)
+            if second is not None:
+                writer.write(second)
+            await writer.drain()
+        except OSError as exc:
+            error = ConnectionLost("writing to the broker failed: %r" % (exc,))
+            self._lost(error)
+            raise error
+        except BaseException:
+            # Cancelled mid-drain: MicroPython's stream may hold half a
+            # packet that a later drain would resend whole; drop the link.
+            self._lost(ConnectionLost("a write was cancelled mid-packet"))
+            raise
+        self._last_tx = ticks_ms()
+
+    async def _send_publish(self, topic, payload, qos, retain, dup, pid):
+        topic_bytes = topic.encode()
+        if len(topic_bytes) + 9 > len(self._tx):
+            raise ValueError("topic of %d bytes does not fit max_packet=%d" % (len(topic_bytes), len(self._tx)))
+        # The transmit buffer is filled under the write lock: one packet at a time.
+        async with self._wlock:
+            end = publish_header_into(self._tx, topic_bytes, len(payload), qos, retain, dup, pid)
+            if end + len(payload) <= len(self._tx):  # one write of one buffer: no garbage per publish
+                self._tx_mv[end:end + len(payload)] = payload
+                await self._write_locked(self._tx_mv[:end + len(payload)])
+            else:  # larger than the buffer: header from the buffer, the payload as it is
+                await self._write_locked(self._tx_mv[:end], payload)
+
+    # --- publish -----------------------------------------------------------
+
+    def _next_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            if self._pid == self._sub_pid:
+                continue
+            for slot in self._slots:
+                if slot.pid == self._pid:
+                    break
+            else:
+                return self._pid
+
+    async def publish(self, topic, payload, qos=0, retain=False):
+        """Publish; with qos=1 return once the broker's PUBACK arrives (across
+        reconnects when clean_session=False). At most max_inflight QoS 1
+        publishes wait at once; more wait here for a free slot. Raises
+        NotConnected, ConnectionLost."""
+        check_topic_name(topic)
+        check_qos(qos)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        if qos == 0:
+            await self._send_publish(topic, payload, 0, retain, False, 0)
+            return
+        if self._writer is None:
+            raise NotConnected("not connected to the broker: connect() first")
+        slot = await self._take_slot()
+        try:
+            slot.pid = self._next_pid()
+            slot.topic, slot.payload, slot.retain = topic, payload, retain
+            try:
+                await self._send_publish(topic, payload, 1, retain, False, slot.pid)
+            except ConnectionLost:
+                if self.clean_session:
+                    raise
+                # persistent session: connect() resends it with DUP
+            await slot.done.wait()
+            if slot.error is not None:
+                raise slot.error
+        finally:
+            slot.pid = 0
+            slot.topic = slot.payload = slot.error = None
+            slot.done.clear()
+            self._slot_freed.set()
+
+    async def _take_slot(self):
+        while True:
+            for slot in self._slots:
+                if not slot.pid and not slot.done.is_set():
+                    slot.pid = -1  # reserved until its real pid is set
+                    return slot
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    def in_flight(self):
+        """How many QoS 1 publishes wait for their PUBACK."""
+        count = 0
+        for slot in self._slots:
+            if slot.pid > 0 and not slot.done.is_set():
+                count += 1
+        return count
+
+    # --- subscribe -------------------------------------------------------------
+
+    async def subscribe(self, topic, qos=1):
+        """Subscribe and wait for SUBACK; returns the granted QoS. The
+        subscription is restored after a reconnect that found no session.
+        Raises SubscribeRefused, NotConnected, MQTTError."""
+        check_topic_filter(topic)
+        check_qos(qos)
+        granted = await self._subscribe_now(topic, qos)
+        for index in range(len(self._subscriptions)):
+            if self._subscriptions[index][0] == topic:
+                self._subscriptions[index] = (topic, qos)
+                break
+        else:
+            if len(self._subscriptions) >= self._max_subscriptions:
+                raise ValueError("more than max_subscriptions=%d topic filters" % self._max_subscriptions)
+            self._subscriptions.append((topic, qos))
+        return granted
+
+    async def unsubscribe(self, topic):
+        check_topic_filter(topic)
+        await self._request(encode_unsubscribe, topic, None)
+        for index in range(len(self._subscriptions)):
+            if self._subscriptions[index][0] == topic:
+                self._subscriptions.pop(index)
+                break
+
+    async def _subscribe_now(self, topic, qos):
+        codes = await self._request(encode_subscribe, topic, qos)
+        if len(codes) != 1 or codes[0] == SUBACK_FAILURE:
+            raise SubscribeRefused("broker refused the subscription to %r (SUBACK %r): check its ACL for this client"
+                                   % (topic, codes))
+        return codes[0]
+
+    async def _request(self, encode, topic, qos):
+        """One SUBSCRIBE/UNSUBSCRIBE at a time, waiting for its answer."""
+        async with self._sub_lock:
+            if self._writer is None:
+                raise NotConnected("not connected to the broker: connect() first")
+            self._sub_pid = 0
+            pid = self._next_pid()
+            self._sub_pid = pid
+            self._sub_result = None
+            self._sub_done.clear()
+            try:
+                await self._write(encode(pid, topic) if qos is None else encode(pid, topic, qos))
+                try:
+                    await asyncio.wait_for(self._sub_done.wait(), self.response_timeout_s)
+                except asyncio.TimeoutError:
+                    raise MQTTError("no answer to (UN)SUBSCRIBE %r within %d s" % (topic, self.response_timeout_s))
+            finally:
+                self._sub_pid = 0
+            if isinstance(self._sub_result, Exception):
+                raise self._sub_result
+            return self._sub_result
+
+    # --- receive -------------------------------------------------------------
+
+    async def _deliver(self, message):
+        if self._on_message is not None:
+            try:
+                self._on_message(message)
+            except Exception as exc:  # the application's bug must not drop the connection
+                print("mqtt: on_message raised %r for %r" % (exc, message))
+            return
+        while len(self._inbox) >= self._inbox_size:
+            self._inbox_space.clear()
+            await self._inbox_space.wait()
+        self._inbox.append(message)
+        self._inbox_ready.set()
+
+    async def next_message(self):
+        """The next received message (when no on_message callback is set)."""
+        while not len(self._inbox):
+            self._inbox_ready.clear()
+            await self._inbox_ready.wait()
+        message = self._inbox.popleft()
+        self._inbox_space.set()
+        return message
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self.next_message()
+
+
+def tls_context(ca_der, cert_der=None, key_der=None):
+    """A MicroPython client SSLContext from DER bytes (mbedTLS there takes
+    DER, not PEM): verifies the broker against ``ca_der`` and presents the
+    device certificate for mutual TLS. On CPython build an ssl.SSLContext
+    from PEM files instead (edge_agent.tls.client_context)."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cadata=ca_der)
+    if cert_der is not None:
+        context.load_cert_chain(cert_der, key_der)
+    return context

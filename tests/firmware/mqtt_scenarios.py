@@ -1,0 +1,177 @@
+"""Drive firmware/mqtt_client.py through one scenario, on MicroPython or CPython.
+
+    micropython tests/firmware/mqtt_scenarios.py SCENARIO key=value ...
+    python      tests/firmware/mqtt_scenarios.py SCENARIO key=value ...
+
+The pytest side (test_mqtt_client.py) starts this under both interpreters
+against a real mosquitto and reads the lines it prints ("READY", "GOT ...",
+"LOST ...", "HEAP ...", "DONE"). Keys: host, port, id, topic; TLS with
+ca/cert/key (DER files under MicroPython, PEM under CPython); go=PATH makes
+a scenario wait for that file before its next step.
+"""
+
+import asyncio
+import gc
+import sys
+
+from mqtt_client import ConnectFailed, MQTTClient, MQTTError, Will, sleep_ms, ticks_diff, ticks_ms
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def say(*words):
+    print(*words)
+    if not MICROPYTHON:
+        sys.stdout.flush()
+
+
+def options(argv):
+    found = {}
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        found[key] = value
+    return found
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def context(opts):
+    if not opts.get("ca"):
+        return None
+    if MICROPYTHON:
+        from mqtt_client import tls_context
+
+        return tls_context(read(opts["ca"] + ".der"), read(opts["cert"] + ".der"), read(opts["key"] + ".der"))
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=opts["ca"])
+    ctx.load_cert_chain(opts["cert"], opts["key"])
+    return ctx
+
+
+def client(opts, **kwargs):
+    return MQTTClient(opts.get("host", "127.0.0.1"), int(opts["port"]), opts["id"], ssl=context(opts),
+                      keepalive_s=int(opts.get("keepalive", "60")), **kwargs)
+
+
+def free_heap():
+    gc.collect()
+    return gc.mem_free() if MICROPYTHON else 0
+
+
+async def wait_file(path):
+    while True:
+        try:
+            open(path).close()
+            return
+        except OSError:
+            await sleep_ms(20)
+
+
+async def pubsub(opts):
+    """Subscribe to <topic>/cmd, publish count QoS 1 + one QoS 0 message to
+    <topic>/up, then echo `expect` received messages to <topic>/echo."""
+    topic = opts["topic"]
+    c = client(opts)
+    await c.connect()
+    granted = await c.subscribe(topic + "/cmd", 1)
+    say("READY granted=%d" % granted)
+    count = int(opts.get("count", "3"))
+    for i in range(count):
+        await c.publish(topic + "/up", "m%d" % i, qos=1)
+    await c.publish(topic + "/up", b"q0", qos=0)
+    say("PUBACKED %d" % count)
+    for _ in range(int(opts.get("expect", "1"))):
+        message = await c.next_message()
+        say("GOT %s %s qos=%d" % (message.topic, message.payload.decode(), message.qos))
+        await c.publish(topic + "/echo", message.payload, qos=1)
+    await c.disconnect()
+    say("DONE")
+
+
+async def will(opts):
+    c = client(opts, will=Will(opts["topic"] + "/state", b"offline", qos=1, retain=False))
+    await c.connect()
+    say("READY")
+    await sleep_ms(60000)  # the test kills this process
+
+
+async def keepalive(opts):
+    c = client(opts)
+    await c.connect()
+    say("READY")
+    error = await c.wait_disconnected()
+    say("LOST %s %s" % (type(error).__name__, error))
+
+
+async def inflight(opts):
+    """Persistent session: publish `count` QoS 1 messages once `go` exists
+    (the test blackholes the link first), lose the connection on keepalive,
+    reconnect, and finish on the resent messages' PUBACKs."""
+    c = client(opts, clean_session=False, connect_timeout_s=2)
+    await c.connect()
+    say("READY")
+    await wait_file(opts["go"])
+    count = int(opts.get("count", "3"))
+    done = []
+
+    async def one(i):
+        await c.publish(opts["topic"] + "/up", "r%d" % i, qos=1)
+        done.append(i)
+
+    for i in range(count):
+        asyncio.create_task(one(i))
+    await sleep_ms(100)
+    say("INFLIGHT %d" % c.in_flight())
+    error = await c.wait_disconnected()
+    say("LOST %s" % type(error).__name__)
+    for _ in range(50):
+        try:
+            present = await c.connect()
+            break
+        except ConnectFailed:
+            await sleep_ms(100)
+    say("RECONNECTED session_present=%d" % present)
+    while len(done) < count:
+        await sleep_ms(10)
+    say("DONE acked=%d in_flight=%d" % (len(done), c.in_flight()))
+    await c.disconnect()
+
+
+async def reconnects(opts):
+    """Connect, publish one QoS 1 message, disconnect, `count` times; log
+    the free heap after a collection every `every` rounds."""
+    count = int(opts.get("count", "1000"))
+    every = int(opts.get("every", "100"))
+    c = client(opts)
+    say("HEAP 0 %d" % free_heap())
+    start = ticks_ms()
+    for i in range(1, count + 1):
+        await c.connect()
+        await c.publish(opts["topic"], b"x", qos=1)
+        await c.disconnect()
+        if i % every == 0:
+            say("HEAP %d %d" % (i, free_heap()))
+    say("DONE %d reconnects in %d ms" % (count, ticks_diff(ticks_ms(), start)))
+
+
+async def connect_error(opts):
+    """Connect once and report how it failed."""
+    c = client(opts, connect_timeout_s=int(opts.get("timeout", "5")))
+    try:
+        await c.connect()
+        say("CONNECTED")
+        error = await c.wait_disconnected()
+        say("LOST %s %s" % (type(error).__name__, error))
+    except MQTTError as exc:
+        say("ERROR %s %s" % (type(exc).__name__, exc))
+
+
+SCENARIOS = {"pubsub": pubsub, "will": will, "keepalive": keepalive, "inflight": inflight,
+             "reconnects": reconnects, "connect_error": connect_error}
+
+if __name__ == "__main__":
+    asyncio.run(SCENARIOS[sys.argv[1]](options(sys.argv[2:])))
