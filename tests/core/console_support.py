@@ -116,6 +116,7 @@ class Screen:
     def type(self, text):
         """Type ``text`` (str or bytes); return what came back as text."""
         data = text.encode() if isinstance(text, str) else text
+        self._take()  # notices that arrived meanwhile are not this answer
         start = len(self.text)
         self.session.feed(data)
         self._take()
