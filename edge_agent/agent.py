@@ -45,7 +45,7 @@ def now_ms():
 class Agent:
     def __init__(self, board, identity, broker, store_dir, port_overrides=None, clock=now_ms,
                  store_options=None, drain_rate=None, gpio=None, shutdown_grace_s=DEFAULT_SHUTDOWN_GRACE_S,
-                 **device_options):
+                 downlink=None, **device_options):
         """``gpio``: the output lines (edge_agent.gpio.GpiodOutputs on a Pi,
         simulator.gpio.SimulatedGpio in development), or None when the board
         declares no outputs."""
@@ -73,6 +73,9 @@ class Agent:
         self._deadline_wakeup = asyncio.Event()
         self._reported_bad = {}
         self._dispatch([self.device.birth(self.clock(), "edge-agent " + __version__)])
+        # Signed commands (downlink_cli.Setup, with --operators): verified,
+        # applied, audited; None takes no commands.
+        self.downlink = downlink.attach(self) if downlink is not None else None
 
     def _dispatch(self, outputs):
         stored = False

@@ -167,6 +167,10 @@ def cmd_run(args):
     from edge_agent.store_cli import store_options
 
     store_dir = args.store_dir or os.path.join(args.identity, "store")
+    from edge_agent import downlink_cli
+
+    secure = downlink_cli.setup(args, board, identity, overrides)  # None without --operators
+    board = secure.board if secure is not None else board  # with a remote config overlay
     gpio = _open_gpio(args.gpio, board)
     try:
         agent = Agent(
@@ -179,6 +183,7 @@ def cmd_run(args):
             drain_rate=args.drain_rate,
             gpio=gpio,
             telemetry_interval_ms=args.telemetry_interval_ms,
+            downlink=secure,
         )
     except StoreError as exc:
         raise UsageError("--store-dir %s: %s" % (store_dir, exc)) from None
@@ -188,6 +193,8 @@ def cmd_run(args):
         settings.describe(),
     )
     asyncio.run(_run_until_signalled(agent.run()))
+    if secure is not None:
+        secure.finish()  # re-executes the agent if a config update asked
     return EXIT_OK
 
 
@@ -364,6 +371,9 @@ def build_parser():
         help="segment file size; eviction frees whole segments, so smaller segments evict finer "
              "(default %(default)s; use a few flash pages on small devices)",
     )
+    from edge_agent import downlink_cli
+
+    downlink_cli.add_arguments(run)  # --operators, --state-dir
     run.set_defaults(func=cmd_run)
 
     board = sub.add_parser("board", help="work with board files")
@@ -442,6 +452,7 @@ def build_parser():
     scenario.add_commands(sim_sub)  # `sim run`: scenario files on a virtual clock
 
     store_cli.add_commands(sub)
+    downlink_cli.add_commands(sub)  # `cmd send`: signed commands
     from edge_agent import firmware_build
 
     firmware = sub.add_parser("firmware", help="build, configure and flash the ESP32 firmware (docs/firmware.md)")

@@ -131,6 +131,19 @@ class Uplink:
         # on_connect() is called at each CONNACK, to count connects.
         self.jitter = True
         self.on_connect = None
+        # The signed downlink (downlink.py): topics subscribed at QoS 1 in
+        # every session, each message handed to on_message(topic, payload).
+        self.subscriptions = []
+        self.on_message = None
+        self.on_subscribed = None
+
+    def listen(self, topics, on_message, on_subscribed=None):
+        """Receive on ``topics`` from the next session on. The session is
+        then persistent (clean_session False), so commands published while
+        the device is offline wait at the broker."""
+        self.subscriptions = list(topics)
+        self.on_message = on_message
+        self.on_subscribed = on_subscribed
 
     def notify(self):
         """Something was appended to the store: wake the sender."""
@@ -169,6 +182,7 @@ class Uplink:
             will=will,
             timeout=PUBLISH_TIMEOUT_S,
             max_inflight_messages=BATCH_RECORDS,
+            clean_session=False if self.subscriptions else None,
         ) as client:
             self.connects += 1
             if self.on_connect is not None:
@@ -181,7 +195,10 @@ class Uplink:
             self.client = client
             self.online.set()
             try:
-                await self._pump(client)
+                if self.subscriptions:
+                    await self._pump_and_receive(client)
+                else:
+                    await self._pump(client)
             finally:
                 self.client = None
                 self.online.clear()
@@ -196,6 +213,27 @@ class Uplink:
                                      qos=1, retain=True, timeout=2)
             except aiomqtt.MqttError as exc:
                 log.info("could not publish offline status: %s", exc)
+
+    async def _pump_and_receive(self, client):
+        for topic in self.subscriptions:
+            await client.subscribe(topic, qos=1)
+        log.info("listening for signed commands on %s", ", ".join(self.subscriptions))
+        if self.on_subscribed is not None:
+            self.on_subscribed()
+        tasks = [asyncio.create_task(self._pump(client)), asyncio.create_task(self._receive(client))]
+        try:
+            # Either ends only by raising (the link failed): end the session.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _receive(self, client):
+        async for message in client.messages:
+            self.on_message(str(message.topic), bytes(message.payload))
 
     async def _pump(self, client):
         """Send the store's batches, most urgent lane first, until the link fails."""
