@@ -72,6 +72,10 @@ class Agent:
             self.sources.append(bus_source(self.device, bus, port, self.clock, self._dispatch))
         self._deadline_wakeup = asyncio.Event()
         self._reported_bad = {}
+        # Extensions (the console server): services run beside the agent's
+        # own tasks; listeners see every signal dispatched.
+        self.services = []
+        self.signal_listeners = []
         self._dispatch([self.device.birth(self.clock(), "edge-agent " + __version__)])
         # Signed commands (downlink_cli.Setup, with --operators): verified,
         # applied, audited; None takes no commands.
@@ -85,6 +89,8 @@ class Agent:
                 if self.gpio is not None:
                     self.gpio.apply(item)
             elif isinstance(item, sg.Signal):
+                for listener in self.signal_listeners:
+                    listener(item)
                 urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
                 if urgent:
                     log.warning("alert #%d: %s", item.seq, item.body.get(sg.A_TEXT))
@@ -151,6 +157,7 @@ class Agent:
         tasks.append(asyncio.create_task(self.uplink.run(), name="uplink"))
         tasks.append(asyncio.create_task(self._deadline_loop(), name="deadlines"))
         tasks.append(asyncio.create_task(self._summary_loop(), name="summary"))
+        tasks.extend(asyncio.create_task(service.run(), name=type(service).__name__) for service in self.services)
         try:
             # Tasks only end by raising: a bug, not a condition to ride out.
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
