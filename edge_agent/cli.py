@@ -187,6 +187,12 @@ def cmd_run(args):
         )
     except StoreError as exc:
         raise UsageError("--store-dir %s: %s" % (store_dir, exc)) from None
+    from edge_agent import console_server
+
+    try:
+        console_server.attach(agent, args)  # --console / --console-socket
+    except console_server.ConsoleConfigError as exc:
+        raise UsageError(str(exc)) from None
     log.info(
         "edge-agent %s: device %s (%s signatures), board %s (%s), %d sensors on %d buses, broker %s",
         __version__, device_id, identity.algorithm, board.name, board.source, len(board.sensors), len(board.buses),
@@ -363,6 +369,9 @@ def build_parser():
         help="after an outage, send the backlog at most N signals/s (alerts are never held back; default: no limit)",
     )
     add_broker_options(run)
+    from edge_agent import console_server
+
+    console_server.add_arguments(run)
     from edge_agent import store_cli
 
     store_group = store_cli.add_store_options(run)
