@@ -159,8 +159,9 @@ def mpy_cross():
     return found
 
 
-def firmware_sources():
-    """(source path, path on the device) for every module the firmware needs."""
+def firmware_sources(host=False):
+    """(source path, path on the device) for every module the firmware
+    needs; ``host`` adds the unix-port vehicle's modules (tests only)."""
     # /lib is on MicroPython's default sys.path; the firmware's modules
     # import each other by bare name (as on the unix port with
     # MICROPYPATH=firmware:...) and the core as edge_agent.core.
@@ -169,20 +170,21 @@ def firmware_sources():
         if name.endswith(".py"):
             pairs.append((os.path.join(CORE_DIR, name), "lib/edge_agent/core/" + name))
     for name in sorted(os.listdir(FIRMWARE_DIR)):
-        if name.endswith(".py") and name not in HOST_ONLY:
+        if name.endswith(".py") and (host or name not in HOST_ONLY):
             pairs.append((os.path.join(FIRMWARE_DIR, name), name if name == BOOT_MODULE else "lib/" + name))
     return pairs
 
 
-def build(out_dir, march=DEFAULT_MARCH, extra_files=()):
-    """Compile into ``out_dir``/fs (the device's file tree) and return the
-    size report rows [(device path, source bytes, flash bytes)]."""
+def build(out_dir, march=DEFAULT_MARCH, extra_files=(), host=False):
+    """Compile into ``out_dir``/fs (the device's file tree), pack it as a
+    ROMFS image ``out_dir``/bundle.romfs, and return the size report rows
+    [(device path, source bytes, flash bytes)] and the report text."""
     tool = mpy_cross()
     tree = os.path.join(out_dir, "fs")
     if os.path.isdir(tree):
         shutil.rmtree(tree)
     rows = []
-    for source, target in firmware_sources():
+    for source, target in firmware_sources(host):
         os.makedirs(os.path.dirname(os.path.join(tree, target)), exist_ok=True)
         if target == BOOT_MODULE:
             dest = os.path.join(tree, target)
@@ -199,10 +201,22 @@ def build(out_dir, march=DEFAULT_MARCH, extra_files=()):
         dest = os.path.join(tree, os.path.basename(path))
         shutil.copyfile(path, dest)
         rows.append((os.path.basename(path), os.path.getsize(path), os.path.getsize(dest)))
+    build_romfs(tree, os.path.join(out_dir, "bundle.romfs"))
     report = format_report(rows, march)
     with open(os.path.join(out_dir, "size-report.txt"), "w") as f:
         f.write(report)
     return rows, report
+
+
+def build_romfs(tree, image):
+    """A ROMFS image of ``tree`` (mpremote's builder): MicroPython >= 1.25
+    mounts it at /rom and runs its .mpy bytecode in place from flash, so
+    code does not take heap. `mpremote romfs deploy` writes it to a board
+    with a ROMFS partition; the unix-port tests mount it with vfs.VfsRom."""
+    result = subprocess.run([_mpremote(), "romfs", "--no-mpy", "-o", image, "build", tree],
+                            capture_output=True, text=True)
+    if result.returncode:
+        raise FirmwareBuildError("mpremote romfs build failed:\n%s" % (result.stderr or result.stdout).strip())
 
 
 def format_report(rows, march):
@@ -313,7 +327,8 @@ def _cmd_build(args):
     os.makedirs(args.out, exist_ok=True)
     _, report = build(args.out, args.march, args.include)
     print(report, end="")
-    print("tree to copy: %s/fs; report: %s/size-report.txt" % (args.out, args.out))
+    print("tree to copy: %s/fs; ROMFS image: %s/bundle.romfs (%d bytes); report: %s/size-report.txt"
+          % (args.out, args.out, os.path.getsize(os.path.join(args.out, "bundle.romfs")), args.out))
     return 0
 
 

@@ -1,0 +1,163 @@
+"""Shared rig for the firmware tests: the real firmware on the MicroPython
+unix port, a real mosquitto (mutual TLS), the reference receiver verifying
+COSE_Mac0 with the device's HMAC secret, and sensors on a real pty.
+
+    rig = Rig(tmp_path, pki, "fw-e2e")          # identity, board.cbor, device.cbor
+    fw = rig.start_firmware(port_path, broker)  # micropython firmware/unix_main.py ...
+    receiver = rig.start_receiver(broker)
+"""
+
+import os
+import re
+import sqlite3
+import sys
+import threading
+import time
+
+from edge_agent import firmware_build as fb
+from edge_agent.core import frames as fr
+from edge_agent.identity import create_identity
+from edge_agent.receiver.storage import Storage
+from simulator.processes import ROOT, Child, edge_agent_argv
+
+MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
+FIRMWARE_PATH = "firmware:.:.frozen"
+ROM_BOOT = os.path.join(ROOT, "tests", "firmware", "rom_boot.py")
+# A board made for the firmware tests: one UART with the line protocol, a
+# fan the health engine quarantines (cutting its power pin), a coolant loop.
+BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
+
+
+class Rig:
+    def __init__(self, directory, pki, device_id, board=BOARD):
+        self.directory = str(directory)
+        self.pki = pki
+        self.device_id = device_id
+        self.identity = create_identity(os.path.join(self.directory, "identity"), device_id, "HMAC256")
+        self.board_cbor = os.path.join(self.directory, "board.cbor")
+        with open(self.board_cbor, "wb") as f:
+            f.write(fb.compile_board(board))
+        self.device_cbor = os.path.join(self.directory, "device.cbor")
+        self.store = os.path.join(self.directory, "store")
+        self.fan_pin = os.path.join(self.directory, "fan_power.pin")
+        self.db = os.path.join(self.directory, "receiver.sqlite")
+        self.registry = os.path.join(self.directory, "devices.toml")
+        with open(self.registry, "w") as f:
+            f.write(self.identity.registry_entry(include_secret=True))
+        os.chmod(self.registry, 0o600)
+        self.children = []
+
+    def provision(self, broker_port):
+        cert, key = self.pki.client(self.device_id)
+        fb.write_private(self.device_cbor, fb.provision(os.path.join(self.directory, "identity"), "127.0.0.1",
+                                                        broker_port, self.pki.ca_cert, cert, key))
+
+    def firmware_argv(self, uart_path, *extra, heap=None, rom=None):
+        args = ["--board", self.board_cbor, "--device", self.device_cbor, "--store", self.store,
+                "--uart", "uart0=" + uart_path, "--output-pin", "fan_power=" + self.fan_pin, *extra]
+        prefix = [MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else [])
+        if rom:
+            return prefix + [ROM_BOOT, rom] + args
+        return prefix + ["firmware/unix_main.py"] + args
+
+    def start_firmware(self, uart_path, broker_port, *extra, heap=None, rom=None, name="firmware"):
+        if not os.path.exists(self.device_cbor):
+            self.provision(broker_port)
+        child = Child(name, self.firmware_argv(uart_path, *extra, heap=heap, rom=rom), stdin=True, relay=False,
+                      env={"MICROPYPATH": FIRMWARE_PATH})
+        self.children.append(child)
+        return child
+
+    def start_receiver(self, broker_port):
+        cert, key = self.pki.client(self.device_id + "-receiver")
+        child = Child("receiver", edge_agent_argv(
+            "receiver", "run", "--registry", self.registry, "--db", self.db, "--no-live", "--group", "",
+            "--client-id", self.device_id + "-receiver",
+            "--broker", "127.0.0.1:%d" % broker_port, "--ca", self.pki.ca_cert, "--cert", cert, "--key", key),
+            relay=False)
+        self.children.append(child)
+        child.wait_for("receiving", 15)
+        return child
+
+    def max_seq(self):
+        if not os.path.exists(self.db):
+            return 0
+        with sqlite3.connect(self.db) as connection:
+            try:
+                return connection.execute("SELECT COALESCE(MAX(seq), 0) FROM signals").fetchone()[0]
+            except sqlite3.OperationalError:
+                return 0
+
+    def wait_seq(self, seq, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while self.max_seq() < seq:
+            assert time.monotonic() < deadline, "receiver has seq %d of %d" % (self.max_seq(), seq)
+            time.sleep(0.1)
+
+    def summary(self):
+        """What the receiver stored for this device: a dict of counts and gaps."""
+        storage = Storage(self.db)
+        try:
+            lost, skipped = storage.missing(self.device_id)
+            q = storage.db.execute
+            result = {
+                "lost": lost, "skipped": skipped,
+                "count": q("SELECT COUNT(*) FROM signals WHERE device=?", (self.device_id,)).fetchone()[0],
+                "births": [r[0] for r in q("SELECT seq FROM signals WHERE device=? AND kind=5 ORDER BY seq",
+                                           (self.device_id,))],
+                "alerts": q("SELECT COUNT(*) FROM alerts WHERE device=?", (self.device_id,)).fetchone()[0],
+                "telemetry": q("SELECT COUNT(*) FROM signals WHERE device=? AND kind=2", (self.device_id,)).fetchone()[0],
+                "rejections": storage.rejection_counts(),
+            }
+        finally:
+            storage.close()
+        return result
+
+    def stop_all(self):
+        for child in reversed(self.children):
+            child.stop()
+
+
+def stop_firmware(child, timeout_s=20):
+    """Stop cleanly through stdin; return the last seq it issued."""
+    mark = child.mark()
+    child.send("stop")
+    line = child.wait_for("last seq issued", timeout_s, since=mark)
+    child.process.wait(timeout_s)
+    return int(re.search(r"last seq issued (\d+)", line).group(1))
+
+
+def heap_lines(child):
+    return [line for line in child.text().splitlines() if line.startswith("info heap free=")]
+
+
+class FrameWriter:
+    """Writes line-protocol frames into a pty like a sensor board: each
+    sensor of ``values`` at ``rate_hz`` frames/s in total, round robin;
+    what nobody reads is dropped, as on a UART."""
+
+    def __init__(self, pty_master, values, rate_hz=200):
+        self.master = pty_master
+        self.values = values  # [(sensor, callable n -> value)]
+        self.rate_hz = rate_hz
+        self.sent = 0
+        self.stop = threading.Event()
+        os.set_blocking(pty_master, False)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        n = 0
+        while not self.stop.is_set():
+            sensor, value = self.values[n % len(self.values)]
+            try:
+                os.write(self.master, fr.encode_frame(fr.READING, sensor, value(n)))
+                self.sent += 1
+            except (BlockingIOError, OSError):
+                pass
+            n += 1
+            time.sleep(1 / self.rate_hz)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
