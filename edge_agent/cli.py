@@ -461,6 +461,12 @@ def build_parser():
     scenario.add_commands(sim_sub)  # `sim run`: scenario files on a virtual clock
 
     store_cli.add_commands(sub)
+    from edge_agent import console_client
+
+    console = sub.add_parser("console", help="the technician console of a device (serial port or agent socket)",
+                             description=console_client.__doc__.split("\n\n")[1])
+    console_client.add_arguments(console)
+    console.set_defaults(func=console_client.run)
     downlink_cli.add_commands(sub)  # `cmd send`: signed commands
     from edge_agent import firmware_build
 
