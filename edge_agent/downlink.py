@@ -95,8 +95,9 @@ class Downlink:
         """``device``: the core Device; ``dispatch(outputs)``: the agent's
         path into the store; ``config``: a config_update.ConfigState (or
         None: config updates refused); ``request_restart()``: restart the
-        agent on a staged config; ``acknowledge(alert) -> (before, after)``:
-        the console's alert list, if any (else the ack is only recorded)."""
+        agent on a staged config; ``acknowledge(alert, who, now_ms) ->
+        (before, after)``: marks the alert in the console's list, raising
+        KeyError or ValueError for an unknown one (None: only recorded)."""
         self.device = device
         self.device_id = device.device_id
         self.model = model
@@ -197,7 +198,7 @@ class Downlink:
             if self.acknowledge is None:
                 return "unacknowledged", "acknowledged", note or "recorded (no console alert list)", False
             try:
-                before, after = self.acknowledge(args["alert"])
+                before, after = self.acknowledge(args["alert"], command.operator, now)
             except (KeyError, ValueError) as exc:
                 raise Refused("unknown-alert", str(exc)) from None
             return before, after, note, False

@@ -58,7 +58,8 @@ class Setup:
         from edge_agent.downlink import Downlink
 
         self.downlink = Downlink(agent.device, self.board.model, self.trusted, self.state_dir, self.config,
-                                 agent.clock, agent._dispatch, request_restart=self._restart)
+                                 agent.clock, agent._dispatch, request_restart=self._restart,
+                                 acknowledge=lambda alert, who, now: _acknowledge(agent, alert, who, now))
         agent.uplink.listen(self.downlink.topics(), self.downlink.on_message, self.downlink.on_connect)
         for signal in self.boot_signals:
             agent._dispatch([agent.device.number(signal)])
@@ -82,6 +83,26 @@ class Setup:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, argv)
+
+
+def _acknowledge(agent, alert, who, now_ms):
+    """Mark ``alert`` (its seq, as text) acknowledged in the console's list
+    of recent alerts, as `ack` at the console does; without a console the
+    ack is only recorded by its audit signal."""
+    consoles = [service.console for service in agent.services if hasattr(service, "console")]
+    if not consoles:
+        return "unacknowledged", "acknowledged"
+    try:
+        seq = int(alert)
+    except ValueError:
+        raise ValueError("alert %r is not an alert number" % alert) from None
+    record = consoles[0].find_alert(seq)
+    if record is None:
+        raise KeyError("no recent alert #%d on this device" % seq)
+    if record.acked_by is not None:
+        return "acknowledged by %s" % record.acked_by, "acknowledged by %s" % record.acked_by
+    record.acked_by, record.acked_ms = who, now_ms
+    return "unacknowledged", "acknowledged by %s" % who
 
 
 def setup(args, board, identity, port_overrides):

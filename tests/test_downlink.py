@@ -268,3 +268,32 @@ def test_trusted_operators_file_is_required_and_checked(tmp_path, pki):
     operators.write_text('[operators.ops]\npublic_key = "%s"\n' % ("11" * 32))
     result = _cli(*base, "--operators", str(operators), "--state-dir", str(counters))
     assert result.returncode == 2 and "counters.cbor: unreadable" in result.stderr
+
+
+def test_alert_ack_marks_the_consoles_alert(broker, start_agent, subscribe, pty, pki, operator, tmp_path):
+    import socket
+
+    device = "dl-ack"
+    console_path = str(tmp_path / "console.sock")
+    agent = start(start_agent, broker, device, pty, operator, extra=("--console-socket", console_path))
+    messages = subscribe(broker.port, ["ea/v1/%s/alert" % device], lambda ms: len(ms) >= 1,
+                         action=lambda: pty.write(fr.encode_frame(fr.READING, "coolant_temp", 150)))
+    seq = REGISTRY.open_signal(messages[0][1], messages[0][0]).seq
+    acks = [(op.command_topic(device), operator.command(device, "alert.ack", {"alert": str(seq)}, 1, 600)),
+            (op.command_topic(device), operator.command(device, "alert.ack", {"alert": "99999"}, 2, 600))]
+    messages = subscribe(broker.port, ["ea/v1/%s/audit" % device], lambda ms: len(audits(ms)) >= 2,
+                         action=lambda: publish(pki, broker.port, acks))
+    rows = sorted(audits(messages), key=lambda s: s.seq)
+    assert summary(rows) == [("alert.ack", "alert #%d" % seq, "applied", ""),
+                             ("alert.ack", "alert #99999", "refused", "unknown-alert")]
+    assert rows[0].body[sg.U_AFTER] == "acknowledged by ops-team"
+    # The console shows it as acknowledged, as if a technician had typed `ack`.
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(5)
+        client.connect(console_path)
+        client.sendall(b"alerts\r\n")
+        screen = b""
+        deadline = time.monotonic() + 5
+        while b"ops-team" not in screen and time.monotonic() < deadline:
+            screen += client.recv(4096)
+    assert b"ops-team" in screen, screen
