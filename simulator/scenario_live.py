@@ -1,0 +1,567 @@
+"""Run a scenario live: the same file, on real time, with real processes
+and faults really applied (`edge-agent sim run --live FILE`).
+
+    LiveBoard (physics on ptys) --serial--> edge-agent run (real process)
+        --TLS--> FaultProxy --> mosquitto (TLS, real) --> edge-agent receiver run
+                                                              |
+                                         receiver.sqlite <----/  (expectations judged here)
+
+What runs: a throwaway CA, mosquitto with mutual TLS and persistence (a
+broker restart keeps the receiver's session), the reference receiver
+subscribed straight to it, the fault proxy in front of it for the agent
+only, the scenario's physics on a pty per line-protocol bus, and the agent
+with simulated GPIO (its power cuts silence the board's sensors).
+
+Time: the scenario's timeline (its physics, its faults, its expectation
+windows) runs ``speed`` times faster than the wall clock; the agent's own
+timers (stuck rules, probes, keepalive, group commit) stay real. At speed
+60, a scenario minute passes in a second, while a 10 s stuck rule still
+needs 10 wall seconds (600 scenario seconds). Times the receiver stored
+(the device's clock) are mapped back to scenario time, so the same
+expectations, JUnit and PNG reports work unchanged.
+
+How each fault is applied (docs/simulator.md has the table):
+
+    sensor faults        the physics (same models as the virtual clock)
+    garbage, bit_flips,
+    truncated            bytes on the pty (LiveBoard)
+    bus_disconnect       the pty closed, a new one behind the same link later
+    broker_down          mosquitto stopped (SIGTERM), later started again
+    partition            the proxy blackholes both directions
+    packet_loss          the proxy's loss model (retransmission stalls, resets)
+    latency, throttle    the proxy delays / paces
+    connection_reset     the proxy sends RSTs
+    power_cut            SIGKILL to the agent's process group; restarted after off
+    disk_full            the store's own small tmpfs filled to the last byte
+    force, release       not applied (no operator channel here): noted
+
+An agent that exits on its own is a finding: it is noted with its last
+error line and restarted after a second, as a supervisor would.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from edge_agent.core import cbor
+from edge_agent.core import signals as sg
+from edge_agent.identity import create_identity
+from edge_agent.receiver.storage import Storage
+from simulator import physics
+from simulator.broker import Mosquitto
+from simulator.fault_proxy import FaultProxy
+from simulator.live_board import LiveBoard
+from simulator.pki import DevPKI
+from simulator.processes import Child, edge_agent_argv
+from simulator.scenario import format_duration
+from simulator.scenario_run import Result
+
+DISK_FS_BYTES = 8 * 1024 * 1024  # the tmpfs holding the store when a scenario fills the disk
+DEFAULT_STORE_MAX = 4 * 1024 * 1024  # as on the virtual clock: well under the tmpfs
+SUPERVISOR_RESTART_S = 1.0
+FINAL_DELIVERY_S = 15.0
+_GPIO_LINE = re.compile(r"gpio: gpio (\S+) \(.*\) -> (on|off)")
+
+
+class LiveError(RuntimeError):
+    """The live run could not be set up (message says what to do)."""
+
+
+class Delivered:
+    """A signal as the receiver stored it, on the scenario's time axis."""
+
+    __slots__ = ("seq", "kind", "priority", "time_ms", "body")
+
+    def __init__(self, seq, kind, priority, time_ms, body):
+        self.seq = seq
+        self.kind = kind
+        self.priority = priority
+        self.time_ms = time_ms
+        self.body = body
+
+
+def run(spec, seed=None, speed=None, console=None, quiet=True, workdir=None):
+    """Run ``spec`` live; returns a scenario_run.Result, expectations judged."""
+    from simulator import scenario_expect
+
+    seed = spec.seed if seed is None else seed
+    result = Result(spec, seed)
+    live = LiveRun(spec, seed, speed or spec.speed, result, workdir, console, quiet)
+    try:
+        live.execute()
+    finally:
+        live.cleanup()
+    result.outcomes = scenario_expect.evaluate(spec, result)
+    return result
+
+
+def _timeline(spec):
+    """(offset ms, order, action, fault): ends before starts on ties."""
+    events = []
+    for f in spec.faults:
+        start, end = f.at_ms, f.end_ms
+        if f.kind in ("broker_down", "partition", "packet_loss", "latency", "throttle", "bit_flips", "truncated",
+                      "bus_disconnect", "disk_full"):
+            events.append((start, 1, f.kind, f))
+            if end is not None:
+                events.append((end, 0, "end_" + f.kind, f))
+        elif f.kind == "power_cut":
+            events.append((start, 1, "power_cut", f))
+            events.append((start + f.args["off_ms"], 2, "power_on", f))
+        elif f.kind in ("garbage", "connection_reset", "force", "release"):
+            events.append((start, 3, f.kind, f))
+    events.sort(key=lambda e: (e[0], e[1], e[3].key))
+    return events
+
+
+class LiveRun:
+    def __init__(self, spec, seed, speed, result, workdir, console, quiet):
+        self.spec = spec
+        self.board = spec.board
+        self.seed = seed
+        self.speed = float(speed)
+        self.result = result
+        self.own_workdir = workdir is None
+        self.workdir = workdir or tempfile.mkdtemp(prefix="ea-live-")
+        self.console = console
+        self.quiet = quiet
+        self.children = []
+        self.broker = None
+        self.proxy = None
+        self.live_board = None
+        self.agent = None
+        self.agent_argv = None
+        self.mounted = None
+        self.filler = None
+        self.wall0 = None
+        self.gpio_state = dict((o, True) for o in self.board.outputs)
+        self.lines_seen = 0
+        self.last_seq = 0
+        self.restart_at = None
+        self.windows = {}  # kind -> scenario ms the open window began
+
+    # -- time --------------------------------------------------------------------
+
+    def now(self):
+        """The scenario time now, in ms (physics.T0 at the start)."""
+        return physics.T0 + int((time.time() * 1000.0 - self.wall0) * self.speed)
+
+    def to_scenario(self, wall_ms):
+        return physics.T0 + int((wall_ms - self.wall0) * self.speed)
+
+    def say(self, text):
+        if self.console is not None and not self.quiet:
+            self.console.print(text, highlight=False)
+
+    # -- set-up -------------------------------------------------------------------
+
+    def execute(self):
+        spec = self.spec
+        source = getattr(self.board, "source", None)
+        if not source or not os.path.isfile(str(source)):
+            raise LiveError("%s: live mode needs a board file (scenario.board), not an inline [hardware] board"
+                            % spec.path)
+        if any(b.protocol != "line" for b in self.board.buses.values()):
+            self.result.notes.append("buses %s are not simulated in live mode (line-protocol buses only)" % ", ".join(
+                sorted(b.id for b in self.board.buses.values() if b.protocol != "line")))
+        self.say("[bold]live[/]: %s (%s), %s of scenario time at %gx: %s wall" % (
+            spec.name, os.path.relpath(spec.path), format_duration(spec.duration_ms), self.speed,
+            format_duration(spec.duration_ms / self.speed)))
+        pki = DevPKI(os.path.join(self.workdir, "pki"))
+        self.pki = pki
+        self.identity_dir = os.path.join(self.workdir, "identity")
+        identity = create_identity(self.identity_dir, spec.device_id)
+        registry = os.path.join(self.workdir, "devices.toml")
+        with open(registry, "w") as f:
+            f.write(identity.registry_entry(model=self.board.model))
+        self.broker = Mosquitto(os.path.join(self.workdir, "broker"), pki=pki, persistent=True).start()
+        self.proxy = FaultProxy(self.broker.port, seed=self.seed).start()
+        self.db = os.path.join(self.workdir, "receiver.sqlite")
+        cert, key = pki.client("live-receiver")
+        receiver = Child("receiver", edge_agent_argv(
+            "receiver", "run", "--registry", registry, "--db", self.db, "--no-live", "--group", "",
+            "--client-id", "live-receiver-" + spec.device_id, "--broker", "127.0.0.1:%d" % self.broker.port,
+            "--ca", pki.ca_cert, "--cert", cert, "--key", key), relay=False)
+        self.children.append(receiver)
+        self.receiver = receiver
+        receiver.wait_for("receiving", 20)
+        self.store_dir = self._store_dir()
+        models = spec.models(self.seed)
+        self.result.models = models
+        for sid in models:
+            self.result.readings[sid] = ([], [])
+        self.live_board = LiveBoard(self.board, models, self.now, self.workdir, seed=self.seed,
+                                    powered=lambda output: self.gpio_state.get(output, True), record=self._record)
+        self.agent_argv = self._agent_argv()
+        self.wall0 = time.time() * 1000.0  # provisional, for the birth signal's time
+        self._start_agent()
+        self.agent.wait_for("connected to broker", 30)
+        self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
+            self.broker.port, self.proxy.port, spec.device_id,
+            ", ".join("%s=%s" % (b, os.path.basename(self.live_board.path(b))) for b in sorted(self.live_board.ports))))
+        self.wall0 = time.time() * 1000.0
+        self.live_board.start()
+        self._play()
+        self._finish()
+
+    def _store_dir(self):
+        """The agent's store: on a small tmpfs of its own when the scenario
+        fills the disk (so the disk really fills), else in the work dir."""
+        store_dir = os.path.join(self.workdir, "store")
+        if not any(f.kind == "disk_full" for f in self.spec.faults):
+            return store_dir
+        mount_point = os.path.join(self.workdir, "storefs")
+        os.makedirs(mount_point)
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % DISK_FS_BYTES, "tmpfs", mount_point],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            self.result.notes.append(
+                "disk_full not applied: could not mount a %d MiB tmpfs for the store (%s); run as root (mount "
+                "needs CAP_SYS_ADMIN)" % (DISK_FS_BYTES >> 20, done.stderr.strip() or "mount failed"))
+            return store_dir
+        self.mounted = mount_point
+        return os.path.join(mount_point, "store")
+
+    def _agent_argv(self):
+        spec = self.spec
+        cert, key = self.pki.client(spec.device_id)
+        telemetry = max(200, int(spec.telemetry_interval_ms / self.speed))
+        options = dict(spec.store_options)
+        argv = ["run", "--board", str(self.board.source), "--identity", self.identity_dir,
+                "--store-dir", self.store_dir, "--gpio", "simulated", "--telemetry-interval-ms", str(telemetry),
+                "--broker", "127.0.0.1:%d" % self.proxy.port, "--ca", self.pki.ca_cert, "--cert", cert, "--key", key,
+                "--store-max-bytes", str(options.get("max_bytes", DEFAULT_STORE_MAX)),
+                "--store-segment-bytes", str(options.get("segment_bytes", 64 * 1024))]
+        for bus in sorted(self.live_board.ports):
+            argv += ["--port", "%s=%s" % (bus, self.live_board.path(bus))]
+        if "sync_every" in options:
+            argv += ["--sync-every", str(options["sync_every"])]
+        if "sync_ms" in options:
+            argv += ["--sync-ms", str(options["sync_ms"])]
+        if spec.keepalive_ms:
+            argv += ["--keepalive", str(max(1, spec.keepalive_ms // 1000))]
+        return edge_agent_argv(*argv)
+
+    def _start_agent(self):
+        self.agent = Child("agent", self.agent_argv, relay=False)
+        self.children.append(self.agent)
+        self.lines_seen = 0
+
+    def _record(self, sensor_id, t_ms, value):
+        times, values = self.result.readings[sensor_id]
+        times.append(t_ms)
+        values.append(value)
+
+    # -- the run --------------------------------------------------------------------
+
+    def _play(self):
+        spec = self.spec
+        events = _timeline(spec)
+        end_wall = self.wall0 + spec.duration_ms / self.speed
+        index = 0
+        while True:
+            wall = time.time() * 1000.0
+            if wall >= end_wall:
+                break
+            while index < len(events) and self.wall0 + events[index][0] / self.speed <= wall:
+                _, _, action, fault = events[index]
+                index += 1
+                self._apply(action, fault)
+            self._watch_agent()
+            next_event = self.wall0 + events[index][0] / self.speed if index < len(events) else end_wall
+            wait_ms = min(next_event, end_wall) - time.time() * 1000.0
+            time.sleep(min(0.05, max(0.0, wait_ms / 1000.0)))
+
+    def _window(self, kind, opening):
+        now = self.now()
+        if opening:
+            self.windows.setdefault(kind, now)
+            return
+        start = self.windows.pop(kind, None)
+        if start is not None:
+            target = {"power": self.result.power_off, "disk": self.result.disk_full}.get(kind, self.result.link_down)
+            target.append((start, now))
+
+    def _apply(self, action, fault):
+        a = fault.args
+        what = {
+            "broker_down": "mosquitto stopped (SIGTERM)",
+            "end_broker_down": "mosquitto started again",
+            "partition": "partition: the proxy blackholes both ways (nothing closed)",
+            "end_partition": "partition healed",
+            "packet_loss": "packet loss %g%% (retransmission stalls)" % (100 * a.get("rate", 0)),
+            "end_packet_loss": "packet loss over",
+            "latency": "latency +%d ms each way" % a.get("ms", 0),
+            "end_latency": "latency over",
+            "throttle": "bandwidth %d bytes/s" % a.get("bytes_per_s", 0),
+            "end_throttle": "bandwidth unlimited",
+            "connection_reset": "connections reset (RST)",
+            "power_cut": "power cut: SIGKILL to the agent",
+            "power_on": "power back: the agent starts",
+            "disk_full": "disk full: the store's filesystem filled",
+            "end_disk_full": "disk space freed",
+            "garbage": "%d bytes of line noise on %s" % (a.get("bytes", 0), a.get("bus")),
+            "bit_flips": "bit flips on %s (%g%% of frames)" % (a.get("bus"), 100 * a.get("rate", 0)),
+            "end_bit_flips": "bit flips over",
+            "truncated": "truncated frames on %s (%g%% of frames)" % (a.get("bus"), 100 * a.get("rate", 0)),
+            "end_truncated": "truncated frames over",
+            "bus_disconnect": "bus %s disconnected (pty closed)" % a.get("bus"),
+            "end_bus_disconnect": "bus %s reconnected (a new pty)" % a.get("bus"),
+        }.get(action)
+        proxy = self.proxy
+        if action == "broker_down":
+            self._window("link", True)
+            self.broker.stop()
+        elif action == "end_broker_down":
+            self.broker = Mosquitto(self.broker.directory, pki=self.pki, port=self.broker.port,
+                                    persistent=True).start()
+            self._window("link", False)
+        elif action == "partition":
+            self._window("link", True)
+            proxy.partition(True)
+        elif action == "end_partition":
+            proxy.partition(False)
+            self._window("link", False)
+        elif action == "packet_loss":
+            proxy.set_loss(a["rate"])
+        elif action == "end_packet_loss":
+            proxy.set_loss(0.0)
+        elif action == "latency":
+            proxy.set_latency(a["ms"])
+        elif action == "end_latency":
+            proxy.set_latency(0)
+        elif action == "throttle":
+            proxy.set_bandwidth(a["bytes_per_s"])
+        elif action == "end_throttle":
+            proxy.set_bandwidth(None)
+        elif action == "connection_reset":
+            what += ": %d" % proxy.reset()
+        elif action == "power_cut":
+            if self.agent.process.poll() is None:
+                self._window("power", True)
+                self._agent_lines()
+                self.agent.kill()
+                self._power_lost()
+        elif action == "power_on":
+            if "power" in self.windows:
+                self._window("power", False)
+                self._start_agent()
+        elif action == "disk_full":
+            if self.mounted is None:
+                what += ": not applied (no tmpfs)"
+            else:
+                self._window("disk", True)
+                what += " (%s)" % self._fill_disk()
+        elif action == "end_disk_full":
+            if self.filler is not None:
+                os.unlink(self.filler)
+                self.filler = None
+                self._window("disk", False)
+        elif action == "garbage":
+            self.live_board.garbage(a["bus"], a["bytes"])
+        elif action in ("bit_flips", "end_bit_flips"):
+            self.live_board.set_bit_flips(a["bus"], a["rate"] if action == "bit_flips" else 0.0)
+        elif action in ("truncated", "end_truncated"):
+            self.live_board.set_truncation(a["bus"], a["rate"] if action == "truncated" else 0.0)
+        elif action == "bus_disconnect":
+            self.live_board.disconnect(a["bus"])
+        elif action == "end_bus_disconnect":
+            self.live_board.reconnect(a["bus"])
+        elif action in ("force", "release"):
+            note = "%s %s at %s not applied: live mode has no operator channel to the agent" % (
+                action, a["component"], _t(self.now()))
+            self.result.notes.append(note)
+            what = note
+        self.say("  %s  %s" % (_t(self.now()), what))
+
+    def _fill_disk(self):
+        """Fill the store's filesystem to the last byte with a filler file."""
+        self.filler = os.path.join(self.mounted, "filler")
+        written = 0
+        block = b"\0" * 65536
+        with open(self.filler, "wb", buffering=0) as f:
+            while True:
+                try:
+                    written += f.write(block)
+                except OSError:
+                    try:  # the last partial block
+                        while True:
+                            written += f.write(b"\0" * 512)
+                    except OSError:
+                        break
+        stat = os.statvfs(self.mounted)
+        return "%d KiB filler, %d bytes free" % (written >> 10, stat.f_bavail * stat.f_frsize)
+
+    def _power_lost(self):
+        """An unpowered board: GPIO lines float back to their default (on)."""
+        now = self.now()
+        for output in sorted(self.gpio_state):
+            if not self.gpio_state[output]:
+                self.gpio_state[output] = True
+                self.result.gpio.append((now, output, True))
+
+    def _agent_lines(self):
+        """New agent log lines: GPIO changes and the last seq it issued."""
+        lines = self.agent.lines
+        now = self.now()
+        while self.lines_seen < len(lines):
+            line = lines[self.lines_seen]
+            self.lines_seen += 1
+            match = _GPIO_LINE.search(line)
+            if match:
+                on = match.group(2) == "on"
+                self.gpio_state[match.group(1)] = on
+                self.result.gpio.append((now, match.group(1), on))
+            elif "last seq issued" in line:
+                self.last_seq = max(self.last_seq, int(line.rsplit(" ", 1)[1]))
+
+    def _watch_agent(self):
+        """Follow the agent's log; restart it if it died on its own."""
+        self._agent_lines()
+        if "power" in self.windows:
+            return
+        if self.agent.process.poll() is None:
+            return
+        if self.restart_at is None:
+            errors = [line for line in self.agent.lines if "ERROR" in line or "Error" in line]
+            self.result.notes.append("the agent exited by itself (code %s) at %s: %s; restarted after %.0f s" % (
+                self.agent.process.returncode, _t(self.now()), (errors[-1] if errors else "no error logged")[-200:],
+                SUPERVISOR_RESTART_S))
+            self.say("  %s  [red]the agent exited (code %s)[/]: restarting it" % (
+                _t(self.now()), self.agent.process.returncode))
+            self.restart_at = time.monotonic() + SUPERVISOR_RESTART_S
+        elif time.monotonic() >= self.restart_at:
+            self.restart_at = None
+            self._start_agent()
+
+    # -- the end --------------------------------------------------------------------
+
+    def _finish(self):
+        result = self.result
+        self.live_board.stop()
+        end_scn = self.now()
+        running = self.agent.process.poll() is None
+        if running:
+            result.final_outputs = dict(self.gpio_state)
+            self.agent.stop()  # SIGTERM: it drains for a grace period, then syncs and closes its store
+            self._agent_lines()
+        link_up = "link" not in self.windows
+        if running and link_up:
+            deadline = time.monotonic() + FINAL_DELIVERY_S
+            while self._max_seq() < self.last_seq and time.monotonic() < deadline:
+                time.sleep(0.1)
+        time.sleep(0.3)  # the receiver commits what is in flight
+        for kind in list(self.windows):
+            start = self.windows.pop(kind)
+            target = {"power": result.power_off, "disk": result.disk_full}.get(kind, result.link_down)
+            target.append((start, end_scn))
+        self.receiver.stop()
+        self._collect(running)
+        result.wall_s = (time.time() * 1000.0 - self.wall0) / 1000.0
+        result.digest = "(live run: not deterministic)"
+        result.notes.append("live at %gx; proxy: %s; board: %s" % (
+            self.speed, ", ".join("%s %s" % kv for kv in sorted(self.proxy.snapshot().items()) if kv[1]),
+            ", ".join("%s %s" % kv for kv in sorted(self.live_board.stats.items()))))
+
+    def _max_seq(self):
+        try:
+            storage = Storage(self.db)
+            try:
+                row = storage.db.execute("SELECT COALESCE(MAX(seq), 0) FROM signals WHERE device = ?",
+                                         (self.spec.device_id,)).fetchone()
+            finally:
+                storage.close()
+            return row[0]
+        except Exception:  # the receiver holds a write lock: ask again
+            return 0
+
+    def _collect(self, running):
+        """The receiver's database, as a Result on the scenario's time axis."""
+        result = self.result
+        device = self.spec.device_id
+        storage = Storage(self.db)
+        try:
+            rows = storage.db.execute(
+                "SELECT seq, kind, priority, time_ms, received_ms, body FROM signals WHERE device = ? "
+                "ORDER BY received_ms, seq", (device,)).fetchall()
+            changes = []
+            for seq, kind, priority, time_ms, received_ms, body in rows:
+                signal = Delivered(seq, kind, priority, self.to_scenario(time_ms), cbor.loads(body))
+                if kind == sg.KIND_TELEMETRY:
+                    signal.body = {}
+                result.delivered.append(signal)
+                result.delivered_seqs.add(seq)
+                result.issued.append((seq, kind, priority, signal.time_ms))
+                if kind == sg.KIND_STATE:
+                    b = signal.body
+                    result.transitions.append((signal.time_ms, b[sg.S_COMPONENT], b[sg.S_FROM], b[sg.S_TO]))
+                elif kind == sg.KIND_BIRTH:
+                    result.boots.append((signal.time_ms, seq))
+                changes.append((signal.time_ms, 1))
+                changes.append((self.to_scenario(received_ms), -1))
+            lost, skipped = storage.missing(device)
+            result.receiver_lost = lost
+            result.receiver_skipped = skipped
+            top = max([self.last_seq] + [seq for seq, _, _, _ in result.issued])
+            skipped_seqs = set(seq for first, last in skipped for seq in range(first, last + 1))
+            for seq in range(1, top + 1):
+                if seq not in result.delivered_seqs and seq not in skipped_seqs:
+                    result.issued.append((seq, None, None, None))  # issued, never arrived
+            result.issued.sort(key=lambda item: item[0])
+            result.messages = storage.db.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0]
+            row = storage.db.execute("SELECT duplicates FROM devices WHERE device = ?", (device,)).fetchone()
+            result.receiver_duplicates = row[0] if row else 0
+            result.rejections = storage.rejection_counts()
+        finally:
+            storage.close()
+        result.transitions.sort(key=lambda item: item[0])
+        result.boots.sort()
+        result.readings_count = sum(len(times) for times, _ in result.readings.values())
+        # Signals made but not yet at the receiver, over time (device time
+        # in, arrival out): the backlog the agent's store was holding.
+        depth = 0
+        result.depth = [(physics.T0, 0)]
+        for t, step in sorted(changes):
+            depth += step
+            result.depth.append((max(t, physics.T0), depth))
+        if running:
+            last_boot = result.boots[-1][0] if result.boots else physics.T0
+            states = dict((c, "ok") for c in self.board.components)
+            for t, component, _, to in result.transitions:
+                if t >= last_boot:
+                    states[component] = to
+            result.final_states = states
+        # The live receiver sees arrival order, not the agent's batches:
+        # "alerts first" is judged on the virtual clock only.
+
+    def cleanup(self):
+        if self.live_board is not None:
+            self.live_board.stop()
+        for child in reversed(self.children):
+            child.stop()
+        self._save_logs()
+        if self.proxy is not None and self.proxy._loop is not None:
+            self.proxy.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.mounted is not None:
+            subprocess.run(["umount", "-l", self.mounted], capture_output=True)
+        if self.own_workdir and not os.environ.get("EA_LIVE_KEEP"):
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+    def _save_logs(self):
+        """Each process's output in the work dir (kept with EA_LIVE_KEEP=1)."""
+        counts = {}
+        for child in self.children:
+            counts[child.name] = counts.get(child.name, 0) + 1
+            path = os.path.join(self.workdir, "%s-%d.log" % (child.name, counts[child.name]))
+            with open(path, "w") as f:
+                f.write(child.text() + "\n")
+
+
+def _t(ms):
+    return "t+" + format_duration(ms - physics.T0)
