@@ -73,9 +73,11 @@ async def wait_file(path):
 
 async def pubsub(opts):
     """Subscribe to <topic>/cmd, publish count QoS 1 + one QoS 0 message to
-    <topic>/up, then echo `expect` received messages to <topic>/echo."""
+    <topic>/up, then echo `expect` received messages to <topic>/echo, then
+    DISCONNECT (with will=1, a will on <topic>/state the broker must drop)."""
     topic = opts["topic"]
-    c = client(opts)
+    last_will = Will(topic + "/state", b"offline", qos=1) if opts.get("will") else None
+    c = client(opts, will=last_will)
     await c.connect()
     granted = await c.subscribe(topic + "/cmd", 1)
     say("READY granted=%d" % granted)
@@ -110,7 +112,7 @@ async def keepalive(opts):
 async def inflight(opts):
     """Persistent session: publish `count` QoS 1 messages once `go` exists
     (the test blackholes the link first), lose the connection on keepalive,
-    reconnect, and finish on the resent messages' PUBACKs."""
+    reconnect once `go`.2 exists, and finish on the resent messages' PUBACKs."""
     c = client(opts, clean_session=False, connect_timeout_s=2)
     await c.connect()
     say("READY")
@@ -128,6 +130,7 @@ async def inflight(opts):
     say("INFLIGHT %d" % c.in_flight())
     error = await c.wait_disconnected()
     say("LOST %s" % type(error).__name__)
+    await wait_file(opts["go"] + ".2")  # the test has restored the link
     for _ in range(50):
         try:
             present = await c.connect()
