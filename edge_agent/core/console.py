@@ -474,7 +474,8 @@ class Session:
             for oid in outputs:
                 if allowed:
                     verdict, text = self._pulse(oid, now)
-                    results[oid] = verdict
+                    if verdict != "skip":  # only what was driven is audited
+                        results[oid] = verdict
                 else:
                     verdict, text = "skip", "not pulsed: needs a session with scope 'selftest'"
                 tally[verdict] += 1

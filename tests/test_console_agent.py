@@ -1,0 +1,185 @@
+"""The technician console of a running agent, driven as a person would:
+keys typed into the console's pty (and its Unix socket), the screen read
+back. One agent for the module (tests run in order and share it): the
+virtual sensor board, a real mosquitto with mutual TLS, a real Ed25519
+operator; audit signals are checked at the broker, signature verified."""
+
+import os
+import stat
+import time
+
+import pytest
+
+from edge_agent.core import signals as sg
+from edge_agent.operator_keys import create_operator
+
+from conftest import REGISTRY
+from console_rig import Rig, socket_terminal
+
+pytestmark = pytest.mark.integration
+
+DEVICE = "console-1"
+
+
+@pytest.fixture(scope="module")
+def rig(pki, broker, tmp_path_factory):
+    running = Rig(pki, broker, str(tmp_path_factory.mktemp("console")), DEVICE)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def term(rig):
+    terminal = rig.serial()
+    terminal.type("\r")  # the banner was written when the agent opened the port
+    terminal.expect("console on %s (board demo-gateway, model EA-DEMO-1)" % DEVICE)
+    terminal.answer()
+    return terminal
+
+
+def _audits(messages):
+    return [s for t, p in messages if t.endswith("/audit") for s in REGISTRY.open_signals(p, t)]
+
+
+def test_read_only_commands_over_the_serial_port(term):
+    status = term.command("status")
+    assert "device      %s (board demo-gateway, model EA-DEMO-1)" % DEVICE in status, status
+    assert "link        online: broker 127.0.0.1:" in status
+    assert "store       lane 0:" in status
+    readings = term.command("readings")
+    for _ in range(20):  # the board streams within a second or two of start
+        if "no reading yet" not in readings:
+            break
+        time.sleep(0.25)
+        readings = term.command("readings")
+    for sensor in ("coolant_temp", "coolant_flow", "fan_speed", "cabinet_temp"):
+        assert sensor in readings, readings
+    assert "degC" in readings and "rpm" in readings
+    detail = term.command("readings fan_speed")
+    assert "valid range 0 to 6000 rpm" in detail and "stuck" in detail, detail
+    components = term.command("components")
+    assert "cabinet_fan" in components and "coolant_loop (essential)" in components, components
+    assert "lane" in term.command("buffer")
+    assert "connected to broker" in term.command("log 50")
+    config = term.command("config show")
+    assert "fan_power    /dev/gpiochip0 line 17" in config, config
+    assert "not logged in (serial " in term.command("whoami")
+    selftest = term.command("selftest")
+    assert "coolant_temp  pass" in selftest, selftest
+    assert "fan_power  skip  not pulsed" in selftest
+    assert term.command("help ack").startswith("usage: ack ALERT")
+    assert "quarantine force|release COMPONENT" in term.command("help")
+    assert term.command("alerts").startswith(("no alerts", "alert"))
+
+
+def test_bad_input_typed_at_the_serial_port(term):
+    assert "error: unknown command 'reboot'" in term.command("reboot")
+    # Backspace (DEL, as picocom sends it) and BS, typed key by key.
+    term.type("stau\x7f\x7fatus", per_key_s=0.005)
+    term.type("\r")
+    assert "device      %s" % DEVICE in term.answer()
+    # Half a line, then Ctrl-C: dropped, a fresh prompt.
+    term.type("quarantine force cabi")
+    term.type("\x03")
+    term.expect("^C\n")
+    term.answer()
+    # Binary garbage (a wrong baud rate looks like this).
+    term.type(b"\xf0\x9f\x00\xfe\x81junk\r")
+    assert "error: line ignored: 5 bytes that are not text (first 0xf0 at column 1)" in term.answer()
+    # An overlong line: refused at once, the rest dropped up to Enter.
+    term.type("x" * 2000 + "\r")
+    assert "error: line longer than 512 characters" in term.answer()
+    # LF-only and CR LF line ends both work once.
+    term.type("whoami\n")
+    assert "not logged in" in term.answer()
+    term.type("whoami\r\n")
+    assert "not logged in" in term.answer()
+    # Privileged without a session: refused, nothing changes.
+    assert "needs a technician session" in term.command("quarantine force cabinet_fan")
+    assert "cabinet_fan               ok" in term.command("components")
+
+
+def test_forced_quarantine_and_release_with_a_token_reach_the_broker_audited(rig, term, broker, subscribe):
+    token = rig.token()
+
+    def session():
+        answer = term.command("login " + token)
+        assert answer.startswith("logged in as alice (operator ops-team)"), answer
+        forced = term.command("quarantine force cabinet_fan")
+        assert forced.startswith("cabinet_fan: ok -> forced"), forced
+        assert "gpio fan_power (/dev/gpiochip0 line 17) -> off" in forced
+        selftest = term.command("selftest")
+        assert "fan_power  skip  held off by quarantine:cabinet_fan" in selftest, selftest
+        released = term.command("quarantine release cabinet_fan")
+        assert released.startswith("cabinet_fan: forced -> ok") and "-> on" in released, released
+        selftest = term.command("selftest")
+        assert "fan_power  pass  switched off and on, read back off then on" in selftest, selftest
+
+    messages = subscribe(broker.port, ["ea/v1/%s/audit" % DEVICE],
+                         lambda ms: len([s for s in _audits(ms) if s.body[sg.U_ACTION] == "selftest"]) >= 1,
+                         timeout_s=30, action=session)
+    audits = [s.body for s in _audits(messages)]
+    actions = [(b[sg.U_ACTION], b[sg.U_RESULT]) for b in audits]
+    assert actions[:4] == [("console.login", "applied"), ("quarantine.force", "applied"),
+                           ("quarantine.release", "applied"), ("selftest", "applied")], actions
+    force = audits[1]
+    assert (force[sg.U_WHO], force[sg.U_TARGET], force[sg.U_BEFORE], force[sg.U_AFTER], force[sg.U_CHANNEL]) == (
+        "alice", "cabinet_fan", "ok", "forced", "console")
+    assert [s.priority for s in _audits(messages)] == [sg.PRIORITY_HIGH] * len(audits)
+    assert term.command("logout") == "logged out alice"
+    rig.agent.child.wait_for("gpio fan_power (/dev/gpiochip0 line 17) -> on", 5)
+
+
+def test_refused_tokens_say_why(rig, term):
+    now_ms = 1_700_000_000_000  # 2023: long expired
+    rogue = create_operator(os.path.join(rig.directory, "rogue"), "ops-team")  # same name, other key
+    good = rig.token()
+    tampered = good[:60] + ("A" if good[60] != "A" else "B") + good[61:]
+    cases = [
+        (rig.token(ttl_s=60, now_ms=now_ms), "expired"),
+        (rig.token(device="console-2"), "wrong-device"),
+        (tampered, None),
+        (rig.token(operator=rogue), "bad-signature"),
+        ("0123-not-a-token!", "malformed"),
+    ]
+    for i, (text, reason) in enumerate(cases):
+        answer = term.command("login " + text)
+        assert answer.startswith("error: login refused: " + (reason or "")), (reason, answer)
+        if i == 3:  # a good login resets the failure count (5 in a row lock: the next test)
+            assert term.command("login " + good).startswith("logged in as alice")
+            assert term.command("logout") == "logged out alice"
+    assert "not logged in" in term.command("whoami")
+
+
+def test_socket_sessions_are_private_concurrent_and_see_notices(rig, term):
+    mode = os.stat(rig.socket_path).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    one = socket_terminal(rig.socket_path, "socket-1")
+    two = socket_terminal(rig.socket_path, "socket-2")
+    try:
+        one.expect("console on %s" % DEVICE)
+        one.answer()
+        two.expect("console on %s" % DEVICE)
+        two.answer()
+        assert one.command("login " + rig.token(subject="bob")).startswith("logged in as bob")
+        assert "not logged in (socket #" in two.command("whoami")
+        assert one.command("quarantine force cabinet_fan").startswith("cabinet_fan: ok -> forced")
+        # The other session and the serial port hear about it, between lines.
+        two.expect("*** cabinet_fan: ok -> forced (forced into quarantine by bob)")
+        two.expect("*** audit: applied quarantine.force cabinet_fan by bob (console)")
+        term.expect("*** cabinet_fan: ok -> forced")
+        assert one.command("quarantine release cabinet_fan").startswith("cabinet_fan: forced -> ok")
+    finally:
+        one.sock.close()
+        two.sock.close()
+    # Closing a logged-in connection ends its session (audited logout).
+    term.expect("*** audit: applied console.logout socket #")
+
+
+def test_lockout_after_repeated_failures(rig, term):
+    bad = rig.token(device="console-2")
+    for _ in range(4):
+        assert "login refused: wrong-device" in term.command("login " + bad)
+    assert "login locked for 30 s" in term.command("login " + bad)
+    answer = term.command("login " + rig.token())
+    assert answer.startswith("error: login is locked for 2") or answer.startswith("error: login is locked for 3"), answer
