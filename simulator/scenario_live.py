@@ -46,6 +46,8 @@ import subprocess
 import tempfile
 import time
 
+from rich.markup import escape
+
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 from edge_agent.identity import create_identity
@@ -63,6 +65,8 @@ DISK_FS_BYTES = 8 * 1024 * 1024  # the tmpfs holding the store when a scenario f
 DEFAULT_STORE_MAX = 4 * 1024 * 1024  # as on the virtual clock: well under the tmpfs
 SUPERVISOR_RESTART_S = 1.0
 FINAL_DELIVERY_S = 15.0
+# The agent's log lines worth showing people (show_agent).
+_SHOWN = re.compile(r"alert #|state #|gpio: gpio|bus \S+: garbage|connected to broker|unreachable|store .*recovered|last seq issued")
 _GPIO_LINE = re.compile(r"gpio: gpio (\S+) \(.*\) -> (on|off)")
 
 
@@ -83,13 +87,15 @@ class Delivered:
         self.body = body
 
 
-def run(spec, seed=None, speed=None, console=None, quiet=True, workdir=None):
-    """Run ``spec`` live; returns a scenario_run.Result, expectations judged."""
+def run(spec, seed=None, speed=None, console=None, quiet=True, workdir=None, show_agent=False):
+    """Run ``spec`` live; returns a scenario_run.Result, expectations judged.
+    ``show_agent``: also print the agent's alert, state, GPIO and link lines."""
     from simulator import scenario_expect
 
     seed = spec.seed if seed is None else seed
     result = Result(spec, seed)
     live = LiveRun(spec, seed, speed or spec.speed, result, workdir, console, quiet)
+    live.show_agent = show_agent
     try:
         live.execute()
     finally:
@@ -142,6 +148,7 @@ class LiveRun:
         self.last_seq = 0
         self.restart_at = None
         self.windows = {}  # kind -> scenario ms the open window began
+        self.show_agent = False
 
     # -- time --------------------------------------------------------------------
 
@@ -410,6 +417,8 @@ class LiveRun:
         while self.lines_seen < len(lines):
             line = lines[self.lines_seen]
             self.lines_seen += 1
+            if self.show_agent and _SHOWN.search(line):
+                self.say("  %s  [dim]agent |[/] %s" % (_t(now), escape(line.split(": ", 1)[-1][:150])))
             match = _GPIO_LINE.search(line)
             if match:
                 on = match.group(2) == "on"
