@@ -106,8 +106,14 @@ def _head(major, n):
 
 def _encode_int(value):
     if value >= 0:
+        if value < 24:
+            return _SMALL_HEADS[0][value]
+        if value < 0x100:
+            return bytes((24, value))
+        if value < 0x100000000:
+            return _pack(">BH", 25, value) if value < 0x10000 else _pack(">BI", 26, value)
         if value < _UINT64_LIMIT:
-            return _head(0, value)
+            return _pack(">BQ", 27, value)
         return b"\xc2" + _encode_bytes(_int_to_bytes(value))
     magnitude = -1 - value
     if magnitude < _UINT64_LIMIT:
@@ -129,18 +135,33 @@ def _encode_bytes(value):
 
 
 def _encode_float(value):
+    # The shortest of half, single, double that holds the value exactly.
+    # Single is tried first: most readings (20.1) need a double, and every
+    # half is also a single, so a value that fails single is done at once.
     if value != value:  # NaN: the canonical quiet NaN, as cbor2 writes it
         return b"\xf9\x7e\x00"
-    for fmt, head in ((">e", b"\xf9"), (">f", b"\xfa")):
-        try:
-            packed = struct.pack(fmt, value)
-        except (OverflowError, ValueError):
-            continue
-        # MicroPython saturates to inf instead of raising: the round trip
-        # check below catches that, and any lost precision.
-        if struct.unpack(fmt, packed)[0] == value:
-            return head + packed
-    return b"\xfb" + struct.pack(">d", value)
+    try:
+        single = _pack(">Bf", 0xFA, value)
+    except (OverflowError, ValueError):
+        return _pack(">Bd", 0xFB, value)
+    # MicroPython saturates to inf instead of raising: the round trip
+    # check catches that, and any lost precision.
+    if _unpack_from(">f", single, 1)[0] != value:
+        return _pack(">Bd", 0xFB, value)
+    try:
+        half = _pack(">Be", 0xF9, value)
+        if _unpack_from(">e", half, 1)[0] == value:
+            return half
+    except (OverflowError, ValueError):
+        pass
+    return single
+
+
+_pack = struct.pack
+_unpack = struct.unpack
+_unpack_from = struct.unpack_from
+# Heads with an argument below 24 are one byte: [major][argument].
+_SMALL_HEADS = [[bytes(((major << 5) | n,)) for n in range(24)] for major in range(8)]
 
 
 def _sort_key(encoded_key):
@@ -150,6 +171,46 @@ def _sort_key(encoded_key):
 def _encode(value, out, depth):
     if depth > MAX_DEPTH:
         raise CBOREncodeError("nesting deeper than %d levels" % MAX_DEPTH)
+    # The common exact types first, by type (telemetry is lists of ints,
+    # strings and floats: this path is most of a device's CBOR time);
+    # subclasses and the rest go through the isinstance chain below.
+    t = type(value)
+    if t is str:
+        raw = value.encode("utf-8")
+        n = len(raw)
+        out.append(_SMALL_HEADS[3][n] if n < 24 else _head(3, n))
+        out.append(raw)
+        return
+    if t is int:
+        out.append(_SMALL_HEADS[0][value] if 0 <= value < 24 else _encode_int(value))
+        return
+    if t is float:
+        out.append(_encode_float(value))
+        return
+    if t is list:
+        n = len(value)
+        out.append(_SMALL_HEADS[4][n] if n < 24 else _head(4, n))
+        depth += 1
+        if depth > MAX_DEPTH:
+            for item in value:
+                _encode(item, out, depth)  # raises
+            return
+        append = out.append
+        for item in value:
+            # Scalars inline: one call per container instead of per item.
+            t = type(item)
+            if t is int:
+                append(_SMALL_HEADS[0][item] if 0 <= item < 24 else _encode_int(item))
+            elif t is float:
+                append(_encode_float(item))
+            elif t is str:
+                raw = item.encode("utf-8")
+                n = len(raw)
+                append(_SMALL_HEADS[3][n] if n < 24 else _head(3, n))
+                append(raw)
+            else:
+                _encode(item, out, depth)
+        return
     # bool first: on CPython bool is an int subclass (on MicroPython it is not).
     if value is None:
         out.append(b"\xf6")
@@ -269,6 +330,35 @@ class _Reader:
         if depth > MAX_DEPTH:
             raise CBORDecodeError("nesting deeper than %d levels" % MAX_DEPTH)
         start = self.pos
+        if start < self.end:
+            # Fast paths for what signals are made of: integers, short text,
+            # doubles and definite arrays (telemetry rows). Anything else, and
+            # every error, takes the general path below.
+            data = self.data
+            initial = data[start]
+            major = initial >> 5
+            info = initial & 0x1F
+            if info < 24:
+                if major == 0:
+                    self.pos = start + 1
+                    return info
+                if major == 3:
+                    stop = start + 1 + info
+                    if stop <= self.end:
+                        self.pos = stop
+                        return self.text(data[start + 1:stop], start)
+                elif major == 4:
+                    self.pos = start + 1
+                    self.expect(info, start)
+                    return self.short_array(info, depth + 1)
+            elif major == 4 and info == 25 and start + 3 <= self.end:
+                n = (data[start + 1] << 8) | data[start + 2]
+                self.pos = start + 3
+                self.expect(n, start)
+                return self.short_array(n, depth + 1)
+            elif info == 27 and (major == 0 or major == 7) and start + 9 <= self.end:
+                self.pos = start + 9
+                return _unpack_from(">Q" if major == 0 else ">d", data, start + 1)[0]
         initial = self.byte()
         major = initial >> 5
         info = initial & 0x1F
@@ -306,6 +396,44 @@ class _Reader:
             return magnitude if n == 2 else -1 - magnitude
         return Tag(n, value)
 
+    def short_array(self, n, depth):
+        """The items of a definite array; its scalars read inline."""
+        if depth > MAX_DEPTH:
+            return [self.item(depth) for _ in range(n)]  # raises
+        data = self.data
+        end = self.end
+        result = []
+        append = result.append
+        pos = self.pos
+        for _ in range(n):
+            if pos < end:
+                b = data[pos]
+                if b < 24:
+                    pos += 1
+                    append(b)
+                    continue
+                if 0x60 <= b < 0x78:
+                    stop = pos + 1 + (b & 0x1F)
+                    if stop <= end:
+                        append(self.text(data[pos + 1:stop], pos))
+                        pos = stop
+                        continue
+                elif (b == 0x1B or b == 0xFB) and pos + 9 <= end:
+                    append(_unpack_from(">Q" if b == 0x1B else ">d", data, pos + 1)[0])
+                    pos += 9
+                    continue
+                elif 0x80 <= b < 0x98:  # a short array (a telemetry row)
+                    self.pos = pos + 1
+                    self.expect(b & 0x1F, pos)
+                    append(self.short_array(b & 0x1F, depth + 1))
+                    pos = self.pos
+                    continue
+            self.pos = pos
+            append(self.item(depth))
+            pos = self.pos
+        self.pos = pos
+        return result
+
     def expect(self, count, start):
         if count > self.end - self.pos:
             raise CBORDecodeEOF(
@@ -315,7 +443,7 @@ class _Reader:
 
     def text(self, raw, start):
         try:
-            return bytes(raw).decode("utf-8")
+            return str(raw, "utf-8")
         except UnicodeError:
             raise CBORDecodeError("invalid UTF-8 in text string at offset %d" % start)
 
