@@ -206,14 +206,10 @@ class Session:
         self.ask("echo off")
         return [line for line in banner if not PROMPT.match(line + " ")]
 
-    def names(self):
-        """Sensor and component ids, for completion."""
-        found = []
-        for command in ("readings", "components"):
-            for line in self.ask(command)[1:]:
-                if line.strip():
-                    found.append(line.split()[0])
-        return found
+    def names(self, command):
+        """The ids in the first column of a table command's answer
+        (`readings`: sensors, `components`: components), for completion."""
+        return [line.split()[0] for line in self.ask(command)[1:] if line.strip()]
 
     def leave(self):
         try:
@@ -352,7 +348,8 @@ class _Reader(threading.Thread):
 def _setup_completion(readline, session):
     from edge_agent.core.console import COMMANDS
 
-    names = session.names()
+    sensors = session.names("readings")
+    components = session.names("components")
 
     def candidates(words):
         if len(words) <= 1:
@@ -361,9 +358,9 @@ def _setup_completion(readline, session):
         if first == "help":
             return sorted(COMMANDS)
         if first == "quarantine" and len(words) == 3:
-            return names
-        if first == "readings":
-            return names
+            return components
+        if first == "readings" and len(words) == 2:
+            return sensors
         return WORDS.get(first, []) if len(words) == 2 else []
 
     def complete(text, state):
