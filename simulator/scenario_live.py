@@ -362,6 +362,7 @@ class LiveRun:
             else:
                 self._window("disk", True)
                 what += " (%s)" % self._fill_disk()
+                self.result.notes.append("%s at %s" % (what, _t(self.now())))
         elif action == "end_disk_full":
             if self.filler is not None:
                 os.unlink(self.filler)
