@@ -202,7 +202,7 @@ class Session:
     def start(self):
         """Wake the device, turn its echo off; return the banner lines."""
         self.connection.send(b"\x03")  # drop whatever half-typed line a previous user left
-        banner = [line for line in self.wait_prompt(quiet_s=0.3) if line and line != "^C"]
+        banner = [line for line in self.wait_prompt(quiet_s=0.3) if line and not line.endswith("^C")]
         self.ask("echo off")
         return [line for line in banner if not PROMPT.match(line + " ")]
 
