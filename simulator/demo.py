@@ -86,6 +86,11 @@ def main():
              "reference receiver, the fault proxy, the sensor board on a pty, the agent; faults on its timeline")
         reports.append(run_live_scenario("demo_live.toml", os.path.join(REPORT_DIR, "demo_live.png"),
                                          os.path.join(workdir, "live")))
+        step("technician console: a session on a running agent (status, components, login with a technician "
+             "token, a forced quarantine and its release, each audited)")
+        from simulator import demo_console
+
+        demo_console.run(os.path.join(workdir, "console"))
         step("predicting a failure days ahead: scenario simulator/scenarios/bearing_wear.toml, "
              "75 simulated days on a virtual clock")
         reports.append(run_library_scenario("bearing_wear.toml", os.path.join(REPORT_DIR, "bearing_wear.png")))
