@@ -14,13 +14,11 @@ whole by the board checker before anything is written (board.py).
 import hashlib
 
 from edge_agent.core import cbor
+from edge_agent.core import operator as op
 from edge_agent.core.board import board_from_dict
 
 MAX_DEPTH = 8  # a board is 4 levels deep; deeper patches are nonsense or hostile
-# What a remote patch may change: the hardware's settings and health rules.
-# Not the schema, nor the board's name and model (advisories target the
-# model: a patch must not move a device into another fleet).
-PATCHABLE = ("buses", "outputs", "modes", "health", "components", "sensors")
+PATCHABLE = op.PATCHABLE  # the board's tables, not its schema, name or model
 
 
 class PatchError(ValueError):

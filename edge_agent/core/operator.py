@@ -63,17 +63,21 @@ COMMANDS = {
     "quarantine.force": {"component": "text"},
     "quarantine.release": {"component": "text"},
     "alert.ack": {"alert": "text"},
-    "config.update": {"patch": "map"},
+    "config.update": {"patch": "patch"},
     "advisory": {"text": "text"},
 }
 OPTIONAL_ARGS = {
-    "advisory": {"id": "text", "severity": "text", "patch": "map"},
+    "advisory": {"id": "text", "severity": "text", "patch": "patch"},
     "config.update": {"note": "text"},
     "quarantine.force": {"note": "text"},
     "quarantine.release": {"note": "text"},
     "alert.ack": {"note": "text"},
 }
 ADVISORY_SEVERITIES = ("info", "warning", "critical")
+# Board tables a remote config patch may change (config_patch.py applies
+# it): not the schema, nor the board's name and model (advisories target
+# the model: a patch must not move a device into another fleet).
+PATCHABLE = ("buses", "outputs", "modes", "health", "components", "sensors")
 
 # Tolerated clock difference between operator and device for "issued":
 # a gateway's NTP-set clock is seldom more than seconds off, a board's
@@ -307,6 +311,15 @@ def verify_token(data, trusted, device_id, now_ms):
     return Token(subject, tuple(scopes), body[O_EXPIRES], body[O_ISSUED], operator, target)
 
 
+def _check_patch(patch):
+    if not isinstance(patch, dict) or not patch:
+        return "a config patch must be a non-empty map"
+    for key in patch:
+        if key not in PATCHABLE:
+            return "a patch may change %s, not %r" % (", ".join(PATCHABLE), key)
+    return None
+
+
 def check_command(name, args):
     """None if ``name`` and ``args`` form a known command, else why not.
     Used by both the signer (refuse to sign nonsense) and the verifier."""
@@ -325,8 +338,10 @@ def check_command(name, args):
             return "%s takes no argument %r" % (name, arg)
         if kind == "text" and not (isinstance(value, str) and value):
             return "%s: argument %r must be non-empty text" % (name, arg)
-        if kind == "map" and not isinstance(value, dict):
-            return "%s: argument %r must be a map" % (name, arg)
+        if kind == "patch":
+            problem = _check_patch(value)
+            if problem:
+                return "%s: argument %r: %s" % (name, arg, problem)
     if name == "advisory" and args.get("severity", "info") not in ADVISORY_SEVERITIES:
         return "advisory severity must be one of %s" % ", ".join(ADVISORY_SEVERITIES)
     return None

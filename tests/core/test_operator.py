@@ -224,3 +224,10 @@ def test_refused_authentic_commands_name_themselves():
     assert (err.reason, err.command_name, err.command_args["severity"]) == ("wrong-model", "advisory", "warning")
     err = raises(op.Rejection, _command, "cmd_rogue")
     assert err.command_name is None and err.command_args is None
+
+
+def test_config_patches_only_touch_board_tables():
+    assert op.check_command("config.update", {"patch": {"sensors": {}}}) is None
+    assert "not 'board'" in op.check_command("config.update", {"patch": {"board": {"model": "X"}}})
+    assert "non-empty" in op.check_command("config.update", {"patch": {}})
+    assert "non-empty" in op.check_command("advisory", {"text": "t", "patch": [1]})
