@@ -110,7 +110,9 @@ class LineDiscipline:
             if b == _LF or b == _NUL:
                 return None  # the second half of CR LF / CR NUL
         if self._esc != _PLAIN:
-            return self._escape(b)
+            if b >= 32 and b != _DEL:
+                return self._escape(b)
+            self._esc = _PLAIN  # a control byte (Enter, Ctrl-C) ends any sequence and still counts
         if b == _CR or b == _LF:
             self._after_cr = b == _CR
             return self._end_of_line()

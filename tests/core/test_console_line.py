@@ -77,6 +77,11 @@ def test_arrow_keys_and_escape_sequences_are_ignored_whole():
     assert b"\x1b" not in out and b"[A" not in out
 
 
+def test_a_broken_escape_sequence_does_not_swallow_enter_or_ctrl_c():
+    events, _ = _run(b"ab\x1b\x03status\x1b[\r")
+    assert events == [(cl.INTERRUPT, None), (cl.LINE, "status")]
+
+
 def test_tab_is_a_space():
     events, _ = _run(b"help\tstatus\r")
     assert _lines(events) == ["help status"]
