@@ -75,6 +75,7 @@ class Firmware:
         for sensor_id in sorted(input_pins or {}):
             self.inputs.append(PinInput(self.device, sensor_id, input_pins[sensor_id], clock, self.dispatch))
         self._wakeup = asyncio.Event()
+        self._ingest = []
         self.heap_min_free = None
         self.alerts = 0
         self._report_store()
@@ -155,8 +156,9 @@ class Firmware:
         return sum(self.store.lane_info(lane)[0] for lane in range(self.store.lanes))
 
     async def run(self):
-        tasks = [asyncio.create_task(source.run()) for source in self.sources]
-        tasks.extend(asyncio.create_task(pin.run()) for pin in self.inputs)
+        self._ingest = [asyncio.create_task(source.run()) for source in self.sources]
+        self._ingest.extend(asyncio.create_task(pin.run()) for pin in self.inputs)
+        tasks = list(self._ingest)
         tasks.append(asyncio.create_task(self.uplink.run()))
         tasks.append(asyncio.create_task(self._deadlines()))
         if self.heap_log_ms:
@@ -169,7 +171,10 @@ class Firmware:
 
     async def drain(self, grace_ms):
         """On a clean stop: the pending telemetry batch into the store, then
-        let the uplink send what it can within ``grace_ms`` (real time)."""
+        let the uplink send what it can within ``grace_ms`` (real time).
+        Sensors are no longer read: what the store holds is final."""
+        for task in self._ingest:
+            task.cancel()
         self.dispatch(self.device.flush(self.clock()))
         waited = 0
         while self.pending() and self.uplink.online and waited < grace_ms:

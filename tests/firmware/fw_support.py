@@ -161,3 +161,104 @@ class FrameWriter:
     def close(self):
         self.stop.set()
         self.thread.join(5)
+
+
+def seq_times(db, device_id):
+    """[(seq, kind, time_ms)] the receiver stored, by seq."""
+    with sqlite3.connect(db) as connection:
+        return connection.execute("SELECT seq, kind, time_ms FROM signals WHERE device=? ORDER BY seq",
+                                  (device_id,)).fetchall()
+
+
+def no_seq_reused(rows):
+    """Every signal numbered at or after a birth was made in that boot or
+    later (a seq reused after a crash would carry an older time)."""
+    births = [(seq, time_ms) for seq, kind, time_ms in rows if kind == 5]
+    for birth_seq, birth_ms in births:
+        older = [(seq, t) for seq, _, t in rows if seq >= birth_seq and t < birth_ms]
+        assert not older, "seqs %r were made before the boot whose birth is #%d" % (older[:5], birth_seq)
+
+
+def demo_values(alert_every=50):
+    """The demo board's four sensors, always moving (the fan's stuck rule
+    stays quiet); every ``alert_every``-th coolant reading is out of range."""
+    return [
+        ("coolant_temp", lambda n: 150.0 if n % (4 * alert_every) == 0 else 40.0 + (n % 7)),
+        ("coolant_flow", lambda n: 12.0 + (n % 5) * 0.1),
+        ("fan_speed", lambda n: 2400 + (n % 11)),
+        ("cabinet_temp", lambda n: 30.0 + (n % 3) * 0.5),
+    ]
+
+
+class Link:
+    """The device's network path to the broker, as a TCP forwarder on its
+    own port that a test can cut (listener closed, connections reset: the
+    device sees a refused connection, as with Wi-Fi down or the broker
+    gone) and restore. The receiver talks to the broker directly."""
+
+    def __init__(self, target_port):
+        import socket
+
+        self.target_port = target_port
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.listener = None
+        self.sockets = []
+        self.lock = threading.Lock()
+
+    def up(self):
+        import socket
+
+        self.listener = socket.socket()
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", self.port))
+        self.listener.listen(8)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def down(self):
+        with self.lock:
+            if self.listener is not None:
+                self.listener.close()
+                self.listener = None
+            for sock in self.sockets:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+            self.sockets = []
+
+    def _accept(self, listener):
+        import socket
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
