@@ -119,6 +119,7 @@ def main():
     verdict = "met" if one_hz.speed >= TARGET else "NOT met (%.0f%% of it)" % (100.0 * one_hz.speed / TARGET)
     print("\nissue 8 target, %s: {:,.0f}x against >= {:,}x: %s; {:.1f} us of wall time per reading, all in".format(
         one_hz.speed, TARGET, one_hz.wall_s / max(one_hz.readings_count, 1) * 1e6) % (TARGET_CASE, verdict))
+    breakdown(one_hz.spec, one_hz)
 
 
 if __name__ == "__main__":
