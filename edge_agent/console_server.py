@@ -25,6 +25,7 @@ import termios
 import tty
 
 from edge_agent import __version__
+from edge_agent.core import audit
 from edge_agent.core import console as con
 from edge_agent.core import signals as sg
 
@@ -187,6 +188,8 @@ class ConsoleServer:
         """Every signal the agent dispatches: notices for every session."""
         if signal.kind not in (sg.KIND_ALERT, sg.KIND_STATE, sg.KIND_AUDIT):
             return
+        if signal.kind == sg.KIND_AUDIT and signal.body.get(sg.U_CHANNEL) == con.CHANNEL:
+            log.info("console audit #%s: %s", signal.seq, audit.describe(signal.body))
         try:
             self.console.observe(signal)
             for session in list(self.console.sessions):
