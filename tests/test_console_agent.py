@@ -176,6 +176,24 @@ def test_socket_sessions_are_private_concurrent_and_see_notices(rig, term):
     term.expect("*** audit: applied console.logout socket #")
 
 
+def test_an_alert_appears_between_lines_and_is_acknowledged(rig, term):
+    term.type("read")  # half-typed when the alert arrives
+    rig.sim.send("fail coolant_temp high")
+    notice = term.expect("*** alert #", timeout_s=20)
+    seq = int(term.expect(" ")[:-1])
+    term.expect("\n%s> read" % DEVICE)  # prompt and half-typed line drawn again
+    assert "\r" in notice  # the line was blanked, not written over mid-line
+    term.type("ings coolant_temp\r")
+    assert "ACTIVE since" in term.answer()
+    assert "#%d" % seq in term.command("alerts")
+    assert term.command("login " + rig.token(subject="erin", scopes=("ack",))).startswith("logged in as erin")
+    assert term.command("ack %d" % seq) == "alert #%d acknowledged by erin" % seq
+    assert "acked by erin" in term.command("alerts")
+    assert "scopes ack, not 'override'" in term.command("quarantine force cabinet_fan")
+    assert term.command("logout") == "logged out erin"
+    rig.sim.send("heal coolant_temp")
+
+
 def test_lockout_after_repeated_failures(rig, term):
     bad = rig.token(device="console-2")
     for _ in range(4):
