@@ -248,6 +248,10 @@ class ConsoleServer:
             log.info("console: serving %s", path)
             try:
                 await self._serial_sessions(fd, path)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the console must never stop the agent: log, reopen
+                log.exception("console %s: failed; reopening", path)
             finally:
                 os.close(fd)
             log.info("console %s: port closed; reopening", path)
@@ -320,6 +324,8 @@ class ConsoleServer:
                 await writer.drain()
         except (ConnectionError, OSError):
             pass
+        except Exception:  # a bug: this connection ends, the agent does not
+            log.exception("console %s: failed; closing it", session.name)
         finally:
             session.close()
             self._send(session)
