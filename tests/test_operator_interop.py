@@ -212,12 +212,55 @@ def op_now():
 ])
 def test_cli_token_errors(tmp_path, args, words):
     directory = str(tmp_path / "op")
-    run_cli("keys", "operator-init", directory, "--name", "site-ops")
+    create_operator(directory, "site-ops")  # in process: the CLI itself is tested above
     base = ["keys", "technician-token", "--operator", directory, "--device", "unit-1"]
     if "--subject" not in args:
         base += ["--subject", "bob"]
     result = run_cli(*base, *args)
     assert result.returncode == 2 and words in result.stderr, result.stderr
+
+
+def test_cli_token_without_operator_dir(tmp_path):
     missing = run_cli("keys", "technician-token", "--operator", str(tmp_path / "none"), "--device", "u",
                       "--subject", "b", "--scopes", "read")
     assert missing.returncode == 2 and "keys operator-init" in missing.stderr
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=120))
+def test_token_text_parser_only_ever_rejects(text):
+    try:
+        data = op.token_from_text(text)
+    except op.Rejection as exc:
+        assert exc.reason == "malformed" and exc.detail
+        return
+    assert op.token_from_text(op.token_to_text(data)) == data
+    with pytest.raises(op.Rejection):
+        op.verify_token(data, {}, "unit-1", NOW)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["quarantine.force"], "give one of --device ID or --model MODEL"),
+    (["--device", "u1", "--model", "M", "quarantine.force"], "give one of"),
+    (["--device", "u1", "reboot"], "unknown command 'reboot'"),
+    (["--device", "u1", "quarantine.force"], "needs argument 'component'"),
+    (["--device", "u1", "quarantine.force", "component"], "write NAME=VALUE"),
+    (["--device", "u1", "config.update", "patch={oops"], "not valid JSON"),
+    (["--device", "u1", "config.update", "--patch", "/nonexistent.json"], "--patch /nonexistent.json"),
+    (["--device", "u1", "quarantine.force", "component=fan", "--ttl", "never"], "write e.g. 90s"),
+])
+def test_cli_cmd_send_errors(tmp_path, args, words):
+    directory = str(tmp_path / "op")
+    create_operator(directory, "site-ops")  # in process: the CLI itself is tested above
+    result = run_cli("cmd", "send", "--operator", directory, *args, "--broker", "127.0.0.1:1", "--insecure")
+    assert result.returncode == 2 and words in result.stderr, result.stderr
+    assert not os.path.exists(os.path.join(directory, "counters.toml"))  # nothing signed, no counter used
+
+
+def test_cli_cmd_send_unreachable_broker_uses_up_the_counter(tmp_path):
+    directory = str(tmp_path / "op")
+    create_operator(directory, "site-ops")  # in process: the CLI itself is tested above
+    result = run_cli("cmd", "send", "--operator", directory, "--device", "u1", "quarantine.force",
+                     "component=fan", "--broker", "127.0.0.1:1", "--insecure")
+    assert result.returncode == 2 and "broker 127.0.0.1:1" in result.stderr
+    assert load_operator(directory).next_counter("u1") == 2  # never reused, even though unsent
