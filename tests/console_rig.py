@@ -120,9 +120,11 @@ class Rig:
                          relay=False)
         self.console_pty = Pty()
         self.socket_path = os.path.join(directory, "console.sock")
+        self.missing_port = os.path.join(directory, "ttyUSB7")  # a cable not plugged in
         sensors = self.sim.wait_for("pty ", 10).split(" ", 1)[1]
         self.agent = Agent(pki, broker.port, identity_dir, sensors, extra=(
             "--console", self.console_pty.path, "--console-socket", self.socket_path,
+            "--console", self.missing_port,
             "--operators", self.operators_file))
         self.agent.child.wait_for("console: socket", 20)
         self.agent.child.wait_for("console: serving", 20)

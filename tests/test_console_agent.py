@@ -72,6 +72,13 @@ def test_read_only_commands_over_the_serial_port(term):
     assert term.command("alerts").startswith(("no alerts", "alert"))
 
 
+def test_a_missing_console_port_is_retried_and_the_agent_runs_on(rig, term):
+    line = rig.agent.child.wait_for("console %s: cannot open" % rig.missing_port, 10)
+    assert "(No such file or directory); retrying in" in line
+    assert rig.agent.child.process.poll() is None
+    assert "device      %s" % DEVICE in term.command("status")
+
+
 def test_bad_input_typed_at_the_serial_port(term):
     assert "error: unknown command 'reboot'" in term.command("reboot")
     # Backspace (DEL, as picocom sends it) and BS, typed key by key.
