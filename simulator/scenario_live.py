@@ -65,6 +65,10 @@ DISK_FS_BYTES = 8 * 1024 * 1024  # the tmpfs holding the store when a scenario f
 DEFAULT_STORE_MAX = 4 * 1024 * 1024  # as on the virtual clock: well under the tmpfs
 SUPERVISOR_RESTART_S = 1.0
 FINAL_DELIVERY_S = 15.0
+# At the end, with the link up, an agent still in its reconnect backoff
+# (full jitter, capped at 30 s: edge_agent/uplink.py) is given this long to
+# come back and drain, as the virtual clock drains at the end.
+FINAL_RECONNECT_S = 35.0
 # The agent's log lines worth showing people (show_agent).
 _SHOWN = re.compile(r"alert #|state #|gpio: gpio|bus \S+: garbage|connected to broker|unreachable|store .*recovered|last seq issued")
 _GPIO_LINE = re.compile(r"gpio: gpio (\S+) \(.*\) -> (on|off)")
@@ -149,6 +153,7 @@ class LiveRun:
         self.restart_at = None
         self.windows = {}  # kind -> scenario ms the open window began
         self.show_agent = False
+        self.uplink_down = True  # until the agent says it connected
 
     # -- time --------------------------------------------------------------------
 
@@ -256,6 +261,7 @@ class LiveRun:
         self.agent = Child("agent", self.agent_argv, relay=False)
         self.children.append(self.agent)
         self.lines_seen = 0
+        self.uplink_down = True
 
     def _record(self, sensor_id, t_ms, value):
         times, values = self.result.readings[sensor_id]
@@ -425,6 +431,10 @@ class LiveRun:
                 on = match.group(2) == "on"
                 self.gpio_state[match.group(1)] = on
                 self.result.gpio.append((now, match.group(1), on))
+            elif "connected to broker" in line:
+                self.uplink_down = False
+            elif "unreachable" in line:
+                self.uplink_down = True
             elif "last seq issued" in line:
                 self.last_seq = max(self.last_seq, int(line.rsplit(" ", 1)[1]))
 
@@ -454,11 +464,20 @@ class LiveRun:
         self.live_board.stop()
         end_scn = self.now()
         running = self.agent.process.poll() is None
+        link_up = "link" not in self.windows
+        if running and link_up and self.uplink_down:
+            waited = time.monotonic()
+            deadline = waited + FINAL_RECONNECT_S
+            while self.uplink_down and self.agent.process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+                self._agent_lines()
+            result.notes.append("at the end the agent was in its reconnect backoff: waited %.1f s for it to %s" % (
+                time.monotonic() - waited, "reconnect" if not self.uplink_down else "reconnect, in vain"))
+        running = self.agent.process.poll() is None
         if running:
             result.final_outputs = dict(self.gpio_state)
             self.agent.stop()  # SIGTERM: it drains for a grace period, then syncs and closes its store
             self._agent_lines()
-        link_up = "link" not in self.windows
         if running and link_up:
             deadline = time.monotonic() + FINAL_DELIVERY_S
             while self._max_seq() < self.last_seq and time.monotonic() < deadline:
