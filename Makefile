@@ -81,8 +81,12 @@ torture: setup
 	EA_TORTURE=1 $(BIN)/python -m pytest -m torture $(PYTEST_ARGS)
 
 # The whole scenario library (make test runs the fast ones): JUnit XML and PNG reports in build/scenarios/.
+# The virtual run skips the scenarios whose faults need real processes; the
+# second line runs those live (~3 min of real time: otherwise the serial-line
+# and network scenarios would never run in CI).
 scenarios: setup
 	$(BIN)/edge-agent sim run simulator/scenarios/*.toml --junit build/scenarios/junit.xml --report build/scenarios/report.png
+	$(BIN)/edge-agent sim run --live simulator/scenarios/live_*.toml simulator/scenarios/demo_live.toml --junit build/scenarios/junit-live.xml --report build/scenarios/live.png
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .hypothesis
