@@ -142,13 +142,24 @@ def test_commands_applied_once_and_every_bad_one_refused(broker, start_agent, su
     # Applied exactly once: one forced and one release transition, no more.
     assert fan_states(messages) == [("ok", "forced"), ("forced", "ok")]
 
-    # After a restart the counters still hold: the same messages are refused.
+    # A command sent while the agent is down waits at the broker (persistent
+    # session) and is applied once when it is back; after the restart the
+    # counters still hold, so the old messages are refused.
     agent.stop()
-    agent = start(start_agent, broker, device, pty, operator)
+    queued = operator.command(device, "quarantine.force", {"component": "cabinet_fan"}, 7, 600)
     again = [(topic, force), (topic, release), (op.model_command_topic("EA-DEMO-1"), advisory)]
-    messages = subscribe(broker.port, ["ea/v1/%s/audit" % device], lambda ms: len(audits(ms)) >= 3,
-                         action=lambda: publish(pki, broker.port, again))
+    restarted = []
+
+    def restart_and_replay():
+        publish(pki, broker.port, [(topic, queued)])
+        restarted.append(start(start_agent, broker, device, pty, operator))
+        publish(pki, broker.port, again)
+
+    messages = subscribe(broker.port, ["ea/v1/%s/audit" % device], lambda ms: len(audits(ms)) >= 4,
+                         action=restart_and_replay)
+    agent = restarted[0]
     assert summary(audits(messages)) == [
+        ("quarantine.force", "cabinet_fan", "applied", ""),
         ("quarantine.force", "cabinet_fan", "refused", "stale-counter"),
         ("quarantine.release", "cabinet_fan", "refused", "stale-counter"),  # #6 (refused, but used) came after
         ("advisory", "incident-7", "refused", "replay"),
