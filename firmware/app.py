@@ -47,6 +47,16 @@ READ_AHEAD = 2048
 HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 
 
+async def _stoppable(coroutine):
+    """An ingest task that drain() may stop: its cancellation ends it
+    quietly, instead of ending gather() in run() and with it the uplink
+    that is still draining the store."""
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        pass
+
+
 class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
@@ -156,8 +166,8 @@ class Firmware:
         return sum(self.store.lane_info(lane)[0] for lane in range(self.store.lanes))
 
     async def run(self):
-        self._ingest = [asyncio.create_task(source.run()) for source in self.sources]
-        self._ingest.extend(asyncio.create_task(pin.run()) for pin in self.inputs)
+        self._ingest = [asyncio.create_task(_stoppable(source.run())) for source in self.sources]
+        self._ingest.extend(asyncio.create_task(_stoppable(pin.run())) for pin in self.inputs)
         tasks = list(self._ingest)
         tasks.append(asyncio.create_task(self.uplink.run()))
         tasks.append(asyncio.create_task(self._deadlines()))
@@ -180,6 +190,10 @@ class Firmware:
         while self.pending() and self.uplink.online and waited < grace_ms:
             await asyncio.sleep(0.05)
             waited += 50
+        left = self.pending()
+        if left:
+            self.log("info", "stopping with %d signals stored (%s); they are sent at the next start"
+                     % (left, "link down" if not self.uplink.online else "grace over"))
         await self.uplink.announce_offline()
 
     def close(self):

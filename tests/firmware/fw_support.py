@@ -119,10 +119,13 @@ class Rig:
 
 
 def stop_firmware(child, timeout_s=20):
-    """Stop cleanly through stdin; return the last seq it issued."""
+    """Stop cleanly through stdin (the firmware sends what it stored, then
+    closes the store); return the last seq it issued."""
     mark = child.mark()
     child.send("stop")
     line = child.wait_for("last seq issued", timeout_s, since=mark)
+    left = [text for text in child.lines[mark:] if "signals stored (" in text]
+    assert not left, "the firmware stopped before its store was drained: %s\n%s" % (left, child.text()[-3000:])
     child.process.wait(timeout_s)
     return int(re.search(r"last seq issued (\d+)", line).group(1))
 
