@@ -210,13 +210,17 @@ def test_config_update_applies_after_restart_and_rolls_back_when_it_fails(broker
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"sensors": {"coolant_temp": {"valid_range": [95.0, -20.0]}}}))
 
+    outputs = []
+
     def send_configs():
         sent = _cli("cmd", "send", "--operator", operator.directory, "--device", device, "config.update",
                     "--patch", str(broken), *tls)
         assert sent.returncode == 0 and "#1" in sent.stdout, sent.stderr
+        outputs.append(sent.stdout + sent.stderr)
         sent = _cli("cmd", "send", "--operator", operator.directory, "--device", device, "config.update",
                     "note=tighter coolant limit", "--patch", str(tighter), *tls)
         assert sent.returncode == 0 and "#2" in sent.stdout, sent.stderr
+        outputs.append(sent.stdout + sent.stderr)
 
     mark = agent.child.mark()
     messages = subscribe(broker.port, ["ea/v1/%s/audit" % device], lambda ms: len(audits(ms)) >= 3,
@@ -257,7 +261,9 @@ def test_config_update_applies_after_restart_and_rolls_back_when_it_fails(broker
         assert json.load(f)["sensors"]["coolant_temp"]["valid_range"] == [-20.0, 95.0]
     assert not os.path.exists(os.path.join(state, "overlay.trial.json"))
     agent.stop()
-    _assert_no_key_material(agent.child.text(), [operator.directory, agent.identity_dir])
+    with open(broker.log_path) as f:
+        outputs.append(f.read())
+    _assert_no_key_material("\n".join([agent.child.text()] + outputs), [operator.directory, agent.identity_dir])
 
 
 def test_trusted_operators_file_is_required_and_checked(tmp_path, pki):
@@ -308,3 +314,11 @@ def test_alert_ack_marks_the_consoles_alert(broker, start_agent, subscribe, pty,
         while b"ops-team" not in screen and time.monotonic() < deadline:
             screen += client.recv(4096)
     assert b"ops-team" in screen, screen
+
+
+def test_the_key_grep_catches_each_form(operator):
+    log = "x" * 2000
+    for form in _key_forms(operator.directory):
+        with pytest.raises(AssertionError, match="private key material"):
+            _assert_no_key_material(log + form + log, [operator.directory])
+    _assert_no_key_material(log, [operator.directory])
