@@ -83,16 +83,19 @@ def test_already_forced_is_refused_without_side_effects(harness, operator):
     assert [s.body[sg.S_TO] for s in harness.signals if s.kind == sg.KIND_STATE] == ["forced"]
 
 
-def test_unverified_refusals_are_rate_limited_and_counted(harness):
-    for i in range(25):
-        harness.downlink.on_message("t", b"junk %d" % i)
-    assert len(harness.audits()) == 10
+def test_refusals_are_rate_limited_and_counted(harness, operator):
+    replayed = operator.command("unit-1", "alert.ack", {"alert": "1"}, 1, 60, now_ms=NOW)
+    harness.downlink.on_message("t", replayed)
+    for i in range(30):  # garbage and replays: what anyone on the broker can send
+        harness.downlink.on_message("t", b"junk %d" % i if i % 2 else replayed)
+    assert len(harness.audits()) == 1 + 20
+    assert harness.audits()[1:3] == [("alert.ack", "refused", "replay"), ("command", "refused", "malformed")]
     harness.now += 61_000
     harness.downlink.on_message("t", b"junk again")
     last = [s.body for s in harness.signals][-2:]
-    assert last[0][sg.U_REASON] == "rate-limited: 15 more unverified messages refused"
+    assert last[0][sg.U_REASON] == "rate-limited: 10 more messages refused unaudited"
     assert last[1][sg.U_REASON].startswith("malformed")
-    assert harness.downlink.refused == 26
+    assert harness.downlink.refused == 31
 
 
 def test_refusal_limiter_windows():
