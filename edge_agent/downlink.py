@@ -11,8 +11,8 @@ becomes an audit signal through the store, so the owner hears about it
 even if the device is offline when it happens. Refusals at verification
 are rate limited: anyone who can publish on the topic can send garbage or
 replay a recorded command, and must not fill the store with audits. Past
-REFUSALS_PER_WINDOW in a window they are counted and reported in one audit
-when the next window opens.
+REFUSALS_PER_WINDOW in a window they are counted, and the count goes out in
+one audit with the first refusal of a later window.
 
 Applied at most once: the counter is made durable *before* the command is
 applied, so a crash in between loses the command (the operator sees no
