@@ -56,6 +56,7 @@ from simulator import physics
 from simulator.broker import Mosquitto
 from simulator.fault_proxy import FaultProxy
 from simulator.live_board import LiveBoard
+from simulator.live_modbus import LiveModbus
 from simulator.pki import DevPKI
 from simulator.processes import Child, edge_agent_argv
 from simulator.scenario import format_duration
@@ -176,9 +177,10 @@ class LiveRun:
         if not source or not os.path.isfile(str(source)):
             raise LiveError("%s: live mode needs a board file (scenario.board), not an inline [hardware] board"
                             % spec.path)
-        if any(b.protocol != "line" for b in self.board.buses.values()):
-            self.result.notes.append("buses %s are not simulated in live mode (line-protocol buses only)" % ", ".join(
-                sorted(b.id for b in self.board.buses.values() if b.protocol != "line")))
+        other = sorted(b.id for b in self.board.buses.values() if b.protocol not in ("line", "modbus"))
+        if other:
+            self.result.notes.append("buses %s are not simulated in live mode (line and Modbus buses are)" %
+                                     ", ".join(other))
         self.say("[bold]live[/]: %s (%s), %s of scenario time at %gx: %s wall" % (
             spec.name, os.path.relpath(spec.path), format_duration(spec.duration_ms), self.speed,
             format_duration(spec.duration_ms / self.speed)))
@@ -207,8 +209,10 @@ class LiveRun:
             self.result.readings[sid] = ([], [])
         self.live_board = LiveBoard(self.board, models, self.now, self.workdir, seed=self.seed,
                                     powered=lambda output: self.gpio_state.get(output, True), record=self._record)
+        self.modbus = LiveModbus(self.board, models, self.now, self.workdir, record=self._record)
+        self.wall0 = time.time() * 1000.0  # provisional, for the first register values
+        self.modbus.start()
         self.agent_argv = self._agent_argv()
-        self.wall0 = time.time() * 1000.0  # provisional, for the birth signal's time
         self._start_agent()
         self.agent.wait_for("connected to broker", 30)
         self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
@@ -249,6 +253,8 @@ class LiveRun:
                 "--store-segment-bytes", str(options.get("segment_bytes", 64 * 1024))]
         for bus in sorted(self.live_board.ports):
             argv += ["--port", "%s=%s" % (bus, self.live_board.path(bus))]
+        for bus in sorted(self.modbus.links):
+            argv += ["--port", "%s=%s" % (bus, self.modbus.path(bus))]
         if "sync_every" in options:
             argv += ["--sync-every", str(options["sync_every"])]
         if "sync_ms" in options:
@@ -321,8 +327,8 @@ class LiveRun:
             "end_bit_flips": "bit flips over",
             "truncated": "truncated frames on %s (%g%% of frames)" % (a.get("bus"), 100 * a.get("rate", 0)),
             "end_truncated": "truncated frames over",
-            "bus_disconnect": "bus %s disconnected (pty closed)" % a.get("bus"),
-            "end_bus_disconnect": "bus %s reconnected (a new pty)" % a.get("bus"),
+            "bus_disconnect": "bus %s disconnected (the cable pulled)" % a.get("bus"),
+            "end_bus_disconnect": "bus %s reconnected" % a.get("bus"),
         }.get(action)
         proxy = self.proxy
         if action == "broker_down":
@@ -381,9 +387,9 @@ class LiveRun:
         elif action in ("truncated", "end_truncated"):
             self.live_board.set_truncation(a["bus"], a["rate"] if action == "truncated" else 0.0)
         elif action == "bus_disconnect":
-            self.live_board.disconnect(a["bus"])
+            (self.modbus if a["bus"] in self.modbus.links else self.live_board).disconnect(a["bus"])
         elif action == "end_bus_disconnect":
-            self.live_board.reconnect(a["bus"])
+            (self.modbus if a["bus"] in self.modbus.links else self.live_board).reconnect(a["bus"])
         elif action in ("force", "release"):
             note = "%s %s at %s not applied: live mode has no operator channel to the agent" % (
                 action, a["component"], _t(self.now()))
@@ -462,6 +468,7 @@ class LiveRun:
     def _finish(self):
         result = self.result
         self.live_board.stop()
+        self.modbus.stop()
         end_scn = self.now()
         running = self.agent.process.poll() is None
         link_up = "link" not in self.windows
@@ -569,6 +576,8 @@ class LiveRun:
     def cleanup(self):
         if self.live_board is not None:
             self.live_board.stop()
+        if getattr(self, "modbus", None) is not None:
+            self.modbus.stop()
         for child in reversed(self.children):
             child.stop()
         self._save_logs()
