@@ -35,9 +35,10 @@ log = logging.getLogger("edge_agent.downlink")
 COUNTERS_FILE = "counters.cbor"
 REFUSALS_PER_WINDOW = 20
 REFUSAL_WINDOW_MS = 60_000
-# Reasons given before the signature was checked: the claimed operator is
-# not authenticated, so the audit says so instead of naming it.
-UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-signature", "unsupported-version")
+# Reasons given before the signature was checked (and "malformed", which
+# can be either): the claimed operator is not authenticated, so the audit
+# says "unverified" instead of naming it.
+UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
 
 
 class DownlinkError(ValueError):
