@@ -1,7 +1,8 @@
 """Run a scenario live: the same file, on real time, with real processes
 and faults really applied (`edge-agent sim run --live FILE`).
 
-    LiveBoard (physics on ptys) --serial--> edge-agent run (real process)
+    LiveBoard (physics on ptys)   --serial--> edge-agent run (real process)
+    LiveModbus (pymodbus on ptys) --RTU----->     |
         --TLS--> FaultProxy --> mosquitto (TLS, real) --> edge-agent receiver run
                                                               |
                                          receiver.sqlite <----/  (expectations judged here)
@@ -9,8 +10,9 @@ and faults really applied (`edge-agent sim run --live FILE`).
 What runs: a throwaway CA, mosquitto with mutual TLS and persistence (a
 broker restart keeps the receiver's session), the reference receiver
 subscribed straight to it, the fault proxy in front of it for the agent
-only, the scenario's physics on a pty per line-protocol bus, and the agent
-with simulated GPIO (its power cuts silence the board's sensors).
+only, the scenario's physics on a pty per line-protocol bus and in the
+registers of pymodbus slaves on a pty per Modbus bus, and the agent with
+simulated GPIO (its power cuts silence the board's sensors).
 
 Time: the scenario's timeline (its physics, its faults, its expectation
 windows) runs ``speed`` times faster than the wall clock; the agent's own
@@ -25,7 +27,8 @@ How each fault is applied (docs/simulator.md has the table):
     sensor faults        the physics (same models as the virtual clock)
     garbage, bit_flips,
     truncated            bytes on the pty (LiveBoard)
-    bus_disconnect       the pty closed, a new one behind the same link later
+    bus_disconnect       the pty closed, a new one behind the same link later;
+                         on a Modbus bus the cable cut (LiveModbus)
     broker_down          mosquitto stopped (SIGTERM), later started again
     partition            the proxy blackholes both directions
     packet_loss          the proxy's loss model (retransmission stalls, resets)
@@ -210,7 +213,7 @@ class LiveRun:
         self.live_board = LiveBoard(self.board, models, self.now, self.workdir, seed=self.seed,
                                     powered=lambda output: self.gpio_state.get(output, True), record=self._record)
         self.modbus = LiveModbus(self.board, models, self.now, self.workdir, record=self._record)
-        self.wall0 = time.time() * 1000.0  # provisional, for the first register values
+        self.wall0 = time.time_ns() // 1000000  # provisional, for the first register values
         self.modbus.start()
         self.agent_argv = self._agent_argv()
         self._start_agent()
@@ -218,7 +221,9 @@ class LiveRun:
         self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
             self.broker.port, self.proxy.port, spec.device_id,
             ", ".join("%s=%s" % (b, os.path.basename(self.live_board.path(b))) for b in sorted(self.live_board.ports))))
-        self.wall0 = time.time() * 1000.0
+        # Whole ms, as the agent stamps its signals: a frame sent at scenario
+        # time t is never stamped before t.
+        self.wall0 = time.time_ns() // 1000000
         self.live_board.start()
         self._play()
         self._finish()
