@@ -746,8 +746,13 @@ def main_from_args(args):
                 report_path = "%s-%s%s" % (base, spec.stem, ext or ".png")
         if args.live:
             from simulator import scenario_live
+            from simulator.broker import BrokerError
 
-            result = scenario_live.run(spec, seed=args.seed, speed=args.speed, console=console, quiet=args.quiet)
+            try:
+                result = scenario_live.run(spec, seed=args.seed, speed=args.speed, console=console, quiet=args.quiet)
+            except (scenario_live.LiveError, BrokerError) as exc:
+                print("edge-agent sim run --live: %s" % exc, file=sys.stderr)
+                return EXIT_BAD_SCENARIO
         else:
             result = scenario_run.run(spec, seed=args.seed, console=console, quiet=args.quiet)
         results.append(result)

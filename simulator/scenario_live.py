@@ -178,8 +178,9 @@ class LiveRun:
         spec = self.spec
         source = getattr(self.board, "source", None)
         if not source or not os.path.isfile(str(source)):
-            raise LiveError("%s: live mode needs a board file (scenario.board), not an inline [hardware] board"
-                            % spec.path)
+            raise LiveError("%s: live mode needs a board file (the agent process reads it), not an inline "
+                            "[hardware] board: move the [hardware] tables into boards/NAME.toml (without the "
+                            "'hardware.' prefix) and set scenario.board = \"boards/NAME.toml\"" % spec.path)
         other = sorted(b.id for b in self.board.buses.values() if b.protocol not in ("line", "modbus"))
         if other:
             self.result.notes.append("buses %s are not simulated in live mode (line and Modbus buses are)" %
