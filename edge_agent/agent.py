@@ -131,9 +131,15 @@ class Agent:
             self._deadline_wakeup.clear()
             dues = [d for d in (device_due, store_due, self.evictions.due_ms) if d is not None]
             timeout = max(0, min(dues) - self.clock()) / 1000 if dues else None
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns
+            # normally when its task is cancelled just as the event is set
+            # (gh-86296), so a stop that flushed (and set the event) left this
+            # loop running and Agent.run waiting for it forever (seen in the
+            # fleet simulator: 50 agents stopping at once).
             try:
-                await asyncio.wait_for(self._deadline_wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
+                async with asyncio.timeout(timeout):
+                    await self._deadline_wakeup.wait()
+            except TimeoutError:
                 pass
 
     async def _summary_loop(self):
