@@ -89,3 +89,15 @@ def test_speed_needs_live_and_bad_live_faults_exit_2(tmp_path):
     for text in ("live.turbo: unknown key", "live.speed", "faults[0].bus", "uart9", "use one of: uart0",
                  "faults[1].rate"):
         assert text in done.stderr, (text, done.stderr)
+
+
+def test_an_inline_board_cannot_run_live_and_says_how_to_fix(tmp_path):
+    inline = tmp_path / "inline.toml"
+    inline.write_text(
+        '[scenario]\nname = "inline"\nduration = "5s"\n[hardware]\nschema = 1\n'
+        '[hardware.board]\nname = "x"\nmodel = "X"\n[hardware.buses.uart0]\nport = "/dev/null"\nbaud = 9600\n'
+        'protocol = "line"\n[hardware.components.c]\npart = "1"\n[hardware.sensors.s]\nbus = "uart0"\n'
+        'component = "c"\nunit = "V"\nvalid_range = [0, 10]\nperiod_ms = 1000\n[[expect]]\nkind = "delivered"\n')
+    done = _sim_run("--live", str(inline))
+    assert done.returncode == 2
+    assert "needs a board file" in done.stderr and "scenario.board" in done.stderr
