@@ -39,11 +39,13 @@ from uplink import Uplink
 # segment at a time); 4 lanes, one per priority. Group commit every 50
 # records or 500 ms (flash wear: at most 2 commits a second).
 STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500}
-# The core store reads 16 KiB ahead and buffers 8 KiB of appends, sized for
-# a Pi. A board reads its 32-record batches (about 2 KiB of telemetry) in
-# 2 KiB steps instead: a 16 KiB bytes object is a sixth of a 96 KiB heap.
-# (The store reads these module constants at each call.)
-READ_AHEAD = 2048
+# The core store's buffers are sized for a Pi: 16 KiB read-ahead, 8 KiB of
+# appends held before a write, an 8 KiB ack journal written whole. On a
+# board each is one contiguous allocation that a fragmented 100 KiB heap
+# may not have (seen: MemoryError allocating 8193 bytes with 90 KiB free).
+# The store reads these module constants at each call, so the firmware
+# sets them once: 2 KiB each, and a 64-entry (2 KiB) journal.
+STORE_BUFFERS = {"READ_AHEAD": 2048, "WRITE_BUFFER": 2048, "JOURNAL_LIMIT": 64}
 HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 
 
@@ -61,7 +63,8 @@ class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
                  on_command=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None):
-        store_module.READ_AHEAD = READ_AHEAD
+        for name in STORE_BUFFERS:
+            setattr(store_module, name, STORE_BUFFERS[name])
         self.board = board
         self.clock = clock
         self.log = log
