@@ -459,6 +459,9 @@ def build_parser():
     from simulator import scenario
 
     scenario.add_commands(sim_sub)  # `sim run`: scenario files on a virtual clock
+    from simulator import fleet
+
+    fleet.add_commands(sim_sub)  # `sim fleet`: N devices against mosquitto and the receiver
 
     store_cli.add_commands(sub)
     from edge_agent import console_client
