@@ -476,6 +476,9 @@ class LiveRun:
         self.live_board.stop()
         self.modbus.stop()
         end_scn = self.now()
+        if self.restart_at is not None and "power" not in self.windows:
+            self.restart_at = None
+            self._start_agent()  # the supervisor's pending restart: what it stored must still go out
         running = self.agent.process.poll() is None
         link_up = "link" not in self.windows
         if running and link_up and self.uplink_down:
