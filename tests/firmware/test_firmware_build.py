@@ -1,0 +1,149 @@
+"""The firmware's build steps (edge-agent firmware ...) and its config and
+flash-store adapters under the real MicroPython unix port."""
+
+import os
+import stat
+import subprocess
+import sys
+
+import cbor2
+import pytest
+from fw_support import FIRMWARE_PATH, MICROPYTHON
+
+from edge_agent import firmware_build as fb
+from edge_agent.boardfile import load_board
+from edge_agent.core.board import board_from_dict
+from edge_agent.identity import create_identity
+from simulator.processes import ROOT
+
+BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "edge_agent", "firmware", *args], capture_output=True, text=True,
+                          cwd=ROOT)
+
+
+def micropython(*args):
+    return subprocess.run([MICROPYTHON, *args], capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, MICROPYPATH=FIRMWARE_PATH))
+
+
+def test_compile_board_is_the_validated_board_as_cbor(tmp_path):
+    out = tmp_path / "board.cbor"
+    result = cli("compile-board", BOARD, "--uart", "uart0=2:17:16", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    data = cbor2.loads(out.read_bytes())
+    assert data["format"] == 1 and data["uarts"] == {"uart0": [2, 17, 16]}
+    compiled = board_from_dict(data["board"], "compiled")
+    original = load_board(BOARD)
+    assert sorted(compiled.sensors) == sorted(original.sensors)
+    assert compiled.outputs["fan_power"].line == original.outputs["fan_power"].line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["boards/missing.toml"], "file not found"),
+    ([BOARD, "--uart", "uart7=1"], "no bus 'uart7'"),
+    ([BOARD, "--uart", "uart0=two"], "write BUS=UART_ID"),
+    ([BOARD, "--input", "door=4"], "no sensor 'door'"),
+])
+def test_compile_board_refuses_bad_input_clearly(tmp_path, args, message):
+    result = cli("compile-board", *args, "-o", str(tmp_path / "x.cbor"))
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.cbor").exists()
+
+
+def test_compile_board_lists_every_problem(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(open(BOARD).read().replace('unit = "rpm"', 'unit = 5').replace("baud = 115200", "baud = 7"))
+    result = cli("compile-board", str(bad), "-o", str(tmp_path / "x.cbor"))
+    assert result.returncode == 2 and "2 problems" in result.stderr, result.stderr
+
+
+def test_provision_writes_the_secret_privately_and_never_prints_it(pki, tmp_path):
+    identity = create_identity(str(tmp_path / "id"), "fw-build-1", "HMAC256")
+    cert, key = pki.client("fw-build-1")
+    out = tmp_path / "device.cbor"
+    result = cli("provision", "--identity", str(tmp_path / "id"), "--broker", "10.0.0.2:8883", "--ca", pki.ca_cert,
+                 "--cert", cert, "--key", key, "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    secret = identity._secret
+    assert secret.hex() not in result.stdout + result.stderr
+    data = cbor2.loads(out.read_bytes())
+    assert data["secret"] == secret and data["broker"] == {"host": "10.0.0.2", "port": 8883, "keepalive_s": 30}
+    assert data["tls"]["ca"][:1] == b"\x30"  # DER: a SEQUENCE, not PEM text
+    ed = create_identity(str(tmp_path / "ed"), "fw-build-2")
+    refused = cli("provision", "--identity", ed.directory, "--broker", "h:1", "-o", str(tmp_path / "y.cbor"))
+    assert refused.returncode == 2 and "keys init --hmac" in refused.stderr
+    half = cli("provision", "--identity", str(tmp_path / "id"), "--broker", "h:1", "--ca", pki.ca_cert,
+               "-o", str(tmp_path / "z.cbor"))
+    assert half.returncode == 2 and "all three" in half.stderr
+
+
+def test_the_device_loads_its_config_and_refuses_damage(pki, tmp_path):
+    create_identity(str(tmp_path / "id"), "fw-build-3", "HMAC256")
+    (tmp_path / "board.cbor").write_bytes(fb.compile_board(BOARD, ["uart0=1"]))
+    fb.write_private(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883))
+    (tmp_path / "damaged.cbor").write_bytes(fb.compile_board(BOARD)[:-9])
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys, config\n"
+        "b = config.load_board(sys.argv[1]); d = config.load_device(sys.argv[2])\n"
+        "print(b.board.name, sorted(b.board.sensors), b.uarts, repr(d))\n"
+        "try:\n    config.load_board(sys.argv[3])\nexcept config.ConfigError as e:\n    print('refused:', e)\n")
+    result = micropython(str(script), str(tmp_path / "board.cbor"), str(tmp_path / "device.cbor"),
+                         str(tmp_path / "damaged.cbor"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo-gateway ['cabinet_temp', 'coolant_flow', 'coolant_temp', 'fan_speed'] {'uart0': [1, None, None]}" \
+        in result.stdout
+    assert "DeviceSettings('fw-build-3', broker 127.0.0.1:1883, plaintext)" in result.stdout
+    assert "refused:" in result.stdout and "not valid CBOR" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("firmware"))
+    result = cli("build", "--out", out)
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_build_compiles_every_module_for_the_esp32(build):
+    out, report = build
+    tree = os.path.join(out, "fs")
+    for source, target in fb.firmware_sources():
+        device_path = target if target == "main.py" else target[:-3] + ".mpy"
+        path = os.path.join(tree, device_path)
+        assert os.path.getsize(path) > 0, device_path
+        if device_path.endswith(".mpy"):
+            with open(path, "rb") as f:
+                header = f.read(4)
+            # mpy v6 bytecode (the arch bits stay 0 without native code:
+            # bytecode .mpy files run on any port of this mpy version)
+            assert header[:2] == b"M\x06", "%s: not a v6 .mpy" % device_path
+        assert device_path in report
+    assert not os.path.exists(os.path.join(tree, "lib", "unix_main.mpy"))  # the test vehicle stays home
+    assert "total" in report and os.path.getsize(os.path.join(out, "bundle.romfs")) > 0
+
+
+def test_flash_dry_run_prints_the_mpremote_commands(build):
+    out, _ = build
+    result = cli("flash", "--port", "/dev/ttyUSB0", "--out", out, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    mpremote = os.path.join(os.path.dirname(sys.executable), "mpremote")
+    assert lines == [
+        "%s connect /dev/ttyUSB0 fs cp -r %s/fs/lib :" % (mpremote, out),
+        "%s connect /dev/ttyUSB0 fs cp %s/fs/main.py :main.py" % (mpremote, out),
+        "%s connect /dev/ttyUSB0 reset" % mpremote,
+    ]
+    missing = cli("flash", "--port", "/dev/ttyUSB0", "--out", out + "-none", "--dry-run")
+    assert missing.returncode == 2 and "make firmware" in missing.stderr
+
+
+def test_flash_store_detects_every_torn_write_under_micropython(tmp_path):
+    result = micropython("tests/firmware/mp_flash_store.py", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ok ") and int(result.stdout.split()[1]) > 500
