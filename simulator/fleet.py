@@ -144,6 +144,8 @@ class FleetRun:
         self.storms = []
         self.phase = "starting"
         self.broker_executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="broker-control")
+        self.secrets = {}  # HMAC devices' secrets (they also verify advisories with them)
+        self.trusted = None
 
     # -- setup -------------------------------------------------------------------
 
@@ -180,7 +182,8 @@ class FleetRun:
         identities = []
         for index, device_id in enumerate(self.spec.device_ids()):
             if self.spec.algorithm_of(index) == HMAC256:
-                identities.append(Identity(device_id, HMAC256, secret=rng.randbytes(32)))
+                self.secrets[device_id] = rng.randbytes(32)
+                identities.append(Identity(device_id, HMAC256, secret=self.secrets[device_id]))
                 self.result.hmac_devices += 1
             else:
                 key = Ed25519PrivateKey.from_private_bytes(rng.randbytes(32))
@@ -226,25 +229,32 @@ class FleetRun:
                     model.faults = []
                 for fault in model.faults:
                     fault.start += delay
-            store_dir = os.path.join(self.workdir, "devices", identity.device_id)
+            store_dir = os.path.join(self.workdir, "devices", identity.device_id, "store")
             device = FleetDevice(board, identity, settings, store_dir, models, start_ms,
                                  store_options=store_options,
                                  telemetry_interval_ms=scenario.telemetry_interval_ms,
                                  jitter=spec.jitter, on_connect=self._on_connect,
-                                 agent_options=self._downlink_options())
+                                 agent_options={"downlink": self._downlink(identity, board, store_dir)})
             device.index = index
             device.connect_times = []
             self.devices.append(device)
 
-    def _downlink_options(self):
-        """The agent's signed-downlink options, when this checkout's Agent has them."""
-        import inspect
+    def _downlink(self, identity, board, store_dir):
+        """The agent's signed downlink (edge_agent/downlink.py), trusting the
+        fleet's operator: its Ed25519 key, or for an HMAC board its own
+        secret (a small board checks a COSE_Mac0 under it)."""
+        from edge_agent.downlink_cli import Setup
+        from edge_agent.operator_keys import load_trusted
 
-        from edge_agent.agent import Agent
-
-        if "operators" in inspect.signature(Agent.__init__).parameters:
-            return {"operators": self.operators_path}
-        return {}
+        if identity.device_id in self.secrets:
+            trusted = {self.operator.kid: self.secrets[identity.device_id]}
+        else:
+            if self.trusted is None:
+                self.trusted = load_trusted(self.operators_path)
+            trusted = self.trusted
+        state_dir = os.path.join(os.path.dirname(store_dir), "state")
+        os.makedirs(state_dir, exist_ok=True)
+        return Setup(trusted, state_dir, None, board, [])
 
     def _on_connect(self, device):
         at = now_ms()
@@ -671,7 +681,7 @@ def _problem(key, reason, fix):
 def main_from_args(args):
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     try:
         spec = load_with_overrides(args.file, args.count, False if args.no_jitter else None, args.seed)
     except sc.ScenarioError as exc:
