@@ -159,7 +159,7 @@ class Firmware:
     async def _heap_log(self):
         while True:
             free = self.heap_sample()
-            self.log("info", "heap free=%d min_free=%d readings=%d signals=%d published=%d pending=%d"
+            self.log("info", "heap free=%d min_free=%s readings=%d signals=%d published=%d pending=%d"
                      % (free, self.heap_min_free, self.device.stats["readings"], self.device.stats["signals"],
                         self.uplink.published, self.pending()))
             await asyncio.sleep(self.heap_log_ms / 1000)

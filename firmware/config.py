@@ -75,7 +75,7 @@ class DeviceSettings:
         self.wifi = data.get("wifi")  # {"ssid", "password"} on a board; None on the unix port
 
     def __repr__(self):  # never show the secret
-        return "DeviceSettings(%r, broker %s:%d, %s)" % (self.device_id, self.host, self.port,
+        return "DeviceSettings(%r, broker %s:%s, %s)" % (self.device_id, self.host, self.port,
                                                           "TLS" if self.tls else "plaintext")
 
 

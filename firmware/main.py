@@ -84,13 +84,15 @@ async def run():
     settings = cfg.load_device(DEVICE)
     if settings.wifi:
         join_wifi(settings.wifi)
+    uplinks = []  # type: list  # the client's callback reaches the uplink made after it
     ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
     client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
                         will=will_for(settings.device_id), ssl=ssl, max_packet=4096,
-                        on_message=lambda message: firmware.uplink.on_message(message))
+                        on_message=lambda message: uplinks[0].on_message(message))
     uarts, outputs, inputs = hardware(board_config)
     firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,
                         FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs)
+    uplinks.append(firmware.uplink)
     await firmware.run()
 
 

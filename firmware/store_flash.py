@@ -107,19 +107,20 @@ class FlashDir:
         return self.path + "/" + name
 
     def list(self):
-        return [entry[0] for entry in os.ilistdir(self.path)]
+        return os.listdir(self.path)
 
     def size(self, name):
         return os.stat(self._p(name))[6]
 
     def read(self, name, offset, n):
         # The store reads a segment in batches: keep the last file open.
-        if name != self._read_name:
+        f = self._read_file
+        if f is None or name != self._read_name:
             self._forget(None)
-            self._read_file = open(self._p(name), "rb")
+            f = self._read_file = open(self._p(name), "rb")
             self._read_name = name
-        self._read_file.seek(offset, _SEEK_SET)
-        return self._read_file.read(n)
+        f.seek(offset, _SEEK_SET)
+        return f.read(n)
 
     def _forget(self, name):
         if self._read_file is not None and (name is None or name == self._read_name):

@@ -99,18 +99,20 @@ async def main(options):
     input_pins = {}
     for sensor_id, path in options["input-pin"]:
         input_pins[sensor_id] = SimPin(sensor_id, path)
+    uplinks = []  # type: list  # the client's callback reaches the uplink made after it
     ssl = None
     if settings.tls:
         ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"])
     client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
                         will=will_for(settings.device_id), ssl=ssl, max_packet=4096,
-                        on_message=lambda message: firmware.uplink.on_message(message))
+                        on_message=lambda message: uplinks[0].on_message(message))
     backoff = options.get("backoff-max-ms")
     firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client, FlashDir(options["store"]),
                         uarts, clock, log, output_pins=output_pins, input_pins=input_pins, speed=speed,
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
                         backoff_max_ms=int(backoff) if backoff else None)
+    uplinks.append(firmware.uplink)
     stop = asyncio.Event()
     running = asyncio.create_task(firmware.run())
     watcher = asyncio.create_task(watch_stdin(stop))

@@ -56,7 +56,7 @@ def status_payload(device_id, online):
 def group_for_publish(records, urgent):
     """[(kind, [records])]: urgent records one per message, the rest in
     bundles of one kind (edge_agent/uplink.py, with a board's limits)."""
-    groups = []
+    groups = []  # type: list
     size = 0
     for record in records:
         kind = bundle.peek_kind(record)
