@@ -35,6 +35,7 @@ that says what happened and what to check.
 
 import asyncio
 from collections import deque
+from errno import ECONNREFUSED
 
 from mqtt_packets import (CONNACK, DISCONNECT_PACKET, PINGREQ_PACKET, PINGRESP, PUBACK, PUBLISH, SUBACK,
                           SUBACK_FAILURE, UNSUBACK, ConnectRefused, Decoder, Message, MQTTError, PacketTooLarge,
@@ -171,10 +172,19 @@ class MQTTClient:
         except MQTTError:
             self._close_link(self._writer)
             raise
+        except ValueError as exc:  # MicroPython's ssl: certificate verification failed
+            self._close_link(self._writer)
+            raise ConnectFailed("TLS with %s:%d failed: %s (check the CA this device trusts and the broker's "
+                                "certificate: name or IP, expiry, the device clock)"
+                                % (self.host, self.port, str(exc).strip()))
         except OSError as exc:
             self._close_link(self._writer)
-            raise ConnectFailed("cannot reach the broker at %s:%d: %r (is it running, is the port and TLS setting "
-                                "right?)" % (self.host, self.port, exc))
+            if exc.args and exc.args[0] == ECONNREFUSED:
+                raise ConnectFailed("nothing accepts connections at %s:%d: broker down or wrong port"
+                                    % (self.host, self.port))
+            raise ConnectFailed("connecting to %s:%d failed during TCP/TLS setup (%r): check the port, that TLS is "
+                                "on exactly when the listener has it, and that the broker's CA and this device's "
+                                "certificate are the right ones" % (self.host, self.port, exc))
         self.session_present = bool(session_present)
         self.error = None
         self.connects += 1
@@ -322,13 +332,15 @@ class MQTTClient:
                 packet = self._decoder.next_packet()
                 if packet is None:
                     if not await self._fill():
-                        raise ConnectionLost("the broker closed the connection")
+                        partial = self._decoder.buffered()
+                        raise ConnectionLost("the broker closed the connection" + (
+                            " in the middle of a packet (%d bytes of it received)" % partial if partial else ""))
                     continue
                 self._last_rx = ticks_ms()
                 await self._dispatch(packet)
         except MQTTError as exc:
             self._lost(exc)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: MicroPython's ssl on a TLS failure
             self._lost(ConnectionLost("reading from the broker failed: %r" % (exc,)))
         except Exception as exc:  # never let a bug in dispatch kill the device silently
             self._lost(MQTTError("internal error in the MQTT reader: %r" % (exc,)))
@@ -392,7 +404,7 @@ class MQTTClient:
             if second is not None:
                 writer.write(second)
             await writer.drain()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: MicroPython's ssl on a TLS failure
             error = ConnectionLost("writing to the broker failed: %r" % (exc,))
             self._lost(error)
             raise error

@@ -44,17 +44,20 @@ def context(opts):
     if MICROPYTHON:
         from mqtt_client import tls_context
 
-        return tls_context(read(opts["ca"] + ".der"), read(opts["cert"] + ".der"), read(opts["key"] + ".der"))
+        if opts.get("cert"):
+            return tls_context(read(opts["ca"] + ".der"), read(opts["cert"] + ".der"), read(opts["key"] + ".der"))
+        return tls_context(read(opts["ca"] + ".der"))
     import ssl
 
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=opts["ca"])
-    ctx.load_cert_chain(opts["cert"], opts["key"])
+    if opts.get("cert"):
+        ctx.load_cert_chain(opts["cert"], opts["key"])
     return ctx
 
 
 def client(opts, **kwargs):
     return MQTTClient(opts.get("host", "127.0.0.1"), int(opts["port"]), opts["id"], ssl=context(opts),
-                      keepalive_s=int(opts.get("keepalive", "60")), **kwargs)
+                      server_hostname=opts.get("hostname"), keepalive_s=int(opts.get("keepalive", "60")), **kwargs)
 
 
 def free_heap():
@@ -167,6 +170,9 @@ async def connect_error(opts):
     try:
         await c.connect()
         say("CONNECTED")
+        if opts.get("once"):
+            await c.disconnect()
+            return
         error = await c.wait_disconnected()
         say("LOST %s %s" % (type(error).__name__, error))
     except MQTTError as exc:

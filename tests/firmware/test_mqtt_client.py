@@ -16,7 +16,8 @@ import pytest
 from mqtt_support import Interpreter, Relay, Scenario, compile_mpy, publish_pids
 
 from edge_agent.tls import client_context
-from simulator.broker import Mosquitto
+from simulator.broker import Mosquitto, free_port
+from simulator.pki import DevPKI
 
 pytestmark = pytest.mark.integration
 
@@ -268,3 +269,95 @@ def test_tls_reconnects_without_heap_growth(mpy_dir, broker, device_tls):
     samples = heap_samples(asyncio.run(run()))
     assert [i for i, _ in samples] == list(range(0, 151, 30))
     assert_no_heap_growth(samples, tolerance=256)
+
+
+# --- connect errors and malformed packets: clear errors, never a crash ------
+
+CONNACK_OK = b"\x20\x02\x00\x00"
+
+
+async def run_against(interp, reply, close=False, **options):
+    """Run the connect_error scenario against a scripted broker that answers
+    CONNECT with ``reply`` (a real broker never sends bad packets)."""
+
+    async def handle(reader, writer):
+        await reader.read(1024)  # the CONNECT
+        writer.write(reply)
+        await writer.drain()
+        if close:
+            writer.close()
+        else:
+            await reader.read()  # hold the connection until the client drops it
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        device = await Scenario.start(interp, "connect_error", port=port, id=unique("dev"), **options)
+        lines = await device.finish()
+    finally:
+        server.close()
+    return lines[-1]
+
+
+@pytest.mark.parametrize("reply, close, expected", [
+    (b"\x20\x02\x00\x05", False, "ERROR ConnectRefused broker refused the connection (CONNACK code 5): not authorized"),
+    (b"\x20\x02\x00\x02", False, "ERROR ConnectRefused broker refused the connection (CONNACK code 2): identifier "
+                                 "rejected"),
+    (b"\x20\x02\x00\x09", False, "ERROR ConnectRefused broker refused the connection (CONNACK code 9): unknown code"),
+    (b"\x20\x03\x00\x00\x00", False, "ERROR ProtocolError CONNACK with remaining length 3 (must be 2)"),
+    (b"HTTP/1.1 400 Bad Request\r\n\r\n", True, "ERROR ConnectFailed the broker at"),
+    (CONNACK_OK + b"\x30\xff\xff\xff\xff\x01", False, "LOST ProtocolError remaining length longer than 4 bytes"),
+    (CONNACK_OK + b"\xf0\x00", False, "LOST ProtocolError unexpected reserved(15) packet from the broker"),
+    (CONNACK_OK + b"\x62\x02\x00\x01", False, "LOST ProtocolError unexpected PUBREL packet"),
+    (CONNACK_OK + b"\x20\x02\x00\x00", False, "LOST ProtocolError unexpected packet type 2 on an established"),
+    (CONNACK_OK + b"\x30\x88\x27", False, "LOST PacketTooLarge PUBLISH of 5000 bytes exceeds the client's 2048-byte"),
+    (CONNACK_OK + b"\x30\x06\x00\x02\xff\xfeab", False, "LOST ProtocolError PUBLISH topic is not valid UTF-8"),
+    (CONNACK_OK + b"\x32\x05\x00\x09abc", False, "LOST ProtocolError PUBLISH topic (9 bytes) and packet id overrun"),
+    (CONNACK_OK + b"\x30\x09\x00\x01t", True, "LOST ConnectionLost the broker closed the connection in the middle "
+                                            "of a packet (5 bytes of it received)"),
+], ids=["refused-5", "refused-2", "refused-unknown", "bad-connack", "http", "length-overflow", "type-15", "pubrel",
+        "second-connack", "too-large", "bad-utf8", "overrun", "truncated"])
+def test_bad_broker_answers_give_clear_errors(interp, reply, close, expected):
+    assert asyncio.run(run_against(interp, reply, close)).startswith(expected)
+
+
+def test_silent_broker_times_out_the_connect(interp):
+    line = asyncio.run(run_against(interp, b"", timeout=1))
+    assert line.startswith("ERROR ConnectFailed no CONNACK from 127.0.0.1:"), line
+
+
+def connect_once(interp, port, **options):
+    async def run():
+        device = await Scenario.start(interp, "connect_error", port=port, id=unique("dev"), once=1, timeout=5,
+                                      **options)
+        return (await device.finish())[-1]
+
+    return asyncio.run(run())
+
+
+def test_mutual_tls_without_a_client_certificate_is_refused(interp, broker, device_tls):
+    line = connect_once(interp, broker.port, ca=device_tls["ca"])
+    assert line.startswith("ERROR ConnectFailed connecting to 127.0.0.1:%d failed during TCP/TLS setup" % broker.port)
+
+
+def test_a_broker_certificate_from_another_ca_is_rejected(interp, broker, tmp_path):
+    stranger = DevPKI(str(tmp_path))
+    cert, key = stranger.client("fw-mqtt-stranger")
+    for path in (stranger.ca_cert, cert, key):
+        stranger.der(path)
+    line = connect_once(interp, broker.port, ca=stranger.ca_cert, cert=cert, key=key)
+    assert line.startswith("ERROR ConnectFailed TLS with 127.0.0.1:%d failed:" % broker.port), line
+    assert "signed" in line or "signature" in line, line
+
+
+def test_the_broker_certificate_must_name_the_host(interp, broker, device_tls):
+    assert connect_once(interp, broker.port, hostname="localhost", **device_tls) == "CONNECTED"
+    line = connect_once(interp, broker.port, hostname="not-the-broker.example", **device_tls)
+    assert line.startswith("ERROR ConnectFailed TLS with 127.0.0.1:%d failed:" % broker.port), line
+    assert "CN" in line or "Hostname mismatch" in line, line
+
+
+def test_nothing_listening_is_a_clear_connect_failure(interp):
+    port = free_port()
+    assert connect_once(interp, port) == "ERROR ConnectFailed nothing accepts connections at 127.0.0.1:%d: broker " \
+                                         "down or wrong port" % port
