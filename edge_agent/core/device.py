@@ -98,7 +98,9 @@ class Device:
         self.triage = Triage(board)
         self._health_due_ms = None
         self._triage_due_ms = None
-        self.latest = {}  # sensor id -> last Reading
+        # sensor id -> last Reading: the engine's own map (it records every
+        # reading too), one dict for both.
+        self.latest = self.health.latest
         self._batch = []
         self._batch_due_ms = None
         self._reported_unknown = []
@@ -301,7 +303,6 @@ class Device:
 
     def _on_reading(self, sensor, reading, now_ms, outputs):
         self.stats["readings"] += 1
-        self.latest[sensor.id] = reading
         health = self.health
         judged = health.on_reading(reading)
         if judged:

@@ -45,26 +45,28 @@ MAX_BACKOFF_MS = 86400000
 
 
 class ComponentHealth:
-    __slots__ = ("component", "state", "since_ms", "debounce", "probes_failed", "next_probe_ms",
-                 "probe_started_ms", "tick_ms", "duty_next_ms", "duty_off", "watches", "min_probe_ms",
-                 "culprit", "unresolved")
+    """One component's place in the state machine. Fields that sit at their
+    default for a healthy component are class attributes, set on the
+    instance only once they change: on MicroPython each instance attribute
+    is a slot in the instance's own table (``__slots__`` is ignored there)."""
+
+    since_ms = None
+    probes_failed = 0
+    next_probe_ms = None
+    probe_started_ms = None
+    tick_ms = None  # next timer evaluation while a sensor is silent
+    duty_next_ms = None
+    duty_off = False
+    culprit = None  # the sensor named in the component's open alert
+    # Rule alerts raised but never cleared because a probe reset their
+    # rules: (watch, rule, since_ms), cleared when the component is back.
+    unresolved = ()
 
     def __init__(self, component, watches):
         self.component = component
         self.state = cs.OK
-        self.since_ms = None
         self.debounce = cs.Debounce(component.confirm_n, component.confirm_m)
-        self.probes_failed = 0
-        self.next_probe_ms = None
-        self.probe_started_ms = None
-        self.tick_ms = None  # next timer evaluation while a sensor is silent
-        self.duty_next_ms = None
-        self.duty_off = False
         self.watches = watches
-        self.culprit = None  # the sensor named in the component's open alert
-        # Rule alerts raised but never cleared because a probe reset their
-        # rules: (watch, rule, since_ms), cleared when the component is back.
-        self.unresolved = []
         # A probe must last long enough for every timed rule to fire again.
         longest = 0
         for watch in watches:
@@ -171,7 +173,7 @@ class HealthEngine:
                 if health.tick_ms is None or now_ms >= health.tick_ms:
                     health.tick_ms = now_ms + min(w.sensor.period_ms for w in health.watches)
                     self._evaluate(health, now_ms, out)
-            else:
+            elif health.tick_ms is not None:
                 health.tick_ms = None
         return out, self.deadline()
 
@@ -449,7 +451,7 @@ class HealthEngine:
         for watch in health.watches:
             for rule in watch.rules:
                 if rule.active and not [u for u in health.unresolved if u[1] is rule]:
-                    health.unresolved.append((watch, rule, rule.since_ms))
+                    health.unresolved = list(health.unresolved) + [(watch, rule, rule.since_ms)]
             watch.reset()
             watch.last_ms = now
 
@@ -459,7 +461,8 @@ class HealthEngine:
             if not rule.active:
                 rule.since_ms = since_ms  # the clear says when it began
                 out.append(rules.rule_alert(rules.Change(rule, False, None), watch, now))
-        health.unresolved = []
+        if health.unresolved:
+            health.unresolved = ()
 
     def _health(self, component_id):
         health = self.components.get(component_id)

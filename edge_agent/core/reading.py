@@ -10,14 +10,21 @@ SUBSTITUTED = 2
 
 
 class Reading:
-    __slots__ = ("time_ms", "sensor", "value", "quality", "code")
+    # A good reading (the common case) carries three attributes: quality
+    # and code default on the class. On MicroPython every instance
+    # attribute is a slot in the instance's own table (``__slots__`` is
+    # ignored there), and a device keeps each sensor's last reading.
+    quality = GOOD
+    code = None
 
     def __init__(self, time_ms, sensor, value, quality=GOOD, code=None):
         self.time_ms = time_ms
         self.sensor = sensor
         self.value = value
-        self.quality = quality
-        self.code = code
+        if quality != GOOD:
+            self.quality = quality
+        if code is not None:
+            self.code = code
 
     def __eq__(self, other):
         return (

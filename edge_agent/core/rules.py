@@ -38,29 +38,53 @@ JUMP_ALPHA = 0.25
 
 
 class Rule:
-    """Base: ``judge`` a good reading (True while the condition holds)."""
+    """Base: ``judge`` a good reading (True while the condition holds).
 
-    __slots__ = ("spec", "kind", "health", "active", "since_ms", "detail")
+    Memory: a 32-sensor board has a couple of hundred rules, nearly all
+    inactive, and MicroPython gives every instance its own attribute table
+    (``__slots__`` is ignored there), each attribute a 16-byte slot on the
+    64-bit unix port. So what is usually at its default lives on the class
+    (inactive, no detail, no running state) and on the board's spec (kind,
+    health): a quiet rule is its spec and nothing else.
+    """
 
-    def __init__(self, spec, kind, health):
+    active = False
+    since_ms = None
+    detail = ""
+
+    def __init__(self, spec):
         self.spec = spec
-        self.kind = kind
-        self.health = health
-        self.active = False
-        self.since_ms = None
-        self.detail = ""
+
+    @property
+    def kind(self):
+        return self.spec.kind
+
+    @property
+    def health(self):
+        return self.spec.health
 
     def judge(self, reading, watch):
         raise NotImplementedError
 
     def reset(self):
-        self.active = False
-        self.since_ms = None
-        self.detail = ""
+        if self.active or self.since_ms is not None or self.detail:
+            self.active = False
+            self.since_ms = None
+            self.detail = ""
 
 
-class RangeCheck(Rule):
-    __slots__ = ()
+class _Implicit(Rule):
+    """A rule every sensor has, not declared in the board file."""
+
+    spec = None
+    health = True
+
+    def __init__(self):
+        pass
+
+
+class RangeCheck(_Implicit):
+    kind = OUT_OF_RANGE
 
     def judge(self, reading, watch):
         sensor = watch.sensor
@@ -70,16 +94,14 @@ class RangeCheck(Rule):
         return True
 
 
-class FaultCheck(Rule):
-    __slots__ = ()
+class FaultCheck(_Implicit):
+    kind = SENSOR_FAULT
 
     def judge(self, reading, watch):
         return False  # a good reading clears it; FAULT readings are handled by SensorWatch
 
 
 class Threshold(Rule):
-    __slots__ = ()
-
     def judge(self, reading, watch):
         p = self.spec.params
         value = reading.value
@@ -96,12 +118,8 @@ class Threshold(Rule):
 
 
 class Stuck(Rule):
-    __slots__ = ("anchor", "anchor_ms")
-
-    def __init__(self, spec, kind, health):
-        super().__init__(spec, kind, health)
-        self.anchor = None
-        self.anchor_ms = 0
+    anchor = None
+    anchor_ms = 0
 
     def judge(self, reading, watch):
         p = self.spec.params
@@ -116,16 +134,13 @@ class Stuck(Rule):
         return True
 
     def reset(self):
-        super().reset()
-        self.anchor = None
+        Rule.reset(self)
+        if self.anchor is not None:
+            self.anchor = None
 
 
 class Flatline(Rule):
-    __slots__ = ("rail_since",)
-
-    def __init__(self, spec, kind, health):
-        super().__init__(spec, kind, health)
-        self.rail_since = None
+    rail_since = None
 
     def judge(self, reading, watch):
         p = self.spec.params
@@ -133,7 +148,8 @@ class Flatline(Rule):
         tol = p["tolerance"]
         value = reading.value
         if not (value <= low + tol or value >= high - tol):
-            self.rail_since = None
+            if self.rail_since is not None:
+                self.rail_since = None
             return False
         if self.rail_since is None:
             self.rail_since = reading.time_ms
@@ -144,13 +160,12 @@ class Flatline(Rule):
         return True
 
     def reset(self):
-        super().reset()
-        self.rail_since = None
+        Rule.reset(self)
+        if self.rail_since is not None:
+            self.rail_since = None
 
 
 class Rate(Rule):
-    __slots__ = ()
-
     def judge(self, reading, watch):
         previous = watch.previous
         if previous is None or reading.time_ms <= previous.time_ms:
@@ -165,11 +180,7 @@ class Rate(Rule):
 
 
 class Jump(Rule):
-    __slots__ = ("level",)
-
-    def __init__(self, spec, kind, health):
-        super().__init__(spec, kind, health)
-        self.level = None
+    level = None
 
     def judge(self, reading, watch):
         value = reading.value
@@ -189,16 +200,13 @@ class Jump(Rule):
         return True
 
     def reset(self):
-        super().reset()
-        self.level = None
+        Rule.reset(self)
+        if self.level is not None:
+            self.level = None
 
 
 class Disagree(Rule):
-    __slots__ = ("apart_since",)
-
-    def __init__(self, spec, kind, health):
-        super().__init__(spec, kind, health)
-        self.apart_since = None
+    apart_since = None
 
     def judge(self, reading, watch):
         p = self.spec.params
@@ -206,10 +214,12 @@ class Disagree(Rule):
         # Compare only with a fresh good reading: a silent or faulty partner
         # is its own rule's business, not a disagreement.
         if other is None or other.quality != rd.GOOD or reading.time_ms - other.time_ms > 3 * watch.partner_period_ms(p["with"]):
-            self.apart_since = None
+            if self.apart_since is not None:
+                self.apart_since = None
             return False
         if abs(reading.value - other.value) <= p["max_diff"]:
-            self.apart_since = None
+            if self.apart_since is not None:
+                self.apart_since = None
             return False
         if self.apart_since is None:
             self.apart_since = reading.time_ms
@@ -220,14 +230,13 @@ class Disagree(Rule):
         return True
 
     def reset(self):
-        super().reset()
-        self.apart_since = None
+        Rule.reset(self)
+        if self.apart_since is not None:
+            self.apart_since = None
 
 
 class Dropout(Rule):
     """Judged by the timer: ``due(now_ms)`` says whether it is active."""
-
-    __slots__ = ()
 
     def judge(self, reading, watch):
         return False  # any reading clears a dropout
@@ -272,30 +281,32 @@ class SensorWatch:
     fault report, dropout) are not asked while they are inactive.
     """
 
-    __slots__ = ("sensor", "component", "rules", "dropout", "ev_t", "ev_v", "ev_n", "ev_next", "previous",
-                 "last_ms", "latest", "board", "judged", "passive", "bad_rules")
+    __slots__ = ("sensor", "component", "rules", "dropout", "ev_t", "ev_v", "ev_other", "ev_n", "ev_next",
+                 "previous", "last_ms", "latest", "board", "judged", "bad_rules")
 
     def __init__(self, sensor, component, board, latest, start_ms=None):
         self.sensor = sensor
         self.component = component
         self.board = board
         self.latest = latest  # shared dict: sensor id -> last Reading (for disagree)
-        self.rules = [RangeCheck(None, OUT_OF_RANGE, True), FaultCheck(None, SENSOR_FAULT, True)]
+        self.rules = [RangeCheck(), FaultCheck()]
         self.dropout = None
         for spec in sensor.rules:
-            rule = RULE_CLASSES[spec.kind](spec, spec.kind, spec.health)
+            rule = RULE_CLASSES[spec.kind](spec)
             self.rules.append(rule)
             if spec.kind == "dropout":
                 self.dropout = rule
-        # Rules whose judge() is always False on a good reading: while they
-        # are inactive a good reading cannot change them.
-        self.passive = [r for r in self.rules if r.kind == SENSOR_FAULT or r.kind == "dropout"]
-        self.judged = [r for r in self.rules if r not in self.passive]
+        # The sensor's fault report and dropout only ever clear on a good
+        # reading: while both are inactive they are not asked.
+        self.judged = tuple([r for r in self.rules if r.kind != SENSOR_FAULT and r is not self.dropout])
         self.bad_rules = 0  # active health rules (the component's evaluation)
         # Evidence ring, oldest first from ev_next - ev_n: times and values
-        # (None for a fault report) of the last EVIDENCE readings.
+        # of the last EVIDENCE readings, unboxed. A value that is not a
+        # float (None for a fault report, an int from a counter) is kept
+        # as is in ev_other, {slot: value}, made on first use.
         self.ev_t = array("q", [0] * EVIDENCE)
-        self.ev_v = [None] * EVIDENCE
+        self.ev_v = array("d", [0.0] * EVIDENCE)
+        self.ev_other = None
         self.ev_n = 0
         self.ev_next = 0
         self.previous = None  # last good Reading
@@ -307,8 +318,12 @@ class SensorWatch:
         rows = []
         sid = self.sensor.id
         i = (self.ev_next - self.ev_n) % EVIDENCE
+        other = self.ev_other
         for _ in range(self.ev_n):
-            rows.append([self.ev_t[i], sid, self.ev_v[i]])
+            if other is not None and i in other:
+                rows.append([self.ev_t[i], sid, other[i]])
+            else:
+                rows.append([self.ev_t[i], sid, self.ev_v[i]])
             i = (i + 1) % EVIDENCE
         return rows
 
@@ -326,7 +341,15 @@ class SensorWatch:
         t = reading.time_ms
         i = self.ev_next
         self.ev_t[i] = t
-        self.ev_v[i] = reading.value
+        value = reading.value
+        if type(value) is float:
+            self.ev_v[i] = value
+            if self.ev_other is not None and i in self.ev_other:
+                del self.ev_other[i]
+        else:
+            if self.ev_other is None:
+                self.ev_other = {}
+            self.ev_other[i] = value
         self.ev_next = (i + 1) % EVIDENCE
         if self.ev_n < EVIDENCE:
             self.ev_n += 1
@@ -341,10 +364,8 @@ class SensorWatch:
                 self._set(self.dropout, False, reading, changes)
             return changes
         rules = self.judged
-        for rule in self.passive:
-            if rule.active:
-                rules = self.rules  # a clear to report, in rule order
-                break
+        if self.rules[1].active or (self.dropout is not None and self.dropout.active):
+            rules = self.rules  # a clear to report, in rule order
         for rule in rules:
             if rule.judge(reading, self) != rule.active:
                 self._set(rule, not rule.active, reading, changes)
