@@ -45,7 +45,7 @@ import re
 import tomllib
 
 from edge_agent.core import board as bd
-from simulator import physics
+from simulator import battery, physics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIBRARY = os.path.join(ROOT, "simulator", "scenarios")
@@ -107,6 +107,7 @@ PROCESS_KEYS = {
                      "noise", "quantum"},
     "bearing": {"level", "cycle", "noise", "weather", "quantum", "wear", "wear_start_day", "wear_per_day",
                 "wear_scale"},
+    "battery": set(battery.KEYS) | {"noise", "quantum"},
 }
 STATES = ("ok", "suspect", "failed", "quarantined", "probing", "degraded", "service", "forced")
 KIND_NAMES = ("alert", "telemetry", "state", "audit", "birth", "death", "evictions")
