@@ -11,6 +11,9 @@ time), quantised like a real converter. The processes:
                   that follows a daily cycle; integrated at the sample period
     bearing       a temperature or vibration level that grows with wear from
                   a start day, linearly or exponentially, plus cycle and noise
+    battery       a battery's terminal voltage: sags under load through its
+                  internal resistance, recovers when the load stops, and
+                  ages (capacity fade, rising resistance): simulator/battery.py
 
 Faults (``add_fault``), each active in [start, end):
 
@@ -33,6 +36,7 @@ import math
 import random
 
 from edge_agent.core import reading as rd
+from simulator.battery import Battery
 
 T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
 DAY_MS = 86400000
@@ -40,7 +44,7 @@ HOUR_MS = 3600000
 TWO_PI = 2 * math.pi
 
 SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss")
-PROCESSES = ("steady", "coolant_loop", "bearing")
+PROCESSES = ("steady", "coolant_loop", "bearing", "battery")
 
 
 class Fault:
@@ -79,6 +83,7 @@ class PhysicalSensor:
         self._cycle_amp = self.params.get("cycle", 0.0)
         self._noise = self.params.get("noise", 0.0)
         self._weather_sd = self.params.get("weather", 0.0)
+        self._battery = Battery(self.params, start_ms) if process == "battery" else None
         # coolant_loop state
         self._temp = None
         self._last_t = None
@@ -122,6 +127,8 @@ class PhysicalSensor:
         day = self._day(t_ms)
         if self.process == "coolant_loop":
             return self._coolant(t_ms, day, any(f.kind == "cooling_loss" for f in faults_now))
+        if self._battery is not None:
+            return self._battery.voltage(t_ms)
         weather = self._weather_at(t_ms)
         level = self._level
         if self.process == "bearing":
