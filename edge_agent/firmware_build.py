@@ -116,7 +116,7 @@ def _der_key(path):
 
 
 def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30, wifi_ssid=None,
-              wifi_password=None):
+              wifi_password=None, operators=()):
     """The device settings CBOR: device id, its HMAC secret, the broker and,
     for TLS, the CA, client certificate and key in DER. Secret material:
     write it with mode 0600 and never print it."""
@@ -133,6 +133,13 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
         raise FirmwareBuildError("TLS needs all three of --ca, --cert and --key")
     if all(tls):
         settings["tls"] = {"ca": _der_cert(ca), "cert": _der_cert(cert), "key": _der_key(key)}
+    from edge_agent.core.operator import check_name
+
+    for name in operators:
+        problem = check_name(name)
+        if problem:
+            raise FirmwareBuildError("--operator %r: %s" % (name, problem))
+    settings["operators"] = list(operators)
     if wifi_ssid:
         settings["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
     return cbor.dumps(settings)
@@ -275,6 +282,8 @@ def add_arguments(parser):
     prov.add_argument("--cert", metavar="FILE")
     prov.add_argument("--key", metavar="FILE")
     prov.add_argument("--keepalive", type=int, default=30, metavar="S")
+    prov.add_argument("--operator", action="append", default=[], metavar="NAME",
+                      help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable")
     prov.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (password from $EA_WIFI_PASSWORD, never argv)")
     prov.add_argument("-o", "--output", required=True, metavar="FILE")
     prov.set_defaults(firmware_func=_cmd_provision)
@@ -317,7 +326,7 @@ def _cmd_provision(args):
     if not sep or not port.isdigit():
         raise FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
     data = provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive, args.wifi_ssid,
-                     os.environ.get("EA_WIFI_PASSWORD"))
+                     os.environ.get("EA_WIFI_PASSWORD"), args.operator)
     write_private(args.output, data)
     print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
     return 0

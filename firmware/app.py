@@ -31,6 +31,7 @@ from edge_agent.core.evictions import EvictionTally
 from edge_agent.core.outputs import SetOutput, WriteRegisters
 from edge_agent.core.store import CORRUPT, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
+from commands import Commands
 from pins import PinInput, PinOutputs
 from uart_source import UartSource
 from uplink import Uplink
@@ -62,7 +63,10 @@ async def _stoppable(coroutine):
 class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
-                 on_command=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None):
+                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None):
+        """``trusted``: the operators whose signed commands this device
+        takes (commands.trusted_operators), with ``state`` (a FlashDir) for
+        their counters; None takes no commands (nothing is subscribed)."""
         for name in STORE_BUFFERS:
             setattr(store_module, name, STORE_BUFFERS[name])
         self.board = board
@@ -78,7 +82,13 @@ class Firmware:
         self.device = dv.Device(board, identity.device_id, sequencer=self.sequencer,
                                 telemetry_interval_ms=telemetry_interval_ms)
         uplink_options = {} if backoff_max_ms is None else {"backoff_max_ms": backoff_max_ms}
-        self.uplink = Uplink(client, identity, self.store, log, on_command=on_command, **uplink_options)
+        self.commands = None
+        if trusted:
+            self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log)
+            uplink_options["on_command"] = self.commands.on_message
+        else:
+            log("info", "no trusted operators: signed commands are not taken (provision --operator NAME)")
+        self.uplink = Uplink(client, identity, self.store, log, **uplink_options)
         self.outputs = PinOutputs(output_pins or {})
         self.evictions = EvictionTally()
         self.sources = []

@@ -7,6 +7,7 @@
     device.cbor  {"format": 1, "device_id", "secret" (HMAC key),
                   "broker": {"host", "port", "keepalive_s"},
                   "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
+                  "operators": [names] whose Mac0 commands the device takes,
                   "wifi": {"ssid", "password"} (absent: the network is up already)}
 
 The board is validated again here by the same core code as on the
@@ -72,6 +73,7 @@ class DeviceSettings:
         if not isinstance(self.host, str) or not isinstance(self.port, int):
             raise ConfigError("%s: broker host and port missing; re-provision with --broker HOST:PORT" % path)
         self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
+        self.operators = data.get("operators") or []  # operator names whose signed commands count
         self.wifi = data.get("wifi")  # {"ssid", "password"} on a board; None on the unix port
 
     def __repr__(self):  # never show the secret

@@ -14,6 +14,7 @@ import machine
 
 import config as cfg
 from app import Firmware
+from commands import trusted_operators
 from identity import HmacIdentity
 from mqtt_client import MQTTClient, tls_context
 from store_flash import FlashDir
@@ -22,6 +23,7 @@ from uplink import will_for
 BOARD = "/board.cbor"
 DEVICE = "/device.cbor"
 STORE = "/store"
+STATE = "/state"  # command counters
 WIFI_TIMEOUT_MS = 20000
 UART_RX_BUFFER = 1024  # bytes the UART driver holds while the loop is busy (at 115200 baud: 90 ms)
 
@@ -91,7 +93,8 @@ async def run():
                         on_message=lambda message: uplinks[0].on_message(message))
     uarts, outputs, inputs = hardware(board_config)
     firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,
-                        FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs)
+                        FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs,
+                        trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE))
     uplinks.append(firmware.uplink)
     await firmware.run()
 

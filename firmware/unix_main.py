@@ -11,6 +11,7 @@ Options (all optional but --board, --device, --store):
     --clock-speed N          the clock runs N times real time (a simulated day in seconds)
     --clock-start MS         the clock's start, ms since the epoch (default: now)
     --telemetry-interval-ms N, --heap-log-ms N, --backoff-max-ms N, --grace-ms N
+    --state DIR              where the command counters live (default: the store's path + ".state")
     --duration S             stop cleanly after S real seconds
 
 Standard input: a line "stop" stops cleanly (pending telemetry stored,
@@ -25,6 +26,7 @@ import time
 
 import config as cfg
 from app import Firmware
+from commands import trusted_operators
 from identity import HmacIdentity
 from mqtt_client import MQTTClient, tls_context
 from store_flash import FlashDir
@@ -111,6 +113,8 @@ async def main(options):
                         uarts, clock, log, output_pins=output_pins, input_pins=input_pins, speed=speed,
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
+                        trusted=trusted_operators(settings.operators, settings.secret),
+                        state=FlashDir(options.get("state", options["store"].rstrip("/") + ".state")),
                         backoff_max_ms=int(backoff) if backoff else None)
     uplinks.append(firmware.uplink)
     stop = asyncio.Event()

@@ -47,10 +47,11 @@ class Rig:
         os.chmod(self.registry, 0o600)
         self.children = []
 
-    def provision(self, broker_port):
+    def provision(self, broker_port, operators=()):
         cert, key = self.pki.client(self.device_id)
         fb.write_private(self.device_cbor, fb.provision(os.path.join(self.directory, "identity"), "127.0.0.1",
-                                                        broker_port, self.pki.ca_cert, cert, key))
+                                                        broker_port, self.pki.ca_cert, cert, key,
+                                                        operators=operators))
 
     def firmware_argv(self, uart_path, *extra, heap=None, rom=None):
         args = ["--board", self.board_cbor, "--device", self.device_cbor, "--store", self.store,
@@ -116,6 +117,24 @@ class Rig:
     def stop_all(self):
         for child in reversed(self.children):
             child.stop()
+
+
+def publish(pki, port, topic, payloads):
+    """Publish ``payloads`` (QoS 1) with a real MQTT client (aiomqtt)."""
+    import asyncio
+
+    import aiomqtt
+
+    from edge_agent.tls import client_context
+
+    cert, key = pki.client("test-publisher-%d" % os.getpid())
+
+    async def run():
+        async with aiomqtt.Client("127.0.0.1", port, tls_context=client_context(pki.ca_cert, cert, key)) as client:
+            for payload in payloads:
+                await client.publish(topic, payload, qos=1)
+
+    asyncio.run(run())
 
 
 def stop_firmware(child, timeout_s=20):
