@@ -221,7 +221,8 @@ class LiveRun:
         self.agent.wait_for("connected to broker", 30)
         self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
             self.broker.port, self.proxy.port, spec.device_id,
-            ", ".join("%s=%s" % (b, os.path.basename(self.live_board.path(b))) for b in sorted(self.live_board.ports))))
+            ", ".join("%s=%s" % (b, os.path.basename(p)) for b, p in sorted(
+                [(b, self.live_board.path(b)) for b in self.live_board.ports] + list(self.modbus.links.items())))))
         # Whole ms, as the agent stamps its signals: a frame sent at scenario
         # time t is never stamped before t.
         self.wall0 = time.time_ns() // 1000000
@@ -237,12 +238,16 @@ class LiveRun:
             return store_dir
         mount_point = os.path.join(self.workdir, "storefs")
         os.makedirs(mount_point)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % DISK_FS_BYTES, "tmpfs", mount_point],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
+        try:
+            done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % DISK_FS_BYTES, "tmpfs", mount_point],
+                                  capture_output=True, text=True)
+            why = done.stderr.strip() or "mount failed" if done.returncode != 0 else None
+        except OSError as exc:  # no mount(8) at all
+            why = str(exc)
+        if why:
             self.result.notes.append(
                 "disk_full not applied: could not mount a %d MiB tmpfs for the store (%s); run as root (mount "
-                "needs CAP_SYS_ADMIN)" % (DISK_FS_BYTES >> 20, done.stderr.strip() or "mount failed"))
+                "needs CAP_SYS_ADMIN)" % (DISK_FS_BYTES >> 20, why))
             return store_dir
         self.mounted = mount_point
         return os.path.join(mount_point, "store")
