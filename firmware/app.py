@@ -63,10 +63,18 @@ async def _stoppable(coroutine):
 class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
-                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None):
+                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None):
         """``trusted``: the operators whose signed commands this device
         takes (commands.trusted_operators), with ``state`` (a FlashDir) for
-        their counters; None takes no commands (nothing is subscribed)."""
+        their counters; None takes no commands (nothing is subscribed).
+        ``console_uart``: serve the technician console there (logins take
+        tokens from the same operators); None: no console, and its modules
+        are not even imported (RAM)."""
+        ring = None
+        if console_uart is not None:
+            from console_port import LogRing
+
+            ring = log = LogRing(log)
         for name in STORE_BUFFERS:
             setattr(store_module, name, STORE_BUFFERS[name])
         self.board = board
@@ -97,6 +105,11 @@ class Firmware:
         self.inputs = []
         for sensor_id in sorted(input_pins or {}):
             self.inputs.append(PinInput(self.device, sensor_id, input_pins[sensor_id], clock, self.dispatch))
+        self.console = None
+        if console_uart is not None:
+            from console_port import ConsolePort
+
+            self.console = ConsolePort(self, console_uart, ring, trusted)
         self._wakeup = asyncio.Event()
         self._ingest = []
         self.heap_min_free = None
@@ -114,6 +127,8 @@ class Firmware:
                 if item.output in self.outputs.pins:
                     self.outputs.apply(item)
             elif isinstance(item, sg.Signal):
+                if self.console is not None:
+                    self.console.on_signal(item)
                 urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
                 if item.kind == sg.KIND_ALERT:
                     self.alerts += 1
@@ -182,6 +197,8 @@ class Firmware:
         self._ingest = [asyncio.create_task(_stoppable(source.run())) for source in self.sources]
         self._ingest.extend(asyncio.create_task(_stoppable(pin.run())) for pin in self.inputs)
         tasks = list(self._ingest)
+        if self.console is not None:
+            tasks.append(asyncio.create_task(self.console.run()))
         tasks.append(asyncio.create_task(self.uplink.run()))
         tasks.append(asyncio.create_task(self._deadlines()))
         if self.heap_log_ms:

@@ -11,6 +11,7 @@ Options (all optional but --board, --device, --store):
     --clock-speed N          the clock runs N times real time (a simulated day in seconds)
     --clock-start MS         the clock's start, ms since the epoch (default: now)
     --telemetry-interval-ms N, --heap-log-ms N, --backoff-max-ms N, --grace-ms N
+    --console PATH           serve the technician console on this pty
     --state DIR              where the command counters live (default: the store's path + ".state")
     --duration S             stop cleanly after S real seconds
 
@@ -114,6 +115,7 @@ async def main(options):
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
                         trusted=trusted_operators(settings.operators, settings.secret),
+                        console_uart=pty_uart(options["console"]) if "console" in options else None,
                         state=FlashDir(options.get("state", options["store"].rstrip("/") + ".state")),
                         backoff_max_ms=int(backoff) if backoff else None)
     uplinks.append(firmware.uplink)

@@ -1,0 +1,123 @@
+"""The technician console on a UART: the core's interpreter
+(edge_agent/core/console.py) served REPL-free on the board's serial port.
+
+This module only moves bytes and gives the interpreter its *view* of the
+firmware (core/console.py lists what a view offers). One session at a
+time, renewed when it ends (Ctrl-D). ``uart`` is duck-typed like the bus
+UARTs (firmware/uart_source.py): machine.UART on the ESP32 (UART0 after
+``os.dupterm(None, 0)`` detaches the REPL, or a spare UART), a pty on the
+unix port. Nothing here can stop the firmware: a bug in a command is
+answered with an error by the interpreter, and output is bounded by the
+UART itself (a terminal nobody reads just lets the bytes go by).
+"""
+
+import asyncio
+from collections import deque
+
+from edge_agent import __version__
+from edge_agent.core import console as con
+from edge_agent.core import signals as sg
+
+READ_SIZE = 64
+LOG_LINES = 20  # the `log` command's memory on a board: 20 lines, ~2 KiB
+ERROR_LINES = 5
+
+
+class LogRing:
+    """The last log lines, for `log` and `status`; wraps the firmware's log."""
+
+    def __init__(self, log):
+        self._log = log
+        self.lines = deque((), LOG_LINES)  # type: deque
+        self.errors = deque((), ERROR_LINES)  # type: deque
+
+    def __call__(self, level, text):
+        self._log(level, text)
+        line = "%s %s" % (level, text)
+        self.lines.append(line)
+        if level == "error":
+            self.errors.append(line)
+
+
+class FirmwareView:
+    def __init__(self, firmware, ring):
+        self._firmware = firmware
+        self._ring = ring
+        self.device = firmware.device
+        self.agent = "edge-agent-firmware " + __version__
+        self.started_ms = firmware.clock()
+
+    def now_ms(self):
+        return self._firmware.clock()
+
+    def link(self):
+        uplink = self._firmware.uplink
+        return "%s: %d signals acknowledged, %d connects, %d failures" % (
+            "online" if uplink.online else "offline", uplink.published, uplink.connects, uplink.failures)
+
+    def store_lanes(self):
+        store = self._firmware.store
+        lanes = []
+        for lane in range(store.lanes):
+            records, nbytes, _, oldest = store.lane_info(lane)
+            lanes.append((lane, records, nbytes, oldest))
+        return lanes
+
+    def log_lines(self, n):
+        return list(self._ring.lines)[-n:]
+
+    def errors(self, n):
+        return list(self._ring.errors)[-n:]
+
+    def settings(self):
+        device = self.device
+        firmware = self._firmware
+        return [
+            ("identity", device.device_id),
+            ("telemetry", "every %d ms, at most %d readings" % (device.telemetry_interval_ms,
+                                                                device.telemetry_max_readings)),
+            ("store", "%d KiB in %d KiB segments" % (firmware.store.max_bytes // 1024,
+                                                     firmware.store.segment_bytes // 1024)),
+            ("outputs", ", ".join("%s %s" % (o, "on" if on else "OFF")
+                                  for o, on in sorted(firmware.outputs.state.items())) or "none"),
+        ]
+
+    def dispatch(self, outputs):
+        self._firmware.dispatch(outputs)
+
+    def output_is_on(self, output_id):
+        return self._firmware.outputs.state.get(output_id)
+
+
+class ConsolePort:
+    def __init__(self, firmware, uart, ring, trusted=None):
+        self.uart = uart
+        self.console = con.Console(FirmwareView(firmware, ring), trusted)
+        self.session = None
+        self.log = ring
+
+    def on_signal(self, signal):
+        """Alerts, state changes and audits become notices between lines."""
+        if signal.kind in (sg.KIND_ALERT, sg.KIND_STATE, sg.KIND_AUDIT) and self.session is not None:
+            self.console.observe(signal)
+            self._send()
+
+    def _send(self):
+        session = self.session
+        data = session.take_output() if session is not None else b""
+        if data:
+            self.uart.write(data)
+
+    async def run(self):
+        reader = asyncio.StreamReader(self.uart)
+        while True:
+            if self.session is None or self.session.closed:
+                self.session = self.console.open_session("uart")
+                self._send()
+            data = await reader.read(READ_SIZE)
+            if not data:
+                continue
+            self.session.feed(data)
+            self._send()
+            while self.console.internal_errors:
+                self.log("error", "console: internal error: %s" % self.console.internal_errors.pop(0))
