@@ -49,7 +49,7 @@ def parse_uart(text, board):
     parts = spec.split(":")
     if not sep or len(parts) not in (1, 3) or not all(p.isdigit() for p in parts):
         raise FirmwareBuildError("--uart %s: write BUS=UART_ID or BUS=UART_ID:TX_PIN:RX_PIN, e.g. uart0=2:17:16" % text)
-    if bus not in board.buses:
+    if board is not None and bus not in board.buses:
         raise FirmwareBuildError("--uart %s: no bus %r in %s (buses: %s)" % (text, bus, board.source,
                                                                            ", ".join(sorted(board.buses))))
     numbers = [int(p) for p in parts]
@@ -66,11 +66,12 @@ def parse_input(text, board):
     return sensor, int(pin)
 
 
-def compile_board(path, uarts=(), inputs=()):
+def compile_board(path, uarts=(), inputs=(), console=None):
     """The CBOR config for the board file ``path``: validated first (raises
     BoardError listing every problem), then the parsed table as is, with
     the ESP32 wiring: ``uarts`` ['BUS=ID[:TX:RX]'] and ``inputs`` ['SENSOR=PIN'].
-    Buses without a UART are not read on the device (an ESP32 has three)."""
+    Buses without a UART are not read on the device (an ESP32 has three).
+    ``console`` 'ID[:TX:RX]' serves the technician console on that UART."""
     from edge_agent.boardfile import load_board
 
     board = load_board(path)  # every check the gateway makes, with the file name
@@ -78,8 +79,11 @@ def compile_board(path, uarts=(), inputs=()):
         data = tomllib.load(f)
     wiring = dict(parse_uart(text, board) for text in uarts)
     pins = dict(parse_input(text, board) for text in inputs)
-    return cbor.dumps({"format": CONFIG_FORMAT, "source": os.path.basename(str(path)), "board": data,
-                       "uarts": wiring, "inputs": pins})
+    config = {"format": CONFIG_FORMAT, "source": os.path.basename(str(path)), "board": data, "uarts": wiring,
+              "inputs": pins}
+    if console:
+        config["console"] = parse_uart("console=" + console, None)[1]
+    return cbor.dumps(config)
 
 
 # -- provision -------------------------------------------------------------
@@ -273,6 +277,8 @@ def add_arguments(parser):
                           help="read BUS from the ESP32's UART ID (optionally on GPIO TX/RX); repeatable")
     compile_.add_argument("--input", action="append", default=[], metavar="SENSOR=PIN",
                           help="read SENSOR from a switch on GPIO PIN (pull-up); repeatable")
+    compile_.add_argument("--console", metavar="ID[:TX:RX]",
+                          help="serve the technician console on this UART (0: the USB port, REPL detached)")
     compile_.set_defaults(firmware_func=_cmd_compile)
 
     prov = sub.add_parser("provision", help="the device's settings CBOR: id, HMAC secret, broker, DER certs (mode 0600)")
@@ -314,7 +320,7 @@ def run(args):
 
 
 def _cmd_compile(args):
-    data = compile_board(args.board, args.uart, args.input)
+    data = compile_board(args.board, args.uart, args.input, args.console)
     with open(args.output, "wb") as f:
         f.write(data)
     print("%s: %d bytes (board %s)" % (args.output, len(data), args.board))

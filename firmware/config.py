@@ -3,7 +3,8 @@
 (edge_agent/firmware_build.py): no TOML parser on the device.
 
     board.cbor   {"format": 1, "source": name, "board": the board table,
-                  "uarts": {bus: [uart id, tx, rx]}, "inputs": {sensor: pin}}
+                  "uarts": {bus: [uart id, tx, rx]}, "inputs": {sensor: pin},
+                  "console": [uart id, tx, rx] (absent: no console)}
     device.cbor  {"format": 1, "device_id", "secret" (HMAC key),
                   "broker": {"host", "port", "keepalive_s"},
                   "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
@@ -44,8 +45,9 @@ def _read(path, what):
 
 
 class BoardConfig:
-    def __init__(self, board, uarts, inputs):
+    def __init__(self, board, uarts, inputs, console=None):
         self.board = board
+        self.console = console  # [uart id, tx, rx] for the technician console, or None
         self.uarts = uarts  # bus id -> [uart id, tx pin or None, rx pin or None]
         self.inputs = inputs  # sensor id -> pin number
 
@@ -53,7 +55,7 @@ class BoardConfig:
 def load_board(path):
     data = _read(path, "board config")
     board = board_from_dict(data.get("board"), data.get("source", path))  # raises BoardError
-    return BoardConfig(board, data.get("uarts") or {}, data.get("inputs") or {})
+    return BoardConfig(board, data.get("uarts") or {}, data.get("inputs") or {}, data.get("console"))
 
 
 class DeviceSettings:

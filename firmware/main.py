@@ -25,6 +25,7 @@ DEVICE = "/device.cbor"
 STORE = "/store"
 STATE = "/state"  # command counters
 WIFI_TIMEOUT_MS = 20000
+CONSOLE_BAUD = 115200
 UART_RX_BUFFER = 1024  # bytes the UART driver holds while the loop is busy (at 115200 baud: 90 ms)
 
 
@@ -59,17 +60,30 @@ def join_wifi(wifi):
         log("warning", "ntp: %s; timestamps follow the RTC" % (exc,))
 
 
+def open_uart(wiring, baud):
+    uart_id, tx, rx = wiring
+    kwargs = {"baudrate": baud, "timeout": 0, "rxbuf": UART_RX_BUFFER}
+    if tx is not None:
+        kwargs["tx"] = tx
+        kwargs["rx"] = rx
+    return machine.UART(uart_id, **kwargs)
+
+
+def console_uart(wiring):
+    if wiring is None:
+        return None
+    if wiring[0] == 0:
+        import os
+
+        os.dupterm(None, 0)  # UART0 carries the REPL: detach it, the console takes the port
+    return open_uart(wiring, CONSOLE_BAUD)
+
+
 def hardware(board_config):
     board = board_config.board
     uarts = {}
     for bus_id in sorted(board_config.uarts):
-        uart_id, tx, rx = board_config.uarts[bus_id]
-        bus = board.buses[bus_id]
-        kwargs = {"baudrate": bus.baud, "timeout": 0, "rxbuf": UART_RX_BUFFER}
-        if tx is not None:
-            kwargs["tx"] = tx
-            kwargs["rx"] = rx
-        uarts[bus_id] = machine.UART(uart_id, **kwargs)
+        uarts[bus_id] = open_uart(board_config.uarts[bus_id], board.buses[bus_id].baud)
     outputs = {}
     for output_id in sorted(board.outputs):
         output = board.outputs[output_id]
@@ -94,7 +108,8 @@ async def run():
     uarts, outputs, inputs = hardware(board_config)
     firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,
                         FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs,
-                        trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE))
+                        trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE),
+                        console_uart=console_uart(board_config.console))
     uplinks.append(firmware.uplink)
     await firmware.run()
 
