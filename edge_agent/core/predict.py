@@ -12,7 +12,8 @@ Per predicted sensor, streaming and bounded in memory:
 - a least-squares line through the block means gives the trend (unit/day)
   and its standard error, over the whole history (which decides whether
   there is a trend) and over the last week (which may only bring the
-  crossing closer); the level that matters is the trend's value now plus
+  crossing closer, and only once the whole history already puts it within
+  two horizons); the level that matters is the trend's value now plus
   the largest peak above the trend line in the window (readings cross the
   limit at their peaks, not on average);
 - the expected crossing is ``(limit - level) / slope``. It is *confident*
@@ -43,8 +44,10 @@ BUCKET_MS = DAY_MS // BUCKETS_PER_DAY
 MIN_BUCKETS_PER_BLOCK = 9
 # Fewer than 4 days cannot tell a trend from a warm week.
 MIN_BLOCKS = 4
-# The short fit's window: the last week.
+# The short fit's window: the last week; it is consulted only when the
+# whole history puts the crossing within this many horizons.
 SHORT_BLOCKS = 7
+SHORT_GATE = 2
 # Raise after 3 consecutive estimates (6 hours) within the horizon; clear
 # after 36 without (3 days): a warm afternoon cannot raise it, and a cool
 # spell in the middle of real wear does not withdraw it (it would only come
@@ -175,8 +178,14 @@ class Predictor:
         # confident too, may bring the crossing closer (it reacts to wear
         # that sped up). A week that is not confident changes nothing: a
         # cool spell in the middle of real wear must not withdraw the alert.
+        # The week may only speak once the whole history already sees the
+        # crossing within two horizons: on its own, a warm-up of the weather
+        # (two days from cold to warm is +3 degC on a bearing) looks like
+        # steep, confident wear and raised the alert weeks early (the
+        # library's bearing_wear.toml: a week's slope of 1.35 degC/day for
+        # 0.5 of real wear, 29 days ahead of a 7-day horizon).
         best = self._fit(xs, ys, oldest[-1], last, now_ms)
-        if best is not None and len(xs) > SHORT_BLOCKS + 1:
+        if best is not None and len(xs) > SHORT_BLOCKS + 1 and best.crossing_ms - now_ms <= SHORT_GATE * self.horizon_ms:
             k = SHORT_BLOCKS
             short = self._fit(xs[:k], ys[:k], oldest[k - 1], last, now_ms)
             if short is not None and short.crossing_ms < best.crossing_ms:
