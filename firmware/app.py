@@ -31,7 +31,6 @@ from edge_agent.core.evictions import EvictionTally
 from edge_agent.core.outputs import SetOutput, WriteRegisters
 from edge_agent.core.store import CORRUPT, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
-from commands import Commands
 from pins import PinInput, PinOutputs
 from uart_source import UartSource
 from uplink import Uplink
@@ -92,6 +91,8 @@ class Firmware:
         uplink_options = {} if backoff_max_ms is None else {"backoff_max_ms": backoff_max_ms}
         self.commands = None
         if trusted:
+            from commands import Commands  # here: a board without operators never loads it (RAM)
+
             self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log)
             uplink_options["on_command"] = self.commands.on_message
         else:

@@ -36,15 +36,6 @@ class Refused(Exception):
         self.detail = detail
 
 
-def trusted_operators(names, secret):
-    """The core's ``trusted`` map for an HMAC board: each operator's kid ->
-    the device secret (COSE_Mac0; operator.py explains what that proves)."""
-    trusted = {}
-    for name in names:
-        trusted[name.encode()] = secret
-    return trusted
-
-
 class Commands:
     def __init__(self, device, trusted, state, clock, dispatch, log):
         """``state``: a FlashDir for the counters file; ``dispatch``: the

@@ -23,3 +23,12 @@ class HmacIdentity:
     def seal(self, payload):
         """``payload`` (a signal or a bundle) in a COSE_Mac0 envelope."""
         return cose.mac0(payload, self.kid, self._secret)
+
+
+def trusted_operators(names, secret):
+    """The core's ``trusted`` map for an HMAC board: each operator's kid ->
+    the device secret (COSE_Mac0; operator.py explains what that proves)."""
+    trusted = {}
+    for name in names:
+        trusted[name.encode()] = secret
+    return trusted

@@ -14,11 +14,10 @@ import machine
 
 import config as cfg
 from app import Firmware
-from commands import trusted_operators
-from identity import HmacIdentity
+from identity import HmacIdentity, trusted_operators
 from mqtt_client import MQTTClient, tls_context
 from store_flash import FlashDir
-from uplink import will_for
+from uplink import MAX_PACKET, will_for
 
 BOARD = "/board.cbor"
 DEVICE = "/device.cbor"
@@ -103,7 +102,7 @@ async def run():
     uplinks = []  # type: list  # the client's callback reaches the uplink made after it
     ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
     client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
-                        will=will_for(settings.device_id), ssl=ssl, max_packet=4096,
+                        will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET,
                         on_message=lambda message: uplinks[0].on_message(message))
     uarts, outputs, inputs = hardware(board_config)
     firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,

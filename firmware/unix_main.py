@@ -27,12 +27,11 @@ import time
 
 import config as cfg
 from app import Firmware
-from commands import trusted_operators
-from identity import HmacIdentity
+from identity import HmacIdentity, trusted_operators
 from mqtt_client import MQTTClient, tls_context
 from store_flash import FlashDir
 from unix_hw import SimPin, pty_uart
-from uplink import will_for
+from uplink import MAX_PACKET, will_for
 
 USAGE = "usage: unix_main.py --board FILE --device FILE --store DIR [--uart BUS=PATH] ... (see the module doc)"
 
@@ -107,7 +106,7 @@ async def main(options):
     if settings.tls:
         ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"])
     client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
-                        will=will_for(settings.device_id), ssl=ssl, max_packet=4096,
+                        will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET,
                         on_message=lambda message: uplinks[0].on_message(message))
     backoff = options.get("backoff-max-ms")
     firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client, FlashDir(options["store"]),
