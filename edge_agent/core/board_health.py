@@ -98,19 +98,36 @@ class HealthSettings:
         self.rate_per_hour = rate_per_hour
 
 
+# Rule kinds whose declaration cross_check() names in its messages.
+CROSS_CHECKED = ("disagree", "dropout")
+
+
 class RuleSpec:
     """One declared rule. ``params`` holds the kind's keys (numbers in the
-    sensor's unit, durations in ms)."""
+    sensor's unit, durations in ms).
 
-    __slots__ = ("kind", "severity", "action", "health", "params", "key")
+    A board holds a few hundred of these on a 32-sensor ESP32, where every
+    instance attribute is a slot in the instance's own table (MicroPython
+    ignores ``__slots__``): fields at their usual value stay on the class,
+    and the declaring key (a string per rule) is kept only for the kinds
+    whose cross-checks name it."""
+
+    severity = None  # None: critical on an essential component, else warning
+    action = ""  # "": the engine's default text for the kind
+    health = True  # counts toward the component's state
+    key = ""  # where it was declared, for messages
 
     def __init__(self, kind, severity, action, health, params, key):
         self.kind = kind
-        self.severity = severity  # None: critical on an essential component, else warning
-        self.action = action  # "" : the engine's default text for the kind
-        self.health = health  # counts toward the component's state
         self.params = params
-        self.key = key  # where it was declared, for messages
+        if severity is not None:
+            self.severity = severity
+        if action:
+            self.action = action
+        if not health:
+            self.health = False
+        if kind in CROSS_CHECKED:
+            self.key = key
 
     def __repr__(self):
         return "RuleSpec(%s %r)" % (self.kind, self.params)

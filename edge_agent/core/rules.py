@@ -207,13 +207,15 @@ class Jump(Rule):
 
 class Disagree(Rule):
     apart_since = None
+    latest = None  # the engine's map of last readings, set by SensorWatch
+    partner_ms = 0  # the slower sample period of the two
 
     def judge(self, reading, watch):
         p = self.spec.params
-        other = watch.latest.get(p["with"])
+        other = self.latest.get(p["with"])
         # Compare only with a fresh good reading: a silent or faulty partner
         # is its own rule's business, not a disagreement.
-        if other is None or other.quality != rd.GOOD or reading.time_ms - other.time_ms > 3 * watch.partner_period_ms(p["with"]):
+        if other is None or other.quality != rd.GOOD or reading.time_ms - other.time_ms > 3 * self.partner_ms:
             if self.apart_since is not None:
                 self.apart_since = None
             return False
@@ -276,40 +278,42 @@ class SensorWatch:
 
     Per reading this is the hot path of the whole device (32 sensors at
     1 Hz on an ESP32), so it allocates nothing that outlives the reading:
-    the evidence is a ring (times in an int64 ``array``, values in a fixed
-    list), and rules that only ever clear on a good reading (the sensor's
-    fault report, dropout) are not asked while they are inactive.
+    the evidence is a ring (times in an int64 ``array``, values in a
+    float64 one), and rules that only ever clear on a good reading (the
+    sensor's fault report, dropout) are not asked while they are inactive.
+    Fields at their usual value are class attributes (see Rule).
     """
 
-    __slots__ = ("sensor", "component", "rules", "dropout", "ev_t", "ev_v", "ev_other", "ev_n", "ev_next",
-                 "previous", "last_ms", "latest", "board", "judged", "bad_rules")
+    dropout = None  # the dropout rule, if declared
+    ev_other = None
+    ev_count = 0  # readings recorded as evidence, ever (the ring's position)
+    previous = None  # last good Reading
+    bad_rules = 0  # active health rules (the component's evaluation)
 
     def __init__(self, sensor, component, board, latest, start_ms=None):
         self.sensor = sensor
         self.component = component
-        self.board = board
-        self.latest = latest  # shared dict: sensor id -> last Reading (for disagree)
         self.rules = [RangeCheck(), FaultCheck()]
-        self.dropout = None
         for spec in sensor.rules:
             rule = RULE_CLASSES[spec.kind](spec)
             self.rules.append(rule)
             if spec.kind == "dropout":
                 self.dropout = rule
+            elif spec.kind == "disagree":
+                # The partner's last reading, fresh if within 3 of the
+                # slower of the two sample periods.
+                other = board.sensors.get(spec.params["with"])
+                rule.latest = latest
+                rule.partner_ms = max(other.period_ms if other else 0, sensor.period_ms)
         # The sensor's fault report and dropout only ever clear on a good
         # reading: while both are inactive they are not asked.
         self.judged = tuple([r for r in self.rules if r.kind != SENSOR_FAULT and r is not self.dropout])
-        self.bad_rules = 0  # active health rules (the component's evaluation)
-        # Evidence ring, oldest first from ev_next - ev_n: times and values
-        # of the last EVIDENCE readings, unboxed. A value that is not a
-        # float (None for a fault report, an int from a counter) is kept
-        # as is in ev_other, {slot: value}, made on first use.
+        # Evidence ring: times and values of the last EVIDENCE readings,
+        # unboxed, at ev_count % EVIDENCE onwards. A value that is not a
+        # float (None for a fault report, an int from a counter) is kept as
+        # is in ev_other, {slot: value}, made on first use.
         self.ev_t = array("q", [0] * EVIDENCE)
         self.ev_v = array("d", [0.0] * EVIDENCE)
-        self.ev_other = None
-        self.ev_n = 0
-        self.ev_next = 0
-        self.previous = None  # last good Reading
         self.last_ms = start_ms  # last reading of any quality (dropout)
 
     @property
@@ -317,9 +321,10 @@ class SensorWatch:
         """[[time_ms, sensor, value-or-null], ...], oldest first."""
         rows = []
         sid = self.sensor.id
-        i = (self.ev_next - self.ev_n) % EVIDENCE
+        n = min(self.ev_count, EVIDENCE)
+        i = (self.ev_count - n) % EVIDENCE
         other = self.ev_other
-        for _ in range(self.ev_n):
+        for _ in range(n):
             if other is not None and i in other:
                 rows.append([self.ev_t[i], sid, other[i]])
             else:
@@ -331,15 +336,11 @@ class SensorWatch:
         s = self.sensor
         return "%s to %s %s" % (num(s.low), num(s.high), s.unit)
 
-    def partner_period_ms(self, sensor_id):
-        other = self.board.sensors.get(sensor_id)
-        return max(other.period_ms if other else 0, self.sensor.period_ms)
-
     def observe(self, reading):
         """Judge one reading; return the list of Changes."""
         changes = []
         t = reading.time_ms
-        i = self.ev_next
+        i = self.ev_count % EVIDENCE
         self.ev_t[i] = t
         value = reading.value
         if type(value) is float:
@@ -350,9 +351,7 @@ class SensorWatch:
             if self.ev_other is None:
                 self.ev_other = {}
             self.ev_other[i] = value
-        self.ev_next = (i + 1) % EVIDENCE
-        if self.ev_n < EVIDENCE:
-            self.ev_n += 1
+        self.ev_count += 1
         self.last_ms = t
         if reading.quality == rd.FAULT:
             # A fault report says nothing about the value rules: they keep
