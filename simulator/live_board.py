@@ -61,6 +61,10 @@ class _Port:
 
     def close(self):
         with self.lock:
+            # The path goes too, as /dev/ttyUSB0 does when the adapter is
+            # pulled; a dangling link could meet a reused /dev/pts number.
+            if os.path.lexists(self.link):
+                os.unlink(self.link)
             for fd in (self.master, self.slave):
                 if fd is not None:
                     try:
@@ -124,8 +128,6 @@ class LiveBoard:
             self._thread.join(5)
         for port in self.ports.values():
             port.close()
-            if os.path.lexists(port.link):
-                os.unlink(port.link)
 
     # -- faults ---------------------------------------------------------------
 

@@ -733,9 +733,11 @@ def main_from_args(args):
     if args.speed is not None and not (args.live and args.speed > 0):
         print("edge-agent sim run: --speed %s: needs --live and a positive number" % args.speed, file=sys.stderr)
         return EXIT_BAD_SCENARIO
+    skipped = 0
     for spec in specs:
         if not args.live and spec.live_only():
-            console.print("[yellow]skipped[/] %s (%s): %s need live mode: edge-agent sim run --live %s" % (
+            skipped += 1
+            console.print("[yellow]skipped[/] %s (%s): live-only faults (%s): run it with edge-agent sim run --live %s" % (
                 spec.name, os.path.relpath(spec.path), ", ".join("%s %s" % (f.key, f.kind) for f in spec.live_only()),
                 os.path.relpath(spec.path)))
             continue
@@ -766,5 +768,6 @@ def main_from_args(args):
         if not args.quiet:
             console.print("junit: %s" % args.junit)
     failed = [r for r in results if not r.passed]
-    console.print("%d scenario%s, %d failed" % (len(results), "" if len(results) == 1 else "s", len(failed)))
+    console.print("%d scenario%s, %d failed%s" % (len(results), "" if len(results) == 1 else "s", len(failed),
+                                                ", %d skipped (live only)" % skipped if skipped else ""))
     return EXIT_FAILED if failed else EXIT_OK

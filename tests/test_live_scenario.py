@@ -72,7 +72,7 @@ def _sim_run(*args):
 def test_a_virtual_run_skips_a_scenario_that_needs_live_mode():
     done = _sim_run(LIVE_FAULTS)
     assert done.returncode == 0, done.stderr
-    assert "skipped" in done.stdout and "need live mode" in done.stdout
+    assert "skipped" in done.stdout and "live-only faults" in done.stdout
     assert "faults[0] garbage" in done.stdout and "--live" in done.stdout
 
 
