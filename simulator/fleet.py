@@ -120,12 +120,13 @@ class Result:
         self.advisory_last_ms = None
         self.fault_start_ms = None
         self.outcomes = []  # (ExpectSpec, passed, evidence)
+        self.errors = []  # devices whose agent raised
         self.workdir = None
         self.receiver_tail = ""
 
     @property
     def passed(self):
-        return all(ok for _, ok, _ in self.outcomes)
+        return not self.errors and all(ok for _, ok, _ in self.outcomes)
 
 
 class FleetRun:
@@ -311,6 +312,12 @@ class FleetRun:
                 device.finish(now_ms())
             await self._drain(progress)
         finally:
+            # A device whose agent ended by raising is a bug, not weather:
+            # the run fails and says which and why.
+            for name, task in tasks.items():
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    exc = task.exception()
+                    self.result.errors.append("%s: agent stopped: %s: %s" % (name, type(exc).__name__, exc))
             for task in tasks.values():
                 task.cancel()
             await asyncio.gather(*tasks.values(), return_exceptions=True)
@@ -349,7 +356,6 @@ class FleetRun:
             storm.up_ms = now_ms()
             self.storms.append(storm)
             self.phase = "reconnecting"
-        self.phase = "running"
 
     async def _drain(self, progress):
         deadline = time.monotonic() + DRAIN_BASE_S + DRAIN_PER_DEVICE_S * len(self.devices)
@@ -461,6 +467,8 @@ class FleetRun:
         if progress is None:
             return
         online = sum(1 for d in self.devices if d.uplink.online.is_set())
+        if self.phase in ("starting", "reconnecting") and online == self.spec.count:
+            self.phase = "running"
         issued = sum(d.last_seq() for d in self.devices)
         acked = sum(d.uplink.published for d in self.devices)
         status = "%s | online %d/%d | signals %d issued, %d acked | connects %d" % (
@@ -613,8 +621,13 @@ def print_result(result, console):
     for expect, ok, evidence in result.outcomes:
         console.print("  %s %s: %s" % ("PASS" if ok else "FAIL", expect.name, evidence), markup=False,
                       highlight=False)
+    for error in result.errors[:10]:
+        console.print("  ERROR %s" % error, markup=False, highlight=False)
     if not result.passed:
         console.print("  work directory kept: %s" % result.workdir, markup=False, highlight=False)
+        if result.receiver_tail:
+            console.print("  receiver's last lines:\n    " + result.receiver_tail.replace("\n", "\n    "),
+                          markup=False, highlight=False)
 
 
 def result_json(result):
@@ -695,7 +708,15 @@ def main_from_args(args):
             print("edge-agent sim fleet: --workdir %s is not empty; give a new or empty directory" % workdir,
                   file=sys.stderr)
             return EXIT_BAD_FILE
-    result = FleetRun(spec, workdir=workdir, console=console, quiet=args.quiet).run()
+    from simulator.broker import BrokerError
+
+    try:
+        result = FleetRun(spec, workdir=workdir, console=console, quiet=args.quiet).run()
+    except (BrokerError, RuntimeError, OSError) as exc:
+        # No mosquitto, a receiver that would not start, a full disk: the
+        # fleet did not run, so nothing can be judged.
+        print("edge-agent sim fleet: could not run the fleet: %s" % exc, file=sys.stderr)
+        return EXIT_FAILED
     print_result(result, console)
     if args.json:
         with open(args.json, "w") as f:
