@@ -133,3 +133,31 @@ def test_broker_log_connects_are_counted_per_second(tmp_path):
     counts = per_second([t for t, _ in connects])
     assert sorted(counts.values()) == [1, 2] and max(counts) - min(counts) == 2
     assert "max_connections -1" in broker._config() and "autosave_on_changes" not in broker._config()
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-10, 10_000), st.floats(allow_nan=True),
+                    st.text(max_size=6), st.sampled_from(["2s", "0s", "EA-FLEET-1", "EA-FLEET-2", "mixed", "1h30m"]),
+                    st.lists(st.sampled_from(["EA-FLEET-1", "EA-X", "", 3]), max_size=3),
+                    st.dictionaries(st.sampled_from(["k", "fraction", "window", "x"]),
+                                    st.one_of(st.integers(-2, 50), st.floats(), st.text(max_size=4)), max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(fleet=st.dictionaries(st.sampled_from(list(fleet_spec.FLEET_KEYS) + ["bogus"]), _VALUES, max_size=6),
+       expects=st.lists(st.dictionaries(st.sampled_from(["kind", "within", "model", "lost", "max_peak", "name"]),
+                                        st.one_of(_VALUES, st.sampled_from(sorted(fleet_spec.EXPECT_KEYS)))),
+                        max_size=3))
+def test_fleet_file_parser_takes_anything_and_only_says_what_is_wrong(fleet, expects):
+    data = _fleet_dict()
+    data["fleet"] = fleet
+    data["expect"] = expects
+    try:
+        spec = fleet_spec.from_dict(data, "prop.toml")
+    except sc.ScenarioError as exc:
+        assert exc.problems and all(p.reason and p.fix for p in exc.problems)
+        return
+    assert 1 <= spec.count <= fleet_spec.MAX_DEVICES and spec.expects
+    assert len(spec.faulty_ids()) == spec.faulty

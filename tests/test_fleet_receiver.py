@@ -233,3 +233,32 @@ def test_settings_are_checked():
         raise AssertionError("accepted %r" % bad)
     assert fleet.FleetSettings(k=3, fraction=0.1).threshold(1000) == 100
     assert fleet.FleetSettings(k=3, fraction=0.1).threshold(10) == 3
+
+
+def test_a_restarted_receiver_keeps_counting_the_window(tmp_path):
+    f = Fleet(tmp_path, ["EA-A"] * 4, k=3)
+    devices = sorted(f.identities)
+    f.alert(devices[0], T0)
+    f.quarantined(devices[1], T0 + 1)  # another class on the component
+    f.alert(devices[1], T0 + 2)
+    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    f.receiver.fleet = again
+    f.alert(devices[2], T0 + 3)  # the third stuck report, two of them from before the restart
+    assert len(again.raised) == 1 and again.raised[0].condition == "stuck"
+
+
+def test_receiver_run_refuses_bad_fleet_options(tmp_path):
+    import subprocess
+    import sys
+
+    registry = tmp_path / "devices.toml"
+    registry.write_text("")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for options, message in ((["--fleet-window", "soon"], "--fleet-window"),
+                             (["--fleet-k", "0"], "--fleet-k must be at least 1"),
+                             (["--operator", str(tmp_path / "nope")], "no operator here")):
+        run = subprocess.run([sys.executable, "-m", "edge_agent", "receiver", "run", "--registry", str(registry),
+                              "--db", str(tmp_path / "r.sqlite"), "--broker", "127.0.0.1:1", "--insecure", *options],
+                             cwd=root, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2, (options, run.stderr)
+        assert message in run.stderr, (options, run.stderr)

@@ -164,6 +164,7 @@ class FleetWatch:
         self.raised = []  # incidents raised by this process, for callers and tests
         self.raised_since_send = False  # the receiver publishes after its commit
         self._load_open()
+        self._load_reports()
 
     # -- reports -------------------------------------------------------------
 
@@ -230,6 +231,27 @@ class FleetWatch:
             classes = dict((c, set(d)) for c, d in json.loads(classes).items())
             self.open[(model, component)] = Incident(incident_id, model, component, condition, classes,
                                                      set(json.loads(devices)), last_ms)
+
+    def _load_reports(self):
+        """At a restart, the window's reports come back from the stored
+        signals, so a restart in the middle of a fleet-wide fault does not
+        start the count again."""
+        from edge_agent.core import cbor
+
+        kinds = (sg.KIND_ALERT, sg.KIND_STATE)
+        newest = self.db.execute("SELECT MAX(time_ms) FROM signals WHERE kind IN (?, ?)", kinds).fetchone()
+        if not newest or newest[0] is None:
+            return
+        rows = self.db.execute("SELECT device, seq, kind, priority, time_ms, body FROM signals "
+                               "WHERE kind IN (?, ?) AND time_ms >= ?", kinds + (newest[0] - self.settings.window_ms,))
+        for device_id, seq, kind, priority, time_ms, body in rows:
+            device = self.registry.devices.get(device_id)
+            if device is None or not device.model:
+                continue
+            found = fault_class(sg.Signal(kind, priority, time_ms, cbor.loads(body), device_id, seq))
+            if found is not None:
+                seen = self.reports.setdefault((device.model, found[0], found[1]), {})
+                seen[device_id] = max(seen.get(device_id, 0), time_ms)
 
     # -- advisories ------------------------------------------------------------
 
@@ -369,8 +391,11 @@ def from_args(args, registry, storage):
 
     try:
         window_ms = int(parse_duration(args.fleet_window) * 1000)
-        settings = FleetSettings(k=args.fleet_k, fraction=args.fleet_fraction, window_ms=window_ms)
+    except OperatorError as exc:
+        raise ValueError("--fleet-window: %s" % exc) from None
+    settings = FleetSettings(k=args.fleet_k, fraction=args.fleet_fraction, window_ms=window_ms)
+    try:
         operator = load_operator(args.operator) if args.operator else None
     except OperatorError as exc:
-        raise ValueError("--operator/--fleet-window: %s" % exc) from None
+        raise ValueError("--operator: %s" % exc) from None
     return FleetWatch(registry, storage.db, settings, operator)
