@@ -268,7 +268,6 @@ class FleetRun:
     # -- the run -------------------------------------------------------------------
 
     def run(self):
-        spec = self.spec
         started = time.monotonic()
         quiet_agent_logs()
         try:

@@ -19,7 +19,6 @@ reading of its log that counts connects per second.
 
 import collections
 import datetime
-import os
 import re
 import resource
 
@@ -73,7 +72,3 @@ def per_second(times, start_s=None, end_s=None):
     """{second: connects} for connect times in unix seconds within [start, end]."""
     counts = collections.Counter(t for t in times if (start_s is None or t >= start_s) and (end_s is None or t <= end_s))
     return dict(counts)
-
-
-def log_exists(broker):
-    return os.path.exists(broker.log_path)
