@@ -182,3 +182,45 @@ def test_a_blackhole_is_noticed_only_by_the_mqtt_keepalive(pki, broker):
         assert proxy.snapshot()["open"] == 1  # the proxy closed nothing itself
         with contextlib.suppress(Exception):
             proxy.partition(False)
+
+
+def test_scheduled_faults_fire_on_time(echo_port):
+    with FaultProxy(echo_port) as proxy:
+        conn = _connect(proxy)
+        proxy.schedule(0.2, "partition", True)
+        proxy.schedule(0.8, "partition", False)
+        time.sleep(0.4)
+        conn.sendall(b"held")
+        conn.settimeout(0.2)
+        with pytest.raises(socket.timeout):
+            conn.recv(10)
+        conn.settimeout(5)
+        start = time.monotonic()
+        assert conn.recv(10) == b"held"
+        assert 0.1 <= time.monotonic() - start + 0.2 <= 1.5
+
+
+def test_the_command_line_proxy(echo_port):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "simulator.fault_proxy", "--target", "127.0.0.1:%d" % echo_port],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("listening 127.0.0.1:"), first
+        port = int(first.split()[1].split(":")[1])
+        conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert _echo(conn, b"cli") == b"cli"
+        process.stdin.write("status\nquit\n")
+        process.stdin.flush()
+        assert process.wait(10) == 0
+        out = process.stdout.read()
+        assert "connections=1" in out and "bytes_up=3" in out
+        conn.close()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    bad = subprocess.run([sys.executable, "-m", "simulator.fault_proxy", "--target", "nowhere"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "HOST:PORT" in bad.stderr
