@@ -87,7 +87,7 @@ class _Link:
         down = asyncio.Queue(QUEUE_CHUNKS)
         # Read the client at once (its bytes wait in the queue during a
         # partition); connect upstream only once the network lets us.
-        self.tasks.append(asyncio.ensure_future(self._read(self.client_reader, up, "up")))
+        self.tasks.append(asyncio.ensure_future(self._read(self.client_reader, up)))
         try:
             await proxy._healed.wait()
             target_reader, self.target_writer = await asyncio.open_connection(proxy.target_host, proxy.target_port)
@@ -95,12 +95,12 @@ class _Link:
             self.abort()
             return
         self.tasks.append(asyncio.ensure_future(self._write(up, self.target_writer, "up")))
-        self.tasks.append(asyncio.ensure_future(self._read(target_reader, down, "down")))
+        self.tasks.append(asyncio.ensure_future(self._read(target_reader, down)))
         self.tasks.append(asyncio.ensure_future(self._write(down, self.client_writer, "down")))
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.abort()
 
-    async def _read(self, reader, queue, direction):
+    async def _read(self, reader, queue):
         try:
             while True:
                 data = await reader.read(CHUNK)

@@ -74,7 +74,8 @@ FINAL_DELIVERY_S = 15.0
 # come back and drain, as the virtual clock drains at the end.
 FINAL_RECONNECT_S = 35.0
 # The agent's log lines worth showing people (show_agent).
-_SHOWN = re.compile(r"alert #|state #|gpio: gpio|bus \S+: garbage|connected to broker|unreachable|store .*recovered|last seq issued")
+_SHOWN = re.compile(r"alert #|state #|gpio: gpio|bus \S+: garbage|connected to broker|unreachable"
+                    r"|store .*recovered|last seq issued")
 _GPIO_LINE = re.compile(r"gpio: gpio (\S+) \(.*\) -> (on|off)")
 
 
