@@ -101,3 +101,10 @@ def test_an_inline_board_cannot_run_live_and_says_how_to_fix(tmp_path):
     done = _sim_run("--live", str(inline))
     assert done.returncode == 2
     assert "needs a board file" in done.stderr and "scenario.board" in done.stderr
+
+
+def test_the_library_has_a_scenario_for_every_live_fault():
+    kinds = set()
+    for path in sc.library():
+        kinds.update(f.kind for f in sc.load(path).faults)
+    assert set(sc.LIVE_FAULTS) <= kinds, set(sc.LIVE_FAULTS) - kinds
