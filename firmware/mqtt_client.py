@@ -127,7 +127,10 @@ class MQTTClient:
         self._ack = bytearray(4)
         self._slots = [_Slot() for _ in range(max_inflight)]
         self._slot_freed = asyncio.Event()
-        self._wlock = asyncio.Lock()
+        self._draining = False
+        self._drained = asyncio.Event()
+        self._topic = None  # the last topic published and its UTF-8 bytes
+        self._topic_bytes = b""
         self._sub_lock = asyncio.Lock()
         self._subscriptions = []  # (filter, qos) restored when the broker kept no session
         self._max_subscriptions = max_subscriptions
@@ -276,6 +279,8 @@ class MQTTClient:
             if task is not None and task is not current:
                 task.cancel()
         self._close_link(writer, graceful)
+        self._draining = False  # a drain on the closed socket must not block the next connection
+        self._drained.set()
         failure = error or NotConnected("disconnected by the application")
         if self._sub_pid:
             self._sub_result = failure
@@ -389,44 +394,72 @@ class MQTTClient:
 
     # --- writing -------------------------------------------------------------
 
-    async def _write(self, first, second=None):
-        async with self._wlock:
-            await self._write_locked(first, second)
+    # MicroPython's Stream.drain() sends a snapshot of its out_buf and then
+    # empties it: bytes written by another task during that drain would be
+    # lost. So a packet is written only while no drain is in progress (the
+    # wait comes before the transmit buffer is filled), and drain() runs only
+    # when the socket did not take everything at once. That also keeps the
+    # common path free of a Lock's three coroutine objects per packet.
 
-    async def _write_locked(self, first, second=None):
-        """Write one packet (optionally in two parts); the caller holds the
-        write lock. A failure ends the connection and raises ConnectionLost."""
-        writer = self._writer
-        if writer is None:
+    async def _writable(self):
+        while self._draining:
+            self._drained.clear()
+            await self._drained.wait()
+        if self._writer is None:
             raise NotConnected("not connected to the broker: connect() first")
+
+    async def _write(self, first, second=None):
+        if self._draining or self._writer is None:
+            await self._writable()
+        await self._write_now(first, second)
+
+    async def _write_now(self, first, second=None):
+        """Write one packet (optionally in two parts); the caller has just
+        awaited _writable(). A failure ends the connection and raises
+        ConnectionLost."""
+        writer = self._writer
         try:
             writer.write(first)
             if second is not None:
                 writer.write(second)
-            await writer.drain()
+            if getattr(writer, "out_buf", True):  # CPython: always; MicroPython: bytes left over
+                self._draining = True
+                try:
+                    await writer.drain()
+                finally:
+                    self._draining = False
+                    self._drained.set()
+            else:
+                await sleep_ms(0)  # yield as drain() would, so a publish loop cannot starve the reader
         except (OSError, ValueError) as exc:  # ValueError: MicroPython's ssl on a TLS failure
             error = ConnectionLost("writing to the broker failed: %r" % (exc,))
-            self._lost(error)
+            if self._writer is writer:  # not a newer connection made meanwhile
+                self._lost(error)
             raise error
         except BaseException:
             # Cancelled mid-drain: MicroPython's stream may hold half a
             # packet that a later drain would resend whole; drop the link.
-            self._lost(ConnectionLost("a write was cancelled mid-packet"))
+            if self._writer is writer:
+                self._lost(ConnectionLost("a write was cancelled mid-packet"))
             raise
         self._last_tx = ticks_ms()
 
     async def _send_publish(self, topic, payload, qos, retain, dup, pid):
-        topic_bytes = topic.encode()
-        if len(topic_bytes) + 9 > len(self._tx):
-            raise ValueError("topic of %d bytes does not fit max_packet=%d" % (len(topic_bytes), len(self._tx)))
-        # The transmit buffer is filled under the write lock: one packet at a time.
-        async with self._wlock:
-            end = publish_header_into(self._tx, topic_bytes, len(payload), qos, retain, dup, pid)
-            if end + len(payload) <= len(self._tx):  # one write of one buffer: no garbage per publish
-                self._tx_mv[end:end + len(payload)] = payload
-                await self._write_locked(self._tx_mv[:end + len(payload)])
-            else:  # larger than the buffer: header from the buffer, the payload as it is
-                await self._write_locked(self._tx_mv[:end], payload)
+        if topic != self._topic:  # publishing to one topic again and again: encode it once
+            topic_bytes = topic.encode()
+            if len(topic_bytes) + 9 > len(self._tx):
+                raise ValueError("topic %r does not fit max_packet=%d" % (topic, len(self._tx)))
+            self._topic, self._topic_bytes = topic, topic_bytes
+        topic_bytes = self._topic_bytes
+        if self._draining or self._writer is None:
+            await self._writable()
+        # No await between filling the transmit buffer and writing it.
+        end = publish_header_into(self._tx, topic_bytes, len(payload), qos, retain, dup, pid)
+        if end + len(payload) <= len(self._tx):  # one write of one buffer
+            self._tx_mv[end:end + len(payload)] = payload
+            await self._write_now(self._tx_mv[:end + len(payload)])
+        else:  # larger than the buffer: header from the buffer, the payload as it is
+            await self._write_now(self._tx_mv[:end], payload)
 
     # --- publish -----------------------------------------------------------
 

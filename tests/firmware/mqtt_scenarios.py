@@ -179,7 +179,54 @@ async def connect_error(opts):
         say("ERROR %s %s" % (type(exc).__name__, exc))
 
 
-SCENARIOS = {"pubsub": pubsub, "will": will, "keepalive": keepalive, "inflight": inflight,
+async def throughput(opts):
+    """Publish `count` messages of `size` bytes at `qos` from `window`
+    concurrent publishers (QoS 1: up to `window` in flight), report the
+    rate and, on MicroPython, the bytes allocated per publish."""
+    count = int(opts.get("count", "2000"))
+    qos = int(opts.get("qos", "1"))
+    window = int(opts.get("window", "8"))
+    payload = b"x" * int(opts.get("size", "64"))
+    c = client(opts, max_inflight=max(window, 1))
+    await c.connect()
+    say("FOOTPRINT connected %d" % free_heap())
+    topic = opts["topic"]
+
+    async def publisher(n):
+        for _ in range(n):
+            await c.publish(topic, payload, qos=qos)
+
+    gc.collect()
+    if MICROPYTHON:
+        gc.disable()  # count every allocation of the publish path
+        allocated = gc.mem_alloc()
+    start = ticks_ms()
+    await asyncio.gather(*[publisher(count // window) for _ in range(window)])
+    elapsed = max(ticks_diff(ticks_ms(), start), 1)
+    per_publish = (gc.mem_alloc() - allocated) // count if MICROPYTHON else 0
+    gc.enable()
+    say("RATE %d msg/s %d ms %d bytes/publish" % (count * 1000 // elapsed, elapsed, per_publish))
+    await c.disconnect()
+
+
+async def footprint(opts):
+    """Free heap before the client exists, with it, connected, after
+    publishing, after disconnect (MicroPython; CPython prints zeros)."""
+    say("FOOTPRINT start %d" % free_heap())
+    c = client(opts)
+    say("FOOTPRINT client %d" % free_heap())
+    for _ in range(int(opts.get("rounds", "3"))):
+        await c.connect()
+        say("FOOTPRINT connected %d" % free_heap())
+        for i in range(50):
+            await c.publish(opts["topic"], b"y" * 200, qos=1)
+        say("FOOTPRINT published %d" % free_heap())
+        await c.disconnect()
+        say("FOOTPRINT disconnected %d" % free_heap())
+    say("DONE")
+
+
+SCENARIOS = {"throughput": throughput, "footprint": footprint, "pubsub": pubsub, "will": will, "keepalive": keepalive, "inflight": inflight,
              "reconnects": reconnects, "connect_error": connect_error}
 
 if __name__ == "__main__":
