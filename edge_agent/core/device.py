@@ -298,7 +298,9 @@ class Device:
             raise KeyError("no sensor %r on board %s" % (reading.sensor, self.board.name))
         outputs = []
         self._on_reading(sensor, reading, now_ms, outputs)
-        outputs.extend(self._flush_if_due(now_ms))
+        due = self._batch_due_ms
+        if due is not None and now_ms >= due and self._batch:
+            outputs.extend(self._emit_batch(now_ms))
         return outputs
 
     def _on_reading(self, sensor, reading, now_ms, outputs):
@@ -308,7 +310,11 @@ class Device:
         if judged:
             self._route(judged, now_ms, outputs)
         if health.sends_telemetry(sensor.id):
-            self._add_to_batch(reading.time_ms, reading.sensor, reading.value, reading.quality, now_ms, outputs)
+            batch = self._batch
+            if batch and len(batch) + 1 < self.telemetry_max_readings:
+                batch.append([reading.time_ms, reading.sensor, reading.value, reading.quality])  # _add_to_batch's usual case
+            else:
+                self._add_to_batch(reading.time_ms, reading.sensor, reading.value, reading.quality, now_ms, outputs)
         else:
             self.stats["quarantined_readings"] += 1
         if reading.quality == rd.GOOD and sensor.id in health._stand_ins:

@@ -44,6 +44,13 @@ EVIDENCE = 6
 MAX_BACKOFF_MS = 86400000
 
 
+def _any_bad(watches):
+    for watch in watches:
+        if watch.bad_rules:
+            return True
+    return False
+
+
 class ComponentHealth:
     """One component's place in the state machine. Fields that sit at their
     default for a healthy component are class attributes, set on the
@@ -131,16 +138,24 @@ class HealthEngine:
         out = []
         if health is not None and health.state in cs.ISOLATED:
             return out
-        due_before = watch.dropout_deadline() if watch.dropout is not None else None
-        for change in watch.observe(reading):
-            if change.active and health is not None and health.state in cs.WATCHED_QUIETLY:
-                continue
-            out.append(rules.rule_alert(change, watch, now))
-        if watch.dropout is not None:
+        dropout = watch.dropout
+        due_before = watch.dropout_deadline() if dropout is not None else None
+        changes = watch.observe(reading)
+        if changes:
+            for change in changes:
+                if change.active and health is not None and health.state in cs.WATCHED_QUIETLY:
+                    continue
+                out.append(rules.rule_alert(change, watch, now))
+        if dropout is not None:
             self._due_moved(due_before, watch.dropout_deadline())
         if health is not None:
-            self._evaluate(health, now, out)
-        if reading.quality == rd.GOOD and reading.sensor in self.predictors:
+            if health.state == cs.OK and not health.debounce.bits and not _any_bad(health.watches):
+                # The usual reading: an OK component with nothing bad, now
+                # or in its debounce window: a good evaluation, no change.
+                health.debounce.good_run += 1
+            else:
+                self._evaluate(health, now, out)
+        if sid in self.predictors and reading.quality == rd.GOOD:
             for predictor in self.predictors[reading.sensor]:
                 change = predictor.add(now, reading.value)
                 if change is not None:

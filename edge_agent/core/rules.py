@@ -32,6 +32,8 @@ SENSOR_FAULT = "sensor_fault"
 # signals: enough to show a stuck or jumping value, small on a 32-sensor ESP32.
 EVIDENCE = 5
 
+_FAULT = rd.FAULT
+
 # Jump: weight of a new reading in the running level. 0.25 follows a real
 # step within ~8 readings while one spike moves the level by only a quarter.
 JUMP_ALPHA = 0.25
@@ -337,8 +339,8 @@ class SensorWatch:
         return "%s to %s %s" % (num(s.low), num(s.high), s.unit)
 
     def observe(self, reading):
-        """Judge one reading; return the list of Changes."""
-        changes = []
+        """Judge one reading; return the Changes (a list, or an empty tuple
+        for the usual reading that changes nothing)."""
         t = reading.time_ms
         i = self.ev_count % EVIDENCE
         self.ev_t[i] = t
@@ -353,9 +355,10 @@ class SensorWatch:
             self.ev_other[i] = value
         self.ev_count += 1
         self.last_ms = t
-        if reading.quality == rd.FAULT:
+        if reading.quality == _FAULT:
             # A fault report says nothing about the value rules: they keep
             # their state until the next number arrives.
+            changes = []
             fault = self.rules[1]
             fault.detail = "reports fault %r" % (reading.code,)
             self._set(fault, True, reading, changes)
@@ -365,8 +368,11 @@ class SensorWatch:
         rules = self.judged
         if self.rules[1].active or (self.dropout is not None and self.dropout.active):
             rules = self.rules  # a clear to report, in rule order
+        changes = ()
         for rule in rules:
             if rule.judge(reading, self) != rule.active:
+                if not changes:
+                    changes = []
                 self._set(rule, not rule.active, reading, changes)
         self.previous = reading
         return changes
