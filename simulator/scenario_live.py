@@ -398,10 +398,17 @@ class LiveRun:
             self.live_board.set_bit_flips(a["bus"], a["rate"] if action == "bit_flips" else 0.0)
         elif action in ("truncated", "end_truncated"):
             self.live_board.set_truncation(a["bus"], a["rate"] if action == "truncated" else 0.0)
-        elif action == "bus_disconnect":
-            (self.modbus if a["bus"] in self.modbus.links else self.live_board).disconnect(a["bus"])
-        elif action == "end_bus_disconnect":
-            (self.modbus if a["bus"] in self.modbus.links else self.live_board).reconnect(a["bus"])
+        elif action in ("bus_disconnect", "end_bus_disconnect"):
+            bus = a["bus"]
+            simulated = self.modbus if bus in self.modbus.links else (
+                self.live_board if bus in self.live_board.ports else None)
+            if simulated is None:
+                what += ": not applied (bus %s is not simulated live)" % bus
+                self.result.notes.append("%s at %s" % (what, _t(self.now())))
+            elif action == "bus_disconnect":
+                simulated.disconnect(bus)
+            else:
+                simulated.reconnect(bus)
         elif action in ("force", "release"):
             note = "%s %s at %s not applied: live mode has no operator channel to the agent" % (
                 action, a["component"], _t(self.now()))
