@@ -8,6 +8,10 @@ Issue 8's target: >= 10,000x for a 32-sensor device. The cost is per
 reading and per signal, so the speed-up depends on the sample rate: a
 32-sensor board at 1 Hz makes 32 readings per simulated second.
 
+Both clocks are printed: wall time (what a CI job waits) and this
+process's CPU time (what the code costs; steadier when the 2 shared cores
+are busy with other work).
+
 Run: .venv/bin/python bench/bench_simulator.py   (part of `make bench`)
 """
 
@@ -82,30 +86,33 @@ def breakdown(spec):
     clock = time.perf_counter
     spent = [0.0, 0.0, 0.0]
     n = 0
+    # Timed a tick (one reading of every sensor) at a time: the clock's own
+    # cost stays out of the figures, and nothing is kept between ticks.
     for k in range(spec.duration_ms // period):
-        for i, sid in enumerate(order):
-            t0 = clock()
-            reading = models[sid].sample(physics.T0 + i + k * period)
-            t1 = clock()
-            outputs = device.ingest(reading, reading.time_ms)
+        t0 = clock()
+        readings = [models[sid].sample(physics.T0 + i + k * period) for i, sid in enumerate(order)]
+        t1 = clock()
+        outputs = []
+        for reading in readings:
+            outputs.extend(device.ingest(reading, reading.time_ms))
             device.next_deadline()
-            t2 = clock()
-            for signal in outputs:
-                cbor.dumps(cbor.loads(signal.encode())[sg.K_BODY])
-            t3 = clock()
-            spent[0] += t1 - t0
-            spent[1] += t2 - t1
-            spent[2] += t3 - t2
-            n += 1
+        t2 = clock()
+        for signal in outputs:
+            cbor.dumps(cbor.loads(signal.encode())[sg.K_BODY])
+        t3 = clock()
+        spent[0] += t1 - t0
+        spent[1] += t2 - t1
+        spent[2] += t3 - t2
+        n += len(readings)
     parts = [("models", spent[0]), ("Device", spent[1]), ("CBOR", spent[2])]
     print("  timed alone, per reading: " + ", ".join("%s %.1f us" % (name, dt / n * 1e6) for name, dt in parts)
-          + " (the run's event loop, store, seal, verify and SQLite come on top; on a busy machine the parts"
-          " timed alone can add up to more than the run)")
+          + " (the run's event loop, store, seal, verify and SQLite come on top)")
 
 
 def main():
     speeds = {}
-    print("%-34s %12s %10s %10s %9s %13s" % ("device", "simulated", "wall s", "readings", "signals", "sim s / wall s"))
+    print("%-34s %12s %10s %10s %9s %15s %14s" % ("device", "simulated", "wall s", "readings", "signals", "sim s / wall s",
+                                                 "sim s / CPU s"))
     for name, make in CASES:
         spec = make()
         best = None
@@ -114,8 +121,10 @@ def main():
             assert result.passed, [o.evidence for o in result.outcomes]
             if best is None or result.wall_s < best.wall_s:
                 best = result
-        print("%-34s %12s %10.2f %10d %9d %13s" % (name, sc.format_duration(spec.duration_ms), best.wall_s,
-                                                   best.readings_count, len(best.issued), "{:,.0f}x".format(best.speed)))
+        cpu_speed = spec.duration_ms / 1000.0 / max(best.cpu_s, 1e-9)
+        print("%-34s %12s %10.2f %10d %9d %15s %14s" % (name, sc.format_duration(spec.duration_ms), best.wall_s,
+                                                        best.readings_count, len(best.issued),
+                                                        "{:,.0f}x".format(best.speed), "{:,.0f}x".format(cpu_speed)))
         speeds[name] = best
     one_hz = speeds[TARGET_CASE]
     verdict = "met" if one_hz.speed >= TARGET else "NOT met (%.0f%% of it)" % (100.0 * one_hz.speed / TARGET)

@@ -185,6 +185,7 @@ class Result:
         self.messages = 0
         self.digest = ""
         self.wall_s = 0.0
+        self.cpu_s = 0.0  # this process's CPU time for the same span (steadier on a shared machine)
         self.readings_count = 0
         self.models = {}
         self.outcomes = []  # scenario_expect.Outcome, filled by the caller
@@ -416,6 +417,7 @@ def _run(spec, seed, result, workdir, console, quiet, record):
         for sid in models:
             readings[sid] = ([], [])
     wall0 = time.perf_counter()
+    cpu0 = time.process_time()
     progress = None
     task = None
     show = console is not None and not quiet and console.is_terminal
@@ -555,6 +557,7 @@ def _run(spec, seed, result, workdir, console, quiet, record):
         if progress is not None:
             progress.stop()
         result.wall_s = time.perf_counter() - wall0
+        result.cpu_s = time.process_time() - cpu0
     lost, skipped = vd.receiver.missing(spec.device_id)
     result.receiver_lost = lost
     result.receiver_skipped = skipped
