@@ -121,6 +121,7 @@ class Result:
         self.fault_start_ms = None
         self.outcomes = []  # (ExpectSpec, passed, evidence)
         self.errors = []  # devices whose agent raised
+        self.max_stall_ms = 0  # the physics ticker's worst lateness
         self.workdir = None
         self.receiver_tail = ""
 
@@ -261,8 +262,10 @@ class FleetRun:
         at = now_ms()
         device.connect_times.append(at)
         self.result.connects += 1
+        # Any connect after the broker went down is a reconnect (the broker
+        # may accept some before start() has seen its port open).
         for storm in self.storms:
-            if storm.up_ms is not None and at >= storm.down_ms and device.device_id not in storm.first_after:
+            if at >= storm.down_ms and device.device_id not in storm.first_after:
                 storm.first_after[device.device_id] = at
 
     # -- the run -------------------------------------------------------------------
@@ -335,8 +338,15 @@ class FleetRun:
             tasks[device.device_id] = asyncio.create_task(device.run(), name=device.device.device_id)
 
     async def _ticker(self):
+        last = None
         while True:
             now = now_ms()
+            if last is not None:
+                # How late this tick is: the fleet process keeping real time
+                # or not (a stalled loop delays readings, and a stuck rule
+                # judges by the clock).
+                self.result.max_stall_ms = max(self.result.max_stall_ms, now - last - int(TICK_S * 1000))
+            last = now
             for device in self.devices:
                 device.sample(now)
             await asyncio.sleep(TICK_S)
@@ -350,10 +360,10 @@ class FleetRun:
             await loop.run_in_executor(self.broker_executor, self.broker.stop)
             if end is None:
                 continue  # down to the end: the drain will fail, as it should
+            self.storms.append(storm)
             await _sleep_until(self.t0_ms + end)
             await loop.run_in_executor(self.broker_executor, self.broker.start)
             storm.up_ms = now_ms()
-            self.storms.append(storm)
             self.phase = "reconnecting"
 
     async def _drain(self, progress):
@@ -594,8 +604,9 @@ def summary_lines(result):
     lines = ["%s (%s, seed %d): %d devices (%s; %d HMAC), %.1f s wall, jitter %s" % (
         spec.name, spec.path, spec.scenario.seed, r.devices, ", ".join(spec.models), r.hmac_devices, r.wall_s,
         "on" if spec.jitter else "OFF")]
-    lines.append("  signals: %d issued, %d verified and stored at the receiver, %d lost, %d rejected; %d readings" % (
-        r.issued, r.stored, r.lost, sum(r.rejected.values()), r.readings))
+    lines.append("  signals: %d issued, %d verified and stored at the receiver, %d lost, %d rejected; %d readings; "
+                 "the physics ticker was at most %s late" % (r.issued, r.stored, r.lost, sum(r.rejected.values()),
+                                                             r.readings, sc.format_duration(r.max_stall_ms)))
     for storm in r.storms:
         last = storm.last_after_up_ms()
         lines.append(
@@ -635,6 +646,7 @@ def result_json(result):
     return {
         "devices": result.devices, "issued": result.issued, "stored": result.stored, "lost": result.lost,
         "rejected": sum(result.rejected.values()), "wall_s": round(result.wall_s, 1),
+        "max_stall_ms": result.max_stall_ms,
         "jitter": result.spec.jitter, "passed": result.passed,
         "storm_peak_broker": storm.peak if storm else None,
         "storm_peak_clients": storm.client_peak() if storm else None,
