@@ -22,21 +22,7 @@ needs 10 wall seconds (600 scenario seconds). Times the receiver stored
 (the device's clock) are mapped back to scenario time, so the same
 expectations, JUnit and PNG reports work unchanged.
 
-How each fault is applied (docs/simulator.md has the table):
-
-    sensor faults        the physics (same models as the virtual clock)
-    garbage, bit_flips,
-    truncated            bytes on the pty (LiveBoard)
-    bus_disconnect       the pty closed, a new one behind the same link later;
-                         on a Modbus bus the cable cut (LiveModbus)
-    broker_down          mosquitto stopped (SIGTERM), later started again
-    partition            the proxy blackholes both directions
-    packet_loss          the proxy's loss model (retransmission stalls, resets)
-    latency, throttle    the proxy delays / paces
-    connection_reset     the proxy sends RSTs
-    power_cut            SIGKILL to the agent's process group; restarted after off
-    disk_full            the store's own small tmpfs filled to the last byte
-    force, release       not applied (no operator channel here): noted
+How each fault is applied: simulator/live_faults.py (and docs/simulator.md).
 
 An agent that exits on its own is a finding: it is noted with its last
 error line and restarted after a second, as a supervisor would.
@@ -55,7 +41,7 @@ from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 from edge_agent.identity import create_identity
 from edge_agent.receiver.storage import Storage
-from simulator import physics
+from simulator import live_faults, physics
 from simulator.broker import Mosquitto
 from simulator.fault_proxy import FaultProxy
 from simulator.live_board import LiveBoard
@@ -113,25 +99,6 @@ def run(spec, seed=None, speed=None, console=None, quiet=True, workdir=None, sho
     return result
 
 
-def _timeline(spec):
-    """(offset ms, order, action, fault): ends before starts on ties."""
-    events = []
-    for f in spec.faults:
-        start, end = f.at_ms, f.end_ms
-        if f.kind in ("broker_down", "partition", "packet_loss", "latency", "throttle", "bit_flips", "truncated",
-                      "bus_disconnect", "disk_full"):
-            events.append((start, 1, f.kind, f))
-            if end is not None:
-                events.append((end, 0, "end_" + f.kind, f))
-        elif f.kind == "power_cut":
-            events.append((start, 1, "power_cut", f))
-            events.append((start + f.args["off_ms"], 2, "power_on", f))
-        elif f.kind in ("garbage", "connection_reset", "force", "release"):
-            events.append((start, 3, f.kind, f))
-    events.sort(key=lambda e: (e[0], e[1], e[3].key))
-    return events
-
-
 class LiveRun:
     def __init__(self, spec, seed, speed, result, workdir, console, quiet):
         self.spec = spec
@@ -165,6 +132,10 @@ class LiveRun:
     def now(self):
         """The scenario time now, in ms (physics.T0 at the start)."""
         return physics.T0 + int((time.time() * 1000.0 - self.wall0) * self.speed)
+
+    def t_now(self):
+        """The scenario time now as a t+ offset, for people."""
+        return _t(self.now())
 
     def to_scenario(self, wall_ms):
         return physics.T0 + int((wall_ms - self.wall0) * self.speed)
@@ -218,7 +189,7 @@ class LiveRun:
         self.wall0 = time.time_ns() // 1000000  # provisional, for the first register values
         self.modbus.start()
         self.agent_argv = self._agent_argv()
-        self._start_agent()
+        self.start_agent()
         self.agent.wait_for("connected to broker", 30)
         self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
             self.broker.port, self.proxy.port, spec.device_id,
@@ -275,7 +246,7 @@ class LiveRun:
             argv += ["--keepalive", str(max(1, spec.keepalive_ms // 1000))]
         return edge_agent_argv(*argv)
 
-    def _start_agent(self):
+    def start_agent(self):
         self.agent = Child("agent", self.agent_argv, relay=False)
         self.children.append(self.agent)
         self.lines_seen = 0
@@ -290,7 +261,7 @@ class LiveRun:
 
     def _play(self):
         spec = self.spec
-        events = _timeline(spec)
+        events = live_faults.timeline(spec)
         end_wall = self.wall0 + spec.duration_ms / self.speed
         index = 0
         while True:
@@ -300,13 +271,13 @@ class LiveRun:
             while index < len(events) and self.wall0 + events[index][0] / self.speed <= wall:
                 _, _, action, fault = events[index]
                 index += 1
-                self._apply(action, fault)
+                live_faults.apply(self, action, fault)
             self._watch_agent()
             next_event = self.wall0 + events[index][0] / self.speed if index < len(events) else end_wall
             wait_ms = min(next_event, end_wall) - time.time() * 1000.0
             time.sleep(min(0.05, max(0.0, wait_ms / 1000.0)))
 
-    def _window(self, kind, opening):
+    def window(self, kind, opening):
         now = self.now()
         if opening:
             self.windows.setdefault(kind, now)
@@ -316,125 +287,7 @@ class LiveRun:
             target = {"power": self.result.power_off, "disk": self.result.disk_full}.get(kind, self.result.link_down)
             target.append((start, now))
 
-    def _apply(self, action, fault):
-        a = fault.args
-        what = {
-            "broker_down": "mosquitto stopped (SIGTERM)",
-            "end_broker_down": "mosquitto started again",
-            "partition": "partition: the proxy blackholes both ways (nothing closed)",
-            "end_partition": "partition healed",
-            "packet_loss": "packet loss %g%% (retransmission stalls)" % (100 * a.get("rate", 0)),
-            "end_packet_loss": "packet loss over",
-            "latency": "latency +%d ms each way" % a.get("ms", 0),
-            "end_latency": "latency over",
-            "throttle": "bandwidth %d bytes/s" % a.get("bytes_per_s", 0),
-            "end_throttle": "bandwidth unlimited",
-            "connection_reset": "connections reset (RST)",
-            "power_cut": "power cut: SIGKILL to the agent",
-            "power_on": "power back: the agent starts",
-            "disk_full": "disk full: the store's filesystem filled",
-            "end_disk_full": "disk space freed",
-            "garbage": "%d bytes of line noise on %s" % (a.get("bytes", 0), a.get("bus")),
-            "bit_flips": "bit flips on %s (%g%% of frames)" % (a.get("bus"), 100 * a.get("rate", 0)),
-            "end_bit_flips": "bit flips over",
-            "truncated": "truncated frames on %s (%g%% of frames)" % (a.get("bus"), 100 * a.get("rate", 0)),
-            "end_truncated": "truncated frames over",
-            "bus_disconnect": "bus %s disconnected (the cable pulled)" % a.get("bus"),
-            "end_bus_disconnect": "bus %s reconnected" % a.get("bus"),
-        }.get(action)
-        proxy = self.proxy
-        if action == "broker_down":
-            self._window("link", True)
-            self.broker.stop()
-        elif action == "end_broker_down":
-            self.broker = Mosquitto(self.broker.directory, pki=self.pki, port=self.broker.port,
-                                    persistent=True).start()
-            self._window("link", False)
-        elif action == "partition":
-            self._window("link", True)
-            proxy.partition(True)
-        elif action == "end_partition":
-            proxy.partition(False)
-            self._window("link", False)
-        elif action == "packet_loss":
-            proxy.set_loss(a["rate"])
-        elif action == "end_packet_loss":
-            proxy.set_loss(0.0)
-        elif action == "latency":
-            proxy.set_latency(a["ms"])
-        elif action == "end_latency":
-            proxy.set_latency(0)
-        elif action == "throttle":
-            proxy.set_bandwidth(a["bytes_per_s"])
-        elif action == "end_throttle":
-            proxy.set_bandwidth(None)
-        elif action == "connection_reset":
-            what += ": %d" % proxy.reset()
-        elif action == "power_cut":
-            if self.agent.process.poll() is None:
-                self._window("power", True)
-                self._agent_lines()
-                self.agent.kill()
-                self._power_lost()
-        elif action == "power_on":
-            if "power" in self.windows:
-                self._window("power", False)
-                self._start_agent()
-        elif action == "disk_full":
-            if self.mounted is None:
-                what += ": not applied (no tmpfs)"
-            else:
-                self._window("disk", True)
-                what += " (%s)" % self._fill_disk()
-                self.result.notes.append("%s at %s" % (what, _t(self.now())))
-        elif action == "end_disk_full":
-            if self.filler is not None:
-                os.unlink(self.filler)
-                self.filler = None
-                self._window("disk", False)
-        elif action == "garbage":
-            self.live_board.garbage(a["bus"], a["bytes"])
-        elif action in ("bit_flips", "end_bit_flips"):
-            self.live_board.set_bit_flips(a["bus"], a["rate"] if action == "bit_flips" else 0.0)
-        elif action in ("truncated", "end_truncated"):
-            self.live_board.set_truncation(a["bus"], a["rate"] if action == "truncated" else 0.0)
-        elif action in ("bus_disconnect", "end_bus_disconnect"):
-            bus = a["bus"]
-            simulated = self.modbus if bus in self.modbus.links else (
-                self.live_board if bus in self.live_board.ports else None)
-            if simulated is None:
-                what += ": not applied (bus %s is not simulated live)" % bus
-                self.result.notes.append("%s at %s" % (what, _t(self.now())))
-            elif action == "bus_disconnect":
-                simulated.disconnect(bus)
-            else:
-                simulated.reconnect(bus)
-        elif action in ("force", "release"):
-            note = "%s %s at %s not applied: live mode has no operator channel to the agent" % (
-                action, a["component"], _t(self.now()))
-            self.result.notes.append(note)
-            what = note
-        self.say("  %s  %s" % (_t(self.now()), what))
-
-    def _fill_disk(self):
-        """Fill the store's filesystem to the last byte with a filler file."""
-        self.filler = os.path.join(self.mounted, "filler")
-        written = 0
-        block = b"\0" * 65536
-        with open(self.filler, "wb", buffering=0) as f:
-            while True:
-                try:
-                    written += f.write(block)
-                except OSError:
-                    try:  # the last partial block
-                        while True:
-                            written += f.write(b"\0" * 512)
-                    except OSError:
-                        break
-        stat = os.statvfs(self.mounted)
-        return "%d KiB filler, %d bytes free" % (written >> 10, stat.f_bavail * stat.f_frsize)
-
-    def _power_lost(self):
+    def power_lost(self):
         """An unpowered board: GPIO lines float back to their default (on)."""
         now = self.now()
         for output in sorted(self.gpio_state):
@@ -442,7 +295,7 @@ class LiveRun:
                 self.gpio_state[output] = True
                 self.result.gpio.append((now, output, True))
 
-    def _agent_lines(self):
+    def agent_lines(self):
         """New agent log lines: GPIO changes and the last seq it issued."""
         lines = self.agent.lines
         now = self.now()
@@ -465,7 +318,7 @@ class LiveRun:
 
     def _watch_agent(self):
         """Follow the agent's log; restart it if it died on its own."""
-        self._agent_lines()
+        self.agent_lines()
         if "power" in self.windows:
             return
         if self.agent.process.poll() is None:
@@ -480,7 +333,7 @@ class LiveRun:
             self.restart_at = time.monotonic() + SUPERVISOR_RESTART_S
         elif time.monotonic() >= self.restart_at:
             self.restart_at = None
-            self._start_agent()
+            self.start_agent()
 
     # -- the end --------------------------------------------------------------------
 
@@ -491,7 +344,7 @@ class LiveRun:
         end_scn = self.now()
         if self.restart_at is not None and "power" not in self.windows:
             self.restart_at = None
-            self._start_agent()  # the supervisor's pending restart: what it stored must still go out
+            self.start_agent()  # the supervisor's pending restart: what it stored must still go out
         running = self.agent.process.poll() is None
         link_up = "link" not in self.windows
         if running and link_up and self.uplink_down:
@@ -499,14 +352,14 @@ class LiveRun:
             deadline = waited + FINAL_RECONNECT_S
             while self.uplink_down and self.agent.process.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
-                self._agent_lines()
+                self.agent_lines()
             result.notes.append("at the end the agent was in its reconnect backoff: waited %.1f s for it to %s" % (
                 time.monotonic() - waited, "reconnect" if not self.uplink_down else "reconnect, in vain"))
         running = self.agent.process.poll() is None
         if running:
             result.final_outputs = dict(self.gpio_state)
             self.agent.stop()  # SIGTERM: it drains for a grace period, then syncs and closes its store
-            self._agent_lines()
+            self.agent_lines()
         if running and link_up:
             deadline = time.monotonic() + FINAL_DELIVERY_S
             while self._max_seq() < self.last_seq and time.monotonic() < deadline:
