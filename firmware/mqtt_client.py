@@ -145,6 +145,7 @@ class MQTTClient:
         self._pid = 0
         self._reader = None
         self._writer = None
+        self._opening = None  # the writer while CONNECT/CONNACK is under way
         self._tasks = [None, None]  # reader, pinger
         self._down = asyncio.Event()
         self._down.set()
@@ -169,25 +170,27 @@ class MQTTClient:
         try:
             session_present = await asyncio.wait_for(self._handshake(), self.connect_timeout_s)
         except asyncio.TimeoutError:
-            self._close_link(self._writer)
+            self._close_link(self._opening)
             raise ConnectFailed("no CONNACK from %s:%d within %d s (broker down, or TLS/port mismatch?)"
                                 % (self.host, self.port, self.connect_timeout_s))
         except MQTTError:
-            self._close_link(self._writer)
+            self._close_link(self._opening)
             raise
         except ValueError as exc:  # MicroPython's ssl: certificate verification failed
-            self._close_link(self._writer)
+            self._close_link(self._opening)
             raise ConnectFailed("TLS with %s:%d failed: %s (check the CA this device trusts and the broker's "
                                 "certificate: name or IP, expiry, the device clock)"
                                 % (self.host, self.port, str(exc).strip()))
         except OSError as exc:
-            self._close_link(self._writer)
+            self._close_link(self._opening)
             if exc.args and exc.args[0] == ECONNREFUSED:
                 raise ConnectFailed("nothing accepts connections at %s:%d: broker down or wrong port"
                                     % (self.host, self.port))
             raise ConnectFailed("connecting to %s:%d failed during TCP/TLS setup (%r): check the port, that TLS is "
                                 "on exactly when the listener has it, and that the broker's CA and this device's "
                                 "certificate are the right ones" % (self.host, self.port, exc))
+        self._writer = self._opening  # connected from here on
+        self._opening = None
         self.session_present = bool(session_present)
         self.error = None
         self.connects += 1
@@ -211,14 +214,14 @@ class MQTTClient:
         return self.session_present
 
     async def _handshake(self):
-        self._writer = None
+        self._opening = None
         self._decoder.reset()
         if self.ssl is None:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         else:
             reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self.ssl,
                                                            server_hostname=self.server_hostname or self.host)
-        self._writer = writer  # so a timeout or error can close it
+        self._opening = writer  # so a timeout or error can close it
         self._reader = reader
         writer.write(self._connect_packet)
         await writer.drain()
@@ -252,7 +255,7 @@ class MQTTClient:
     def _close_link(self, writer, graceful=False):
         if writer is None:
             return
-        self._writer = self._reader = None
+        self._writer = self._reader = self._opening = None
         transport = getattr(writer, "transport", None)
         try:
             if transport is not None:  # CPython
