@@ -147,6 +147,57 @@ async def inflight(opts):
     await c.disconnect()
 
 
+async def resubscribe(opts):
+    """Clean session with an on_message callback: subscribe to <topic>/cmd,
+    lose the connection (the test drops it), reconnect: the client restores
+    the subscription the broker forgot; then receive, unsubscribe."""
+    got = []
+    arrived = asyncio.Event()
+
+    def on_message(message):
+        got.append(message)
+        arrived.set()
+
+    c = client(opts, on_message=on_message)
+    await c.connect()
+    await c.subscribe(opts["topic"] + "/cmd", 1)
+    say("READY")
+    error = await c.wait_disconnected()
+    say("LOST %s" % type(error).__name__)
+    present = await c.connect()
+    say("RECONNECTED session_present=%d" % present)
+    await arrived.wait()
+    say("GOT %s %s qos=%d" % (got[0].topic, got[0].payload.decode(), got[0].qos))
+    await c.unsubscribe(opts["topic"] + "/cmd")
+    say("UNSUBSCRIBED")
+    await c.disconnect()
+
+
+async def burst(opts):
+    """`count` concurrent QoS 1 publishes through max_inflight=2 slots: all
+    complete, never more than 2 await their PUBACK."""
+    c = client(opts, max_inflight=2)
+    await c.connect()
+    count = int(opts.get("count", "10"))
+    peak = [0]
+    done = []
+
+    async def one(i):
+        await c.publish(opts["topic"], "b%d" % i, qos=1)
+        done.append(i)
+
+    async def watch():
+        while True:
+            peak[0] = max(peak[0], c.in_flight())
+            await sleep_ms(0)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.gather(*[one(i) for i in range(count)])
+    watcher.cancel()
+    say("BURST acked=%d max_in_flight=%d" % (len(done), peak[0]))
+    await c.disconnect()
+
+
 async def reconnects(opts):
     """Connect, publish one QoS 1 message, disconnect, `count` times; log
     the free heap after a collection every `every` rounds."""
@@ -228,7 +279,8 @@ async def footprint(opts):
     say("DONE")
 
 
-SCENARIOS = {"throughput": throughput, "footprint": footprint, "pubsub": pubsub, "will": will, "keepalive": keepalive, "inflight": inflight,
+SCENARIOS = {"throughput": throughput, "footprint": footprint, "resubscribe": resubscribe, "burst": burst,
+             "pubsub": pubsub, "will": will, "keepalive": keepalive, "inflight": inflight,
              "reconnects": reconnects, "connect_error": connect_error}
 
 if __name__ == "__main__":

@@ -124,6 +124,14 @@ class Relay:
     def restore(self):
         self.forwarding.set()
 
+    def drop(self):
+        """Close every relayed connection at once (a broker restart)."""
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _accept(self):
         while True:
             try:

@@ -180,21 +180,27 @@ def test_keepalive_detects_a_dead_link_within_one_and_a_half_keepalives(interp, 
         relay.close()
 
 
-def test_unacknowledged_qos1_is_resent_with_dup_after_reconnect(interp, plain_broker):
+@pytest.mark.parametrize("link", ["plain", "tls"])
+def test_unacknowledged_qos1_is_resent_with_dup_after_reconnect(interp, link, plain_broker, broker, device_tls,
+                                                                 peer_tls):
     """Persistent session: three QoS 1 publishes vanish into a dead link; the
-    keepalive ends the connection; on reconnect the client resends them with
-    DUP and the same packet ids, and the waiting publish() calls complete."""
-    relay = Relay(plain_broker.port)
+    keepalive ends the connection; on reconnect the client resends them and
+    the waiting publish() calls complete. On plain TCP the relay's record
+    shows the resent packets carry DUP and the same packet ids."""
+    target = plain_broker if link == "plain" else broker
+    tls = device_tls if link == "tls" else {}
+    relay = Relay(target.port)
     topic = "fw/" + unique("inflight")
     go = "/tmp/%s.go" % unique("fw-mqtt")
 
     async def run():
         messages = []
-        async with aiomqtt.Client("127.0.0.1", plain_broker.port) as peer:
+        context = peer_tls if link == "tls" else None
+        async with aiomqtt.Client("127.0.0.1", target.port, tls_context=context) as peer:
             await peer.subscribe(topic + "/up", qos=1)
             listener = asyncio.create_task(collect(peer, messages))
             device = await Scenario.start(interp, "inflight", port=relay.port, id=unique("dev"), topic=topic,
-                                          keepalive=1, go=go, count=3)
+                                          keepalive=1, go=go, count=3, **tls)
             try:
                 await device.expect("READY")
                 relay.blackhole()
@@ -214,16 +220,51 @@ def test_unacknowledged_qos1_is_resent_with_dup_after_reconnect(interp, plain_br
             await wait_for_messages(messages, lambda m: len(m) >= 3)
             listener.cancel()
         assert sorted(set(p for _, p, _ in messages)) == [b"r0", b"r1", b"r2"]
-        first, second = relay.sent[0], relay.sent[-1]
-        sent_pids = publish_pids(first, dup=False)
-        assert len(sent_pids) == 3
-        assert sorted(publish_pids(second, dup=True)) == sorted(sent_pids)
-        assert publish_pids(second, dup=False) == []
+        if link == "plain":
+            first, second = relay.sent[0], relay.sent[-1]
+            sent_pids = publish_pids(first, dup=False)
+            assert len(sent_pids) == 3
+            assert sorted(publish_pids(second, dup=True)) == sorted(sent_pids)
+            assert publish_pids(second, dup=False) == []
 
     try:
         asyncio.run(run())
     finally:
         relay.close()
+
+
+def test_subscriptions_are_restored_after_a_clean_session_reconnect(interp, plain_broker):
+    relay = Relay(plain_broker.port)
+    topic = "fw/" + unique("resub")
+
+    async def run():
+        device = await Scenario.start(interp, "resubscribe", port=relay.port, id=unique("dev"), topic=topic)
+        try:
+            await device.expect("READY")
+            relay.drop()
+            assert await device.expect("LOST") == "LOST ConnectionLost"
+            assert await device.expect("RECONNECTED") == "RECONNECTED session_present=0"
+            async with aiomqtt.Client("127.0.0.1", plain_broker.port) as peer:
+                await peer.publish(topic + "/cmd", b"after", qos=1)
+            assert await device.expect("GOT") == "GOT %s/cmd after qos=1" % topic
+            await device.expect("UNSUBSCRIBED")
+            await device.finish()
+        finally:
+            device.kill()
+
+    try:
+        asyncio.run(run())
+    finally:
+        relay.close()
+
+
+def test_publishes_beyond_max_inflight_wait_for_a_free_slot(interp, plain_broker):
+    async def run():
+        device = await Scenario.start(interp, "burst", port=plain_broker.port, id=unique("dev"),
+                                      topic="fw/" + unique("burst"), count=10)
+        return await device.finish()
+
+    assert "BURST acked=10 max_in_flight=2" in asyncio.run(run())
 
 
 def heap_samples(lines):
