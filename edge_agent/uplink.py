@@ -257,5 +257,19 @@ class Uplink:
             payload = records[0] if len(records) == 1 else bundle.encode(records)
             publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload), qos=1))
         # Pipelined: all of the batch's messages in flight at once.
-        await asyncio.gather(*publishes)
+        sent = asyncio.ensure_future(asyncio.gather(*publishes))
+        # aiomqtt does not fail publishes in flight when paho drops the link
+        # (keepalive timeout in a partition): they would wait the whole
+        # PUBLISH_TIMEOUT_S. Watch the client's (private) disconnect future
+        # so a dead link ends the session at once.
+        lost = asyncio.ensure_future(asyncio.shield(client._disconnected))  # noqa: SLF001
+        try:
+            await asyncio.wait([sent, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not sent.done():
+            sent.cancel()
+            await asyncio.gather(sent, return_exceptions=True)
+            raise aiomqtt.MqttError("connection lost with %d publishes in flight" % len(publishes))
+        sent.result()
         self.messages += len(publishes)
