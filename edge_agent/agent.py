@@ -8,7 +8,7 @@
 
 Ingest never waits on the network: signals go into the store (append never
 blocks; when full it evicts the least urgent, oldest data), and the uplink
-drains it independently. Alerts are appended with an immediate sync; the
+drains it independently. Alerts and audits are appended with an immediate sync; the
 rest become durable at the store's group commit. One asyncio task per bus,
 one for the uplink, one that serves the core's and the store's deadlines.
 Time comes from the wall clock here and only here, as integer ms.
@@ -91,8 +91,10 @@ class Agent:
             elif isinstance(item, sg.Signal):
                 for listener in self.signal_listeners:
                     listener(item)
-                urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
-                if urgent:
+                # Urgent alerts and audits (privileged actions) are synced at
+                # once: a power cut must not take the record of either.
+                urgent = item.kind in (sg.KIND_ALERT, sg.KIND_AUDIT) and item.priority <= sg.PRIORITY_HIGH
+                if item.kind == sg.KIND_ALERT and urgent:
                     log.warning("alert #%d: %s", item.seq, item.body.get(sg.A_TEXT))
                 elif item.kind == sg.KIND_STATE:
                     log.warning("state #%d: %s", item.seq, _state_text(item.body))
