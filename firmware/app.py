@@ -41,11 +41,18 @@ from uplink import Uplink
 STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500}
 # The core store's buffers are sized for a Pi: 16 KiB read-ahead, 8 KiB of
 # appends held before a write, an 8 KiB ack journal written whole. On a
-# board each is one contiguous allocation that a fragmented 100 KiB heap
-# may not have (seen: MemoryError allocating 8193 bytes with 90 KiB free).
-# The store reads these module constants at each call, so the firmware
-# sets them once: 2 KiB each, and a 64-entry (2 KiB) journal.
-STORE_BUFFERS = {"READ_AHEAD": 2048, "WRITE_BUFFER": 2048, "JOURNAL_LIMIT": 64}
+# board each is one contiguous allocation, and a long-running MicroPython
+# heap is fragmented: seen on the unix port, MemoryError allocating 8193
+# bytes with 90 KiB free, and 3844 bytes with 97 KiB free. The rule here:
+# no allocation over ~1 KiB on the hot paths. The store reads these module
+# constants at each call, so the firmware sets them once: 1 KiB each, and
+# a 32-entry (1 KiB) journal.
+STORE_BUFFERS = {"READ_AHEAD": 1024, "WRITE_BUFFER": 1024, "JOURNAL_LIMIT": 32}
+# Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
+# floats on the 64-bit port, and the CBOR encoder's list of pieces grows
+# to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in
+# cbor.dumps under a 320 KiB budget); 16 keeps that list at 1 KiB.
+TELEMETRY_MAX_READINGS = 16
 HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 
 
@@ -62,6 +69,7 @@ async def _stoppable(coroutine):
 class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
+                 telemetry_max_readings=TELEMETRY_MAX_READINGS,
                  trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None):
         """``trusted``: the operators whose signed commands this device
         takes (commands.trusted_operators), with ``state`` (a FlashDir) for
@@ -87,7 +95,8 @@ class Firmware:
         self.store = Store(fs, clock(), **options)
         self.sequencer = DurableSequencer(fs)
         self.device = dv.Device(board, identity.device_id, sequencer=self.sequencer,
-                                telemetry_interval_ms=telemetry_interval_ms)
+                                telemetry_interval_ms=telemetry_interval_ms,
+                                telemetry_max_readings=telemetry_max_readings)
         uplink_options = {} if backoff_max_ms is None else {"backoff_max_ms": backoff_max_ms}
         self.commands = None
         if trusted:

@@ -113,4 +113,17 @@ async def run():
     await firmware.run()
 
 
-asyncio.run(run())
+def boot():
+    """The firmware only ends by raising (a bug, MemoryError): log it and
+    reset the board. The store is durable up to its last sync and the
+    sequencer resumes past every number issued, so a reset loses at most
+    the unsynced group-commit window, as a power cut would."""
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        log("error", "firmware failed: %s: %s; resetting" % (type(exc).__name__, exc))
+        time.sleep_ms(1000)
+        machine.reset()
+
+
+boot()

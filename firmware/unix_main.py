@@ -61,6 +61,12 @@ def parse(argv):
     return options
 
 
+async def _stop_after(stop, duration):
+    if duration is not None:
+        await asyncio.sleep(float(duration))
+        stop.set()
+
+
 def make_clock(speed, start_ms):
     if speed == 1 and start_ms is None:
         return lambda: time.time_ns() // 1000000
@@ -122,17 +128,25 @@ async def main(options):
     running = asyncio.create_task(firmware.run())
     watcher = asyncio.create_task(watch_stdin(stop))
     duration = options.get("duration")
+    stopper = asyncio.create_task(_stop_after(stop, duration))
     try:
-        if duration is None:
-            await stop.wait()
-        else:
+        # Whichever ends first: a stop (stdin, --duration) or the firmware
+        # itself, which only ends by raising (a bug, or MemoryError).
+        while not stop.is_set() and not running.done():
+            await asyncio.sleep(0.1)
+        if running.done():
+            stopper.cancel()
             try:
-                await asyncio.wait_for(stop.wait(), float(duration))
-            except asyncio.TimeoutError:
-                pass
+                await running
+            except Exception as exc:
+                log("error", "firmware failed: %s: %s; exiting (a board resets here)" % (type(exc).__name__, exc))
+                sys.print_exception(exc)  # type: ignore[attr-defined]
+            firmware.close()
+            sys.exit(3)
         log("info", "stopping")
         await firmware.drain(int(options.get("grace-ms", "3000")))
     finally:
+        stopper.cancel()
         running.cancel()
         watcher.cancel()
         firmware.close()
