@@ -17,16 +17,19 @@ broker) goes through ``_lost(error)``: both tasks stop, the socket closes,
 ``wait_disconnected()`` returns the error. Nothing reconnects behind the
 caller's back: ``connect()`` again, or run ``keep_connected()``.
 
-QoS 1 publishes wait in one of ``max_inflight`` pre-allocated slots until
-their PUBACK. With clean_session=False, unacknowledged slots survive a lost
-connection: ``connect()`` sends them again with DUP set and the waiting
-``publish()`` calls complete on the new connection's PUBACKs. With
-clean_session=True a lost connection fails them with ConnectionLost.
+QoS 1 publishes wait in one of ``max_inflight`` pre-allocated entries of
+the in-flight table until their PUBACK. With clean_session=False,
+unacknowledged entries survive a lost connection: ``connect()`` sends them
+again with DUP set and the waiting ``publish()`` calls complete on the new
+connection's PUBACKs. With clean_session=True a lost connection fails them
+with ConnectionLost.
 
-Memory: receive and transmit buffers are sized once (``max_packet``), the
-in-flight table and the inbox are bounded, incoming QoS 1 messages are
-acknowledged only once the application has them (callback returned, or
-taken from the inbox), so a slow consumer stalls the socket, not the heap.
+Memory: receive and transmit buffers are sized once (``max_packet``,
+``tx_size``), the in-flight table and the inbox are bounded, incoming QoS 1
+messages are acknowledged only once the application has them (callback
+returned, or taken from the inbox), so a slow consumer stalls the socket,
+not the heap (it must keep up within 1.5 x keepalive, or the stalled reader
+reads as a dead broker).
 
 Errors: API misuse raises ValueError/TypeError; anything the broker or the
 link does raises an MQTTError subclass (mqtt_packets.py), with a message
@@ -85,26 +88,23 @@ class SubscribeRefused(MQTTError):
     """The broker answered SUBSCRIBE with failure (0x80), e.g. its ACL."""
 
 
-class _Slot:
-    """One QoS 1 publish waiting for its PUBACK (pid 0: slot free)."""
-
-    def __init__(self):
-        self.pid = 0
-        self.topic = None
-        self.payload = None
-        self.retain = False
-        self.error = None
-        self.done = asyncio.Event()
+def _pulse(event):
+    """Wake every task waiting on ``event`` now, and leave it clear: waiters
+    re-check their own condition in a loop (one event serves many waiters)."""
+    event.set()
+    event.clear()
 
 
 class MQTTClient:
     def __init__(self, host, port, client_id, keepalive_s=60, clean_session=True, username=None, password=None,
-                 will=None, ssl=None, server_hostname=None, max_packet=2048, max_inflight=8, inbox_size=4,
+                 will=None, ssl=None, server_hostname=None, max_packet=2048, tx_size=512, max_inflight=8, inbox_size=4,
                  on_message=None, connect_timeout_s=15, response_timeout_s=10, max_subscriptions=4):
         """``ssl``: None for plain TCP, else an SSLContext (CPython's ssl or
         MicroPython's ssl/tls with DER certificates: see tls_context()).
-        ``max_packet``: largest packet received, and the transmit buffer size
-        (larger publishes are written in two parts). ``on_message(message)``:
+        ``max_packet``: the largest packet accepted from the broker (the
+        receive buffer). ``tx_size``: the transmit buffer; a publish that
+        fits is copied there and written once, a larger one is written as
+        header + the caller's payload, uncopied. ``on_message(message)``:
         called by the reader for each message; without it messages queue in
         an inbox of ``inbox_size`` for next_message() / ``async for``."""
         if will is not None and not isinstance(will, Will):
@@ -122,11 +122,20 @@ class MQTTClient:
         self.response_timeout_s = response_timeout_s
         self._connect_packet = encode_connect(client_id, keepalive_s, clean_session, username, password, will)
         self._decoder = Decoder(max_packet)
-        self._tx = bytearray(max_packet)
+        self._tx = bytearray(tx_size)
         self._tx_mv = memoryview(self._tx)
         self._ack = bytearray(4)
-        self._slots = [_Slot() for _ in range(max_inflight)]
-        self._slot_freed = asyncio.Event()
+        # The in-flight table, one entry per QoS 1 publish awaiting PUBACK, as
+        # parallel lists (an object per slot with its own Event cost ~400 B
+        # each on MicroPython). pid: 0 free, -1 reserved, else the packet id;
+        # outcome: None waiting, True acknowledged, or the exception to raise.
+        self._pids = [0] * max_inflight
+        self._topics = [None] * max_inflight
+        self._payloads = [None] * max_inflight
+        self._retains = bytearray(max_inflight)
+        self._outcomes = [None] * max_inflight
+        self._settled = asyncio.Event()  # pulsed when an outcome is set
+        self._slot_freed = asyncio.Event()  # pulsed when an entry is freed
         self._draining = False
         self._drained = asyncio.Event()
         self._topic = None  # the last topic published and its UTF-8 bytes
@@ -202,9 +211,10 @@ class MQTTClient:
             self._tasks[1] = asyncio.create_task(self._ping_loop())
         try:
             if not self.clean_session:
-                for slot in self._slots:
-                    if slot.pid > 0 and not slot.done.is_set():
-                        await self._send_publish(slot.topic, slot.payload, 1, slot.retain, True, slot.pid)
+                for i in range(len(self._pids)):
+                    if self._pids[i] > 0 and self._outcomes[i] is None:
+                        await self._send_publish(self._topics[i], self._payloads[i], 1, self._retains[i], True,
+                                                 self._pids[i])
             if not self.session_present:
                 for topic, qos in self._subscriptions:
                     await self._subscribe_now(topic, qos)
@@ -288,12 +298,12 @@ class MQTTClient:
         if self._sub_pid:
             self._sub_result = failure
             self._sub_done.set()
-        if self.clean_session:
-            for slot in self._slots:
-                if slot.pid and not slot.done.is_set():
-                    slot.error = ConnectionLost("connection lost before PUBACK (clean session: publish again): %s"
-                                                % failure)
-                    slot.done.set()
+        if self.clean_session and self.in_flight():
+            lost = ConnectionLost("connection lost before PUBACK (clean session: publish again): %s" % failure)
+            for i in range(len(self._pids)):
+                if self._pids[i] > 0 and self._outcomes[i] is None:
+                    self._outcomes[i] = lost
+            _pulse(self._settled)
         self._down.set()
 
     async def wait_disconnected(self):
@@ -362,10 +372,10 @@ class MQTTClient:
                 puback_into(self._ack, message.pid)
                 await self._write(self._ack)
         elif kind == PUBACK:
-            for slot in self._slots:
-                if slot.pid == packet[1] and not slot.done.is_set():
-                    slot.error = None
-                    slot.done.set()
+            for i in range(len(self._pids)):
+                if self._pids[i] == packet[1] and self._outcomes[i] is None:
+                    self._outcomes[i] = True
+                    _pulse(self._settled)
                     break
             # else: a PUBACK for a publish the caller gave up on; nothing to do
         elif kind == SUBACK or kind == UNSUBACK:
@@ -455,7 +465,7 @@ class MQTTClient:
         if topic != self._topic:  # publishing to one topic again and again: encode it once
             topic_bytes = topic.encode()
             if len(topic_bytes) + 9 > len(self._tx):
-                raise ValueError("topic %r does not fit max_packet=%d" % (topic, len(self._tx)))
+                raise ValueError("topic %r does not fit tx_size=%d" % (topic, len(self._tx)))
             self._topic, self._topic_bytes = topic, topic_bytes
         topic_bytes = self._topic_bytes
         if self._draining or self._writer is None:
@@ -475,10 +485,7 @@ class MQTTClient:
             self._pid = self._pid % 65535 + 1
             if self._pid == self._sub_pid:
                 continue
-            for slot in self._slots:
-                if slot.pid == self._pid:
-                    break
-            else:
+            if self._pid not in self._pids:
                 return self._pid
 
     async def publish(self, topic, payload, qos=0, retain=False):
@@ -495,39 +502,38 @@ class MQTTClient:
             return
         if self._writer is None:
             raise NotConnected("not connected to the broker: connect() first")
-        slot = await self._take_slot()
+        i = await self._take_slot()
         try:
-            slot.pid = self._next_pid()
-            slot.topic, slot.payload, slot.retain = topic, payload, retain
+            pid = self._pids[i] = self._next_pid()
+            self._topics[i], self._payloads[i], self._retains[i] = topic, payload, 1 if retain else 0
             try:
-                await self._send_publish(topic, payload, 1, retain, False, slot.pid)
+                await self._send_publish(topic, payload, 1, retain, False, pid)
             except ConnectionLost:
                 if self.clean_session:
                     raise
                 # persistent session: connect() resends it with DUP
-            await slot.done.wait()
-            if slot.error is not None:
-                raise slot.error
+            while self._outcomes[i] is None:
+                await self._settled.wait()
+            if self._outcomes[i] is not True:
+                raise self._outcomes[i]
         finally:
-            slot.pid = 0
-            slot.topic = slot.payload = slot.error = None
-            slot.done.clear()
-            self._slot_freed.set()
+            self._pids[i] = 0
+            self._topics[i] = self._payloads[i] = self._outcomes[i] = None
+            _pulse(self._slot_freed)
 
     async def _take_slot(self):
         while True:
-            for slot in self._slots:
-                if not slot.pid and not slot.done.is_set():
-                    slot.pid = -1  # reserved until its real pid is set
-                    return slot
-            self._slot_freed.clear()
+            for i in range(len(self._pids)):
+                if self._pids[i] == 0:
+                    self._pids[i] = -1  # reserved until its packet id is set
+                    return i
             await self._slot_freed.wait()
 
     def in_flight(self):
         """How many QoS 1 publishes wait for their PUBACK."""
         count = 0
-        for slot in self._slots:
-            if slot.pid > 0 and not slot.done.is_set():
+        for i in range(len(self._pids)):
+            if self._pids[i] > 0 and self._outcomes[i] is None:
                 count += 1
         return count
 

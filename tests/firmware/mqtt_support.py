@@ -31,19 +31,26 @@ def compile_mpy(directory):
     return directory
 
 
+# MicroPython heap limits (the unix port is 64-bit, so objects are larger
+# than on a 32-bit ESP32 and these are conservative): 64k for plain TCP, 96k
+# with TLS, whose mbedTLS state lives on the same heap on the unix port.
+PLAIN_HEAP = "64k"
+TLS_HEAP = "96k"
+
+
 class Interpreter:
     """How to start mqtt_scenarios.py under CPython or MicroPython (with a
     heap limit, from .mpy files)."""
 
-    def __init__(self, name, mpy_dir=None, heap="96k"):
+    def __init__(self, name, mpy_dir=None):
         self.name = name
         self.mpy_dir = mpy_dir
-        self.heap = heap
 
     def argv(self, scenario, heap=None, **options):
         args = ["%s=%s" % item for item in sorted(options.items())]
         if self.name == "micropython":
-            return [MICROPYTHON, "-X", "heapsize=" + (heap or self.heap), "-m", "mqtt_scenarios", scenario] + args
+            heap = heap or (TLS_HEAP if options.get("ca") else PLAIN_HEAP)
+            return [MICROPYTHON, "-X", "heapsize=" + heap, "-m", "mqtt_scenarios", scenario] + args
         return [sys.executable, os.path.join(HERE, "mqtt_scenarios.py"), scenario] + args
 
     def env(self):

@@ -260,7 +260,8 @@ def test_subscriptions_are_restored_after_a_clean_session_reconnect(interp, plai
 
 def test_publishes_beyond_max_inflight_wait_for_a_free_slot(interp, plain_broker):
     async def run():
-        device = await Scenario.start(interp, "burst", port=plain_broker.port, id=unique("dev"),
+        # 96k: the scenario's own eleven tasks do not fit 64k beside the modules
+        device = await Scenario.start(interp, "burst", heap="96k", port=plain_broker.port, id=unique("dev"),
                                       topic="fw/" + unique("burst"), count=10)
         return await device.finish()
 
