@@ -237,7 +237,7 @@ def format_report(rows, march):
     core = sum(r[2] for r in rows if r[0].startswith("lib/edge_agent/"))
     firmware = sum(r[2] for r in rows if not r[0].startswith("lib/edge_agent/"))
     lines.append("%-36s %8s %8d" % ("core (lib/edge_agent/)", "", core))
-    lines.append("%-36s %8s %8d" % ("firmware (firmware/, main.py, configs)", "", firmware))
+    lines.append("%-36s %8s %8d" % ("firmware (lib/*.mpy, main.py, extras)", "", firmware))
     lines.append("%-36s %8d %8d" % ("total", sum(r[1] for r in rows), core + firmware))
     return "\n".join(lines) + "\n"
 
