@@ -15,7 +15,8 @@ when nothing at all, not even a PINGRESP, has arrived for 1.5 x keepalive).
 Whatever ends a connection (EOF, socket error, malformed packet, dead
 broker) goes through ``_lost(error)``: both tasks stop, the socket closes,
 ``wait_disconnected()`` returns the error. Nothing reconnects behind the
-caller's back: ``connect()`` again, or run ``keep_connected()``.
+caller's back: the application calls ``connect()`` again, with its own
+backoff (firmware/uplink.py: doubling, full jitter).
 
 QoS 1 publishes wait in one of ``max_inflight`` pre-allocated entries of
 the in-flight table until their PUBACK. With clean_session=False,
@@ -321,26 +322,6 @@ class MQTTClient:
         except MQTTError:
             pass
         self._lost(None, graceful=True)
-
-    async def keep_connected(self, first_delay_ms=1000, max_delay_ms=60000, on_error=None):
-        """Connect, and reconnect whenever the connection ends, forever
-        (cancel the task to stop). Waits double after each failed attempt,
-        up to max_delay_ms; ``on_error(exc)`` sees each failure."""
-        delay = first_delay_ms
-        while True:
-            try:
-                await self.connect()
-                delay = first_delay_ms
-                error = await self.wait_disconnected()
-                if error is None:
-                    return  # disconnect() was called
-                if on_error:
-                    on_error(error)
-            except MQTTError as exc:
-                if on_error:
-                    on_error(exc)
-                await sleep_ms(delay)
-                delay = min(delay * 2, max_delay_ms)
 
     # --- tasks ---------------------------------------------------------------
 
