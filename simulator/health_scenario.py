@@ -163,7 +163,7 @@ def board_file(name):
     return load_board(os.path.join(ROOT, "boards", name + ".toml"))
 
 
-def bearing_board(history_days=14, horizon_days=7):
+def bearing_board(history_days=28, horizon_days=7):
     """A one-sensor board: the pump bearing's temperature, sampled every 5
     minutes (the predictor only needs buckets; 5 min keeps 90 days fast)."""
     return bd.board_from_dict({

@@ -13,7 +13,7 @@ Per predicted sensor, streaming and bounded in memory:
   and its standard error, over the whole history (which decides whether
   there is a trend) and over the last week (which may only bring the
   crossing closer, and only once the whole history already puts it within
-  two horizons); the level that matters is the trend's value now plus
+  1.5 horizons); the level that matters is the trend's value now plus
   the largest peak above the trend line in the window (readings cross the
   limit at their peaks, not on average);
 - the expected crossing is ``(limit - level) / slope``. It is *confident*
@@ -45,9 +45,10 @@ MIN_BUCKETS_PER_BLOCK = 9
 # Fewer than 4 days cannot tell a trend from a warm week.
 MIN_BLOCKS = 4
 # The short fit's window: the last week; it is consulted only when the
-# whole history puts the crossing within this many horizons.
+# whole history puts the crossing within this many horizons (1.5: a week's
+# slope decides the last days, not the alert's first weeks).
 SHORT_BLOCKS = 7
-SHORT_GATE = 2
+SHORT_GATE = 1.5
 # Raise after 3 consecutive estimates (6 hours) within the horizon; clear
 # after 36 without (3 days): a warm afternoon cannot raise it, and a cool
 # spell in the middle of real wear does not withdraw it (it would only come
@@ -179,7 +180,7 @@ class Predictor:
         # that sped up). A week that is not confident changes nothing: a
         # cool spell in the middle of real wear must not withdraw the alert.
         # The week may only speak once the whole history already sees the
-        # crossing within two horizons: on its own, a warm-up of the weather
+        # crossing within 1.5 horizons: on its own, a warm-up of the weather
         # (two days from cold to warm is +3 degC on a bearing) looks like
         # steep, confident wear and raised the alert weeks early (the
         # library's bearing_wear.toml: a week's slope of 1.35 degC/day for
