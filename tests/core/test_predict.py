@@ -81,3 +81,20 @@ def test_memory_is_fixed_by_history_days():
     assert len(p.means) == 14 * pr.BUCKETS_PER_DAY and len(p.peaks) == 14 * pr.BUCKETS_PER_DAY
     _stream(p, 30, lambda d: 60.0)
     assert len(p.means) == 14 * pr.BUCKETS_PER_DAY
+
+
+def test_history_up_to_four_weeks_and_a_clear_error_beyond():
+    from support import copy_board, raises
+
+    from edge_agent.core import board as bd
+
+    data = copy_board()
+    sensor = data["sensors"][sorted(data["sensors"])[0]]
+    sensor["predict"] = {"above": 90.0, "history_days": 28}
+    board = bd.board_from_dict(data, "history.toml")
+    assert [s.predict.history_days for s in board.sensors.values() if s.predict] == [28]
+    sensor["predict"]["history_days"] = 29
+    error = raises(bd.BoardError, bd.board_from_dict, data, "history.toml")
+    assert "history_days" in str(error) and "history.toml" in str(error)
+    p = pr.Predictor(90.0, "above", 7 * DAY, 28)
+    assert len(p.means) == 28 * pr.BUCKETS_PER_DAY  # 2.7 KB of float32 rings with the peaks
