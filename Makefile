@@ -91,10 +91,11 @@ scenarios: setup
 	$(BIN)/edge-agent sim run simulator/scenarios/*.toml --junit build/scenarios/junit.xml --report build/scenarios/report.png
 	$(BIN)/edge-agent sim run --live simulator/scenarios/live_*.toml simulator/scenarios/demo_live.toml --junit build/scenarios/junit-live.xml --report build/scenarios/live.png
 
-# ESP32 firmware (docs/firmware.md). FLASH_ARGS=--dry-run prints the commands only.
+# ESP32 firmware (docs/firmware.md). FIRMWARE_ARGS="--include board.cbor --include device.cbor"
+# puts a device's configs in the tree; FLASH_ARGS=--dry-run prints the commands only.
 # firmware-check: mqtt_*.py (engineer A1's) are followed but not yet listed: 14 mypy findings open.
 firmware: setup
-	$(BIN)/edge-agent firmware build --out build/firmware
+	$(BIN)/edge-agent firmware build --out build/firmware $(FIRMWARE_ARGS)
 
 flash: firmware
 	@test -n "$(PORT)" || { echo "make flash PORT=/dev/ttyUSB0 (the board's serial port)"; exit 2; }
