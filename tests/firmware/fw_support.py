@@ -29,7 +29,7 @@ BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 
 
 class Rig:
-    def __init__(self, directory, pki, device_id, board=BOARD):
+    def __init__(self, directory, pki, device_id, board=BOARD, bus="uart0", output="fan_power"):
         self.directory = str(directory)
         self.pki = pki
         self.device_id = device_id
@@ -46,6 +46,8 @@ class Rig:
             f.write(self.identity.registry_entry(include_secret=True))
         os.chmod(self.registry, 0o600)
         self.children = []
+        self.bus = bus
+        self.output = output
 
     def provision(self, broker_port, operators=()):
         cert, key = self.pki.client(self.device_id)
@@ -55,7 +57,9 @@ class Rig:
 
     def firmware_argv(self, uart_path, *extra, heap=None, rom=None):
         args = ["--board", self.board_cbor, "--device", self.device_cbor, "--store", self.store,
-                "--uart", "uart0=" + uart_path, "--output-pin", "fan_power=" + self.fan_pin, *extra]
+                "--uart", "%s=%s" % (self.bus, uart_path), *extra]
+        if self.output:
+            args += ["--output-pin", "%s=%s" % (self.output, self.fan_pin)]
         prefix = [MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else [])
         if rom:
             return prefix + [ROM_BOOT, rom] + args

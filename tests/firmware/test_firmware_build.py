@@ -147,3 +147,38 @@ def test_flash_store_detects_every_torn_write_under_micropython(tmp_path):
     result = micropython("tests/firmware/mp_flash_store.py", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("ok ") and int(result.stdout.split()[1]) > 500
+
+
+def test_config_loader_refuses_any_bytes_cleanly(tmp_path):
+    """Whatever a damaged flash leaves in board.cbor or device.cbor, the
+    loader returns a valid config or raises ConfigError/BoardError with a
+    message: never another exception (the firmware's config.py, under
+    CPython here; the MicroPython run above covers the interpreter)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    sys.path.insert(0, os.path.join(ROOT, "firmware"))
+    try:
+        import config
+    finally:
+        sys.path.remove(os.path.join(ROOT, "firmware"))
+    from edge_agent.core.board import BoardError
+
+    good = fb.compile_board(BOARD)
+    path = str(tmp_path / "x.cbor")
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.one_of(st.binary(max_size=64),
+                     st.integers(0, len(good) - 1).map(lambda n: good[:n]),
+                     st.tuples(st.integers(0, len(good) - 1), st.integers(1, 255)).map(
+                         lambda p: good[:p[0]] + bytes([good[p[0]] ^ p[1]]) + good[p[0] + 1:])))
+    def check(data):
+        with open(path, "wb") as f:
+            f.write(data)
+        for loader in (config.load_board, config.load_device):
+            try:
+                loader(path)
+            except (config.ConfigError, BoardError) as exc:
+                assert str(exc)
+
+    check()
