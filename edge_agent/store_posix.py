@@ -22,10 +22,6 @@ import os
 from edge_agent.core.store import StoreError
 
 LOCK_NAME = "lock"
-# Appends go through a userspace buffer: one write() syscall per 64 KiB
-# instead of one per record. Records in the buffer are not durable yet
-# anyway; sync() flushes and fsyncs.
-APPEND_BUFFER = 65536
 
 
 class StoreLockedError(StoreError):
@@ -33,24 +29,36 @@ class StoreLockedError(StoreError):
 
 
 class AppendHandle:
-    """An open segment file. ``write`` is the buffered file's own method
-    (no wrapper call on the hot path)."""
+    """An open segment file. The core hands it whole batches (its own RAM
+    buffer, up to 8 KiB), so writes go straight to the OS, and each is all
+    or nothing: on a full disk write(2) may take part of a batch before
+    ENOSPC, and that torn piece is cut off again (truncating needs no
+    space) so the batch can be retried whole when space returns."""
 
-    __slots__ = ("file", "write")
+    __slots__ = ("fd", "size")
 
     def __init__(self, path):
-        self.file = open(path, "ab", buffering=APPEND_BUFFER)
-        self.write = self.file.write
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        self.size = os.fstat(self.fd).st_size
+
+    def write(self, data):
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError:
+            os.ftruncate(self.fd, self.size)
+            raise
+        self.size += len(data)
 
     def flush(self):
-        self.file.flush()
+        """Nothing to do: write() went to the OS."""
 
     def sync(self):
-        self.file.flush()
-        os.fsync(self.file.fileno())
+        os.fsync(self.fd)
 
     def close(self):
-        self.file.close()
+        os.close(self.fd)
 
 
 class UpdateHandle:
@@ -134,10 +142,21 @@ class PosixDir:
         return UpdateHandle(self._p(name))
 
     def write_file(self, name, data):
+        """Create or overwrite ``name``, durable on return. On failure (a
+        full disk) the partial file is removed: the store writes only
+        temporaries and the fresh ack journal this way."""
         self._forget(name)
-        with open(self._p(name), "wb", buffering=0) as f:
-            f.write(data)
-            os.fsync(f.fileno())
+        path = self._p(name)
+        try:
+            with open(path, "wb", buffering=0) as f:
+                f.write(data)
+                os.fsync(f.fileno())
+        except OSError:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+            raise
 
     def rename(self, old, new):
         self._forget(old)

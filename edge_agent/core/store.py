@@ -36,12 +36,23 @@ The file adapter ``fs`` (edge_agent/store_posix.py on CPython) provides::
     list() -> [name]              size(name) -> int
     read(name, offset, n) -> bytes (at most n; fewer at end of file)
     open_append(name) -> handle   handle.write(b) / flush() / sync() / close()
+                                  write appends all of b or raises, leaving
+                                  the file as it was (a full disk)
     open_update(name) -> handle   handle.write_at(offset, b) / sync() / close():
                                   overwrite in place (the ack journal's slots)
     write_file(name, data)        create or overwrite, durable on return
     rename(old, new)              atomic replace
     remove(name)                  sync_dir()  make names durable (POSIX)
     close()                       release the directory (e.g. its lock)
+
+Disk full. An OSError with a disk-full errno (store_format.is_disk_full:
+ENOSPC, EFBIG, EDQUOT) from any write, sync or new file is a condition, not
+a crash: what is on disk stays readable and acknowledgeable (compaction and
+eviction free space), new records wait in RAM up to ``hold_bytes`` and are
+written when space returns (retried every RETRY_MS, each ``sync_every``
+records, each urgent append), and beyond that the usual eviction makes
+room, telemetry first. A DISK_FULL report says when it starts, DISK_OK when
+it ends. Any other OSError still propagates.
 
 Position: (segment number, byte offset, record index in that segment):
 tuples compare in log order. Consumers treat them as opaque.
@@ -101,6 +112,10 @@ WRITE_BUFFER = 8192
 # entries are 8 KiB, and a checkpoint (a few renames and a directory sync)
 # every 256 ack syncs costs nothing measurable.
 JOURNAL_LIMIT = 256
+# While the disk is full: records held in RAM at most (then the usual
+# eviction makes room, telemetry first), and how often writing is retried.
+DEFAULT_HOLD_BYTES = 1024 * 1024
+RETRY_MS = 1000
 
 EVICTED = "evicted"  # less urgent data made room (normal under pressure)
 OVERFLOW = "overflow"  # data of the incoming lane's urgency or higher fills the store
@@ -108,6 +123,11 @@ REASON_EVICTED = "store full: oldest segment evicted"
 REASON_DROPPED = "store full of more urgent data: new record dropped"
 CORRUPT = "corrupt"  # a damaged record was stepped over while reading
 RECOVERED = "recovered"  # recovery on open discarded something
+DISK_FULL = "disk-full"  # writing failed for lack of space: records are held in RAM
+DISK_OK = "disk-ok"  # the held records were written: the disk has room again
+LOST = "lost"  # closing on a full disk: records held in RAM could not be written
+REASON_DISK_FULL_EVICTED = "disk full: oldest segment evicted"
+REASON_DISK_FULL_DROPPED = "disk full and the RAM hold full of more urgent data: new record dropped"
 
 
 class StoreError(Exception):
@@ -159,7 +179,8 @@ class Batch:
 
 
 class _Segment:
-    __slots__ = ("segno", "name", "first_ms", "end", "count", "handle", "pieces", "write", "limit", "synced_end")
+    __slots__ = ("segno", "name", "first_ms", "end", "count", "handle", "pieces", "write", "limit", "synced_end",
+                 "file_end", "file_count")
 
     def __init__(self, segno, first_ms, end, count):
         self.segno = segno
@@ -172,6 +193,9 @@ class _Segment:
         self.write = None  # pieces.append, looked up once (the hot path)
         self.limit = 0  # appends past this offset take the slow path (seal or drain)
         self.synced_end = end  # what the last sync made durable
+        # What the file holds (the rest waits in pieces): reads stop here.
+        self.file_end = end
+        self.file_count = count
 
 
 class _Lane:
@@ -198,6 +222,7 @@ class Store:
         segment_bytes=DEFAULT_SEGMENT_BYTES,
         sync_every=DEFAULT_SYNC_EVERY,
         sync_ms=DEFAULT_SYNC_MS,
+        hold_bytes=DEFAULT_HOLD_BYTES,
     ):
         if not 1 <= lanes <= 16:
             raise StoreUsageError("lanes must be 1-16, got %r" % lanes)
@@ -215,6 +240,7 @@ class Store:
         self.segment_bytes = segment_bytes
         self.sync_every = sync_every
         self.sync_ms = sync_ms
+        self.hold_bytes = hold_bytes
         # The largest payload that fits an empty segment with its seal.
         self.max_payload = min(
             fmt.MAX_PAYLOAD, segment_bytes - fmt.SEGMENT_HEADER - fmt.SEAL_SIZE - fmt.RECORD_HEADER
@@ -230,6 +256,7 @@ class Store:
             "corrupt_skipped": 0,
             "syncs": 0,
             "read": 0,
+            "disk_full": 0,
         }
         self.evicted_by_lane = [0] * lanes
         self._reports = []
@@ -241,6 +268,9 @@ class Store:
         self._dir_dirty = False  # files created or removed since the last sync
         self._ack_pending = False  # an ack waits for the next sync
         self._closed = False
+        self._sync_at = sync_every  # unsynced count that triggers a sync (later while the disk is full)
+        self._full = False  # the last write failed for lack of space
+        self._last_ms = now_ms
         self._open(lanes, now_ms)
 
     # -- opening ---------------------------------------------------------
@@ -266,10 +296,25 @@ class Store:
             self._reports.append(Report(RECOVERED, report.lane, 0, report.nbytes, report.reason))
         record = self.recovery.to_map()
         record["at_ms"] = now_ms
-        recovery.replace(self.fs, fmt.RECOVERY_NAME, cbor.dumps(record))
-        self.fs.sync_dir()
+        try:
+            recovery.replace(self.fs, fmt.RECOVERY_NAME, cbor.dumps(record))
+            self.fs.sync_dir()
+        except OSError as exc:
+            # A full disk: the report is for `store inspect`, not needed to run.
+            self._disk_error(exc)
+            recovery.remove_quietly(self.fs, fmt.RECOVERY_NAME + fmt.TMP_SUFFIX)
+        if self.recovery.unrepaired and not self._full:
+            self._note_full("%d segments left unsealed" % self.recovery.unrepaired)
         if state.journal:
-            self._checkpoint_acks()
+            try:
+                self._checkpoint_acks()
+            except OSError as exc:
+                # The journal stays (the next open reads it); the positions
+                # it holds go into a new one at the next sync with room.
+                self._disk_error(exc)
+                for lane in self._lanes:
+                    lane.ack_dirty = lane.ack != lane.saved_ack
+                self._ack_pending = True
         # Segments wholly acknowledged before the crash can go now.
         for lane in self._lanes:
             self._compact(lane)
@@ -304,8 +349,8 @@ class Store:
         self._unsynced = unsynced
         if unsynced == 1 and self._due_ms is None:
             self._due_ms = now_ms + self.sync_ms
-        if urgent or unsynced >= self.sync_every or now_ms >= self._due_ms:
-            self.sync()
+        if urgent or unsynced >= self._sync_at or now_ms >= self._due_ms:
+            self._sync(now_ms)
         return True
 
     def _refuse(self, lane, length):
@@ -319,9 +364,14 @@ class Store:
         """The segment a record of ``size`` bytes goes to, after making
         room (evicting) and starting a segment if needed; None if the
         record must be dropped."""
+        self._last_ms = now_ms
         seg = state.active
+        if self._full:
+            return self._segment_while_full(state, size, now_ms)
         if seg is not None and seg.end + size > seg.limit:
-            self._drain(seg)  # the write buffer is full (or the seal is near)
+            # The write buffer is full (or the seal is near).
+            if not self._drain(seg):
+                return self._segment_while_full(state, size, now_ms)
         if seg is None or seg.end + size > self._seal_limit:
             need = size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
         else:
@@ -334,20 +384,48 @@ class Store:
             seg = self._start_segment(state, now_ms)
         return seg
 
+    def _segment_while_full(self, state, size, now_ms):
+        """_segment_for while the disk is full: records wait in RAM, within
+        max_bytes and hold_bytes; beyond, eviction makes room."""
+        seg = state.active
+        starts = seg is None or seg.end + size > self._seal_limit
+        need = size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE if starts else size
+        if not self._fits(need):
+            if not self._make_room(state, size):
+                return None
+            if not self._full:  # eviction freed enough disk to write it all
+                return self._segment_for(state, size, now_ms)
+            seg = state.active
+        if seg is None or seg.end + size > self._seal_limit:
+            seg = self._start_segment(state, now_ms)
+        seg.limit = 0  # every append takes this path until the disk has room
+        return seg
+
+    def _fits(self, need):
+        if self.bytes + need > self.max_bytes:
+            return False
+        return not self._full or self.held()[1] + need <= self.hold_bytes
+
     def _start_segment(self, state, now_ms):
         old = state.active
         if old is not None:
             old.write(fmt.encode_seal(old.count, old.end))
-            self._drain(old)
             self._sealing.append(old)
+            self._drain(old)
         seg = _Segment(state.next_segno, now_ms, fmt.SEGMENT_HEADER, 0)
         seg.name = fmt.segment_name(state.number, seg.segno)
         state.next_segno += 1
-        seg.handle = self.fs.open_append(seg.name)
         seg.pieces = [fmt.encode_segment_header(state.number, seg.segno, now_ms)]
         seg.write = seg.pieces.append
         seg.limit = min(self._seal_limit, WRITE_BUFFER)
         seg.synced_end = 0
+        seg.file_end = 0
+        seg.file_count = 0
+        if not self._full:
+            try:
+                seg.handle = self.fs.open_append(seg.name)
+            except OSError as exc:
+                self._disk_error(exc)  # opened when the disk has room (_drain)
         state.segments.append(seg)
         state.active = seg
         self.bytes += fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
@@ -355,26 +433,109 @@ class Store:
         return seg
 
     def _drain(self, seg):
-        """Hand the records waiting in RAM to the file adapter, as one write."""
+        """Hand the records waiting in RAM to the file adapter, as one
+        write. False when the disk is full (they stay in RAM)."""
         pieces = seg.pieces
-        if pieces:
-            seg.handle.write(b"".join(pieces))
-            del pieces[:]
-        seg.handle.flush()
-        seg.limit = min(self._seal_limit, seg.end + WRITE_BUFFER)
+        data = None
+        try:
+            if seg.handle is None:
+                seg.handle = self.fs.open_append(seg.name)
+            if pieces:
+                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                seg.handle.write(data)
+                del pieces[:]
+                seg.file_end += len(data)
+                seg.file_count = seg.count
+            seg.handle.flush()
+        except OSError as exc:
+            self._disk_error(exc)
+            if data is not None and pieces:
+                pieces[:] = [data]  # joined once, not again at every retry
+            return False
+        if not self._full:
+            seg.limit = min(self._seal_limit, seg.end + WRITE_BUFFER)
+        return True
+
+    def _disk_error(self, exc):
+        """A disk-full OSError becomes the disk-full state; any other is raised."""
+        if not fmt.is_disk_full(exc):
+            raise exc
+        if not self._full:
+            self._note_full(str(exc))
+
+    def _note_full(self, reason):
+        self._full = True
+        self.stats["disk_full"] += 1
+        for lane in self._lanes:
+            if lane.active is not None:
+                lane.active.limit = 0
+        records, nbytes = self.held()
+        self._reports.append(Report(DISK_FULL, -1, records, nbytes, reason))
+
+    def _retry_writes(self):
+        """Write what waits in RAM, most urgent lane first. True when all of
+        it is written (the disk-full state ends)."""
+        records = self.held()[0]
+        for seg in self._pending_segments():
+            if not self._drain(seg):
+                return False
+        if self._full:
+            self._full = False
+            for lane in self._lanes:
+                seg = lane.active
+                if seg is not None:
+                    seg.limit = min(self._seal_limit, seg.end + WRITE_BUFFER)
+            self._reports.append(Report(DISK_OK, -1, records, 0, "disk has room again: records held in RAM written"))
+        return True
+
+    def _pending_segments(self):
+        """Segments with records not yet in their file, most urgent lane first."""
+        out = []
+        for lane in self._lanes:
+            for seg in self._sealing:
+                if seg.pieces and seg in lane.segments:
+                    out.append(seg)
+            seg = lane.active
+            if seg is not None and (seg.pieces or seg.handle is None):
+                out.append(seg)
+        return out
+
+    def held(self):
+        """(records, bytes) waiting in RAM, not yet in a file (the write
+        buffer; while the disk is full, everything appended since)."""
+        records = 0
+        nbytes = 0
+        for seg in self._sealing:
+            records += seg.count - seg.file_count
+            nbytes += seg.end + fmt.SEAL_SIZE - seg.file_end
+        for lane in self._lanes:
+            seg = lane.active
+            if seg is not None:
+                records += seg.count - seg.file_count
+                nbytes += seg.end - seg.file_end
+        return records, nbytes
+
+    @property
+    def disk_full(self):
+        """True while writes fail for lack of space (records wait in RAM)."""
+        return self._full
 
     def _make_room(self, incoming, size):
         """Evict until a record of ``size`` bytes fits in ``incoming``'s lane.
         False if it cannot fit without touching more urgent lanes."""
+        freed = False
         for lane in self._lanes:
-            self._compact(lane)
+            freed = self._compact(lane) or freed
         while True:
+            if self._full and freed:
+                self._retry_writes()  # removed files may have made room
+            freed = False
             seg = incoming.active
             if seg is None or seg.end + size + fmt.SEAL_SIZE > self.segment_bytes:
                 need = size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
             else:
                 need = size
-            if self.bytes + need <= self.max_bytes:
+            if self._fits(need):
                 return True
             victim = None
             for lane in reversed(self._lanes):
@@ -386,10 +547,12 @@ class Store:
             if victim is None:
                 self.stats["dropped"] += 1
                 self.stats["overflows"] += 1
-                self._reports.append(Report(OVERFLOW, incoming.number, 1, size, REASON_DROPPED))
+                reason = REASON_DISK_FULL_DROPPED if self._full else REASON_DROPPED
+                self._reports.append(Report(OVERFLOW, incoming.number, 1, size, reason))
                 return False
             # Losing anything but the least urgent lane (telemetry) is loud.
             self._evict_oldest(victim, victim.number < len(self._lanes) - 1)
+            freed = True
 
     def _evict_oldest(self, lane, overflow):
         seg = lane.segments.pop(0)
@@ -411,7 +574,8 @@ class Store:
         if overflow:
             kind = OVERFLOW
             self.stats["overflows"] += 1
-        self._reports.append(Report(kind, lane.number, unacked, seg.end + fmt.SEAL_SIZE, REASON_EVICTED))
+        reason = REASON_DISK_FULL_EVICTED if self._full else REASON_EVICTED
+        self._reports.append(Report(kind, lane.number, unacked, seg.end + fmt.SEAL_SIZE, reason))
 
     def _drop_segment(self, lane, seg):
         if seg is lane.active:
@@ -423,7 +587,12 @@ class Store:
             seg.pieces = None
         if seg in self._sealing:
             self._sealing.remove(seg)
-        self.fs.remove(seg.name)
+        try:
+            self.fs.remove(seg.name)
+        except OSError as exc:
+            # A segment whose file the full disk never let us create.
+            if fmt.errno_of(exc) != fmt.ENOENT:
+                raise
         self.bytes -= seg.end + fmt.SEAL_SIZE
         self._dir_dirty = True
 
@@ -435,7 +604,7 @@ class Store:
         if self._due_ms is None and self._ack_pending:
             self._due_ms = now_ms + self.sync_ms
         if self._due_ms is not None and now_ms >= self._due_ms:
-            self.sync()
+            self._sync(now_ms)
         return self._due_ms
 
     def flush(self):
@@ -443,12 +612,13 @@ class Store:
         without syncing. Afterwards a crash of this process (a bug, the
         OOM killer, SIGKILL) loses nothing; only a power cut can still take
         what is not synced. The agent calls it after each batch of appends;
-        a bulk writer may leave it to the next sync."""
-        for seg in self._sealing:
-            self._drain(seg)
-        for lane in self._lanes:
-            if lane.active is not None:
-                self._drain(lane.active)
+        a bulk writer may leave it to the next sync. While the disk is
+        full it does nothing: writing is retried at the sync deadlines."""
+        if self._full:
+            return
+        for seg in self._pending_segments():
+            if not self._drain(seg):
+                return
 
     @property
     def unsynced(self):
@@ -457,33 +627,63 @@ class Store:
 
     def sync(self):
         """Make every appended record and every ack durable, then remove
-        wholly acknowledged segments."""
-        for seg in self._sealing:
-            self._drain(seg)
-            seg.handle.sync()
-            seg.handle.close()  # sealed: nothing more will be written
-            seg.handle = None
-            seg.write = None
-            seg.pieces = None
-        self._sealing = []
+        wholly acknowledged segments. On a full disk it does what it can
+        (compaction still frees space); ``disk_full`` then stays True and
+        poll() retries by the deadline it returns."""
+        self._sync(self._last_ms)
+
+    def _sync(self, now_ms):
+        self._last_ms = now_ms
+        done = self._sync_once()
+        freed = False
         for lane in self._lanes:
-            seg = lane.active
-            if seg is not None and seg.synced_end != seg.end:
-                self._drain(seg)
-                seg.handle.sync()
-                seg.synced_end = seg.end
-        if self._ack_pending:
-            self._save_acks()
-        if self._dir_dirty:
-            self.fs.sync_dir()
-            self._dir_dirty = False
-        for lane in self._lanes:
-            self._compact(lane)
+            freed = self._compact(lane) or freed
+        if not done and freed:
+            done = self._sync_once()  # acknowledged segments made room
+        if not done:
+            # Not durable yet: try again in RETRY_MS or sync_every records.
+            self._due_ms = now_ms + RETRY_MS
+            self._sync_at = self._unsynced + self.sync_every
+            return
         self.appended += self._unsynced
         self._unsynced = 0
         self._due_ms = None
-        self._ack_pending = False
+        self._sync_at = self.sync_every
         self.stats["syncs"] += 1
+
+    def _sync_once(self):
+        """Write and fsync the segments, save the acks, fsync the directory.
+        False if the disk was full for any of it."""
+        if not self._retry_writes():
+            return False
+        try:
+            for seg in self._sealing:
+                seg.handle.sync()
+                seg.handle.close()  # sealed: nothing more will be written
+                seg.handle = None
+                seg.write = None
+                seg.pieces = None
+            self._sealing = []
+            for lane in self._lanes:
+                seg = lane.active
+                if seg is not None and seg.synced_end != seg.end:
+                    seg.handle.sync()
+                    seg.synced_end = seg.end
+        except OSError as exc:
+            # (Some file systems report a full disk only at fsync.)
+            self._disk_error(exc)
+            self._sealing = [seg for seg in self._sealing if seg.handle is not None]
+            return False
+        if self._ack_pending and not self._save_acks():
+            return False
+        if self._dir_dirty:
+            try:
+                self.fs.sync_dir()
+            except OSError as exc:
+                self._disk_error(exc)
+                return False
+            self._dir_dirty = False
+        return True
 
     def _save_acks(self):
         """Acks go to the journal (one write and one fsync per sync, like
@@ -498,21 +698,29 @@ class Store:
         (docs/benchmarks.md). Unused slots are zeros, which recovery reads
         as the journal's end."""
         moved = [lane for lane in self._lanes if lane.ack_dirty]
+        try:
+            if self._journal_entries + len(moved) > JOURNAL_LIMIT:
+                self._checkpoint_acks()
+            else:
+                if self._journal is None:
+                    self.fs.write_file(fmt.JOURNAL_NAME, bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY))
+                    self._dir_dirty = True  # a new file: its name must be made durable
+                    self._journal = self.fs.open_update(fmt.JOURNAL_NAME)
+                entries = []
+                for lane in moved:
+                    entries.append(fmt.encode_record(fmt.encode_ack(lane.number, lane.ack)))
+                self._journal.write_at(self._journal_entries * fmt.JOURNAL_ENTRY, b"".join(entries))
+                self._journal.sync()
+                self._journal_entries += len(moved)
+        except OSError as exc:
+            # A full disk: the acks stay in RAM and are saved at a later
+            # sync; until then a crash only means their records are resent.
+            self._disk_error(exc)
+            return False
         for lane in moved:
             lane.ack_dirty = False
-        if self._journal_entries + len(moved) > JOURNAL_LIMIT:
-            self._checkpoint_acks()
-            return
-        if self._journal is None:
-            self.fs.write_file(fmt.JOURNAL_NAME, bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY))
-            self._journal = self.fs.open_update(fmt.JOURNAL_NAME)
-            self._dir_dirty = True  # a new file: its name must be made durable
-        entries = []
-        for lane in moved:
-            entries.append(fmt.encode_record(fmt.encode_ack(lane.number, lane.ack)))
-        self._journal.write_at(self._journal_entries * fmt.JOURNAL_ENTRY, b"".join(entries))
-        self._journal.sync()
-        self._journal_entries += len(moved)
+        self._ack_pending = False
+        return True
 
     def _checkpoint_acks(self):
         for lane in self._lanes:
@@ -531,12 +739,19 @@ class Store:
         self._journal_entries = 0
 
     def _compact(self, lane):
+        """Remove the lane's wholly acknowledged segments; True if any went.
+        (Before their acks are durable too: after a crash the older marker
+        then points before segments that are gone, which only means those
+        records, acknowledged by the broker, are not there to resend.)"""
+        removed = False
         while lane.segments:
             seg = lane.segments[0]
             if lane.ack[0] < seg.segno or (lane.ack[0] == seg.segno and lane.ack[1] < seg.end):
-                return
+                return removed
             lane.segments.pop(0)
             self._drop_segment(lane, seg)
+            removed = True
+        return removed
 
     def close(self):
         """Seal the active segments and make everything durable."""
@@ -549,12 +764,46 @@ class Store:
                 lane.active = None
                 self._sealing.append(seg)
         self.sync()
-        if self._journal is not None:
-            self._checkpoint_acks()  # a clean shutdown leaves only markers
-            self.fs.sync_dir()
+        if self._full:
+            self._write_out_on_close()
+        if self._journal is not None and not self._full:
+            try:
+                self._checkpoint_acks()  # a clean shutdown leaves only markers
+                self.fs.sync_dir()
+            except OSError as exc:
+                self._disk_error(exc)  # the journal stays; the next open checkpoints
         self._closed = True
         self._lane_count = 0
         self.fs.close()
+
+    def _write_out_on_close(self):
+        """Closing on a full disk: what waits in RAM dies with the process
+        unless it is written now, so the less urgent data on disk makes room
+        for it (the eviction rule: telemetry first, never a lane more urgent
+        than the held records). What still cannot be written is reported."""
+        while not self._retry_writes():
+            held = [seg for seg in self._pending_segments() if seg.count > seg.file_count]
+            if not held:
+                break  # only seals wait: recovery scans those segments
+            most_urgent = len(self._lanes)
+            for lane in self._lanes:
+                for seg in held:
+                    if seg in lane.segments and lane.number < most_urgent:
+                        most_urgent = lane.number
+            victim = None
+            for lane in reversed(self._lanes):
+                if lane.number < most_urgent:
+                    break
+                if lane.segments:
+                    victim = lane
+                    break
+            if victim is None:
+                break
+            self._evict_oldest(victim, victim.number < len(self._lanes) - 1)
+        records, nbytes = self.held()
+        if self._full and records:
+            self._reports.append(Report(LOST, -1, records, nbytes, "disk full at close: records held in RAM not written"))
+        self.sync()
 
     # -- consuming -------------------------------------------------------
 
@@ -564,9 +813,12 @@ class Store:
         stepped over and reported, never returned."""
         for lane in self._lanes:
             while self._has_unread(lane):
+                cursor = lane.cursor
                 batch = self._read_lane(lane, max_records, max_bytes)
                 if batch.records:
                     return batch
+                if lane.cursor == cursor:
+                    break  # the rest waits in RAM for a full disk to make room
         return None
 
     def ack(self, lane, position):
@@ -613,10 +865,12 @@ class Store:
                 continue
             if seg.segno > segno:
                 segno, offset, index = seg.segno, fmt.SEGMENT_HEADER, 0
-            if seg.handle is not None:
+            if seg.pieces and not self._full:
                 self._drain(seg)  # records still in the write buffer
-            want = READ_AHEAD
             end = seg.end
+            if seg.file_end < end:
+                end = seg.file_end  # the disk is full: the rest is not in the file yet
+            want = READ_AHEAD
             while offset < end and want_records > 0 and budget > 0:
                 # One read for many records; ``data`` is bytes, so a slice
                 # of it is the record's own copy (no memoryview, no second
@@ -664,20 +918,20 @@ class Store:
                         # from it, with room for all of it.
                         want = max(READ_AHEAD, start + length - pos)
                     else:
-                        pos = self._skip_corrupt(lane, seg, offset + pos, reason) - offset
+                        pos = self._skip_corrupt(lane, seg, offset + pos, end, reason) - offset
                 offset += pos
-            if want_records <= 0 or budget <= 0:
+            if want_records <= 0 or budget <= 0 or end < seg.end:
                 break
         lane.cursor = (segno, offset, index)
         self.stats["read"] += len(records)
         return Batch(lane.number, records, lane.cursor)
 
-    def _skip_corrupt(self, lane, seg, at, reason):
+    def _skip_corrupt(self, lane, seg, at, end, reason):
         """Step over a damaged record at offset ``at``; return where valid
-        records resume (the segment's end if none do)."""
-        data = self.fs.read(seg.name, at, seg.end - at)
+        records resume (``end`` if none do before it)."""
+        data = self.fs.read(seg.name, at, end - at)
         following = fmt.find_next_record(memoryview(data), 1, len(data))
-        resume = seg.end if following < 0 else at + following
+        resume = end if following < 0 else at + following
         self.stats["corrupt_skipped"] += 1
         self._reports.append(Report(CORRUPT, lane.number, 1, resume - at, reason))
         return resume

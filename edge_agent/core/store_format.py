@@ -70,6 +70,27 @@ SEQ_NAME = "seq"
 RECOVERY_NAME = "last-recovery"
 JOURNAL_NAME = "acks"
 
+# errno numbers that mean "the disk is full": ENOSPC, EFBIG (a file size
+# limit, e.g. RLIMIT_FSIZE), EDQUOT (122 on Linux, 69 on BSD/macOS; 69 is
+# ESRMNT on Linux, which no file write returns). Numbers, not names:
+# MicroPython's errno module has none of them; littlefs reports 28 too.
+DISK_FULL_ERRNOS = (28, 27, 122, 69)
+ENOENT = 2
+
+
+def errno_of(exc):
+    """The errno number of an OSError (MicroPython: its first argument)."""
+    code = getattr(exc, "errno", None)
+    if code is None and exc.args:
+        code = exc.args[0]
+    return code
+
+
+def is_disk_full(exc):
+    """True when the OSError ``exc`` says the disk (or quota) is full."""
+    return errno_of(exc) in DISK_FULL_ERRNOS
+
+
 # Reasons a record or file is rejected (stable strings: reported, counted
 # and documented in docs/store.md).
 TORN = "torn"  # the record runs past the end of the data

@@ -77,7 +77,7 @@ class RecoveryReport:
     """What opening the store found: kept segments and records, and every
     discarded stretch. ``scanned`` counts segments read record by record."""
 
-    __slots__ = ("segments", "records", "scanned", "discards", "removed_tmp")
+    __slots__ = ("segments", "records", "scanned", "discards", "removed_tmp", "unrepaired")
 
     def __init__(self):
         self.segments = 0
@@ -85,6 +85,9 @@ class RecoveryReport:
         self.scanned = 0
         self.discards = []
         self.removed_tmp = 0
+        # Segments left unsealed because the disk was full: kept and read
+        # as scanned (their valid prefix), sealed at a later open.
+        self.unrepaired = 0
 
     @property
     def discarded_bytes(self):
@@ -97,6 +100,7 @@ class RecoveryReport:
             "scanned": self.scanned,
             "discarded_bytes": self.discarded_bytes,
             "discards": [d.to_map() for d in self.discards],
+            "unrepaired": self.unrepaired,
         }
 
     def summary(self):
@@ -245,17 +249,46 @@ def _load_segment(fs, lane, segno, repair, report):
     first_ms = header[2] if header_ok else 0
     if not header_ok:
         report.discards.append(Discard(lane, name, 0, fmt.SEGMENT_HEADER, fmt.BAD_HEADER, True))
-    if repair:
-        seal = fmt.encode_seal(scan.count, scan.end)
-        if header_ok and scan.torn is None and not scan.sealed:
-            handle = fs.open_append(name)
+    sealed = scan.sealed
+    if repair and not (sealed and header_ok):
+        try:
+            _repair_segment(fs, name, lane, segno, first_ms, header_ok, data, scan)
+            sealed = True
+        except OSError as exc:
+            # A full disk: keep the segment as scanned (the store never
+            # writes to an old segment, and reads stop at scan.end); the
+            # next open seals it. Anything else is not ours to ride out.
+            if not fmt.is_disk_full(exc):
+                raise
+            report.unrepaired += 1
+    return SegmentState(lane, segno, first_ms, scan.end, scan.count, sealed)
+
+
+def _repair_segment(fs, name, lane, segno, first_ms, header_ok, data, scan):
+    """Seal a clean segment in place; rewrite a torn or header-damaged one
+    (valid part plus a seal) through a temporary file and a rename."""
+    seal = fmt.encode_seal(scan.count, scan.end)
+    if header_ok and scan.torn is None:
+        handle = fs.open_append(name)
+        try:
             handle.write(seal)
             handle.sync()
+        finally:
             handle.close()
-        elif not scan.sealed or not header_ok:
-            body = fmt.encode_segment_header(lane, segno, first_ms) + bytes(data[fmt.SEGMENT_HEADER : scan.end])
+    else:
+        body = fmt.encode_segment_header(lane, segno, first_ms) + bytes(data[fmt.SEGMENT_HEADER : scan.end])
+        try:
             replace(fs, name, body + seal)
-    return SegmentState(lane, segno, first_ms, scan.end, scan.count, scan.sealed or repair)
+        except OSError:
+            remove_quietly(fs, name + fmt.TMP_SUFFIX)
+            raise
+
+
+def remove_quietly(fs, name):
+    try:
+        fs.remove(name)
+    except OSError:
+        pass
 
 
 def summarize_lane(segments, ack):

@@ -34,6 +34,7 @@ class DurableSequencer:
         self.fs = fs
         self.block = block
         self.limit = self._load()
+        self.unreserved = 0  # takes handed out while no block could be reserved (disk full)
         # Any number below the stored limit may have been handed out.
         self.next_seq = max(1, self.limit)
 
@@ -58,6 +59,38 @@ class DurableSequencer:
         return seq
 
     def _reserve(self, limit):
-        recovery.replace(self.fs, fmt.SEQ_NAME, fmt.encode_seq(limit))
-        self.fs.sync_dir()
+        data = fmt.encode_seq(limit)
+        try:
+            recovery.replace(self.fs, fmt.SEQ_NAME, data)
+            self.fs.sync_dir()
+        except OSError as exc:
+            if not fmt.is_disk_full(exc):
+                raise
+            if not self._overwrite(data):
+                # Nowhere to write it: hand the number out anyway (a signal
+                # must not wait for disk space) and try again at the next
+                # take(). Only a crash before that can repeat numbers, and
+                # only on a store whose very first reservation failed.
+                self.unreserved += 1
+                return
         self.limit = limit
+
+    def _overwrite(self, data):
+        """The disk is full: overwrite the existing marker in place (same 20
+        bytes, no new block). Not atomic like a rename, but a marker torn by
+        a power cut at this moment stops the sequencer with SeqMarkerError
+        rather than reusing numbers."""
+        if fmt.SEQ_NAME not in self.fs.list():
+            return False
+        try:
+            handle = self.fs.open_update(fmt.SEQ_NAME)
+            try:
+                handle.write_at(0, data)
+                handle.sync()
+            finally:
+                handle.close()
+        except OSError as exc:
+            if not fmt.is_disk_full(exc):
+                raise
+            return False
+        return True
