@@ -16,6 +16,7 @@ Time comes from the wall clock here and only here, as integer ms.
 
 import asyncio
 import logging
+import shutil
 import time
 
 from edge_agent import __version__
@@ -23,7 +24,7 @@ from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
 from edge_agent.core.outputs import SetOutput
 from edge_agent.core.evictions import EvictionTally
-from edge_agent.core.store import CORRUPT, OVERFLOW, Store
+from edge_agent.core.store import CORRUPT, DISK_FULL, DISK_OK, LOST, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.serial_source import bus_source
 from edge_agent.store_posix import PosixDir
@@ -114,9 +115,27 @@ class Agent:
 
     def _log_store_reports(self):
         for report in self.store.take_reports():
+            if report.kind in (DISK_FULL, DISK_OK, LOST):
+                self._log_disk(report)
+                continue
             level = logging.ERROR if report.kind in (OVERFLOW, CORRUPT) else logging.WARNING
             log.log(level, "store: %s", report)
             self.evictions.count(report, self.clock())
+
+    def _log_disk(self, report):
+        path = self.store.fs.path
+        if report.kind == DISK_FULL:
+            try:
+                free = shutil.disk_usage(path).free
+            except OSError:
+                free = -1
+            log.error("store: disk full at %s (%d bytes free); holding %d records in memory, evicting telemetry "
+                      "beyond %d bytes (%s)", path, free, report.records, self.store.hold_bytes, report.reason)
+        elif report.kind == DISK_OK:
+            log.warning("store: disk at %s has room again; %d records held in memory written", path, report.records)
+        else:
+            log.error("store: disk full at %s while stopping: %d records held in memory could not be written",
+                      path, report.records)
 
     async def _deadline_loop(self):
         """Serve the core's telemetry deadline and the store's group commit."""
