@@ -182,3 +182,27 @@ def test_config_loader_refuses_any_bytes_cleanly(tmp_path):
                 assert str(exc)
 
     check()
+
+
+STUBS = os.path.join(ROOT, "build", "stubs")
+
+
+def _mypy(*files):
+    if not os.path.exists(os.path.join(STUBS, "machine.pyi")):  # what `make firmware-check` installs
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", STUBS, "micropython-esp32-stubs"],
+                       check=True, capture_output=True)
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "mypy"), "--config-file",
+                           "firmware/mypy.ini", "--cache-dir", os.path.join(ROOT, "build", "mypy-cache"), *files],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_firmware_type_checks_against_the_esp32_stubs(tmp_path):
+    files = sorted("firmware/" + n for n in os.listdir(os.path.join(ROOT, "firmware"))
+                   if n.endswith(".py") and not n.startswith(("unix_", "mqtt_")))
+    result = _mypy(*files)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The check bites: a pin mode the ESP32 does not have, a UART method it lacks.
+    bad = tmp_path / "bad.py"
+    bad.write_text("import machine\nmachine.Pin(2, machine.Pin.OUTPUT)\nmachine.UART(1).readexactly(3)\n")
+    result = _mypy(str(bad))
+    assert result.returncode == 1 and "OUTPUT" in result.stdout and "readexactly" in result.stdout, result.stdout
