@@ -83,6 +83,9 @@ class Firmware:
 
             ring = log = LogRing(log)
         for name in STORE_BUFFERS:
+            if not hasattr(store_module, name):  # renamed in the core: setting it would do nothing
+                raise RuntimeError("edge_agent.core.store has no %s any more; update STORE_BUFFERS in "
+                                   "firmware/app.py" % name)
             setattr(store_module, name, STORE_BUFFERS[name])
         self.board = board
         self.clock = clock
