@@ -715,7 +715,9 @@ class Store:
         except OSError as exc:
             # A full disk: the acks stay in RAM and are saved at a later
             # sync; until then a crash only means their records are resent.
-            self._disk_error(exc)
+            # No records wait for this, so it is not the disk-full state.
+            if not fmt.is_disk_full(exc):
+                raise
             return False
         for lane in moved:
             lane.ack_dirty = False
@@ -794,7 +796,8 @@ class Store:
             for lane in reversed(self._lanes):
                 if lane.number < most_urgent:
                     break
-                if lane.segments:
+                # Only data already on disk gives way (not what is being saved).
+                if lane.segments and lane.segments[0] not in held:
                     victim = lane
                     break
             if victim is None:
@@ -868,14 +871,18 @@ class Store:
             if seg.pieces and not self._full:
                 self._drain(seg)  # records still in the write buffer
             end = seg.end
-            if seg.file_end < end:
-                end = seg.file_end  # the disk is full: the rest is not in the file yet
             want = READ_AHEAD
             while offset < end and want_records > 0 and budget > 0:
                 # One read for many records; ``data`` is bytes, so a slice
                 # of it is the record's own copy (no memoryview, no second
                 # copy) and the CRC runs over that slice.
-                data = read(seg.name, offset, min(end - offset, want))
+                if offset < seg.file_end:
+                    stop = end if end < seg.file_end else seg.file_end
+                    data = read(seg.name, offset, min(stop - offset, want))
+                else:
+                    # The disk is full: these records wait in RAM, and are
+                    # sent from there (once acknowledged they need no disk).
+                    data = self._ram_bytes(seg, offset, min(end - offset, want))
                 size = len(data)
                 last = size - 8  # fmt.RECORD_HEADER: a header starts at or before this
                 pos = 0
@@ -918,17 +925,29 @@ class Store:
                         # from it, with room for all of it.
                         want = max(READ_AHEAD, start + length - pos)
                     else:
-                        pos = self._skip_corrupt(lane, seg, offset + pos, end, reason) - offset
+                        pos = self._skip_corrupt(lane, seg, offset + pos, reason) - offset
                 offset += pos
-            if want_records <= 0 or budget <= 0 or end < seg.end:
+            if want_records <= 0 or budget <= 0:
                 break
         lane.cursor = (segno, offset, index)
         self.stats["read"] += len(records)
         return Batch(lane.number, records, lane.cursor)
 
-    def _skip_corrupt(self, lane, seg, at, end, reason):
-        """Step over a damaged record at offset ``at``; return where valid
-        records resume (``end`` if none do before it)."""
+    def _ram_bytes(self, seg, offset, n):
+        """Bytes ``offset``.. of ``seg`` that are not in its file yet."""
+        pieces = seg.pieces
+        if len(pieces) > 1:
+            pieces[:] = [b"".join(pieces)]  # joined once for reads and the next write
+        start = offset - seg.file_end
+        return pieces[0][start : start + n]
+
+    def _skip_corrupt(self, lane, seg, at, reason):
+        """Step over a damaged record at offset ``at`` (in the file: records
+        in RAM were framed here); return where valid records resume (the
+        segment's end if none do)."""
+        end = seg.end
+        if seg.file_end < end:
+            end = seg.file_end
         data = self.fs.read(seg.name, at, end - at)
         following = fmt.find_next_record(memoryview(data), 1, len(data))
         resume = end if following < 0 else at + following

@@ -1,0 +1,340 @@
+"""A full disk under the store (CPython and MicroPython): writes fail with
+ENOSPC at chosen points, the store rides it out and loses nothing durable.
+
+``BudgetDir`` is the real-file adapter of store_support.py with a byte
+budget: a write that does not fit raises OSError(28) and writes nothing
+(the adapter contract; store_posix cuts a partial write back the same
+way). tests/test_store_disk_full.py does this on a real, really full tmpfs.
+"""
+
+import os
+
+from edge_agent.core import store as st
+from edge_agent.core import store_format as fmt
+from edge_agent.core.store_seq import DurableSequencer
+from store_support import FilesDir, drain, open_store, read_all
+
+ENOSPC = 28
+
+
+def _full():
+    return OSError(ENOSPC, "No space left on device")
+
+
+class _BudgetHandle:
+    def __init__(self, owner, path):
+        self.owner = owner
+        self.file = open(path, "ab")
+
+    def write(self, data):
+        self.owner.spend(len(data))
+        self.file.write(data)
+
+    def flush(self):
+        self.file.flush()
+
+    def sync(self):
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+class _BudgetUpdate:
+    def __init__(self, owner, path):
+        self.owner = owner
+        self.file = open(path, "r+b")
+        self.size = os.stat(path)[6]
+
+    def write_at(self, offset, data):
+        grow = offset + len(data) - self.size
+        if grow > 0:
+            self.owner.spend(grow)
+            self.size += grow
+        self.file.seek(offset)
+        self.file.write(data)
+        self.file.flush()
+
+    def sync(self):
+        self.file.flush()
+
+    def close(self):
+        self.file.close()
+
+
+class BudgetDir(FilesDir):
+    """Real files, and ``free`` bytes left: None is unlimited."""
+
+    def __init__(self, path=None):
+        FilesDir.__init__(self, path)
+        self.free = None
+
+    def spend(self, n):
+        if self.free is not None:
+            if n > self.free:
+                raise _full()
+            self.free -= n
+
+    def open_append(self, name):
+        return _BudgetHandle(self, self._p(name))
+
+    def open_update(self, name):
+        return _BudgetUpdate(self, self._p(name))
+
+    def write_file(self, name, data):
+        old = self.size(name) if name in self.list() else 0
+        self.spend(max(0, len(data) - old))
+        FilesDir.write_file(self, name, data)
+
+    def remove(self, name):
+        size = self.size(name)
+        FilesDir.remove(self, name)
+        if self.free is not None:
+            self.free += size
+
+
+def _payload(lane, n):
+    return ("L%d-%05d-" % (lane, n)).encode() + b"x" * 20
+
+
+def _kinds(reports):
+    return [r.kind for r in reports]
+
+
+def _crash(store):
+    """The process dies: open files close, nothing more is written."""
+    for lane in store._lanes:
+        seg = lane.active
+        if seg is not None and seg.handle is not None:
+            seg.handle.close()
+    for seg in store._sealing:
+        if seg.handle is not None:
+            seg.handle.close()
+    if store._journal is not None:
+        store._journal.close()
+
+
+def test_a_full_disk_holds_records_in_ram_sends_them_and_writes_them_later():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        for n in range(10):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        fs.free = 0
+        for n in range(10, 30):
+            assert store.append(3, _payload(3, n), 1)  # no exception, not dropped
+        store.append(0, _payload(0, 0), 1, urgent=True)
+        store.flush()
+        store.poll(10000)
+        assert store.disk_full
+        reports = store.take_reports()
+        assert _kinds(reports) == [st.DISK_FULL], reports
+        # The uplink reads all of it, on disk and in RAM, most urgent first.
+        got = read_all(store)
+        assert got == [(0, _payload(0, 0))] + [(3, _payload(3, n)) for n in range(30)]
+        fs.free = None
+        store.poll(20000)
+        assert not store.disk_full and store.unsynced == 0
+        assert _kinds(store.take_reports()) == [st.DISK_OK]
+        _crash(store)
+        again = open_store(fs)
+        assert read_all(again) == got
+        again.close()
+    finally:
+        fs.destroy()
+
+
+def test_records_durable_before_the_disk_filled_survive_a_crash_and_a_full_recovery():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        for n in range(50):  # several segments of 1 KiB, the last one unsealed
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        fs.free = 0
+        for n in range(50, 60):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        assert store.disk_full
+        _crash(store)
+        # Restarted while the disk is still full: recovery cannot seal the
+        # unsealed segment or write its report, and must not fail for it.
+        again = open_store(fs)
+        assert again.recovery.unrepaired == 1
+        assert again.disk_full
+        assert st.DISK_FULL in _kinds(again.take_reports())
+        assert read_all(again) == [(3, _payload(3, n)) for n in range(50)]
+        # Appending while full and full after a restart: held in RAM.
+        assert again.append(0, _payload(0, 1), 5, urgent=True)
+        fs.free = None
+        again.poll(100000)
+        assert not again.disk_full
+        again.close()
+        last = open_store(fs)
+        assert last.recovery.unrepaired == 0
+        assert drain(last) == [(0, _payload(0, 1))] + [(3, _payload(3, n)) for n in range(50)]
+        last.close()
+    finally:
+        fs.destroy()
+
+
+def test_acknowledging_while_full_frees_space_and_writing_resumes():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        for n in range(60):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        fs.free = 0
+        for n in range(60, 80):
+            store.append(3, _payload(3, n), 0)
+        assert store.disk_full
+        batch = store.read(30)  # the uplink: sent and acknowledged
+        store.ack(batch.lane, batch.end)
+        store.poll(10**6)  # compaction removes whole acked segments: room
+        assert not store.disk_full, store.take_reports()
+        assert _kinds(store.take_reports()) == [st.DISK_FULL, st.DISK_OK]
+        assert [p for _, p in drain(store)] == [_payload(3, n) for n in range(30, 80)]
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_the_ram_hold_is_bounded_and_evicts_telemetry_before_alerts():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs, hold_bytes=2048)
+        for n in range(40):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        fs.free = 0
+        alerts = []
+        for n in range(200):
+            assert store.append(3, _payload(3, 1000 + n), 1)
+            if n % 10 == 0:
+                alerts.append(_payload(0, n))
+                assert store.append(0, alerts[-1], 1, urgent=True)
+            assert store.held()[1] <= 2048 or not store.disk_full
+        reports = store.take_reports()
+        evicted = [r for r in reports if r.kind in (st.EVICTED, st.OVERFLOW)]
+        assert evicted and all(r.lane == 3 and r.kind == st.EVICTED for r in evicted), reports
+        assert store.stats["evicted"] == store.evicted_by_lane[3] > 0
+        got = read_all(store)
+        assert [p for lane, p in got if lane == 0] == alerts
+        # Telemetry kept is the newest, in order, and nothing is invented.
+        kept = [p for lane, p in got if lane == 3]
+        assert kept == sorted(kept) and kept[-1] == _payload(3, 1199)
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_a_hold_full_of_alerts_evicts_the_oldest_alerts_and_drops_telemetry():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs, hold_bytes=512)
+        fs.free = 0
+        for n in range(40):
+            assert store.append(0, _payload(0, n), 0, urgent=True)
+        assert store.held()[1] <= 512
+        n = 40
+        while store.held()[1] + 39 + 40 <= 512:  # no room left for a telemetry segment
+            assert store.append(0, _payload(0, n), 0, urgent=True)
+            n += 1
+        evicted = [r for r in store.take_reports() if r.kind == st.OVERFLOW]
+        assert evicted and all(r.lane == 0 and r.reason == st.REASON_DISK_FULL_EVICTED for r in evicted)
+        assert not store.append(3, _payload(3, 0), 0)  # telemetry never pushes out alerts
+        drops = [r for r in store.take_reports() if r.kind == st.OVERFLOW]
+        assert len(drops) == 1 and drops[0].reason == st.REASON_DISK_FULL_DROPPED
+        assert store.stats["dropped"] == 1
+        kept = [p for _, p in read_all(store)]
+        assert kept[-1] == _payload(0, n - 1) and kept == sorted(kept)
+        fs.free = None
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_closing_on_a_full_disk_writes_held_alerts_over_telemetry():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        for n in range(60):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        fs.free = 0
+        store.append(0, _payload(0, 7), 1, urgent=True)
+        assert store.disk_full
+        store.close()  # no exception; the alert is made room for
+        kinds = _kinds(store.take_reports())
+        assert st.EVICTED in kinds and st.LOST not in kinds, kinds
+        fs.free = None
+        again = open_store(fs)
+        got = read_all(again)
+        assert got[0] == (0, _payload(0, 7))
+        again.close()
+    finally:
+        fs.destroy()
+
+
+def test_closing_on_a_full_disk_with_nothing_to_evict_reports_the_loss():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        fs.free = 0
+        store.append(0, _payload(0, 1), 1, urgent=True)
+        store.close()
+        lost = [r for r in store.take_reports() if r.kind == st.LOST]
+        assert len(lost) == 1 and lost[0].records == 1
+    finally:
+        fs.destroy()
+
+
+def test_the_sequencer_reserves_in_place_on_a_full_disk():
+    fs = BudgetDir()
+    try:
+        seq = DurableSequencer(fs, block=4)
+        taken = [seq.take() for _ in range(3)]
+        fs.free = 0
+        taken += [seq.take() for _ in range(10)]  # crosses two reservations
+        assert taken == list(range(1, 14)) and seq.unreserved == 0
+        assert fmt.SEQ_NAME + fmt.TMP_SUFFIX not in fs.list()
+        again = DurableSequencer(fs, block=4)
+        assert again.take() > taken[-1]
+    finally:
+        fs.destroy()
+
+
+def test_a_fresh_sequencer_on_a_full_disk_still_hands_out_numbers():
+    fs = BudgetDir()
+    try:
+        fs.free = 0
+        seq = DurableSequencer(fs, block=4)
+        assert [seq.take() for _ in range(3)] == [1, 2, 3]
+        assert seq.unreserved == 3
+        fs.free = None
+        assert seq.take() == 4 and seq.limit > 4
+    finally:
+        fs.destroy()
+
+
+def test_other_os_errors_still_propagate():
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        store.append(3, _payload(3, 0), 0)
+
+        def broken(name):
+            raise OSError(5, "Input/output error")
+
+        fs.open_append = broken
+        store._lanes[3].active.handle = None
+        try:
+            store.sync()
+        except OSError as exc:
+            assert fmt.errno_of(exc) == 5
+        else:
+            raise AssertionError("EIO was swallowed")
+    finally:
+        fs.destroy()
