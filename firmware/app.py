@@ -117,7 +117,11 @@ class Firmware:
             self.sources.append(UartSource(self.device, bus_id, uarts[bus_id], clock, self.dispatch, log))
         self.inputs = []
         for sensor_id in sorted(input_pins or {}):
-            self.inputs.append(PinInput(self.device, sensor_id, input_pins[sensor_id], clock, self.dispatch))
+            if sensor_id not in board.sensors:
+                raise KeyError("input pin for sensor %r: no such sensor on board %s" % (sensor_id, board.name))
+            # Sampled at the sensor's own period from the board file.
+            self.inputs.append(PinInput(self.device, sensor_id, input_pins[sensor_id], clock, self.dispatch,
+                                        period_ms=board.sensors[sensor_id].period_ms // speed or 1))
         self.console = None
         if console_uart is not None:
             from console_port import ConsolePort

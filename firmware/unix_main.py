@@ -106,6 +106,8 @@ async def main(options):
         output_pins[output_id] = SimPin(output_id, path, level=0 if board.outputs[output_id].active_low else 1)
     input_pins = {}
     for sensor_id, path in options["input-pin"]:
+        if sensor_id not in board.sensors:
+            raise SystemExit("--input-pin %s: no sensor %r on board %s" % (sensor_id, sensor_id, board.name))
         input_pins[sensor_id] = SimPin(sensor_id, path)
     uplinks = []  # type: list  # the client's callback reaches the uplink made after it
     ssl = None
