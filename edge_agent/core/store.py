@@ -116,6 +116,10 @@ JOURNAL_LIMIT = 256
 # eviction makes room, telemetry first), and how often writing is retried.
 DEFAULT_HOLD_BYTES = 1024 * 1024
 RETRY_MS = 1000
+# A disk that fills again right after acks freed a segment is still full:
+# DISK_OK is reported only after this long without a failed write, so a
+# flapping disk gives one DISK_FULL and one DISK_OK, not one per segment.
+DISK_OK_AFTER_MS = 5000
 
 EVICTED = "evicted"  # less urgent data made room (normal under pressure)
 OVERFLOW = "overflow"  # data of the incoming lane's urgency or higher fills the store
@@ -270,6 +274,9 @@ class Store:
         self._closed = False
         self._sync_at = sync_every  # unsynced count that triggers a sync (later while the disk is full)
         self._full = False  # the last write failed for lack of space
+        self._full_reported = False  # DISK_FULL reported, DISK_OK not yet
+        self._full_ms = 0  # when a write last failed for lack of space
+        self._written_since_full = 0  # held records written since DISK_FULL
         self._last_ms = now_ms
         self._open(lanes, now_ms)
 
@@ -465,12 +472,15 @@ class Store:
 
     def _note_full(self, reason):
         self._full = True
+        self._full_ms = self._last_ms
         self.stats["disk_full"] += 1
         for lane in self._lanes:
             if lane.active is not None:
                 lane.active.limit = 0
-        records, nbytes = self.held()
-        self._reports.append(Report(DISK_FULL, -1, records, nbytes, reason))
+        if not self._full_reported:
+            self._full_reported = True
+            records, nbytes = self.held()
+            self._reports.append(Report(DISK_FULL, -1, records, nbytes, reason))
 
     def _retry_writes(self):
         """Write what waits in RAM, most urgent lane first. True when all of
@@ -485,7 +495,7 @@ class Store:
                 seg = lane.active
                 if seg is not None:
                     seg.limit = min(self._seal_limit, seg.end + WRITE_BUFFER)
-            self._reports.append(Report(DISK_OK, -1, records, 0, "disk has room again: records held in RAM written"))
+            self._written_since_full += records
         return True
 
     def _pending_segments(self):
@@ -650,6 +660,11 @@ class Store:
         self._due_ms = None
         self._sync_at = self.sync_every
         self.stats["syncs"] += 1
+        if self._full_reported and now_ms - self._full_ms >= DISK_OK_AFTER_MS:
+            self._full_reported = False
+            records = self._written_since_full
+            self._written_since_full = 0
+            self._reports.append(Report(DISK_OK, -1, records, 0, "disk has room again: records held in RAM written"))
 
     def _sync_once(self):
         """Write and fsync the segments, save the acks, fsync the directory.
