@@ -107,7 +107,7 @@ def _head(major, n):
 def _encode_int(value):
     if value >= 0:
         if value < 24:
-            return _SMALL_HEADS[0][value]
+            return bytes((value,))
         if value < 0x100:
             return bytes((24, value))
         if value < 0x100000000:
@@ -160,8 +160,6 @@ def _encode_float(value):
 _pack = struct.pack
 _unpack = struct.unpack
 _unpack_from = struct.unpack_from
-# Heads with an argument below 24 are one byte: [major][argument].
-_SMALL_HEADS = [[bytes(((major << 5) | n,)) for n in range(24)] for major in range(8)]
 
 
 def _sort_key(encoded_key):
@@ -178,91 +176,109 @@ def _encode(value, out, depth):
     if t is str:
         raw = value.encode("utf-8")
         n = len(raw)
-        out.append(_SMALL_HEADS[3][n] if n < 24 else _head(3, n))
-        out.append(raw)
+        if n < 24:
+            out.append(0x60 | n)
+        else:
+            out.extend(_head(3, n))
+        out.extend(raw)
         return
     if t is int:
-        out.append(_SMALL_HEADS[0][value] if 0 <= value < 24 else _encode_int(value))
+        if 0 <= value < 24:
+            out.append(value)
+        else:
+            out.extend(_encode_int(value))
         return
     if t is float:
-        out.append(_encode_float(value))
+        out.extend(_encode_float(value))
         return
     if t is list:
         n = len(value)
-        out.append(_SMALL_HEADS[4][n] if n < 24 else _head(4, n))
+        if n < 24:
+            out.append(0x80 | n)
+        else:
+            out.extend(_head(4, n))
         depth += 1
         if depth > MAX_DEPTH:
             for item in value:
                 _encode(item, out, depth)  # raises
             return
         append = out.append
+        extend = out.extend
         for item in value:
             # Scalars inline: one call per container instead of per item.
             t = type(item)
             if t is int:
-                append(_SMALL_HEADS[0][item] if 0 <= item < 24 else _encode_int(item))
+                if 0 <= item < 24:
+                    append(item)
+                else:
+                    extend(_encode_int(item))
             elif t is float:
-                append(_encode_float(item))
+                extend(_encode_float(item))
             elif t is str:
                 raw = item.encode("utf-8")
                 n = len(raw)
-                append(_SMALL_HEADS[3][n] if n < 24 else _head(3, n))
-                append(raw)
+                if n < 24:
+                    append(0x60 | n)
+                else:
+                    extend(_head(3, n))
+                extend(raw)
             else:
                 _encode(item, out, depth)
         return
     # bool first: on CPython bool is an int subclass (on MicroPython it is not).
     if value is None:
-        out.append(b"\xf6")
+        out.extend(b"\xf6")
     elif value is True:
-        out.append(b"\xf5")
+        out.extend(b"\xf5")
     elif value is False:
-        out.append(b"\xf4")
+        out.extend(b"\xf4")
     elif isinstance(value, int):
-        out.append(_encode_int(value))
+        out.extend(_encode_int(value))
     elif isinstance(value, float):
-        out.append(_encode_float(value))
+        out.extend(_encode_float(value))
     elif isinstance(value, str):
         raw = value.encode("utf-8")
-        out.append(_head(3, len(raw)))
-        out.append(raw)
+        out.extend(_head(3, len(raw)))
+        out.extend(raw)
     elif isinstance(value, (bytes, bytearray, memoryview)):
-        out.append(_encode_bytes(value))
+        out.extend(_encode_bytes(value))
     elif isinstance(value, (list, tuple)):
-        out.append(_head(4, len(value)))
+        out.extend(_head(4, len(value)))
         for item in value:
             _encode(item, out, depth + 1)
     elif isinstance(value, dict):
         pairs = []
         for key, item in value.items():
-            key_parts = []
+            key_parts = bytearray()
             _encode(key, key_parts, depth + 1)
-            pairs.append((b"".join(key_parts), item))
+            pairs.append((bytes(key_parts), item))
         pairs.sort(key=lambda pair: _sort_key(pair[0]))
-        out.append(_head(5, len(pairs)))
+        out.extend(_head(5, len(pairs)))
         previous = None
         for encoded_key, item in pairs:
             if encoded_key == previous:
                 raise CBOREncodeError("two map keys encode to the same bytes")
             previous = encoded_key
-            out.append(encoded_key)
+            out.extend(encoded_key)
             _encode(item, out, depth + 1)
     elif isinstance(value, Tag):
         if not isinstance(value.tag, int) or value.tag < 0 or value.tag >= _UINT64_LIMIT:
             raise CBOREncodeError("tag number must be an unsigned 64-bit int")
-        out.append(_head(6, value.tag))
+        out.extend(_head(6, value.tag))
         _encode(value.value, out, depth + 1)
     elif value is UNDEFINED:
-        out.append(b"\xf7")
+        out.extend(b"\xf7")
     else:
         raise CBOREncodeError("cannot encode a value of type %s" % type(value).__name__)
 
 
 def dumps(value):
     """Encode ``value`` as deterministic CBOR bytes."""
-    out = []
+    # One bytearray grown in place: single-byte heads are appended as ints
+    # (no bytes object each, no table of them), and no list of pieces.
+    out = bytearray()
     _encode(value, out, 0)
-    return b"".join(out)
+    return bytes(out)
 
 
 def _hashable(value):
