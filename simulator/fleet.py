@@ -300,10 +300,11 @@ class FleetRun:
         self.result.fault_start_ms = self._first_fault_ms()
         tasks = {}
         progress = self._progress()
+        starter = asyncio.create_task(self._start_devices(tasks))
+        ticker = asyncio.create_task(self._ticker())
+        timeline = asyncio.create_task(self._timeline())
+        helpers = (starter, ticker, timeline)
         try:
-            starter = asyncio.create_task(self._start_devices(tasks))
-            ticker = asyncio.create_task(self._ticker())
-            timeline = asyncio.create_task(self._timeline())
             end = self.t0_ms + spec.duration_ms
             while now_ms() < end:
                 await asyncio.sleep(min(0.25, max(0, end - now_ms()) / 1000))
@@ -316,6 +317,11 @@ class FleetRun:
                 device.finish(now_ms())
             await self._drain(progress)
         finally:
+            # Helpers first (on an interrupt they would go on starting
+            # devices, feeding closed stores and restarting the broker).
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             # A device whose agent ended by raising is a bug, not weather:
             # the run fails and says which and why.
             for name, task in tasks.items():
@@ -729,6 +735,11 @@ def main_from_args(args):
         # No mosquitto, a receiver that would not start, a full disk: the
         # fleet did not run, so nothing can be judged.
         print("edge-agent sim fleet: could not run the fleet: %s" % exc, file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        # Broker, receiver and devices are stopped by then (FleetRun.run's
+        # finally); an interrupted run proved nothing, so it is no pass.
+        print("edge-agent sim fleet: interrupted; nothing was judged", file=sys.stderr)
         return EXIT_FAILED
     print_result(result, console)
     if args.json:
