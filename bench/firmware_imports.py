@@ -62,6 +62,22 @@ for name in %r:
 print("total %%d" %% (used() - start))
 """
 
+# What the unix-port firmware's start really imports (unix_main's imports,
+# a line-only board: no commands, no console), in a fresh process.
+START = """
+import gc, sys, vfs
+with open(%r, "rb") as f:
+    rom = f.read()
+vfs.mount(vfs.VfsRom(rom), "/rom")
+sys.path[:] = ["/rom/lib", ".frozen"]
+gc.collect()
+before = gc.mem_alloc()
+import unix_main
+gc.collect()
+print("start %%d" %% (gc.mem_alloc() - before))
+print("loaded " + " ".join(sorted(name for name in sys.modules if name != "__main__")))
+"""
+
 
 def measure(image):
     out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", PROBE % (image, MODULES)], capture_output=True,
@@ -78,6 +94,15 @@ def measure(image):
     return costs, total
 
 
+def measure_start(image):
+    out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", START % image], capture_output=True, text=True,
+                         cwd=ROOT)
+    if out.returncode:
+        raise SystemExit(out.stdout + out.stderr)
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    return int(lines["start"]), lines["loaded"].split()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image", help="a bundle.romfs built with host modules (default: build one)")
@@ -90,7 +115,10 @@ def main():
     costs, total = measure(image)
     for name, cost in costs:
         print("%-36s %7.1f KiB" % (name, cost / 1024))
-    print("%-36s %7.1f KiB" % ("total", total / 1024))
+    print("%-36s %7.1f KiB" % ("total (every module)", total / 1024))
+    start, loaded = measure_start(image)
+    print("firmware start (unix_main's imports, %d modules): %.1f KiB" % (len(loaded), start / 1024))
+    print("  " + " ".join(loaded))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Serial decoders by protocol: the board file's ``[buses.ID] protocol`` key.
 
-Adding a protocol is one module plus one line in PROTOCOLS. The module
+Adding a protocol is one module plus one branch in protocol() and a name in NAMES. The module
 provides (modbus_master.py and nmea.py are the examples):
 
 - ``NAME``, the board-file value; ``DEFAULT_BAUD``, the baud when the board gives none;
@@ -15,13 +15,31 @@ provides (modbus_master.py and nmea.py are the examples):
   ``flush(now_ms) -> events`` (the port closed), and ``writes``: whether
   the adapter must write what ``poll`` returns (request/response protocols).
 
-Events are frames.py's ``Frame`` and ``BadFrame``, plus
-modbus_master.WriteResult; device.py turns them into readings and counters.
+Events are frames.py's ``Frame`` and ``BadFrame``, plus ``WriteResult``
+(below; modbus_master makes them); device.py turns them into readings and
+counters.
+
+A protocol's module is imported when a board first uses it, not with this
+module: on a board every imported function costs heap (MicroPython), and a
+board that speaks only the line protocol would pay ~19 KiB for Modbus and
+NMEA (measured on the 64-bit unix port, bench/firmware_imports.py).
 """
 
 from edge_agent.core import frames as fr
-from edge_agent.core import modbus_master
-from edge_agent.core import nmea
+
+
+class WriteResult:
+    """How a queued write ended: ``ok``, or ``detail`` says why not."""
+
+    __slots__ = ("tag", "ok", "detail")
+
+    def __init__(self, tag, ok, detail=""):
+        self.tag = tag
+        self.ok = ok
+        self.detail = detail
+
+    def __repr__(self):
+        return "WriteResult(%r, %r, %r)" % (self.tag, self.ok, self.detail)
 
 
 class _Line:
@@ -51,19 +69,25 @@ class _Line:
             return self._frames.flush()
 
 
-PROTOCOLS = {
-    "line": _Line,
-    "modbus": modbus_master,
-    "nmea": nmea,
-}
 NAMES = ("line", "modbus", "nmea")  # dicts are unordered on MicroPython: messages list these
 
 
 def protocol(name):
-    """The module for protocol ``name``; KeyError if there is none."""
-    return PROTOCOLS[name]
+    """The module for protocol ``name`` (imported now if it is not yet);
+    KeyError if there is none."""
+    if name == "line":
+        return _Line
+    if name == "modbus":
+        from edge_agent.core import modbus_master
+
+        return modbus_master
+    if name == "nmea":
+        from edge_agent.core import nmea
+
+        return nmea
+    raise KeyError(name)
 
 
 def create(bus, sensors):
     """A decoder for ``bus`` (a board Bus) reading ``sensors`` (its Sensors)."""
-    return PROTOCOLS[bus.protocol].Decoder(bus, sensors)
+    return protocol(bus.protocol).Decoder(bus, sensors)

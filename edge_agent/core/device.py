@@ -26,7 +26,7 @@ rejected frame by reason, so the console and tests can inspect it.
 
 from edge_agent.core import decoders
 from edge_agent.core import frames as fr
-from edge_agent.core.modbus_master import WriteResult
+from edge_agent.core.decoders import WriteResult
 from edge_agent.core.outputs import WriteRegisters
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg

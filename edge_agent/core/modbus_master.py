@@ -42,6 +42,7 @@ while no request was outstanding). ``WriteResult`` reports writes.
 """
 
 from edge_agent.core import frames as fr
+from edge_agent.core.decoders import WriteResult  # noqa: F401  (the event this module makes; decoders.py defines it)
 from edge_agent.core import modbus as mb
 
 NAME = "modbus"
@@ -99,18 +100,6 @@ class Point:
         return mb.decode_value(words, src.type, src.word_order) * src.scale + src.offset
 
 
-class WriteResult:
-    """How a queued write ended: ``ok``, or ``detail`` says why not."""
-
-    __slots__ = ("tag", "ok", "detail")
-
-    def __init__(self, tag, ok, detail=""):
-        self.tag = tag
-        self.ok = ok
-        self.detail = detail
-
-    def __repr__(self):
-        return "WriteResult(%r, %r, %r)" % (self.tag, self.ok, self.detail)
 
 
 class _Job:
