@@ -13,11 +13,14 @@
 
 The board is validated again here by the same core code as on the
 gateway (board_from_dict), so a damaged or hand-edited file is refused
-with every problem listed, never half-applied.
+with every problem listed, never half-applied. The validator is needed
+once: load_board imports it, then drops it from memory (the board's data
+classes live apart, in board_types.py).
 """
 
+import sys
+
 from edge_agent.core import cbor
-from edge_agent.core.board import board_from_dict
 from edge_agent.core.cose import MIN_HMAC_KEY
 from edge_agent.core.signals import check_device_id
 
@@ -52,10 +55,51 @@ class BoardConfig:
         self.inputs = inputs  # sensor id -> pin number
 
 
+# Imported by load_board only, and dropped after: ~23 KiB of functions on
+# the 64-bit unix port that nothing needs once the board is checked.
+VALIDATORS = ("edge_agent.core.board", "edge_agent.core.board_health")
+
+
 def load_board(path):
     data = _read(path, "board config")
-    board = board_from_dict(data.get("board"), data.get("source", path))  # raises BoardError
+    if not _text_keys(data.get("board")):
+        raise ConfigError("%s: the board config is damaged (a table key is not text); rebuild it with "
+                          "edge-agent firmware compile-board" % path)
+    from edge_agent.core.board import board_from_dict
+
+    try:
+        board = board_from_dict(data.get("board"), data.get("source", path))  # raises BoardError
+    finally:
+        forget(VALIDATORS)
     return BoardConfig(board, data.get("uarts") or {}, data.get("inputs") or {}, data.get("console"))
+
+
+def _text_keys(value, depth=0):
+    """Every table key in ``value`` is a string (a board file's always are;
+    damaged CBOR can decode to others, which the validator cannot sort)."""
+    if depth > 16:
+        return False
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str) or not _text_keys(value[key], depth + 1):
+                return False
+    elif isinstance(value, list):
+        for item in value:
+            if not _text_keys(item, depth + 1):
+                return False
+    return True
+
+
+def forget(names):
+    """Drop modules so the collector can free them (nothing else may hold
+    their functions); a later import loads them again."""
+    import edge_agent.core as package
+
+    for name in names:
+        sys.modules.pop(name, None)
+        short = name.rsplit(".", 1)[-1]
+        if short in package.__dict__:
+            delattr(package, short)
 
 
 class DeviceSettings:

@@ -26,111 +26,14 @@ protocol's keys by its decoder module (decoders.py lists them).
 
 from edge_agent.core import board_health as bh
 from edge_agent.core import decoders
+# The data classes live in board_types.py (firmware/config.py frees this
+# module after loading a board); they are re-exported here.
+from edge_agent.core.board_types import Board, BoardError, Bus, Component, Problem, Sensor  # noqa: F401
 
 SCHEMA = 1
 PROTOCOLS = decoders.NAMES
 STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
-
-
-class BoardError(ValueError):
-    """A board definition is invalid. ``problems`` lists every Problem found."""
-
-    def __init__(self, source, problems):
-        self.source = source
-        self.problems = problems
-        lines = ["%s: %d problem%s" % (source, len(problems), "" if len(problems) == 1 else "s")]
-        for problem in problems:
-            lines.append("  " + problem.describe())
-        super().__init__("\n".join(lines))
-
-
-class Problem:
-    __slots__ = ("key", "reason", "fix")
-
-    def __init__(self, key, reason, fix):
-        self.key = key
-        self.reason = reason
-        self.fix = fix
-
-    def describe(self):
-        return "%s: %s; %s" % (self.key or "(top level)", self.reason, self.fix)
-
-    def __repr__(self):
-        return "Problem(%r, %r, %r)" % (self.key, self.reason, self.fix)
-
-
-class Bus:
-    """``settings``: the protocol's bus settings (modbus_master.BusSettings),
-    or None for protocols without any."""
-
-    __slots__ = ("id", "port", "baud", "protocol", "settings")
-
-    def __init__(self, id, port, baud, protocol, settings=None):
-        self.id = id
-        self.port = port
-        self.baud = baud
-        self.protocol = protocol
-        self.settings = settings
-
-
-class Component:
-    """A part of the product. The health attributes (supply, quarantine,
-    confirm_n/m, ...) are documented in board_health.py and docs/health.md."""
-
-    __slots__ = ("id", "part", "essential", "description") + bh.COMPONENT_ATTRS
-
-    def __init__(self, id, part, essential, description, health=None):
-        self.id = id
-        self.part = part
-        self.essential = essential
-        self.description = description
-        values = health or bh.component_defaults()
-        for name in bh.COMPONENT_ATTRS:
-            setattr(self, name, values[name])
-
-
-class Sensor:
-    __slots__ = ("id", "bus", "component", "unit", "low", "high", "period_ms", "redundant", "rules", "predict",
-                 "source")
-
-    def __init__(self, id, bus, component, unit, low, high, period_ms, redundant="", rules=(), predict=None,
-                 source=None):
-        self.id = id
-        self.bus = bus
-        self.component = component
-        self.unit = unit
-        self.low = low
-        self.high = high
-        self.period_ms = period_ms
-        self.redundant = redundant  # sensor id that stands in when this one is switched out
-        self.rules = rules  # RuleSpecs declared in the board file
-        self.predict = predict  # PredictSpec or None
-        # Where the bus's protocol finds the value ([sensors.ID.modbus] ->
-        # modbus_master.Source, [sensors.ID.nmea] -> nmea.Source); None
-        # on a line-protocol bus, whose frames name the sensor.
-        self.source = source
-
-
-class Board:
-    __slots__ = ("name", "model", "buses", "components", "sensors", "source", "outputs", "modes", "health")
-
-    def __init__(self, name, model, buses, components, sensors, source, outputs=None, modes=None, health=None):
-        self.name = name
-        self.model = model
-        self.buses = buses
-        self.components = components
-        self.sensors = sensors
-        self.source = source
-        self.outputs = outputs or {}
-        self.modes = modes or {}
-        self.health = health or bh.HealthSettings()
-
-    def sensors_of(self, component_id):
-        return sorted(s.id for s in self.sensors.values() if s.component == component_id)
-
-    def sensors_on(self, bus_id):
-        return [s for s in self.sensors.values() if s.bus == bus_id]
 
 
 def _is_number(value):

@@ -12,6 +12,11 @@ and a component that keeps failing is ignored (never powered off) until it
 reads well again.
 """
 
+# The data classes live in board_types.py (firmware/config.py frees this
+# module after loading a board); they are re-exported here.
+from edge_agent.core.board_types import (COMPONENT_ATTRS, CROSS_CHECKED, HealthSettings, Mode, Output,  # noqa: F401
+                                         PredictSpec, RegisterWrite, RuleSpec, component_defaults)
+
 # Rule kinds and the keys each accepts besides the common ones.
 RULE_KEYS = {
     "threshold": ("above", "below", "clear"),
@@ -45,104 +50,6 @@ COMPONENT_HEALTH_KEYS = (
 SENSOR_HEALTH_KEYS = ("redundant", "rules", "predict")
 PREDICT_KEYS = ("above", "below", "horizon_days", "history_days", "severity", "action")
 HEALTH_KEYS = ("storm_min", "storm_window_s", "storm_hold_s", "dedupe_s", "rate_burst", "rate_per_hour")
-
-
-class Output:
-    """A GPIO output line the agent drives (a power enable, a heater)."""
-
-    __slots__ = ("id", "chip", "line", "active_low")
-
-    def __init__(self, id, chip, line, active_low):
-        self.id = id
-        self.chip = chip
-        self.line = line
-        self.active_low = active_low
-
-
-class Mode:
-    """A declared degraded mode: what an essential component's failure does
-    instead of a quarantine (a text for people, outputs to switch off)."""
-
-    __slots__ = ("id", "text", "cut")
-
-    def __init__(self, id, text, cut):
-        self.id = id
-        self.text = text
-        self.cut = cut
-
-
-class HealthSettings:
-    """Board-wide triage settings. Why these defaults:
-
-    - storm_min 3: two parts failing together happens by chance; three on
-      one rail or bus within a minute is a shared cause far more often.
-    - storm_window_s 60: failures from one cause arrive within the debounce
-      time of each other (a few sample periods), well inside a minute.
-    - storm_hold_s 0: an alert is never delayed unless the board opts in.
-      With 0 the first storm_min - 1 alerts of a storm go out before the
-      root cause is known; a few seconds of hold turn them into one.
-    - dedupe_s 3600: a condition that flaps is one page per hour with a
-      count, not one per flap.
-    - rate_burst 5, rate_per_hour 6: a component may page five times at
-      once, then once every ten minutes; critical alerts are never limited.
-    """
-
-    __slots__ = ("storm_min", "storm_window_ms", "storm_hold_ms", "dedupe_ms", "rate_burst", "rate_per_hour")
-
-    def __init__(self, storm_min=3, storm_window_ms=60000, storm_hold_ms=0, dedupe_ms=3600000, rate_burst=5, rate_per_hour=6):
-        self.storm_min = storm_min
-        self.storm_window_ms = storm_window_ms
-        self.storm_hold_ms = storm_hold_ms
-        self.dedupe_ms = dedupe_ms
-        self.rate_burst = rate_burst
-        self.rate_per_hour = rate_per_hour
-
-
-# Rule kinds whose declaration cross_check() names in its messages.
-CROSS_CHECKED = ("disagree", "dropout")
-
-
-class RuleSpec:
-    """One declared rule. ``params`` holds the kind's keys (numbers in the
-    sensor's unit, durations in ms).
-
-    A board holds a few hundred of these on a 32-sensor ESP32, where every
-    instance attribute is a slot in the instance's own table (MicroPython
-    ignores ``__slots__``): fields at their usual value stay on the class,
-    and the declaring key (a string per rule) is kept only for the kinds
-    whose cross-checks name it."""
-
-    severity = None  # None: critical on an essential component, else warning
-    action = ""  # "": the engine's default text for the kind
-    health = True  # counts toward the component's state
-    key = ""  # where it was declared, for messages
-
-    def __init__(self, kind, severity, action, health, params, key):
-        self.kind = kind
-        self.params = params
-        if severity is not None:
-            self.severity = severity
-        if action:
-            self.action = action
-        if not health:
-            self.health = False
-        if kind in CROSS_CHECKED:
-            self.key = key
-
-    def __repr__(self):
-        return "RuleSpec(%s %r)" % (self.kind, self.params)
-
-
-class PredictSpec:
-    __slots__ = ("above", "below", "horizon_ms", "history_days", "severity", "action")
-
-    def __init__(self, above, below, horizon_ms, history_days, severity, action):
-        self.above = above
-        self.below = below
-        self.horizon_ms = horizon_ms
-        self.history_days = history_days
-        self.severity = severity
-        self.action = action
 
 
 def _is_number(value):
@@ -394,20 +301,6 @@ def sensor_predict(check, entry, key):
     return PredictSpec(above, below, horizon * 86400000, history, severity, action)
 
 
-class RegisterWrite:
-    """What ``write_register`` writes: ``values`` on quarantine, and
-    ``release_values`` when the component is probed or released."""
-
-    __slots__ = ("bus", "slave", "address", "values", "release_values")
-
-    def __init__(self, bus, slave, address, values, release_values):
-        self.bus = bus
-        self.slave = slave
-        self.address = address
-        self.values = values
-        self.release_values = release_values
-
-
 def _register_values(check, table, name, key):
     value = table.get(name)
     if isinstance(value, int) and not isinstance(value, bool):
@@ -489,38 +382,3 @@ def cross_check(check, sensors, components):
         component = components[component_id]
         if "switch" in component.quarantine and not [s for s in sensors.values() if s.component == component_id and s.redundant]:
             check.problem("components.%s.quarantine" % component_id, "switch needs a sensor of this component with a redundant sensor", 'add redundant = "<sensor id>" to one of its sensors, or drop "switch"')
-
-
-# The health attributes every Component carries, and their defaults (what a
-# board without health keys gets).
-COMPONENT_ATTRS = (
-    "supply",
-    "quarantine",
-    "power_output",
-    "duty",
-    "duty_period_ms",
-    "confirm_n",
-    "confirm_m",
-    "release_after",
-    "probe_after_ms",
-    "max_probes",
-    "degraded_mode",
-    "quarantine_write",
-)
-
-
-def component_defaults():
-    return {
-        "supply": "",
-        "quarantine": ("ignore",),
-        "power_output": "",
-        "duty": 0.5,
-        "duty_period_ms": 60000,
-        "confirm_n": 3,
-        "confirm_m": 5,
-        "release_after": 10,
-        "probe_after_ms": 300000,
-        "max_probes": 3,
-        "degraded_mode": "",
-        "quarantine_write": None,
-    }
