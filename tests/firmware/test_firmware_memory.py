@@ -3,8 +3,11 @@ to a real mosquitto; sensors on a pty) through a simulated 24 hours under
 a hard heap limit, without MemoryError, with gc.mem_free() logged.
 
 The unix port is 64-bit: pointers, and so function objects, dicts and
-lists, are twice an ESP32's. HEAP_BUDGET is what fits here today; the
-measured figures (docs/firmware.md) are printed on every run:
+lists, are twice an ESP32's. HEAP_BUDGET is what fits here today with a
+margin (docs/firmware.md: peak use ~180 KiB; 240 KiB passed, 224 KiB
+failed on fragmentation, a 1 KiB block refused with ~40 KiB free; the
+issue's 96 KiB is not reached on this port). The measured figures are
+printed on every run:
     firmware memory: budget ..., free after start ..., min free ..., peak use ..., steady ...
 """
 
@@ -22,7 +25,7 @@ pytestmark = pytest.mark.integration
 SPEED = 8640  # a day in 10 s
 DAY_S = 24 * 3600
 # The firmware's own heap (the ROM image's bytes come on top, see rom_boot.py).
-HEAP_BUDGET = int(os.environ.get("EA_FIRMWARE_HEAP", str(320 * 1024)))
+HEAP_BUDGET = int(os.environ.get("EA_FIRMWARE_HEAP", str(256 * 1024)))
 
 
 @pytest.fixture(scope="session")
@@ -40,14 +43,17 @@ def test_firmware_runs_a_day_in_a_bounded_heap(pki, broker, pty, tmp_path, rom_i
         rig.start_receiver(broker.port)
         firmware = rig.start_firmware(pty.path, broker.port, "--clock-speed", str(SPEED), "--telemetry-interval-ms",
                                       "60000", "--heap-log-ms", "500", heap=heap, rom=rom_image)
-        firmware.wait_for("connected to broker", 20)
-        writer = FrameWriter(pty.master, demo_values(), rate_hz=200)
-        time.sleep(DAY_S / SPEED)
-        writer.close()
-        writer = None
-        mark = firmware.mark()
-        firmware.wait_for(" pending=0", 30, since=mark)
-        last = stop_firmware(firmware, timeout_s=30)
+        try:
+            firmware.wait_for("connected to broker", 20)
+            writer = FrameWriter(pty.master, demo_values(), rate_hz=200)
+            time.sleep(DAY_S / SPEED)
+            writer.close()
+            writer = None
+            mark = firmware.mark()
+            firmware.wait_for(" pending=0", 30, since=mark)
+            last = stop_firmware(firmware, timeout_s=30)
+        except RuntimeError as exc:
+            raise AssertionError("%s, in a %d-byte heap:\n%s" % (exc, HEAP_BUDGET, firmware.text()[-3000:]))
         rig.wait_seq(last, 30)
     finally:
         if writer:
