@@ -20,7 +20,9 @@ Theory of operation (docs/store.md has the full rules and the format).
   lane, replaced atomically); a lost ack only means records are sent again
   (at-least-once: the signal seq lets receivers drop duplicates). After a
   restart, reading resumes at the last durable acknowledged position.
-- Compaction. At each sync, segments wholly acknowledged are removed.
+- Compaction. At each sync, sealed segments wholly acknowledged are
+  removed. The active one stays until it is full (appends go on in the
+  same file), unless eviction needs its space or the disk is full.
 - Bound. The bytes of all segments (each counted with the seal it will
   end with) never exceed ``max_bytes``. To make room the store evicts whole
   segments: the least urgent lane first, oldest segment first, and never
@@ -261,6 +263,7 @@ class Store:
             "syncs": 0,
             "read": 0,
             "disk_full": 0,
+            "segments": 0,  # segment files started (each a create, later a remove)
         }
         self.evicted_by_lane = [0] * lanes
         self._reports = []
@@ -437,6 +440,7 @@ class Store:
         state.active = seg
         self.bytes += fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
         self._dir_dirty = True
+        self.stats["segments"] += 1
         return seg
 
     def _drain(self, seg):
@@ -535,7 +539,7 @@ class Store:
         False if it cannot fit without touching more urgent lanes."""
         freed = False
         for lane in self._lanes:
-            freed = self._compact(lane) or freed
+            freed = self._compact(lane, True) or freed
         while True:
             if self._full and freed:
                 self._retry_writes()  # removed files may have made room
@@ -755,15 +759,25 @@ class Store:
             self._dir_dirty = True  # no hurry: a stale journal holds only older positions
         self._journal_entries = 0
 
-    def _compact(self, lane):
+    def _compact(self, lane, active_too=False):
         """Remove the lane's wholly acknowledged segments; True if any went.
         (Before their acks are durable too: after a crash the older marker
         then points before segments that are gone, which only means those
-        records, acknowledged by the broker, are not there to resend.)"""
+        records, acknowledged by the broker, are not there to resend.)
+
+        The active segment stays while it has room, even wholly
+        acknowledged: with a receiver that acks every batch at once,
+        removing it made each append create a file and each sync remove it
+        (file churn per signal, and flash wear on an SD card). It goes once
+        sealed, when its space is needed (``active_too``, from eviction),
+        and while the disk is full (its records need never be written)."""
         removed = False
+        active_too = active_too or self._full
         while lane.segments:
             seg = lane.segments[0]
             if lane.ack[0] < seg.segno or (lane.ack[0] == seg.segno and lane.ack[1] < seg.end):
+                return removed
+            if seg is lane.active and not active_too:
                 return removed
             lane.segments.pop(0)
             self._drop_segment(lane, seg)
@@ -775,6 +789,7 @@ class Store:
         if self._closed:
             return
         for lane in self._lanes:
+            self._compact(lane, True)  # a wholly acknowledged active segment needs no seal
             seg = lane.active
             if seg is not None:
                 seg.write(fmt.encode_seal(seg.count, seg.end))

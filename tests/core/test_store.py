@@ -365,8 +365,61 @@ def test_compaction_removes_wholly_acknowledged_segments():
         assert store.lane_info(3)[0] == 15
         drain(store)
         store.sync()
-        assert fs.segments(3) == []
-        assert store.bytes == 0
+        # The active segment, wholly acknowledged, stays for the next appends.
+        assert fs.segments(3) == ["3-00000006.seg"]
+        assert store.lane_info(3)[0] == 0
+        store.close()
+        assert fs.segments(3) == []  # closing removes it (no seal needed)
+        store = open_store(fs)
+        assert store.bytes == 0 and store.read() is None
+        store.close()
+
+    _with_dir(body)
+
+
+def test_records_acked_at_once_share_a_segment_file():
+    # The receiver acks every batch at once (the scenario simulator, a good
+    # link): each append used to start a new file and each sync remove it.
+    def body(fs):
+        store = open_store(fs, segment_bytes=1024)
+        for i in range(200):
+            assert store.append(3, b"%03d" % i + bytes(37), i)
+            store.flush()
+            batch = store.read()
+            store.ack(3, batch.end)
+            store.sync()
+            assert [r[:3] for r in batch.records] == [b"%03d" % i]
+        # 200 records of 48 bytes framed: 10 segments of 1 KiB, not 200.
+        assert store.stats["segments"] <= 11
+        assert len(fs.segments(3)) == 1  # sealed ones are removed, the active one stays
+        assert store.bytes <= 1024
+        store.close()
+        assert fs.segments() == []
+
+    _with_dir(body)
+
+
+def test_crash_with_a_wholly_acknowledged_active_segment():
+    def body(fs):
+        store = open_store(fs, segment_bytes=1024)
+        for i in range(5):
+            store.append(3, b"a%d" % i, i)
+            store.ack(3, store.read().end)
+            store.sync()
+        store.append(3, b"unacked", 9)
+        store.sync()
+        # Killed: the active segment is neither sealed nor removed.
+        store = open_store(fs, 10)
+        assert [r for _, r in read_all(store)] == [b"unacked"]
+        store.close()
+        # Wholly acknowledged and killed: recovery removes it.
+        store = open_store(fs, 11)
+        store.append(3, b"b", 11)
+        store.ack(3, store.read().end)
+        store.sync()
+        assert len(fs.segments(3)) == 1
+        store = open_store(fs, 12)
+        assert fs.segments(3) == [] and store.read() is None
         store.close()
 
     _with_dir(body)
