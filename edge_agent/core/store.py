@@ -108,7 +108,9 @@ MIN_SEGMENT_BYTES = 128
 # list append costs a quarter of a buffered file write per record. They are
 # no less durable there than in the adapter's own write buffer: neither
 # survives a power cut until the sync. 8 KiB holds the benchmark's 100
-# signals per sync and bounds the RAM an ESP32 spends on it.
+# signals per sync and bounds the RAM an ESP32 spends on it. An adapter
+# may ask for more (``fs.write_buffer``: the POSIX one takes 64 KiB, so a
+# sync of 100 larger signals is still one write).
 WRITE_BUFFER = 8192
 # Ack journal entries between checkpoints into the per-lane markers: 256
 # entries are 8 KiB, and a checkpoint (a few renames and a directory sync)
@@ -252,6 +254,7 @@ class Store:
             fmt.MAX_PAYLOAD, segment_bytes - fmt.SEGMENT_HEADER - fmt.SEAL_SIZE - fmt.RECORD_HEADER
         )
         self._seal_limit = segment_bytes - fmt.SEAL_SIZE
+        self._write_buffer = getattr(fs, "write_buffer", 0)  # 0: WRITE_BUFFER, read at each use
         self._lane_count = lanes
         self.appended = 0  # records appended (counted at each sync)
         self.stats = {
@@ -427,7 +430,7 @@ class Store:
         state.next_segno += 1
         seg.pieces = [fmt.encode_segment_header(state.number, seg.segno, now_ms)]
         seg.write = seg.pieces.append
-        seg.limit = min(self._seal_limit, WRITE_BUFFER)
+        seg.limit = min(self._seal_limit, self._write_buffer or WRITE_BUFFER)
         seg.synced_end = 0
         seg.file_end = 0
         seg.file_count = 0
@@ -464,7 +467,7 @@ class Store:
                 pieces[:] = [data]  # joined once, not again at every retry
             return False
         if not self._full:
-            seg.limit = min(self._seal_limit, seg.end + WRITE_BUFFER)
+            seg.limit = min(self._seal_limit, seg.end + (self._write_buffer or WRITE_BUFFER))
         return True
 
     def _disk_error(self, exc):
@@ -498,7 +501,7 @@ class Store:
             for lane in self._lanes:
                 seg = lane.active
                 if seg is not None:
-                    seg.limit = min(self._seal_limit, seg.end + WRITE_BUFFER)
+                    seg.limit = min(self._seal_limit, seg.end + (self._write_buffer or WRITE_BUFFER))
             self._written_since_full += records
         return True
 
