@@ -26,7 +26,6 @@ import signal as posix_signal
 
 from edge_agent.atomic_file import atomic_write
 from edge_agent.core import audit, cbor
-from edge_agent.core import component as cs
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
 
@@ -43,15 +42,6 @@ UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-sign
 
 class DownlinkError(ValueError):
     """The downlink cannot start (message names the file and the fix)."""
-
-
-class Refused(Exception):
-    """An authentic command that cannot be applied (reason, detail)."""
-
-    def __init__(self, reason, detail):
-        super().__init__("%s: %s" % (reason, detail))
-        self.reason = reason
-        self.detail = detail
 
 
 def load_counters(path):
@@ -150,7 +140,7 @@ class Downlink:
         target = _target_of(command.name, command.args) or command.target
         try:
             before, after, note, restart = self._apply(command, now)
-        except Refused as exc:
+        except op.Refused as exc:
             self.refused += 1
             log.warning("downlink: refused %s #%d from %s: %s", command.name, command.counter, command.operator, exc)
             self._emit(audit.audit_signal(now, command.operator, command.name, target, None, None, audit.REFUSED,
@@ -186,11 +176,12 @@ class Downlink:
         self.dispatch([self.device.number(signal)])
 
     def _apply(self, command, now):
-        """(before, after, note, restart) or raise Refused."""
+        """(before, after, note, restart) or raise op.Refused."""
         args = command.args
         note = args.get("note", "")
         if command.name in ("quarantine.force", "quarantine.release"):
-            before, after = self._quarantine(command, args["component"], now)
+            before, after, outputs = op.apply_quarantine(self.device, command, now)
+            self.dispatch(outputs)
             return before, after, note, False
         if command.name == "alert.ack":
             if self.acknowledge is None:
@@ -198,43 +189,24 @@ class Downlink:
             try:
                 before, after = self.acknowledge(args["alert"], command.operator, now)
             except (KeyError, ValueError) as exc:
-                raise Refused("unknown-alert", str(exc)) from None
+                raise op.Refused("unknown-alert", str(exc)) from None
             return before, after, note, False
         if command.name == "config.update":
             before, after = self._stage(args["patch"], command.operator)
             return before, after, note or "restarting on the new config", True
         if command.name == "advisory":
             return self._advisory(command)
-        raise Refused("bad-command", "no handler for %s" % command.name)  # COMMANDS and this file disagree
-
-    def _quarantine(self, command, component, now):
-        states = self.device.component_states()
-        if component not in states:
-            raise Refused("unknown-component", "no component %r (components: %s)"
-                          % (component, ", ".join(sorted(states))))
-        before = states[component]
-        event = cs.FORCE if command.name == "quarantine.force" else cs.RELEASE
-        try:
-            cs.next_state(before, event)  # checked first: nothing is half-applied
-        except cs.IllegalTransition as exc:
-            raise Refused("not-allowed", str(exc)) from None
-        who = "%s (downlink #%d)" % (command.operator, command.counter)
-        if event == cs.FORCE:
-            outputs = self.device.force(component, now, who=who)
-        else:
-            outputs = self.device.release(component, now, who=who)
-        self.dispatch(outputs)
-        return before, self.device.component_states()[component]
+        raise op.Refused("bad-command", "no handler for %s" % command.name)  # COMMANDS and this file disagree
 
     def _stage(self, patch, who):
         from edge_agent.config_update import ConfigRefused
 
         if self.config is None:
-            raise Refused("no-config", "this agent takes no config updates (no state directory)")
+            raise op.Refused("no-config", "this agent takes no config updates (no state directory)")
         try:
             return self.config.stage(patch, who)
         except ConfigRefused as exc:
-            raise Refused(exc.reason, exc.detail) from None
+            raise op.Refused(exc.reason, exc.detail) from None
 
     def _advisory(self, command):
         args = command.args

@@ -20,20 +20,12 @@ with what a board can do:
 """
 
 from edge_agent.core import audit, cbor
-from edge_agent.core import component as cs
 from edge_agent.core import operator as op
 
 COUNTERS_NAME = "counters.cbor"
 REFUSALS_PER_WINDOW = 20
 REFUSAL_WINDOW_MS = 60000
 UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
-
-
-class Refused(Exception):
-    def __init__(self, reason, detail):
-        super().__init__("%s: %s" % (reason, detail))
-        self.reason = reason
-        self.detail = detail
 
 
 class Commands:
@@ -91,7 +83,7 @@ class Commands:
         target = command.args.get("component") or command.target
         try:
             before, after, note = self._apply(command, now)
-        except Refused as exc:
+        except op.Refused as exc:
             self.refused += 1
             self.log("warning", "command %s #%d from %s refused: %s" % (command.name, command.counter,
                                                                        command.operator, exc))
@@ -108,38 +100,20 @@ class Commands:
         args = command.args
         note = args.get("note", "")
         if command.name in ("quarantine.force", "quarantine.release"):
-            before, after = self._quarantine(command, args["component"], now)
+            before, after, outputs = op.apply_quarantine(self.device, command, now)
+            self.dispatch(outputs)
             return before, after, note
         if command.name == "alert.ack":
             return "unacknowledged", "acknowledged", note or "recorded"
         if command.name == "advisory":
             self.log("warning", "advisory %s from %s: %s" % (args.get("id", ""), command.operator, args["text"]))
             if "patch" in args:
-                raise Refused("no-config", "a board takes a new config by reflashing its compiled board")
+                raise op.Refused("no-config", "a board takes a new config by reflashing its compiled board")
             return None, args.get("severity", "info"), args["text"]
         if command.name == "config.update":
-            raise Refused("no-config", "a board takes a new config by reflashing its compiled board "
+            raise op.Refused("no-config", "a board takes a new config by reflashing its compiled board "
                                        "(edge-agent firmware compile-board, make flash)")
-        raise Refused("bad-command", "no handler for %s on the firmware" % command.name)
-
-    def _quarantine(self, command, component, now):
-        states = self.device.component_states()
-        if component not in states:
-            raise Refused("unknown-component", "no component %r (components: %s)"
-                          % (component, ", ".join(sorted(states))))
-        before = states[component]
-        event = cs.FORCE if command.name == "quarantine.force" else cs.RELEASE
-        try:
-            cs.next_state(before, event)  # checked first: nothing is half-applied
-        except cs.IllegalTransition as exc:
-            raise Refused("not-allowed", str(exc))
-        who = "%s (downlink #%d)" % (command.operator, command.counter)
-        if event == cs.FORCE:
-            outputs = self.device.force(component, now, who=who)
-        else:
-            outputs = self.device.release(component, now, who=who)
-        self.dispatch(outputs)
-        return before, self.device.component_states()[component]
+        raise op.Refused("bad-command", "no handler for %s on the firmware" % command.name)
 
     def _refuse_unverified(self, exc, topic, now):
         self.refused += 1

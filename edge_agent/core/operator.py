@@ -35,6 +35,7 @@ Pure logic, no clock: callers pass now_ms.
 """
 
 from edge_agent.core import cbor, cose
+from edge_agent.core import component as cs
 
 OPERATOR_VERSION = 1
 
@@ -107,6 +108,17 @@ class Rejection(ValueError):
         # replay, expired, another model): its name and args, for the audit.
         self.command_name = None
         self.command_args = None
+
+
+class Refused(Exception):
+    """An authentic command that cannot be applied. ``reason`` is stable
+    (unknown-component, not-allowed, or the caller's own: no-config,
+    unknown-alert, bad-command); ``detail`` is a sentence for people."""
+
+    def __init__(self, reason, detail):
+        super().__init__("%s: %s" % (reason, detail))
+        self.reason = reason
+        self.detail = detail
 
 
 def check_name(name):
@@ -345,6 +357,29 @@ def check_command(name, args):
     if name == "advisory" and args.get("severity", "info") not in ADVISORY_SEVERITIES:
         return "advisory severity must be one of %s" % ", ".join(ADVISORY_SEVERITIES)
     return None
+
+
+def apply_quarantine(device, command, now_ms):
+    """Apply a verified quarantine.force/release to the core ``device``:
+    (state before, state after, outputs to dispatch), or raise Refused.
+    The transition is checked first, so nothing is half-applied."""
+    component = command.args["component"]
+    states = device.component_states()
+    if component not in states:
+        raise Refused("unknown-component", "no component %r (components: %s)"
+                      % (component, ", ".join(sorted(states))))
+    before = states[component]
+    event = cs.FORCE if command.name == "quarantine.force" else cs.RELEASE
+    try:
+        cs.next_state(before, event)
+    except cs.IllegalTransition as exc:
+        raise Refused("not-allowed", str(exc))
+    who = "%s (downlink #%d)" % (command.operator, command.counter)
+    if event == cs.FORCE:
+        outputs = device.force(component, now_ms, who=who)
+    else:
+        outputs = device.release(component, now_ms, who=who)
+    return before, device.component_states()[component], outputs
 
 
 def model_target(model):
