@@ -29,8 +29,9 @@ import time
 
 import aiomqtt
 
-from edge_agent.core import bundle, cbor
+from edge_agent.core import bundle
 from edge_agent.core import signals as sg
+from edge_agent.core.signals import status_payload, status_topic
 
 log = logging.getLogger("edge_agent.uplink")
 
@@ -62,29 +63,9 @@ class BrokerSettings:
         return "%s:%d (%s)" % (self.host, self.port, "TLS" if self.tls_context else "plaintext")
 
 
-def status_topic(device_id):
-    return "%s/%s/status" % (sg.TOPIC_ROOT, device_id)
-
-
-def status_payload(device_id, online):
-    return cbor.dumps({sg.K_VERSION: sg.VERSION, sg.K_DEVICE: device_id, sg.K_ONLINE: online})
-
-
 def group_for_publish(records, urgent):
-    """Split a batch's records into payloads to publish: [(kind, [records])].
-    Urgent records go one per message; others in bundles of one kind."""
-    groups = []
-    size = 0
-    for record in records:
-        kind = bundle.peek_kind(record)
-        if (urgent or not groups or groups[-1][0] != kind or size + len(record) > BUNDLE_MAX_BYTES
-                or len(groups[-1][1]) >= bundle.MAX_BUNDLE_SIGNALS):
-            groups.append((kind, [record]))
-            size = len(record)
-        else:
-            groups[-1][1].append(record)
-            size += len(record)
-    return groups
+    """[(kind, [records])] to publish, in the gateway's bundle limit."""
+    return bundle.group_for_publish(records, urgent, BUNDLE_MAX_BYTES)
 
 
 class Pacer:

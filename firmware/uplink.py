@@ -26,7 +26,7 @@ composition root with the broker, TLS and the last will
 import asyncio
 import random
 
-from edge_agent.core import bundle, cbor
+from edge_agent.core import bundle
 from edge_agent.core import signals as sg
 from mqtt_packets import MQTTError, Will
 
@@ -48,38 +48,13 @@ BACKOFF_MAX_MS = 30000
 URGENT_PRIORITY = sg.PRIORITY_HIGH
 
 
-def status_topic(device_id):
-    return "%s/%s/status" % (sg.TOPIC_ROOT, device_id)
-
-
 def command_topic(device_id):
     return "%s/%s/cmd" % (sg.TOPIC_ROOT, device_id)
 
 
-def status_payload(device_id, online):
-    return cbor.dumps({sg.K_VERSION: sg.VERSION, sg.K_DEVICE: device_id, sg.K_ONLINE: online})
-
-
-def group_for_publish(records, urgent):
-    """[(kind, [records])]: urgent records one per message, the rest in
-    bundles of one kind (edge_agent/uplink.py, with a board's limits)."""
-    groups = []  # type: list
-    size = 0
-    for record in records:
-        kind = bundle.peek_kind(record)
-        if (urgent or not groups or groups[-1][0] != kind or size + len(record) > BUNDLE_MAX_BYTES
-                or len(groups[-1][1]) >= bundle.MAX_BUNDLE_SIGNALS):
-            groups.append((kind, [record]))
-            size = len(record)
-        else:
-            groups[-1][1].append(record)
-            size += len(record)
-    return groups
-
-
 def will_for(device_id):
     """The last will: the broker publishes "offline" (retained) for us."""
-    return Will(status_topic(device_id), status_payload(device_id, False), qos=1, retain=True)
+    return Will(sg.status_topic(device_id), sg.status_payload(device_id, False), qos=1, retain=True)
 
 
 class Uplink:
@@ -127,7 +102,7 @@ class Uplink:
             await client.connect()
             self.connects += 1
             self.store.rewind()
-            await client.publish(status_topic(self.device_id), status_payload(self.device_id, True), qos=1,
+            await client.publish(sg.status_topic(self.device_id), sg.status_payload(self.device_id, True), qos=1,
                                  retain=True)
             if self.on_command is not None:
                 await client.subscribe(command_topic(self.device_id), qos=1)
@@ -156,7 +131,7 @@ class Uplink:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            groups = group_for_publish(batch.records, urgent=batch.lane <= URGENT_PRIORITY)
+            groups = bundle.group_for_publish(batch.records, batch.lane <= URGENT_PRIORITY, BUNDLE_MAX_BYTES)
             publishes = []
             for kind, records in groups:
                 payload = records[0] if len(records) == 1 else bundle.encode(records)
@@ -173,7 +148,7 @@ class Uplink:
         client = self.client
         if client.connected:
             try:
-                await client.publish(status_topic(self.device_id), status_payload(self.device_id, False), qos=1,
+                await client.publish(sg.status_topic(self.device_id), sg.status_payload(self.device_id, False), qos=1,
                                      retain=True)
                 await client.disconnect()
             except (MQTTError, OSError, asyncio.TimeoutError):

@@ -24,6 +24,25 @@ def encode(records):
     return cbor._head(4, len(records)) + b"".join(records)
 
 
+def group_for_publish(records, urgent, max_bytes):
+    """Split an uplink batch's records into payloads to publish:
+    [(kind, [records])]. Urgent records go one per message; the others in
+    bundles of one kind, at most ``max_bytes`` of records (the gateway's
+    and a board's limits differ) and MAX_BUNDLE_SIGNALS each."""
+    groups = []
+    size = 0
+    for record in records:
+        kind = peek_kind(record)
+        if (urgent or not groups or groups[-1][0] != kind or size + len(record) > max_bytes
+                or len(groups[-1][1]) >= MAX_BUNDLE_SIGNALS):
+            groups.append((kind, [record]))
+            size = len(record)
+        else:
+            groups[-1][1].append(record)
+            size += len(record)
+    return groups
+
+
 def decode(payload):
     """The signals in a sealed payload (a signal or a bundle), checked:
     raises SignalError for anything that is not valid, or a bundle that

@@ -97,6 +97,16 @@ def topic(device_id, kind):
     return "%s/%s/%s" % (TOPIC_ROOT, device_id, KIND_NAMES[kind])
 
 
+# The retained online/offline status (the broker's last will says offline
+# when a session dies uncleanly): docs/wire-format.md.
+def status_topic(device_id):
+    return "%s/%s/status" % (TOPIC_ROOT, device_id)
+
+
+def status_payload(device_id, online):
+    return cbor.dumps({K_VERSION: VERSION, K_DEVICE: device_id, K_ONLINE: online})
+
+
 class Signal:
     """One signal. ``seq`` is None until the sequencer numbers it."""
 
