@@ -65,56 +65,32 @@ class LogRing(logging.Handler):
             self.errors.append(line)
 
 
-class AgentView:
+class AgentView(con.View):
     """The core console's view of a running Agent (core/console.py lists
-    what a view offers)."""
+    what a view offers; con.View has what the firmware's shares)."""
 
     def __init__(self, agent, ring):
-        self._agent = agent
-        self._ring = ring
-        self.device = agent.device
-        self.agent = "edge-agent " + __version__
-        self.started_ms = agent.clock()
-
-    def now_ms(self):
-        return self._agent.clock()
+        super().__init__(agent, ring, "edge-agent " + __version__)
 
     def link(self):
-        uplink = self._agent.uplink
+        uplink = self._host.uplink
         state = "online" if uplink.online.is_set() else "offline"
         return "%s: broker %s (%d signals acknowledged, %d connects)" % (
             state, uplink.settings.describe(), uplink.published, uplink.connects)
 
-    def store_lanes(self):
-        store = self._agent.store
-        lanes = []
-        for lane in range(store.lanes):
-            records, nbytes, _, oldest = store.lane_info(lane)
-            lanes.append((lane, records, nbytes, oldest))
-        return lanes
-
-    def log_lines(self, n):
-        return list(self._ring.lines)[-n:]
-
-    def errors(self, n):
-        return list(self._ring.errors)[-n:]
-
     def settings(self):
-        agent = self._agent
+        agent = self._host
         gpio = agent.gpio
-        return [
-            ("identity", self.device.device_id),
-            ("telemetry", "every %d ms, at most %d readings" % (self.device.telemetry_interval_ms,
-                                                                self.device.telemetry_max_readings)),
+        return super().settings() + [
             ("store", agent.fs.path if agent.fs is not None and hasattr(agent.fs, "path") else "-"),
             ("gpio", gpio.describe() if hasattr(gpio, "describe") else ("none" if gpio is None else type(gpio).__name__)),
         ]
 
     def dispatch(self, outputs):
-        self._agent._dispatch(outputs)
+        self._host._dispatch(outputs)
 
     def output_is_on(self, output_id):
-        gpio = self._agent.gpio
+        gpio = self._host.gpio
         if gpio is None or not hasattr(gpio, "is_on"):
             return None
         return gpio.is_on(output_id)

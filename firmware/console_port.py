@@ -39,43 +39,21 @@ class LogRing:
             self.errors.append(line)
 
 
-class FirmwareView:
-    def __init__(self, firmware, ring):
-        self._firmware = firmware
-        self._ring = ring
-        self.device = firmware.device
-        self.agent = "edge-agent-firmware " + __version__
-        self.started_ms = firmware.clock()
+class FirmwareView(con.View):
+    """The core console's view of the firmware (con.View has what the
+    gateway's shares)."""
 
-    def now_ms(self):
-        return self._firmware.clock()
+    def __init__(self, firmware, ring):
+        super().__init__(firmware, ring, "edge-agent-firmware " + __version__)
 
     def link(self):
-        uplink = self._firmware.uplink
+        uplink = self._host.uplink
         return "%s: %d signals acknowledged, %d connects, %d failures" % (
             "online" if uplink.online else "offline", uplink.published, uplink.connects, uplink.failures)
 
-    def store_lanes(self):
-        store = self._firmware.store
-        lanes = []
-        for lane in range(store.lanes):
-            records, nbytes, _, oldest = store.lane_info(lane)
-            lanes.append((lane, records, nbytes, oldest))
-        return lanes
-
-    def log_lines(self, n):
-        return list(self._ring.lines)[-n:]
-
-    def errors(self, n):
-        return list(self._ring.errors)[-n:]
-
     def settings(self):
-        device = self.device
-        firmware = self._firmware
-        return [
-            ("identity", device.device_id),
-            ("telemetry", "every %d ms, at most %d readings" % (device.telemetry_interval_ms,
-                                                                device.telemetry_max_readings)),
+        firmware = self._host
+        return super().settings() + [
             ("store", "%d KiB in %d KiB segments" % (firmware.store.max_bytes // 1024,
                                                      firmware.store.segment_bytes // 1024)),
             ("outputs", ", ".join("%s %s" % (o, "on" if on else "OFF")
@@ -83,10 +61,10 @@ class FirmwareView:
         ]
 
     def dispatch(self, outputs):
-        self._firmware.dispatch(outputs)
+        self._host.dispatch(outputs)
 
     def output_is_on(self, output_id):
-        return self._firmware.outputs.state.get(output_id)
+        return self._host.outputs.state.get(output_id)
 
 
 class ConsolePort:

@@ -51,6 +51,48 @@ from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
 from edge_agent.core.console_show import ConsoleError
 
+
+
+class View:
+    """The parts of a view (above) the gateway (console_server.py) and the
+    firmware (firmware/console_port.py) share; each subclass adds link(),
+    dispatch(), output_is_on() and its own lines to settings(). ``host`` is
+    the agent or the firmware: its clock(), device and store; ``ring`` holds
+    the last log ``lines`` and ``errors``."""
+
+    def __init__(self, host, ring, agent):
+        self._host = host
+        self._ring = ring
+        self.device = host.device
+        self.agent = agent
+        self.started_ms = host.clock()
+
+    def now_ms(self):
+        return self._host.clock()
+
+    def store_lanes(self):
+        store = self._host.store
+        lanes = []
+        for lane in range(store.lanes):
+            records, nbytes, _, oldest = store.lane_info(lane)
+            lanes.append((lane, records, nbytes, oldest))
+        return lanes
+
+    def log_lines(self, n):
+        return list(self._ring.lines)[-n:]
+
+    def errors(self, n):
+        return list(self._ring.errors)[-n:]
+
+    def settings(self):
+        device = self.device
+        return [
+            ("identity", device.device_id),
+            ("telemetry", "every %d ms, at most %d readings" % (device.telemetry_interval_ms,
+                                                                device.telemetry_max_readings)),
+        ]
+
+
 # Lockout: MAX_FAILURES failed logins in a row lock login for FIRST_LOCK_MS,
 # doubled at each further lockout, at most MAX_LOCK_MS. Five tries forgive a
 # mistyped paste; an hour caps what a forgetful technician can do to himself.
