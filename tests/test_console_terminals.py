@@ -103,7 +103,15 @@ def test_picocom_under_tmux(rig, cable):
         pytest.skip("picocom is not installed and `apt-get install picocom` was not possible here (make setup installs it)")
     tmux = Tmux("picocom -q -b 115200 %s" % cable.path)
     try:
-        tmux.keys("Enter")
+        # picocom may not have opened the port yet when the first Enter is
+        # typed (a loaded CI machine): press Enter again, as a person would.
+        for _ in range(15):
+            tmux.keys("Enter")
+            try:
+                tmux.wait("%s> " % DEVICE, timeout_s=1)
+                break
+            except AssertionError:
+                continue
         tmux.wait("%s> " % DEVICE)
         tmux.keys("status", "Enter")
         tmux.wait("device      %s (board demo-gateway" % DEVICE)
