@@ -40,15 +40,52 @@ def write_private(path, data):
         f.write(data)
 
 
-def read_private(path):
+def read_private(path, error=IdentityError, create="create the identity with `edge-agent keys init`"):
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        raise IdentityError("%s: missing; create the identity with `edge-agent keys init`" % path) from None
+        raise error("%s: missing; %s" % (path, create)) from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise IdentityError("%s: readable by group or others (mode %o); run `chmod 600 %s`" % (path, mode & 0o777, path))
+        raise error("%s: readable by group or others (mode %o); run `chmod 600 %s`" % (path, mode & 0o777, path))
     with open(path, "rb") as f:
         return f.read()
+
+
+def load_toml(path, error, missing):
+    """The table in the TOML file ``path``; raises ``error`` with the
+    ``missing`` message (how to make the file) when there is none, and with
+    the reason when it is a directory or not valid TOML."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise error(missing) from None
+    except IsADirectoryError:
+        raise error("%s: is a directory; name the TOML file" % path) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error("%s: not valid TOML (%s)" % (path, exc)) from None
+
+
+def new_ed25519_key(path):
+    """A new Ed25519 private key, written to ``path`` (PKCS#8 PEM, mode 0600)."""
+    key = Ed25519PrivateKey.generate()
+    write_private(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return key
+
+
+def load_ed25519_key(path, error, create):
+    """The Ed25519 private key in ``path``, refused as ``error`` when it is
+    missing (``create`` says how to make it), readable by others or not a
+    PEM Ed25519 key."""
+    pem = read_private(path, error, create)
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except ValueError as exc:
+        raise error("%s: not a PEM private key (%s)" % (path, exc)) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise error("%s: not an Ed25519 key" % path)
+    return key
 
 
 def public_key_bytes(private_key):
@@ -109,10 +146,7 @@ def create_identity(directory, device_id, algorithm=EDDSA):
     if os.path.exists(manifest):
         raise IdentityError("%s already holds an identity; refusing to overwrite a device's key" % directory)
     if algorithm == EDDSA:
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        write_private(os.path.join(directory, "device.key"), pem)
+        key = new_ed25519_key(os.path.join(directory, "device.key"))
         identity = Identity(device_id, algorithm, private_key=key, directory=directory)
     else:
         secret = os.urandom(HMAC_KEY_BYTES)
@@ -126,27 +160,16 @@ def create_identity(directory, device_id, algorithm=EDDSA):
 
 def load_identity(directory):
     manifest = os.path.join(directory, "identity.toml")
-    try:
-        with open(manifest, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise IdentityError("%s: no identity here; create one with `edge-agent keys init --dir %s --device-id ID`"
-                            % (directory, directory)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise IdentityError("%s: not valid TOML (%s)" % (manifest, exc)) from None
+    data = load_toml(manifest, IdentityError, "%s: no identity here; create one with `edge-agent keys init --dir %s "
+                     "--device-id ID`" % (directory, directory))
     device_id = data.get("device_id")
     algorithm = data.get("algorithm")
     reason = check_device_id(device_id)
     if reason:
         raise IdentityError("%s: device_id: %s" % (manifest, reason))
     if algorithm == EDDSA:
-        path = os.path.join(directory, "device.key")
-        try:
-            key = serialization.load_pem_private_key(read_private(path), password=None)
-        except ValueError as exc:
-            raise IdentityError("%s: not a PEM private key (%s)" % (path, exc)) from None
-        if not isinstance(key, Ed25519PrivateKey):
-            raise IdentityError("%s: not an Ed25519 key" % path)
+        key = load_ed25519_key(os.path.join(directory, "device.key"), IdentityError,
+                               "create the identity with `edge-agent keys init`")
         return Identity(device_id, algorithm, private_key=key, directory=directory)
     if algorithm == HMAC256:
         path = os.path.join(directory, "device.secret")

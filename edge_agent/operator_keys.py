@@ -23,13 +23,10 @@ import stat
 import time
 import tomllib
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from edge_agent.atomic_file import atomic_write
 from edge_agent.core import cose
 from edge_agent.core import operator as op
-from edge_agent.identity import IdentityError, ed25519_verifier, public_key_bytes, read_private, write_private
+from edge_agent.identity import ed25519_verifier, load_ed25519_key, load_toml, new_ed25519_key, public_key_bytes
 
 MANIFEST = "operator.toml"
 KEY_FILE = "operator.key"
@@ -141,9 +138,7 @@ def create_operator(directory, name):
     manifest = os.path.join(directory, MANIFEST)
     if os.path.exists(manifest):
         raise OperatorError("%s already holds an operator key; refusing to overwrite it" % directory)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    write_private(os.path.join(directory, KEY_FILE), pem)
+    key = new_ed25519_key(os.path.join(directory, KEY_FILE))
     operator = Operator(name, key, directory)
     with open(manifest, "w") as f:
         f.write("# edge-agent operator (public; the private key is beside it, mode 0600)\n")
@@ -153,27 +148,14 @@ def create_operator(directory, name):
 
 def load_operator(directory):
     manifest = os.path.join(directory, MANIFEST)
-    try:
-        with open(manifest, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise OperatorError("%s: no operator here; create one with `edge-agent keys operator-init %s --name NAME`"
-                            % (directory, directory)) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise OperatorError("%s: not valid TOML (%s)" % (manifest, exc)) from None
+    data = load_toml(manifest, OperatorError, "%s: no operator here; create one with `edge-agent keys operator-init "
+                     "%s --name NAME`" % (directory, directory))
     name = data.get("name")
     problem = op.check_name(name)
     if problem:
         raise OperatorError("%s: name: %s" % (manifest, problem))
-    path = os.path.join(directory, KEY_FILE)
-    try:
-        key = serialization.load_pem_private_key(read_private(path), password=None)
-    except IdentityError as exc:
-        raise OperatorError(str(exc).replace("edge-agent keys init", "edge-agent keys operator-init")) from None
-    except ValueError:
-        raise OperatorError("%s: not a PEM private key" % path) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise OperatorError("%s: not an Ed25519 key" % path)
+    key = load_ed25519_key(os.path.join(directory, KEY_FILE), OperatorError,
+                           "create the operator with `edge-agent keys operator-init`")
     return Operator(name, key, directory)
 
 
@@ -181,16 +163,8 @@ def load_trusted(path):
     """{operator kid bytes: verify} from a trusted-operators TOML file.
     There is no default: a missing or empty file is an error, so a device
     never trusts anyone by accident."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise OperatorError("%s: not found; create it from `edge-agent keys operator-entry OPERATOR_DIR` output"
-                            % path) from None
-    except IsADirectoryError:
-        raise OperatorError("%s: is a directory; name the trusted-operators TOML file" % path) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise OperatorError("%s: not valid TOML (%s)" % (path, exc)) from None
+    data = load_toml(path, OperatorError, "%s: not found; create it from `edge-agent keys operator-entry "
+                     "OPERATOR_DIR` output" % path)
     if os.stat(path).st_mode & stat.S_IWOTH:
         raise OperatorError("%s: writable by others, so anyone could add an operator; run `chmod o-w %s`"
                             % (path, path))
