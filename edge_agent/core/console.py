@@ -479,19 +479,14 @@ class Session:
         device = self.console.view.device
         if cid not in device.health.components:
             raise ConsoleError("no component %r; components: %s" % (cid, ", ".join(sorted(device.health.components))))
-        before = device.health.state_of(cid)
-        who = self.token.subject
         action = "quarantine." + verb
         try:
-            if verb == "force":
-                outputs = device.force(cid, now, who=who)
-            else:
-                outputs = device.release(cid, now, who=who)
-        except cs.IllegalTransition as exc:
-            self._audit(now, action, cid, before, None, audit.REFUSED, str(exc))
-            raise ConsoleError("%s is %s: %s" % (cid, before, exc))
+            before, after, outputs = op.quarantine(device, cid, verb == "force", now, self.token.subject)
+        except op.Refused as exc:  # not-allowed: the component is known
+            before = device.health.state_of(cid)
+            self._audit(now, action, cid, before, None, audit.REFUSED, exc.detail)
+            raise ConsoleError("%s is %s: %s" % (cid, before, exc.detail))
         self.console.view.dispatch(outputs)
-        after = device.health.state_of(cid)
         self._audit(now, action, cid, before, after, audit.APPLIED, "")
         done = [o.text for o in outputs if getattr(o, "code", None) in ("gpio", "modbus-write")]
         return "%s: %s -> %s%s" % (cid, before, after, "".join("\n  " + line for line in done))

@@ -361,21 +361,26 @@ def check_command(name, args):
 
 def apply_quarantine(device, command, now_ms):
     """Apply a verified quarantine.force/release to the core ``device``:
-    (state before, state after, outputs to dispatch), or raise Refused.
-    The transition is checked first, so nothing is half-applied."""
-    component = command.args["component"]
+    (state before, state after, outputs to dispatch), or raise Refused."""
+    who = "%s (downlink #%d)" % (command.operator, command.counter)
+    return quarantine(device, command.args["component"], command.name == "quarantine.force", now_ms, who)
+
+
+def quarantine(device, component, force, now_ms, who):
+    """Force (``force`` True) or release ``component`` by hand for ``who``
+    (a signed command, a console session): (state before, state after,
+    outputs to dispatch), or raise Refused. The transition is checked
+    first, so nothing is half-applied."""
     states = device.component_states()
     if component not in states:
         raise Refused("unknown-component", "no component %r (components: %s)"
                       % (component, ", ".join(sorted(states))))
     before = states[component]
-    event = cs.FORCE if command.name == "quarantine.force" else cs.RELEASE
     try:
-        cs.next_state(before, event)
+        cs.next_state(before, cs.FORCE if force else cs.RELEASE)
     except cs.IllegalTransition as exc:
         raise Refused("not-allowed", str(exc))
-    who = "%s (downlink #%d)" % (command.operator, command.counter)
-    if event == cs.FORCE:
+    if force:
         outputs = device.force(component, now_ms, who=who)
     else:
         outputs = device.release(component, now_ms, who=who)
