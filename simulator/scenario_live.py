@@ -69,19 +69,6 @@ class LiveError(RuntimeError):
     """The live run could not be set up (message says what to do)."""
 
 
-class Delivered:
-    """A signal as the receiver stored it, on the scenario's time axis."""
-
-    __slots__ = ("seq", "kind", "priority", "time_ms", "body")
-
-    def __init__(self, seq, kind, priority, time_ms, body):
-        self.seq = seq
-        self.kind = kind
-        self.priority = priority
-        self.time_ms = time_ms
-        self.body = body
-
-
 def run(spec, seed=None, speed=None, console=None, quiet=True, workdir=None, show_agent=False):
     """Run ``spec`` live; returns a scenario_run.Result, expectations judged.
     ``show_agent``: also print the agent's alert, state, GPIO and link lines."""
@@ -400,9 +387,9 @@ class LiveRun:
                 "ORDER BY received_ms, seq", (device,)).fetchall()
             changes = []
             for seq, kind, priority, time_ms, received_ms, body in rows:
-                signal = Delivered(seq, kind, priority, self.to_scenario(time_ms), cbor.loads(body))
-                if kind == sg.KIND_TELEMETRY:
-                    signal.body = {}
+                # Telemetry bodies are not kept (as in scenario_run): not decoded either.
+                body = {} if kind == sg.KIND_TELEMETRY else cbor.loads(body)
+                signal = sg.Signal(kind, priority, self.to_scenario(time_ms), body, device, seq)
                 result.delivered.append(signal)
                 result.delivered_seqs.add(seq)
                 result.issued.append((seq, kind, priority, signal.time_ms))
