@@ -96,8 +96,6 @@ class Device:
             self.decoders[bus_id] = decoders.create(bus, board.sensors_on(bus_id))
         self.health = HealthEngine(board)
         self.triage = Triage(board)
-        self._health_due_ms = None
-        self._triage_due_ms = None
         # sensor id -> last Reading: the engine's own map (it records every
         # reading too), one dict for both.
         self.latest = self.health.latest
@@ -166,7 +164,7 @@ class Device:
         """Emit what is due at ``now_ms``. Returns (outputs, next_deadline_ms
         or None when nothing is pending)."""
         outputs = []
-        health_out, self._health_due_ms = self.health.poll(now_ms)
+        health_out, _ = self.health.poll(now_ms)
         self._route(health_out, now_ms, outputs)
         outputs.extend(self._poll_triage(now_ms))
         outputs.extend(self._flush_if_due(now_ms))
@@ -198,16 +196,16 @@ class Device:
         # Asked fresh: a reading may have moved the health or triage timers
         # (computed here, once per poll, rather than after every reading).
         due = self._batch_due_ms
-        t = self._health_due_ms = self.health.deadline()
+        t = self.health.deadline()
         if t is not None and (due is None or t < due):
             due = t
-        t = self._triage_due_ms = self.triage.deadline()
+        t = self.triage.deadline()
         if t is not None and (due is None or t < due):
             due = t
         return due
 
     def _poll_triage(self, now_ms):
-        sent, self._triage_due_ms = self.triage.poll(now_ms)
+        sent, _ = self.triage.poll(now_ms)
         out = []
         for signal in sent:
             self.stats["alerts"] += 1
