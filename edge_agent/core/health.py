@@ -274,11 +274,7 @@ class HealthEngine:
         state = health.state
         if state in cs.ISOLATED or state == cs.FAILED:
             return
-        bad = False
-        for watch in health.watches:
-            if watch.bad_rules:
-                bad = True
-                break
+        bad = _any_bad(health.watches)
         debounce = health.debounce
         debounce.add(bad)
         if state == cs.OK:
