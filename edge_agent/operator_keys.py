@@ -26,7 +26,7 @@ import tomllib
 from edge_agent.atomic_file import atomic_write
 from edge_agent.core import cose
 from edge_agent.core import operator as op
-from edge_agent.identity import ed25519_verifier, load_ed25519_key, load_toml, new_ed25519_key, public_key_bytes
+from edge_agent.identity import ed25519_verifier_from_hex, load_ed25519_key, load_toml, new_ed25519_key, public_key_bytes
 
 MANIFEST = "operator.toml"
 KEY_FILE = "operator.key"
@@ -178,16 +178,11 @@ def load_trusted(path):
         if problem:
             problems.append("operators.%s: %s" % (name, problem))
             continue
-        raw = b""
-        if isinstance(entry, dict) and isinstance(entry.get("public_key"), str):
-            try:
-                raw = bytes.fromhex(entry["public_key"])
-            except ValueError:
-                pass
-        if len(raw) != 32:
-            problems.append("operators.%s: public_key must be 64 hex digits (a raw Ed25519 public key)" % name)
-            continue
-        trusted[name.encode()] = ed25519_verifier(raw)
+        try:
+            trusted[name.encode()] = ed25519_verifier_from_hex(entry.get("public_key") if isinstance(entry, dict)
+                                                               else None, OperatorError)
+        except OperatorError as exc:
+            problems.append("operators.%s: %s" % (name, exc))
     if problems:
         raise OperatorError("%s:\n  %s" % (path, "\n  ".join(problems)))
     return trusted

@@ -24,7 +24,7 @@ import tomllib
 
 from edge_agent.core import bundle, cose
 from edge_agent.core import signals as sg
-from edge_agent.identity import EDDSA, HMAC256, ed25519_verifier
+from edge_agent.identity import EDDSA, HMAC256, ed25519_verifier_from_hex
 
 
 class RegistryError(ValueError):
@@ -147,13 +147,8 @@ def _device(device_id, entry):
     algorithm = entry.get("algorithm")
     model = entry.get("model")
     if algorithm == EDDSA:
-        try:
-            raw = bytes.fromhex(entry.get("public_key", ""))
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise RegistryError("public_key must be 64 hex digits (a raw Ed25519 public key)")
-        return Device(device_id, algorithm, model, verify=ed25519_verifier(raw))
+        return Device(device_id, algorithm, model, verify=ed25519_verifier_from_hex(entry.get("public_key"),
+                                                                                    RegistryError))
     if algorithm == HMAC256:
         try:
             secret = bytes.fromhex(entry.get("secret", ""))
