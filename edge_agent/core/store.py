@@ -254,7 +254,8 @@ class Store:
             fmt.MAX_PAYLOAD, segment_bytes - fmt.SEGMENT_HEADER - fmt.SEAL_SIZE - fmt.RECORD_HEADER
         )
         self._seal_limit = segment_bytes - fmt.SEAL_SIZE
-        self._write_buffer = getattr(fs, "write_buffer", 0)  # 0: WRITE_BUFFER, read at each use
+        # Read here, not at import: the firmware lowers WRITE_BUFFER first.
+        self._write_buffer = getattr(fs, "write_buffer", 0) or WRITE_BUFFER
         self._lane_count = lanes
         self.appended = 0  # records appended (counted at each sync)
         self.stats = {
@@ -430,10 +431,10 @@ class Store:
         state.next_segno += 1
         seg.pieces = [fmt.encode_segment_header(state.number, seg.segno, now_ms)]
         seg.write = seg.pieces.append
-        seg.limit = min(self._seal_limit, self._write_buffer or WRITE_BUFFER)
         seg.synced_end = 0
         seg.file_end = 0
         seg.file_count = 0
+        self._open_fast_path(seg)
         if not self._full:
             try:
                 seg.handle = self.fs.open_append(seg.name)
@@ -467,8 +468,13 @@ class Store:
                 pieces[:] = [data]  # joined once, not again at every retry
             return False
         if not self._full:
-            seg.limit = min(self._seal_limit, seg.end + (self._write_buffer or WRITE_BUFFER))
+            self._open_fast_path(seg)
         return True
+
+    def _open_fast_path(self, seg):
+        """Appends to ``seg`` take append()'s fast path until its write
+        buffer is full or the seal is near, whichever comes first."""
+        seg.limit = min(self._seal_limit, seg.file_end + self._write_buffer)
 
     def _disk_error(self, exc):
         """A disk-full OSError becomes the disk-full state; any other is raised."""
@@ -501,7 +507,7 @@ class Store:
             for lane in self._lanes:
                 seg = lane.active
                 if seg is not None:
-                    seg.limit = min(self._seal_limit, seg.end + (self._write_buffer or WRITE_BUFFER))
+                    self._open_fast_path(seg)
             self._written_since_full += records
         return True
 
