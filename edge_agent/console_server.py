@@ -375,17 +375,12 @@ def add_arguments(parser):
 def attach(agent, args):
     """Build the console server for ``agent`` from `run`'s options and add
     it to the agent's services; None when no console was asked for. Logins
-    are checked against the trusted operators of --operators (the signed
-    downlink's file, already validated when this runs)."""
+    are checked against the trusted operators of --operators, as the signed
+    downlink loaded them (it exists exactly when --operators was given)."""
     if not args.console and not args.console_socket:
         return None
-    trusted = None
-    operators = getattr(args, "operators", None)
-    if operators:
-        from edge_agent.operator_keys import load_trusted
-
-        trusted = load_trusted(operators)
-    else:
+    trusted = agent.downlink.trusted if agent.downlink is not None else None
+    if trusted is None:
         log.warning("console: no trusted operators (--operators): read-only commands only, nobody can log in")
     server = ConsoleServer(agent, trusted, args.console, args.console_socket)
     agent.services.append(server)
