@@ -24,9 +24,7 @@ board, physics and fault checks), so the two formats cannot drift.
 """
 
 import os
-import tomllib
 
-from edge_agent.core import board as bd
 from simulator import scenario as sc
 
 FLEET_KEYS = ("count", "models", "faulty", "faulty_model", "fault_spread", "algorithm", "jitter", "id_prefix",
@@ -100,15 +98,7 @@ class FleetSpec:
 
 def load(path):
     path = str(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise sc.ScenarioError(path, [bd.Problem("", "file not found", "check the path; fleet files are "
-                                                 "simulator/scenarios/fleet/*.toml")]) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise sc.ScenarioError(path, [bd.Problem("", "not valid TOML: %s" % exc, "fix the syntax at the line shown")]) from None
-    return from_dict(data, path)
+    return from_dict(sc.read_toml(path, "fleet", "fleet files are simulator/scenarios/fleet/*.toml"), path)
 
 
 def from_dict(data, path="<fleet>"):

@@ -343,17 +343,21 @@ class _Check:
 def load(path):
     """The validated Spec in ``path``; raises ScenarioError listing every problem."""
     path = str(path)
+    return from_dict(read_toml(path, "scenario", "the library is in %s" % os.path.relpath(LIBRARY)), path)
+
+
+def read_toml(path, what, where):
+    """The TOML table in the file at ``path`` (a ``what`` file, kept
+    ``where``); raises ScenarioError saying what is wrong with it."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        raise ScenarioError(path, [bd.Problem("", "file not found", "check the path; the library is in %s"
-                                              % os.path.relpath(LIBRARY))]) from None
+        raise ScenarioError(path, [bd.Problem("", "file not found", "check the path; " + where)]) from None
     except IsADirectoryError:
-        raise ScenarioError(path, [bd.Problem("", "is a directory", "name a .toml scenario file")]) from None
+        raise ScenarioError(path, [bd.Problem("", "is a directory", "name a .toml %s file" % what)]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScenarioError(path, [bd.Problem("", "not valid TOML: %s" % exc, "fix the syntax at the line shown")]) from None
-    return from_dict(data, path)
 
 
 def from_dict(data, path="<scenario>"):
