@@ -570,22 +570,10 @@ class HealthEngine:
             action = ""
             priority = sg.PRIORITY_NORMAL
         last = self.latest.get(sensor.id)
-        body = {
-            sg.A_CONDITION: sg.C_PREDICTED,
-            sg.A_COMPONENT: component.id if component is not None else "",
-            sg.A_SENSOR: sensor.id,
-            sg.A_VALUE: last.value if last is not None else None,
-            sg.A_LIMITS: [sensor.low, sensor.high],
-            sg.A_SEVERITY: spec.severity,
-            sg.A_TEXT: text,
-            sg.A_ACTION: action,
-            sg.A_PART: component.part if component is not None else "",
-            sg.A_SINCE: now,
-            sg.A_ACTIVE: active,
-            sg.A_UNIT: sensor.unit,
-        }
+        signal = rules.sensor_alert(sg.C_PREDICTED, sensor, component, last.value if last is not None else None,
+                                    spec.severity, text, action, now, active, priority, now)
         if forecast is not None:
-            body[sg.A_PREDICTION] = {
+            signal.body[sg.A_PREDICTION] = {
                 sg.P_CROSSING: forecast.crossing_ms,
                 sg.P_EARLIEST: forecast.early_ms,
                 sg.P_LATEST: forecast.late_ms,
@@ -593,4 +581,4 @@ class HealthEngine:
                 sg.P_LEVEL: forecast.level,
                 sg.P_SLOPE: forecast.slope_per_day,
             }
-        return sg.Signal(sg.KIND_ALERT, priority, now, body)
+        return signal

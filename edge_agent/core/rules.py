@@ -465,20 +465,29 @@ def rule_alert(change, watch, now_ms):
             text = "%s: %s cleared" % (place, rule.kind.replace("_", " "))
         action = ""
         priority = sg.PRIORITY_NORMAL
+    since = rule.since_ms if rule.since_ms is not None else now_ms
+    signal = sensor_alert(rule.kind, sensor, component, reading.value if reading is not None else None,
+                          severity, text, action, since, change.active, priority, now_ms)
+    signal.body[sg.A_EVIDENCE] = watch.evidence
+    return signal
+
+
+def sensor_alert(condition, sensor, component, value, severity, text, action, since_ms, active, priority, now_ms):
+    """An alert Signal (unnumbered) about one sensor (and its component, or
+    None): the body keys every sensor's alert carries, rule or prediction."""
     body = {
-        sg.A_CONDITION: rule.kind,
+        sg.A_CONDITION: condition,
         sg.A_COMPONENT: component.id if component is not None else "",
         sg.A_SENSOR: sensor.id,
-        sg.A_VALUE: reading.value if reading is not None else None,
+        sg.A_VALUE: value,
         sg.A_LIMITS: [sensor.low, sensor.high],
         sg.A_SEVERITY: severity,
         sg.A_TEXT: text,
         sg.A_ACTION: action,
         sg.A_PART: component.part if component is not None else "",
-        sg.A_SINCE: rule.since_ms if rule.since_ms is not None else now_ms,
-        sg.A_ACTIVE: change.active,
+        sg.A_SINCE: since_ms,
+        sg.A_ACTIVE: active,
         sg.A_UNIT: sensor.unit,
-        sg.A_EVIDENCE: watch.evidence,
     }
     return sg.Signal(sg.KIND_ALERT, priority, now_ms, body)
 
