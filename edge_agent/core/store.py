@@ -386,31 +386,37 @@ class Store:
             # The write buffer is full (or the seal is near).
             if not self._drain(seg):
                 return self._segment_while_full(state, size, now_ms)
-        if seg is None or seg.end + size > self._seal_limit:
-            need = size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
-        else:
-            need = size
-        if self.bytes + need > self.max_bytes:
+        if self.bytes + self._room_needed(seg, size) > self.max_bytes:
             if not self._make_room(state, size):
                 return None
             seg = state.active
-        if seg is None or seg.end + size > self._seal_limit:
+        if self._starts_segment(seg, size):
             seg = self._start_segment(state, now_ms)
         return seg
+
+    def _starts_segment(self, seg, size):
+        """True when a record of ``size`` bytes cannot go in ``seg`` (the
+        lane's active segment or None) before its seal."""
+        return seg is None or seg.end + size > self._seal_limit
+
+    def _room_needed(self, seg, size):
+        """What a record of ``size`` bytes adds to the bound: with a new
+        segment's header and seal when it starts one."""
+        if self._starts_segment(seg, size):
+            return size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
+        return size
 
     def _segment_while_full(self, state, size, now_ms):
         """_segment_for while the disk is full: records wait in RAM, within
         max_bytes and hold_bytes; beyond, eviction makes room."""
         seg = state.active
-        starts = seg is None or seg.end + size > self._seal_limit
-        need = size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE if starts else size
-        if not self._fits(need):
+        if not self._fits(self._room_needed(seg, size)):
             if not self._make_room(state, size):
                 return None
             if not self._full:  # eviction freed enough disk to write it all
                 return self._segment_for(state, size, now_ms)
             seg = state.active
-        if seg is None or seg.end + size > self._seal_limit:
+        if self._starts_segment(seg, size):
             seg = self._start_segment(state, now_ms)
         seg.limit = 0  # every append takes this path until the disk has room
         return seg
@@ -553,12 +559,7 @@ class Store:
             if self._full and freed:
                 self._retry_writes()  # removed files may have made room
             freed = False
-            seg = incoming.active
-            if seg is None or seg.end + size + fmt.SEAL_SIZE > self.segment_bytes:
-                need = size + fmt.SEGMENT_HEADER + fmt.SEAL_SIZE
-            else:
-                need = size
-            if self._fits(need):
+            if self._fits(self._room_needed(incoming.active, size)):
                 return True
             victim = None
             for lane in reversed(self._lanes):
