@@ -36,10 +36,6 @@ STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 4
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
-def _is_number(value):
-    return (isinstance(value, int) or isinstance(value, float)) and not isinstance(value, bool)
-
-
 def _type_name(value):
     return type(value).__name__
 
@@ -102,7 +98,7 @@ class _Checker:
 
     def number(self, table, name, key, default):
         value = table.get(name, default)
-        if not _is_number(value) or value != value or value in (float("inf"), float("-inf")):
+        if not bh.is_number(value) or value != value or value in (float("inf"), float("-inf")):
             self.problem("%s.%s" % (key, name), "must be a finite number, not %r" % (value,), "write e.g. %s = 0.1" % name)
             return default
         return float(value)
@@ -261,7 +257,7 @@ def _valid_range(check, entry, key):
     if value is None:
         check.problem(full, "missing", "add valid_range = [low, high] in the sensor's unit")
         return None, None
-    if not isinstance(value, list) or len(value) != 2 or not (_is_number(value[0]) and _is_number(value[1])):
+    if not bh.is_pair(value):
         check.problem(full, "must be two numbers, not %r" % (value,), "write valid_range = [low, high]")
         return None, None
     low, high = float(value[0]), float(value[1])

@@ -52,8 +52,13 @@ PREDICT_KEYS = ("above", "below", "horizon_days", "history_days", "severity", "a
 HEALTH_KEYS = ("storm_min", "storm_window_s", "storm_hold_s", "dedupe_s", "rate_burst", "rate_per_hour")
 
 
-def _is_number(value):
+def is_number(value):
     return (isinstance(value, int) or isinstance(value, float)) and not isinstance(value, bool)
+
+
+def is_pair(value):
+    """A [low, high] list of two numbers (valid_range, rails)."""
+    return isinstance(value, list) and len(value) == 2 and is_number(value[0]) and is_number(value[1])
 
 
 def number(check, table, name, key, default=None, required=False, positive=False):
@@ -63,7 +68,7 @@ def number(check, table, name, key, default=None, required=False, positive=False
         if required:
             check.problem(full, "missing", "add %s = <number>" % name)
         return default
-    if not _is_number(value):
+    if not is_number(value):
         check.problem(full, "must be a number, not %r" % (value,), "write a number such as 1.5")
         return default
     if positive and not value > 0:
@@ -268,7 +273,7 @@ def _rule(check, rule, key):
     if kind == "flatline":
         params["tolerance"] = number(check, rule, "tolerance", key, default=0.0)
         rails = rule.get("rails")
-        if rails is not None and (not isinstance(rails, list) or len(rails) != 2 or not (_is_number(rails[0]) and _is_number(rails[1]))):
+        if rails is not None and not is_pair(rails):
             check.problem(key + ".rails", "must be two numbers, not %r" % (rails,), "write rails = [low, high] or leave it out to use valid_range")
             rails = None
         params["rails"] = None if rails is None else (float(rails[0]), float(rails[1]))
