@@ -209,15 +209,16 @@ def run_healthy(seed, days=90):
     return Scenario(bearing_board(), [bearing_model(seed)]).run_until(T0 + days * DAY_MS)
 
 
-def demo_models(seed, board):
-    """Healthy models for every sensor of demo-gateway.toml."""
+def healthy_models(seed, board, level=0.45, noise=0.004):
+    """A steady model for every sensor of ``board``: ``level`` and ``noise``
+    are shares of each sensor's limits span."""
     rng = random.Random(seed)
     models = []
     for sensor in sorted(board.sensors.values(), key=lambda s: s.id):
         span = sensor.high - sensor.low
         power = board.components[sensor.component].power_output
-        models.append(SensorModel(sensor.id, sensor.period_ms, sensor.low + 0.45 * span, cycle=0.0,
-                                  noise=0.004 * span, seed=rng.randrange(1 << 30), power_output=power))
+        models.append(SensorModel(sensor.id, sensor.period_ms, sensor.low + level * span,
+                                  noise=noise * span, seed=rng.randrange(1 << 30), power_output=power))
     return models
 
 
@@ -225,7 +226,7 @@ def run_stuck_fan(seed=1, repair_after_ms=None):
     """demo-gateway: the fan's tachometer sticks 10 minutes in; it is
     repaired ``repair_after_ms`` later (None: never)."""
     board = board_file("demo-gateway")
-    models = demo_models(seed, board)
+    models = healthy_models(seed, board)
     fan = [m for m in models if m.id == "fan_speed"][0]
     stuck_at = T0 + 10 * 60000
     fan.fail("stuck", stuck_at, stuck_at + repair_after_ms if repair_after_ms else None)
@@ -234,24 +235,13 @@ def run_stuck_fan(seed=1, repair_after_ms=None):
     return scenario, stuck_at
 
 
-def pump_station_models(seed, board):
-    rng = random.Random(seed)
-    models = []
-    for sensor in sorted(board.sensors.values(), key=lambda s: s.id):
-        span = sensor.high - sensor.low
-        power = board.components[sensor.component].power_output
-        models.append(SensorModel(sensor.id, sensor.period_ms, sensor.low + 0.4 * span,
-                                  noise=0.003 * span, seed=rng.randrange(1 << 30), power_output=power))
-    return models
-
-
 def run_rail_storm(seed=1, hold=True):
     """pump-station: the 24 V rail feeding ten zone probes dies; every probe
     reports a fault within a second of each other."""
     board = board_file("pump-station")
     if not hold:
         board.health.storm_hold_ms = 0
-    models = pump_station_models(seed, board)
+    models = healthy_models(seed, board, level=0.4, noise=0.003)
     fail_at = T0 + 5 * 60000
     rng = random.Random(seed)
     for m in models:
@@ -280,7 +270,7 @@ def _narrate():
 
     console.rule("stuck fan tachometer on demo-gateway (virtual clock)")
     board = board_file("demo-gateway")
-    models = demo_models(1, board)
+    models = healthy_models(1, board)
     stuck_at = T0 + 10 * 60000
     [m for m in models if m.id == "fan_speed"][0].fail("stuck", stuck_at, stuck_at + 90000)
     scenario = Scenario(board, models)
