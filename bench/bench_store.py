@@ -48,6 +48,7 @@ from rich.table import Table
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from edge_agent.atomic_file import sync_directory  # noqa: E402
 from edge_agent.core.store import READ_AHEAD, Store  # noqa: E402
 from edge_agent.store_posix import PosixDir  # noqa: E402
 
@@ -221,7 +222,7 @@ class CrcLogFloor:
                 self.log.flush()
                 os.fsync(self.log.fileno())
                 if i == BATCH - 1:
-                    sync_dir(self.directory)
+                    sync_directory(self.directory)
         self.log.flush()
         os.fsync(self.log.fileno())
 
@@ -253,21 +254,13 @@ class CrcLogFloor:
                 self.ack.write(pack_ack(offset))
                 os.fsync(self.ack.fileno())
                 if got == len(records):
-                    sync_dir(self.directory)
+                    sync_directory(self.directory)
         return got
 
     def close(self):
         for f in (self.log, self.ack):
             if f is not None:
                 f.close()
-
-
-def sync_dir(directory):
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def pack_ack(offset):

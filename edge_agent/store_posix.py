@@ -19,6 +19,7 @@ inspect and verify) pass ``lock=False``.
 import fcntl
 import os
 
+from edge_agent.atomic_file import sync_directory
 from edge_agent.core.store import StoreError
 
 LOCK_NAME = "lock"
@@ -175,11 +176,7 @@ class PosixDir:
         os.remove(self._p(name))
 
     def sync_dir(self):
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        sync_directory(self.path)
 
     def close(self):
         """Release the lock (the store itself is closed with Store.close)."""
