@@ -102,18 +102,22 @@ class EdgeAgentStore:
         self.store.close()
 
 
-class PersistQueueSQLiteAck:
+class _PersistQueue:
+    """The persist-queue contenders put alike: one call per signal."""
+
+    def put(self, signals):
+        put = self.queue.put
+        for payload in signals:
+            put(payload)
+
+
+class PersistQueueSQLiteAck(_PersistQueue):
     name = "persist-queue SQLiteAckQueue"
 
     def __init__(self, directory):
         import persistqueue
 
         self.queue = persistqueue.SQLiteAckQueue(directory, multithreading=False)
-
-    def put(self, signals):
-        put = self.queue.put
-        for payload in signals:
-            put(payload)
 
     def get_ack(self, count):
         got = 0
@@ -128,18 +132,13 @@ class PersistQueueSQLiteAck:
         self.queue.close() if hasattr(self.queue, "close") else None
 
 
-class PersistQueueFile:
+class PersistQueueFile(_PersistQueue):
     name = "persist-queue Queue (file)"
 
     def __init__(self, directory):
         import persistqueue
 
         self.queue = persistqueue.Queue(directory, chunksize=BATCH)
-
-    def put(self, signals):
-        put = self.queue.put
-        for payload in signals:
-            put(payload)
 
     def get_ack(self, count):
         got = 0
