@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as hs
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from store_support import crash
 
 from edge_agent.core import store as st
 from edge_agent.store_posix import PosixDir
@@ -43,20 +44,6 @@ def _fill(directory):
                 pass
     stat = os.statvfs(directory)
     return stat.f_bavail * stat.f_frsize
-
-
-def _crash(store):
-    """The process dies: its descriptors close, nothing more is written."""
-    for lane in store._lanes:
-        seg = lane.active
-        if seg is not None and seg.handle is not None:
-            seg.handle.close()
-    for seg in store._sealing:
-        if seg.handle is not None:
-            seg.handle.close()
-    if store._journal is not None:
-        store._journal.close()
-    store.fs.close()
 
 
 class DiskFullMachine(RuleBasedStateMachine):
@@ -132,7 +119,7 @@ class DiskFullMachine(RuleBasedStateMachine):
     @rule()
     def crash_and_reopen(self):
         self._count()
-        _crash(self.store)
+        crash(self.store)
         self.store = self._open()
         got = {lane: [] for lane in range(4)}
         while True:

@@ -14,6 +14,7 @@ import tempfile
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from store_support import crash
 
 from edge_agent.core import store as store_mod
 from edge_agent.core.store import Store
@@ -141,10 +142,7 @@ class StoreModel(RuleBasedStateMachine):
     def reopen_after_kill(self):
         # Die right after a sync: open files dropped without sealing.
         self.store.sync()
-        for lane in self.store._lanes:
-            if lane.active is not None:
-                lane.active.handle.close()
-        self.store.fs.close()
+        crash(self.store)
         self.store = self._open()
         assert self.store.recovery.discards == []
         self.read_counts = [0] * LANES

@@ -12,7 +12,7 @@ import os
 from edge_agent.core import store as st
 from edge_agent.core import store_format as fmt
 from edge_agent.core.store_seq import DurableSequencer
-from store_support import FilesDir, drain, open_store, read_all
+from store_support import FilesDir, crash, drain, open_store, read_all
 
 ENOSPC = 28
 
@@ -101,19 +101,6 @@ def _kinds(reports):
     return [r.kind for r in reports]
 
 
-def _crash(store):
-    """The process dies: open files close, nothing more is written."""
-    for lane in store._lanes:
-        seg = lane.active
-        if seg is not None and seg.handle is not None:
-            seg.handle.close()
-    for seg in store._sealing:
-        if seg.handle is not None:
-            seg.handle.close()
-    if store._journal is not None:
-        store._journal.close()
-
-
 def test_a_full_disk_holds_records_in_ram_sends_them_and_writes_them_later():
     fs = BudgetDir()
     try:
@@ -137,7 +124,7 @@ def test_a_full_disk_holds_records_in_ram_sends_them_and_writes_them_later():
         store.poll(20000)
         assert not store.disk_full and store.unsynced == 0
         assert _kinds(store.take_reports()) == [st.DISK_OK]
-        _crash(store)
+        crash(store)
         again = open_store(fs)
         assert read_all(again) == got
         again.close()
@@ -157,7 +144,7 @@ def test_records_durable_before_the_disk_filled_survive_a_crash_and_a_full_recov
             store.append(3, _payload(3, n), 0)
         store.sync()
         assert store.disk_full
-        _crash(store)
+        crash(store)
         # Restarted while the disk is still full: recovery cannot seal the
         # unsealed segment or write its report, and must not fail for it.
         again = open_store(fs)
