@@ -36,7 +36,7 @@ MODULES = [
     "edge_agent.core.store_format", "edge_agent.core.store_recovery", "edge_agent.core.store",
     "edge_agent.core.store_seq", "edge_agent.core.evictions", "edge_agent.core.bundle",
     "mqtt_packets", "mqtt_client", "pins", "uart_source", "uplink", "store_flash", "identity", "app",
-    "edge_agent.core.audit", "edge_agent.core.operator", "commands",
+    "edge_agent.core.audit", "edge_agent.core.operator", "edge_agent.core.command_flow", "commands",
     "edge_agent.core.console_line", "edge_agent.core.console_show", "edge_agent.core.console", "console_port",
 ]
 

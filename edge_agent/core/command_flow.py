@@ -1,0 +1,145 @@
+"""The signed-command flow shared by the gateway's downlink
+(edge_agent/downlink.py) and the firmware's (firmware/commands.py):
+
+    verify (operator.verify_command: signature, type, target, expiry, counter)
+        -> record the counter (durable, before anything changes)
+        -> apply (each platform's own _apply)
+        -> audit signal, applied or refused, at alert priority
+
+Applied at most once: the counter is saved *before* the command is
+applied, so a crash in between loses the command (the operator sees no
+"applied" audit and sends it again with a new counter) and never applies
+it twice. Refusals at verification are rate limited: anyone who can
+publish on the topic can send garbage or replay a recorded command, and
+must not fill the store with audits. Past REFUSALS_PER_WINDOW in a window
+they are counted, and the count goes out in one audit with the first
+refusal of a later window.
+"""
+
+from edge_agent.core import audit
+from edge_agent.core import operator as op
+
+REFUSALS_PER_WINDOW = 20
+REFUSAL_WINDOW_MS = 60000
+# Reasons given before the signature was checked (and "malformed", which
+# can be either): the claimed operator is not authenticated, so the audit
+# says "unverified" instead of naming it.
+UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
+
+
+class RefusalLimiter:
+    """At most ``limit`` refusal audits per window; the rest are counted."""
+
+    def __init__(self, limit=REFUSALS_PER_WINDOW, window_ms=REFUSAL_WINDOW_MS):
+        self.limit = limit
+        self.window_ms = window_ms
+        self.window_start = None
+        self.sent = 0
+        self.suppressed = 0
+
+    def allow(self, now_ms):
+        """(allowed, suppressed count to report now)."""
+        report = 0
+        if self.window_start is None or now_ms - self.window_start >= self.window_ms:
+            report, self.suppressed = self.suppressed, 0
+            self.window_start, self.sent = now_ms, 0
+        if self.sent < self.limit:
+            self.sent += 1
+            return True, report
+        self.suppressed += 1
+        return False, report
+
+
+def target_of(name, args):
+    """What a command acts on, for the audit's target field."""
+    if not name or not isinstance(args, dict):
+        return None
+    if name.startswith("quarantine."):
+        return args.get("component")
+    if name == "alert.ack":
+        return "alert #%s" % args.get("alert")
+    if name == "config.update":
+        return "board"
+    if name == "advisory":
+        return args.get("id")
+    return None
+
+
+class CommandFlow:
+    """A subclass gives ``_save_counters()`` (make ``self.counters``
+    durable) and ``_apply(command, now_ms) -> (before, after, note)``
+    (raise op.Refused), and may override ``_applied(command)``, called
+    once the applied audit is out. ``dispatch(outputs)``: the platform's
+    path into the store; ``log(level, text)``, level "warning" or "error"."""
+
+    def __init__(self, device, model, trusted, counters, clock, dispatch, log):
+        self.device = device
+        self.device_id = device.device_id
+        self.model = model
+        self.trusted = trusted
+        self.counters = counters
+        self.clock = clock
+        self.dispatch = dispatch
+        self.log = log
+        self.limiter = RefusalLimiter()
+        self.applied = 0
+        self.refused = 0
+
+    def on_message(self, topic, payload):
+        """One message from a command topic. Never raises: a bad message is
+        refused and audited, the device runs on."""
+        try:
+            self._handle(topic, payload)
+        except Exception as exc:  # a bug or a full disk must not end the MQTT session
+            self.log("error", "command on %s failed: %s: %s" % (topic, type(exc).__name__, exc))
+            self._emit(audit.audit_signal(self.clock(), "?", "command", topic, None, None, audit.REFUSED,
+                                          "internal-error: %s" % type(exc).__name__, audit.CHANNEL_DOWNLINK))
+
+    def _handle(self, topic, payload):
+        now = self.clock()
+        try:
+            command = op.verify_command(payload, self.trusted, self.device_id, self.model, now, self.counters)
+        except op.Rejection as exc:
+            self._refuse_unverified(exc, topic, now)
+            return
+        self.counters.advance(command)
+        self._save_counters()
+        target = target_of(command.name, command.args) or command.target
+        try:
+            before, after, note = self._apply(command, now)
+        except op.Refused as exc:
+            self.refused += 1
+            self.log("warning", "command %s #%d from %s refused: %s" % (command.name, command.counter,
+                                                                       command.operator, exc))
+            self._emit(audit.audit_signal(now, command.operator, command.name, target, None, None, audit.REFUSED,
+                                          "%s: %s" % (exc.reason, exc.detail), audit.CHANNEL_DOWNLINK))
+            return
+        self.applied += 1
+        self.log("warning", "command %s #%d from %s applied on %s: %s -> %s" % (
+            command.name, command.counter, command.operator, target, before, after))
+        self._emit(audit.audit_signal(now, command.operator, command.name, target, before, after, audit.APPLIED,
+                                      note, audit.CHANNEL_DOWNLINK))
+        self._applied(command)
+
+    def _applied(self, command):
+        """After the applied audit: nothing unless the platform needs it."""
+
+    def _refuse_unverified(self, exc, topic, now):
+        self.refused += 1
+        authentic = exc.reason not in UNAUTHENTICATED
+        who = exc.operator if authentic else "unverified"
+        self.log("warning", "command on %s refused (from %s): %s" % (
+            topic, who if authentic else "an unverified sender, kid %r" % (exc.operator,), exc))
+        allowed, suppressed = self.limiter.allow(now)
+        if suppressed:
+            self._emit(audit.audit_signal(now, "unverified", "command", topic, None, None, audit.REFUSED,
+                                          "rate-limited: %d more messages refused unaudited" % suppressed,
+                                          audit.CHANNEL_DOWNLINK))
+        if allowed:
+            action = exc.command_name or "command"
+            target = target_of(exc.command_name, exc.command_args) or topic
+            self._emit(audit.audit_signal(now, who, action, target, None, None, audit.REFUSED,
+                                          "%s: %s" % (exc.reason, exc.detail), audit.CHANNEL_DOWNLINK))
+
+    def _emit(self, signal):
+        self.dispatch([self.device.number(signal)])
