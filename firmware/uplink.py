@@ -48,10 +48,6 @@ BACKOFF_MAX_MS = 30000
 URGENT_PRIORITY = sg.PRIORITY_HIGH
 
 
-def command_topic(device_id):
-    return "%s/%s/cmd" % (sg.TOPIC_ROOT, device_id)
-
-
 def will_for(device_id):
     """The last will: the broker publishes "offline" (retained) for us."""
     return Will(sg.status_topic(device_id), sg.status_payload(device_id, False), qos=1, retain=True)
@@ -105,6 +101,8 @@ class Uplink:
             await client.publish(sg.status_topic(self.device_id), sg.status_payload(self.device_id, True), qos=1,
                                  retain=True)
             if self.on_command is not None:
+                from edge_agent.core.operator import command_topic  # loaded already, with the commands
+
                 await client.subscribe(command_topic(self.device_id), qos=1)
             self.online = True
             self.log("info", "connected to broker (session %d)" % self.connects)
