@@ -16,10 +16,12 @@ def _hex(data):
     return "".join("%02x" % b for b in data)
 
 
-class _Handle:
+class AppendHandle:
     def __init__(self, path):
         self.file = open(path, "ab")
-        self.write = self.file.write
+
+    def write(self, data):
+        self.file.write(data)
 
     def flush(self):
         self.file.flush()
@@ -31,7 +33,7 @@ class _Handle:
         self.file.close()
 
 
-class _UpdateHandle:
+class UpdateHandle:
     def __init__(self, path):
         self.file = open(path, "r+b")
 
@@ -69,10 +71,10 @@ class FilesDir:
             return f.read(n)
 
     def open_append(self, name):
-        return _Handle(self._p(name))
+        return AppendHandle(self._p(name))
 
     def open_update(self, name):
-        return _UpdateHandle(self._p(name))
+        return UpdateHandle(self._p(name))
 
     def write_file(self, name, data):
         with open(self._p(name), "wb") as f:

@@ -12,7 +12,7 @@ import os
 from edge_agent.core import store as st
 from edge_agent.core import store_format as fmt
 from edge_agent.core.store_seq import DurableSequencer
-from store_support import FilesDir, crash, drain, open_store, read_all
+from store_support import AppendHandle, FilesDir, UpdateHandle, crash, drain, open_store, read_all
 
 ENOSPC = 28
 
@@ -21,29 +21,20 @@ def _full():
     return OSError(ENOSPC, "No space left on device")
 
 
-class _BudgetHandle:
+class _BudgetHandle(AppendHandle):
     def __init__(self, owner, path):
+        AppendHandle.__init__(self, path)
         self.owner = owner
-        self.file = open(path, "ab")
 
     def write(self, data):
         self.owner.spend(len(data))
-        self.file.write(data)
-
-    def flush(self):
-        self.file.flush()
-
-    def sync(self):
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
+        AppendHandle.write(self, data)
 
 
-class _BudgetUpdate:
+class _BudgetUpdate(UpdateHandle):
     def __init__(self, owner, path):
+        UpdateHandle.__init__(self, path)
         self.owner = owner
-        self.file = open(path, "r+b")
         self.size = os.stat(path)[6]
 
     def write_at(self, offset, data):
@@ -51,15 +42,7 @@ class _BudgetUpdate:
         if grow > 0:
             self.owner.spend(grow)
             self.size += grow
-        self.file.seek(offset)
-        self.file.write(data)
-        self.file.flush()
-
-    def sync(self):
-        self.file.flush()
-
-    def close(self):
-        self.file.close()
+        UpdateHandle.write_at(self, offset, data)
 
 
 class BudgetDir(FilesDir):
