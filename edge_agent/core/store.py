@@ -292,7 +292,6 @@ class Store:
     def _open(self, lanes, now_ms):
         state = recovery.load(self.fs, lanes, repair=True)
         self.recovery = state.report
-        self.foreign_files = state.foreign
         self.bytes = 0
         self._lanes = []
         for number in range(lanes):

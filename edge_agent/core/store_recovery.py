@@ -119,7 +119,7 @@ class DirectoryState:
     """The result of ``load``: per lane, segments (oldest first) and the
     acknowledged position; the report; any files the store does not know."""
 
-    __slots__ = ("lanes", "acks", "marker_acks", "journal", "report", "foreign", "bad_acks", "max_segno")
+    __slots__ = ("lanes", "acks", "marker_acks", "journal", "report", "foreign", "max_segno")
 
     def __init__(self, lanes):
         self.lanes = [[] for _ in range(lanes)]
@@ -131,7 +131,6 @@ class DirectoryState:
         self.acks = [(0, 0, 0) for _ in range(lanes)]
         self.report = RecoveryReport()
         self.foreign = []
-        self.bad_acks = []
 
 
 def load(fs, lanes, repair):
@@ -178,7 +177,6 @@ def _load_ack(fs, name, lane, state):
     if position is None:
         # Unreadable: start from the beginning of the lane. At-least-once
         # makes that safe (records are sent again, receivers drop dups).
-        state.bad_acks.append(lane)
         state.report.discards.append(Discard(lane, name, 0, len(data), fmt.BAD_MARKER))
     else:
         state.acks[lane] = position
