@@ -579,11 +579,7 @@ class Store:
 
     def _evict_oldest(self, lane, overflow):
         seg = lane.segments.pop(0)
-        unacked = seg.count
-        if lane.ack[0] == seg.segno:
-            unacked -= lane.ack[2]
-        elif lane.ack[0] > seg.segno:
-            unacked = 0
+        unacked = recovery.unacked_in(seg, lane.ack)
         self._drop_segment(lane, seg)
         after = (seg.segno + 1, fmt.SEGMENT_HEADER, 0)
         if lane.cursor < after:

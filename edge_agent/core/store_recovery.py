@@ -298,13 +298,19 @@ def summarize_lane(segments, ack):
     nbytes = 0
     for seg in segments:
         nbytes += seg.end + fmt.SEAL_SIZE
-        if seg.segno > ack[0]:
-            depth += seg.count
-        elif seg.segno == ack[0]:
-            depth += max(0, seg.count - ack[2])
-        # older segments are wholly acknowledged, awaiting compaction
+        depth += unacked_in(seg, ack)
     oldest = segments[0].first_ms if segments else None
     return depth, nbytes, len(segments), oldest
+
+
+def unacked_in(seg, ack):
+    """How many of ``seg``'s records come after the acknowledged position
+    ``ack`` (none in an older segment: it awaits compaction)."""
+    if seg.segno > ack[0]:
+        return seg.count
+    if seg.segno == ack[0]:
+        return max(0, seg.count - ack[2])
+    return 0
 
 
 def replace(fs, name, data):
