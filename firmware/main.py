@@ -15,9 +15,8 @@ import machine
 import config as cfg
 from app import Firmware
 from identity import HmacIdentity, trusted_operators
-from mqtt_client import MQTTClient, tls_context
 from store_flash import FlashDir
-from uplink import MAX_PACKET, will_for
+from uplink import client_for
 
 BOARD = "/board.cbor"
 DEVICE = "/device.cbor"
@@ -99,17 +98,11 @@ async def run():
     settings = cfg.load_device(DEVICE)
     if settings.wifi:
         join_wifi(settings.wifi)
-    uplinks = []  # type: list  # the client's callback reaches the uplink made after it
-    ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
-    client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
-                        will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET,
-                        on_message=lambda message: uplinks[0].on_message(message))
     uarts, outputs, inputs = hardware(board_config)
-    firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,
+    firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client_for(settings),
                         FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs,
                         trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE),
                         console_uart=console_uart(board_config.console))
-    uplinks.append(firmware.uplink)
     await firmware.run()
 
 

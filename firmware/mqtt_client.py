@@ -106,8 +106,9 @@ class MQTTClient:
         receive buffer). ``tx_size``: the transmit buffer; a publish that
         fits is copied there and written once, a larger one is written as
         header + the caller's payload, uncopied. ``on_message(message)``:
-        called by the reader for each message; without it messages queue in
-        an inbox of ``inbox_size`` for next_message() / ``async for``."""
+        called by the reader for each message (an attribute: may be set
+        after construction); without it messages queue in an inbox of
+        ``inbox_size`` for next_message() / ``async for``."""
         if will is not None and not isinstance(will, Will):
             raise TypeError("will must be a Will(topic, payload, qos, retain)")
         if max_inflight < 1 or inbox_size < 1:
@@ -147,7 +148,7 @@ class MQTTClient:
         self._sub_pid = 0
         self._sub_result = None
         self._sub_done = asyncio.Event()
-        self._on_message = on_message
+        self.on_message = on_message
         self._inbox = deque((), inbox_size)
         self._inbox_size = inbox_size
         self._inbox_ready = asyncio.Event()
@@ -577,9 +578,9 @@ class MQTTClient:
     # --- receive -------------------------------------------------------------
 
     async def _deliver(self, message):
-        if self._on_message is not None:
+        if self.on_message is not None:
             try:
-                self._on_message(message)
+                self.on_message(message)
             except Exception as exc:  # the application's bug must not drop the connection
                 print("mqtt: on_message raised %r for %r" % (exc, message))
             return

@@ -28,10 +28,9 @@ import time
 import config as cfg
 from app import Firmware
 from identity import HmacIdentity, trusted_operators
-from mqtt_client import MQTTClient, tls_context
 from store_flash import FlashDir
 from unix_hw import SimPin, pty_uart
-from uplink import MAX_PACKET, will_for
+from uplink import client_for
 
 USAGE = "usage: unix_main.py --board FILE --device FILE --store DIR [--uart BUS=PATH] ... (see the module doc)"
 
@@ -109,15 +108,9 @@ async def main(options):
         if sensor_id not in board.sensors:
             raise SystemExit("--input-pin %s: no sensor %r on board %s" % (sensor_id, sensor_id, board.name))
         input_pins[sensor_id] = SimPin(sensor_id, path)
-    uplinks = []  # type: list  # the client's callback reaches the uplink made after it
-    ssl = None
-    if settings.tls:
-        ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"])
-    client = MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
-                        will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET,
-                        on_message=lambda message: uplinks[0].on_message(message))
     backoff = options.get("backoff-max-ms")
-    firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client, FlashDir(options["store"]),
+    firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client_for(settings),
+                        FlashDir(options["store"]),
                         uarts, clock, log, output_pins=output_pins, input_pins=input_pins, speed=speed,
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
@@ -125,7 +118,6 @@ async def main(options):
                         console_uart=pty_uart(options["console"]) if "console" in options else None,
                         state=FlashDir(options.get("state", options["store"].rstrip("/") + ".state")),
                         backoff_max_ms=int(backoff) if backoff else None)
-    uplinks.append(firmware.uplink)
     stop = asyncio.Event()
     running = asyncio.create_task(firmware.run())
     watcher = asyncio.create_task(watch_stdin(stop))

@@ -18,9 +18,9 @@ together), doubling up to ``backoff_max_ms``. Memory: a batch is at most
 ``batch_records`` records (their bytes are held until acknowledged), and
 bundles are built per publish, so the peak is about one batch twice.
 
-``client`` is firmware/mqtt_client.py's MQTTClient, made by the
-composition root with the broker, TLS and the last will
-(``will_for(device_id)``); this loop only connects and publishes.
+``client`` is firmware/mqtt_client.py's MQTTClient (``client_for``: the
+broker, TLS and the last will); this loop only connects and publishes,
+and takes the client's messages (commands).
 """
 
 import asyncio
@@ -28,6 +28,7 @@ import random
 
 from edge_agent.core import bundle
 from edge_agent.core import signals as sg
+from mqtt_client import MQTTClient, tls_context
 from mqtt_packets import MQTTError, Will
 
 # Checked this often while idle: a dead link is noticed by the client's
@@ -53,6 +54,14 @@ def will_for(device_id):
     return Will(sg.status_topic(device_id), sg.status_payload(device_id, False), qos=1, retain=True)
 
 
+def client_for(settings):
+    """The MQTT client for ``settings`` (config.DeviceSettings): TLS when
+    provisioned with it, our last will, this module's packet size."""
+    ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
+    return MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
+                      will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET)
+
+
 class Uplink:
     def __init__(self, client, identity, store, log, on_command=None, backoff_max_ms=BACKOFF_MAX_MS,
                  batch_records=BATCH_RECORDS):
@@ -70,6 +79,7 @@ class Uplink:
         self.messages = 0
         self.connects = 0
         self.failures = 0
+        client.on_message = self.on_message
 
     def notify(self):
         """Something was stored: wake the sender."""
