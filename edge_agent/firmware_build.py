@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tomllib
 
+from edge_agent.atomic_file import atomic_write
 from edge_agent.core import cbor
 
 CONFIG_FORMAT = 1
@@ -123,7 +124,7 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
               wifi_password=None, operators=()):
     """The device settings CBOR: device id, its HMAC secret, the broker and,
     for TLS, the CA, client certificate and key in DER. Secret material:
-    write it with mode 0600 and never print it."""
+    write it with atomic_write(path, data, mode=0o600) and never print it."""
     from edge_agent.identity import HMAC256, IdentityError, load_identity
 
     identity = load_identity(identity_dir)
@@ -147,15 +148,6 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
     if wifi_ssid:
         settings["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
     return cbor.dumps(settings)
-
-
-def write_private(path, data):
-    """Replace ``path`` with ``data``, mode 0600 from the first byte."""
-    if os.path.exists(path):
-        os.remove(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 # -- build -----------------------------------------------------------------
@@ -333,7 +325,7 @@ def _cmd_provision(args):
         raise FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
     data = provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive, args.wifi_ssid,
                      os.environ.get("EA_WIFI_PASSWORD"), args.operator)
-    write_private(args.output, data)
+    atomic_write(args.output, data, mode=0o600)  # 0600 from the first byte
     print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
     return 0
 

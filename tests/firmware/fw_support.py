@@ -15,6 +15,7 @@ import threading
 import time
 
 from edge_agent import firmware_build as fb
+from edge_agent.atomic_file import atomic_write
 from edge_agent.core import frames as fr
 from edge_agent.identity import create_identity
 from edge_agent.receiver.storage import Storage
@@ -51,9 +52,9 @@ class Rig:
 
     def provision(self, broker_port, operators=()):
         cert, key = self.pki.client(self.device_id)
-        fb.write_private(self.device_cbor, fb.provision(os.path.join(self.directory, "identity"), "127.0.0.1",
-                                                        broker_port, self.pki.ca_cert, cert, key,
-                                                        operators=operators))
+        atomic_write(self.device_cbor, fb.provision(os.path.join(self.directory, "identity"), "127.0.0.1",
+                                                    broker_port, self.pki.ca_cert, cert, key, operators=operators),
+                     mode=0o600)
 
     def firmware_argv(self, uart_path, *extra, heap=None, rom=None):
         args = ["--board", self.board_cbor, "--device", self.device_cbor, "--store", self.store,

@@ -11,6 +11,7 @@ import pytest
 from fw_support import FIRMWARE_PATH, MICROPYTHON
 
 from edge_agent import firmware_build as fb
+from edge_agent.atomic_file import atomic_write
 from edge_agent.boardfile import load_board
 from edge_agent.core.board import board_from_dict
 from edge_agent.identity import create_identity
@@ -85,7 +86,7 @@ def test_provision_writes_the_secret_privately_and_never_prints_it(pki, tmp_path
 def test_the_device_loads_its_config_and_refuses_damage(pki, tmp_path):
     create_identity(str(tmp_path / "id"), "fw-build-3", "HMAC256")
     (tmp_path / "board.cbor").write_bytes(fb.compile_board(BOARD, ["uart0=1"]))
-    fb.write_private(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883))
+    atomic_write(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883), mode=0o600)
     (tmp_path / "damaged.cbor").write_bytes(fb.compile_board(BOARD)[:-9])
     script = tmp_path / "load.py"
     script.write_text(
