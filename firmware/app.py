@@ -106,7 +106,7 @@ class Firmware:
             from commands import Commands  # here: a board without operators never loads it (RAM)
 
             self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log)
-            uplink_options["on_command"] = self.commands.on_message
+            uplink_options["commands"] = self.commands
         else:
             log("info", "no trusted operators: signed commands are not taken (provision --operator NAME)")
         self.uplink = Uplink(client, identity, self.store, log, **uplink_options)

@@ -1,12 +1,20 @@
-"""Signed commands on the firmware: ea/v1/<device>/cmd -> verify -> apply -> audit.
+"""Signed commands on the firmware: ea/v1/<device>/cmd and
+ea/v1/model/<model>/cmd -> verify -> apply -> audit.
 
 The board's half of the gateway's signed downlink (edge_agent/downlink.py);
 the flow both share is the core's (edge_agent/core/command_flow.py):
 
+- ``topics``: what the uplink subscribes to, as on the gateway
+  (downlink.py topics()): the device's own topic, and its board model's,
+  where one command reaches every device of the model; a model that
+  cannot be a topic level is not subscribed (logged once);
 - verify with the core (edge_agent/core/operator.py): a COSE_Mac0 under
   the device's own secret, whose kid names an operator this device was
   provisioned to trust (`firmware provision --operator NAME`); expiry,
-  device binding and a per-(operator, target) counter against replays;
+  the signed target (this device, or "model:" + its board's model: any
+  other is refused as wrong-device or wrong-model, whatever topic it came
+  on) and a per-(operator, target) counter against replays, so commands
+  to the device and to its model count apart;
 - record the counter in flash *before* applying (atomic replace), so a
   power cut in between loses the command (the operator sees no "applied"
   audit and resends) and never applies it twice;
@@ -31,7 +39,17 @@ class Commands(CommandFlow):
         """``state``: a FlashDir for the counters file; ``dispatch``: the
         firmware's path into the store."""
         self.state = state
-        super().__init__(device, device.board.model, trusted, self._load(), clock, dispatch, log)
+        model = device.board.model
+        super().__init__(device, model, trusted, self._load(), clock, dispatch, log)
+        from edge_agent.core.signals import check_device_id  # loaded already; no module-level name (RAM)
+
+        self.topics = [op.command_topic(device.device_id)]
+        problem = check_device_id(model)  # a model's topic level follows the device id's rule
+        if problem:
+            log("warning", "board model %r cannot be an MQTT topic level (%s): its model's command topic is not "
+                           "subscribed; fix [board] model in the board file and recompile it" % (model, problem))
+        else:
+            self.topics.append(op.model_command_topic(model))
 
     def _load(self):
         if COUNTERS_NAME not in self.state.list():

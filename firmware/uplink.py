@@ -7,7 +7,8 @@ Per session (the same rules as the gateway's edge_agent/uplink.py):
     connect (last will: retained "offline" status)
     rewind the store (what was in flight may not have arrived: send again;
         receivers drop duplicates by seq)
-    publish retained "online" status; subscribe to ea/v1/<device>/cmd
+    publish retained "online" status; subscribe to the command topics
+        (commands.topics: ea/v1/<device>/cmd and ea/v1/model/<model>/cmd)
     repeat: batch = store.read()  (the most urgent lane first)
             alerts one per message, the rest in bundles (one MAC each)
             await every PUBACK, then store.ack(batch)
@@ -20,7 +21,7 @@ bundles are built per publish, so the peak is about one batch twice.
 
 ``client`` is firmware/mqtt_client.py's MQTTClient (``client_for``: the
 broker, TLS and the last will); this loop only connects and publishes,
-and takes the client's messages (commands).
+and hands the client's messages to ``commands`` (firmware/commands.py).
 """
 
 import asyncio
@@ -63,14 +64,17 @@ def client_for(settings):
 
 
 class Uplink:
-    def __init__(self, client, identity, store, log, on_command=None, backoff_max_ms=BACKOFF_MAX_MS,
+    def __init__(self, client, identity, store, log, commands=None, backoff_max_ms=BACKOFF_MAX_MS,
                  batch_records=BATCH_RECORDS):
+        """``commands``: firmware/commands.py's Commands (its ``topics`` are
+        subscribed, their messages go to its ``on_message``); None: no
+        subscription."""
         self.client = client
         self.identity = identity
         self.device_id = identity.device_id
         self.store = store
         self.log = log
-        self.on_command = on_command
+        self.commands = commands
         self.backoff_max_ms = backoff_max_ms
         self.batch_records = batch_records
         self.wakeup = asyncio.Event()
@@ -110,10 +114,9 @@ class Uplink:
             self.store.rewind()
             await client.publish(sg.status_topic(self.device_id), sg.status_payload(self.device_id, True), qos=1,
                                  retain=True)
-            if self.on_command is not None:
-                from edge_agent.core.operator import command_topic  # loaded already, with the commands
-
-                await client.subscribe(command_topic(self.device_id), qos=1)
+            if self.commands is not None:
+                for topic in self.commands.topics:
+                    await client.subscribe(topic, qos=1)
             self.online = True
             self.log("info", "connected to broker (session %d)" % self.connects)
             await self._pump(client)
@@ -124,8 +127,8 @@ class Uplink:
 
     def on_message(self, message):
         """The client's callback for subscribed topics (commands)."""
-        if self.on_command is not None:
-            self.on_command(message.topic, message.payload)
+        if self.commands is not None:
+            self.commands.on_message(message.topic, message.payload)
 
     async def _pump(self, client):
         while True:
