@@ -4,10 +4,10 @@ ea/v1/model/<model>/cmd -> verify -> apply -> audit.
 The board's half of the gateway's signed downlink (edge_agent/downlink.py);
 the flow both share is the core's (edge_agent/core/command_flow.py):
 
-- ``topics``: what the uplink subscribes to, as on the gateway
-  (downlink.py topics()): the device's own topic, and its board model's,
+- ``topics()``: what the uplink subscribes to at each connect, as on the
+  gateway (downlink.py): the device's own topic, and its board model's,
   where one command reaches every device of the model; a model that
-  cannot be a topic level is not subscribed (logged once);
+  cannot be a topic level is not subscribed (logged at each connect);
 - verify with the core (edge_agent/core/operator.py): a COSE_Mac0 under
   the device's own secret, whose kid names an operator this device was
   provisioned to trust (`firmware provision --operator NAME`); expiry,
@@ -39,17 +39,22 @@ class Commands(CommandFlow):
         """``state``: a FlashDir for the counters file; ``dispatch``: the
         firmware's path into the store."""
         self.state = state
-        model = device.board.model
-        super().__init__(device, model, trusted, self._load(), clock, dispatch, log)
+        super().__init__(device, device.board.model, trusted, self._load(), clock, dispatch, log)
+
+    def topics(self):
+        """The topics to subscribe to, as on the gateway (downlink.py):
+        the device's and its model's. Made at each connect, not kept: the
+        MQTT client holds its subscriptions already (RAM)."""
         from edge_agent.core.signals import check_device_id  # loaded already; no module-level name (RAM)
 
-        self.topics = [op.command_topic(device.device_id)]
-        problem = check_device_id(model)  # a model's topic level follows the device id's rule
+        device_topic = op.command_topic(self.device_id)
+        problem = check_device_id(self.model)  # a model's topic level follows the device id's rule
         if problem:
-            log("warning", "board model %r cannot be an MQTT topic level (%s): its model's command topic is not "
-                           "subscribed; fix [board] model in the board file and recompile it" % (model, problem))
-        else:
-            self.topics.append(op.model_command_topic(model))
+            self.log("warning", "board model %r cannot be an MQTT topic level (%s): its model's command topic is "
+                                "not subscribed; fix [board] model in the board file and recompile it"
+                     % (self.model, problem))
+            return (device_topic,)
+        return (device_topic, op.model_command_topic(self.model))
 
     def _load(self):
         if COUNTERS_NAME not in self.state.list():

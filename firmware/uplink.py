@@ -8,7 +8,7 @@ Per session (the same rules as the gateway's edge_agent/uplink.py):
     rewind the store (what was in flight may not have arrived: send again;
         receivers drop duplicates by seq)
     publish retained "online" status; subscribe to the command topics
-        (commands.topics: ea/v1/<device>/cmd and ea/v1/model/<model>/cmd)
+        (commands.topics(): ea/v1/<device>/cmd and ea/v1/model/<model>/cmd)
     repeat: batch = store.read()  (the most urgent lane first)
             alerts one per message, the rest in bundles (one MAC each)
             await every PUBACK, then store.ack(batch)
@@ -66,7 +66,7 @@ def client_for(settings):
 class Uplink:
     def __init__(self, client, identity, store, log, commands=None, backoff_max_ms=BACKOFF_MAX_MS,
                  batch_records=BATCH_RECORDS):
-        """``commands``: firmware/commands.py's Commands (its ``topics`` are
+        """``commands``: firmware/commands.py's Commands (its ``topics()`` are
         subscribed, their messages go to its ``on_message``); None: no
         subscription."""
         self.client = client
@@ -115,7 +115,7 @@ class Uplink:
             await client.publish(sg.status_topic(self.device_id), sg.status_payload(self.device_id, True), qos=1,
                                  retain=True)
             if self.commands is not None:
-                for topic in self.commands.topics:
+                for topic in self.commands.topics():
                     await client.subscribe(topic, qos=1)
             self.online = True
             self.log("info", "connected to broker (session %d)" % self.connects)

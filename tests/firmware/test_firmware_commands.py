@@ -102,7 +102,7 @@ board = config.load_board(sys.argv[1]).board
 device = dv.Device(board, "fw-cmd-2")
 commands = Commands(device, {b"ops": b"k" * 32}, FlashDir(sys.argv[2]), lambda: 0, lambda outputs: None,
                     lambda level, text: print(level, text))
-print("topics", commands.topics)
+print("topics", commands.topics())
 """
 
 
@@ -115,6 +115,6 @@ def test_a_model_that_is_no_topic_level_is_not_subscribed(tmp_path):
                             env={"MICROPYPATH": FIRMWARE_PATH}, capture_output=True, text=True, timeout=20)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[-1] == "topics ['ea/v1/fw-cmd-2/cmd']", lines
+    assert lines[-1] == "topics ('ea/v1/fw-cmd-2/cmd',)", lines
     assert lines[0].startswith("warning board model 'EA DEMO/1' cannot be an MQTT topic level"), lines
     assert "fix [board] model in the board file" in lines[0], lines
