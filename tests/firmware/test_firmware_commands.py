@@ -5,8 +5,9 @@ low) and audited; a replay and a tampered copy are refused with stable
 reasons and audited too. Commands to the board's model arrive on the
 model's topic (ea/v1/model/<model>/cmd), as on the gateway: applied once
 and audited, counted apart from the device's own stream, and one signed
-for another model is refused (wrong-model) and audited. Every audit
-reaches the receiver."""
+for another model is refused (wrong-model) and audited, as is one signed
+with Ed25519 (wrong-algorithm: a board checks COSE_Mac0 only). Every
+audit reaches the receiver."""
 
 import os
 import sqlite3
@@ -43,6 +44,9 @@ def test_signed_commands_are_verified_applied_and_audited(pki, broker, pty, tmp_
     # Authentic, on this model's topic, but signed for another model.
     other_model = operator.command("model:EA-OTHER-2", "advisory", {"text": "not for you", "id": "fleet-8"}, 2, 300,
                                    device_secret=secret)
+    # The receiver's one Ed25519 advisory for a model's gateways: a board,
+    # trusting the operator with its HMAC secret only, cannot check it.
+    ed25519 = operator.command("model:" + MODEL, "advisory", {"text": "for the gateways", "id": "fleet-9"}, 3, 300)
     release = operator.command(rig.device_id, "quarantine.release", {"component": "cabinet_fan"}, 2, 300,
                                device_secret=secret)
     try:
@@ -56,9 +60,10 @@ def test_signed_commands_are_verified_applied_and_audited(pki, broker, pty, tmp_
         publish(pki, broker.port, device_topic, [force, tampered])
         firmware.wait_for("replay", 10)
         firmware.wait_for("bad-signature", 10)
-        publish(pki, broker.port, model_topic, [advisory, advisory, other_model])
+        publish(pki, broker.port, model_topic, [advisory, advisory, other_model, ed25519])
         firmware.wait_for("command advisory #1 from ops applied on fleet-7", 10)
         firmware.wait_for("wrong-model", 10)
+        firmware.wait_for("wrong-algorithm", 10)
         publish(pki, broker.port, device_topic, [release])
         firmware.wait_for("command quarantine.release #2 from ops applied", 10)
         last = stop_firmware(firmware)
@@ -83,6 +88,7 @@ def test_signed_commands_are_verified_applied_and_audited(pki, broker, pty, tmp_
         ("ops", "advisory", "fleet-7", "applied", "fan bearings wear early"),
         ("ops", "advisory", "fleet-7", "refused", "replay"),
         ("ops", "advisory", "fleet-8", "refused", "wrong-model"),
+        ("unverified", "command", model_topic, "refused", "wrong-algorithm"),
         ("ops", "quarantine.release", "cabinet_fan", "applied", ""),
     ], results
     with open(os.path.join(rig.store + ".state", "counters.cbor"), "rb") as f:
