@@ -52,10 +52,12 @@ except ImportError:  # CPython
     import time
 
     def ticks_ms():
-        return int(time.monotonic() * 1000)
+        # The stubs model MicroPython's time (no monotonic); this is CPython's.
+        return int(time.monotonic() * 1000)  # type: ignore[attr-defined]
 
-    def ticks_diff(a, b):
-        return a - b
+    # An assignment, not a def: mypy wants a conditional def to repeat the
+    # stub's overloads exactly, which needs typing (not on MicroPython).
+    ticks_diff = lambda a, b: a - b  # noqa: E731
 
 try:
     sleep_ms = asyncio.sleep_ms
@@ -135,7 +137,7 @@ class MQTTClient:
         self._topics = [None] * max_inflight
         self._payloads = [None] * max_inflight
         self._retains = bytearray(max_inflight)
-        self._outcomes = [None] * max_inflight
+        self._outcomes = [None] * max_inflight  # type: list[MQTTError | bool | None]
         self._settled = asyncio.Event()  # pulsed when an outcome is set
         self._slot_freed = asyncio.Event()  # pulsed when an entry is freed
         self._draining = False
@@ -149,21 +151,21 @@ class MQTTClient:
         self._sub_result = None
         self._sub_done = asyncio.Event()
         self.on_message = on_message
-        self._inbox = deque((), inbox_size)
+        self._inbox = deque((), inbox_size)  # type: deque[Message]
         self._inbox_size = inbox_size
         self._inbox_ready = asyncio.Event()
         self._inbox_space = asyncio.Event()
         self._pid = 0
-        self._reader = None
-        self._writer = None
-        self._opening = None  # the writer while CONNECT/CONNACK is under way
-        self._tasks = [None, None]  # reader, pinger
+        self._reader = None  # type: asyncio.StreamReader | None
+        self._writer = None  # type: asyncio.StreamWriter | None
+        self._opening = None  # type: asyncio.StreamWriter | None  # the writer while CONNECT/CONNACK is under way
+        self._tasks = [None, None]  # type: list[asyncio.Task | None]  # reader, pinger
         self._down = asyncio.Event()
         self._down.set()
         self.error = None  # what ended the last connection (None: our disconnect() or never connected)
         self.session_present = False
         self.connects = 0
-        self._last_rx = self._last_tx = self._last_ping = 0
+        self._last_rx = self._last_tx = self._last_ping = ticks_ms()  # set again by connect()
 
     # --- connection --------------------------------------------------------
 
@@ -179,7 +181,7 @@ class MQTTClient:
         if self._writer is not None:
             raise MQTTError("already connected: disconnect() first")
         try:
-            session_present = await asyncio.wait_for(self._handshake(), self.connect_timeout_s)
+            session_present = await asyncio.wait_for(self._handshake(), self.connect_timeout_s)  # type: int
         except asyncio.TimeoutError:
             self._close_link(self._opening)
             raise ConnectFailed("no CONNACK from %s:%d within %d s (broker down, or TLS/port mismatch?)"
@@ -252,13 +254,16 @@ class MQTTClient:
 
     async def _fill(self):
         """Read what the socket has into the decoder; False at end of stream."""
+        reader = self._reader
+        if reader is None:  # the link was closed meanwhile: read as end of stream
+            return False
         space = self._decoder.space()
-        if hasattr(self._reader, "readinto"):  # MicroPython: straight into the buffer
+        if hasattr(reader, "readinto"):  # MicroPython: straight into the buffer
             count = None
             while count is None:  # None: TLS record not complete yet
-                count = await self._reader.readinto(space)
+                count = await reader.readinto(space)
         else:  # CPython's StreamReader has no readinto
-            data = await self._reader.read(len(space))
+            data = await reader.read(len(space))
             count = len(data)
             space[:count] = data
         self._decoder.advance(count)
@@ -404,7 +409,7 @@ class MQTTClient:
             raise NotConnected("not connected to the broker: connect() first")
 
     async def _write(self, first, second=None):
-        if self._draining or self._writer is None:
+        if self._draining:  # (no connection: _write_now raises NotConnected)
             await self._writable()
         await self._write_now(first, second)
 
@@ -413,6 +418,8 @@ class MQTTClient:
         awaited _writable(). A failure ends the connection and raises
         ConnectionLost."""
         writer = self._writer
+        if writer is None:
+            raise NotConnected("not connected to the broker: connect() first")
         try:
             writer.write(first)
             if second is not None:
@@ -614,7 +621,10 @@ def tls_context(ca_der, cert_der=None, key_der=None):
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.verify_mode = ssl.CERT_REQUIRED
+    # The stubs give ssl.SSLContext no verify_mode, but MicroPython's has it
+    # (a property over tls.SSLContext's) and it defaults to CERT_NONE there:
+    # without this line the broker's certificate would not be checked.
+    context.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
     context.load_verify_locations(cadata=ca_der)
     if cert_der is not None:
         context.load_cert_chain(cert_der, key_der)
