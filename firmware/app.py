@@ -43,16 +43,18 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # appends held before a write, an 8 KiB ack journal written whole. On a
 # board each is one contiguous allocation, and a long-running MicroPython
 # heap is fragmented: seen on the unix port, MemoryError allocating 8193
-# bytes with 90 KiB free, and 3844 bytes with 97 KiB free. The rule here:
-# no allocation over ~1 KiB on the hot paths. The store reads these module
-# constants at each call, so the firmware sets them once: 1 KiB each, and
-# a 32-entry (1 KiB) journal.
-STORE_BUFFERS = {"READ_AHEAD": 1024, "WRITE_BUFFER": 1024, "JOURNAL_LIMIT": 32}
+# bytes with 90 KiB free, 956 bytes with 39 KiB free. The rule here: no
+# allocation over ~512 bytes on the hot paths (a day's run needs 208 KiB of
+# heap with 512, 224 KiB with 1 KiB: docs/firmware.md). The store reads
+# these module constants at each call, so the firmware sets them once:
+# 512 bytes each, and a 16-entry (512-byte) journal.
+STORE_BUFFERS = {"READ_AHEAD": 512, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
 # Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
 # floats on the 64-bit port, and the CBOR encoder's list of pieces grows
 # to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in
-# cbor.dumps under a 320 KiB budget); 16 keeps that list at 1 KiB.
-TELEMETRY_MAX_READINGS = 16
+# cbor.dumps under a 320 KiB budget); 8 keep a batch's signal under the
+# 512-byte record that the store and a bundle (uplink.BUNDLE_MAX_BYTES) take.
+TELEMETRY_MAX_READINGS = 8
 HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 
 

@@ -38,8 +38,8 @@ IDLE_CHECK_S = 1
 
 BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batch
 # One bundle is one contiguous bytes object (and its COSE envelope another):
-# 1 KiB, because a fragmented board heap refuses larger blocks (app.py).
-BUNDLE_MAX_BYTES = 1024
+# 512 bytes, because a fragmented board heap refuses larger blocks (app.py).
+BUNDLE_MAX_BYTES = 512
 # The MQTT client's receive limit and transmit buffer (both allocated once):
 # commands and tokens are under 1 KiB; a publish larger than this (a bundle,
 # up to BUNDLE_MAX_BYTES) goes out in two writes. 2 KiB instead of 4 saves
