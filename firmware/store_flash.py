@@ -27,6 +27,28 @@ Durability on MicroPython: there is no os.fsync. What replaces it:
   the segment at the last valid record and reports it
   (tests/firmware/test_flash_store.py cuts a segment at every byte).
 
+All or nothing. The store needs ``write`` to append all of its bytes or
+raise leaving the file as it was (a full disk), and MicroPython files
+have no truncate(). How each file system gets there after a failed or
+short write (the handle is closed first, then the file checked):
+
+- littlefs: a failed write leaves the file as it was at its last commit
+  once the handle is closed, but only then: written on through the same
+  handle, the failed write's torn bytes would be committed at the next
+  flush. The store commits (flush) after every write, so the last commit
+  is exactly the file before the failed write.
+- VfsPosix or FAT: the torn bytes are in the file; it is cut back by
+  copying its valid part to ``<name>.tmp`` and renaming that over it. On
+  a full disk the copy can fail too: the handle then stays closed and the
+  cut is retried before anything else is written, so nothing ever lands
+  after torn bytes.
+- A failed commit (flush) on littlefs loses what it was committing: the
+  handle keeps the last write's bytes until its commit succeeds and
+  writes them again before the next commit.
+
+A short write (fewer bytes taken than given) counts as a full disk:
+OSError 28, ENOSPC, the number store_format.is_disk_full knows.
+
 What a power cut costs, then: records appended since the last sync
 (the store's group commit: ``sync_every`` records or ``sync_ms``), as on
 the gateway. Alerts are appended with ``urgent=True`` and synced at once.
@@ -37,44 +59,178 @@ at the default 500 ms or above on flash (see docs/firmware.md).
 import os
 
 _SEEK_SET = 0
+_ENOSPC = 28  # MicroPython's errno module has no ENOSPC name on every port
+_EIO = 5
+
+
+def _short_write():
+    return OSError(_ENOSPC)
+
+
+def _write_all(file, data):
+    """Write ``data`` to ``file``; a short write is a full disk."""
+    if file.write(data) != len(data):
+        raise _short_write()
+
+
+def _close_quietly(file):
+    # Closing after a failed write can fail again (a full disk); the file
+    # is checked and repaired after this anyway.
+    try:
+        file.close()
+    except OSError:
+        pass
+
+
+def _size(path):
+    return os.stat(path)[6]
+
+
+def _cut(path, size):
+    """Keep only the first ``size`` bytes of ``path`` (no truncate() on
+    MicroPython): copy them to a temporary file, rename it over ``path``."""
+    temp = path + ".tmp"
+    try:
+        with open(path, "rb") as source:
+            with open(temp, "wb") as target:
+                chunk = bytearray(256)
+                left = size
+                while left:
+                    n = source.readinto(chunk)
+                    if not n:
+                        raise OSError(_EIO)  # shorter than it was: not ours to mend
+                    n = min(n, left)
+                    _write_all(target, memoryview(chunk)[:n])
+                    left -= n
+                target.flush()
+        os.rename(temp, path)
+    except OSError:
+        try:
+            os.remove(temp)
+        except OSError:
+            pass
+        raise
 
 
 class AppendHandle:
-    """A segment open for appending; ``sync`` commits it (littlefs)."""
+    """A segment open for appending; ``sync`` commits it (littlefs).
+    ``size``: the bytes the store has written to it; ``unsaved``: the last
+    write's bytes until they are committed (see the module doc)."""
 
-    __slots__ = ("file", "write")
+    __slots__ = ("path", "file", "size", "unsaved")
 
     def __init__(self, path):
+        self.path = path
         self.file = open(path, "ab")
-        self.write = self.file.write
+        self.size = self.file.seek(0, 2)  # (os.stat would allocate a tuple)
+        self.unsaved = None
+
+    def write(self, data):
+        if self.unsaved is not None:
+            self.flush()  # the store never writes twice without one
+        file = self.file or self._reopen()
+        try:
+            _write_all(file, data)
+        except OSError:
+            self._restore()
+            raise
+        self.size += len(data)
+        self.unsaved = data
 
     def flush(self):
-        self.file.flush()
+        if self.unsaved is None and self.file is not None:
+            return  # nothing written since the last commit
+        try:
+            (self.file or self._reopen()).flush()
+        except OSError:
+            self._restore()
+            raise
+        self.unsaved = None
 
-    def sync(self):
-        self.file.flush()
+    sync = flush
+
+    def _restore(self):
+        """After a failed write or commit: close the file (littlefs then
+        drops what was not committed) and bring it back to ``size`` bytes
+        now if the disk lets us, else before the next write."""
+        _close_quietly(self.file)
+        self.file = None
+        try:
+            self._reopen()
+        except OSError:
+            pass
+
+    def _reopen(self):
+        """Open the file again at exactly ``size`` bytes: cut off torn
+        bytes, or write again what a failed littlefs commit lost."""
+        have = _size(self.path)
+        if have > self.size:
+            _cut(self.path, self.size)
+            have = self.size
+        file = open(self.path, "ab")
+        lost = self.size - have
+        if lost:
+            unsaved = self.unsaved
+            if unsaved is None or lost > len(unsaved):
+                file.close()
+                raise OSError(_EIO, "%s: %d committed bytes missing" % (self.path, lost))
+            try:
+                _write_all(file, memoryview(unsaved)[len(unsaved) - lost:])
+            except OSError:
+                _close_quietly(file)
+                raise
+        self.file = file
+        return file
 
     def close(self):
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 class UpdateHandle:
-    """A file overwritten in place (the ack journal's slots)."""
+    """A file overwritten in place (the ack journal's slots, the seq
+    marker). The store syncs after every write_at, so on littlefs a failed
+    write or commit is undone by closing the handle (the file goes back
+    to its last commit); the next write_at opens it again. On VfsPosix
+    and FAT an overwrite needs no new space, so no full disk can tear it."""
 
-    __slots__ = ("file",)
+    __slots__ = ("path", "file")
 
     def __init__(self, path):
+        self.path = path
         self.file = open(path, "r+b")
 
     def write_at(self, offset, data):
-        self.file.seek(offset, _SEEK_SET)
-        self.file.write(data)
+        file = self.file or self._reopen()
+        try:
+            file.seek(offset, _SEEK_SET)
+            _write_all(file, data)
+        except OSError:
+            self._drop()
+            raise
 
     def sync(self):
-        self.file.flush()
+        if self.file is None:
+            return  # nothing written since the handle was dropped
+        try:
+            self.file.flush()
+        except OSError:
+            self._drop()
+            raise
+
+    def _drop(self):
+        _close_quietly(self.file)
+        self.file = None
+
+    def _reopen(self):
+        self.file = open(self.path, "r+b")
+        return self.file
 
     def close(self):
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 def _exists(path):
@@ -137,10 +293,21 @@ class FlashDir:
         return UpdateHandle(self._p(name))
 
     def write_file(self, name, data):
+        """Create or overwrite ``name``, committed on return. On failure
+        (a full disk) the partial file is removed, as store_posix does: the
+        store writes only temporaries and the fresh ack journal this way."""
         self._forget(name)
-        with open(self._p(name), "wb") as f:
-            f.write(data)
-            f.flush()
+        path = self._p(name)
+        try:
+            with open(path, "wb") as f:
+                _write_all(f, data)
+                f.flush()
+        except OSError:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+            raise
 
     def rename(self, old, new):
         self._forget(old)
