@@ -270,11 +270,19 @@ class FlashDir:
 
     def read(self, name, offset, n):
         # The store reads a segment in batches: keep the last file open.
+        # But on littlefs an open file keeps the size it had when opened:
+        # what another handle appended and committed since reads as b"".
+        # The store never reads past what it wrote, so a short read is such
+        # a stale file: open it again.
         f = self._read_file
-        if f is None or name != self._read_name:
-            self._forget(None)
-            f = self._read_file = open(self._p(name), "rb")
-            self._read_name = name
+        if f is not None and name == self._read_name:
+            f.seek(offset, _SEEK_SET)
+            data = f.read(n)
+            if len(data) == n:
+                return data
+        self._forget(None)
+        f = self._read_file = open(self._p(name), "rb")
+        self._read_name = name
         f.seek(offset, _SEEK_SET)
         return f.read(n)
 

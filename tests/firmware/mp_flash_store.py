@@ -1,28 +1,43 @@
 """The flash store adapter under MicroPython: a torn write is always
-detected. Run by tests/firmware/test_firmware_build.py:
+detected, and a failed write leaves nothing behind.
 
-    MICROPYPATH=firmware:.:.frozen micropython tests/firmware/mp_flash_store.py DIR
+    MICROPYPATH=firmware:.:.frozen micropython tests/firmware/mp_flash_store.py DIR [MODE]
 
-Writes a store through firmware/store_flash.py's FlashDir, leaves the
+MODE ``cuts`` (the default; run by tests/firmware/test_firmware_build.py)
+writes a store through firmware/store_flash.py's FlashDir, leaves the
 segment unsealed (as a power cut does), then for every byte length of
 that segment opens a copy cut there, and for a set of offsets a copy
 whose tail is zeros (a block allocated but not written): recovery must
 return exactly the records wholly written before the damage, in order,
 and never a damaged one. Prints "ok N cuts" on success.
+
+The other modes (run by tests/firmware/test_flash_store.py) make writes
+fail for real and check that the segment then holds exactly the records
+before the failed write, that the store reports the disk full, and that
+nothing appended is lost:
+
+- ``littlefs``: a real littlefs (MicroPython's VfsLfs2, as on the ESP32)
+  on a flash chip in RAM, filled by a filler file to a different level
+  in each run, so the disk fills at a different byte of the records each
+  time; then the filler goes, and the held records must be written, the
+  next append must land and read back, and a remount must return it all.
+- ``posix LIMIT``: the unix port's VfsPosix under a file size limit
+  (RLIMIT_FSIZE, set by the caller), where the kernel takes part of a
+  write and then fails it with EFBIG, at a different byte in each run.
 """
 
 import os
 import sys
 
 from edge_agent.core import store_format as fmt
-from edge_agent.core.store import Store
+from edge_agent.core.store import DISK_FULL, DISK_OK, Store
 from store_flash import FlashDir
 
 RECORDS = 24
 
 
 def payload(n):
-    return b"signal-%03d-" % n + bytes([n]) * (n % 9)
+    return b"signal-%03d-" % n + bytes([n & 255]) * (n % 9)
 
 
 def wipe(path):
@@ -99,4 +114,179 @@ def main(base):
     print("ok %d cuts" % cuts)
 
 
-main(sys.argv[1])
+
+
+# -- failing writes -------------------------------------------------------
+
+
+class RamFlash:
+    """A flash chip in RAM, as VfsLfs2 mounts it (MicroPython's extended
+    block-device protocol: ioctl 6 erases a block, which sets it to 0xFF)."""
+
+    def __init__(self, block_size, blocks):
+        self.block_size = block_size
+        self.blocks = blocks
+        self.view = memoryview(bytearray(block_size * blocks))
+        self.erased = b"\xff" * block_size
+
+    def readblocks(self, block, buf, offset=0):
+        start = block * self.block_size + offset
+        buf[:] = self.view[start : start + len(buf)]
+
+    def writeblocks(self, block, buf, offset=0):
+        start = block * self.block_size + offset
+        self.view[start : start + len(buf)] = buf
+
+    def ioctl(self, op, arg):
+        if op == 4:
+            return self.blocks
+        if op == 5:
+            return self.block_size
+        if op == 6:
+            start = arg * self.block_size
+            self.view[start : start + self.block_size] = self.erased
+        return 0
+
+
+def segment_records(fs):
+    """The payloads in the store's segment files, in log order; every
+    file must end in a whole record or its seal (no torn bytes)."""
+    got = []
+    names = sorted(name for name in fs.list() if name.endswith(fmt.SEGMENT_SUFFIX))
+    for name in names:
+        data = fs.read(name, 0, fs.size(name))
+        scan = fmt.scan_segment(data)
+        assert not scan.skipped and scan.torn is None, "%s: torn bytes: %r %r" % (name, scan.skipped, scan.torn)
+        pos = fmt.SEGMENT_HEADER
+        while pos < scan.end:
+            reason, start, length, kind = fmt.check_record(data, pos, scan.end)
+            if kind == fmt.TYPE_DATA:
+                got.append(bytes(data[start : start + length]))
+            pos = start + length
+    return got
+
+
+def read_unacked(store):
+    got = []
+    while True:
+        batch = store.read(max_records=100)
+        if batch is None:
+            return got
+        got.extend(batch.records)
+
+
+def kinds(store):
+    return [report.kind for report in store.take_reports()]
+
+
+def fill_until_full(store, fs, first, clock):
+    """Append records until the store reports the disk full; check the
+    files right then. Returns the payloads appended."""
+    appended = []
+    n = first
+    while not store.disk_full:
+        assert n < first + 2000, "the disk never filled"
+        clock[0] += 7
+        assert store.append(1, payload(n), clock[0], urgent=(n % 4 == 0))
+        appended.append(payload(n))
+        store.flush()
+        n += 1
+    # The failed write left no byte behind: the files hold a prefix of
+    # what was appended (the rest waits in RAM), whole records only.
+    written = segment_records(fs)
+    assert written == appended[: len(written)], "files hold other records than appended"
+    assert len(written) < len(appended)
+    assert DISK_FULL in kinds(store)
+    return appended
+
+
+def littlefs_run(fill):
+    flash = RamFlash(512, 48)
+    vfs.VfsLfs2.mkfs(flash)
+    vfs.mount(vfs.VfsLfs2(flash), "/flash")
+    try:
+        with open("/flash/filler", "wb") as f:
+            f.write(b"f" * fill)
+        fs = FlashDir("/flash/store")
+        clock = [0]
+        store = Store(fs, 0, lanes=2, max_bytes=1 << 20, segment_bytes=3000, sync_every=5)
+        appended = fill_until_full(store, fs, 0, clock)
+        for n in range(1000, 1005):  # held in RAM while the disk is full
+            clock[0] += 7
+            assert store.append(1, payload(n), clock[0])
+            appended.append(payload(n))
+        os.remove("/flash/filler")  # room again: the held records go to flash
+        clock[0] += 1000
+        store.poll(clock[0])
+        assert not store.disk_full
+        clock[0] += 5000
+        assert store.append(1, payload(2000), clock[0], urgent=True)  # the next append lands
+        appended.append(payload(2000))
+        reports = kinds(store)
+        assert DISK_OK in reports, reports
+        on_flash = segment_records(fs)
+        assert on_flash == appended, (len(on_flash), len(appended), [p for p in appended if p not in on_flash])
+        assert read_unacked(store) == appended
+        store.close()
+        fs.close()
+    finally:
+        vfs.umount("/flash")
+    # A reboot: mount the chip again and open the store from flash.
+    vfs.mount(vfs.VfsLfs2(flash), "/flash")
+    try:
+        fs = FlashDir("/flash/store")
+        store = Store(fs, 0, lanes=2, max_bytes=1 << 20, segment_bytes=3000)
+        assert read_unacked(store) == appended, "fill %d: lost or torn after a remount" % fill
+        store.close()
+    finally:
+        vfs.umount("/flash")
+
+
+def littlefs(base):
+    runs = 0
+    for fill in range(9000, 21000, 211):
+        littlefs_run(fill)
+        runs += 1
+    print("ok %d runs" % runs)
+
+
+def posix(base, limit):
+    runs = 0
+    for shift in range(0, 40):
+        directory = base + "/s%d" % shift
+        wipe(directory)
+        fs = FlashDir(directory)
+        clock = [0]
+        store = Store(fs, 0, lanes=2, max_bytes=1 << 20, segment_bytes=limit + 4096, sync_every=5)
+        clock[0] += 1
+        store.append(1, b"x" * (shift + 1), clock[0])  # moves where the limit cuts
+        appended = [b"x" * (shift + 1)] + fill_until_full(store, fs, 0, clock)
+        written = segment_records(fs)
+        for n in range(3):  # retried while still full: never leaves torn bytes either
+            clock[0] += 1000
+            store.poll(clock[0])
+            assert store.disk_full and segment_records(fs) == written
+        store.close()
+        fs.close()
+        # Opened again: everything that reached the file, nothing torn.
+        fs = FlashDir(directory)
+        store = Store(fs, 0, lanes=2, max_bytes=1 << 20, segment_bytes=limit + 4096)
+        assert read_unacked(store) == appended[: len(written)]
+        store.close()
+        fs.close()
+        wipe(directory)
+        runs += 1
+    print("ok %d runs" % runs)
+
+
+mode = sys.argv[2] if len(sys.argv) > 2 else "cuts"
+if mode == "cuts":
+    main(sys.argv[1])
+elif mode == "littlefs":
+    import vfs
+
+    littlefs(sys.argv[1])
+elif mode == "posix":
+    posix(sys.argv[1], int(sys.argv[3]))
+else:
+    raise SystemExit("mode: cuts, littlefs or posix LIMIT")
