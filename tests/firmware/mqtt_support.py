@@ -132,8 +132,10 @@ class Relay:
         self.forwarding.set()
 
     def drop(self):
-        """Close every relayed connection at once (a broker restart)."""
-        for sock in self.sockets:
+        """Close every relayed connection at once (a broker restart). A
+        snapshot: the accept thread may add the client's reconnect while
+        this runs, and that new connection must survive."""
+        for sock in list(self.sockets):
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
