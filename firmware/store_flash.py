@@ -58,19 +58,18 @@ at the default 500 ms or above on flash (see docs/firmware.md).
 
 import os
 
-_SEEK_SET = 0
-_ENOSPC = 28  # MicroPython's errno module has no ENOSPC name on every port
-_EIO = 5
+from micropython import const
 
-
-def _short_write():
-    return OSError(_ENOSPC)
+# const() with a leading underscore: inlined, no heap on MicroPython.
+_SEEK_SET = const(0)
+_ENOSPC = const(28)  # numbers: MicroPython's errno module lacks ENOSPC
+_EIO = const(5)
 
 
 def _write_all(file, data):
     """Write ``data`` to ``file``; a short write is a full disk."""
     if file.write(data) != len(data):
-        raise _short_write()
+        raise OSError(_ENOSPC)
 
 
 def _close_quietly(file):
@@ -80,10 +79,6 @@ def _close_quietly(file):
         file.close()
     except OSError:
         pass
-
-
-def _size(path):
-    return os.stat(path)[6]
 
 
 def _cut(path, size):
@@ -163,7 +158,7 @@ class AppendHandle:
     def _reopen(self):
         """Open the file again at exactly ``size`` bytes: cut off torn
         bytes, or write again what a failed littlefs commit lost."""
-        have = _size(self.path)
+        have = os.stat(self.path)[6]
         if have > self.size:
             _cut(self.path, self.size)
             have = self.size
@@ -202,7 +197,9 @@ class UpdateHandle:
         self.file = open(path, "r+b")
 
     def write_at(self, offset, data):
-        file = self.file or self._reopen()
+        file = self.file
+        if file is None:
+            file = self.file = open(self.path, "r+b")
         try:
             file.seek(offset, _SEEK_SET)
             _write_all(file, data)
@@ -222,10 +219,6 @@ class UpdateHandle:
     def _drop(self):
         _close_quietly(self.file)
         self.file = None
-
-    def _reopen(self):
-        self.file = open(self.path, "r+b")
-        return self.file
 
     def close(self):
         if self.file is not None:
