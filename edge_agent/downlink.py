@@ -21,7 +21,6 @@ import signal as posix_signal
 from edge_agent.atomic_file import atomic_write
 from edge_agent.core import cbor
 from edge_agent.core import operator as op
-from edge_agent.core import signals as sg
 from edge_agent.core.command_flow import CommandFlow, RefusalLimiter
 
 __all__ = ("COUNTERS_FILE", "Downlink", "DownlinkError", "RefusalLimiter", "load_counters")
@@ -68,12 +67,6 @@ class Downlink(CommandFlow):
         self.request_restart = request_restart or _restart_self
         self.acknowledge = acknowledge
 
-    def topics(self):
-        topics = [op.command_topic(self.device_id)]
-        if self.model and not sg.check_device_id(self.model):  # usable as a topic level
-            topics.append(op.model_command_topic(self.model))
-        return topics
-
     def on_connect(self):
         """The broker is reached: a trial config has passed its self-check."""
         if self.config is not None:
@@ -93,10 +86,6 @@ class Downlink(CommandFlow):
         """(before, after, note) or raise op.Refused; a staged patch restarts in _applied."""
         args = command.args
         note = args.get("note", "")
-        if command.name in ("quarantine.force", "quarantine.release"):
-            before, after, outputs = op.apply_quarantine(self.device, command, now)
-            self.dispatch(outputs)
-            return before, after, note
         if command.name == "alert.ack":
             if self.acknowledge is None:
                 return "unacknowledged", "acknowledged", note or "recorded (no console alert list)"

@@ -4,10 +4,10 @@ ea/v1/model/<model>/cmd -> verify -> apply -> audit.
 The board's half of the gateway's signed downlink (edge_agent/downlink.py);
 the flow both share is the core's (edge_agent/core/command_flow.py):
 
-- ``topics()``: what the uplink subscribes to at each connect, as on the
-  gateway (downlink.py): the device's own topic, and its board model's,
-  where one command reaches every device of the model; a model that
-  cannot be a topic level is not subscribed (logged at each connect);
+- ``topics()`` (the core's): what the uplink subscribes to at each
+  connect, as on the gateway: the device's own topic, and its board
+  model's, where one command reaches every device of the model; a model
+  that cannot be a topic level is not subscribed (logged at each connect);
 - verify with the core (edge_agent/core/operator.py): a COSE_Mac0 under
   the device's own secret, whose kid names an operator this device was
   provisioned to trust (`firmware provision --operator NAME`); expiry,
@@ -41,21 +41,6 @@ class Commands(CommandFlow):
         self.state = state
         super().__init__(device, device.board.model, trusted, self._load(), clock, dispatch, log)
 
-    def topics(self):
-        """The topics to subscribe to, as on the gateway (downlink.py):
-        the device's and its model's. Made at each connect, not kept: the
-        MQTT client holds its subscriptions already (RAM)."""
-        from edge_agent.core.signals import check_device_id  # loaded already; no module-level name (RAM)
-
-        device_topic = op.command_topic(self.device_id)
-        problem = check_device_id(self.model)  # a model's topic level follows the device id's rule
-        if problem:
-            self.log("warning", "board model %r cannot be an MQTT topic level (%s): its model's command topic is "
-                                "not subscribed; fix [board] model in the board file and recompile it"
-                     % (self.model, problem))
-            return (device_topic,)
-        return (device_topic, op.model_command_topic(self.model))
-
     def _load(self):
         if COUNTERS_NAME not in self.state.list():
             return op.Counters()
@@ -74,10 +59,6 @@ class Commands(CommandFlow):
     def _apply(self, command, now):
         args = command.args
         note = args.get("note", "")
-        if command.name in ("quarantine.force", "quarantine.release"):
-            before, after, outputs = op.apply_quarantine(self.device, command, now)
-            self.dispatch(outputs)
-            return before, after, note
         if command.name == "alert.ack":
             return "unacknowledged", "acknowledged", note or "recorded"
         if command.name == "advisory":

@@ -18,6 +18,7 @@ refusal of a later window.
 
 from edge_agent.core import audit
 from edge_agent.core import operator as op
+from edge_agent.core.signals import check_device_id
 
 REFUSALS_PER_WINDOW = 20
 REFUSAL_WINDOW_MS = 60000
@@ -65,12 +66,17 @@ def target_of(name, args):
     return None
 
 
+QUARANTINE_COMMANDS = ("quarantine.force", "quarantine.release")
+
+
 class CommandFlow:
     """A subclass gives ``_save_counters()`` (make ``self.counters``
-    durable) and ``_apply(command, now_ms) -> (before, after, note)``
-    (raise op.Refused), and may override ``_applied(command)``, called
-    once the applied audit is out. ``dispatch(outputs)``: the platform's
-    path into the store; ``log(level, text)``, level "warning" or "error"."""
+    durable) and ``_apply(command, now_ms) -> (before, after, note)`` for
+    every command but quarantine force/release, which act the same on
+    every platform (raise op.Refused), and may override
+    ``_applied(command)``, called once the applied audit is out.
+    ``dispatch(outputs)``: the platform's path into the store;
+    ``log(level, text)``, level "warning" or "error"."""
 
     def __init__(self, device, model, trusted, counters, clock, dispatch, log):
         self.device = device
@@ -84,6 +90,21 @@ class CommandFlow:
         self.limiter = RefusalLimiter()
         self.applied = 0
         self.refused = 0
+
+    def topics(self):
+        """What to subscribe to: the device's command topic, and its
+        model's, where one command reaches every device of the model. A
+        model that cannot be a topic level (the device id's rule) is not
+        subscribed, and logged."""
+        device_topic = op.command_topic(self.device_id)
+        if not self.model:
+            return (device_topic,)
+        problem = check_device_id(self.model)
+        if problem:
+            self.log("warning", "board model %r cannot be an MQTT topic level (%s): its model's command topic is not "
+                                "subscribed; fix [board] model in the board file" % (self.model, problem))
+            return (device_topic,)
+        return (device_topic, op.model_command_topic(self.model))
 
     def on_message(self, topic, payload):
         """One message from a command topic. Never raises: a bad message is
@@ -106,7 +127,12 @@ class CommandFlow:
         self._save_counters()
         target = target_of(command.name, command.args) or command.target
         try:
-            before, after, note = self._apply(command, now)
+            if command.name in QUARANTINE_COMMANDS:
+                before, after, outputs = op.apply_quarantine(self.device, command, now)
+                self.dispatch(outputs)
+                note = command.args.get("note", "")
+            else:
+                before, after, note = self._apply(command, now)
         except op.Refused as exc:
             self.refused += 1
             self.log("warning", "command %s #%d from %s refused: %s" % (command.name, command.counter,
