@@ -44,7 +44,7 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # board each is one contiguous allocation, and a long-running MicroPython
 # heap is fragmented: seen on the unix port, MemoryError allocating 8193
 # bytes with 90 KiB free, 956 bytes with 39 KiB free. The rule here: no
-# allocation over ~512 bytes on the hot paths (a day's run needs 208 KiB of
+# allocation over ~512 bytes on the hot paths (a day's run needs 216 KiB of
 # heap with 512, 224 KiB with 1 KiB: docs/firmware.md). The store reads
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal.
