@@ -154,7 +154,7 @@ def _parse_args(values):
 
 def cmd_send(args):
     from edge_agent.cli import broker_settings
-    from edge_agent.operator_cli import _load_operator, device_secret_for
+    from edge_agent.operator_cli import _load_operator, device_secret_for, model_boards
     from edge_agent.operator_keys import OperatorError, parse_duration
 
     operator = _load_operator(args.operator)
@@ -169,29 +169,38 @@ def cmd_send(args):
         except (OSError, ValueError) as exc:
             raise _usage("--patch %s: %s" % (args.patch, exc)) from None
     counter = args.counter if args.counter is not None else operator.next_counter(target)
+    boards = model_boards(args.registry, args.model) if args.model else {}
+    if args.model and args.registry is None:
+        print("note: without --registry, the model's boards (HMAC devices) are not reached: they take model "
+              "commands on their own topic, MACed with their own secret", file=sys.stderr)
     secret = device_secret_for(args.registry, args.device) if args.device else None
     try:
-        message = operator.command(target, args.name, command_args, counter, parse_duration(args.ttl),
-                                   device_secret=secret)
+        sign = (lambda device_secret: operator.command(target, args.name, command_args, counter,
+                                                       parse_duration(args.ttl), device_secret=device_secret))
+        messages = [(op.topic_for_target(target), sign(secret))]
+        # One Ed25519 message on the model's topic serves its gateways; a
+        # board checks only a Mac0 under its own secret, on its own topic.
+        messages += [(op.command_topic(device_id), sign(boards[device_id])) for device_id in sorted(boards)]
     except OperatorError as exc:
         raise _usage(str(exc)) from None
     settings = broker_settings(args)
-    topic = op.topic_for_target(target)
     # Recorded before sending: a counter is never used twice, even if the
     # publish fails (a skipped counter is harmless, a reused one refused).
     operator.record_counter(target, counter)
-    asyncio.run(_publish(settings, topic, message))
-    print("sent %s #%d to %s on %s" % (args.name, counter, target, topic))
+    asyncio.run(_publish(settings, messages))
+    print("sent %s #%d to %s on %s" % (args.name, counter, target, messages[0][0]))
+    if boards:
+        print("  and to %d board(s) of the model on their own topics: %s" % (len(boards), ", ".join(sorted(boards))))
     return EXIT_OK
 
 
-async def _publish(settings, topic, message):
+async def _publish(settings, messages):
     import aiomqtt
 
     try:
         async with aiomqtt.Client(settings.host, settings.port, tls_context=settings.tls_context,
                                   timeout=20) as client:
-            await client.publish(topic, message, qos=1)
+            await asyncio.gather(*(client.publish(topic, message, qos=1) for topic, message in messages))
     except aiomqtt.MqttError as exc:
         raise _usage("broker %s: %s" % (settings.describe(), exc)) from None
 
@@ -216,6 +225,7 @@ def add_commands(sub):
                       help="command counter (default: one more than the last sent to this target, kept in DIR)")
     send.add_argument("--ttl", default="10m", help="expiry after signing, e.g. 10m, 2h (default 10m)")
     send.add_argument("--registry", metavar="FILE",
-                      help="devices.toml: for an HMAC device, MAC the command with its secret")
+                      help="devices.toml: for an HMAC device, MAC the command with its secret; with --model, "
+                           "also send each of the model's HMAC devices (boards) its own copy on its topic")
     add_broker_options(send)
     send.set_defaults(func=cmd_send)

@@ -29,16 +29,32 @@ def device_secret_for(registry_path, device_id):
     if registry_path is None:
         return None
     from edge_agent.identity import HMAC256
-    from edge_agent.registry import Registry, RegistryError
 
-    try:
-        registry = Registry.load(registry_path)
-    except RegistryError as exc:
-        raise _usage("--registry: %s" % exc) from None
-    device = registry.devices.get(device_id)
+    device = _registry(registry_path).devices.get(device_id)
     if device is None:
         raise _usage("--registry %s: no device %r" % (registry_path, device_id))
     return device.secret if device.algorithm == HMAC256 else None
+
+
+def model_boards(registry_path, model):
+    """{device id: HMAC secret} of the registry's HMAC devices (boards) of
+    ``model``: each checks a model command only as a Mac0 under its own
+    secret, so each needs its own copy."""
+    if registry_path is None:
+        return {}
+    from edge_agent.identity import HMAC256
+
+    return dict((device_id, device.secret) for device_id, device in _registry(registry_path).devices.items()
+                if device.model == model and device.algorithm == HMAC256)
+
+
+def _registry(path):
+    from edge_agent.registry import Registry, RegistryError
+
+    try:
+        return Registry.load(path)
+    except RegistryError as exc:
+        raise _usage("--registry: %s" % exc) from None
 
 
 def cmd_operator_init(args):

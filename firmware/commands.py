@@ -1,13 +1,14 @@
-"""Signed commands on the firmware: ea/v1/<device>/cmd and
-ea/v1/model/<model>/cmd -> verify -> apply -> audit.
+"""Signed commands on the firmware: ea/v1/<device>/cmd -> verify -> apply
+-> audit.
 
 The board's half of the gateway's signed downlink (edge_agent/downlink.py);
 the flow both share is the core's (edge_agent/core/command_flow.py):
 
 - ``topics()`` (the core's): what the uplink subscribes to at each
-  connect, as on the gateway: the device's own topic, and its board
-  model's, where one command reaches every device of the model; a model
-  that cannot be a topic level is not subscribed (logged at each connect);
+  connect: the device's own topic only. A board's operators sign under
+  its own secret, so its model's topic (where a gateway takes the model's
+  Ed25519 commands) would bring it only messages it cannot check; a
+  command for the model comes on the device's topic, target "model:...";
 - verify with the core (edge_agent/core/operator.py): a COSE_Mac0 under
   the device's own secret, whose kid names an operator this device was
   provisioned to trust (`firmware provision --operator NAME`); expiry,

@@ -8,7 +8,8 @@ Per session (the same rules as the gateway's edge_agent/uplink.py):
     rewind the store (what was in flight may not have arrived: send again;
         receivers drop duplicates by seq)
     publish retained "online" status; subscribe to the command topics
-        (commands.topics(): ea/v1/<device>/cmd and ea/v1/model/<model>/cmd)
+        (commands.topics(): ea/v1/<device>/cmd; core/command_flow.py says why
+        a board does not take its model's topic)
     repeat: batch = store.read()  (the most urgent lane first)
             alerts one per message, the rest in bundles (one MAC each)
             await every PUBACK, then store.ack(batch)

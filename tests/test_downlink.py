@@ -19,7 +19,7 @@ from edge_agent.core import cbor
 from edge_agent.core import frames as fr
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
-from edge_agent.operator_keys import create_operator
+from edge_agent.operator_keys import create_operator, load_trusted
 from edge_agent.tls import client_context
 
 from conftest import BOARD, REGISTRY, ROOT
@@ -322,3 +322,41 @@ def test_the_key_grep_catches_each_form(operator):
         with pytest.raises(AssertionError, match="private key material"):
             _assert_no_key_material(log + form + log, [operator.directory])
     _assert_no_key_material(log, [operator.directory])
+
+
+def test_cli_model_command_reaches_gateways_on_the_model_topic_and_each_board_on_its_own(broker, subscribe, pki,
+                                                                                           operator, tmp_path):
+    # A model's gateways check one Ed25519 signature on the model's topic; a
+    # board checks only a Mac0 under its own secret, so each board of the
+    # model gets its own copy on its own topic (as fleet advisories do).
+    secrets = {"board-a": os.urandom(32), "board-b": os.urandom(32), "board-other": os.urandom(32)}
+    entries = ['[devices.%s]\nalgorithm = "HMAC256"\nsecret = "%s"\nmodel = "%s"\n'
+               % (device_id, secret.hex(), "EA-OTHER" if device_id == "board-other" else "EA-M")
+               for device_id, secret in secrets.items()]
+    registry = tmp_path / "devices.toml"
+    registry.write_text("\n".join(entries))
+    os.chmod(registry, 0o600)
+    cert, key = pki.client("test-cli-model")
+    sent = []
+
+    def send():
+        sent.append(_cli("cmd", "send", "--operator", operator.directory, "--model", "EA-M", "--registry",
+                         str(registry), "advisory", "text=check the fans", "id=adv-1", "--broker",
+                         "127.0.0.1:%d" % broker.port, "--ca", pki.ca_cert, "--cert", cert, "--key", key))
+
+    messages = subscribe(broker.port, ["ea/v1/+/cmd", "ea/v1/model/+/cmd"], lambda ms: len(ms) >= 3, action=send)
+    assert sent[0].returncode == 0, sent[0].stderr
+    assert "2 board(s) of the model on their own topics: board-a, board-b" in sent[0].stdout
+    by_topic = dict((topic, payload) for topic, payload in messages)
+    assert sorted(by_topic) == ["ea/v1/board-a/cmd", "ea/v1/board-b/cmd", "ea/v1/model/EA-M/cmd"]
+    gateway = op.verify_command(by_topic["ea/v1/model/EA-M/cmd"], load_trusted(operator.trusted_path), "gw-1",
+                                "EA-M", now_ms(), 0)
+    assert gateway.target == "model:EA-M" and gateway.args["text"] == "check the fans"
+    for board in ("board-a", "board-b"):
+        command = op.verify_command(by_topic["ea/v1/%s/cmd" % board], {b"ops-team": secrets[board]}, board, "EA-M",
+                                    now_ms(), 0)
+        assert command.counter == gateway.counter and command.target == "model:EA-M"
+    with pytest.raises(op.Rejection) as refused:  # one board's copy is no good to another
+        op.verify_command(by_topic["ea/v1/board-a/cmd"], {b"ops-team": secrets["board-b"]}, "board-b", "EA-M",
+                          now_ms(), 0)
+    assert refused.value.reason == "bad-signature"

@@ -95,9 +95,19 @@ class CommandFlow:
         """What to subscribe to: the device's command topic, and its
         model's, where one command reaches every device of the model. A
         model that cannot be a topic level (the device id's rule) is not
-        subscribed, and logged."""
+        subscribed, and logged.
+
+        Only a public-key (Ed25519) signature can be checked by every
+        device of a model. An operator trusted with an HMAC key signs under
+        this device's own secret, so a Mac0 on the model's topic verifies on
+        one device and is refused by all the others: a device that trusts
+        only HMAC operators (a board) takes its model's commands on its own
+        topic (the target "model:..." is signed, the topic only routes) and
+        does not subscribe to the model's, where it would receive only the
+        others' Mac0s and the gateways' Ed25519 messages, and audit each
+        as a refusal."""
         device_topic = op.command_topic(self.device_id)
-        if not self.model:
+        if not self.model or not self._any_public_key():
             return (device_topic,)
         problem = check_device_id(self.model)
         if problem:
@@ -105,6 +115,12 @@ class CommandFlow:
                                 "subscribed; fix [board] model in the board file" % (self.model, problem))
             return (device_topic,)
         return (device_topic, op.model_command_topic(self.model))
+
+    def _any_public_key(self):
+        for key in self.trusted.values():
+            if not isinstance(key, (bytes, bytearray)):  # an Ed25519 verifier (operator.verify_command)
+                return True
+        return False
 
     def on_message(self, topic, payload):
         """One message from a command topic. Never raises: a bad message is

@@ -15,11 +15,11 @@ NOW = 1800000000000
 
 
 class Flow(CommandFlow):
-    def __init__(self):
+    def __init__(self, model="EA-TEST-1", trusted=None):
         self.events = []
         self.lines = []
         device = dv.Device(bd.board_from_dict(copy_board(), "demo.toml"), "unit-17")
-        super().__init__(device, "EA-TEST-1", {b"ops": KEY}, op.Counters(), lambda: NOW, self._dispatch,
+        super().__init__(device, model, trusted or {b"ops": KEY}, op.Counters(), lambda: NOW, self._dispatch,
                          lambda level, text: self.lines.append((level, text)))
 
     def _dispatch(self, outputs):
@@ -87,3 +87,25 @@ def test_refusal_limiter_windows():
     limiter = RefusalLimiter(limit=2, window_ms=100)
     assert [limiter.allow(t) for t in (0, 1, 2, 3)] == [(True, 0), (True, 0), (False, 0), (False, 0)]
     assert limiter.allow(100) == (True, 2)
+
+
+def _ed25519_verifier(signature, message):  # what operator_keys.load_trusted gives a gateway
+    return False
+
+
+def test_only_a_device_with_a_public_key_operator_takes_its_models_topic():
+    # A board's operators sign under its own secret: a Mac0 on the model's
+    # topic could be checked by one device only, so a board listens on its own.
+    assert Flow().topics() == ("ea/v1/unit-17/cmd",)
+    gateway = Flow(trusted={b"ops": KEY, b"fleet": _ed25519_verifier})
+    assert gateway.topics() == ("ea/v1/unit-17/cmd", "ea/v1/model/EA-TEST-1/cmd")
+    assert gateway.lines == []
+
+
+def test_a_model_that_is_no_topic_level_is_not_subscribed_and_logged():
+    flow = Flow(model="EA TEST/1", trusted={b"fleet": _ed25519_verifier})
+    assert flow.topics() == ("ea/v1/unit-17/cmd",)
+    level, text = flow.lines[0]
+    assert level == "warning"
+    assert text.startswith("board model 'EA TEST/1' cannot be an MQTT topic level"), text
+    assert "fix [board] model in the board file" in text
