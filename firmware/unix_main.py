@@ -4,7 +4,16 @@
         --board build/board.cbor --device build/device.cbor \\
         --uart uart0=/dev/pts/7 --store /tmp/store [options]
 
-Options (all optional but --board, --device, --store):
+Options (all optional but --board, --device, and --store or --flash):
+    --store DIR              the store's directory on the host (VfsPosix: Linux's file system)
+    --flash FILE             the store on littlefs instead, as on the board: FILE holds a flash
+                             partition (firmware/unix_hw.py's FilePartition, 4 KiB blocks) that is
+                             mounted at /flash as the ESP32 boot mounts its "vfs" partition: a
+                             missing FILE is created erased and formatted; one that holds data
+                             but no littlefs is refused (the board formats nothing then either).
+                             The store and state dirs are then inside it: --store and --state
+                             name them there (default /store and /state, as firmware/main.py)
+    --flash-size BYTES       a new FILE's size (default 2 MiB: the vfs partition of a 4 MiB ESP32)
     --uart BUS=PATH          a bus's UART is this pty (repeatable)
     --output-pin OUT=FILE    a board output drives a simulated pin whose level is kept in FILE
     --input-pin SENSOR=FILE  a simulated switch read from FILE ("0"/"1") as SENSOR
@@ -12,7 +21,8 @@ Options (all optional but --board, --device, --store):
     --clock-start MS         the clock's start, ms since the epoch (default: now)
     --telemetry-interval-ms N, --heap-log-ms N, --backoff-max-ms N, --grace-ms N
     --console PATH           serve the technician console on this pty
-    --state DIR              where the command counters live (default: the store's path + ".state")
+    --state DIR              where the command counters live (default: the store's path + ".state";
+                             with --flash, /state)
     --duration S             stop cleanly after S real seconds
 
 Standard input: a line "stop" stops cleanly (pending telemetry stored,
@@ -29,10 +39,13 @@ import config as cfg
 from app import Firmware
 from identity import HmacIdentity, trusted_operators
 from store_flash import FlashDir
-from unix_hw import SimPin, pty_uart
+from unix_hw import SimPin, mount_flash, pty_uart
 from uplink import client_for
 
-USAGE = "usage: unix_main.py --board FILE --device FILE --store DIR [--uart BUS=PATH] ... (see the module doc)"
+USAGE = ("usage: unix_main.py --board FILE --device FILE (--store DIR | --flash FILE) [--uart BUS=PATH] ..."
+         " (see the module doc)")
+FLASH_MOUNT = "/flash"
+FLASH_SIZE = 2 * 1024 * 1024
 
 
 def log(level, text):
@@ -54,10 +67,22 @@ def parse(argv):
         else:
             options[key] = value
         i += 2
-    for required in ("board", "device", "store"):
+    for required in ("board", "device", "flash" if "flash" in options else "store"):
         if required not in options:
             raise SystemExit("--%s is required\n%s" % (required, USAGE))
     return options
+
+
+def store_dirs(options):
+    """The store and state directories: on the host, or on the flash
+    partition mounted first (see the module doc)."""
+    if "flash" not in options:
+        store = options["store"]
+        return store, options.get("state", store.rstrip("/") + ".state")
+    log("info", mount_flash(options["flash"], int(options.get("flash-size", FLASH_SIZE)), FLASH_MOUNT))
+    inside = FLASH_MOUNT + "/"
+    return (inside + options.get("store", "/store").lstrip("/"),
+            inside + options.get("state", "/state").lstrip("/"))
 
 
 async def _stop_after(stop, duration):
@@ -109,14 +134,15 @@ async def main(options):
             raise SystemExit("--input-pin %s: no sensor %r on board %s" % (sensor_id, sensor_id, board.name))
         input_pins[sensor_id] = SimPin(sensor_id, path)
     backoff = options.get("backoff-max-ms")
+    store, state = store_dirs(options)
     firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client_for(settings),
-                        FlashDir(options["store"]),
+                        FlashDir(store),
                         uarts, clock, log, output_pins=output_pins, input_pins=input_pins, speed=speed,
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
                         trusted=trusted_operators(settings.operators, settings.secret),
                         console_uart=pty_uart(options["console"]) if "console" in options else None,
-                        state=FlashDir(options.get("state", options["store"].rstrip("/") + ".state")),
+                        state=FlashDir(state),
                         backoff_max_ms=int(backoff) if backoff else None)
     stop = asyncio.Event()
     running = asyncio.create_task(firmware.run())

@@ -5,6 +5,13 @@ COSE_Mac0 with the device's HMAC secret, and sensors on a real pty.
     rig = Rig(tmp_path, pki, "fw-e2e")          # identity, board.cbor, device.cbor
     fw = rig.start_firmware(port_path, broker)  # micropython firmware/unix_main.py ...
     receiver = rig.start_receiver(broker)
+
+``Rig(..., flash=True)`` runs the firmware's store on littlefs, as on the
+board: a flash partition in ``flash.bin`` (unix_main.py --flash), which
+outlives a killed firmware as flash outlives a power cut.
+
+EA_FIRMWARE_DIR runs the firmware from another directory (default
+"firmware"), e.g. a copy with one module changed, to see a test fail.
 """
 
 import os
@@ -22,7 +29,8 @@ from edge_agent.receiver.storage import Storage
 from simulator.processes import ROOT, Child, edge_agent_argv
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
-FIRMWARE_PATH = "firmware:.:.frozen"
+FIRMWARE_DIR = os.environ.get("EA_FIRMWARE_DIR", "firmware")
+FIRMWARE_PATH = FIRMWARE_DIR + ":.:.frozen"
 ROM_BOOT = os.path.join(ROOT, "tests", "firmware", "rom_boot.py")
 # A board made for the firmware tests: one UART with the line protocol, a
 # fan the health engine quarantines (cutting its power pin), a coolant loop.
@@ -30,7 +38,7 @@ BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 
 
 class Rig:
-    def __init__(self, directory, pki, device_id, board=BOARD, bus="uart0", output="fan_power"):
+    def __init__(self, directory, pki, device_id, board=BOARD, bus="uart0", output="fan_power", flash=False):
         self.directory = str(directory)
         self.pki = pki
         self.device_id = device_id
@@ -40,6 +48,7 @@ class Rig:
             f.write(fb.compile_board(board))
         self.device_cbor = os.path.join(self.directory, "device.cbor")
         self.store = os.path.join(self.directory, "store")
+        self.flash = os.path.join(self.directory, "flash.bin") if flash else None
         self.fan_pin = os.path.join(self.directory, "fan_power.pin")
         self.db = os.path.join(self.directory, "receiver.sqlite")
         self.registry = os.path.join(self.directory, "devices.toml")
@@ -57,14 +66,15 @@ class Rig:
                      mode=0o600)
 
     def firmware_argv(self, uart_path, *extra, heap=None, rom=None):
-        args = ["--board", self.board_cbor, "--device", self.device_cbor, "--store", self.store,
+        args = ["--board", self.board_cbor, "--device", self.device_cbor,
+                *(["--flash", self.flash] if self.flash else ["--store", self.store]),
                 "--uart", "%s=%s" % (self.bus, uart_path), *extra]
         if self.output:
             args += ["--output-pin", "%s=%s" % (self.output, self.fan_pin)]
         prefix = [MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else [])
         if rom:
             return prefix + [ROM_BOOT, rom] + args
-        return prefix + ["firmware/unix_main.py"] + args
+        return prefix + [os.path.join(FIRMWARE_DIR, "unix_main.py")] + args
 
     def start_firmware(self, uart_path, broker_port, *extra, heap=None, rom=None, name="firmware"):
         if not os.path.exists(self.device_cbor):

@@ -2,8 +2,9 @@
 simulated hour (the device's link is cut: connections refused) while the
 sensors stream (the firmware's clock runs 600x, so the
 hour takes 6 s), then comes back. The firmware keeps every signal in its
-flash store, reconnects with backoff, and drains: at the receiver zero
-lost, zero gaps, and the telemetry spans the whole hour."""
+flash store (on littlefs, as on the board: a flash partition in a file),
+reconnects with backoff, and drains: at the receiver zero lost, zero
+gaps, and the telemetry spans the whole hour."""
 
 import sqlite3
 import time
@@ -19,7 +20,7 @@ OFFLINE_MS = 3600 * 1000
 
 def test_firmware_buffers_an_offline_hour(pki, broker, pty, tmp_path):
     link = Link(broker.port)  # down until the hour is over
-    rig = Rig(tmp_path, pki, "fw-offline-1")
+    rig = Rig(tmp_path, pki, "fw-offline-1", flash=True)
     writer = None
     try:
         rig.start_receiver(broker.port)

@@ -1,9 +1,14 @@
 """Power cut on the unix port: SIGKILL the micropython process at random
 points while sensors stream and signals flow, restart it on the same
-store, three times. At the end the receiver holds every seq the firmware
+store, several times. At the end the receiver holds every seq the firmware
 issued except the numbers its sequencer skipped at a restart (they end
 right below a birth), nothing acknowledged is lost, and no seq was
-reused (each boot numbers past everything before it)."""
+reused (each boot numbers past everything before it).
+
+Twice: on the host's file system (VfsPosix), and on littlefs as on the
+board (a flash partition in a file: a SIGKILL leaves it as a power cut
+leaves flash, every completed block write there and nothing after). On
+littlefs every restart must mount what the cut left (never format it)."""
 
 import os
 import random
@@ -14,24 +19,30 @@ from fw_support import FrameWriter, Rig, demo_values, no_seq_reused, seq_times, 
 
 pytestmark = pytest.mark.integration
 
-CUTS = 3
+CUTS = {"vfsposix": 3, "littlefs": 6}
 
 
-def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path):
-    rng = random.Random(os.environ.get("EA_SEED", "firmware-power-cut"))
-    rig = Rig(tmp_path, pki, "fw-cut-1")
+@pytest.mark.parametrize("fs", ["vfsposix", "littlefs"])
+def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path, fs):
+    cuts = CUTS[fs]
+    rng = random.Random("%s-%s" % (os.environ.get("EA_SEED", "firmware-power-cut"), fs))
+    rig = Rig(tmp_path, pki, "fw-cut-" + fs, flash=fs == "littlefs")
     args = ("--telemetry-interval-ms", "200", "--heap-log-ms", "0")
     writer = None
     try:
         rig.start_receiver(broker.port)
         firmware = rig.start_firmware(pty.path, broker.port, *args)
+        if rig.flash:
+            firmware.wait_for("formatted littlefs", 10)
         firmware.wait_for("connected to broker", 20)
         writer = FrameWriter(pty.master, demo_values(), rate_hz=200)
-        for cut in range(CUTS):
+        for cut in range(cuts):
             rig.wait_seq(rig.max_seq() + 1, 20)
             time.sleep(rng.uniform(0.1, 1.2))  # a random point: mid-append, mid-publish, mid-sync
             firmware.kill()
             firmware = rig.start_firmware(pty.path, broker.port, *args, name="firmware-%d" % (cut + 2))
+            if rig.flash:
+                firmware.wait_for("mounted littlefs", 10)
             firmware.wait_for("connected to broker", 20)
         rig.wait_seq(rig.max_seq() + 1, 20)
         writer.close()
@@ -43,10 +54,10 @@ def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path):
             writer.close()
         rig.stop_all()
     got = rig.summary()
-    print("firmware power cuts: last seq %d, stored %d, skipped at restarts %s, alerts %d, births %s"
-          % (last, got["count"], got["skipped"], got["alerts"], got["births"]))
+    print("firmware power cuts on %s: %d cuts, last seq %d, stored %d, skipped at restarts %s, alerts %d, births %s"
+          % (fs, cuts, last, got["count"], got["skipped"], got["alerts"], got["births"]))
     assert got["lost"] == [], "lost seq ranges: %s" % got["lost"]
     assert got["count"] == last - sum(b - a + 1 for a, b in got["skipped"])
-    assert len(got["births"]) == CUTS + 1
+    assert len(got["births"]) == cuts + 1
     assert got["alerts"] > 0 and got["rejections"] == {}
     no_seq_reused(seq_times(rig.db, rig.device_id))
