@@ -4,7 +4,9 @@ sensors stream (the firmware's clock runs 600x, so the
 hour takes 6 s), then comes back. The firmware keeps every signal in its
 flash store (on littlefs, as on the board: a flash partition in a file),
 reconnects with backoff, and drains: at the receiver zero lost, zero
-gaps, and the telemetry spans the whole hour."""
+gaps, and the telemetry spans the whole hour. Then the sensors stream
+again and the new signals arrive too (the store reads on in the segment
+it is appending to: on littlefs a stale read handle saw none of them)."""
 
 import sqlite3
 import time
@@ -16,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 SPEED = 600
 OFFLINE_MS = 3600 * 1000
+LIVE_SIGNALS = 10  # signals made after the backlog was drained
 
 
 def test_firmware_buffers_an_offline_hour(pki, broker, pty, tmp_path):
@@ -38,6 +41,11 @@ def test_firmware_buffers_an_offline_hour(pki, broker, pty, tmp_path):
         started = time.monotonic()
         firmware.wait_for(" pending=0", 30, since=mark)  # the backlog is drained
         print("backlog drained in %.1f s" % (time.monotonic() - started))
+        drained = rig.max_seq()
+        writer = FrameWriter(pty.master, demo_values(), rate_hz=200)
+        rig.wait_seq(drained + LIVE_SIGNALS, 15)
+        writer.close()
+        writer = None
         last = stop_firmware(firmware, timeout_s=30)
         rig.wait_seq(last, 15)
     finally:
