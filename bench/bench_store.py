@@ -24,6 +24,17 @@ Contenders (docs/benchmarks.md discusses each):
   files in the timed phases and fsyncs the directory after each, as the
   store does.
 
+Rounds: round 1 runs all five, each later round the store, raw SQLite and
+the floor (--repeat rounds in all), every put of a round moments apart,
+then every get+ack, the order reversed every other round. A target's ratio
+is the median of the per-round ratios (printed with the middle half and
+the extremes of them): on a shared 2-core VM the load changes within
+seconds, so only runs close together compare the code rather than the
+load. Wall-clock rates include the fsyncs, which dominate; the put's CPU
+work alone is counted in instructions under callgrind (--instructions,
+if valgrind is installed), which gives the same count whatever else the
+machine is doing.
+
 Then the store alone: open time over 1M records across the 4 lanes (after
 a clean close, and after a kill that left every lane's active segment
 unsealed), bytes on disk per record against payload bytes, and the cost
@@ -33,18 +44,18 @@ segment files that made.
 
 import argparse
 import os
+import re
 import shutil
 import sqlite3
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import time
 import zlib
 
 import cbor2
-from rich.console import Console
-from rich.table import Table
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -267,31 +278,109 @@ def pack_ack(offset):
     return body + struct.pack("<I", zlib.crc32(body))
 
 
-CONTENDERS = [EdgeAgentStore, PersistQueueSQLiteAck, PersistQueueFile, RawSQLite, CrcLogFloor]
-# The fast contenders run this many times (--repeat, 9), interleaved, and
-# the median counts: on a shared 2-core VM one round's ratio ranges over
-# 0.6-1.2x, and a median of 5 still moved by 0.15x between runs. The
-# persist-queue contenders take tens of seconds per run and differ by 40x
-# or more, so once is enough for them.
-REPEATED = (EdgeAgentStore, RawSQLite, CrcLogFloor)
+CONTENDERS = [EdgeAgentStore, CrcLogFloor, RawSQLite, PersistQueueSQLiteAck, PersistQueueFile]
+# The fast contenders run this many rounds (--repeat, 9). The persist-queue
+# contenders take tens of seconds per run and differ by 40x or more, so
+# once is enough for them.
+# The store and the floor run next to each other in every round, in either order.
+REPEATED = (EdgeAgentStore, CrcLogFloor, RawSQLite)
 
 
-def run_contender(cls, signals, scratch):
-    directory = tempfile.mkdtemp(prefix="bench-", dir=scratch)
+def _timed(call, *args):
+    """(wall seconds, CPU seconds of this process, result) of call(*args)."""
+    cpu = time.process_time()
+    start = time.perf_counter()
+    result = call(*args)
+    wall = time.perf_counter() - start
+    return wall, time.process_time() - cpu, result
+
+
+def run_round(classes, signals, scratch):
+    """One round: every contender's put, moments apart in the given order,
+    then every contender's get+ack in the same order. A contender's rate
+    is then compared with the others' measured under the same load (on a
+    shared 2-core VM the load changes within seconds, so a ratio of runs
+    far apart measures the load as much as the code).
+
+    Returns {cls: (put/s, get+ack/s, put CPU us per record)}."""
+    count = len(signals)
+    directories = {}
+    contenders = {}
+    measured = {}
     try:
-        contender = cls(directory)
-        start = time.perf_counter()
-        contender.put(signals)
-        put_s = time.perf_counter() - start
-        start = time.perf_counter()
-        got = contender.get_ack(len(signals))
-        get_s = time.perf_counter() - start
-        contender.close()
-        if got != len(signals):
-            raise RuntimeError("%s returned %d of %d records" % (cls.name, got, len(signals)))
-        return len(signals) / put_s, len(signals) / get_s
+        for cls in classes:
+            directories[cls] = tempfile.mkdtemp(prefix="bench-", dir=scratch)
+            contenders[cls] = cls(directories[cls])
+        for cls in classes:
+            wall, cpu, _ = _timed(contenders[cls].put, signals)
+            measured[cls] = [count / wall, None, cpu / count * 1e6]
+        for cls in classes:
+            wall, _, got = _timed(contenders[cls].get_ack, count)
+            if got != count:
+                raise RuntimeError("%s returned %d of %d records" % (cls.name, got, count))
+            measured[cls][1] = count / wall
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        for cls, contender in contenders.items():
+            contender.close()
+        for directory in directories.values():
+            shutil.rmtree(directory, ignore_errors=True)
+    return {cls: tuple(m) for cls, m in measured.items()}
+
+
+def round_ratios(rounds, cls, phase):
+    """Ours / cls for ``phase`` (0 put, 1 get+ack) in each round both ran
+    in: (median, (lower quartile, upper quartile), (lowest, highest)); the
+    spreads are empty for a contender that ran once."""
+    ratios = sorted(r[EdgeAgentStore][phase] / r[cls][phase] for r in rounds if cls in r)
+    if len(ratios) < 2:
+        return ratios[0], (), ()
+    quartiles = statistics.quantiles(ratios, n=4)
+    return statistics.median(ratios), (quartiles[0], quartiles[2]), (ratios[0], ratios[-1])
+
+
+def put_child(store_put, floor_put, scratch=None):
+    """The --put-child process run under callgrind: makes the store and the
+    floor, then puts ``store_put`` signals into the store and ``floor_put``
+    into the floor. Runs that differ only in those counts differ only by
+    the puts' work. The signals are 1,000 distinct ones repeated: making
+    20,000 costs several times the puts under callgrind, and a put's work
+    depends on a signal's length only."""
+    signals = make_signals(1000) * (1 + max(store_put, floor_put) // 1000)
+    directories = [tempfile.mkdtemp(prefix="bench-count-", dir=scratch) for _ in range(2)]
+    try:
+        store, floor = EdgeAgentStore(directories[0]), CrcLogFloor(directories[1])
+        store.put(signals[:store_put])
+        floor.put(signals[:floor_put])
+        store.close()
+        floor.close()
+    finally:
+        for directory in directories:
+            shutil.rmtree(directory, ignore_errors=True)
+    return 0
+
+
+def put_instructions(records, scratch):
+    """{contender: user-space instructions per record of its put}, counted
+    by callgrind: a run putting ``records`` signals into one contender
+    minus a run putting none, so start-up, imports and setup cancel out.
+    The kernel's side of write and fsync is not counted: the wall-clock
+    rounds carry it. None when valgrind is not installed."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    counts = []
+    for store_put, floor_put in ((0, 0), (records, 0), (0, records)):
+        command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                   os.path.abspath(__file__), "--put-child", str(store_put), str(floor_put)]
+        if scratch:
+            command += ["--dir", scratch]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        if match is None:
+            raise RuntimeError("no instruction count from callgrind:\n" + done.stderr[-2000:])
+        counts.append(int(match.group(1)))
+    return {EdgeAgentStore: (counts[1] - counts[0]) / records, CrcLogFloor: (counts[2] - counts[0]) / records}
 
 
 def recovery_figures(records, scratch):
@@ -356,39 +445,50 @@ def main(argv=None):
     parser.add_argument("--recovery-records", type=int, default=1000000, help="records for the open-time test")
     parser.add_argument("--prompt-records", type=int, default=1000, help="signals for the acked-at-once figure")
     parser.add_argument("--dir", default=None, help="scratch directory (default: the system temp dir)")
-    parser.add_argument("--repeat", type=int, default=9, help="runs of the fast contenders (median counts)")
+    parser.add_argument("--repeat", type=int, default=15, help="rounds of the fast contenders (median counts)")
+    parser.add_argument(
+        "--instructions", type=int, default=10000, help="records for the callgrind instruction count (0: skip)"
+    )
+    parser.add_argument("--put-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.put_child:
+        return put_child(*args.put_child, scratch=args.dir)
+    from rich.console import Console  # not in --put-child, which callgrind runs 50x slower
+    from rich.table import Table
     console = Console(width=120)
     signals = make_signals(args.records)
     console.print(
         "%d CBOR signals of %d-%d bytes; every contender fsyncs at least every %d records"
         % (len(signals), min(map(len, signals)), max(map(len, signals)), BATCH)
     )
-    runs = {cls: [] for cls in CONTENDERS}
-    for cls in CONTENDERS:
-        if cls not in REPEATED:
-            console.print("  running %s ..." % cls.name)
-            runs[cls].append(run_contender(cls, signals, args.dir))
+    # Round 1 runs every contender (persist-queue's once, tens of seconds
+    # each); later rounds the fast three, the order reversed every other
+    # round so neither side always runs first.
+    rounds = []
     for attempt in range(args.repeat):
-        console.print("  running the store, raw SQLite and the floor (%d of %d) ..." % (attempt + 1, args.repeat))
-        for cls in REPEATED:
-            runs[cls].append(run_contender(cls, signals, args.dir))
+        classes = CONTENDERS if attempt == 0 else REPEATED
+        if attempt % 2:
+            classes = tuple(reversed(classes))
+        console.print("  round %d of %d (%d contenders) ..." % (attempt + 1, args.repeat, len(classes)))
+        rounds.append(run_round(classes, signals, args.dir))
     results = {}
-    for cls, measured in runs.items():
-        results[cls] = (statistics.median(m[0] for m in measured), statistics.median(m[1] for m in measured))
+    for cls in CONTENDERS:
+        measured = [r[cls] for r in rounds if cls in r]
+        results[cls] = [statistics.median(m[i] for m in measured) for i in range(3)]
 
-    ours = results[EdgeAgentStore]
-    table = Table(title="Durable store: put and get+ack throughput (records/s, median of %d runs where repeated)" % args.repeat)
+    table = Table(title="Durable store: put and get+ack (records/s: median of the %d rounds, or of 1)" % args.repeat)
     table.add_column("contender")
     table.add_column("put/s", justify="right")
     table.add_column("get+ack/s", justify="right")
+    table.add_column("put CPU us/record", justify="right")
     table.add_column("store put ratio", justify="right")
     table.add_column("store get+ack ratio", justify="right")
     for cls in CONTENDERS:
-        put, get = results[cls]
-        ratio = "" if cls is EdgeAgentStore else "%.2fx" % (ours[0] / put)
-        ratio_get = "" if cls is EdgeAgentStore else "%.2fx" % (ours[1] / get)
-        table.add_row(cls.name, "{:,.0f}".format(put), "{:,.0f}".format(get), ratio, ratio_get)
+        put, get, cpu = results[cls]
+        ratios = ["", ""]
+        if cls is not EdgeAgentStore:
+            ratios = ["%.2fx" % round_ratios(rounds, cls, phase)[0] for phase in (0, 1)]
+        table.add_row(cls.name, "{:,.0f}".format(put), "{:,.0f}".format(get), "%.2f" % cpu, *ratios)
     console.print(table)
 
     targets = [
@@ -396,23 +496,53 @@ def main(argv=None):
         (RawSQLite, 1.2, ">= 1.2x raw SQLite batched"),
         (CrcLogFloor, 0.8, ">= 0.8x the CRC-log floor"),
     ]
-    verdicts = Table(title="Targets (ratio of medians; in brackets the lowest and highest ratio of one round)")
+    verdicts = Table(
+        title="Targets (median of the per-round ratios, each of runs moments apart; "
+        "in brackets the middle half and the extremes of the rounds)"
+    )
     verdicts.add_column("target")
     verdicts.add_column("put")
     verdicts.add_column("get+ack")
     for cls, target, label in targets:
         cells = []
         for phase in (0, 1):
-            ratio = ours[phase] / results[cls][phase]
+            ratio, quartiles, extremes = round_ratios(rounds, cls, phase)
             cell = "%.2fx %s" % (ratio, "met" if ratio >= target else "MISSED")
-            if cls in REPEATED:
-                # Rounds are interleaved, so a round's ratio compares runs
-                # made moments apart under the same load.
-                rounds = [a[phase] / b[phase] for a, b in zip(runs[EdgeAgentStore], runs[cls])]
-                cell += " [%.2f-%.2f]" % (min(rounds), max(rounds))
+            if extremes:
+                cell += " [%.2f-%.2f; %.2f-%.2f]" % (quartiles + extremes)
             cells.append(cell)
         verdicts.add_row(label, *cells)
     console.print(verdicts)
+    # Load only ever slows a run down, so the fastest runs are the nearest
+    # to an idle machine: their ratio is a cross-check on the median.
+    best = {cls: [max(r[cls][phase] for r in rounds if cls in r) for phase in (0, 1)] for cls in REPEATED}
+    console.print(
+        "  fastest runs: store put %s/s, get+ack %s/s; to the floor's fastest %.2fx / %.2fx, to raw SQLite's %.2fx / %.2fx"
+        % (
+            "{:,.0f}".format(best[EdgeAgentStore][0]),
+            "{:,.0f}".format(best[EdgeAgentStore][1]),
+            best[EdgeAgentStore][0] / best[CrcLogFloor][0],
+            best[EdgeAgentStore][1] / best[CrcLogFloor][1],
+            best[EdgeAgentStore][0] / best[RawSQLite][0],
+            best[EdgeAgentStore][1] / best[RawSQLite][1],
+        )
+    )
+
+    if args.instructions:
+        console.print("  counting put instructions under callgrind (%d records) ..." % args.instructions)
+        counted = put_instructions(args.instructions, args.dir)
+        if counted is None:
+            console.print("  valgrind not found: no instruction counts")
+        else:
+            ours = counted[EdgeAgentStore]
+            cpu = Table(title="Put, CPU work per record (callgrind instructions in user space: repeatable under load)")
+            cpu.add_column("contender")
+            cpu.add_column("instructions/record", justify="right")
+            cpu.add_column("store put ratio", justify="right")
+            for cls, per_record in counted.items():
+                ratio = "" if cls is EdgeAgentStore else "%.2fx" % (per_record / ours)
+                cpu.add_row(cls.name, "{:,.0f}".format(per_record), ratio)
+            console.print(cpu)
 
     console.print("  opening a store of %d records ..." % args.recovery_records)
     after_close, after_kill, scanned, disk_per_record, payload_per_record = recovery_figures(
