@@ -12,10 +12,13 @@ littlefs every restart must mount what the cut left (never format it)."""
 
 import os
 import random
+import subprocess
 import time
 
 import pytest
-from fw_support import FrameWriter, Rig, demo_values, no_seq_reused, seq_times, stop_firmware
+from fw_support import FIRMWARE_PATH, FrameWriter, Rig, demo_values, no_seq_reused, seq_times, stop_firmware
+
+from simulator.processes import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +64,23 @@ def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path, fs):
     assert len(got["births"]) == cuts + 1
     assert got["alerts"] > 0 and got["rejections"] == {}
     no_seq_reused(seq_times(rig.db, rig.device_id))
+
+
+def test_a_partition_that_does_not_mount_is_refused_not_formatted(pki, pty, tmp_path):
+    """As the ESP32's boot (inisetup.py): only a blank partition is
+    formatted; one holding data that littlefs cannot mount stops the
+    firmware with a clear error and is left as it was."""
+    rig = Rig(tmp_path, pki, "fw-cut-refuse", flash=True)
+    rig.provision(1883)  # never connects: it stops before
+    junk = random.Random(7).randbytes(64 * 4096)
+    with open(rig.flash, "wb") as f:
+        f.write(junk)
+    argv = rig.firmware_argv(pty.path, "--duration", "1")  # should it run after all, it stops
+    done = subprocess.run(argv, cwd=ROOT, env=dict(os.environ, MICROPYPATH=FIRMWARE_PATH), capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "--flash %s: holds data but no littlefs that mounts" % rig.flash in output, output
+    assert "delete it to start empty" in output and "Traceback" not in output, output
+    with open(rig.flash, "rb") as f:
+        assert f.read() == junk
