@@ -7,7 +7,7 @@
 Options (all optional but --board, --device, and --store or --flash):
     --store DIR              the store's directory on the host (VfsPosix: Linux's file system)
     --flash FILE             the store on littlefs instead, as on the board: FILE holds a flash
-                             partition (firmware/unix_hw.py's FilePartition, 4 KiB blocks) that is
+                             partition (firmware/unix_flash.py, 4 KiB blocks) that is
                              mounted at /flash as the ESP32 boot mounts its "vfs" partition: a
                              missing FILE is created erased and formatted; one that holds data
                              but no littlefs is refused (the board formats nothing then either).
@@ -39,7 +39,7 @@ import config as cfg
 from app import Firmware
 from identity import HmacIdentity, trusted_operators
 from store_flash import FlashDir
-from unix_hw import SimPin, mount_flash, pty_uart
+from unix_hw import SimPin, pty_uart
 from uplink import client_for
 
 USAGE = ("usage: unix_main.py --board FILE --device FILE (--store DIR | --flash FILE) [--uart BUS=PATH] ..."
@@ -79,6 +79,8 @@ def store_dirs(options):
     if "flash" not in options:
         store = options["store"]
         return store, options.get("state", store.rstrip("/") + ".state")
+    from unix_flash import mount_flash  # only here: it costs heap
+
     log("info", mount_flash(options["flash"], int(options.get("flash-size", FLASH_SIZE)), FLASH_MOUNT))
     inside = FLASH_MOUNT + "/"
     return (inside + options.get("store", "/store").lstrip("/"),
