@@ -28,8 +28,9 @@ CONFIG_FORMAT = 1
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRMWARE_DIR = os.path.join(ROOT, "firmware")
 CORE_DIR = os.path.join(ROOT, "edge_agent", "core")
-# Firmware modules that only make sense on the unix-port test vehicle.
-HOST_ONLY = ("unix_hw.py", "unix_main.py")
+# Firmware modules named unix_* only make sense on the unix-port test
+# vehicle (unix_main, unix_hw, unix_flash): never shipped to a board.
+HOST_ONLY_PREFIX = "unix_"
 # A1's modules and ours are all in firmware/; main.py stays source because
 # MicroPython runs /main.py (not .mpy) at boot, and it is four lines.
 BOOT_MODULE = "main.py"
@@ -173,7 +174,7 @@ def firmware_sources(host=False):
         if name.endswith(".py"):
             pairs.append((os.path.join(CORE_DIR, name), "lib/edge_agent/core/" + name))
     for name in sorted(os.listdir(FIRMWARE_DIR)):
-        if name.endswith(".py") and (host or name not in HOST_ONLY):
+        if name.endswith(".py") and (host or not name.startswith(HOST_ONLY_PREFIX)):
             pairs.append((os.path.join(FIRMWARE_DIR, name), name if name == BOOT_MODULE else "lib/" + name))
     return pairs
 
