@@ -287,7 +287,10 @@ class Store:
         self._dir_dirty = False  # files created or removed since the last sync
         self._ack_pending = False  # an ack waits for the next sync
         self._closed = False
-        self._sync_at = sync_every  # unsynced count that triggers a sync (later while the disk is full)
+        # The unsynced count at which append() looks at syncing: 1 while
+        # nothing is unsynced (the first record starts the sync clock), then
+        # sync_every (later while the disk is full).
+        self._sync_at = 1
         self._full = False  # the last write failed for lack of space
         self._full_reported = False  # DISK_FULL reported, DISK_OK not yet
         self._full_ms = 0  # when a write last failed for lack of space
@@ -346,33 +349,61 @@ class Store:
         """Store ``payload`` (bytes) in ``lane``. Returns True when stored,
         False when the store is full of more urgent data (the record is
         dropped and reported). ``urgent`` syncs at once (for alerts)."""
-        # This is the hot path (the benchmark's put): checks are merged,
-        # and the record is framed inline rather than by encode_record.
-        # (close() sets _lane_count to 0, so a closed store fails here too.)
+        # The hot path (the benchmark's put): a small record, a valid lane,
+        # room in the active segment's write window (seg.limit: the seal's
+        # or the write buffer's limit, the lower; 0 while the disk is full)
+        # and under the byte bound. Anything else, including every error,
+        # takes _append_slow. (A closed store has no active segments.)
+        # The record's CRC continues from the table's CRC of its length.
+        length = len(payload)
+        if 0 < length < _WORD_CRCS_UPTO and 0 <= lane < self._lane_count:
+            seg = self._lanes[lane].active
+            if seg is not None:
+                end = seg.end + length + 8  # fmt.RECORD_HEADER
+                total = self.bytes + length + 8
+                if end <= seg.limit and total <= self.max_bytes:
+                    seg.write(_pack_ii(length, _crc32(payload, _WORD_CRCS[length])) + payload)
+                    seg.end = end
+                    seg.count += 1
+                    self.bytes = total
+                    unsynced = self._unsynced + 1
+                    self._unsynced = unsynced
+                    # _sync_at is 1 after a sync, so the first record of a
+                    # sync window goes to _sync_due too, which starts its clock.
+                    if urgent or unsynced >= self._sync_at or now_ms >= self._due_ms:
+                        self._sync_due(now_ms, urgent)
+                    return True
+        return self._append_slow(lane, payload, now_ms, urgent)
+
+    def _append_slow(self, lane, payload, now_ms, urgent):
         length = len(payload)
         if not (0 < length <= self.max_payload and 0 <= lane < self._lane_count):
             self._refuse(lane, length)
-        seg = self._lanes[lane].active
-        size = length + 8  # fmt.RECORD_HEADER
-        # seg.limit is the seal limit or the write buffer's, the lower.
+        size = length + fmt.RECORD_HEADER
+        state = self._lanes[lane]
+        seg = state.active
         if seg is None or seg.end + size > seg.limit or self.bytes + size > self.max_bytes:
-            seg = self._segment_for(self._lanes[lane], size, now_ms)
+            seg = self._segment_for(state, size, now_ms)
             if seg is None:
                 return False
-        if length < _WORD_CRCS_UPTO:
-            seg.write(_pack_ii(length, _crc32(payload, _WORD_CRCS[length])) + payload)
-        else:
-            seg.write(_pack_ii(length, _crc32(payload, _crc32(_pack("<I", length)))) + payload)
+        seg.write(fmt.encode_record(payload))
         seg.end += size
         seg.count += 1
         self.bytes += size
-        unsynced = self._unsynced + 1
-        self._unsynced = unsynced
-        if unsynced == 1 and self._due_ms is None:
-            self._due_ms = now_ms + self.sync_ms
-        if urgent or unsynced >= self._sync_at or now_ms >= self._due_ms:
-            self._sync(now_ms)
+        self._unsynced += 1
+        self._sync_due(now_ms, urgent)
         return True
+
+    def _sync_due(self, now_ms, urgent):
+        """After an append: start the sync window's clock at its first
+        record, and sync when the record count or the deadline is reached
+        or the record is urgent."""
+        if self._due_ms is None:
+            self._due_ms = now_ms + self.sync_ms
+        if self._sync_at == 1:
+            self._sync_at = self.sync_every
+        if urgent or self._unsynced >= self._sync_at or now_ms >= self._due_ms:
+            self._sync(now_ms)
 
     def _refuse(self, lane, length):
         if self._closed:
@@ -675,7 +706,7 @@ class Store:
         self.appended += self._unsynced
         self._unsynced = 0
         self._due_ms = None
-        self._sync_at = self.sync_every
+        self._sync_at = 1
         self.stats["syncs"] += 1
         if self._full_reported and now_ms - self._full_ms >= DISK_OK_AFTER_MS:
             self._full_reported = False

@@ -634,6 +634,34 @@ def test_appended_journal_without_zeros_still_reads():
     _with_dir(body)
 
 
+def test_both_append_paths_frame_records_alike_and_every_sync_window_starts_its_clock():
+    # append() frames records under 512 bytes inline (its fast path) and
+    # the rest through store_format.encode_record; the bytes must be the
+    # format's either way. Each sync window, by count or by deadline,
+    # starts its clock at its own first record.
+    def body(fs):
+        store = open_store(fs, segment_bytes=8192, sync_every=3, sync_ms=500)
+        payloads = [bytes([n % 251]) * n for n in (1, 511, 512, 513, 70, 2000, 7)]
+        for payload in payloads:
+            store.append(2, payload, 1000)
+        assert store.stats["syncs"] == 2 and store.unsynced == 1  # after the 3rd and the 6th
+        assert store.poll(1000) == 1500
+        late = bytes(600)  # a record for the slow path, later in the window: same deadline
+        store.append(2, late, 1400)
+        assert store.poll(1499) == 1500 and store.unsynced == 2
+        assert store.poll(1500) is None and store.unsynced == 0
+        store.append(2, b"y", 5000)  # a new window: a new clock, not the old deadline
+        assert store.unsynced == 1 and store.poll(5000) == 5500
+        store.close()
+        (name,) = fs.segments(2)
+        records = b"".join([fmt.encode_record(p) for p in payloads + [late, b"y"]])
+        start = fmt.SEGMENT_HEADER
+        assert fs.whole(name)[start : start + len(records)] == records
+        assert fmt.scan_segment(fs.whole(name)).count == len(payloads) + 2
+
+    _with_dir(body)
+
+
 def test_records_larger_than_one_read_and_batches_across_segments():
     def body(fs):
         store = open_store(fs, segment_bytes=65536, max_bytes=1 << 20)
