@@ -517,7 +517,8 @@ def main(argv=None):
     # to an idle machine: their ratio is a cross-check on the median.
     best = {cls: [max(r[cls][phase] for r in rounds if cls in r) for phase in (0, 1)] for cls in REPEATED}
     console.print(
-        "  fastest runs: store put %s/s, get+ack %s/s; to the floor's fastest %.2fx / %.2fx, to raw SQLite's %.2fx / %.2fx"
+        "  fastest runs: store put %s/s, get+ack %s/s; to the floor's fastest %.2fx / %.2fx, "
+        "to raw SQLite's %.2fx / %.2fx"
         % (
             "{:,.0f}".format(best[EdgeAgentStore][0]),
             "{:,.0f}".format(best[EdgeAgentStore][1]),

@@ -353,14 +353,19 @@ class Store:
         # room in the active segment's write window (seg.limit: the seal's
         # or the write buffer's limit, the lower; 0 while the disk is full)
         # and under the byte bound. Anything else, including every error,
-        # takes _append_slow. (A closed store has no active segments.)
+        # takes _append_slow. (A closed store has no active segments; a
+        # negative lane would index from the end, hence lane >= 0.)
         # The record's CRC continues from the table's CRC of its length.
         length = len(payload)
-        if 0 < length < _WORD_CRCS_UPTO and 0 <= lane < self._lane_count:
-            seg = self._lanes[lane].active
+        if 0 < length < _WORD_CRCS_UPTO and lane >= 0:
+            try:
+                seg = self._lanes[lane].active
+            except IndexError:
+                seg = None  # no such lane: _append_slow says so
             if seg is not None:
-                end = seg.end + length + 8  # fmt.RECORD_HEADER
-                total = self.bytes + length + 8
+                size = length + 8  # fmt.RECORD_HEADER
+                end = seg.end + size
+                total = self.bytes + size
                 if end <= seg.limit and total <= self.max_bytes:
                     seg.write(_pack_ii(length, _crc32(payload, _WORD_CRCS[length])) + payload)
                     seg.end = end
