@@ -547,7 +547,7 @@ class Store:
     def _retry_writes(self):
         """Write what waits in RAM, most urgent lane first. True when all of
         it is written (the disk-full state ends)."""
-        records = self.held()[0]
+        records = self.held()[0] if self._full else 0
         for seg in self._pending_segments():
             if not self._drain(seg):
                 return False
