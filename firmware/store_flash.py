@@ -35,16 +35,26 @@ short write (the handle is closed first, then the file checked):
 - littlefs: a failed write leaves the file as it was at its last commit
   once the handle is closed, but only then: written on through the same
   handle, the failed write's torn bytes would be committed at the next
-  flush. The store commits (flush) after every write, so the last commit
-  is exactly the file before the failed write.
+  flush. Each write commits, so the last commit is exactly the file
+  before the failed write. That holds when littlefs saw the error code
+  (it marks the file failed). The ESP32's flash (esp32.Partition) raises
+  instead, and the exception unwinds through littlefs without it: closing
+  then commits what the file had, torn bytes too, cut off as follows.
 - VfsPosix or FAT: the torn bytes are in the file; it is cut back by
   copying its valid part to ``<name>.tmp`` and renaming that over it. On
   a full disk the copy can fail too: the handle then stays closed and the
   cut is retried before anything else is written, so nothing ever lands
   after torn bytes.
-- A failed commit (flush) on littlefs loses what it was committing: the
-  handle keeps the last write's bytes until its commit succeeds and
-  writes them again before the next commit.
+- A commit can fail too (on littlefs, a full disk met by the metadata,
+  or a flash program or erase error): so ``write`` commits what it wrote
+  and fails whole if the commit does, leaving the bytes with the store,
+  which writes them again later. (Keeping them in the handle to write
+  again was wrong: the store reads its segment meanwhile, through
+  another handle, which sees only what is committed.)
+- A flash error reaches the store as OSError(EIO) (or esp32.Partition's
+  code), not a full disk: the store raises it, and firmware/main.py
+  resets the board. tests/firmware/test_flash_store.py fails each flash
+  op in turn, each way, and finds every durable record after a remount.
 
 A short write (fewer bytes taken than given) counts as a full disk:
 OSError 28, ENOSPC, the number store_format.is_disk_full knows.
@@ -64,12 +74,25 @@ from micropython import const
 _SEEK_SET = const(0)
 _ENOSPC = const(28)  # numbers: MicroPython's errno module lacks ENOSPC
 _EIO = const(5)
+_ENAMETOOLONG = const(36)
 
 
 def _write_all(file, data):
     """Write ``data`` to ``file``; a short write is a full disk."""
     if file.write(data) != len(data):
         raise OSError(_ENOSPC)
+
+
+def _create(path, mode):
+    """open() for a file that may be created. littlefs reports a full disk
+    met while creating a file as ENAMETOOLONG (lfs2_file_opencfg: a name
+    that fits no metadata block); the store's short names always fit."""
+    try:
+        return open(path, mode)
+    except OSError as exc:
+        if exc.args[0] == _ENAMETOOLONG:
+            raise OSError(_ENOSPC)
+        raise
 
 
 def _close_quietly(file):
@@ -87,7 +110,7 @@ def _cut(path, size):
     temp = path + ".tmp"
     try:
         with open(path, "rb") as source:
-            with open(temp, "wb") as target:
+            with _create(temp, "wb") as target:
                 chunk = bytearray(256)
                 left = size
                 while left:
@@ -108,39 +131,30 @@ def _cut(path, size):
 
 
 class AppendHandle:
-    """A segment open for appending; ``sync`` commits it (littlefs).
-    ``size``: the bytes the store has written to it; ``unsaved``: the last
-    write's bytes until they are committed (see the module doc)."""
+    """A segment open for appending; ``write`` commits (see the module
+    doc), so ``flush`` and ``sync`` have nothing left to do but repair
+    after a failure. ``size``: the bytes the store has written to it."""
 
-    __slots__ = ("path", "file", "size", "unsaved")
+    __slots__ = ("path", "file", "size")
 
     def __init__(self, path):
         self.path = path
-        self.file = open(path, "ab")
+        self.file = _create(path, "ab")
         self.size = self.file.seek(0, 2)  # (os.stat would allocate a tuple)
-        self.unsaved = None
 
     def write(self, data):
-        if self.unsaved is not None:
-            self.flush()  # the store never writes twice without one
         file = self.file or self._reopen()
         try:
             _write_all(file, data)
+            file.flush()
         except OSError:
             self._restore()
             raise
         self.size += len(data)
-        self.unsaved = data
 
     def flush(self):
-        if self.unsaved is None and self.file is not None:
-            return  # nothing written since the last commit
-        try:
-            (self.file or self._reopen()).flush()
-        except OSError:
-            self._restore()
-            raise
-        self.unsaved = None
+        if self.file is None:
+            self._reopen()  # a failed write's repair, retried
 
     sync = flush
 
@@ -157,25 +171,15 @@ class AppendHandle:
 
     def _reopen(self):
         """Open the file again at exactly ``size`` bytes: cut off torn
-        bytes, or write again what a failed littlefs commit lost."""
+        bytes (VfsPosix, FAT; littlefs when the error was raised through
+        it, so it could not mark the file failed, and close committed)."""
         have = os.stat(self.path)[6]
+        if have < self.size:
+            raise OSError(_EIO, "%s: %d committed bytes missing" % (self.path, self.size - have))
         if have > self.size:
             _cut(self.path, self.size)
-            have = self.size
-        file = open(self.path, "ab")
-        lost = self.size - have
-        if lost:
-            unsaved = self.unsaved
-            if unsaved is None or lost > len(unsaved):
-                file.close()
-                raise OSError(_EIO, "%s: %d committed bytes missing" % (self.path, lost))
-            try:
-                _write_all(file, memoryview(unsaved)[len(unsaved) - lost:])
-            except OSError:
-                _close_quietly(file)
-                raise
-        self.file = file
-        return file
+        self.file = open(self.path, "ab")
+        return self.file
 
     def close(self):
         if self.file is not None:
@@ -300,7 +304,7 @@ class FlashDir:
         self._forget(name)
         path = self._p(name)
         try:
-            with open(path, "wb") as f:
+            with _create(path, "wb") as f:
                 _write_all(f, data)
                 f.flush()
         except OSError:
