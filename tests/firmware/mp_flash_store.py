@@ -315,22 +315,24 @@ class FaultyFlash(RamFlash):
       the error code and unwinds itself, as with a C block device.
     - ``silent``: part of the bytes programmed (an erase not done), and
       success returned: only littlefs's read-back check can tell.
+    - ``worn``: as ``silent``, and that block fails every later program
+      and erase too (a worn-out block): littlefs must move off it for good.
     - ``nospc``: -28 returned (LFS_ERR_NOSPC, what littlefs's allocator
       returns with no free block): a commit failing as on a full disk, at
       any op, which a real fill reaches too rarely to test (the
       ``littlefs`` mode never did in ~4,000 runs).
 
-    Later operations work again (a brown-out passes), except with
-    ``worn``: then the failed block keeps failing the same way."""
+    Otherwise later operations work again (a brown-out passes).
+    ``failed`` counts the failures injected."""
 
     gone = False
 
-    def arm(self, fail_at, how, worn=False):
+    def arm(self, fail_at, how):
         self.ops = 0
         self.fail_at = fail_at
         self.how = how
-        self.worn = worn
         self.bad = None
+        self.failed = 0
 
     def readblocks(self, block, buf, offset=0):
         if self.gone:
@@ -352,7 +354,8 @@ class FaultyFlash(RamFlash):
             return True
         self.ops += 1
         if self.ops == self.fail_at or block == self.bad:
-            if self.worn:
+            self.failed += 1
+            if self.how == "worn":
                 self.bad = block
             return True
         return False
@@ -361,7 +364,7 @@ class FaultyFlash(RamFlash):
         if not self._fails(block):
             return RamFlash.writeblocks(self, block, buf, offset)
         how = self.how
-        if how == "torn" or how == "silent":
+        if how == "torn" or how == "silent" or how == "worn":
             start = block * self.block_size + offset
             part = (self.ops * 7) % len(buf)  # a different cut each time
             self.view[start : start + part] = buf[:part]
@@ -380,17 +383,17 @@ class FaultyFlash(RamFlash):
             return -5
         if how == "nospc":
             return -28
-        if how == "silent":
+        if how == "silent" or how == "worn":
             return 0
         raise OSError(5)  # EIO
 
 
 # What may escape the store, by way: littlefs relocates a silently failed
-# program (nothing may escape); the store holds records in RAM through a
+# program, off a worn block too (nothing may escape); the store holds records in RAM through a
 # full disk (none, but a full disk met by compaction's remove: the core
 # store raises that, docs/firmware.md); the rest reach the store as
 # OSError(EIO), which it raises (firmware/main.py then resets the board).
-ESCAPES = {"silent": (), "nospc": (28,), "raise": (5,), "torn": (5,), "code": (5,)}
+ESCAPES = {"silent": (), "worn": (), "nospc": (28,), "raise": (5,), "torn": (5,), "code": (5,)}
 FAULT_RECORDS = 40
 STORE_SETUP = {"lanes": 2, "max_bytes": 1 << 20, "segment_bytes": 700, "sync_every": 5}
 
@@ -467,17 +470,18 @@ def check_after_remount(flash, log, label):
         vfs.umount("/flash")
 
 
-def fault_run(image, fail_at, how, worn, stats):
+def fault_run(image, fail_at, how, stats):
     flash = FaultyFlash(512, 64)
     flash.view[:] = image
     vfs.mount(vfs.VfsLfs2(flash), "/flash")
-    flash.arm(fail_at, how, worn)
+    flash.arm(fail_at, how)
     log = {"tried": [], "durable": 0, "acked": 0, "reports": [], "opened": False}
-    label = "%s%s fault at op %d" % (how, " (worn)" if worn else "", fail_at)
+    label = "%s fault at op %d" % (how, fail_at)
     try:
         error = fault_workload(log)
     finally:
         ops = flash.ops
+        stats["injected"] += flash.failed
         flash.arm(-1, how)
         vfs.umount("/flash")
         flash = flash.reboot()
@@ -500,13 +504,13 @@ def flash_faults(ways, step):
     flash = RamFlash(512, 64)
     vfs.VfsLfs2.mkfs(flash)
     image = bytes(flash.view)
-    stats = {"runs": 0, "escaped": 0, "full": 0, "records": 0}
-    total = fault_run(image, -1, "raise", False, stats)  # no fault: how many ops
+    stats = {"runs": 0, "injected": 0, "escaped": 0, "full": 0, "records": 0}
+    total = fault_run(image, -1, "raise", stats)  # no fault: how many ops
     for k, how in enumerate(ways):
         for fail_at in range(1 + k % step, total + 1, step):
-            fault_run(image, fail_at, how, False, stats)
-    print("ok %d runs %d ops %d escaped %d disk-full %d records" % (
-        stats["runs"], total, stats["escaped"], stats["full"], stats["records"]))
+            fault_run(image, fail_at, how, stats)
+    print("ok %d runs %d ops %d failures %d escaped %d disk-full %d records" % (
+        stats["runs"], total, stats["injected"], stats["escaped"], stats["full"], stats["records"]))
 
 mode = sys.argv[2] if len(sys.argv) > 2 else "cuts"
 if mode == "cuts":
