@@ -195,8 +195,8 @@ class Batch:
 
 
 class _Segment:
-    __slots__ = ("segno", "name", "first_ms", "end", "count", "handle", "pieces", "write", "limit", "synced_end",
-                 "file_end", "file_count")
+    __slots__ = ("segno", "name", "first_ms", "end", "count", "handle", "pieces", "limit", "synced_end", "file_end",
+                 "file_count")
 
     def __init__(self, segno, first_ms, end, count):
         self.segno = segno
@@ -206,7 +206,6 @@ class _Segment:
         self.count = count
         self.handle = None  # open for appending while active or not yet synced
         self.pieces = None  # bytes appended but not yet handed to the handle
-        self.write = None  # pieces.append, looked up once (the hot path)
         self.limit = 0  # appends past this offset take the slow path (seal or drain)
         self.synced_end = end  # what the last sync made durable
         # What the file holds (the rest waits in pieces): reads stop here.
@@ -367,7 +366,7 @@ class Store:
                 end = seg.end + size
                 total = self.bytes + size
                 if end <= seg.limit and total <= self.max_bytes:
-                    seg.write(_pack_ii(length, _crc32(payload, _WORD_CRCS[length])) + payload)
+                    seg.pieces.append(_pack_ii(length, _crc32(payload, _WORD_CRCS[length])) + payload)
                     seg.end = end
                     seg.count += 1
                     self.bytes = total
@@ -391,7 +390,7 @@ class Store:
             seg = self._segment_for(state, size, now_ms)
             if seg is None:
                 return False
-        seg.write(fmt.encode_record(payload))
+        seg.pieces.append(fmt.encode_record(payload))
         seg.end += size
         seg.count += 1
         self.bytes += size
@@ -472,14 +471,13 @@ class Store:
     def _start_segment(self, state, now_ms):
         old = state.active
         if old is not None:
-            old.write(fmt.encode_seal(old.count, old.end))
+            old.pieces.append(fmt.encode_seal(old.count, old.end))
             self._sealing.append(old)
             self._drain(old)
         seg = _Segment(state.next_segno, now_ms, fmt.SEGMENT_HEADER, 0)
         seg.name = fmt.segment_name(state.number, seg.segno)
         state.next_segno += 1
         seg.pieces = [fmt.encode_segment_header(state.number, seg.segno, now_ms)]
-        seg.write = seg.pieces.append
         seg.synced_end = 0
         seg.file_end = 0
         seg.file_count = 0
@@ -646,7 +644,6 @@ class Store:
         if seg.handle is not None:
             seg.handle.close()
             seg.handle = None
-            seg.write = None
             seg.pieces = None
         if seg in self._sealing:
             self._sealing.remove(seg)
@@ -729,7 +726,6 @@ class Store:
                 seg.handle.sync()
                 seg.handle.close()  # sealed: nothing more will be written
                 seg.handle = None
-                seg.write = None
                 seg.pieces = None
             self._sealing = []
             for lane in self._lanes:
@@ -841,7 +837,7 @@ class Store:
             self._compact(lane, True)  # a wholly acknowledged active segment needs no seal
             seg = lane.active
             if seg is not None:
-                seg.write(fmt.encode_seal(seg.count, seg.end))
+                seg.pieces.append(fmt.encode_seal(seg.count, seg.end))
                 lane.active = None
                 self._sealing.append(seg)
         self.sync()
