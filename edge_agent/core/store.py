@@ -352,9 +352,11 @@ class Store:
         # room in the active segment's write window (seg.limit: the seal's
         # or the write buffer's limit, the lower; 0 while the disk is full)
         # and under the byte bound. Anything else, including every error,
-        # takes _append_slow. (A closed store has no active segments; a
-        # negative lane would index from the end, hence lane >= 0.)
-        # The record's CRC continues from the table's CRC of its length.
+        # takes _append_slow. (A small record is within max_payload, or,
+        # in segments so small that max_payload is under 512, cannot fit
+        # seg.limit. A closed store has no active segments. A negative lane
+        # would index from the end, hence lane >= 0.) The record's CRC
+        # continues from the table's CRC of its length.
         length = len(payload)
         if 0 < length < _WORD_CRCS_UPTO and lane >= 0:
             try:
