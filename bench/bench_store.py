@@ -480,7 +480,7 @@ def main(argv=None):
     table.add_column("contender")
     table.add_column("put/s", justify="right")
     table.add_column("get+ack/s", justify="right")
-    table.add_column("put CPU us/record", justify="right")
+    table.add_column("put CPU us/rec (user+sys)", justify="right")
     table.add_column("store put ratio", justify="right")
     table.add_column("store get+ack ratio", justify="right")
     for cls in CONTENDERS:
@@ -517,14 +517,13 @@ def main(argv=None):
     # to an idle machine: their ratio is a cross-check on the median.
     best = {cls: [max(r[cls][phase] for r in rounds if cls in r) for phase in (0, 1)] for cls in REPEATED}
     console.print(
-        "  fastest runs: store put %s/s, get+ack %s/s; to the floor's fastest %.2fx / %.2fx, "
-        "to raw SQLite's %.2fx / %.2fx"
+        "  fastest runs: put %s/s, %.2fx the floor's, %.2fx raw SQLite's; get+ack %s/s, %.2fx, %.2fx"
         % (
             "{:,.0f}".format(best[EdgeAgentStore][0]),
-            "{:,.0f}".format(best[EdgeAgentStore][1]),
             best[EdgeAgentStore][0] / best[CrcLogFloor][0],
-            best[EdgeAgentStore][1] / best[CrcLogFloor][1],
             best[EdgeAgentStore][0] / best[RawSQLite][0],
+            "{:,.0f}".format(best[EdgeAgentStore][1]),
+            best[EdgeAgentStore][1] / best[CrcLogFloor][1],
             best[EdgeAgentStore][1] / best[RawSQLite][1],
         )
     )
