@@ -476,11 +476,14 @@ def main(argv=None):
         measured = [r[cls] for r in rounds if cls in r]
         results[cls] = [statistics.median(m[i] for m in measured) for i in range(3)]
 
-    table = Table(title="Durable store: put and get+ack (records/s: median of the %d rounds, or of 1)" % args.repeat)
+    table = Table(
+        title="Durable store: put and get+ack (records/s: median of the %d rounds, or of 1; "
+        "put CPU: user+sys us per record)" % args.repeat
+    )
     table.add_column("contender")
     table.add_column("put/s", justify="right")
     table.add_column("get+ack/s", justify="right")
-    table.add_column("put CPU us/rec (user+sys)", justify="right")
+    table.add_column("put CPU us", justify="right")
     table.add_column("store put ratio", justify="right")
     table.add_column("store get+ack ratio", justify="right")
     for cls in CONTENDERS:
