@@ -21,6 +21,7 @@ applied becomes a note in the result.
 
 import os
 
+from simulator import small_fs
 from simulator.broker import Mosquitto
 
 
@@ -148,17 +149,5 @@ def apply(live, action, fault):
 def fill_disk(live):
     """Fill the store's filesystem to the last byte with a filler file."""
     live.filler = os.path.join(live.mounted, "filler")
-    written = 0
-    block = b"\0" * 65536
-    with open(live.filler, "wb", buffering=0) as f:
-        while True:
-            try:
-                written += f.write(block)
-            except OSError:
-                try:  # the last partial block
-                    while True:
-                        written += f.write(b"\0" * 512)
-                except OSError:
-                    break
-    stat = os.statvfs(live.mounted)
-    return "%d KiB filler, %d bytes free" % (written >> 10, stat.f_bavail * stat.f_frsize)
+    written, free = small_fs.fill(live.filler)
+    return "%d KiB filler, %d bytes free" % (written >> 10, free)

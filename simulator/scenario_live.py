@@ -31,7 +31,6 @@ error line and restarted after a second, as a supervisor would.
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -41,7 +40,7 @@ from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 from edge_agent.identity import create_identity
 from edge_agent.receiver.storage import Storage
-from simulator import live_faults, physics
+from simulator import live_faults, physics, small_fs
 from simulator.broker import Mosquitto
 from simulator.fault_proxy import FaultProxy
 from simulator.live_board import LiveBoard
@@ -197,12 +196,7 @@ class LiveRun:
             return store_dir
         mount_point = os.path.join(self.workdir, "storefs")
         os.makedirs(mount_point)
-        try:
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d" % DISK_FS_BYTES, "tmpfs", mount_point],
-                                  capture_output=True, text=True)
-            why = done.stderr.strip() or "mount failed" if done.returncode != 0 else None
-        except OSError as exc:  # no mount(8) at all
-            why = str(exc)
+        why = small_fs.mount_tmpfs(mount_point, DISK_FS_BYTES)
         if why:
             self.result.notes.append(
                 "disk_full not applied: could not mount a %d MiB tmpfs for the store (%s); run as root (mount "
@@ -448,7 +442,7 @@ class LiveRun:
         if self.broker is not None:
             self.broker.stop()
         if self.mounted is not None:
-            subprocess.run(["umount", "-l", self.mounted], capture_output=True)
+            small_fs.unmount(self.mounted)
         if self.own_workdir and not os.environ.get("EA_LIVE_KEEP"):
             shutil.rmtree(self.workdir, ignore_errors=True)
 

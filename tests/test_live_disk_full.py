@@ -8,44 +8,31 @@ sent from there; stopped and restarted while the disk is still full it
 recovers what is on disk and runs; when space returns it says so."""
 
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 
 from edge_agent.core import frames as fr
+from simulator import small_fs
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def small_fs(tmp_path):
+def store_fs(tmp_path):
     mount_point = tmp_path / "storefs"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip("needs root to mount a tmpfs: %s" % done.stderr.strip())
+    why = small_fs.mount_tmpfs(str(mount_point), 1024 * 1024)
+    if why:
+        pytest.skip("needs root to mount a tmpfs: %s" % why)
     yield str(mount_point)
-    subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+    small_fs.unmount(str(mount_point))
 
 
-def _fill(directory):
-    with open(os.path.join(directory, "filler"), "wb", buffering=0) as f:
-        for size in (65536, 512):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                pass
-    stat = os.statvfs(directory)
-    return stat.f_bavail * stat.f_frsize
-
-
-def test_the_agent_rides_out_a_really_full_disk(broker, start_agent, pty, small_fs):
+def test_the_agent_rides_out_a_really_full_disk(broker, start_agent, pty, store_fs):
     os.set_blocking(pty.master, False)
-    extra = ("--store-dir", os.path.join(small_fs, "store"), "--telemetry-interval-ms", "200",
+    extra = ("--store-dir", os.path.join(store_fs, "store"), "--telemetry-interval-ms", "200",
              "--store-max-bytes", "524288", "--store-segment-bytes", "16384")
     agent = start_agent(broker.port, "disk-full-1", pty.path, extra=extra)
     agent.child.wait_for("connected to broker", 20)
@@ -65,7 +52,7 @@ def test_the_agent_rides_out_a_really_full_disk(broker, start_agent, pty, small_
     thread.start()
     try:
         time.sleep(1.0)
-        assert _fill(small_fs) == 0
+        assert small_fs.fill(os.path.join(store_fs, "filler"))[1] == 0
         agent.child.wait_for("store: disk full at", 10)
         time.sleep(2.0)
         _assert_running(agent)
@@ -77,7 +64,7 @@ def test_the_agent_rides_out_a_really_full_disk(broker, start_agent, pty, small_
         again.child.wait_for("store: disk full at", 10)
         time.sleep(1.0)
         _assert_running(again)
-        os.remove(os.path.join(small_fs, "filler"))
+        os.remove(os.path.join(store_fs, "filler"))
         again.child.wait_for("has room again", 15)
         _assert_running(again)
         # One line when the disk filled, one when it had room again.

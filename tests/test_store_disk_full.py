@@ -8,7 +8,6 @@ full disk) every record that was durable and not acknowledged is read back,
 in order, and nothing is read that was not appended."""
 
 import os
-import subprocess
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -18,6 +17,7 @@ from store_support import crash
 
 from edge_agent.core import store as st
 from edge_agent.store_posix import PosixDir
+from simulator import small_fs
 
 MOUNT = "/tmp/ea-store-disk-full-%d" % os.getpid()
 
@@ -25,25 +25,13 @@ MOUNT = "/tmp/ea-store-disk-full-%d" % os.getpid()
 @pytest.fixture(scope="module")
 def tmpfs():
     os.makedirs(MOUNT, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", MOUNT], capture_output=True, text=True)
-    if done.returncode != 0:
+    why = small_fs.mount_tmpfs(MOUNT, 256 * 1024)
+    if why:
         os.rmdir(MOUNT)
-        pytest.skip("needs root to mount a tmpfs: %s" % done.stderr.strip())
+        pytest.skip("needs root to mount a tmpfs: %s" % why)
     yield MOUNT
-    subprocess.run(["umount", "-l", MOUNT], capture_output=True)
+    small_fs.unmount(MOUNT)
     os.rmdir(MOUNT)
-
-
-def _fill(directory):
-    with open(os.path.join(directory, "filler"), "ab", buffering=0) as f:
-        for size in (65536, 4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-            except OSError:
-                pass
-    stat = os.statvfs(directory)
-    return stat.f_bavail * stat.f_frsize
 
 
 class DiskFullMachine(RuleBasedStateMachine):
@@ -92,7 +80,7 @@ class DiskFullMachine(RuleBasedStateMachine):
 
     @rule()
     def fill(self):
-        assert _fill(self.root) == 0
+        assert small_fs.fill(os.path.join(self.root, "filler"))[1] == 0
 
     @rule()
     def free(self):
