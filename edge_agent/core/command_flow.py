@@ -107,7 +107,9 @@ class CommandFlow:
         others' Mac0s and the gateways' Ed25519 messages, and audit each
         as a refusal."""
         device_topic = op.command_topic(self.device_id)
-        if not self.model or not self._any_public_key():
+        # A trusted key that is not bytes is an Ed25519 verifier (operator.verify_command).
+        public_key = any(not isinstance(key, (bytes, bytearray)) for key in self.trusted.values())
+        if not self.model or not public_key:
             return (device_topic,)
         problem = check_device_id(self.model)
         if problem:
@@ -115,12 +117,6 @@ class CommandFlow:
                                 "subscribed; fix [board] model in the board file" % (self.model, problem))
             return (device_topic,)
         return (device_topic, op.model_command_topic(self.model))
-
-    def _any_public_key(self):
-        for key in self.trusted.values():
-            if not isinstance(key, (bytes, bytearray)):  # an Ed25519 verifier (operator.verify_command)
-                return True
-        return False
 
     def on_message(self, topic, payload):
         """One message from a command topic. Never raises: a bad message is
