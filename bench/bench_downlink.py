@@ -36,7 +36,7 @@ from rich.table import Table  # noqa: E402
 
 from edge_agent.core import cose  # noqa: E402
 from edge_agent.core import operator as op  # noqa: E402
-from edge_agent.identity import ed25519_verifier  # noqa: E402
+from edge_agent.keys.identity import ed25519_verifier  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOW = 1_800_000_000_000

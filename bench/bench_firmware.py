@@ -33,9 +33,9 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests", "firmware")]
 
 from fw_support import FrameWriter, Link, Rig, demo_values, heap_lines  # noqa: E402
 
-from edge_agent import firmware_build as fb  # noqa: E402
-from simulator.broker import Mosquitto  # noqa: E402
-from simulator.pki import DevPKI  # noqa: E402
+from edge_agent.tools import firmware_build as fb  # noqa: E402
+from simulator.fixtures.broker import Mosquitto  # noqa: E402
+from simulator.fixtures.pki import DevPKI  # noqa: E402
 
 MQTT_AS_FREE_KB = 27.4  # mqtt_as README: free RAM on ESP8266, module frozen
 

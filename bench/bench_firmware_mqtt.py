@@ -40,8 +40,8 @@ from mqtt_support import Interpreter, Scenario, compile_mpy  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from simulator.broker import Mosquitto  # noqa: E402
-from simulator.pki import DevPKI  # noqa: E402
+from simulator.fixtures.broker import Mosquitto  # noqa: E402
+from simulator.fixtures.pki import DevPKI  # noqa: E402
 
 console = Console(width=150)
 WORKLOADS = (("QoS 1, one at a time", 1, 1), ("QoS 1, 8 in flight", 1, 8), ("QoS 0", 0, 1))

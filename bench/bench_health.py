@@ -6,7 +6,7 @@
    rule kind and a predictor on every sensor), on CPython and on the
    MicroPython unix port (bench/health_throughput.py, same code on both):
    the engine with triage alone, and the whole Device (telemetry too).
-2. Noise reduction on the scenario set (simulator/health_scenario.py):
+2. Noise reduction on the scenario set (simulator/scenarios/health.py):
    raw readings : alerts sent : pages (raised alerts at high or critical
    priority), and alerts the engine proposed : alerts triage let through.
 3. Prediction: lead time (first reading over the limit minus the alert) for
@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from edge_agent.core import signals as sg  # noqa: E402
-from simulator import health_scenario as hs  # noqa: E402
+from simulator.scenarios import health as hs  # noqa: E402
 
 
 def throughput():

@@ -40,7 +40,7 @@ from rich.table import Table  # noqa: E402
 
 from edge_agent.core import board as bd  # noqa: E402
 from edge_agent.core import device as dv  # noqa: E402
-from edge_agent.serial_source import bus_source  # noqa: E402
+from edge_agent.gateway.serial_source import bus_source  # noqa: E402
 
 BAUD = 115200
 REQUEST_BYTES = 8

@@ -25,9 +25,9 @@ import time  # noqa: E402
 from edge_agent.core import cbor  # noqa: E402
 from edge_agent.core import device as dv  # noqa: E402
 from edge_agent.core import signals as sg  # noqa: E402
-from simulator import physics  # noqa: E402
-from simulator import scenario as sc  # noqa: E402
-from simulator import scenario_run  # noqa: E402
+from simulator.hardware import physics  # noqa: E402
+from simulator.scenarios import spec as sc  # noqa: E402
+from simulator.scenarios import virtual as scenario_run  # noqa: E402
 
 
 def board32(period_ms):

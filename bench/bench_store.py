@@ -61,7 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_agent.atomic_file import sync_directory  # noqa: E402
 from edge_agent.core.store import READ_AHEAD, Store  # noqa: E402
-from edge_agent.store_posix import PosixDir  # noqa: E402
+from edge_agent.gateway.store_posix import PosixDir  # noqa: E402
 
 BATCH = 100
 TELEMETRY_LANE = 3

@@ -37,10 +37,11 @@ from rich.table import Table  # noqa: E402
 from edge_agent.core import bundle, cbor, cose  # noqa: E402
 from edge_agent.core import signals as sg  # noqa: E402
 from edge_agent.core.store import Store  # noqa: E402
-from edge_agent.identity import create_identity  # noqa: E402
-from edge_agent.store_posix import PosixDir  # noqa: E402
-from edge_agent.uplink import BrokerSettings, Uplink  # noqa: E402
-from simulator.broker import Mosquitto  # noqa: E402
+from edge_agent.keys.identity import create_identity  # noqa: E402
+from edge_agent.gateway.store_posix import PosixDir  # noqa: E402
+from edge_agent.broker import BrokerSettings  # noqa: E402
+from edge_agent.gateway.uplink import Uplink  # noqa: E402
+from simulator.fixtures.broker import Mosquitto  # noqa: E402
 
 console = Console()
 

@@ -20,7 +20,7 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from edge_agent import firmware_build as fb  # noqa: E402
+from edge_agent.tools import firmware_build as fb  # noqa: E402
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 # Leaves first, in the order the firmware's start imports them.

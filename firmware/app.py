@@ -6,7 +6,7 @@
                                            v                      v
                                        log lines            Uplink (own MQTT client) --> broker
 
-The same shape as the gateway's edge_agent/agent.py: ingest never waits
+The same shape as the gateway's edge_agent/gateway/agent.py: ingest never waits
 on the network (signals go into the store; the uplink drains it on its
 own), alerts are synced to flash at once, the rest at the store's group
 commit. Everything that touches hardware arrives as a constructor

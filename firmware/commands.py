@@ -1,7 +1,7 @@
 """Signed commands on the firmware: ea/v1/<device>/cmd -> verify -> apply
 -> audit.
 
-The board's half of the gateway's signed downlink (edge_agent/downlink.py);
+The board's half of the gateway's signed downlink (edge_agent/gateway/downlink.py);
 the flow both share is the core's (edge_agent/core/command_flow.py):
 
 - ``topics()`` (the core's): what the uplink subscribes to at each

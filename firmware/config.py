@@ -1,6 +1,6 @@
 """The device's configuration, read from CBOR files made at build time by
 `edge-agent firmware compile-board` and `edge-agent firmware provision`
-(edge_agent/firmware_build.py): no TOML parser on the device.
+(edge_agent/tools/firmware_build.py): no TOML parser on the device.
 
     board.cbor   {"format": 1, "source": name, "board": the board table,
                   "uarts": {bus: [uart id, tx, rx]}, "inputs": {sensor: pin},

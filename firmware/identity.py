@@ -1,6 +1,6 @@
 """The device's identity on the firmware: COSE_Mac0 with HMAC-SHA256.
 
-Boards share a secret with the receiver (edge_agent/identity.py's HMAC256
+Boards share a secret with the receiver (edge_agent/keys/identity.py's HMAC256
 identities; the registry holds the same secret) because Ed25519 in pure
 Python is far too slow for a board. The MAC is the core's hand-written
 HMAC-SHA256 (edge_agent/core/hmac_sha256.py) over hashlib.sha256.

@@ -617,7 +617,7 @@ def tls_context(ca_der, cert_der=None, key_der=None):
     """A MicroPython client SSLContext from DER bytes (mbedTLS there takes
     DER, not PEM): verifies the broker against ``ca_der`` and presents the
     device certificate for mutual TLS. On CPython build an ssl.SSLContext
-    from PEM files instead (edge_agent.tls.client_context)."""
+    from PEM files instead (edge_agent.broker.client_context)."""
     import ssl
 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -1,6 +1,6 @@
 """The durable store's file adapter for MicroPython (littlefs on the ESP32).
 
-The same surface as edge_agent/store_posix.py, so the core store
+The same surface as edge_agent/gateway/store_posix.py, so the core store
 (edge_agent/core/store.py) and sequencer (store_seq.py) run unchanged.
 
 Durability on MicroPython: there is no os.fsync. What replaces it:

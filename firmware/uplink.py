@@ -2,7 +2,7 @@
 project's own MQTT client (firmware/mqtt_client.py), most urgent first,
 and acknowledges in the store only what the broker has acknowledged.
 
-Per session (the same rules as the gateway's edge_agent/uplink.py):
+Per session (the same rules as the gateway's edge_agent/gateway/uplink.py):
 
     connect (last will: retained "offline" status)
     rewind the store (what was in flight may not have arrived: send again;

@@ -28,12 +28,12 @@ import tty  # noqa: E402
 
 import aiomqtt  # noqa: E402
 
-from edge_agent.identity import create_identity  # noqa: E402
-from edge_agent.registry import Registry  # noqa: E402
-from edge_agent.tls import client_context  # noqa: E402
-from simulator.broker import Mosquitto  # noqa: E402
-from simulator.pki import DevPKI  # noqa: E402
-from simulator.processes import Child, edge_agent_argv  # noqa: E402
+from edge_agent.keys.identity import create_identity  # noqa: E402
+from edge_agent.receiver.registry import Registry  # noqa: E402
+from edge_agent.broker import client_context  # noqa: E402
+from simulator.fixtures.broker import Mosquitto  # noqa: E402
+from simulator.fixtures.pki import DevPKI  # noqa: E402
+from simulator.fixtures.processes import Child, edge_agent_argv  # noqa: E402
 
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 

@@ -13,9 +13,9 @@ import socket
 import time
 
 from edge_agent.core import operator as op
-from edge_agent.identity import create_identity
-from edge_agent.operator_keys import create_operator
-from simulator.processes import Child, edge_agent_argv
+from edge_agent.keys.identity import create_identity
+from edge_agent.keys.operators import create_operator
+from simulator.fixtures.processes import Child, edge_agent_argv
 
 from conftest import BOARD, REGISTRY, Agent, Pty
 

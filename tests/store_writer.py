@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_agent.core.store import Store  # noqa: E402
 from edge_agent.core.store_seq import DurableSequencer  # noqa: E402
-from edge_agent.store_posix import PosixDir  # noqa: E402
+from edge_agent.gateway.store_posix import PosixDir  # noqa: E402
 
 SEGMENT_BYTES = 8192  # small, so segments rotate and seal under fire
 SEQ_BLOCK = 64  # small, so the seq marker is rewritten under fire

@@ -9,8 +9,8 @@ import pytest
 
 from edge_agent.core import frames as fr
 from edge_agent.core import signals as sg
-from simulator.broker import Mosquitto, free_port
-from simulator.processes import Child, edge_agent_argv
+from simulator.fixtures.broker import Mosquitto, free_port
+from simulator.fixtures.processes import Child, edge_agent_argv
 
 from conftest import BOARD, REGISTRY
 
@@ -151,7 +151,7 @@ def test_retained_status_and_last_will(broker, start_agent, subscribe, pty):
 
 def test_plaintext_broker_refused_by_tls_default(broker, pki, pty, tmp_path):
     """TLS is the default: the agent will not talk plaintext unless told."""
-    from edge_agent.identity import create_identity
+    from edge_agent.keys.identity import create_identity
 
     directory = str(tmp_path / "id")
     create_identity(directory, "plain")

@@ -1,8 +1,8 @@
-"""The battery model (simulator/battery.py) behind the ``battery`` process:
+"""The battery model (simulator/hardware/battery.py) behind the ``battery`` process:
 it sags under load, recovers when the load stops, and ages."""
 
-from simulator import physics
-from simulator.battery import Battery
+from simulator.hardware import physics
+from simulator.hardware.battery import Battery
 
 HOUR = 3600000
 DAY = 86400000

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent import cli
+from edge_agent.cli import common as cli_common
 from edge_agent.boardfile import load_board
 from edge_agent.core.board import BoardError
 
@@ -99,7 +99,7 @@ def test_run_usage_errors(argv, words, identity_dir):
 
 @pytest.fixture(scope="module")
 def identity_dir(tmp_path_factory):
-    from edge_agent.identity import create_identity
+    from edge_agent.keys.identity import create_identity
 
     directory = str(tmp_path_factory.mktemp("ids") / "cli-device")
     create_identity(directory, "cli-device")
@@ -147,14 +147,14 @@ def test_insecure_warns(tmp_path, identity_dir):
     ],
 )
 def test_parse_broker(text, tls, expected):
-    assert cli.parse_broker(text, tls) == expected
+    assert cli_common.parse_broker(text, tls) == expected
 
 
 @given(st.text(max_size=30), st.booleans())
 def test_parse_broker_never_crashes(text, tls):
     try:
-        host, port = cli.parse_broker(text, tls)
-    except cli.UsageError:
+        host, port = cli_common.parse_broker(text, tls)
+    except cli_common.UsageError:
         return
     assert host and 0 < port < 65536
 

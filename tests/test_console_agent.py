@@ -11,7 +11,7 @@ import time
 import pytest
 
 from edge_agent.core import signals as sg
-from edge_agent.operator_keys import create_operator
+from edge_agent.keys.operators import create_operator
 
 from conftest import REGISTRY
 from console_rig import Rig, socket_terminal

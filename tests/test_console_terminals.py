@@ -18,7 +18,7 @@ import time
 import fcntl
 import pytest
 
-from simulator.processes import ROOT, edge_agent_argv
+from simulator.fixtures.processes import ROOT, edge_agent_argv
 
 from conftest import Pty
 from console_rig import Rig
@@ -185,7 +185,7 @@ class PtyScreen:
 
 def test_our_client_completes_and_recalls_history(rig, tmp_path):
     home = str(tmp_path)
-    argv = [sys.executable, "-c", "import os,sys; os.environ['HOME']=%r; from edge_agent.cli import main; "
+    argv = [sys.executable, "-c", "import os,sys; os.environ['HOME']=%r; from edge_agent.cli.main import main; "
             "sys.exit(main(['console', %r]))" % (home, rig.socket_path)]
     process, master = _spawn_on_pty(argv)
     screen = PtyScreen(master)

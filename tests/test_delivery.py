@@ -15,8 +15,8 @@ import pytest
 
 from edge_agent.core import frames as fr
 from edge_agent.receiver.storage import Storage
-from simulator.broker import Mosquitto, free_port
-from simulator.processes import Child, edge_agent_argv
+from simulator.fixtures.broker import Mosquitto, free_port
+from simulator.fixtures.processes import Child, edge_agent_argv
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def test_no_loss_across_broker_and_agent_sigkill(pki, start_agent, pty, tmp_path
     broker_dir = str(tmp_path / "broker")
     broker = Mosquitto(broker_dir, pki=pki, port=port, persistent=True).start()
     # The receiver subscribes before the device's first signal (its birth).
-    from edge_agent.identity import create_identity
+    from edge_agent.keys.identity import create_identity
 
     identity = create_identity(str(tmp_path / "delivery-1"), "delivery-1")
     registry_file = tmp_path / "devices.toml"

@@ -19,8 +19,8 @@ from edge_agent.core import cbor
 from edge_agent.core import frames as fr
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
-from edge_agent.operator_keys import create_operator, load_trusted
-from edge_agent.tls import client_context
+from edge_agent.keys.operators import create_operator, load_trusted
+from edge_agent.broker import client_context
 
 from conftest import BOARD, REGISTRY, ROOT
 
@@ -267,7 +267,7 @@ def test_config_update_applies_after_restart_and_rolls_back_when_it_fails(broker
 
 
 def test_trusted_operators_file_is_required_and_checked(tmp_path, pki):
-    from edge_agent.identity import create_identity
+    from edge_agent.keys.identity import create_identity
 
     identity = str(tmp_path / "dev")
     create_identity(identity, "dl-refuse")

@@ -7,13 +7,13 @@ import os
 
 import pytest
 
-from edge_agent.config_update import OVERLAY, PREVIOUS, TRIAL, ConfigRefused, ConfigState
+from edge_agent.gateway.config_update import OVERLAY, PREVIOUS, TRIAL, ConfigRefused, ConfigState
 from edge_agent.core import board as bd
 from edge_agent.core import config_patch as cp
 from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
-from edge_agent.downlink import COUNTERS_FILE, Downlink, DownlinkError, RefusalLimiter
-from edge_agent.operator_keys import create_operator, load_trusted
+from edge_agent.gateway.downlink import COUNTERS_FILE, Downlink, DownlinkError, RefusalLimiter
+from edge_agent.keys.operators import create_operator, load_trusted
 from support import copy_board
 
 NOW = 1_800_000_000_000

@@ -1,4 +1,4 @@
-"""The TCP fault proxy (simulator/fault_proxy.py) does to a connection what
+"""The TCP fault proxy (simulator/faults/fault_proxy.py) does to a connection what
 it says: a real TCP echo server and a real TLS mosquitto behind it, real
 sockets in front. The agent riding out a partition, loss and a reset with
 0 lost at the receiver is tests/test_live_scenario.py (live_faults.toml)."""
@@ -12,8 +12,8 @@ import time
 import aiomqtt
 import pytest
 
-from edge_agent.tls import client_context
-from simulator.fault_proxy import FaultProxy, _command
+from edge_agent.broker import client_context
+from simulator.faults.fault_proxy import FaultProxy, _command
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_the_command_line_proxy(echo_port):
     import subprocess
     import sys
 
-    process = subprocess.Popen([sys.executable, "-m", "simulator.fault_proxy", "--target", "127.0.0.1:%d" % echo_port],
+    process = subprocess.Popen([sys.executable, "-m", "simulator.faults.fault_proxy", "--target", "127.0.0.1:%d" % echo_port],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         first = process.stdout.readline()
@@ -221,6 +221,6 @@ def test_the_command_line_proxy(echo_port):
     finally:
         if process.poll() is None:
             process.kill()
-    bad = subprocess.run([sys.executable, "-m", "simulator.fault_proxy", "--target", "nowhere"], capture_output=True,
+    bad = subprocess.run([sys.executable, "-m", "simulator.faults.fault_proxy", "--target", "nowhere"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "HOST:PORT" in bad.stderr

@@ -1,4 +1,4 @@
-"""Fleet mode end to end (simulator/fleet.py): 50 devices, each the real
+"""Fleet mode end to end (simulator/fleet/run.py): 50 devices, each the real
 agent composition (core Device, durable store, uplink with TLS, signed
 downlink), in one process against a real mosquitto that is restarted under
 them and the reference receiver process. The run's own expectations are
@@ -17,8 +17,8 @@ import sys
 
 import pytest
 
-from simulator import fleet_spec
-from simulator import scenario as sc
+from simulator.fleet import spec as fleet_spec
+from simulator.scenarios import spec as sc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLEET_50 = os.path.join(ROOT, "simulator", "scenarios", "fleet", "fleet_50.toml")
@@ -118,7 +118,7 @@ def test_fleet_file_validation():
 
 
 def test_broker_log_connects_are_counted_per_second(tmp_path):
-    from simulator.fleet_broker import FleetBroker, per_second
+    from simulator.fleet.broker import FleetBroker, per_second
 
     broker = FleetBroker(str(tmp_path))
     os.makedirs(tmp_path, exist_ok=True)

@@ -12,12 +12,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.core import audit
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
-from edge_agent.identity import EDDSA, HMAC256, Identity
-from edge_agent.operator_keys import create_operator
+from edge_agent.keys.identity import EDDSA, HMAC256, Identity
+from edge_agent.keys.operators import create_operator
 from edge_agent.receiver import display, fleet
 from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import Storage
-from edge_agent.registry import Registry
+from edge_agent.receiver.registry import Registry
 
 T0 = 1_800_000_000_000
 MINUTE = 60_000
@@ -73,7 +73,7 @@ class Fleet:
 
 
 def trusted(operator):
-    from edge_agent.identity import ed25519_verifier
+    from edge_agent.keys.identity import ed25519_verifier
 
     return {operator.kid: ed25519_verifier(bytes.fromhex(operator.public_key_hex()))}
 

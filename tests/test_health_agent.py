@@ -6,7 +6,7 @@ logs the power cut instead of failing on it."""
 import pytest
 
 from edge_agent.core import signals as sg
-from simulator.processes import Child, edge_agent_argv
+from simulator.fixtures.processes import Child, edge_agent_argv
 
 from conftest import BOARD, REGISTRY
 

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from edge_agent import gpio
+from edge_agent.gateway import gpio
 from edge_agent.core import board_health as bh
 from edge_agent.core.outputs import SetOutput
-from simulator.gpio import SimulatedGpio
+from edge_agent.gateway.gpio import SimulatedGpio
 
 OUTPUTS = {
     "fan_power": bh.Output("fan_power", "/dev/gpiochip0", 17, False),

@@ -1,11 +1,11 @@
-"""Health scenarios on the virtual clock (simulator/health_scenario.py):
+"""Health scenarios on the virtual clock (simulator/scenarios/health.py):
 generated streams through the real Device, health engine, triage and the
 simulated GPIO. Long multi-seed versions run under `make torture`."""
 
 import pytest
 
 from edge_agent.core import signals as sg
-from simulator import health_scenario as hs
+from simulator.scenarios import health as hs
 
 DAY = hs.DAY_MS
 

@@ -10,8 +10,8 @@ import pytest
 
 from edge_agent.core import cbor, cose
 from edge_agent.core import signals as sg
-from edge_agent.identity import HMAC256, IdentityError, create_identity, load_identity
-from edge_agent.registry import Registry, RegistryError, Rejection
+from edge_agent.keys.identity import HMAC256, IdentityError, create_identity, load_identity
+from edge_agent.receiver.registry import Registry, RegistryError, Rejection
 
 from conftest import ROOT
 

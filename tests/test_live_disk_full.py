@@ -14,7 +14,7 @@ import time
 import pytest
 
 from edge_agent.core import frames as fr
-from simulator import small_fs
+from simulator.faults import small_fs
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Live mode's Modbus slaves (simulator/live_modbus.py): pymodbus's RTU
+"""Live mode's Modbus slaves (simulator/scenarios/live/modbus.py): pymodbus's RTU
 server on a pty, its registers fed by scenario physics, read by the
 agent's own bus task (serial_source.bus_source, pyserial opening the link
 by path) and the core's Modbus master. Every register type of the field
@@ -13,10 +13,10 @@ import os
 import pytest
 
 from edge_agent.core import device as dv
-from edge_agent.serial_source import bus_source
-from simulator import physics
-from simulator import scenario as sc
-from simulator.live_modbus import LiveModbus
+from edge_agent.gateway.serial_source import bus_source
+from simulator.hardware import physics
+from simulator.scenarios import spec as sc
+from simulator.scenarios.live.modbus import LiveModbus
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEVELS = {"cabinet_temp": -12.3, "cabinet_humidity": 45.6, "door_open": 1.0, "active_power": 5200.25}

@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
-from simulator import scenario as sc
-from simulator import scenario_expect, scenario_live
+from simulator.scenarios import spec as sc
+from simulator.scenarios import expect as scenario_expect
+from simulator.scenarios.live import run as scenario_live
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIVE_FAULTS = os.path.join(sc.LIBRARY, "live_faults.toml")

@@ -6,7 +6,7 @@ dropout alert while the agent keeps running."""
 import pytest
 
 from edge_agent.core import signals as sg
-from simulator.processes import Child
+from simulator.fixtures.processes import Child
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def test_agent_reads_a_pymodbus_slave_and_reports_its_silence(broker, start_agen
 
     board = tmp_path / "modbus-rig.toml"
     board.write_text(BOARD)
-    slave = Child("slave", [sys.executable, "-m", "simulator.modbus_slave", "--slave", "7",
+    slave = Child("slave", [sys.executable, "-m", "simulator.hardware.modbus_slave", "--slave", "7",
                             "--input", "0=-125,1=563"], relay=False)
     try:
         port = slave.wait_for("pty ", 15).split(" ", 1)[1]
@@ -122,7 +122,7 @@ def test_quarantine_writes_a_register_on_the_real_slave(broker, start_agent, tmp
 
     board = tmp_path / "modbus-quarantine.toml"
     board.write_text(QUARANTINE_BOARD)
-    slave = Child("slave", [sys.executable, "-m", "simulator.modbus_slave", "--slave", "7",
+    slave = Child("slave", [sys.executable, "-m", "simulator.hardware.modbus_slave", "--slave", "7",
                             "--input", "0=1200,1=500,10=1"], relay=False)
     try:
         port = slave.wait_for("pty ", 15).split(" ", 1)[1]

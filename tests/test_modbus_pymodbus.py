@@ -18,7 +18,7 @@ from edge_agent.core import board as bd
 from edge_agent.core import device as dv
 from edge_agent.core import modbus_master as mm
 from edge_agent.core import reading as rd
-from edge_agent.serial_source import FdPort, bus_source
+from edge_agent.gateway.serial_source import FdPort, bus_source
 
 from support import copy_sources_board
 

@@ -23,7 +23,7 @@ import operator_vectors_make
 from conftest import ROOT
 from edge_agent.core import cbor, cose
 from edge_agent.core import operator as op
-from edge_agent.operator_keys import (OperatorError, create_operator, load_operator, load_trusted, parse_duration)
+from edge_agent.keys.operators import (OperatorError, create_operator, load_operator, load_trusted, parse_duration)
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000

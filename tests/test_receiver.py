@@ -9,13 +9,12 @@ import aiomqtt
 import pytest
 
 from edge_agent.core import signals as sg
-from edge_agent.identity import create_identity
+from edge_agent.keys.identity import create_identity
 from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import Storage
-from edge_agent.registry import Registry
-from edge_agent.tls import client_context
-from edge_agent.uplink import BrokerSettings
-from simulator.processes import Child, edge_agent_argv
+from edge_agent.receiver.registry import Registry
+from edge_agent.broker import BrokerSettings, client_context
+from simulator.fixtures.processes import Child, edge_agent_argv
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,11 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from edge_agent import cli
-from simulator import physics
-from simulator import scenario as sc
-from simulator import scenario_report, scenario_run
+from edge_agent.cli import main as cli
+from simulator.hardware import physics
+from simulator.scenarios import spec as sc
+from simulator.scenarios import report as scenario_report
+from simulator.scenarios import virtual as scenario_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUCK_FAN = os.path.join(sc.LIBRARY, "stuck_fan.toml")

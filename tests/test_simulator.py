@@ -7,7 +7,7 @@ import time
 import pytest
 
 from edge_agent.core import frames as fr
-from simulator.processes import Child, edge_agent_argv
+from simulator.fixtures.processes import Child, edge_agent_argv
 
 from conftest import BOARD
 

@@ -12,7 +12,7 @@ from edge_agent.core import device as dv
 from edge_agent.core import frames as fr
 from edge_agent.core import modbus_master as mm
 from edge_agent.core import nmea
-from edge_agent.serial_source import FdPort, bus_source
+from edge_agent.gateway.serial_source import FdPort, bus_source
 
 from support import copy_sources_board
 

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from edge_agent.core import store_format as fmt
-from edge_agent.store_posix import open_store
+from edge_agent.gateway.store_posix import open_store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -13,7 +13,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _cli(*args):
     env = dict(os.environ, COLUMNS="160")
     return subprocess.run(
-        [sys.executable, "-m", "edge_agent.store_cli", "store"] + list(args),
+        [sys.executable, "-m", "edge_agent.cli.store", "store"] + list(args),
         capture_output=True,
         text=True,
         cwd=ROOT,

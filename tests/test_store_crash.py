@@ -28,7 +28,7 @@ import pytest
 
 from edge_agent.core import store_recovery as recovery
 from edge_agent.core.store import Store
-from edge_agent.store_posix import PosixDir
+from edge_agent.gateway.store_posix import PosixDir
 from store_writer import MAX_BATCH, SEGMENT_BYTES, lane_of
 
 WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "store_writer.py")
@@ -173,7 +173,7 @@ FLUSH_WRITER = r"""
 import sys
 sys.path.insert(0, %r)
 from edge_agent.core.store import Store
-from edge_agent.store_posix import PosixDir
+from edge_agent.gateway.store_posix import PosixDir
 
 store = Store(PosixDir(sys.argv[1]), 0, sync_every=10**6, sync_ms=10**9)
 for seq in range(1, 501):

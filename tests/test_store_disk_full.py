@@ -16,8 +16,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from store_support import crash
 
 from edge_agent.core import store as st
-from edge_agent.store_posix import PosixDir
-from simulator import small_fs
+from edge_agent.gateway.store_posix import PosixDir
+from simulator.faults import small_fs
 
 MOUNT = "/tmp/ea-store-disk-full-%d" % os.getpid()
 

@@ -18,7 +18,7 @@ from store_support import crash
 
 from edge_agent.core import store as store_mod
 from edge_agent.core.store import Store
-from edge_agent.store_posix import PosixDir
+from edge_agent.gateway.store_posix import PosixDir
 
 LANES = 4
 SEGMENT_BYTES = 256

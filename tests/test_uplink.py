@@ -16,11 +16,11 @@ import pytest
 from edge_agent.core import bundle, cose, frames as fr
 from edge_agent.core import signals as sg
 from edge_agent.core.store import Store
-from edge_agent.identity import create_identity
-from edge_agent.store_posix import PosixDir
-from edge_agent.tls import client_context
-from edge_agent.uplink import BrokerSettings, Pacer, Uplink, group_for_publish
-from simulator.broker import free_port
+from edge_agent.keys.identity import create_identity
+from edge_agent.gateway.store_posix import PosixDir
+from edge_agent.broker import BrokerSettings, client_context
+from edge_agent.gateway.uplink import Pacer, Uplink, group_for_publish
+from simulator.fixtures.broker import free_port
 
 from conftest import ROOT
 
@@ -93,7 +93,7 @@ def test_an_hour_offline_in_a_small_store_keeps_every_alert(pki, start_agent, su
     The agent keeps reading, the store evicts telemetry and keeps every
     alert, and when the broker appears the alerts, the remaining telemetry
     and an evictions signal accounting for every missing seq arrive."""
-    from simulator.broker import Mosquitto
+    from simulator.fixtures.broker import Mosquitto
 
     port = free_port()
     agent = start_agent(port, "outage-1", pty.path, extra=(
@@ -135,8 +135,8 @@ def test_an_hour_offline_in_a_small_store_keeps_every_alert(pki, start_agent, su
 
 
 def test_tls_with_the_wrong_ca_is_refused_clearly(pki, broker, tmp_path, pty):
-    from simulator.pki import DevPKI
-    from simulator.processes import Child, edge_agent_argv
+    from simulator.fixtures.pki import DevPKI
+    from simulator.fixtures.processes import Child, edge_agent_argv
 
     stranger = DevPKI(str(tmp_path / "other-ca"))
     identity_dir = str(tmp_path / "tls-id")

@@ -7,9 +7,9 @@ from rich.console import Console
 
 from edge_agent.core import bundle
 from edge_agent.core import signals as sg
-from edge_agent.identity import create_identity
-from edge_agent.registry import Registry
-from edge_agent.watch import Watcher, signal_table
+from edge_agent.keys.identity import create_identity
+from edge_agent.receiver.registry import Registry
+from edge_agent.receiver.watch import Watcher, signal_table
 
 
 def _telemetry(seq):

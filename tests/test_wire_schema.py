@@ -12,7 +12,7 @@ from edge_agent.core import board as bd
 from edge_agent.core import device as dv
 from edge_agent.core import frames as fr
 from edge_agent.core import signals as sg
-from edge_agent.uplink import status_payload
+from edge_agent.gateway.uplink import status_payload
 from support import copy_board
 
 from conftest import ROOT
@@ -88,7 +88,7 @@ BIRTH = _schema("birth-signal")
 
 def test_sealed_envelopes_and_bundles_validate(tmp_path):
     from edge_agent.core import bundle, cbor, cose
-    from edge_agent.identity import HMAC256, create_identity
+    from edge_agent.keys.identity import HMAC256, create_identity
 
     telemetry = [s.encode() for s in _emitted([(fr.encode_frame(fr.READING, "fan_rpm", v), v) for v in range(9)])
                  if s.kind == sg.KIND_TELEMETRY]
@@ -125,7 +125,7 @@ _HEALTH_SIGNALS = []
 
 
 def _health_signals():
-    from simulator import health_scenario as hs
+    from simulator.scenarios import health as hs
 
     if _HEALTH_SIGNALS:
         return _HEALTH_SIGNALS

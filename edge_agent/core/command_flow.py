@@ -1,5 +1,5 @@
 """The signed-command flow shared by the gateway's downlink
-(edge_agent/downlink.py) and the firmware's (firmware/commands.py):
+(edge_agent/gateway/downlink.py) and the firmware's (firmware/commands.py):
 
     verify (operator.verify_command: signature, type, target, expiry, counter)
         -> record the counter (durable, before anything changes)

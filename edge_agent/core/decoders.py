@@ -15,9 +15,10 @@ provides (modbus_master.py and nmea.py are the examples):
   ``flush(now_ms) -> events`` (the port closed), and ``writes``: whether
   the adapter must write what ``poll`` returns (request/response protocols).
 
-Events are frames.py's ``Frame`` and ``BadFrame``, plus ``WriteResult``
-(below; modbus_master makes them); device.py turns them into readings and
-counters.
+Events are frames.py's ``Frame``, ``BadFrame`` and ``WriteResult`` (the
+outcome of a queued write; modbus_master makes them); device.py turns them
+into readings and counters. They live in frames.py, which every decoder
+imports, so a protocol module never imports this registry (no circle).
 
 A protocol's module is imported when a board first uses it, not with this
 module: on a board every imported function costs heap (MicroPython), and a
@@ -26,20 +27,6 @@ NMEA (measured on the 64-bit unix port, bench/firmware_imports.py).
 """
 
 from edge_agent.core import frames as fr
-
-
-class WriteResult:
-    """How a queued write ended: ``ok``, or ``detail`` says why not."""
-
-    __slots__ = ("tag", "ok", "detail")
-
-    def __init__(self, tag, ok, detail=""):
-        self.tag = tag
-        self.ok = ok
-        self.detail = detail
-
-    def __repr__(self):
-        return "WriteResult(%r, %r, %r)" % (self.tag, self.ok, self.detail)
 
 
 class _Line:

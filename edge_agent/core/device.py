@@ -26,7 +26,6 @@ rejected frame by reason, so the console and tests can inspect it.
 
 from edge_agent.core import decoders
 from edge_agent.core import frames as fr
-from edge_agent.core.decoders import WriteResult
 from edge_agent.core.outputs import WriteRegisters
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
@@ -241,7 +240,7 @@ class Device:
         return self._emit_batch(now_ms)
 
     def _on_event(self, bus_id, event, now_ms, outputs):
-        if isinstance(event, WriteResult):
+        if isinstance(event, fr.WriteResult):
             if not event.ok:
                 self.stats["writes_failed"] += 1
             outputs.append(Notice(INFO if event.ok else WARNING, "write",

@@ -98,6 +98,21 @@ class BadFrame:
         return "%s (%d bytes: %r)" % (text, len(self.raw), bytes(self.raw[:40]))
 
 
+class WriteResult:
+    """How a queued write ended (request/response buses: modbus_master makes
+    these): ``ok``, or ``detail`` says why not."""
+
+    __slots__ = ("tag", "ok", "detail")
+
+    def __init__(self, tag, ok, detail=""):
+        self.tag = tag
+        self.ok = ok
+        self.detail = detail
+
+    def __repr__(self):
+        return "WriteResult(%r, %r, %r)" % (self.tag, self.ok, self.detail)
+
+
 def crc16_ccitt(data, crc=0xFFFF):
     """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no xorout.
     Check value: crc16_ccitt(b"123456789") == 0x29B1."""

@@ -42,7 +42,6 @@ while no request was outstanding). ``WriteResult`` reports writes.
 """
 
 from edge_agent.core import frames as fr
-from edge_agent.core.decoders import WriteResult  # noqa: F401  (the event this module makes; decoders.py defines it)
 from edge_agent.core import modbus as mb
 
 NAME = "modbus"
@@ -283,20 +282,20 @@ class ModbusMaster:
             detail = "sensor %s (%s)" % (job.point.sensor, detail)
             events.append(fr.BadFrame(NO_REPLY, b"", detail))
         else:
-            events.append(WriteResult(job.tag, False, detail))
+            events.append(fr.WriteResult(job.tag, False, detail))
 
     def _complete(self, job, reply, events):
         point = job.point
         if isinstance(reply, mb.ExceptionReply):
             self.stats["exceptions"] += 1
             if point is None:
-                events.append(WriteResult(job.tag, False, "%s: slave answered %s" % (job.request.describe(), reply.name)))
+                events.append(fr.WriteResult(job.tag, False, "%s: slave answered %s" % (job.request.describe(), reply.name)))
             else:
                 events.append(fr.Frame(fr.SENSOR_ERROR, point.sensor, reply.name))
             return
         if point is None:
             self.stats["writes"] += 1
-            events.append(WriteResult(job.tag, True))
+            events.append(fr.WriteResult(job.tag, True))
             return
         value = point.value(reply.values)
         if value != value or value in (float("inf"), float("-inf")):

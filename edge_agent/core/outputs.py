@@ -11,7 +11,7 @@ cleanly:
 A line goes back on only when its last holder lets go (releasing the fan's
 quarantine does not power a heater the degraded mode still holds off).
 Changes come out as ``SetOutput`` for the composition root to apply to its
-GPIO adapter (edge_agent/gpio.py on a Pi, simulator/gpio.py in tests).
+GPIO adapter (edge_agent/gateway/gpio.py: gpiod on a Pi, simulated lines in tests).
 """
 
 

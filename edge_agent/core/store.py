@@ -33,7 +33,7 @@ Theory of operation (docs/store.md has the full rules and the format).
   report, the loud kind. Appending never blocks and never raises for a
   full store: backpressure ends here, not at the sensors.
 
-The file adapter ``fs`` (edge_agent/store_posix.py on CPython) provides::
+The file adapter ``fs`` (edge_agent/gateway/store_posix.py on CPython) provides::
 
     list() -> [name]              size(name) -> int
     read(name, offset, n) -> bytes (at most n; fewer at end of file)

@@ -1,2 +1,7 @@
-"""The reference receiver: subscribe, verify, dedupe, detect gaps, store.
-See docs/receiver.md."""
+"""The cloud side: the reference receiver (subscribe, verify, dedupe,
+detect gaps, store) and the tools that read devices' signals.
+
+service.py (the MQTT loop), registry.py (devices' keys: verify and bind
+kid, device and topic), storage.py (SQLite), fleet.py (fleet-wide
+escalation and advisories), display.py (tables and reports), watch.py
+(`edge-agent watch`). See docs/receiver.md."""

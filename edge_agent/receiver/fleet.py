@@ -361,25 +361,7 @@ def incidents(db):
     ).fetchall()
 
 
-# -- the CLI (edge-agent receiver run) -------------------------------------------
-
-
-def add_arguments(parser):
-    group = parser.add_argument_group(
-        "fleet escalation (docs/fleet.md)",
-        "K of a model's N devices reporting the same fault class within a window raise a fleet incident; "
-        "with --operator, a signed advisory goes to every device of that model")
-    group.add_argument("--fleet-k", type=int, default=DEFAULT_K, metavar="K",
-                       help="devices that must report the same fault class (default %(default)s)")
-    group.add_argument("--fleet-fraction", type=float, default=DEFAULT_FRACTION, metavar="F",
-                       help="...and at least this share of the model's registered devices; the threshold is "
-                            "max(K, ceil(F * N)) (default %(default)s)")
-    group.add_argument("--fleet-window", default="10m", metavar="DURATION",
-                       help="sliding window the reports must fall in, by device time (default %(default)s)")
-    group.add_argument("--operator", metavar="DIR",
-                       help="operator key that signs advisories (`edge-agent keys operator-init`); devices "
-                            "trust it in their --operators file. Without it incidents are recorded, not advised")
-    group.add_argument("--no-fleet", action="store_true", help="no fleet escalation")
+# -- from `receiver run`'s options (edge_agent/cli/receiver.py) ------------------------
 
 
 def from_args(args, registry, storage):
@@ -387,7 +369,7 @@ def from_args(args, registry, storage):
     ValueError with a message for the command line."""
     if args.no_fleet:
         return None
-    from edge_agent.operator_keys import OperatorError, load_operator, parse_duration
+    from edge_agent.keys.operators import OperatorError, load_operator, parse_duration
 
     try:
         window_ms = int(parse_duration(args.fleet_window) * 1000)

@@ -18,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from edge_agent.registry import Rejection
+from edge_agent.receiver.registry import Rejection
 
 log = logging.getLogger("edge_agent.receiver")
 

@@ -21,12 +21,12 @@ import sys
 import threading
 import time
 
-from edge_agent import firmware_build as fb
+from edge_agent.tools import firmware_build as fb
 from edge_agent.atomic_file import atomic_write
 from edge_agent.core import frames as fr
-from edge_agent.identity import create_identity
+from edge_agent.keys.identity import create_identity
 from edge_agent.receiver.storage import Storage
-from simulator.processes import ROOT, Child, edge_agent_argv
+from simulator.fixtures.processes import ROOT, Child, edge_agent_argv
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 FIRMWARE_DIR = os.environ.get("EA_FIRMWARE_DIR", "firmware")
@@ -140,7 +140,7 @@ def publish(pki, port, topic, payloads):
 
     import aiomqtt
 
-    from edge_agent.tls import client_context
+    from edge_agent.broker import client_context
 
     cert, key = pki.client("test-publisher-%d" % os.getpid())
 

@@ -10,12 +10,12 @@ import cbor2
 import pytest
 from fw_support import FIRMWARE_PATH, MICROPYTHON
 
-from edge_agent import firmware_build as fb
+from edge_agent.tools import firmware_build as fb
 from edge_agent.atomic_file import atomic_write
 from edge_agent.boardfile import load_board
 from edge_agent.core.board import board_from_dict
-from edge_agent.identity import create_identity
-from simulator.processes import ROOT
+from edge_agent.keys.identity import create_identity
+from simulator.fixtures.processes import ROOT
 
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 

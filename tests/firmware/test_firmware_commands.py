@@ -21,7 +21,7 @@ from fw_support import Rig, publish, stop_firmware
 from edge_agent.core import cbor
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
-from edge_agent.operator_keys import create_operator
+from edge_agent.keys.operators import create_operator
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import pytest
 from fw_support import Rig, stop_firmware
 
 from edge_agent.core import signals as sg
-from edge_agent.operator_keys import create_operator
+from edge_agent.keys.operators import create_operator
 
 pytestmark = pytest.mark.integration
 

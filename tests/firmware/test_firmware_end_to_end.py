@@ -12,7 +12,7 @@ import time
 import pytest
 from fw_support import Rig, stop_firmware
 
-from simulator.processes import Child
+from simulator.fixtures.processes import Child
 
 pytestmark = pytest.mark.integration
 

@@ -19,7 +19,7 @@ import time
 import pytest
 from fw_support import FrameWriter, Rig, demo_values, heap_lines, stop_firmware
 
-from edge_agent import firmware_build as fb
+from edge_agent.tools import firmware_build as fb
 
 pytestmark = pytest.mark.integration
 

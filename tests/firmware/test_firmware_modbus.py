@@ -10,7 +10,7 @@ from fw_support import Rig, stop_firmware
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from simulator.processes import Child
+from simulator.fixtures.processes import Child
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ def test_firmware_polls_a_pymodbus_slave(pki, broker, tmp_path):
     board = tmp_path / "modbus-rig.toml"
     board.write_text(BOARD)
     rig = Rig(tmp_path, pki, "fw-modbus-1", board=str(board), bus="rs485", output=None)
-    slave = Child("slave", [sys.executable, "-m", "simulator.modbus_slave", "--slave", "7",
+    slave = Child("slave", [sys.executable, "-m", "simulator.hardware.modbus_slave", "--slave", "7",
                             "--input", "0=-125,1=563"], relay=False)
     rig.children.append(slave)
     try:

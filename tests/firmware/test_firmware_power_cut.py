@@ -18,7 +18,7 @@ import time
 import pytest
 from fw_support import FIRMWARE_PATH, FrameWriter, Rig, demo_values, no_seq_reused, seq_times, stop_firmware
 
-from simulator.processes import ROOT
+from simulator.fixtures.processes import ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import subprocess
 import pytest
 from fw_support import FIRMWARE_PATH, MICROPYTHON
 
-from simulator.processes import ROOT
+from simulator.fixtures.processes import ROOT
 
 
 def mp_flash_store(*args, file_size_limit=None, timeout=120):

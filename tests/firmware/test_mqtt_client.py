@@ -15,9 +15,9 @@ import aiomqtt
 import pytest
 from mqtt_support import Interpreter, Relay, Scenario, compile_mpy, publish_pids
 
-from edge_agent.tls import client_context
-from simulator.broker import Mosquitto, free_port
-from simulator.pki import DevPKI
+from edge_agent.broker import client_context
+from simulator.fixtures.broker import Mosquitto, free_port
+from simulator.fixtures.pki import DevPKI
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,102 @@
+"""`edge-agent receiver run` and `receiver report`: the reference receiver
+(edge_agent/receiver/) from the command line."""
+
+import asyncio
+import logging
+import os
+
+from edge_agent.cli.common import (EXIT_FAILED, EXIT_OK, UsageError, add_broker_options, broker_settings,
+                                   load_registry, run_until_signalled)
+
+log = logging.getLogger("edge_agent")
+
+
+def cmd_receiver_run(args):
+    from rich.console import Console
+
+    from edge_agent.receiver import display, fleet
+    from edge_agent.receiver.service import Receiver
+    from edge_agent.receiver.storage import Storage
+
+    settings = broker_settings(args)
+    registry = load_registry(args.registry)
+    storage = Storage(args.db)
+    try:
+        fleet_watch = fleet.from_args(args, registry, storage)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id,
+                        fleet=fleet_watch)
+    console = Console()
+    live = args.live if args.live is not None else console.is_terminal
+    log.info("receiver: %d registered devices, database %s", len(registry.devices), args.db)
+
+    async def main():
+        show = display.show_live(receiver, console) if live else display.log_summaries(receiver, console)
+        await asyncio.gather(receiver.run(), show)
+
+    try:
+        asyncio.run(run_until_signalled(main()))
+    finally:
+        storage.close()
+    return EXIT_OK
+
+
+def cmd_receiver_report(args):
+    from rich.console import Console
+
+    from edge_agent.receiver import display
+    from edge_agent.receiver.storage import Storage
+
+    if not os.path.exists(args.db):
+        raise UsageError("--db %s: no such database; the receiver creates it on its first run" % args.db)
+    storage = Storage(args.db)
+    try:
+        Console().print(display.report(storage))
+        missing = sum(row[3] for row in storage.device_summary())
+    finally:
+        storage.close()
+    return EXIT_FAILED if (args.fail_on_gaps and missing) else EXIT_OK
+
+
+def add_fleet_options(parser):
+    from edge_agent.receiver.fleet import DEFAULT_FRACTION, DEFAULT_K
+
+    group = parser.add_argument_group(
+        "fleet escalation (docs/fleet.md)",
+        "K of a model's N devices reporting the same fault class within a window raise a fleet incident; "
+        "with --operator, a signed advisory goes to every device of that model")
+    group.add_argument("--fleet-k", type=int, default=DEFAULT_K, metavar="K",
+                       help="devices that must report the same fault class (default %(default)s)")
+    group.add_argument("--fleet-fraction", type=float, default=DEFAULT_FRACTION, metavar="F",
+                       help="...and at least this share of the model's registered devices; the threshold is "
+                            "max(K, ceil(F * N)) (default %(default)s)")
+    group.add_argument("--fleet-window", default="10m", metavar="DURATION",
+                       help="sliding window the reports must fall in, by device time (default %(default)s)")
+    group.add_argument("--operator", metavar="DIR",
+                       help="operator key that signs advisories (`edge-agent keys operator-init`); devices "
+                            "trust it in their --operators file. Without it incidents are recorded, not advised")
+    group.add_argument("--no-fleet", action="store_true", help="no fleet escalation")
+
+
+def add_commands(sub):
+    receiver = sub.add_parser("receiver", help="the reference receiver (cloud side)")
+    receiver_sub = receiver.add_subparsers(dest="receiver_command", metavar="ACTION")
+    receiver_sub.required = True
+    receiver_run = receiver_sub.add_parser(
+        "run", help="subscribe, verify, drop duplicates, report gaps, store in SQLite")
+    receiver_run.add_argument("--registry", required=True, metavar="FILE", help="devices.toml: the devices' keys")
+    receiver_run.add_argument("--db", default="receiver.sqlite", metavar="FILE", help="SQLite database (created)")
+    receiver_run.add_argument("--group", default="edge-agent-receivers",
+                              help="shared-subscription group: instances in one group split the fleet; '' for none")
+    receiver_run.add_argument("--client-id", help="a stable MQTT client id keeps this instance's session (and its "
+                              "undelivered messages) across restarts")
+    receiver_run.add_argument("--live", action="store_true", default=None, help="live table (default on a terminal)")
+    receiver_run.add_argument("--no-live", dest="live", action="store_false", help="summary lines instead")
+    add_broker_options(receiver_run)
+    add_fleet_options(receiver_run)
+    receiver_run.set_defaults(func=cmd_receiver_run)
+    receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
+    receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE")
+    receiver_report.add_argument("--fail-on-gaps", action="store_true", help="exit 1 if any seq is missing")
+    receiver_report.set_defaults(func=cmd_receiver_report)

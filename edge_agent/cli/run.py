@@ -1,0 +1,140 @@
+"""`edge-agent run`: the agent on this gateway. Its options (board, identity,
+ports, GPIO, broker, console, store, signed downlink) are all here; the
+wiring of core and adapters is edge_agent/gateway/agent.py."""
+
+import asyncio
+import logging
+import os
+
+from edge_agent import __version__
+from edge_agent.cli import store as store_cli
+from edge_agent.cli.common import (EXIT_OK, UsageError, add_broker_options, broker_settings, load_board,
+                                   load_identity, run_until_signalled)
+
+log = logging.getLogger("edge_agent")
+
+
+def parse_port_overrides(values, board):
+    """--port PATH (the board's only bus) or --port BUS=PATH, repeatable."""
+    overrides = {}
+    for value in values or []:
+        if "=" in value:
+            bus, path = value.split("=", 1)
+        elif len(board.buses) == 1:
+            bus, path = next(iter(board.buses)), value
+        else:
+            raise UsageError("--port %s: the board has several buses (%s); write --port BUS=PATH" % (value, ", ".join(sorted(board.buses))))
+        if bus not in board.buses:
+            raise UsageError("--port %s: no bus %r in %s (buses: %s)" % (value, bus, board.source, ", ".join(sorted(board.buses))))
+        overrides[bus] = path
+    return overrides
+
+
+def open_gpio(choice, board):
+    """The output-line backend for --gpio (auto: gpiod when the board
+    declares outputs, none otherwise)."""
+    outputs = getattr(board, "outputs", None) or {}
+    if choice == "none" or (choice == "auto" and not outputs):
+        if outputs:
+            log.warning("--gpio none: %d outputs of %s are not driven (quarantine power cuts only logged)",
+                        len(outputs), board.source)
+        return None
+    from edge_agent.gateway.gpio import GpioError, GpiodOutputs, SimulatedGpio
+
+    if choice == "simulated":
+        log.info("gpio: simulated lines for %s", ", ".join(sorted(outputs)))
+        return SimulatedGpio(outputs)
+    try:
+        return GpiodOutputs(outputs)
+    except GpioError as exc:
+        raise UsageError("--gpio %s: %s (use --gpio simulated to develop without GPIO hardware)" % (choice, exc)) from None
+
+
+def cmd_run(args):
+    from edge_agent.core.store import StoreError
+    from edge_agent.gateway import console_server
+    from edge_agent.gateway.agent import Agent
+    from edge_agent.gateway.downlink_setup import SetupError, setup
+
+    board = load_board(args.board)
+    identity = load_identity(args.identity)
+    device_id = identity.device_id
+    overrides = parse_port_overrides(args.port, board)
+    settings = broker_settings(args)
+    store_dir = args.store_dir or os.path.join(args.identity, "store")
+    state_dir = args.state_dir or os.path.join(args.identity, "state")
+    try:
+        secure = setup(args.operators, state_dir, args.board, board, overrides)  # None without --operators
+    except SetupError as exc:
+        raise UsageError(str(exc)) from None
+    board = secure.board if secure is not None else board  # with a remote config overlay
+    gpio = open_gpio(args.gpio, board)
+    try:
+        agent = Agent(
+            board,
+            identity,
+            settings,
+            store_dir,
+            port_overrides=overrides,
+            store_options=dict(store_cli.store_options(args), segment_bytes=args.store_segment_bytes),
+            drain_rate=args.drain_rate,
+            gpio=gpio,
+            telemetry_interval_ms=args.telemetry_interval_ms,
+            downlink=secure,
+        )
+    except StoreError as exc:
+        raise UsageError("--store-dir %s: %s" % (store_dir, exc)) from None
+    try:
+        console_server.attach(agent, args.console, args.console_socket)
+    except console_server.ConsoleConfigError as exc:
+        raise UsageError(str(exc)) from None
+    log.info(
+        "edge-agent %s: device %s (%s signatures), board %s (%s), %d sensors on %d buses, broker %s",
+        __version__, device_id, identity.algorithm, board.name, board.source, len(board.sensors), len(board.buses),
+        settings.describe(),
+    )
+    asyncio.run(run_until_signalled(agent.run()))
+    if secure is not None:
+        secure.finish()  # re-executes the agent if a config update asked
+    return EXIT_OK
+
+
+def add_commands(sub):
+    run = sub.add_parser("run", help="run the agent on this gateway")
+    run.add_argument("--board", required=True, metavar="FILE", help="board file (TOML), e.g. boards/demo-gateway.toml")
+    run.add_argument("--identity", required=True, metavar="DIR",
+                     help="this device's identity (id and signing key), made by `edge-agent keys init`; "
+                     "its store defaults to DIR/store")
+    run.add_argument("--port", action="append", metavar="[BUS=]PATH", help="override a bus's serial port (repeatable)")
+    run.add_argument(
+        "--telemetry-interval-ms", type=int, default=10000, metavar="MS",
+        help="send buffered readings at least this often (default 10000)",
+    )
+    run.add_argument(
+        "--gpio", choices=["auto", "gpiod", "simulated", "none"], default="auto",
+        help="output lines for quarantine actions: gpiod (libgpiod v2), simulated, or none "
+             "(default auto: gpiod when the board declares outputs)",
+    )
+    run.add_argument(
+        "--drain-rate", type=float, metavar="N",
+        help="after an outage, send the backlog at most N signals/s (alerts are never held back; default: no limit)",
+    )
+    add_broker_options(run)
+    console = run.add_argument_group("technician console (docs/console.md)")
+    console.add_argument("--console", action="append", default=[], metavar="PORT",
+                         help="serve the console on this serial port (repeatable; 115200 8N1)")
+    console.add_argument("--console-socket", metavar="PATH",
+                         help="serve the console on a local Unix socket (mode 0600, several sessions)")
+    store_group = store_cli.add_store_options(run)
+    store_group.add_argument(
+        "--store-segment-bytes", type=int, default=1024 * 1024, metavar="N",
+        help="segment file size; eviction frees whole segments, so smaller segments evict finer "
+             "(default %(default)s; use a few flash pages on small devices)",
+    )
+    downlink = run.add_argument_group("signed downlink (docs/security.md)")
+    downlink.add_argument("--operators", metavar="FILE",
+                          help="trusted operators (TOML of public keys, from `keys operator-entry`): enables signed "
+                               "commands on ea/v1/<device>/cmd; without it the agent takes no commands")
+    downlink.add_argument("--state-dir", metavar="DIR",
+                          help="command counters and remote config (default: IDENTITY/state)")
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,111 @@
+"""The signed downlink prepared before the Agent exists (`edge-agent run
+--operators FILE [--state-dir DIR]`): load the trusted operators (no file,
+no downlink: there is no default trust), boot the config (overlay, trial,
+rollback: config_update.py), attach a Downlink to the agent, and
+re-execute the agent when a config update asks for a restart.
+"""
+
+import logging
+import os
+import sys
+import tomllib
+
+log = logging.getLogger("edge_agent.downlink")
+
+
+class SetupError(ValueError):
+    """The downlink cannot start: the message names the option, the file and
+    the fix (the command line prints it and exits 2)."""
+
+
+class Setup:
+    """What `run` needs for the downlink, prepared before the Agent exists."""
+
+    def __init__(self, trusted, state_dir, config, board, boot_signals):
+        self.trusted = trusted
+        self.state_dir = state_dir
+        self.config = config
+        self.board = board
+        self.boot_signals = boot_signals
+        self.restart_requested = False
+        self.downlink = None
+
+    def attach(self, agent):
+        """Create the Downlink on ``agent``'s device and store, and have its
+        uplink listen on the command topics."""
+        from edge_agent.gateway.downlink import Downlink
+
+        self.downlink = Downlink(agent.device, self.board.model, self.trusted, self.state_dir, self.config,
+                                 agent.clock, agent._dispatch, request_restart=self._restart,
+                                 acknowledge=lambda alert, who, now: _acknowledge(agent, alert, who, now))
+        agent.uplink.listen(self.downlink.topics(), self.downlink.on_message, self.downlink.on_connect)
+        for signal in self.boot_signals:
+            agent._dispatch([agent.device.number(signal)])
+        log.info("downlink: %d trusted operator%s (%s)", len(self.trusted), "" if len(self.trusted) == 1 else "s",
+                 ", ".join(sorted(k.decode() for k in self.trusted)))
+        return self.downlink
+
+    def _restart(self):
+        from edge_agent.gateway.downlink import _restart_self
+
+        self.restart_requested = True
+        _restart_self()
+
+    def finish(self):
+        """After the agent stopped: re-execute it if a config update asked."""
+        if not self.restart_requested:
+            return
+        argv = [sys.executable] + sys.orig_argv[1:]
+        log.warning("restarting: %s", " ".join(argv[1:3]))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, argv)
+
+
+def _acknowledge(agent, alert, who, now_ms):
+    """Mark ``alert`` (its seq, as text) acknowledged in the console's list
+    of recent alerts, as `ack` at the console does; without a console the
+    ack is only recorded by its audit signal."""
+    consoles = [service.console for service in agent.services if hasattr(service, "console")]
+    if not consoles:
+        return "unacknowledged", "acknowledged"
+    try:
+        seq = int(alert)
+    except ValueError:
+        raise ValueError("alert %r is not an alert number" % alert) from None
+    record = consoles[0].find_alert(seq)
+    if record is None:
+        raise KeyError("no recent alert #%d on this device" % seq)
+    if record.acked_by is not None:
+        return "acknowledged by %s" % record.acked_by, "acknowledged by %s" % record.acked_by
+    record.acked_by, record.acked_ms = who, now_ms
+    return "unacknowledged", "acknowledged by %s" % who
+
+
+def setup(operators_path, state_dir, board_path, board, port_overrides):
+    """A Setup, or None when ``operators_path`` is None (no --operators).
+    Raises SetupError for a missing or bad trusted-operators file or unusable
+    state in ``state_dir``."""
+    if not operators_path:
+        log.info("downlink off: no --operators file, so no operator is trusted and no command is taken")
+        return None
+    from edge_agent.core.board import BoardError
+    from edge_agent.gateway.agent import now_ms
+    from edge_agent.gateway.config_update import ConfigState
+    from edge_agent.gateway.downlink import DownlinkError, load_counters
+    from edge_agent.keys.operators import OperatorError, load_trusted
+
+    try:
+        trusted = load_trusted(operators_path)
+    except OperatorError as exc:
+        raise SetupError("--operators: %s" % exc) from None
+    with open(board_path, "rb") as f:
+        base = tomllib.load(f)  # load_board already validated it
+    try:
+        config = ConfigState(state_dir, base, board.source, port_overrides)
+        load_counters(os.path.join(state_dir, "counters.cbor"))  # refuse to start on unreadable counters
+        board, signals = config.boot(now_ms())
+    except (DownlinkError, OSError, BoardError) as exc:
+        raise SetupError("--state-dir %s: %s" % (state_dir, exc)) from None
+    return Setup(trusted, state_dir, config, board, signals)

@@ -1,0 +1,5 @@
+import sys
+
+from simulator.demo.run import main
+
+sys.exit(main())

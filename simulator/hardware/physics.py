@@ -1,0 +1,240 @@
+"""Virtual sensors with physical behaviour, for scenarios on a virtual clock.
+
+A ``PhysicalSensor`` is a process (what the quantity really does) plus
+faults (what the sensor or the part does wrong, in windows of virtual
+time), quantised like a real converter. The processes:
+
+    steady        a level with a daily cycle (peak 15:00), Gaussian noise and
+                  slow "weather" (an hourly AR(1) wander): fans, flows, rails
+    coolant_loop  a thermal mass heated by a load and cooled through a
+                  thermostat-controlled radiator, losing heat to an ambient
+                  that follows a daily cycle; integrated at the sample period
+    bearing       a temperature or vibration level that grows with wear from
+                  a start day, linearly or exponentially, plus cycle and noise
+    battery       a battery's terminal voltage: sags under load through its
+                  internal resistance, recovers when the load stops, and
+                  ages (capacity fade, rising resistance): simulator/hardware/battery.py
+
+Faults (``add_fault``), each active in [start, end):
+
+    stuck         repeats the value it had when the fault began
+    drift         adds ``per_day`` per day since the fault began (sensor ageing)
+    spike         adds ``size`` to ``count`` consecutive readings
+    noise_burst   adds Gaussian noise of sd ``sd``
+    dropout       sends nothing (a loose connector, a dead sensor)
+    sensor_fault  reports its own error code (an ``E`` frame: ``code``)
+    rail          reads a constant ``value`` (a dead supply, a short)
+    cooling_loss  coolant_loop only: the radiator stops (a failed pump)
+
+Everything random comes from one ``random.Random`` per sensor seeded by the
+scenario, so a run is repeatable; ``fresh()`` returns an identical copy
+that has not run yet (the expectations use it to find when a model first
+crosses a limit).
+"""
+
+import math
+import random
+
+from edge_agent.core import reading as rd
+from simulator.hardware.battery import Battery
+
+T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
+DAY_MS = 86400000
+HOUR_MS = 3600000
+TWO_PI = 2 * math.pi
+
+SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss")
+PROCESSES = ("steady", "coolant_loop", "bearing", "battery")
+
+
+class Fault:
+    __slots__ = ("kind", "start", "end", "args", "frozen", "left")
+
+    def __init__(self, kind, start, end, args):
+        self.kind = kind
+        self.start = start
+        self.end = end
+        self.args = args
+        self.frozen = None
+        self.left = args.get("count", 1)
+
+
+class PhysicalSensor:
+    """``params`` is the scenario's [sensors.ID] table (validated), with
+    defaults filled in by the caller; ``start_ms`` is the scenario's T0."""
+
+    def __init__(self, sensor_id, period_ms, process, params, seed, start_ms=T0, power_output=""):
+        if process not in PROCESSES:
+            raise ValueError("unknown process %r" % process)
+        self.id = sensor_id
+        self.period_ms = period_ms
+        self.process = process
+        self.params = dict(params)
+        self.seed = seed
+        self.start_ms = start_ms
+        self.power_output = power_output
+        self.quantum = float(params.get("quantum", 0.0))
+        self.faults = []
+        self.rng = random.Random(seed)
+        self._weather = 0.0
+        self._weather_hour = None
+        # Parameters read on every sample, looked up once.
+        self._level = self.params.get("level", 0.0)
+        self._cycle_amp = self.params.get("cycle", 0.0)
+        self._noise = self.params.get("noise", 0.0)
+        self._weather_sd = self.params.get("weather", 0.0)
+        self._battery = Battery(self.params, start_ms) if process == "battery" else None
+        # coolant_loop state
+        self._temp = None
+        self._last_t = None
+        self._open = False
+
+    def fresh(self):
+        copy = PhysicalSensor(self.id, self.period_ms, self.process, self.params, self.seed, self.start_ms,
+                              self.power_output)
+        for f in self.faults:
+            copy.add_fault(f.kind, f.start, f.end, **f.args)
+        return copy
+
+    def add_fault(self, kind, start_ms, end_ms=None, **args):
+        if kind not in SENSOR_FAULTS:
+            raise ValueError("unknown sensor fault %r" % kind)
+        self.faults.append(Fault(kind, start_ms, end_ms if end_ms is not None else 2 ** 62, args))
+        return self
+
+    # -- the process --------------------------------------------------------
+
+    def _day(self, t_ms):
+        return (t_ms - self.start_ms) / DAY_MS
+
+    def _cycle(self, day, amplitude):
+        # Peak at 15:00: sin is 1 a quarter period after 09:00.
+        return amplitude * math.sin(TWO_PI * (day - 0.375))
+
+    def _weather_at(self, t_ms):
+        hour = (t_ms - self.start_ms) // HOUR_MS
+        if self._weather_hour is not None and self._weather_hour >= hour:
+            return self._weather  # the same hour: no new step
+        sd = self._weather_sd
+        while self._weather_hour is None or self._weather_hour < hour:
+            self._weather_hour = hour if self._weather_hour is None else self._weather_hour + 1
+            self._weather = 0.98 * self._weather + self.rng.gauss(0, sd)
+        return self._weather
+
+    def true_value(self, t_ms, faults_now=()):
+        """The quantity itself at t_ms (before the sensor's own faults)."""
+        p = self.params
+        day = self._day(t_ms)
+        if self.process == "coolant_loop":
+            return self._coolant(t_ms, day, any(f.kind == "cooling_loss" for f in faults_now))
+        if self._battery is not None:
+            return self._battery.voltage(t_ms)
+        weather = self._weather_at(t_ms)
+        level = self._level
+        if self.process == "bearing":
+            start = p.get("wear_start_day", 0.0)
+            if day > start:
+                worn = day - start
+                if p.get("wear", "linear") == "exponential":
+                    # wear_per_day is the daily growth of the excess, e.g. 0.05
+                    level += p.get("wear_scale", 1.0) * (math.exp(p.get("wear_per_day", 0.0) * worn) - 1.0)
+                else:
+                    level += p.get("wear_per_day", 0.0) * worn
+        return level + self._cycle_amp * math.sin(TWO_PI * (day - 0.375)) + weather
+
+    def _coolant(self, t_ms, day, cooling_lost):
+        """dT/dt = load + (ambient - T) / tau_loss - radiator, in degC per
+        minute, Euler steps of at most 10 s: the loop's time constant is
+        minutes, so 10 s steps are accurate to well under the noise."""
+        p = self.params
+        ambient_mean = p.get("ambient", 20.0)
+        swing = p.get("ambient_swing", 0.0)
+        setpoint = p.get("setpoint", 80.0)
+        band = p.get("band", 4.0)
+        if self._temp is None:
+            self._temp = p.get("initial", setpoint)
+            self._last_t = t_ms
+        step = 10000
+        t = self._last_t
+        while t < t_ms:
+            dt = min(step, t_ms - t)
+            ambient = ambient_mean + self._cycle(self._day(t), swing)
+            # Thermostat with hysteresis: open above setpoint + band/2,
+            # closed below setpoint - band/2.
+            if self._temp > setpoint + band / 2:
+                self._open = True
+            elif self._temp < setpoint - band / 2:
+                self._open = False
+            radiator = p.get("cooling", 3.0) if (self._open and not cooling_lost) else 0.0
+            rate = p.get("load", 1.5) + (ambient - self._temp) / p.get("tau_loss_min", 60.0) - radiator
+            self._temp += rate * dt / 60000.0
+            t += dt
+        self._last_t = t_ms
+        return self._temp
+
+    # -- the sensor ----------------------------------------------------------
+
+    def sample(self, t_ms):
+        """The Reading the sensor sends at t_ms, or None when it sends nothing."""
+        if not self.faults and self.process == "steady":
+            return self._steady(t_ms)
+        active = [f for f in self.faults if f.start <= t_ms < f.end] if self.faults else ()
+        value = self.true_value(t_ms, active)
+        noise_sd = self._noise
+        value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
+        if not active:
+            return rd.Reading(t_ms, self.id, self._quantise(value))
+        for f in active:
+            kind = f.kind
+            if kind == "dropout":
+                return None
+            if kind == "sensor_fault":
+                return rd.Reading(t_ms, self.id, None, rd.FAULT, f.args.get("code", "open"))
+            if kind == "rail":
+                return rd.Reading(t_ms, self.id, float(f.args["value"]))
+            if kind == "drift":
+                value += f.args["per_day"] * (t_ms - f.start) / DAY_MS
+            elif kind == "noise_burst":
+                value += self.rng.gauss(0, f.args["sd"])
+            elif kind == "spike" and f.left > 0:
+                f.left -= 1
+                value += f.args["size"]
+        for f in active:
+            if f.kind == "stuck":
+                if f.frozen is None:
+                    f.frozen = self._quantise(value)
+                return rd.Reading(t_ms, self.id, f.frozen)
+        return rd.Reading(t_ms, self.id, self._quantise(value))
+
+    def _steady(self, t_ms):
+        """sample() for a faultless steady sensor, the bulk of a big board:
+        true_value, noise and _quantise inlined, the same arithmetic in the
+        same order (so the same bits)."""
+        day = (t_ms - self.start_ms) / DAY_MS
+        hour = (t_ms - self.start_ms) // HOUR_MS
+        weather = self._weather if self._weather_hour is not None and self._weather_hour >= hour else self._weather_at(t_ms)
+        value = self._level + self._cycle_amp * math.sin(TWO_PI * (day - 0.375)) + weather
+        noise_sd = self._noise
+        value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
+        quantum = self.quantum
+        if quantum > 0:
+            return rd.Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
+        return rd.Reading(t_ms, self.id, round(value, 3))
+
+    def _quantise(self, value):
+        if self.quantum > 0:
+            return round(round(value / self.quantum) * self.quantum, 9)
+        return round(value, 3)
+
+    def first_crossing(self, above=None, below=None, end_ms=None):
+        """When a fresh copy first sends a value above ``above`` (or below
+        ``below``), scanning at the sample period; None if never by end_ms."""
+        model = self.fresh()
+        t = self.start_ms
+        while t < end_ms:
+            r = model.sample(t)
+            if r is not None and r.value is not None:
+                if (above is not None and r.value > above) or (below is not None and r.value < below):
+                    return t
+            t += self.period_ms
+        return None

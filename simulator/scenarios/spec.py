@@ -1,0 +1,691 @@
+"""Scenario files: a board, its physics, faults on a timeline, and what must
+happen; validated once, every problem reported with file, key and fix.
+
+docs/simulator.md documents every key. The shape:
+
+    [scenario]
+    name = "stuck fan quarantined, released after repair"
+    board = "boards/demo-gateway.toml"  # or an inline [hardware] table
+    duration = "30m"                     # 500ms, 90s, 10m, 2h, 30d, 1h30m
+    seed = 1
+    fast = true                          # part of `make test`
+
+    [device]                             # optional
+    id = "sim-001"
+    telemetry_interval = "60s"
+
+    [store]                              # optional: the durable store's options
+    max_bytes = 4194304
+
+    [sensors.fan_speed]                  # physics (simulator/hardware/physics.py)
+    process = "steady"
+    level = 2400.0
+    noise = 12.0
+
+    [[faults]]
+    kind = "stuck"
+    sensor = "fan_speed"
+    at = "10m"
+    for = "90s"
+
+    [[expect]]
+    kind = "state"
+    component = "cabinet_fan"
+    state = "quarantined"
+    after = "10m"
+    within = "1m"
+
+Running one is virtual.py (or live/run.py); judging it, expect.py; reports,
+report.py; `edge-agent sim run` over many files, suite.py.
+"""
+
+import fnmatch
+import os
+import re
+import tomllib
+
+from edge_agent.core import board as bd
+from simulator.hardware import battery
+from simulator.hardware import physics
+from simulator import ROOT
+
+LIBRARY = os.path.dirname(os.path.abspath(__file__))  # the scenario files live beside this module
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_SCENARIO = 2
+
+_UNITS = {"ms": 1, "s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+
+# Fault kinds: the keys each takes besides kind/at (and what they mean is in
+# docs/simulator.md). "for" ends the fault (a repair, the link back, the
+# power back); without it the fault lasts to the end of the run.
+DEVICE_FAULTS = {
+    "broker_down": {"for"},
+    "partition": {"for"},
+    "power_cut": {"off"},
+    "disk_full": {"for", "max_bytes"},
+    "force": {"component", "who"},
+    "release": {"component", "who"},
+}
+# Faults only live mode can apply (simulator/scenarios/live/faults.py): they need a
+# real serial line or a real TCP connection. A virtual run skips a
+# scenario that has one (docs/simulator.md, "Live mode").
+LIVE_FAULTS = {
+    "garbage": {"bus", "bytes"},
+    "bit_flips": {"bus", "for", "rate"},
+    "truncated": {"bus", "for", "rate"},
+    "bus_disconnect": {"bus", "for"},
+    "packet_loss": {"for", "rate"},
+    "latency": {"for", "ms"},
+    "throttle": {"for", "bytes_per_s"},
+    "connection_reset": set(),
+}
+SENSOR_FAULT_KEYS = {
+    "stuck": {"for"},
+    "drift": {"for", "per_day"},
+    "spike": {"size", "count"},
+    "noise_burst": {"for", "sd"},
+    "dropout": {"for"},
+    "sensor_fault": {"for", "code"},
+    "rail": {"for", "value"},
+    "cooling_loss": {"for"},
+}
+EXPECT_KEYS = {
+    "state": {"component", "state", "after", "within", "at_end"},
+    "output": {"output", "on", "after", "within", "at_end"},
+    "alert": {"condition", "component", "sensor", "after", "within", "active", "lead_before_threshold",
+              "threshold", "min_count"},
+    "no_alert": {"condition", "component", "sensor", "after", "within"},
+    "pages_at_most": {"count", "after", "within"},
+    "delivered": {"lost", "undelivered", "kinds", "alerts_first", "allow_reported_evictions"},
+    "evictions": {"min_records", "spared_lanes"},
+}
+PROCESS_KEYS = {
+    "steady": {"level", "cycle", "noise", "weather", "quantum"},
+    "coolant_loop": {"ambient", "ambient_swing", "setpoint", "band", "load", "cooling", "tau_loss_min", "initial",
+                     "noise", "quantum"},
+    "bearing": {"level", "cycle", "noise", "weather", "quantum", "wear", "wear_start_day", "wear_per_day",
+                "wear_scale"},
+    "battery": set(battery.KEYS) | {"noise", "quantum"},
+}
+STATES = ("ok", "suspect", "failed", "quarantined", "probing", "degraded", "service", "forced")
+KIND_NAMES = ("alert", "telemetry", "state", "audit", "birth", "death", "evictions")
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; ``problems`` lists every one (board.Problem)."""
+
+    def __init__(self, source, problems):
+        self.source = source
+        self.problems = problems
+        lines = ["%s: %d problem%s" % (source, len(problems), "" if len(problems) == 1 else "s")]
+        lines.extend("  " + p.describe() for p in problems)
+        super().__init__("\n".join(lines))
+
+
+def parse_duration(text):
+    """'90s' -> 90000; '1h30m' -> 5400000; None for anything else."""
+    if not isinstance(text, str):
+        return None
+    text = text.strip()
+    pos = 0
+    total = 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        return None
+    return int(round(total))
+
+
+def format_duration(ms):
+    """A short human time: 750 ms, 12.5 s, 3.2 min, 4.1 h, 8.9 days."""
+    ms = float(ms)
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    if ms < 1000:
+        return "%s%d ms" % (sign, ms)
+    if ms < 120000:
+        return "%s%.1f s" % (sign, ms / 1000)
+    if ms < 2 * 3600000:
+        return "%s%.1f min" % (sign, ms / 60000)
+    if ms < 2 * 86400000:
+        return "%s%.1f h" % (sign, ms / 3600000)
+    return "%s%.1f days" % (sign, ms / 86400000)
+
+
+class FaultSpec:
+    def __init__(self, key, kind, at_ms, end_ms, sensors, args):
+        self.key = key  # "faults[2]"
+        self.kind = kind
+        self.at_ms = at_ms  # relative to the start
+        self.end_ms = end_ms  # relative, or None: to the end
+        self.sensors = sensors  # sensor faults: the sensors it hits
+        self.args = args
+
+    def describe(self):
+        what = ", ".join(self.sensors) if self.sensors else self.args.get("component", "")
+        span = ("for " + format_duration(self.end_ms - self.at_ms)) if self.end_ms is not None else ""
+        return " ".join(p for p in (self.kind, what, "at " + format_duration(self.at_ms), span) if p)
+
+
+class ExpectSpec:
+    def __init__(self, key, kind, name, args):
+        self.key = key
+        self.kind = kind
+        self.name = name
+        self.args = args
+
+
+class Spec:
+    """A validated scenario."""
+
+    def __init__(self, path):
+        self.path = path
+        self.stem = os.path.splitext(os.path.basename(path))[0]
+        self.name = ""
+        self.description = ""
+        self.fast = False
+        self.seed = 1
+        self.duration_ms = 0
+        self.board = None
+        self.device_id = "sim-001"
+        self.telemetry_interval_ms = 60000
+        self.store_options = {}
+        self.sensors = {}  # sensor id -> (process, params)
+        self.faults = []
+        self.expects = []
+        self.speed = 1.0  # [live] speed: scenario seconds per wall second in live mode
+        self.keepalive_ms = None  # [live] keepalive: the agent's MQTT keepalive in live mode
+
+    def live_only(self):
+        """The faults a virtual run cannot apply (they need live mode)."""
+        return [f for f in self.faults if f.kind in LIVE_FAULTS]
+
+    def models(self, seed, start_ms=physics.T0):
+        """Fresh PhysicalSensors for every board sensor, faults applied."""
+        import random
+
+        rng = random.Random(seed)
+        models = {}
+        for sensor in sorted(self.board.sensors.values(), key=lambda s: s.id):
+            sub_seed = rng.randrange(1 << 30)
+            process, params = self.sensors.get(sensor.id) or default_physics(sensor)
+            power = self.board.components[sensor.component].power_output
+            models[sensor.id] = physics.PhysicalSensor(sensor.id, sensor.period_ms, process, params, sub_seed,
+                                                       start_ms, power_output=power)
+        for fault in self.faults:
+            for sensor_id in fault.sensors:
+                jitter = fault.args.get("jitter_ms", 0)
+                start = start_ms + fault.at_ms
+                if jitter:
+                    start += rng.randrange(0, jitter + 1)
+                end = start_ms + fault.end_ms if fault.end_ms is not None else None
+                args = dict((k, v) for k, v in fault.args.items() if k != "jitter_ms")
+                models[sensor_id].add_fault(fault.kind, start, end, **args)
+        return models
+
+
+def default_physics(sensor):
+    """A healthy sensor: 45 % of its valid range, noise 0.4 % of the span
+    (so stuck rules never fire on a working sensor)."""
+    span = sensor.high - sensor.low
+    return "steady", {"level": sensor.low + 0.45 * span, "noise": 0.004 * span}
+
+
+# -- validation ----------------------------------------------------------------
+
+
+class _Check:
+    def __init__(self):
+        self.problems = []
+
+    def problem(self, key, reason, fix):
+        self.problems.append(bd.Problem(key, reason, fix))
+
+    def unknown(self, table, allowed, key):
+        for name in sorted(table):
+            if name not in allowed:
+                self.problem("%s.%s" % (key, name) if key else name, "unknown key",
+                             "remove it or use one of: %s" % ", ".join(sorted(allowed)))
+
+    def duration(self, table, name, key, required=False, default=None, minimum=0):
+        value = table.get(name)
+        full = "%s.%s" % (key, name)
+        if value is None:
+            if required:
+                self.problem(full, "missing", 'add %s = "10m" (units: ms, s, m, h, d)' % name)
+            return default
+        ms = parse_duration(value)
+        if ms is None:
+            self.problem(full, "%r is not a duration" % (value,), 'write e.g. "90s", "10m", "2h", "30d" or "1h30m"')
+            return default
+        if ms < minimum:
+            self.problem(full, "must be at least %s" % format_duration(minimum), "choose a longer duration")
+            return default
+        return ms
+
+    def text(self, table, name, key, required=False, default=None, choices=None):
+        value = table.get(name)
+        full = "%s.%s" % (key, name)
+        if value is None:
+            if required:
+                self.problem(full, "missing", 'add %s = "..."%s' % (
+                    name, " (one of: %s)" % ", ".join(choices) if choices else ""))
+            return default
+        if not isinstance(value, str) or not value:
+            self.problem(full, "must be a non-empty string, not %r" % (value,), "quote it")
+            return default
+        if choices and value not in choices:
+            self.problem(full, "%r is not one of %s" % (value, ", ".join(choices)), "use one of those")
+            return default
+        return value
+
+    def number(self, table, name, key, required=False, default=None, low=None, high=None):
+        value = table.get(name)
+        full = "%s.%s" % (key, name)
+        if value is None:
+            if required:
+                self.problem(full, "missing", "add %s = <number>" % name)
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            self.problem(full, "must be a number, not %r" % (value,), "write e.g. %s = 1.5" % name)
+            return default
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.problem(full, "%r is outside %s..%s" % (value, low, high), "choose a value in range")
+            return default
+        return value
+
+    def integer(self, table, name, key, required=False, default=None, low=0):
+        value = table.get(name)
+        full = "%s.%s" % (key, name)
+        if value is None:
+            if required:
+                self.problem(full, "missing", "add %s = <whole number>" % name)
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problem(full, "must be a whole number, not %r" % (value,), "write e.g. %s = 3" % name)
+            return default
+        if value < low:
+            self.problem(full, "must be at least %d" % low, "choose a larger number")
+            return default
+        return value
+
+    def boolean(self, table, name, key, default=False):
+        value = table.get(name, default)
+        if not isinstance(value, bool):
+            self.problem("%s.%s" % (key, name), "must be true or false, not %r" % (value,), "write true or false")
+            return default
+        return value
+
+    def table(self, parent, name, key, required=False):
+        value = parent.get(name)
+        if value is None:
+            if required:
+                self.problem(key, "missing table", "add a [%s] table" % key)
+            return {}
+        if not isinstance(value, dict):
+            self.problem(key, "must be a table, not %s" % type(value).__name__, "write it as [%s]" % key)
+            return {}
+        return value
+
+    def array_of_tables(self, parent, name):
+        value = parent.get(name, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.problem(name, "must be an array of tables", "write each one as [[%s]]" % name)
+            return []
+        return value
+
+
+def load(path):
+    """The validated Spec in ``path``; raises ScenarioError listing every problem."""
+    path = str(path)
+    return from_dict(read_toml(path, "scenario", "the library is in %s" % os.path.relpath(LIBRARY)), path)
+
+
+def read_toml(path, what, where):
+    """The TOML table in the file at ``path`` (a ``what`` file, kept
+    ``where``); raises ScenarioError saying what is wrong with it."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ScenarioError(path, [bd.Problem("", "file not found", "check the path; " + where)]) from None
+    except IsADirectoryError:
+        raise ScenarioError(path, [bd.Problem("", "is a directory", "name a .toml %s file" % what)]) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ScenarioError(path, [bd.Problem("", "not valid TOML: %s" % exc, "fix the syntax at the line shown")]) from None
+
+
+def from_dict(data, path="<scenario>"):
+    c = _Check()
+    spec = Spec(path)
+    c.unknown(data, ("scenario", "device", "store", "hardware", "sensors", "faults", "expect", "live"), "")
+    head = c.table(data, "scenario", "scenario", required=True)
+    c.unknown(head, ("name", "description", "board", "duration", "seed", "fast"), "scenario")
+    spec.name = c.text(head, "name", "scenario", required=True, default=spec.stem)
+    spec.description = c.text(head, "description", "scenario", default="")
+    spec.duration_ms = c.duration(head, "duration", "scenario", required=True, default=0, minimum=1000)
+    spec.seed = c.integer(head, "seed", "scenario", default=1)
+    spec.fast = c.boolean(head, "fast", "scenario")
+    _load_board(c, spec, head, data, path)
+
+    device = c.table(data, "device", "device")
+    c.unknown(device, ("id", "telemetry_interval"), "device")
+    spec.device_id = c.text(device, "id", "device", default="sim-001")
+    spec.telemetry_interval_ms = c.duration(device, "telemetry_interval", "device", default=60000, minimum=100)
+
+    store = c.table(data, "store", "store")
+    c.unknown(store, ("max_bytes", "segment_bytes", "sync_every", "sync_ms"), "store")
+    for name in ("max_bytes", "segment_bytes", "sync_every"):
+        value = c.integer(store, name, "store", low=1)
+        if value is not None:
+            spec.store_options[name] = value
+    sync_ms = c.duration(store, "sync_ms", "store")
+    if sync_ms is not None:
+        spec.store_options["sync_ms"] = sync_ms
+
+    live = c.table(data, "live", "live")
+    c.unknown(live, ("speed", "keepalive"), "live")
+    speed = c.number(live, "speed", "live", default=1.0, low=0.01, high=100000)
+    spec.speed = float(speed) if speed else 1.0
+    spec.keepalive_ms = c.duration(live, "keepalive", "live", minimum=1000)
+
+    board = spec.board
+    sensors = c.table(data, "sensors", "sensors")
+    for sensor_id in sorted(sensors):
+        key = "sensors.%s" % sensor_id
+        table = c.table(sensors, sensor_id, key)
+        if board is not None and sensor_id not in board.sensors:
+            c.problem(key, "no sensor %r on board %s" % (sensor_id, board.name),
+                      "use one of: %s" % ", ".join(sorted(board.sensors)))
+            continue
+        process = c.text(table, "process", key, default="steady", choices=physics.PROCESSES)
+        if process is None:
+            continue
+        c.unknown(table, {"process"} | PROCESS_KEYS[process], key)
+        params = {}
+        for name in sorted(PROCESS_KEYS[process]):
+            if name == "wear":
+                params[name] = c.text(table, name, key, default="linear", choices=("linear", "exponential"))
+            elif name in table:
+                value = c.number(table, name, key, low=0.0 if name in ("noise", "weather", "quantum", "tau_loss_min", "band") else None)
+                if value is not None:
+                    params[name] = float(value)
+        if process != "coolant_loop" and "level" not in params and board is not None:
+            params["level"] = default_physics(board.sensors[sensor_id])[1]["level"]
+        if params.get("tau_loss_min") == 0:
+            c.problem(key + ".tau_loss_min", "must be above 0", "write the loop's cooling time constant in minutes, e.g. 60")
+        spec.sensors[sensor_id] = (process, params)
+
+    for index, table in enumerate(c.array_of_tables(data, "faults")):
+        fault = _fault(c, spec, table, "faults[%d]" % index)
+        if fault is not None:
+            spec.faults.append(fault)
+    expects = c.array_of_tables(data, "expect")
+    if not expects:
+        c.problem("expect", "no expectations", "add at least one [[expect]] table: a scenario must be able to fail")
+    for index, table in enumerate(expects):
+        expect = _expect(c, spec, table, "expect[%d]" % index)
+        if expect is not None:
+            spec.expects.append(expect)
+    if c.problems:
+        raise ScenarioError(path, c.problems)
+    return spec
+
+
+def _load_board(c, spec, head, data, path):
+    from edge_agent.boardfile import load_board
+
+    board_path = head.get("board")
+    inline = data.get("hardware")
+    if board_path is not None and inline is not None:
+        c.problem("scenario.board", "both a board file and an inline [hardware] board",
+                  "keep one: board = \"boards/x.toml\" or the [hardware] table")
+        return
+    if inline is not None:
+        if not isinstance(inline, dict):
+            c.problem("hardware", "must be a table", "write the board as [hardware], [hardware.board], ...")
+            return
+        try:
+            spec.board = bd.board_from_dict(inline, "%s [hardware]" % path)
+        except bd.BoardError as exc:
+            for p in exc.problems:
+                c.problem("hardware." + p.key if p.key else "hardware", p.reason, p.fix)
+        return
+    if board_path is None:
+        c.problem("scenario.board", "missing", 'add board = "boards/demo-gateway.toml" or an inline [hardware] board')
+        return
+    if not isinstance(board_path, str):
+        c.problem("scenario.board", "must be a path string", "quote it")
+        return
+    candidates = [os.path.join(os.path.dirname(os.path.abspath(path)), board_path), os.path.join(ROOT, board_path)]
+    found = [p for p in candidates if os.path.isfile(p)]
+    if not found:
+        c.problem("scenario.board", "no board file %r (looked beside the scenario and in %s)" % (board_path, ROOT),
+                  "check the path; the boards are in boards/")
+        return
+    try:
+        spec.board = load_board(found[0])
+    except bd.BoardError as exc:
+        for p in exc.problems:
+            c.problem("scenario.board (%s) %s" % (board_path, p.key), p.reason, p.fix)
+
+
+def _fault(c, spec, table, key):
+    kind = c.text(table, "kind", key, required=True,
+                  choices=tuple(sorted(DEVICE_FAULTS)) + tuple(sorted(SENSOR_FAULT_KEYS)) + tuple(sorted(LIVE_FAULTS)))
+    if kind is None:
+        return None
+    board = spec.board
+    at = c.duration(table, "at", key, required=True, default=0)
+    if at is not None and spec.duration_ms and at >= spec.duration_ms:
+        c.problem(key + ".at", "at %s is not before the end of the run (%s)" % (
+            format_duration(at), format_duration(spec.duration_ms)), "move it earlier or lengthen scenario.duration")
+    args = {}
+    sensors = []
+    end = None
+    if kind in LIVE_FAULTS:
+        _live_fault(c, spec, table, key, kind, args)
+        length = c.duration(table, "for", key, minimum=1) if "for" in LIVE_FAULTS[kind] else None
+        end = at + length if length is not None and at is not None else None
+    elif kind in DEVICE_FAULTS:
+        allowed = DEVICE_FAULTS[kind]
+        c.unknown(table, {"kind", "at"} | allowed, key)
+        if "for" in allowed:
+            length = c.duration(table, "for", key, minimum=1)
+            end = at + length if length is not None and at is not None else None
+        if kind == "power_cut":
+            args["off_ms"] = c.duration(table, "off", key, default=0)
+        if kind == "disk_full":
+            args["max_bytes"] = c.integer(table, "max_bytes", key, default=None, low=1024)
+        if kind in ("force", "release"):
+            component = c.text(table, "component", key, required=True)
+            if component and board is not None and component not in board.components:
+                c.problem(key + ".component", "no component %r on board %s" % (component, board.name),
+                          "use one of: %s" % ", ".join(sorted(board.components)))
+            args["component"] = component
+            args["who"] = c.text(table, "who", key, default="scenario")
+    else:
+        allowed = SENSOR_FAULT_KEYS[kind]
+        c.unknown(table, {"kind", "at", "sensor", "sensors", "jitter"} | allowed, key)
+        patterns = []
+        if "sensor" in table and "sensors" in table:
+            c.problem(key, "both sensor and sensors", "keep one")
+        elif "sensors" in table:
+            value = table["sensors"]
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                c.problem(key + ".sensors", "must be a list of sensor ids or patterns", 'write e.g. sensors = ["zone_*"]')
+            else:
+                patterns = value
+        else:
+            one = c.text(table, "sensor", key, required=True)
+            patterns = [one] if one else []
+        if board is not None:
+            for pattern in patterns:
+                hits = sorted(fnmatch.filter(board.sensors, pattern))
+                if not hits:
+                    c.problem(key + ".sensor", "no sensor matches %r on board %s" % (pattern, board.name),
+                              "use one of: %s" % ", ".join(sorted(board.sensors)))
+                sensors.extend(h for h in hits if h not in sensors)
+        if "for" in allowed:
+            length = c.duration(table, "for", key, minimum=1)
+            end = at + length if length is not None and at is not None else None
+        jitter = c.duration(table, "jitter", key, default=0)
+        if jitter:
+            args["jitter_ms"] = jitter
+        if kind == "drift":
+            args["per_day"] = c.number(table, "per_day", key, required=True, default=0.0)
+        elif kind == "spike":
+            args["size"] = c.number(table, "size", key, required=True, default=0.0)
+            args["count"] = c.integer(table, "count", key, default=1, low=1)
+        elif kind == "noise_burst":
+            args["sd"] = c.number(table, "sd", key, required=True, default=0.0, low=0.0)
+        elif kind == "sensor_fault":
+            args["code"] = c.text(table, "code", key, default="open")
+        elif kind == "rail":
+            args["value"] = c.number(table, "value", key, required=True, default=0.0)
+        elif kind == "cooling_loss":
+            for sensor_id in sensors:
+                if spec.sensors.get(sensor_id, ("steady",))[0] != "coolant_loop":
+                    c.problem(key + ".sensor", "%s is not a coolant_loop: cooling_loss needs one" % sensor_id,
+                              'give [sensors.%s] process = "coolant_loop"' % sensor_id)
+    if at is None:
+        return None
+    return FaultSpec(key, kind, at, end, sensors, args)
+
+
+def _live_fault(c, spec, table, key, kind, args):
+    c.unknown(table, {"kind", "at"} | LIVE_FAULTS[kind], key)
+    if "bus" in LIVE_FAULTS[kind]:
+        buses = spec.board.buses if spec.board is not None else {}
+        line = sorted(b for b in buses if buses[b].protocol == "line")
+        want = line if kind != "bus_disconnect" else sorted(buses)
+        bus = c.text(table, "bus", key, default=want[0] if want else None)
+        if spec.board is not None and bus not in want:
+            c.problem(key + ".bus", "%s needs a %sbus of board %s, not %r" % (
+                kind, "line-protocol " if kind != "bus_disconnect" else "", spec.board.name, bus),
+                "use one of: %s" % (", ".join(want) or "(none: the board has no such bus)"))
+        args["bus"] = bus
+    if kind == "garbage":
+        args["bytes"] = c.integer(table, "bytes", key, default=64, low=1)
+    elif kind in ("bit_flips", "truncated"):
+        args["rate"] = c.number(table, "rate", key, default=0.2, low=0.0, high=1.0)
+    elif kind == "packet_loss":
+        args["rate"] = c.number(table, "rate", key, required=True, default=0.0, low=0.0, high=0.9)
+    elif kind == "latency":
+        args["ms"] = c.integer(table, "ms", key, required=True, default=0, low=0)
+    elif kind == "throttle":
+        args["bytes_per_s"] = c.integer(table, "bytes_per_s", key, required=True, default=1, low=1)
+
+
+def _expect(c, spec, table, key):
+    kind = c.text(table, "kind", key, required=True, choices=tuple(sorted(EXPECT_KEYS)))
+    if kind is None:
+        return None
+    c.unknown(table, {"kind", "name"} | EXPECT_KEYS[kind], key)
+    board = spec.board
+    args = {}
+    args["after"] = c.duration(table, "after", key, default=0)
+    args["within"] = c.duration(table, "within", key)
+    if "at_end" in EXPECT_KEYS[kind]:
+        args["at_end"] = c.boolean(table, "at_end", key)
+        if args["at_end"] and "within" in table:
+            c.problem(key + ".within", "with at_end = true there is no window", "drop within (or at_end)")
+
+    def ref(name, pool, what, required):
+        value = c.text(table, name, key, required=required)
+        if value and board is not None and value not in pool:
+            c.problem("%s.%s" % (key, name), "no %s %r on board %s" % (what, value, board.name),
+                      "use one of: %s" % ", ".join(sorted(pool)))
+        return value
+
+    pools = (board.components, board.sensors, board.outputs) if board is not None else ({}, {}, {})
+    if kind == "state":
+        args["component"] = ref("component", pools[0], "component", True)
+        args["state"] = c.text(table, "state", key, required=True, choices=STATES)
+    elif kind == "output":
+        args["output"] = ref("output", pools[2], "output", True)
+        args["on"] = c.boolean(table, "on", key, default=False)
+    elif kind in ("alert", "no_alert"):
+        args["condition"] = c.text(table, "condition", key, required=(kind == "alert"))
+        args["component"] = ref("component", pools[0], "component", False)
+        args["sensor"] = ref("sensor", pools[1], "sensor", False)
+        if kind == "alert":
+            args["active"] = c.boolean(table, "active", key, default=True)
+            args["min_count"] = c.integer(table, "min_count", key, default=1, low=1)
+            args["lead_ms"] = c.duration(table, "lead_before_threshold", key)
+            args["threshold"] = c.number(table, "threshold", key)
+            if args["lead_ms"] is not None:
+                sensor = board.sensors.get(args["sensor"]) if board is not None and args["sensor"] else None
+                if not args["sensor"]:
+                    c.problem(key + ".sensor", "lead_before_threshold needs the sensor whose crossing counts",
+                              'add sensor = "..."')
+                elif sensor is not None and args["threshold"] is None:
+                    predict = getattr(sensor, "predict", None)
+                    limit = None
+                    if predict is not None:
+                        limit = getattr(predict, "above", None)
+                        if limit is None:
+                            limit = getattr(predict, "below", None)
+                    if limit is None:
+                        c.problem(key + ".threshold", "sensor %s has no [predict] limit to default to" % sensor.id,
+                                  "add threshold = <the level whose crossing counts>")
+                    args["threshold"] = limit
+    elif kind == "pages_at_most":
+        args["count"] = c.integer(table, "count", key, required=True, default=0)
+    elif kind == "delivered":
+        args["lost"] = c.integer(table, "lost", key, default=0)
+        args["undelivered"] = c.integer(table, "undelivered", key, default=0)
+        args["alerts_first"] = c.boolean(table, "alerts_first", key, default=True)
+        args["allow_reported_evictions"] = c.boolean(table, "allow_reported_evictions", key, default=False)
+        kinds = table.get("kinds")
+        if kinds is not None and (not isinstance(kinds, list) or not all(k in KIND_NAMES for k in kinds)):
+            c.problem(key + ".kinds", "must be a list of signal kinds", "use some of: %s" % ", ".join(KIND_NAMES))
+            kinds = None
+        args["kinds"] = kinds
+    elif kind == "evictions":
+        args["min_records"] = c.integer(table, "min_records", key, default=1, low=1)
+        spared = table.get("spared_lanes", [0, 1])
+        if not isinstance(spared, list) or not all(isinstance(v, int) and 0 <= v <= 3 for v in spared):
+            c.problem(key + ".spared_lanes", "must be a list of lanes 0-3", "write e.g. spared_lanes = [0, 1]")
+            spared = [0, 1]
+        args["spared_lanes"] = spared
+    name = c.text(table, "name", key, default=None) or _default_name(kind, args)
+    return ExpectSpec(key, kind, name, args)
+
+
+def _default_name(kind, a):
+    if kind == "state":
+        return "%s %s %s" % (a["component"], "ends" if a.get("at_end") else "becomes", a["state"])
+    if kind == "output":
+        return "output %s %s" % (a["output"], "on" if a["on"] else "off")
+    if kind == "alert":
+        what = " ".join(x for x in (a["condition"], a.get("component") or "", a.get("sensor") or "") if x)
+        if a.get("lead_ms") is not None:
+            return "alert %s at least %s before the threshold" % (what, format_duration(a["lead_ms"]))
+        return "alert %s %s" % (what, "raised" if a.get("active", True) else "cleared")
+    if kind == "no_alert":
+        return "no alert %s" % " ".join(x for x in (a.get("condition") or "any", a.get("component") or "",
+                                                    a.get("sensor") or "") if x)
+    if kind == "pages_at_most":
+        return "at most %d page%s" % (a["count"], "" if a["count"] == 1 else "s")
+    if kind == "delivered":
+        if a.get("kinds"):
+            return "delivered: every %s arrives" % ", ".join(a["kinds"])
+        if a.get("allow_reported_evictions"):
+            return "delivered: nothing missing but what the device reported evicted"
+        return "delivered: %d lost at the receiver" % a["lost"]
+    return "evictions reported, lanes %s spared" % a["spared_lanes"]
+
+
+def library(fast_only=False):
+    """Paths of the scenario library, sorted; only ``fast = true`` ones if asked."""
+    paths = sorted(os.path.join(LIBRARY, n) for n in os.listdir(LIBRARY) if n.endswith(".toml"))
+    if fast_only:
+        paths = [p for p in paths if load(p).fast]
+    return paths
