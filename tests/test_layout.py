@@ -197,3 +197,39 @@ def test_the_core_imports_only_the_core():
             if target != "edge_agent" and not target.startswith("edge_agent.core"):
                 wrong.append("%s:%d imports %s" % (os.path.relpath(path, ROOT), line, target))
     assert not wrong, "edge_agent/core/ must stay portable (no adapters, no I/O):\n  " + "\n  ".join(wrong)
+
+
+SHARED = {"edge_agent", "edge_agent.atomic_file", "edge_agent.boardfile", "edge_agent.broker"}
+# What each folder of the product may import besides the core and SHARED:
+# the command line sits on top, the roles beside each other do not mix.
+MAY_IMPORT = {
+    "edge_agent.keys": set(),
+    "edge_agent.gateway": {"edge_agent.keys"},
+    "edge_agent.receiver": {"edge_agent.keys"},
+    "edge_agent.tools": {"edge_agent.keys"},
+    "edge_agent.cli": {"edge_agent.keys", "edge_agent.gateway", "edge_agent.receiver", "edge_agent.tools"},
+}
+
+
+def _role(module):
+    return ".".join(module.split(".")[:2])
+
+
+def test_imports_go_one_way_between_the_product_folders():
+    modules = project_modules()
+    wrong = []
+    for module, path in sorted(modules.items()):
+        role = _role(module)
+        if role in SHARED and module.startswith("edge_agent"):
+            allowed = SHARED
+        elif role in MAY_IMPORT:
+            allowed = MAY_IMPORT[role] | SHARED | {role}
+        else:
+            continue
+        for target, line, _ in imports_of(module, path, modules):
+            if target.startswith("edge_agent.core") or not target.startswith("edge_agent"):
+                continue
+            if target not in allowed and _role(target) not in allowed:
+                wrong.append("%s:%d imports %s" % (os.path.relpath(path, ROOT), line, target))
+    assert not wrong, ("a folder imports one beside or above it (docs/architecture.md: cli -> gateway, receiver, "
+                       "tools -> keys -> core; shared pieces go to edge_agent/*.py):\n  " + "\n  ".join(wrong))
