@@ -1,7 +1,7 @@
 """Scenario simulator speed: simulated seconds per wall second.
 
-Each run is the whole pipeline on the virtual clock (simulator/
-scenario_run.py): PhysicalSensors -> core Device (health engine, triage) ->
+Each run is the whole pipeline on the virtual clock
+(simulator/scenarios/virtual.py): PhysicalSensors -> core Device (health engine, triage) ->
 durable Store on disk -> Ed25519 sealing -> verification -> receiver
 SQLite. Healthy devices (no faults), so the figure is the steady state.
 Issue 8's target: >= 10,000x for a 32-sensor device. The cost is per

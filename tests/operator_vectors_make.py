@@ -5,7 +5,7 @@ the verification path on MicroPython, which has no Ed25519.
     .venv/bin/python tests/operator_vectors_make.py
 
 Ed25519 signatures are deterministic, so the output is the same on every
-run; tests/test_operator_interop.py fails if the file is out of date and
+run; tests/keys/test_operator_interop.py fails if the file is out of date and
 checks every vector with the real public key. The keys are throwaway test
 keys derived from fixed seeds (never used outside tests).
 """

@@ -60,7 +60,7 @@ def add_commands(sub):
     run.add_argument("--quiet", action="store_true", help="only failures and the summary; no progress bar")
     run.add_argument("--live", action="store_true",
                      help="live mode: real time, real processes (mosquitto, receiver, the agent, the sensor board on "
-                          "a pty, the fault proxy); faults really applied (simulator/scenarios/live.py)")
+                          "a pty, the fault proxy); faults really applied (simulator/scenarios/live/)")
     run.add_argument("--speed", type=float, metavar="X",
                      help="live mode: scenario seconds per wall second (default: the scenario's [live] speed, else 1)")
     run.set_defaults(func=cmd_run)

@@ -105,7 +105,7 @@ def from_dict(data, path="<fleet>"):
     problems = []
     fleet = data.get("fleet")
     expects = data.get("expect", [])
-    # The scenario half: scenario.py checks board, physics and faults. It
+    # The scenario half: scenarios/spec.py checks board, physics and faults. It
     # wants an expectation of its own kinds; the fleet's are checked here.
     half = dict((k, v) for k, v in data.items() if k not in ("fleet", "expect"))
     half["expect"] = [{"kind": "delivered"}]

@@ -4,7 +4,7 @@
 both interpreters have (open, os.listdir/stat/rename/remove): real files in
 a fresh temporary directory. It cannot fsync (MicroPython has no
 os.fsync), so these tests prove the logic and the format; durability
-under SIGKILL is proved with the POSIX adapter in tests/test_store_crash.py.
+under SIGKILL is proved with the POSIX adapter in tests/gateway/test_store_crash.py.
 """
 
 import os

@@ -89,7 +89,7 @@ def test_refusal_limiter_windows():
     assert limiter.allow(100) == (True, 2)
 
 
-def _ed25519_verifier(signature, message):  # what operator_keys.load_trusted gives a gateway
+def _ed25519_verifier(signature, message):  # what keys/operators.load_trusted gives a gateway
     return False
 
 

@@ -2,7 +2,7 @@
 interpreters. Sign1 vectors were signed with real Ed25519 on CPython
 (operator_vectors.py); the verifier here accepts exactly the genuine
 signatures over exactly the bytes that were signed. Mac0 (HMAC boards) is
-computed here. Real Ed25519 and pycose interop: tests/test_operator_interop.py."""
+computed here. Real Ed25519 and pycose interop: tests/keys/test_operator_interop.py."""
 
 import hashlib
 

@@ -1,5 +1,5 @@
 """The predictor on short generated streams (the long scenarios, with noise
-and 90-day runs, are in tests/test_health_predict.py)."""
+and 90-day runs, are in tests/simulator/test_health_scenarios.py)."""
 
 import math
 

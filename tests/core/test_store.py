@@ -1,7 +1,7 @@
 """The durable store's logic on real files (CPython and MicroPython).
 
 Durability against SIGKILL and the property-based model check are in
-tests/test_store_crash.py and tests/test_store_model.py (CPython only)."""
+tests/gateway/test_store_crash.py and tests/test_store_model.py (CPython only)."""
 
 from support import raises
 from store_support import FilesDir, drain, open_store, read_all

@@ -4,7 +4,7 @@ ENOSPC at chosen points, the store rides it out and loses nothing durable.
 ``BudgetDir`` is the real-file adapter of store_support.py with a byte
 budget: a write that does not fit raises OSError(28) and writes nothing
 (the adapter contract; store_posix cuts a partial write back the same
-way). tests/test_store_disk_full.py does this on a real, really full tmpfs.
+way). tests/gateway/test_store_disk_full.py does this on a real, really full tmpfs.
 """
 
 import os

@@ -1,11 +1,11 @@
-"""How live mode applies a scenario's faults, for real (simulator/
-scenario_live.py runs the timeline; docs/simulator.md has the table).
+"""How live mode applies a scenario's faults, for real (run.py runs
+the timeline; docs/simulator.md has the table).
 
     sensor faults        the physics (the same models as the virtual clock)
     garbage, bit_flips,
-    truncated            bytes on the pty (live_board.py)
+    truncated            bytes on the pty (board.py)
     bus_disconnect       the pty closed, a new one behind the same path later;
-                         on a Modbus bus the cable cut (live_modbus.py)
+                         on a Modbus bus the cable cut (modbus.py)
     broker_down          mosquitto stopped (SIGTERM), later started again
     partition            the proxy blackholes both directions
     packet_loss          the proxy's loss model (retransmission stalls, resets)

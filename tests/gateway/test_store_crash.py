@@ -1,6 +1,6 @@
 """Crash tests with real processes: a writer killed with SIGKILL at random moments.
 
-Each round starts tests/store_writer.py on the same directory, kills it
+Each round starts tests/gateway/store_writer.py on the same directory, kills it
 with SIGKILL after a random delay (sometimes before it has even finished
 opening the store, so recovery itself gets interrupted), reopens the store
 here and checks it against every claim the writer printed:
@@ -187,7 +187,7 @@ sys.stdin.read()  # wait for the kill: nothing was synced
 def test_a_killed_process_loses_nothing_it_flushed(tmp_path):
     """flush() hands records to the OS: SIGKILL of the writer (not a power
     cut) loses none of them, though none was synced."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     directory = str(tmp_path / "store")
     proc = subprocess.Popen([sys.executable, "-c", FLUSH_WRITER % root, directory],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)

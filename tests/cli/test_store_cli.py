@@ -6,8 +6,8 @@ import sys
 
 from edge_agent.core import store_format as fmt
 from edge_agent.gateway.store_posix import open_store
+from simulator import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cli(*args):

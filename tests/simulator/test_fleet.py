@@ -19,8 +19,8 @@ import pytest
 
 from simulator.fleet import spec as fleet_spec
 from simulator.scenarios import spec as sc
+from simulator import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLEET_50 = os.path.join(ROOT, "simulator", "scenarios", "fleet", "fleet_50.toml")
 
 

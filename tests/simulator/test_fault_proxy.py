@@ -1,7 +1,7 @@
 """The TCP fault proxy (simulator/faults/fault_proxy.py) does to a connection what
 it says: a real TCP echo server and a real TLS mosquitto behind it, real
 sockets in front. The agent riding out a partition, loss and a reset with
-0 lost at the receiver is tests/test_live_scenario.py (live_faults.toml)."""
+0 lost at the receiver is tests/simulator/test_live_scenario.py (live_faults.toml)."""
 
 import asyncio
 import contextlib

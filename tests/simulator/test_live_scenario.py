@@ -15,8 +15,8 @@ import pytest
 from simulator.scenarios import spec as sc
 from simulator.scenarios import expect as scenario_expect
 from simulator.scenarios.live import run as scenario_live
+from simulator import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIVE_FAULTS = os.path.join(sc.LIBRARY, "live_faults.toml")
 
 pytestmark = pytest.mark.integration

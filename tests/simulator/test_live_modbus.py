@@ -17,8 +17,8 @@ from edge_agent.gateway.serial_source import bus_source
 from simulator.hardware import physics
 from simulator.scenarios import spec as sc
 from simulator.scenarios.live.modbus import LiveModbus
+from simulator import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEVELS = {"cabinet_temp": -12.3, "cabinet_humidity": 45.6, "door_open": 1.0, "active_power": 5200.25}
 
 pytestmark = pytest.mark.integration

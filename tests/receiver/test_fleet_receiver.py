@@ -253,7 +253,7 @@ def test_receiver_run_refuses_bad_fleet_options(tmp_path):
 
     registry = tmp_path / "devices.toml"
     registry.write_text("")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     for options, message in ((["--fleet-window", "soon"], "--fleet-window"),
                              (["--fleet-k", "0"], "--fleet-k must be at least 1"),
                              (["--operator", str(tmp_path / "nope")], "no operator here")):

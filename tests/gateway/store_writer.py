@@ -1,8 +1,8 @@
 """Crash-test writer: appends to a store as fast as it can until killed.
 
-    python tests/store_writer.py DIR SEED
+    python tests/gateway/store_writer.py DIR SEED
 
-tests/test_store_crash.py starts this, kills it with SIGKILL at a random
+tests/gateway/test_store_crash.py starts this, kills it with SIGKILL at a random
 moment, reopens the store and checks it against what this process claimed.
 It only ever claims what the store has promised, one line per claim, written
 after the promise was made (a line cut short by the kill is ignored):
@@ -20,7 +20,7 @@ import random
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from edge_agent.core.store import Store  # noqa: E402
 from edge_agent.core.store_seq import DurableSequencer  # noqa: E402

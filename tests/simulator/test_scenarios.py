@@ -16,8 +16,8 @@ from simulator.hardware import physics
 from simulator.scenarios import spec as sc
 from simulator.scenarios import report as scenario_report
 from simulator.scenarios import virtual as scenario_run
+from simulator import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUCK_FAN = os.path.join(sc.LIBRARY, "stuck_fan.toml")
 
 
