@@ -3,8 +3,10 @@
 A sealed message's payload is either one signal (a CBOR map) or a bundle: a
 CBOR array of signals of the same device and kind, in seq order. One
 Ed25519 signature per bundle instead of per signal is what lets a backlog
-drain at tens of thousands of signals per second; alerts are always sent
-alone, so the most urgent signal never waits for a bundle to fill.
+drain at tens of thousands of signals per second. Alerts are never
+bundled: every alert, raised or cleared, whatever its priority, goes one
+per message on ``ea/v1/<device>/alert``, so that topic carries one shape
+and the most urgent signal never waits for a bundle to fill.
 
 The uplink builds a bundle from stored records without decoding them: the
 array head followed by the records' bytes is exactly the canonical CBOR of
@@ -26,14 +28,16 @@ def encode(records):
 
 def group_for_publish(records, urgent, max_bytes):
     """Split an uplink batch's records into payloads to publish:
-    [(kind, [records])]. Urgent records go one per message; the others in
-    bundles of one kind, at most ``max_bytes`` of records (the gateway's
-    and a board's limits differ) and MAX_BUNDLE_SIGNALS each."""
+    [(kind, [records])]. Alerts (any priority: a clear comes from a
+    non-urgent lane) and every record of an ``urgent`` batch go one per
+    message; the others in bundles of one kind, at most ``max_bytes`` of
+    records (the gateway's and a board's limits differ) and
+    MAX_BUNDLE_SIGNALS each."""
     groups = []
     size = 0
     for record in records:
         kind = peek_kind(record)
-        if (urgent or not groups or groups[-1][0] != kind or size + len(record) > max_bytes
+        if (urgent or kind == sg.KIND_ALERT or not groups or groups[-1][0] != kind or size + len(record) > max_bytes
                 or len(groups[-1][1]) >= MAX_BUNDLE_SIGNALS):
             groups.append((kind, [record]))
             size = len(record)

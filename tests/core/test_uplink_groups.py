@@ -9,8 +9,9 @@ def _telemetry(seq):
     return sg.Signal(sg.KIND_TELEMETRY, sg.PRIORITY_LOW, seq, {sg.T_READINGS: [[seq, "t", 1.0, 0]]}, "g", seq).encode()
 
 
-def _alert(seq):
-    return sg.Signal(sg.KIND_ALERT, sg.PRIORITY_CRITICAL, seq, {sg.A_CONDITION: "out_of_range"}, "g", seq).encode()
+def _alert(seq, priority=sg.PRIORITY_CRITICAL, active=True):
+    body = {sg.A_CONDITION: "out_of_range", sg.A_ACTIVE: active}
+    return sg.Signal(sg.KIND_ALERT, priority, seq, body, "g", seq).encode()
 
 
 def _shape(groups):
@@ -22,6 +23,17 @@ def test_alerts_alone_the_rest_bundled_by_kind():
     assert _shape(bundle.group_for_publish(records, False, 65536)) == [
         (sg.KIND_TELEMETRY, 2), (sg.KIND_ALERT, 1), (sg.KIND_TELEMETRY, 1)]
     assert _shape(bundle.group_for_publish(records[:2], True, 65536)) == [(sg.KIND_TELEMETRY, 1)] * 2
+
+
+def test_every_alert_goes_alone_whatever_its_priority():
+    # Clears (and any alert) at priority 2 or 3 come from a non-urgent
+    # lane: they must still go one per message on .../alert, never bundled
+    # (docs/wire-format.md: one shape per topic for the consumer).
+    cleared = [_alert(1, sg.PRIORITY_NORMAL, False), _alert(2, sg.PRIORITY_NORMAL, False)]
+    assert _shape(bundle.group_for_publish(cleared, False, 65536)) == [(sg.KIND_ALERT, 1)] * 2
+    low = [_alert(3, sg.PRIORITY_LOW), _alert(4, sg.PRIORITY_LOW), _telemetry(5), _telemetry(6)]
+    assert _shape(bundle.group_for_publish(low, False, 65536)) == [
+        (sg.KIND_ALERT, 1), (sg.KIND_ALERT, 1), (sg.KIND_TELEMETRY, 2)]
 
 
 def test_byte_limit_splits_bundles_and_keeps_every_record_in_order():

@@ -210,3 +210,39 @@ def test_audit_signal_validates_and_rejects_unknown_results():
     bad[6][sg.U_RESULT] = "maybe"
     with pytest.raises(pycddl.ValidationError):
         SIGNAL.validate_cbor(cbor.dumps(bad))
+
+
+# pycddl 0.6 accepts any non-empty array against a choice of map rules
+# (`signal`, and so `sealed-payload = signal / bundle`: even [1, 2] passes),
+# so a bundle is checked against the `bundle` rule itself.
+BUNDLE = _schema("bundle")
+
+
+def test_what_the_uplink_publishes_validates_and_an_alert_bundle_does_not():
+    from edge_agent.core import bundle
+
+    signals = _health_signals()
+    by_priority = {}
+    for signal in signals:
+        by_priority.setdefault(signal.priority, []).append(signal.encode())
+    published = {}
+    for priority, records in by_priority.items():
+        for kind, group in bundle.group_for_publish(records, priority <= sg.PRIORITY_HIGH, 65536):
+            if len(group) == 1:
+                SIGNAL.validate_cbor(group[0])
+            else:
+                BUNDLE.validate_cbor(bundle.encode(group))
+            published.setdefault(kind, []).append(len(group))
+    # Every alert went alone (the health runs raise and clear many at priority 2).
+    assert set(published[sg.KIND_ALERT]) == {1}
+    assert len(published[sg.KIND_ALERT]) == sum(1 for s in signals if s.kind == sg.KIND_ALERT)
+    assert max(published[sg.KIND_STATE]) > 1 and max(published[sg.KIND_TELEMETRY]) > 1
+    cleared = [s.encode() for s in signals if s.kind == sg.KIND_ALERT and s.priority == sg.PRIORITY_NORMAL][:2]
+    assert len(cleared) == 2
+    telemetry = [s.encode() for s in signals if s.kind == sg.KIND_TELEMETRY][:1]
+    states = [s.encode() for s in signals if s.kind == sg.KIND_STATE][:1]
+    BUNDLE.validate_cbor(bundle.encode(states + states))
+    for not_sent in (bundle.encode(cleared), bundle.encode(cleared[:1]), bundle.encode(telemetry + states),
+                     sg.cbor.dumps([1, 2])):
+        with pytest.raises(pycddl.ValidationError):
+            BUNDLE.validate_cbor(not_sent)
