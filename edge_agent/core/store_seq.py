@@ -9,9 +9,10 @@ number of a block, the end of the block (``limit``) is written to the
 ``seq`` marker and made durable. After a crash, counting resumes at the
 stored limit, so the next number exceeds every number handed out before.
 
-The price: a crash skips the unused rest of the block (at most ``block``
+The price: every restart (a crash or a clean stop alike: nothing writes
+the counter back) skips the unused rest of the block (at most ``block``
 numbers), which a receiver sees as a gap right before the device's birth
-signal. Default 1024: one marker write per 1024 signals, so a device
+signal and files as skipped, not lost (docs/receiver.md). Default 1024: one marker write per 1024 signals, so a device
 sending a signal a second writes the marker about every 17 minutes (flash
 wear is negligible), and gaps after a crash stay recognisably small.
 """
