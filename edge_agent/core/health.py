@@ -517,7 +517,9 @@ class HealthEngine:
             if condition == sg.C_DEGRADED:
                 priority = sg.PRIORITY_CRITICAL
             else:
-                priority = sg.PRIORITY_NORMAL  # the rule alert already paged; this says what the device did
+                # quarantined: the rule alert already paged; this says what the
+                # device did (docs/wire-format.md: the documented priority-2 raise)
+                priority = sg.PRIORITY_NORMAL
         if not active:
             priority = sg.PRIORITY_NORMAL
             text = "%s back in service: %s" % (component.id, text)

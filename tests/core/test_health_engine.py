@@ -62,6 +62,17 @@ def test_stuck_sensor_is_quarantined_power_cut_then_probed_and_released():
     assert engine.state_of("fan") == cs.OK and engine.sends_telemetry("fan_rpm")
 
 
+def test_a_quarantine_is_one_page_and_its_notice_goes_at_normal_priority():
+    # docs/wire-format.md: `quarantined` is raised at priority 2, severity
+    # warning; the rule alert that confirmed the failure is the page.
+    engine = HealthEngine(health_board(fan=STUCK_FAN, fan_rules=STUCK_RULE))
+    out, _ = _run(engine, "fan_rpm", [1200 + i % 7 for i in range(10)] + [1200] * 16, 0)
+    assert engine.state_of("fan") == cs.QUARANTINED
+    raised = [(a.body[sg.A_CONDITION], a.priority, a.body[sg.A_SEVERITY]) for a in alerts(out) if a.body[sg.A_ACTIVE]]
+    assert raised == [("stuck", sg.PRIORITY_HIGH, "warning"), ("quarantined", sg.PRIORITY_NORMAL, "warning")]
+    assert [r[0] for r in raised if r[1] <= sg.PRIORITY_HIGH] == ["stuck"]
+
+
 def test_failed_probes_back_off_then_escalate():
     engine = HealthEngine(health_board(fan=STUCK_FAN, fan_rules=STUCK_RULE))
     out, t = _run(engine, "fan_rpm", [1200] * 20, 0)
