@@ -1,6 +1,7 @@
 """GPIO adapters: the gpiod (libgpiod v2) backend is import-checked and
-fails clearly without a chip (this machine has none: platform-facts.md);
-the simulated backend is what the scenarios drive."""
+fails clearly without a chip (the development and CI machines have none:
+docs/dependencies.md, gpiod); the simulated backend is what the
+scenarios drive."""
 
 import glob
 import sys
