@@ -2,7 +2,7 @@
 
 A frame is one ASCII line (docs/serial-protocol.md is the full spec)::
 
-    $R,coolant_temp,21.5*5A3C\\r\\n
+    $R,coolant_temp,21.5*4258\\r\\n
     ^ ^ ^            ^    ^
     | | sensor id    |    CRC-16/CCITT-FALSE of the bytes between '$' and '*',
     | type           value  as 4 upper-case hex digits

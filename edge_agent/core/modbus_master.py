@@ -1,7 +1,9 @@
 """Modbus RTU master for one bus: poll scheduler and transaction state machine.
 
 Sans-I/O, like h11: the master never touches a port or a clock. The bus
-adapter runs a short pump (edge_agent/modbus_bus.py)::
+adapter (the gateway's serial adapter, edge_agent/gateway/serial_source.py;
+on a board, firmware/uart_source.py), through ``Device.poll_bus`` and
+``Device.feed``, runs a short pump::
 
     events, send, deadline = master.poll(now_ms)   # send: bytes to write now, or None
     write(send); wait for bytes or the deadline

@@ -147,3 +147,14 @@ def test_encoder_refuses_what_decoder_rejects():
     raises(fr.FrameError, fr.encode_frame, fr.READING, "a", float("inf"))
     raises(fr.FrameError, fr.encode_frame, "Q", "a", 1)
     raises(fr.FrameError, fr.encode_frame, fr.SENSOR_ERROR, "a", "Bad Code")
+
+
+def test_the_module_docstring_example_is_a_real_frame():
+    # frames.py shows a frame as an example; its CRC must be the real one.
+    # (Read from the source: the MicroPython port keeps no docstrings.)
+    with open(fr.__file__) as f:
+        source = f.read()
+    example = source[source.index("$R,"):].split("\\\\r\\\\n", 1)[0]
+    assert example.startswith("$R,coolant_temp,21.5*")
+    assert fr.encode_frame(fr.READING, "coolant_temp", 21.5) == example.encode() + b"\r\n"
+    assert fr.parse_frame(example.encode()) == fr.Frame(fr.READING, "coolant_temp", 21.5)
