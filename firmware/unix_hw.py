@@ -1,7 +1,8 @@
 """Hardware stand-ins for the MicroPython unix port (the test vehicle).
 
-No ESP32 emulator exists here (platform-facts.md), so the firmware runs
-on the unix port with these in place of machine.UART and machine.Pin:
+No ESP32 emulator is available to the project (docs/firmware.md, "The
+unix-port vehicle"), so the firmware runs on the unix port with these in
+place of machine.UART and machine.Pin:
 
 - ``pty_uart(path)``: a pseudo-terminal opened like a UART: raw mode, and
   VMIN=0 so ``read(n)`` returns what has arrived instead of blocking until

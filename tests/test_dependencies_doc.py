@@ -6,7 +6,7 @@ import os
 import re
 import tomllib
 
-from conftest import ROOT
+from simulator import ROOT
 
 
 def _read(*parts):

@@ -11,8 +11,7 @@ from store_support import FilesDir
 from edge_agent.core import signals as sg
 from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.receiver.storage import Storage
-
-from conftest import ROOT
+from simulator import ROOT
 
 
 def _signal(seq, kind=sg.KIND_TELEMETRY):

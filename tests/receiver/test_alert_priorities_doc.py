@@ -7,9 +7,8 @@ import os
 import re
 
 from edge_agent.core import signals as sg
+from simulator import ROOT
 from test_wire_schema import _health_signals
-
-from conftest import ROOT
 
 
 def _doc_rows():
