@@ -33,6 +33,9 @@ def add_commands(top):
     prov.add_argument("--ca", metavar="FILE")
     prov.add_argument("--cert", metavar="FILE")
     prov.add_argument("--key", metavar="FILE")
+    prov.add_argument("--insecure", action="store_true",
+                      help="no TLS: plaintext MQTT to a test broker only (needed when --ca/--cert/--key are not "
+                           "given; recorded in the settings, and the board logs a warning at every boot)")
     prov.add_argument("--keepalive", type=int, default=30, metavar="S")
     prov.add_argument("--operator", action="append", default=[], metavar="NAME",
                       help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable")
@@ -78,9 +81,13 @@ def _cmd_provision(args):
     if not sep or not port.isdigit():
         raise fb.FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
     data = fb.provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive, args.wifi_ssid,
-                     os.environ.get("EA_WIFI_PASSWORD"), args.operator)
+                     os.environ.get("EA_WIFI_PASSWORD"), args.operator, insecure=args.insecure)
     atomic_write(args.output, data, mode=0o600)  # 0600 from the first byte
     print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
+    if args.insecure:
+        print("edge-agent firmware: warning: --insecure: plaintext MQTT to %s:%s; signals and commands cross the "
+              "network unencrypted and the broker is not authenticated (the board says so at every boot)"
+              % (host, port), file=sys.stderr)
     return 0
 
 

@@ -120,10 +120,14 @@ def _der_key(path):
 
 
 def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30, wifi_ssid=None,
-              wifi_password=None, operators=()):
+              wifi_password=None, operators=(), insecure=False):
     """The device settings CBOR: device id, its HMAC secret, the broker and,
     for TLS, the CA, client certificate and key in DER. Secret material:
-    write it with atomic_write(path, data, mode=0o600) and never print it."""
+    write it with atomic_write(path, data, mode=0o600) and never print it.
+
+    TLS is the default: settings without it need ``insecure`` (the CLI's
+    --insecure), which is recorded in them ("insecure": True) so the board
+    can say at every boot that it talks plaintext MQTT, and why."""
     from edge_agent.keys.identity import HMAC256, IdentityError, load_identity
 
     identity = load_identity(identity_dir)
@@ -133,10 +137,18 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
     settings = {"format": CONFIG_FORMAT, "device_id": identity.device_id, "secret": identity._secret,
                 "broker": {"host": host, "port": port, "keepalive_s": keepalive_s}}
     tls = (ca, cert, key)
+    if insecure and any(tls):
+        raise FirmwareBuildError("--insecure turns TLS off: drop --ca/--cert/--key, or drop --insecure")
     if any(tls) and not all(tls):
         raise FirmwareBuildError("TLS needs all three of --ca, --cert and --key")
     if all(tls):
         settings["tls"] = {"ca": _der_cert(ca), "cert": _der_cert(cert), "key": _der_key(key)}
+    elif insecure:
+        settings["insecure"] = True  # the board logs a plaintext warning at each boot (config.warn_plaintext)
+    else:
+        raise FirmwareBuildError("no TLS: give --ca FILE, --cert FILE and --key FILE (mutual TLS with the broker), "
+                                 "or --insecure for plaintext MQTT (a test broker only: the board then says so "
+                                 "at every boot)")
     from edge_agent.core.operator import check_name
 
     for name in operators:

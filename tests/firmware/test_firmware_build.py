@@ -83,10 +83,87 @@ def test_provision_writes_the_secret_privately_and_never_prints_it(pki, tmp_path
     assert half.returncode == 2 and "all three" in half.stderr
 
 
+@pytest.fixture
+def umask_022():
+    """The usual umask: without an explicit mode, new files would be 0644
+    and directories 0755 (readable by every local user)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_provision_without_tls_needs_insecure(pki, tmp_path, umask_022):
+    identity = create_identity(str(tmp_path / "id"), "fw-plain-1", "HMAC256")
+    out = tmp_path / "device.cbor"
+    refused = cli("provision", "--identity", identity.directory, "--broker", "10.0.0.2:1883", "-o", str(out))
+    assert refused.returncode == 2, refused.stderr
+    for option in ("--ca", "--cert", "--key", "--insecure"):
+        assert option in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and not out.exists()
+    # --insecure: plaintext, chosen and recorded in the settings; still 0600
+    out.write_bytes(b"old")  # a previous file of the default mode is replaced, not reused
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+    plain = cli("provision", "--identity", identity.directory, "--broker", "10.0.0.2:1883", "--insecure",
+                "-o", str(out))
+    assert plain.returncode == 0, plain.stderr
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert "plaintext MQTT to 10.0.0.2:1883" in plain.stderr
+    data = cbor2.loads(out.read_bytes())
+    assert data["insecure"] is True and "tls" not in data
+    assert identity._secret.hex() not in plain.stdout + plain.stderr
+    # --insecure with TLS files is a contradiction, as for `edge-agent run`
+    cert, key = pki.client("fw-plain-1")
+    both = cli("provision", "--identity", identity.directory, "--broker", "h:1", "--insecure", "--ca", pki.ca_cert,
+               "--cert", cert, "--key", key, "-o", str(tmp_path / "both.cbor"))
+    assert both.returncode == 2 and "--insecure turns TLS off" in both.stderr, both.stderr
+    # with TLS, nothing about plaintext is recorded
+    tls = cli("provision", "--identity", identity.directory, "--broker", "h:8883", "--ca", pki.ca_cert,
+              "--cert", cert, "--key", key, "-o", str(tmp_path / "tls.cbor"))
+    assert tls.returncode == 0, tls.stderr
+    assert "insecure" not in cbor2.loads((tmp_path / "tls.cbor").read_bytes()) and "plaintext" not in tls.stderr
+    assert stat.S_IMODE(os.stat(tmp_path / "tls.cbor").st_mode) == 0o600
+
+
+def test_the_device_warns_at_boot_without_tls(pki, tmp_path):
+    """config.warn_plaintext under MicroPython: one line for --insecure
+    settings, one naming the fix for settings without TLS made before
+    --insecure existed, nothing with TLS."""
+    create_identity(str(tmp_path / "id"), "fw-plain-2", "HMAC256")
+    cert, key = pki.client("fw-plain-2")
+    paths = []
+    for name, settings in (
+            ("insecure", fb.provision(str(tmp_path / "id"), "10.0.0.3", 1883, insecure=True)),
+            ("legacy", cbor2.dumps({k: v for k, v in cbor2.loads(fb.provision(
+                str(tmp_path / "id"), "10.0.0.3", 1884, insecure=True)).items() if k != "insecure"})),
+            ("tls", fb.provision(str(tmp_path / "id"), "10.0.0.3", 8883, pki.ca_cert, cert, key))):
+        path = tmp_path / (name + ".cbor")
+        path.write_bytes(settings)
+        paths.append(str(path))
+    script = tmp_path / "warn.py"
+    script.write_text(
+        "import sys, config\n"
+        "for path in sys.argv[1:]:\n"
+        "    print('--', path.rsplit('/', 1)[1])\n"
+        "    config.warn_plaintext(config.load_device(path), lambda level, text: print(level, text))\n")
+    result = micropython(str(script), *paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "-- insecure.cbor",
+        "warning plaintext MQTT to 10.0.0.3:1883 (provisioned with --insecure)",
+        "-- legacy.cbor",
+        "warning plaintext MQTT to 10.0.0.3:1884 (no TLS in the device settings: re-provision with --ca, --cert "
+        "and --key)",
+        "-- tls.cbor",
+    ]
+
+
 def test_the_device_loads_its_config_and_refuses_damage(pki, tmp_path):
     create_identity(str(tmp_path / "id"), "fw-build-3", "HMAC256")
     (tmp_path / "board.cbor").write_bytes(fb.compile_board(BOARD, ["uart0=1"]))
-    atomic_write(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883), mode=0o600)
+    atomic_write(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883, insecure=True),
+                 mode=0o600)
     (tmp_path / "damaged.cbor").write_bytes(fb.compile_board(BOARD)[:-9])
     script = tmp_path / "load.py"
     script.write_text(
