@@ -44,10 +44,12 @@ def add_commands(top):
     prov.set_defaults(firmware_func=_cmd_provision)
 
     build_ = sub.add_parser("build", help="mpy-cross the firmware and the core, print the size report")
-    build_.add_argument("--out", default="build/firmware", metavar="DIR")
+    build_.add_argument("--out", default="build/firmware", metavar="DIR",
+                        help="the build's directory, made (or narrowed to) mode 0700; every file in it 0600")
     build_.add_argument("--march", default=fb.DEFAULT_MARCH, help="mpy-cross target (default xtensawin: ESP32)")
     build_.add_argument("--include", action="append", default=[], metavar="FILE",
-                        help="also copy FILE to the device's root (board.cbor, device.cbor)")
+                        help="also copy FILE to the device's root (board.cbor, device.cbor); copies are 0600, "
+                             "as is the ROMFS image that packs them")
     build_.set_defaults(firmware_func=_cmd_build)
 
     flash = sub.add_parser("flash", help="copy a build to a board with mpremote and reset it")
@@ -92,7 +94,10 @@ def _cmd_provision(args):
 
 
 def _cmd_build(args):
-    os.makedirs(args.out, exist_ok=True)
+    before = fb.private_dir(args.out)  # before anything is written in it
+    if before is not None and before & 0o077:
+        print("edge-agent firmware: %s was mode %04o, now 0700: the build may hold device secrets (--include)"
+              % (args.out, before), file=sys.stderr)
     _, report = fb.build(args.out, args.march, args.include)
     print(report, end="")
     print("tree to copy: %s/fs; ROMFS image: %s/bundle.romfs (%d bytes); report: %s/size-report.txt"

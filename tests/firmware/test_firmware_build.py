@@ -20,9 +20,9 @@ from simulator.fixtures.processes import ROOT
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 
 
-def cli(*args):
+def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "edge_agent", "firmware", *args], capture_output=True, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, env=dict(os.environ, **(env or {})))
 
 
 def micropython(*args):
@@ -220,6 +220,72 @@ def test_flash_dry_run_prints_the_mpremote_commands(build):
     ]
     missing = cli("flash", "--port", "/dev/ttyUSB0", "--out", out + "-none", "--dry-run")
     assert missing.returncode == 2 and "make firmware" in missing.stderr
+
+
+def _modes(top):
+    """{path relative to top: mode} for top and everything under it."""
+    modes = {".": stat.S_IMODE(os.lstat(top).st_mode)}
+    for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            modes[os.path.relpath(path, top)] = stat.S_IMODE(os.lstat(path).st_mode)
+    return modes
+
+
+def test_build_with_device_settings_is_private(pki, tmp_path, umask_022):
+    """`firmware build --include device.cbor` (a real provisioned one: HMAC
+    secret, TLS client key, Wi-Fi password) under umask 022, into a build
+    directory left world-readable by an earlier build: the directory and
+    every directory under it end 0700, every file 0600; `flash --dry-run`
+    changes none of it."""
+    identity = create_identity(str(tmp_path / "id"), "fw-private-1", "HMAC256")
+    cert, key = pki.client("fw-private-1")
+    device = tmp_path / "device.cbor"
+    wifi_password = "wifi-pw-%s" % os.getpid()
+    result = cli("provision", "--identity", identity.directory, "--broker", "10.0.0.4:8883", "--ca", pki.ca_cert,
+                 "--cert", cert, "--key", key, "--wifi-ssid", "plant", "-o", str(device),
+                 env={"EA_WIFI_PASSWORD": wifi_password})
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(device).st_mode) == 0o600
+    settings = cbor2.loads(device.read_bytes())
+    assert settings["wifi"]["password"] == wifi_password and settings["tls"]["key"]
+    board = tmp_path / "board.cbor"
+    assert cli("compile-board", BOARD, "-o", str(board)).returncode == 0
+    # An earlier build, as the default umask made it.
+    out = tmp_path / "build" / "firmware"
+    (out / "fs" / "lib").mkdir(parents=True)
+    (out / "fs" / "device.cbor").write_bytes(b"stale")
+    (out / "bundle.romfs").write_bytes(b"stale")
+    (out / "size-report.txt").write_text("stale")
+    assert _modes(str(out))["."] == 0o755 and _modes(str(out))["bundle.romfs"] == 0o644
+
+    result = cli("build", "--out", str(out), "--include", str(board), "--include", str(device))
+    assert result.returncode == 0, result.stderr
+    modes = _modes(str(out))
+    wrong = {path: "%04o" % mode for path, mode in modes.items()
+             if mode != (0o700 if os.path.isdir(os.path.join(out, path)) else 0o600)}
+    assert not wrong, wrong
+    assert "was mode 0755, now 0700" in result.stderr
+    secret = identity._secret
+    for shown in (secret.hex(), wifi_password):
+        assert shown not in result.stdout + result.stderr
+    for path in (".", "fs", "fs/lib", "fs/lib/edge_agent/core", "fs/device.cbor", "fs/board.cbor", "fs/main.py",
+                 "fs/lib/app.mpy", "bundle.romfs", "size-report.txt"):
+        assert path in modes, sorted(modes)
+    assert len(modes) > 50
+    # Why the image is private too: it packs the settings, secret and all.
+    assert (out / "fs" / "device.cbor").read_bytes() == device.read_bytes()
+    image = (out / "bundle.romfs").read_bytes()
+    for held in (secret, settings["tls"]["key"], wifi_password.encode()):
+        assert held in image
+    assert stat.S_IMODE((tmp_path / "build").stat().st_mode) == 0o755  # --out's parent: left as it was
+
+    flashed = cli("flash", "--port", "/dev/ttyUSB0", "--out", str(out), "--dry-run")
+    assert flashed.returncode == 0, flashed.stderr
+    assert _modes(str(out)) == modes
+    # An include whose name the tree already has is refused, not overwritten.
+    clash = cli("build", "--out", str(out), "--include", str(device), "--include", str(device))
+    assert clash.returncode == 2 and "already has /device.cbor" in clash.stderr, clash.stderr
 
 
 def test_flash_store_detects_every_torn_write_under_micropython(tmp_path):
