@@ -8,6 +8,7 @@
     device.cbor  {"format": 1, "device_id", "secret" (HMAC key),
                   "broker": {"host", "port", "keepalive_s"},
                   "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
+                  "insecure": True when provisioned with --insecure (no TLS, chosen),
                   "operators": [names] whose Mac0 commands the device takes,
                   "wifi": {"ssid", "password"} (absent: the network is up already)}
 
@@ -119,6 +120,7 @@ class DeviceSettings:
         if not isinstance(self.host, str) or not isinstance(self.port, int):
             raise ConfigError("%s: broker host and port missing; re-provision with --broker HOST:PORT" % path)
         self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
+        self.insecure = data.get("insecure") is True  # plaintext chosen at provisioning (--insecure)
         self.operators = data.get("operators") or []  # operator names whose signed commands count
         self.wifi = data.get("wifi")  # {"ssid", "password"} on a board; None on the unix port
 
@@ -129,3 +131,13 @@ class DeviceSettings:
 
 def load_device(path):
     return DeviceSettings(_read(path, "device settings"), path)
+
+
+def warn_plaintext(settings, log):
+    """At boot, one warning line when the device talks MQTT without TLS
+    (nothing with TLS): `firmware provision --insecure` chose it, or the
+    settings predate that option and have no TLS."""
+    if not settings.tls:
+        log("warning", "plaintext MQTT to %s:%d (%s)" % (
+            settings.host, settings.port, "provisioned with --insecure" if settings.insecure
+            else "no TLS in the device settings: re-provision with --ca, --cert and --key"))

@@ -103,6 +103,7 @@ async def run():
                         FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs,
                         trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE),
                         console_uart=console_uart(board_config.console))
+    cfg.warn_plaintext(settings, firmware.log)  # before the first connect; on the console's log too
     await firmware.run()
 
 

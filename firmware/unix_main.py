@@ -146,6 +146,7 @@ async def main(options):
                         console_uart=pty_uart(options["console"]) if "console" in options else None,
                         state=FlashDir(state),
                         backoff_max_ms=int(backoff) if backoff else None)
+    cfg.warn_plaintext(settings, firmware.log)  # as firmware/main.py: before the first connect
     stop = asyncio.Event()
     running = asyncio.create_task(firmware.run())
     watcher = asyncio.create_task(watch_stdin(stop))

@@ -33,6 +33,9 @@ def add_commands(top):
     prov.add_argument("--ca", metavar="FILE")
     prov.add_argument("--cert", metavar="FILE")
     prov.add_argument("--key", metavar="FILE")
+    prov.add_argument("--insecure", action="store_true",
+                      help="no TLS: plaintext MQTT to a test broker only (needed when --ca/--cert/--key are not "
+                           "given; recorded in the settings, and the board logs a warning at every boot)")
     prov.add_argument("--keepalive", type=int, default=30, metavar="S")
     prov.add_argument("--operator", action="append", default=[], metavar="NAME",
                       help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable")
@@ -41,10 +44,12 @@ def add_commands(top):
     prov.set_defaults(firmware_func=_cmd_provision)
 
     build_ = sub.add_parser("build", help="mpy-cross the firmware and the core, print the size report")
-    build_.add_argument("--out", default="build/firmware", metavar="DIR")
+    build_.add_argument("--out", default="build/firmware", metavar="DIR",
+                        help="the build's directory, made (or narrowed to) mode 0700; every file in it 0600")
     build_.add_argument("--march", default=fb.DEFAULT_MARCH, help="mpy-cross target (default xtensawin: ESP32)")
     build_.add_argument("--include", action="append", default=[], metavar="FILE",
-                        help="also copy FILE to the device's root (board.cbor, device.cbor)")
+                        help="also copy FILE to the device's root (board.cbor, device.cbor); copies are 0600, "
+                             "as is the ROMFS image that packs them")
     build_.set_defaults(firmware_func=_cmd_build)
 
     flash = sub.add_parser("flash", help="copy a build to a board with mpremote and reset it")
@@ -78,14 +83,21 @@ def _cmd_provision(args):
     if not sep or not port.isdigit():
         raise fb.FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
     data = fb.provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive, args.wifi_ssid,
-                     os.environ.get("EA_WIFI_PASSWORD"), args.operator)
+                     os.environ.get("EA_WIFI_PASSWORD"), args.operator, insecure=args.insecure)
     atomic_write(args.output, data, mode=0o600)  # 0600 from the first byte
     print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
+    if args.insecure:
+        print("edge-agent firmware: warning: --insecure: plaintext MQTT to %s:%s; signals and commands cross the "
+              "network unencrypted and the broker is not authenticated (the board says so at every boot)"
+              % (host, port), file=sys.stderr)
     return 0
 
 
 def _cmd_build(args):
-    os.makedirs(args.out, exist_ok=True)
+    before = fb.private_dir(args.out)  # before anything is written in it
+    if before is not None and before & 0o077:
+        print("edge-agent firmware: %s was mode %04o, now 0700: the build may hold device secrets (--include)"
+              % (args.out, before), file=sys.stderr)
     _, report = fb.build(args.out, args.march, args.include)
     print(report, end="")
     print("tree to copy: %s/fs; ROMFS image: %s/bundle.romfs (%d bytes); report: %s/size-report.txt"

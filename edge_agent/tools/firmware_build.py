@@ -17,6 +17,7 @@ file name and every problem, not on the device.
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import tomllib
@@ -34,6 +35,16 @@ HOST_ONLY_PREFIX = "unix_"
 # MicroPython runs /main.py (not .mpy) at boot, and it is four lines.
 BOOT_MODULE = "main.py"
 DEFAULT_MARCH = "xtensawin"
+# Everything `build` writes is its owner's only. An --include may be the
+# device settings (HMAC secret, TLS client key, Wi-Fi password) under any
+# name, and the ROMFS image packs the includes, so the output directory and
+# every directory under it are 0700 and every file 0600, from creation
+# (mpy-cross and mpremote run with umask 077). One rule for every output:
+# nothing there needs reading by anyone else (the firmware is open source),
+# and an output added later cannot be forgotten.
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
+PRIVATE_UMASK = 0o077
 
 
 class FirmwareBuildError(Exception):
@@ -120,10 +131,14 @@ def _der_key(path):
 
 
 def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30, wifi_ssid=None,
-              wifi_password=None, operators=()):
+              wifi_password=None, operators=(), insecure=False):
     """The device settings CBOR: device id, its HMAC secret, the broker and,
     for TLS, the CA, client certificate and key in DER. Secret material:
-    write it with atomic_write(path, data, mode=0o600) and never print it."""
+    write it with atomic_write(path, data, mode=0o600) and never print it.
+
+    TLS is the default: settings without it need ``insecure`` (the CLI's
+    --insecure), which is recorded in them ("insecure": True) so the board
+    can say at every boot that it talks plaintext MQTT, and why."""
     from edge_agent.keys.identity import HMAC256, IdentityError, load_identity
 
     identity = load_identity(identity_dir)
@@ -133,10 +148,18 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
     settings = {"format": CONFIG_FORMAT, "device_id": identity.device_id, "secret": identity._secret,
                 "broker": {"host": host, "port": port, "keepalive_s": keepalive_s}}
     tls = (ca, cert, key)
+    if insecure and any(tls):
+        raise FirmwareBuildError("--insecure turns TLS off: drop --ca/--cert/--key, or drop --insecure")
     if any(tls) and not all(tls):
         raise FirmwareBuildError("TLS needs all three of --ca, --cert and --key")
     if all(tls):
         settings["tls"] = {"ca": _der_cert(ca), "cert": _der_cert(cert), "key": _der_key(key)}
+    elif insecure:
+        settings["insecure"] = True  # the board logs a plaintext warning at each boot (config.warn_plaintext)
+    else:
+        raise FirmwareBuildError("no TLS: give --ca FILE, --cert FILE and --key FILE (mutual TLS with the broker), "
+                                 "or --insecure for plaintext MQTT (a test broker only: the board then says so "
+                                 "at every boot)")
     from edge_agent.core.operator import check_name
 
     for name in operators:
@@ -177,36 +200,90 @@ def firmware_sources(host=False):
     return pairs
 
 
+def private_dir(path):
+    """Make ``path`` a directory only its owner can list or enter (0700):
+    created so (its missing parents with the usual mode), or narrowed if it
+    exists. Returns its previous mode, or None if it was created here."""
+    try:
+        before = os.stat(path)
+    except FileNotFoundError:
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        os.mkdir(path, PRIVATE_DIR)
+        os.chmod(path, PRIVATE_DIR)  # exactly 0700, whatever the umask left
+        return None
+    if not stat.S_ISDIR(before.st_mode):
+        raise FirmwareBuildError("%s: not a directory; give --out a directory for the build" % path)
+    os.chmod(path, PRIVATE_DIR)
+    return stat.S_IMODE(before.st_mode)
+
+
+def _mkdir_private(path):
+    """``path`` and its missing parents, each 0700 (the umask only narrows)."""
+    if not os.path.isdir(path):
+        _mkdir_private(os.path.dirname(path))
+        os.mkdir(path, PRIVATE_DIR)
+
+
+def _create_private(path, data):
+    """A new file ``path`` holding ``data``, mode 0600 from the first byte;
+    an existing one is an error (FileExistsError), never overwritten."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _replace_private(path, data=b""):
+    """``path`` as a new 0600 file holding ``data`` (a previous one, of any
+    mode, is removed first: its mode is not inherited)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    _create_private(path, data)
+
+
 def build(out_dir, march=DEFAULT_MARCH, extra_files=(), host=False):
     """Compile into ``out_dir``/fs (the device's file tree), pack it as a
     ROMFS image ``out_dir``/bundle.romfs, and return the size report rows
-    [(device path, source bytes, flash bytes)] and the report text."""
+    [(device path, source bytes, flash bytes)] and the report text.
+    ``extra_files`` (--include) go to the tree's root. Everything written is
+    private: directories 0700, files 0600 (see PRIVATE_DIR)."""
     tool = mpy_cross()
+    private_dir(out_dir)  # first: nothing below is reachable by others from now on
     tree = os.path.join(out_dir, "fs")
     if os.path.isdir(tree):
         shutil.rmtree(tree)
+    _mkdir_private(tree)
     rows = []
     for source, target in firmware_sources(host):
-        os.makedirs(os.path.dirname(os.path.join(tree, target)), exist_ok=True)
+        _mkdir_private(os.path.dirname(os.path.join(tree, target)))
         if target == BOOT_MODULE:
             dest = os.path.join(tree, target)
-            shutil.copyfile(source, dest)
+            with open(source, "rb") as f:
+                _create_private(dest, f.read())
         else:
             target = target[:-3] + ".mpy"
             dest = os.path.join(tree, target)
             result = subprocess.run([tool, "-march=" + march, "-o", dest, "-s", target[:-4] + ".py", source],
-                                    capture_output=True, text=True)
+                                    capture_output=True, text=True, umask=PRIVATE_UMASK)
             if result.returncode:
                 raise FirmwareBuildError("mpy-cross failed on %s:\n%s" % (source, result.stderr.strip()))
         rows.append((target, os.path.getsize(source), os.path.getsize(dest)))
     for path in extra_files:
-        dest = os.path.join(tree, os.path.basename(path))
-        shutil.copyfile(path, dest)
-        rows.append((os.path.basename(path), os.path.getsize(path), os.path.getsize(dest)))
+        name = os.path.basename(path)
+        dest = os.path.join(tree, name)
+        with open(path, "rb") as f:
+            data = f.read()
+        try:
+            _create_private(dest, data)
+        except FileExistsError:
+            raise FirmwareBuildError("--include %s: the tree already has /%s (two includes of one name, or a "
+                                     "name the firmware uses)" % (path, name)) from None
+        rows.append((name, os.path.getsize(path), os.path.getsize(dest)))
     build_romfs(tree, os.path.join(out_dir, "bundle.romfs"))
     report = format_report(rows, march)
-    with open(os.path.join(out_dir, "size-report.txt"), "w") as f:
-        f.write(report)
+    _replace_private(os.path.join(out_dir, "size-report.txt"), report.encode())
     return rows, report
 
 
@@ -214,9 +291,12 @@ def build_romfs(tree, image):
     """A ROMFS image of ``tree`` (mpremote's builder): MicroPython >= 1.25
     mounts it at /rom and runs its .mpy bytecode in place from flash, so
     code does not take heap. `mpremote romfs deploy` writes it to a board
-    with a ROMFS partition; the unix-port tests mount it with vfs.VfsRom."""
+    with a ROMFS partition; the unix-port tests mount it with vfs.VfsRom.
+    The image holds the tree's includes (device secrets): it is made a new
+    0600 file before mpremote writes into it."""
+    _replace_private(image)
     result = subprocess.run([mpremote_path(), "romfs", "--no-mpy", "-o", image, "build", tree],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, umask=PRIVATE_UMASK)
     if result.returncode:
         raise FirmwareBuildError("mpremote romfs build failed:\n%s" % (result.stderr or result.stdout).strip())
 

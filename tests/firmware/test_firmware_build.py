@@ -20,9 +20,9 @@ from simulator.fixtures.processes import ROOT
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 
 
-def cli(*args):
+def cli(*args, env=None):
     return subprocess.run([sys.executable, "-m", "edge_agent", "firmware", *args], capture_output=True, text=True,
-                          cwd=ROOT)
+                          cwd=ROOT, env=dict(os.environ, **(env or {})))
 
 
 def micropython(*args):
@@ -83,10 +83,87 @@ def test_provision_writes_the_secret_privately_and_never_prints_it(pki, tmp_path
     assert half.returncode == 2 and "all three" in half.stderr
 
 
+@pytest.fixture
+def umask_022():
+    """The usual umask: without an explicit mode, new files would be 0644
+    and directories 0755 (readable by every local user)."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def test_provision_without_tls_needs_insecure(pki, tmp_path, umask_022):
+    identity = create_identity(str(tmp_path / "id"), "fw-plain-1", "HMAC256")
+    out = tmp_path / "device.cbor"
+    refused = cli("provision", "--identity", identity.directory, "--broker", "10.0.0.2:1883", "-o", str(out))
+    assert refused.returncode == 2, refused.stderr
+    for option in ("--ca", "--cert", "--key", "--insecure"):
+        assert option in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr and not out.exists()
+    # --insecure: plaintext, chosen and recorded in the settings; still 0600
+    out.write_bytes(b"old")  # a previous file of the default mode is replaced, not reused
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
+    plain = cli("provision", "--identity", identity.directory, "--broker", "10.0.0.2:1883", "--insecure",
+                "-o", str(out))
+    assert plain.returncode == 0, plain.stderr
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert "plaintext MQTT to 10.0.0.2:1883" in plain.stderr
+    data = cbor2.loads(out.read_bytes())
+    assert data["insecure"] is True and "tls" not in data
+    assert identity._secret.hex() not in plain.stdout + plain.stderr
+    # --insecure with TLS files is a contradiction, as for `edge-agent run`
+    cert, key = pki.client("fw-plain-1")
+    both = cli("provision", "--identity", identity.directory, "--broker", "h:1", "--insecure", "--ca", pki.ca_cert,
+               "--cert", cert, "--key", key, "-o", str(tmp_path / "both.cbor"))
+    assert both.returncode == 2 and "--insecure turns TLS off" in both.stderr, both.stderr
+    # with TLS, nothing about plaintext is recorded
+    tls = cli("provision", "--identity", identity.directory, "--broker", "h:8883", "--ca", pki.ca_cert,
+              "--cert", cert, "--key", key, "-o", str(tmp_path / "tls.cbor"))
+    assert tls.returncode == 0, tls.stderr
+    assert "insecure" not in cbor2.loads((tmp_path / "tls.cbor").read_bytes()) and "plaintext" not in tls.stderr
+    assert stat.S_IMODE(os.stat(tmp_path / "tls.cbor").st_mode) == 0o600
+
+
+def test_the_device_warns_at_boot_without_tls(pki, tmp_path):
+    """config.warn_plaintext under MicroPython: one line for --insecure
+    settings, one naming the fix for settings without TLS made before
+    --insecure existed, nothing with TLS."""
+    create_identity(str(tmp_path / "id"), "fw-plain-2", "HMAC256")
+    cert, key = pki.client("fw-plain-2")
+    paths = []
+    for name, settings in (
+            ("insecure", fb.provision(str(tmp_path / "id"), "10.0.0.3", 1883, insecure=True)),
+            ("legacy", cbor2.dumps({k: v for k, v in cbor2.loads(fb.provision(
+                str(tmp_path / "id"), "10.0.0.3", 1884, insecure=True)).items() if k != "insecure"})),
+            ("tls", fb.provision(str(tmp_path / "id"), "10.0.0.3", 8883, pki.ca_cert, cert, key))):
+        path = tmp_path / (name + ".cbor")
+        path.write_bytes(settings)
+        paths.append(str(path))
+    script = tmp_path / "warn.py"
+    script.write_text(
+        "import sys, config\n"
+        "for path in sys.argv[1:]:\n"
+        "    print('--', path.rsplit('/', 1)[1])\n"
+        "    config.warn_plaintext(config.load_device(path), lambda level, text: print(level, text))\n")
+    result = micropython(str(script), *paths)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [
+        "-- insecure.cbor",
+        "warning plaintext MQTT to 10.0.0.3:1883 (provisioned with --insecure)",
+        "-- legacy.cbor",
+        "warning plaintext MQTT to 10.0.0.3:1884 (no TLS in the device settings: re-provision with --ca, --cert "
+        "and --key)",
+        "-- tls.cbor",
+    ]
+
+
 def test_the_device_loads_its_config_and_refuses_damage(pki, tmp_path):
     create_identity(str(tmp_path / "id"), "fw-build-3", "HMAC256")
     (tmp_path / "board.cbor").write_bytes(fb.compile_board(BOARD, ["uart0=1"]))
-    atomic_write(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883), mode=0o600)
+    atomic_write(str(tmp_path / "device.cbor"), fb.provision(str(tmp_path / "id"), "127.0.0.1", 1883, insecure=True),
+                 mode=0o600)
     (tmp_path / "damaged.cbor").write_bytes(fb.compile_board(BOARD)[:-9])
     script = tmp_path / "load.py"
     script.write_text(
@@ -143,6 +220,72 @@ def test_flash_dry_run_prints_the_mpremote_commands(build):
     ]
     missing = cli("flash", "--port", "/dev/ttyUSB0", "--out", out + "-none", "--dry-run")
     assert missing.returncode == 2 and "make firmware" in missing.stderr
+
+
+def _modes(top):
+    """{path relative to top: mode} for top and everything under it."""
+    modes = {".": stat.S_IMODE(os.lstat(top).st_mode)}
+    for directory, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(directory, name)
+            modes[os.path.relpath(path, top)] = stat.S_IMODE(os.lstat(path).st_mode)
+    return modes
+
+
+def test_build_with_device_settings_is_private(pki, tmp_path, umask_022):
+    """`firmware build --include device.cbor` (a real provisioned one: HMAC
+    secret, TLS client key, Wi-Fi password) under umask 022, into a build
+    directory left world-readable by an earlier build: the directory and
+    every directory under it end 0700, every file 0600; `flash --dry-run`
+    changes none of it."""
+    identity = create_identity(str(tmp_path / "id"), "fw-private-1", "HMAC256")
+    cert, key = pki.client("fw-private-1")
+    device = tmp_path / "device.cbor"
+    wifi_password = "wifi-pw-%s" % os.getpid()
+    result = cli("provision", "--identity", identity.directory, "--broker", "10.0.0.4:8883", "--ca", pki.ca_cert,
+                 "--cert", cert, "--key", key, "--wifi-ssid", "plant", "-o", str(device),
+                 env={"EA_WIFI_PASSWORD": wifi_password})
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(os.stat(device).st_mode) == 0o600
+    settings = cbor2.loads(device.read_bytes())
+    assert settings["wifi"]["password"] == wifi_password and settings["tls"]["key"]
+    board = tmp_path / "board.cbor"
+    assert cli("compile-board", BOARD, "-o", str(board)).returncode == 0
+    # An earlier build, as the default umask made it.
+    out = tmp_path / "build" / "firmware"
+    (out / "fs" / "lib").mkdir(parents=True)
+    (out / "fs" / "device.cbor").write_bytes(b"stale")
+    (out / "bundle.romfs").write_bytes(b"stale")
+    (out / "size-report.txt").write_text("stale")
+    assert _modes(str(out))["."] == 0o755 and _modes(str(out))["bundle.romfs"] == 0o644
+
+    result = cli("build", "--out", str(out), "--include", str(board), "--include", str(device))
+    assert result.returncode == 0, result.stderr
+    modes = _modes(str(out))
+    wrong = {path: "%04o" % mode for path, mode in modes.items()
+             if mode != (0o700 if os.path.isdir(os.path.join(out, path)) else 0o600)}
+    assert not wrong, wrong
+    assert "was mode 0755, now 0700" in result.stderr
+    secret = identity._secret
+    for shown in (secret.hex(), wifi_password):
+        assert shown not in result.stdout + result.stderr
+    for path in (".", "fs", "fs/lib", "fs/lib/edge_agent/core", "fs/device.cbor", "fs/board.cbor", "fs/main.py",
+                 "fs/lib/app.mpy", "bundle.romfs", "size-report.txt"):
+        assert path in modes, sorted(modes)
+    assert len(modes) > 50
+    # Why the image is private too: it packs the settings, secret and all.
+    assert (out / "fs" / "device.cbor").read_bytes() == device.read_bytes()
+    image = (out / "bundle.romfs").read_bytes()
+    for held in (secret, settings["tls"]["key"], wifi_password.encode()):
+        assert held in image
+    assert stat.S_IMODE((tmp_path / "build").stat().st_mode) == 0o755  # --out's parent: left as it was
+
+    flashed = cli("flash", "--port", "/dev/ttyUSB0", "--out", str(out), "--dry-run")
+    assert flashed.returncode == 0, flashed.stderr
+    assert _modes(str(out)) == modes
+    # An include whose name the tree already has is refused, not overwritten.
+    clash = cli("build", "--out", str(out), "--include", str(device), "--include", str(device))
+    assert clash.returncode == 2 and "already has /device.cbor" in clash.stderr, clash.stderr
 
 
 def test_flash_store_detects_every_torn_write_under_micropython(tmp_path):
