@@ -377,3 +377,46 @@ def test_the_demos_console_step_runs_on_the_acl(tmp_path):
     with open(os.path.join(workdir, "broker", "mosquitto.log"), errors="replace") as f:
         log = f.read()
     assert " as %s (" % demo_console.DEVICE_ID in log and " as operator:ops-team (" in log, log
+
+
+def test_a_reload_keeps_connected_clients_and_offline_sessions(pki, broker, probes):
+    """Granting an identity while the broker runs (the ACL rewritten and
+    mosquitto SIGHUPed, as docs/receiver.md tells operators to do) drops
+    nobody: a connected client stays, and a device's offline persistent
+    session keeps the commands queued for it."""
+    sleeper = "acl-sleeper"
+    watcher = probes(pki.receiver("acl-reload-watcher"))
+    watcher.subscribe(op.command_topic(sleeper))
+    device = Probe(pki.ca_cert, pki.client(sleeper), broker.port, client_id="ea-" + sleeper, v5=False, clean=False)
+    device.subscribe(op.command_topic(sleeper))
+    device.close()  # offline; its session stays at the broker
+    operator = probes(pki.operator("acl-reload-ops"))
+    assert operator.publish(op.command_topic(sleeper), b"before") == 0
+    before = os.path.getsize(broker.log_path)
+    pki.device_model(sleeper, "EA-ACL-SLEEP")  # a new grant: reloaded
+    pki.operator("acl-reload-ops-2")  # and another
+    with open(broker.log_path, errors="replace") as f:
+        f.seek(before)
+        assert f.read().count("Reloading config.") == 2
+    assert operator.publish(op.command_topic(sleeper), b"after") == 0
+    device = probes(pki.client(sleeper), client_id="ea-" + sleeper, v5=False, clean=False)
+    device.wait(lambda: len(device.received(op.command_topic(sleeper))) == 2, "the queued commands")
+    assert [p for p, _ in device.received(op.command_topic(sleeper))] == [b"before", b"after"]
+    watcher.wait(lambda: len(watcher.messages) == 2, "both commands")
+    assert watcher.disconnects == 0 and operator.disconnects == 0
+
+
+def test_the_documented_gateway_blocks_come_from_the_registry(tmp_path):
+    """docs/receiver.md's one-liner writes, for each gateway of the registry,
+    the block the fixture grants (Acl.device), and none for a board."""
+    with open(os.path.join(ROOT, "docs", "receiver.md")) as f:
+        doc = f.read()
+    code = doc.split("python3 -c '", 1)[1].split("' devices.toml", 1)[0]
+    registry = tmp_path / "devices.toml"
+    registry.write_text('[devices.gw-1]\nalgorithm = "EdDSA"\nmodel = "EA-DEMO-1"\npublic_key = "00"\n\n'
+                        '[devices.gw-2]\nalgorithm = "EdDSA"\npublic_key = "00"\n\n'
+                        '[devices.board-1]\nalgorithm = "HMAC256"\nmodel = "EA-DEMO-1"\nsecret = "00"\n')
+    out = subprocess.run([sys.executable, "-c", code, str(registry)], capture_output=True, text=True, check=True)
+    acl = Acl()
+    acl.device("gw-1", "EA-DEMO-1")
+    assert _rules(out.stdout.splitlines()) == [("user", "gw-1"), ("topic",) + acl.users["gw-1"][0]]
