@@ -43,11 +43,13 @@ class Probe:
     broker's answers (CONNACK, SUBACK and PUBACK reason codes) and every
     message it receives."""
 
-    def __init__(self, ca, cert_key, port, client_id="", v5=True, clean=True):
+    def __init__(self, ca, cert_key, port, client_id="", v5=True, clean=True, will=None):
         version = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
         kwargs = {} if v5 else {"clean_session": clean}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version, **kwargs)
         self.client.tls_set(ca, *cert_key)
+        if will is not None:
+            self.client.will_set(*will, qos=1, retain=True)
         self.messages = []  # (topic, payload, retain)
         self.connacks = []
         self.disconnects = 0
@@ -109,6 +111,11 @@ class Probe:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def drop(self):
+        """Lose the connection without a DISCONNECT: the broker sends the will."""
+        self.client.loop_stop()
+        self.client.socket().close()
+
 
 @pytest.fixture
 def probes(pki, broker):
@@ -122,6 +129,12 @@ def probes(pki, broker):
     yield make
     for probe in made:
         probe.close()
+
+
+def _log_since(broker, offset):
+    with open(broker.log_path, errors="replace") as f:
+        f.seek(offset)
+        return f.read()
 
 
 def status_of(payload):
@@ -155,6 +168,16 @@ def test_a_device_cannot_forge_another_devices_status_or_signals(pki, broker, pr
     v311 = probes(pki.client(intruder), client_id="ea-" + intruder, v5=False)
     for topic, payload in forged.items():
         assert v311.publish(topic, payload, retain=topic.endswith("/status")) == 0, topic  # dropped silently
+    # A last will on the victim's status, sent by the broker itself when the
+    # intruder's connection drops (as the agent's own will is).
+    mark = os.path.getsize(broker.log_path)
+    willing = Probe(pki.ca_cert, pki.client(intruder + "-will"), broker.port, v5=False,
+                    will=(sg.status_topic(victim), forged[sg.status_topic(victim)]))
+    willing.drop()
+    deadline = time.monotonic() + 10
+    while "Client %s-will closed its connection" % intruder not in _log_since(broker, mark):
+        assert time.monotonic() < deadline, _log_since(broker, mark)
+        time.sleep(0.05)
     # The fence: the intruder's own status, after every forgery, does arrive.
     fence = sg.status_payload(intruder, True)
     assert v311.publish(sg.status_topic(intruder), fence, retain=True) == 0
@@ -215,9 +238,7 @@ def test_a_device_cannot_take_another_devices_client_id(pki, broker, probes, sta
     # the agent (its CN), on MQTT 5. Each is connected under its own CN.
     intruders = [probes(pki.client(thieves[0]), client_id="ea-" + holder, v5=False, clean=False),
                  probes(pki.client(thieves[1]), client_id=holder)]
-    with open(broker.log_path, errors="replace") as f:
-        f.seek(mark)
-        log = f.read()
+    log = _log_since(broker, mark)
     assert "already connected" not in log, log  # mosquitto's words when an id is taken over
     assert all(log.count(" as %s (" % thief) == 1 for thief in thieves), log
     for intruder in intruders:
@@ -395,9 +416,7 @@ def test_a_reload_keeps_connected_clients_and_offline_sessions(pki, broker, prob
     before = os.path.getsize(broker.log_path)
     pki.device_model(sleeper, "EA-ACL-SLEEP")  # a new grant: reloaded
     pki.operator("acl-reload-ops-2")  # and another
-    with open(broker.log_path, errors="replace") as f:
-        f.seek(before)
-        assert f.read().count("Reloading config.") == 2
+    assert _log_since(broker, before).count("Reloading config.") == 2
     assert operator.publish(op.command_topic(sleeper), b"after") == 0
     device = probes(pki.client(sleeper), client_id="ea-" + sleeper, v5=False, clean=False)
     device.wait(lambda: len(device.received(op.command_topic(sleeper))) == 2, "the queued commands")
