@@ -184,7 +184,7 @@ class LiveRun:
         self.agent_argv = self._agent_argv()
         self.start_agent()
         self.agent.wait_for("connected to broker", 30)
-        self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
+        self.say("  mosquitto (TLS, ACL) :%d, fault proxy :%d, receiver, agent %s on %s" % (
             self.broker.port, self.proxy.port, spec.device_id,
             ", ".join("%s=%s" % (b, os.path.basename(p)) for b, p in sorted(
                 [(b, self.live_board.path(b)) for b in self.live_board.ports] + list(self.modbus.links.items())))))
