@@ -24,6 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 import asyncio  # noqa: E402
 import contextlib  # noqa: E402
+import re  # noqa: E402
+import threading  # noqa: E402
+import tomllib  # noqa: E402
 import tty  # noqa: E402
 
 import aiomqtt  # noqa: E402
@@ -31,16 +34,80 @@ import aiomqtt  # noqa: E402
 from edge_agent.keys.identity import create_identity  # noqa: E402
 from edge_agent.receiver.registry import Registry  # noqa: E402
 from edge_agent.broker import client_context  # noqa: E402
-from simulator.fixtures.broker import Mosquitto  # noqa: E402
+from cryptography.x509.oid import ExtendedKeyUsageOID  # noqa: E402
+from simulator.fixtures.broker import Acl, Mosquitto  # noqa: E402
 from simulator.fixtures.pki import DevPKI  # noqa: E402
 from simulator.fixtures.processes import Child, edge_agent_argv  # noqa: E402
 
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 
+# The session's broker runs the shipped broker config and ACL
+# (docs/deploy/): pki.client(NAME) is a device's certificate (CN = NAME),
+# which may publish only as that device. Tests written before the ACL issue
+# these names for another job, so they get that job's certificate instead;
+# new tests ask for it: pki.receiver(NAME), pki.operator(NAME).
+LEGACY_ROLES = (
+    ("operator", re.compile(r"test-operator|test-cli|test-cli-model|test-publisher-\d+")),
+    ("receiver", re.compile(r"rx-\d+|rx-cli|cli-watch|preempt-sub|.+-receiver")),
+    # A test harness may publish and read anything, as no real identity may:
+    # it injects garbage on other devices' topics (rx-pub), uplinks for a
+    # device under another name (preempt-up), or drives MQTT on topics of
+    # its own (fw-mqtt-*). CN harness:NAME.
+    ("harness", re.compile(r"rx-pub|preempt-up|fw-mqtt-device|fw-mqtt-peer")),
+)
+HARNESS = "harness:"
+
+
+class SessionPKI(DevPKI):
+    """The session's throwaway PKI: each identity it issues is granted on the
+    session broker's ACL, in force (mosquitto reloaded) before it returns."""
+
+    def __init__(self, directory):
+        super().__init__(directory)
+        self.acl = Acl()
+        self.brokers = []
+        self._lock = threading.Lock()
+
+    def _grant(self, changed):
+        if changed:
+            for running in self.brokers:
+                running.reload_acl()
+
+    def client(self, name):
+        for role, names in LEGACY_ROLES:
+            if names.fullmatch(name):
+                return getattr(self, role)(name)
+        return super().client(name)
+
+    def receiver(self, name):
+        with self._lock:
+            self._grant(self.acl.receiver(name))
+        return super().receiver(name)
+
+    def operator(self, name):
+        with self._lock:
+            self._grant(self.acl.operator(name))
+        return super().operator(name)
+
+    def harness(self, name):
+        with self._lock:
+            self._grant(self.acl.grant(HARNESS + name, [("readwrite", "#")]))
+        return self._issue(name, HARNESS + name, ExtendedKeyUsageOID.CLIENT_AUTH)
+
+    def device_model(self, device_id, model):
+        """The device (a gateway) receives its model's command topic."""
+        with self._lock:
+            self._grant(self.acl.device(device_id, model))
+
+
+def board_model(board_path):
+    with open(board_path, "rb") as f:
+        return tomllib.load(f)["board"]["model"]
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
-    return DevPKI(str(tmp_path_factory.mktemp("pki")))
+    return SessionPKI(str(tmp_path_factory.mktemp("pki")))
 
 
 # The receiver side's registry: every identity the tests create is added,
@@ -55,10 +122,15 @@ def registry():
 
 @pytest.fixture(scope="session")
 def broker(pki, tmp_path_factory):
-    """One mutual-TLS mosquitto for the session; tests use unique device ids
-    so their topics never overlap."""
-    with Mosquitto(str(tmp_path_factory.mktemp("broker")), pki=pki) as running:
-        yield running
+    """One mutual-TLS mosquitto for the session, configured as shipped
+    (docs/deploy/mosquitto.conf and its ACL): tests use unique device ids so
+    their topics never overlap."""
+    with Mosquitto(str(tmp_path_factory.mktemp("broker")), pki=pki, acl=pki.acl) as running:
+        pki.brokers.append(running)
+        try:
+            yield running
+        finally:
+            pki.brokers.remove(running)
 
 
 class Pty:
@@ -92,7 +164,9 @@ class Agent:
 
     def __init__(self, pki, broker_port, identity_dir, port_path, board=BOARD, extra=()):
         self.identity_dir = identity_dir
-        cert, key = pki.client(os.path.basename(identity_dir))
+        device_id = os.path.basename(identity_dir)
+        cert, key = pki.client(device_id)
+        pki.device_model(device_id, board_model(board))
         self.child = Child(
             "agent-" + os.path.basename(identity_dir),
             edge_agent_argv(
@@ -130,7 +204,7 @@ class Subscriber:
     (topic, payload) pairs; used from synchronous tests."""
 
     def __init__(self, pki, port, topics):
-        cert, key = pki.client("test-subscriber-%d" % os.getpid())
+        cert, key = pki.receiver("test-subscriber")
         self.context = client_context(pki.ca_cert, cert, key)
         self.port = port
         self.topics = topics

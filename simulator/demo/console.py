@@ -1,13 +1,14 @@
 """`make demo`'s console step: a technician session on a running agent.
 
-Starts what a console needs, on real parts: mosquitto with mutual TLS, the
-demo gateway's virtual sensor board on a pty, and `edge-agent run` with its
-console on a Unix socket (`--console-socket`) trusting one operator key
-(`--operators`). Then, through the same client code as `edge-agent
-console`, it types a session and prints the transcript: status,
-components, a login with a technician token made by `edge-agent keys
-technician-token`, a forced quarantine of the cabinet fan and its release
-(each audited), logout. Everything it started is stopped before it returns.
+Starts what a console needs, on real parts: mosquitto with mutual TLS and
+the shipped ACL (docs/deploy/), the demo gateway's virtual sensor board on
+a pty, and `edge-agent run` with its console on a Unix socket
+(`--console-socket`) trusting one operator key (`--operators`). Then,
+through the same client code as `edge-agent console`, it types a session
+and prints the transcript: status, components, a login with a technician
+token made by `edge-agent keys technician-token`, a forced quarantine of
+the cabinet fan and its release (each audited), logout. Everything it
+started is stopped before it returns.
 
     python -m simulator.demo.console     # on its own
 """
@@ -16,13 +17,14 @@ import os
 import sys
 import tempfile
 
-from simulator.fixtures.broker import Mosquitto
+from simulator.fixtures.broker import Acl, Mosquitto
 from simulator.fixtures.pki import DevPKI
 from simulator.fixtures.processes import Child, edge_agent_argv, print_lock, say
 from simulator import ROOT
 
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 DEVICE_ID = "demo-console"
+MODEL = "EA-DEMO-1"  # the demo gateway's (boards/demo-gateway.toml)
 AUDITS = 4  # login, quarantine.force, quarantine.release, logout
 
 
@@ -52,7 +54,12 @@ def run(workdir):
         with open(operators, "w") as f:
             f.write(_quiet(edge_agent_argv("keys", "operator-entry", operator_dir)))
         say("operator ops-team made (edge-agent keys operator-init); the device trusts its public key (--operators)")
-        broker = Mosquitto(os.path.join(workdir, "broker"), pki=pki).start()
+        # The broker's ACL: the device writes only as itself and reads its own
+        # and its model's commands; the operator reads the audits (watch).
+        acl = Acl()
+        acl.device(DEVICE_ID, MODEL)
+        acl.operator("ops-team")
+        broker = Mosquitto(os.path.join(workdir, "broker"), pki=pki, acl=acl).start()
         sim = Child("simulator", edge_agent_argv("sim", "sensors", "--board", BOARD, "--seed", "11"), stdin=True,
                     relay=False)
         children.append(sim)
@@ -68,7 +75,7 @@ def run(workdir):
         registry = os.path.join(workdir, "devices.toml")
         with open(registry, "w") as f:
             f.write(_quiet(edge_agent_argv("keys", "registry-entry", identity)))
-        watch_cert, watch_key = pki.client("demo-console-watch")
+        watch_cert, watch_key = pki.operator("ops-team")
         watch = Child("watch", edge_agent_argv(
             "watch", "--device", DEVICE_ID, "--kind", "audit", "--registry", registry, "--count", str(AUDITS),
             "--timeout", "30", "--broker", "127.0.0.1:%d" % broker.port, "--ca", pki.ca_cert,

@@ -3,10 +3,11 @@ scenario files from the library.
 
 1. live, on real time (simulator/scenarios/demo_live.toml, run by the
    engine behind `edge-agent sim run --live`, simulator/scenarios/live/run.py):
-   a throwaway CA, mosquitto with mutual TLS, the reference receiver
-   (verifies every signature, stores in SQLite), the TCP fault proxy, the
-   demo gateway's physics on a pseudo-terminal and the agent
-   (`edge-agent run`, simulated GPIO) reading it. On the scenario's
+   a throwaway CA, mosquitto with mutual TLS and the shipped ACL
+   (docs/deploy/: each client acts only as its certificate's CN), the
+   reference receiver (verifies every signature, stores in SQLite), the
+   TCP fault proxy, the demo gateway's physics on a pseudo-terminal and
+   the agent (`edge-agent run`, simulated GPIO) reading it. On the scenario's
    timeline: line noise on the serial port (counted, skipped), the coolant
    probe failing high (a signed critical alert), the cabinet fan's
    tachometer sticking (the health engine quarantines the fan and cuts its
@@ -86,7 +87,7 @@ def main():
     reports = []
     ok = False
     try:
-        step("live: scenario simulator/scenarios/demo_live.toml on real processes: mosquitto (mutual TLS), the "
+        step("live: scenario simulator/scenarios/demo_live.toml on real processes: mosquitto (mutual TLS, ACL), the "
              "reference receiver, the fault proxy, the sensor board on a pty, the agent; faults on its timeline")
         reports.append(run_live_scenario("demo_live.toml", os.path.join(REPORT_DIR, "demo_live.png"),
                                          os.path.join(workdir, "live")))

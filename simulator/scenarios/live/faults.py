@@ -77,7 +77,7 @@ def apply(live, action, fault):
         live.broker.stop()
     elif action == "end_broker_down":
         live.broker = Mosquitto(live.broker.directory, pki=live.pki, port=live.broker.port,
-                                persistent=True).start()
+                                persistent=True, acl=live.broker.acl).start()
         live.window("link", False)
     elif action == "partition":
         live.window("link", True)

@@ -7,8 +7,10 @@ and faults really applied (`edge-agent sim run --live FILE`).
                                                               |
                                          receiver.sqlite <----/  (expectations judged here)
 
-What runs: a throwaway CA, mosquitto with mutual TLS and persistence (a
-broker restart keeps the receiver's session), the reference receiver
+What runs: a throwaway CA, mosquitto with mutual TLS, the shipped ACL
+(docs/deploy/: the agent writes only as its device, the receiver reads as
+a receiver) and persistence (a broker restart keeps the receiver's
+session), the reference receiver
 subscribed straight to it, the fault proxy in front of it for the agent
 only, the scenario's physics on a pty per line-protocol bus and in the
 registers of pymodbus slaves on a pty per Modbus bus, and the agent with
@@ -43,7 +45,7 @@ from edge_agent.receiver.storage import Storage
 from simulator.scenarios.live import faults as live_faults
 from simulator.hardware import physics
 from simulator.faults import small_fs
-from simulator.fixtures.broker import Mosquitto
+from simulator.fixtures.broker import Acl, Mosquitto
 from simulator.faults.fault_proxy import FaultProxy
 from simulator.scenarios.live.board import LiveBoard
 from simulator.scenarios.live.modbus import LiveModbus
@@ -155,10 +157,13 @@ class LiveRun:
         registry = os.path.join(self.workdir, "devices.toml")
         with open(registry, "w") as f:
             f.write(identity.registry_entry(model=self.board.model))
-        self.broker = Mosquitto(os.path.join(self.workdir, "broker"), pki=pki, persistent=True).start()
+        acl = Acl()
+        acl.device(spec.device_id, self.board.model or None)
+        acl.receiver("live")
+        self.broker = Mosquitto(os.path.join(self.workdir, "broker"), pki=pki, persistent=True, acl=acl).start()
         self.proxy = FaultProxy(self.broker.port, seed=self.seed).start()
         self.db = os.path.join(self.workdir, "receiver.sqlite")
-        cert, key = pki.client("live-receiver")
+        cert, key = pki.receiver("live")
         receiver = Child("receiver", edge_agent_argv(
             "receiver", "run", "--registry", registry, "--db", self.db, "--no-live", "--group", "",
             "--client-id", "live-receiver-" + spec.device_id, "--broker", "127.0.0.1:%d" % self.broker.port,
@@ -179,7 +184,7 @@ class LiveRun:
         self.agent_argv = self._agent_argv()
         self.start_agent()
         self.agent.wait_for("connected to broker", 30)
-        self.say("  mosquitto (TLS) :%d, fault proxy :%d, receiver, agent %s on %s" % (
+        self.say("  mosquitto (TLS, ACL) :%d, fault proxy :%d, receiver, agent %s on %s" % (
             self.broker.port, self.proxy.port, spec.device_id,
             ", ".join("%s=%s" % (b, os.path.basename(p)) for b, p in sorted(
                 [(b, self.live_board.path(b)) for b in self.live_board.ports] + list(self.modbus.links.items())))))
