@@ -21,7 +21,12 @@ def client_context(ca_file, cert_file=None, key_file=None):
             raise TLSConfigError("%s %s: no such file" % (label, path))
     if (cert_file is None) != (key_file is None):
         raise TLSConfigError("--cert and --key go together: give both or neither")
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # PROTOCOL_TLS_CLIENT verifies the certificate and the host name like
+    # create_default_context, but trusts no CA until told: the default
+    # context also loads the system's ~140 public CAs, and anyone holding a
+    # publicly trusted certificate for the broker's name could then pose as
+    # the broker. Only --ca is trusted.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         context.load_verify_locations(cafile=ca_file)
