@@ -28,9 +28,14 @@ provides:
                             Signals stored and sent, SetOutputs applied)
     view.output_is_on(id)   read a GPIO output back: True, False, or None (cannot tell)
 
-Authorization. Read-only commands need nothing. Privileged ones need a
-session opened with `login TOKEN`: a technician token (operator.py) signed
-by a trusted operator, bound to this device, not expired, with the
+Authorization. Before login the console shows what the device measures
+and decides (readings, component states, alerts), never who did what nor
+how it is configured and connected: `log` and `config show` need a session
+(scope "read", which every token has), and `status`, `buffer`,
+`components`, `alerts` and the notices leave out the broker, the last
+errors, who acted and the audit log (console_show.py). Privileged commands
+need a session opened with `login TOKEN`: a technician token (operator.py)
+signed by a trusted operator, bound to this device, not expired, with the
 command's scope. The session ends when the token expires or at `logout`.
 Five failed logins in a row lock login for 30 s, doubling with each
 further lockout up to an hour (on the device, not per session: a new
@@ -158,16 +163,19 @@ class AlertRecord:
 # name -> (scope needed or None, usage, one-line summary, details)
 COMMANDS = {
     "help": (None, "help [COMMAND]", "list commands, or explain one", ""),
-    "status": (None, "status", "uptime, versions, link, store depth per lane, last errors", ""),
+    "status": (None, "status", "uptime, versions, link, store depth per lane, last errors",
+               "Before login: the link's state only, without the broker, and no errors."),
     "readings": (None, "readings [SENSOR]", "live values with units and rule state",
                  "Without SENSOR, one line per sensor. With it: valid range, every rule\n"
                  "(active or not, since when, why) and the last few values."),
-    "components": (None, "components", "component states, since when, and why", ""),
+    "components": (None, "components", "component states, since when, and why",
+                   "Before login a hand-made transition does not say whose hand."),
     "alerts": (None, "alerts", "recent alerts and whether they are acknowledged",
-               "The last %d alerts since the agent started, numbered by their seq." % MAX_ALERTS),
+               "The last %d alerts since the agent started, numbered by their seq.\n"
+               "Before login, not who acknowledged them." % MAX_ALERTS),
     "buffer": (None, "buffer", "what the store holds per lane, waiting for the broker", ""),
-    "log": (None, "log [N]", "the last N log lines (default %d)" % show.DEFAULT_LOG_LINES, ""),
-    "config": (None, "config show", "the board and agent configuration", ""),
+    "log": ("read", "log [N]", "the last N log lines (default %d)" % show.DEFAULT_LOG_LINES, ""),
+    "config": ("read", "config show", "the board and agent configuration", ""),
     "selftest": (None, "selftest", "check every sensor; pulse every output (scope selftest)",
                  "Sensors pass when their last reading is recent, not a fault and in range.\n"
                  "Outputs are switched off and on again and read back; that drives hardware,\n"
@@ -218,7 +226,7 @@ class Console:
     def observe(self, signal):
         """A signal the device issued (numbered): remember what the console
         shows and tell every session that wants notices."""
-        text = None
+        text = public = None
         body = signal.body
         if signal.kind == sg.KIND_ALERT:
             active = body.get(sg.A_ACTIVE, True)
@@ -227,20 +235,30 @@ class Console:
             self.alerts.append(record)
             if len(self.alerts) > MAX_ALERTS:
                 self.alerts.pop(0)
-            text = "*** alert #%d %s: %s" % (signal.seq, record.severity if active else "cleared", record.text)
+            text = public = "*** alert #%d %s: %s" % (signal.seq, record.severity if active else "cleared",
+                                                    record.text)
         elif signal.kind == sg.KIND_STATE:
             cid = body.get(sg.S_COMPONENT, "")
-            self.reasons[cid] = body.get(sg.S_REASON, "")
-            text = "*** %s: %s -> %s (%s)" % (cid, body.get(sg.S_FROM), body.get(sg.S_TO), body.get(sg.S_REASON))
-        elif signal.kind == sg.KIND_AUDIT:
+            reason = body.get(sg.S_REASON, "")
+            event = body.get(sg.S_EVENT)
+            # A forced or released component names who did it: not before login.
+            shown = ("forced into quarantine by hand" if event == cs.FORCE else "released by hand"
+                     if event == cs.RELEASE else reason)
+            self.reasons[cid] = (reason, shown)
+            text = "*** %s: %s -> %s (%s)" % (cid, body.get(sg.S_FROM), body.get(sg.S_TO), reason)
+            public = "*** %s: %s -> %s (%s)" % (cid, body.get(sg.S_FROM), body.get(sg.S_TO), shown)
+        elif signal.kind == sg.KIND_AUDIT:  # the audit log: only for technicians
             text = "*** audit: %s (%s)" % (audit.describe(body), body.get(sg.U_CHANNEL))
         if text is not None:
+            now = self.view.now_ms()
             for session in self.sessions:
                 # The session whose command caused a state change or an
                 # audit already says so in its reply; alerts it still sees.
                 if session.busy and signal.kind != sg.KIND_ALERT:
                     continue
-                session.notice(text)
+                shown = text if session.logged_in(now) else public
+                if shown is not None:
+                    session.notice(shown)
 
     def find_alert(self, seq):
         for alert in self.alerts:
@@ -314,6 +332,9 @@ class Session:
     def view_now(self):
         return self.console.view.now_ms()
 
+    def logged_in(self, now):
+        return self.token is not None and now < self.token.expires_ms
+
     # -- commands ------------------------------------------------------------
 
     def _run_line(self, text):
@@ -347,7 +368,7 @@ class Session:
         handler = getattr(self, "_cmd_" + name, None)
         if handler is not None:
             return handler(args, now)
-        return getattr(show, "cmd_" + name)(self.console, args, now)
+        return getattr(show, "cmd_" + name)(self.console, args, now, self.token is not None)
 
     def _expire(self, now):
         token = self.token
@@ -359,10 +380,13 @@ class Session:
 
     def _authorize(self, name, scope):
         token = self.token
+        if token is None and scope == "read":
+            raise ConsoleError("`%s` shows what only technicians see; log in first: login TOKEN (the operator "
+                               "makes one with `edge-agent keys technician-token`)" % name)
         if token is None:
             raise ConsoleError("`%s` needs a technician session: `login TOKEN` with a token that has scope %r "
                                "(the operator makes one with `edge-agent keys technician-token`)" % (name, scope))
-        if not token.allows(scope):
+        if scope != "read" and not token.allows(scope):  # every token may read
             raise ConsoleError("%s's token has scopes %s, not %r; ask the operator for a token with it"
                                % (token.subject, ", ".join(token.scopes), scope))
 
@@ -380,7 +404,9 @@ class Session:
                 raise ConsoleError(_unknown(name))
             scope, usage, summary, details = COMMANDS[name]
             lines = ["usage: " + usage, summary + "."]
-            if scope:
+            if scope == "read":
+                lines.append("Needs a technician session (`login TOKEN`), any scope.")
+            elif scope:
                 lines.append("Needs a technician session with scope %r (`login TOKEN`)." % scope)
             if details:
                 lines.append(details)

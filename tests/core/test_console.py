@@ -37,6 +37,7 @@ def test_every_command_has_help_and_is_listed():
 def test_read_only_commands_show_the_device():
     view, console = bench()
     screen = Screen(console)
+    _login(screen)  # what only technicians see is here too (before login: test_console_private.py)
     status = screen.run("status")
     for text in ("device      unit-7", "agent       edge-agent test", "link        online: test broker",
                  "store       lane 0: 0", "components  ok 2", "last errors", "  error 2"):
@@ -56,7 +57,7 @@ def test_read_only_commands_show_the_device():
     assert "fan_power    /dev/gpiochip0 line 17" in config and "telemetry   every 10 s" in config
     assert "error: usage: config show" in screen.run("config set x")
     assert "error: status takes no arguments" in screen.run("status now")
-    assert view.audits() == []  # looking is never audited
+    assert [s.body[sg.U_ACTION] for s in view.audits()] == ["console.login"]  # looking is never audited
 
 
 def test_rule_state_and_alerts_follow_the_device():
@@ -290,8 +291,14 @@ def test_sessions_are_independent():
     assert "needs a technician session" in two.run("quarantine force fan")
     one.run("quarantine force fan")
     two.type("")
-    assert "*** fan: ok -> forced" in two.text
-    assert "*** audit: applied quarantine.force fan by alice (console)" in two.text
+    # Before login the other session hears what happened, not who did it.
+    assert "*** fan: ok -> forced (forced into quarantine by hand)" in two.text
+    assert "alice" not in two.text and "*** audit" not in two.text
+    _login(two, subject="bob")
+    one.run("quarantine release fan")
+    two.type("")
+    assert "*** fan: forced -> ok (released by alice)" in two.text
+    assert "*** audit: applied quarantine.release fan by alice (console)" in two.text
 
 
 def test_no_trusted_operators_means_nobody_logs_in():
