@@ -212,10 +212,40 @@ def test_an_alert_appears_between_lines_and_is_acknowledged(rig, term):
     rig.sim.send("heal coolant_temp")
 
 
-def test_lockout_after_repeated_failures(rig, term):
+def test_lockout_after_repeated_failures_is_the_port_s_for_seconds(rig, term):
+    for _ in range(3):  # not tokens: no login attempts
+        assert "not counted as a failed login" in term.command("login AAAA")
     bad = rig.token(device="console-2")
     for _ in range(4):
         assert "login refused: wrong-device" in term.command("login " + bad)
-    assert "login locked for 30 s" in term.command("login " + bad)
+    assert "5 failed logins in a row: login locked for 2 s on this port" in term.command("login " + bad)
     answer = term.command("login " + rig.token())
-    assert answer.startswith("error: login is locked for 2") or answer.startswith("error: login is locked for 3"), answer
+    assert answer.startswith("error: login is locked for ") and answer.endswith(
+        " on this port after repeated failures; wait, then try again"), answer
+    # The socket is another port: not locked. All its connections are one
+    # port: failures there lock it for the next connection too.
+    one = socket_terminal(rig.socket_path, "socket-3")
+    try:
+        one.expect("console on %s" % DEVICE)
+        one.answer()
+        assert one.command("login " + rig.token(subject="frank")).startswith("logged in as frank")
+        assert one.command("logout") == "logged out frank"
+        for _ in range(5):
+            answer = one.command("login " + bad)
+        assert "login locked for 2 s on this port" in answer, answer
+        time.sleep(2.1)  # (the serial port's lock is over too)
+        for _ in range(5):
+            answer = one.command("login " + bad)
+        assert "login locked for 4 s on this port" in answer, answer
+    finally:
+        one.sock.close()
+    two = socket_terminal(rig.socket_path, "socket-4")
+    try:
+        two.expect("console on %s" % DEVICE)
+        two.answer()
+        assert two.command("login " + rig.token()).startswith("error: login is locked for ")
+    finally:
+        two.sock.close()
+    # A genuine token on the serial port gets in once its seconds are over.
+    assert term.command("login " + rig.token(subject="gina")).startswith("logged in as gina")
+    assert term.command("logout") == "logged out gina"
