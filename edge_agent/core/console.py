@@ -238,7 +238,7 @@ class Console:
         self.max_line = max_line
         self.sessions = []
         self.alerts = []  # AlertRecord, oldest first
-        self.reasons = {}  # component id -> reason of its last transition
+        self.reasons = {}  # component id -> (reason of its last transition, as shown before login)
         self.internal_errors = []  # bugs caught in commands, for the adapter to log
 
     def open_session(self, name, port=None):
