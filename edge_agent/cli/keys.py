@@ -2,7 +2,10 @@
 `show`) and the operator side of signed operations (`operator-init`,
 `operator-entry`, `technician-token`; `cmd send` is in cmd.py)."""
 
+import os
+import shlex
 import socket
+import stat
 import sys
 
 from edge_agent.cli.common import EXIT_OK, UsageError, load_identity, load_registry
@@ -24,19 +27,56 @@ def cmd_keys_init(args):
         raise UsageError(str(exc)) from None
     print("created %s identity for device %s in %s (private key mode 0600, never printed)"
           % (identity.algorithm, identity.device_id, args.dir))
-    print("register it with the receiver: edge-agent keys registry-entry %s >> devices.toml" % args.dir)
+    print("register it with the receiver: %s" % registry_command(args.dir, identity.algorithm == HMAC256))
     return EXIT_OK
+
+
+def registry_command(directory, secret):
+    """The command that adds an identity to the receiver's registry: an
+    HMAC device's entry holds its secret, so it goes to a file kept 0600."""
+    return "edge-agent keys registry-entry %s%s --output devices.toml" % (
+        shlex.quote(directory), " --include-secret" if secret else "")
 
 
 def cmd_keys_registry_entry(args):
-    from edge_agent.keys.identity import IdentityError
+    from edge_agent.keys.identity import HMAC256, IdentityError, append_registry_entry
 
     identity = load_identity(args.dir)
     try:
-        sys.stdout.write(identity.registry_entry(model=args.model, include_secret=args.include_secret))
+        entry = identity.registry_entry(model=args.model, include_secret=args.include_secret)
     except IdentityError as exc:
         raise UsageError(str(exc)) from None
+    secret = args.include_secret and identity.algorithm == HMAC256
+    if args.output:
+        try:
+            created = append_registry_entry(args.output, entry, identity.device_id, secret)
+        except IdentityError as exc:
+            raise UsageError("--output %s" % exc) from None
+        print("added device %s (%s%s) to %s%s" % (identity.device_id, identity.algorithm,
+                                                   ", with its secret" if secret else "", args.output,
+                                                   " (a new file, mode 0600)" if created else ""))
+        return EXIT_OK
+    if secret:
+        _check_secret_stdout(identity.device_id)
+    sys.stdout.write(entry)
     return EXIT_OK
+
+
+def _check_secret_stdout(device_id):
+    """An HMAC secret about to go to stdout: refused into a regular file
+    that group or others can read (`>> devices.toml` under umask 022 makes
+    one), else said on stderr (a pipe or a terminal may be what is meant:
+    ssh to the receiver, a secret store)."""
+    try:
+        mode = os.fstat(sys.stdout.fileno()).st_mode
+    except (OSError, ValueError):
+        mode = 0
+    if stat.S_ISREG(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UsageError("--include-secret: stdout is a file readable by group or others (mode %o); nothing "
+                         "written. Use --output devices.toml (appends, kept mode 0600), or `chmod 600` the "
+                         "file first" % stat.S_IMODE(mode))
+    sys.stderr.write("edge-agent: warning: stdout gets device %s's HMAC secret; keep where it goes private "
+                     "(--output FILE writes it mode 0600)\n" % device_id)
 
 
 def cmd_keys_show(args):
@@ -123,11 +163,17 @@ def add_commands(sub):
     init.add_argument("--device-id", default=None, help="the device id (default: the host name)")
     init.add_argument("--hmac", action="store_true", help="HMAC-SHA256 shared secret instead of Ed25519")
     init.set_defaults(func=cmd_keys_init)
-    entry = keys_sub.add_parser("registry-entry", help="print the receiver's devices.toml block for an identity")
+    entry = keys_sub.add_parser("registry-entry", help="print (or append to --output) the receiver's devices.toml "
+                                "block for an identity")
     entry.add_argument("dir")
     entry.add_argument("--model", help="product model, for fleet-wide advisories")
     entry.add_argument("--include-secret", action="store_true",
-                       help="HMAC identities only: print the shared secret (the receiver needs it)")
+                       help="HMAC identities only: include the shared secret (the receiver needs it); to stdout "
+                            "only if it is not a file others can read")
+    entry.add_argument("--output", metavar="FILE",
+                       help="append the block to FILE (the registry, e.g. devices.toml): created mode 0600; "
+                            "refused if FILE already registers the device or, with a secret, if group or "
+                            "others can read it")
     entry.set_defaults(func=cmd_keys_registry_entry)
     show = keys_sub.add_parser("show", help="show an identity's device id, algorithm and public key")
     show.add_argument("dir")

@@ -1,8 +1,12 @@
 """The technician console: text in, text out, the same on a Pi and an ESP32.
 
     Console(view, trusted)       one per device: what sessions share (the
-                                 view, the login lockout, recent alerts)
-    console.open_session(name)   one per connection (a UART, a socket client)
+                                 view, each port's login lockout, recent alerts)
+    console.open_session(name, port)
+                                 one per connection (a UART, a socket client);
+                                 ``port`` (default: the name) is what failed
+                                 logins are counted against: a serial port,
+                                 the UART, the socket (all its clients)
     session.feed(bytes)          the port's bytes; then
     session.take_output()        the bytes to write back
     console.observe(signal)      every signal the device issues: kept for
@@ -28,25 +32,43 @@ provides:
                             Signals stored and sent, SetOutputs applied)
     view.output_is_on(id)   read a GPIO output back: True, False, or None (cannot tell)
 
-Authorization. Read-only commands need nothing. Privileged ones need a
-session opened with `login TOKEN`: a technician token (operator.py) signed
-by a trusted operator, bound to this device, not expired, with the
+Authorization. Before login the console shows what the device measures
+and decides (readings, component states, alerts), never who did what nor
+how it is configured and connected: `log` and `config show` need a session
+(scope "read", which every token has), and `status`, `buffer`,
+`components`, `alerts` and the notices leave out the broker, the last
+errors, who acted and the audit log (console_show.py). Privileged commands
+need a session opened with `login TOKEN`: a technician token (operator.py)
+signed by a trusted operator, bound to this device, not expired, with the
 command's scope. The session ends when the token expires or at `logout`.
-Five failed logins in a row lock login for 30 s, doubling with each
-further lockout up to an hour (on the device, not per session: a new
-connection does not reset it).
+
+Failed logins. Text that is not a token (not base64url, not COSE) is
+refused as malformed and is not a login attempt: not counted, not
+audited. A token that fails verification counts against its port (the
+session's ``port``: Ctrl-D or a new connection does not reset it): five in
+a row lock login on that port for 2 s, doubling up to 8 s, while tokens
+are not even checked. Other ports are not locked: a passer-by cannot lock
+the owner's technicians out, and a genuine token on the passer-by's port
+waits at most 8 s. (Guessing an Ed25519 signature or an HMAC-SHA256 tag is
+infeasible whatever the lockout; it only slows a script and bounds the
+work and the audits.)
 
 Audit. Every privileged action, applied or refused by the device, and
 every login (accepted or refused) becomes an audit signal (audit.py,
-channel "console") that the view dispatches at alert priority. Commands
-refused because nobody is logged in are not audited: anyone at the port can
-type them, and an unauthenticated flood must not evict stored data.
+channel "console") that the view dispatches at alert priority. Failed
+logins are audited five at a time: then, for a quiet period of 30 s
+doubling up to an hour (device-wide), they are only counted, and the count
+goes out in one audit before the next one audited (or the next login).
+Commands refused because nobody is logged in, and text that is not a
+token, are not audited: anyone at the port can type them, and an
+unauthenticated flood must not evict stored data.
 """
 
 from edge_agent.core import audit
 from edge_agent.core import component as cs
 from edge_agent.core import console_line as cl
 from edge_agent.core import console_show as show
+from edge_agent.core import cose
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
 from edge_agent.core.console_show import ConsoleError
@@ -93,12 +115,19 @@ class View:
         ]
 
 
-# Lockout: MAX_FAILURES failed logins in a row lock login for FIRST_LOCK_MS,
-# doubled at each further lockout, at most MAX_LOCK_MS. Five tries forgive a
-# mistyped paste; an hour caps what a forgetful technician can do to himself.
+# Lockout: MAX_FAILURES failed logins in a row on a port lock login there
+# for FIRST_LOCK_MS, doubled at each further lockout, at most MAX_LOCK_MS.
+# Five tries forgive a mistyped paste; a few seconds slow a script, and are
+# all a passer-by can make the owner's technician wait.
 MAX_FAILURES = 5
-FIRST_LOCK_MS = 30000
-MAX_LOCK_MS = 3600000
+FIRST_LOCK_MS = 2000
+MAX_LOCK_MS = 8000
+# Audits of failed logins: MAX_FAILURES of them, then a quiet period of
+# FIRST_QUIET_MS doubling up to MAX_QUIET_MS (device-wide) in which they are
+# counted, not audited one by one: what an unauthenticated flood can add to
+# the store's alert lane stays at a few an hour.
+FIRST_QUIET_MS = 30000
+MAX_QUIET_MS = 3600000
 # Recent alerts kept for `alerts` and `ack` (the rest are in the store and
 # at the receiver).
 MAX_ALERTS = 20
@@ -107,7 +136,8 @@ CHANNEL = audit.CHANNEL_CONSOLE
 
 
 class LoginGuard:
-    """Counts failed logins and locks login after too many (on the injected clock)."""
+    """Counts failures and locks after too many (on the injected clock):
+    login on a port, or the one-by-one audit of failed logins."""
 
     def __init__(self, max_failures=MAX_FAILURES, first_lock_ms=FIRST_LOCK_MS, max_lock_ms=MAX_LOCK_MS):
         self.max_failures = max_failures
@@ -158,16 +188,19 @@ class AlertRecord:
 # name -> (scope needed or None, usage, one-line summary, details)
 COMMANDS = {
     "help": (None, "help [COMMAND]", "list commands, or explain one", ""),
-    "status": (None, "status", "uptime, versions, link, store depth per lane, last errors", ""),
+    "status": (None, "status", "uptime, versions, link, store depth per lane, last errors",
+               "Before login: the link's state only, without the broker, and no errors."),
     "readings": (None, "readings [SENSOR]", "live values with units and rule state",
                  "Without SENSOR, one line per sensor. With it: valid range, every rule\n"
                  "(active or not, since when, why) and the last few values."),
-    "components": (None, "components", "component states, since when, and why", ""),
+    "components": (None, "components", "component states, since when, and why",
+                   "Before login a hand-made transition does not say whose hand."),
     "alerts": (None, "alerts", "recent alerts and whether they are acknowledged",
-               "The last %d alerts since the agent started, numbered by their seq." % MAX_ALERTS),
+               "The last %d alerts since the agent started, numbered by their seq.\n"
+               "Before login, not who acknowledged them." % MAX_ALERTS),
     "buffer": (None, "buffer", "what the store holds per lane, waiting for the broker", ""),
-    "log": (None, "log [N]", "the last N log lines (default %d)" % show.DEFAULT_LOG_LINES, ""),
-    "config": (None, "config show", "the board and agent configuration", ""),
+    "log": ("read", "log [N]", "the last N log lines (default %d)" % show.DEFAULT_LOG_LINES, ""),
+    "config": ("read", "config show", "the board and agent configuration", ""),
     "selftest": (None, "selftest", "check every sensor; pulse every output (scope selftest)",
                  "Sensors pass when their last reading is recent, not a fault and in range.\n"
                  "Outputs are switched off and on again and read back; that drives hardware,\n"
@@ -182,7 +215,8 @@ COMMANDS = {
     "login": (None, "login TOKEN", "open a technician session",
               "TOKEN is the text `edge-agent keys technician-token` prints: signed by a\n"
               "trusted operator, for this device, with an expiry and scopes. %d failed\n"
-              "logins in a row lock login for %d s, longer each time." % (MAX_FAILURES, FIRST_LOCK_MS // 1000)),
+              "logins in a row lock login on that port for %d s, up to %d s; text that is\n"
+              "not a token does not count." % (MAX_FAILURES, FIRST_LOCK_MS // 1000, MAX_LOCK_MS // 1000)),
     "logout": (None, "logout", "end the technician session", ""),
     "whoami": (None, "whoami", "who is logged in, with which scopes, until when", ""),
     "echo": (None, "echo on|off", "terminal echo (programs that edit lines themselves turn it off)", ""),
@@ -193,23 +227,31 @@ ORDER = ("status", "readings", "components", "alerts", "buffer", "log", "config"
 
 
 class Console:
-    def __init__(self, view, trusted=None, guard=None, max_line=cl.MAX_LINE):
+    def __init__(self, view, trusted=None, max_line=cl.MAX_LINE):
         """``trusted``: {operator kid bytes: verifier or HMAC key}
         (operator.verify_token); None or {} means nobody can log in."""
         self.view = view
         self.trusted = trusted or {}
-        self.guard = guard or LoginGuard()
+        self.guards = {}  # port -> LoginGuard of its logins
+        self.audit_guard = LoginGuard(MAX_FAILURES, FIRST_QUIET_MS, MAX_QUIET_MS)
+        self.unaudited = 0  # failed logins counted in a quiet period, not yet audited
         self.max_line = max_line
         self.sessions = []
         self.alerts = []  # AlertRecord, oldest first
-        self.reasons = {}  # component id -> reason of its last transition
+        self.reasons = {}  # component id -> (reason of its last transition, as shown before login)
         self.internal_errors = []  # bugs caught in commands, for the adapter to log
 
-    def open_session(self, name):
-        session = Session(self, name)
+    def open_session(self, name, port=None):
+        session = Session(self, name, port or name)
         self.sessions.append(session)
         session.start()
         return session
+
+    def guard(self, port):
+        guard = self.guards.get(port)
+        if guard is None:
+            guard = self.guards[port] = LoginGuard()
+        return guard
 
     def close_session(self, session):
         if session in self.sessions:
@@ -218,7 +260,7 @@ class Console:
     def observe(self, signal):
         """A signal the device issued (numbered): remember what the console
         shows and tell every session that wants notices."""
-        text = None
+        text = public = None
         body = signal.body
         if signal.kind == sg.KIND_ALERT:
             active = body.get(sg.A_ACTIVE, True)
@@ -227,20 +269,30 @@ class Console:
             self.alerts.append(record)
             if len(self.alerts) > MAX_ALERTS:
                 self.alerts.pop(0)
-            text = "*** alert #%d %s: %s" % (signal.seq, record.severity if active else "cleared", record.text)
+            text = public = "*** alert #%d %s: %s" % (signal.seq, record.severity if active else "cleared",
+                                                    record.text)
         elif signal.kind == sg.KIND_STATE:
             cid = body.get(sg.S_COMPONENT, "")
-            self.reasons[cid] = body.get(sg.S_REASON, "")
-            text = "*** %s: %s -> %s (%s)" % (cid, body.get(sg.S_FROM), body.get(sg.S_TO), body.get(sg.S_REASON))
-        elif signal.kind == sg.KIND_AUDIT:
+            reason = body.get(sg.S_REASON, "")
+            event = body.get(sg.S_EVENT)
+            # A forced or released component names who did it: not before login.
+            shown = ("forced into quarantine by hand" if event == cs.FORCE else "released by hand"
+                     if event == cs.RELEASE else reason)
+            self.reasons[cid] = (reason, shown)
+            text = "*** %s: %s -> %s (%s)" % (cid, body.get(sg.S_FROM), body.get(sg.S_TO), reason)
+            public = "*** %s: %s -> %s (%s)" % (cid, body.get(sg.S_FROM), body.get(sg.S_TO), shown)
+        elif signal.kind == sg.KIND_AUDIT:  # the audit log: only for technicians
             text = "*** audit: %s (%s)" % (audit.describe(body), body.get(sg.U_CHANNEL))
         if text is not None:
+            now = self.view.now_ms()
             for session in self.sessions:
                 # The session whose command caused a state change or an
                 # audit already says so in its reply; alerts it still sees.
                 if session.busy and signal.kind != sg.KIND_ALERT:
                     continue
-                session.notice(text)
+                shown = text if session.logged_in(now) else public
+                if shown is not None:
+                    session.notice(shown)
 
     def find_alert(self, seq):
         for alert in self.alerts:
@@ -255,9 +307,10 @@ class Console:
 
 
 class Session:
-    def __init__(self, console, name):
+    def __init__(self, console, name, port):
         self.console = console
         self.name = name
+        self.port = port
         self.token = None
         self.notices = True
         self.closed = False
@@ -314,6 +367,9 @@ class Session:
     def view_now(self):
         return self.console.view.now_ms()
 
+    def logged_in(self, now):
+        return self.token is not None and now < self.token.expires_ms
+
     # -- commands ------------------------------------------------------------
 
     def _run_line(self, text):
@@ -347,7 +403,7 @@ class Session:
         handler = getattr(self, "_cmd_" + name, None)
         if handler is not None:
             return handler(args, now)
-        return getattr(show, "cmd_" + name)(self.console, args, now)
+        return getattr(show, "cmd_" + name)(self.console, args, now, self.token is not None)
 
     def _expire(self, now):
         token = self.token
@@ -359,10 +415,13 @@ class Session:
 
     def _authorize(self, name, scope):
         token = self.token
+        if token is None and scope == "read":
+            raise ConsoleError("`%s` shows what only technicians see; log in first: login TOKEN (the operator "
+                               "makes one with `edge-agent keys technician-token`)" % name)
         if token is None:
             raise ConsoleError("`%s` needs a technician session: `login TOKEN` with a token that has scope %r "
                                "(the operator makes one with `edge-agent keys technician-token`)" % (name, scope))
-        if not token.allows(scope):
+        if scope != "read" and not token.allows(scope):  # every token may read
             raise ConsoleError("%s's token has scopes %s, not %r; ask the operator for a token with it"
                                % (token.subject, ", ".join(token.scopes), scope))
 
@@ -380,7 +439,9 @@ class Session:
                 raise ConsoleError(_unknown(name))
             scope, usage, summary, details = COMMANDS[name]
             lines = ["usage: " + usage, summary + "."]
-            if scope:
+            if scope == "read":
+                lines.append("Needs a technician session (`login TOKEN`), any scope.")
+            elif scope:
                 lines.append("Needs a technician session with scope %r (`login TOKEN`)." % scope)
             if details:
                 lines.append(details)
@@ -405,26 +466,34 @@ class Session:
         if len(args) != 1:
             raise ConsoleError("usage: login TOKEN (paste the whole token on one line)")
         console = self.console
-        locked = console.guard.locked_for(now)
-        if locked:
-            raise ConsoleError("login is locked for %s after repeated failures; wait, then try again"
-                               % show.duration(locked))
         if not console.trusted:
             raise ConsoleError("this device trusts no operator key, so nobody can log in; "
                                "start the agent with a trusted-operators file")
+        try:  # text that is not a token is no login attempt: not counted, not audited
+            data = op.token_from_text(args[0])
+            cose.parse(data)
+        except (op.Rejection, cose.COSEError) as exc:
+            raise ConsoleError("login refused: malformed (%s); not a token, so not counted as a failed login"
+                               % getattr(exc, "detail", exc))
+        guard = console.guard(self.port)
+        locked = guard.locked_for(now)
+        if locked:
+            raise ConsoleError("login is locked for %s on this port after repeated failures; wait, then try again"
+                               % show.duration(locked))
         device_id = console.view.device.device_id
         try:
-            token = op.verify_token(op.token_from_text(args[0]), console.trusted, device_id, now)
+            token = op.verify_token(data, console.trusted, device_id, now)
         except op.Rejection as exc:
-            lock = console.guard.failed(now)
-            self._audit(now, "console.login", self.name, None, None, audit.REFUSED,
-                        "%s: %s" % (exc.reason, exc.detail), who="unverified (operator %s)" % (exc.operator or "?"))
+            lock = guard.failed(now)
+            self._audit_failure(now, exc)
             message = "login refused: %s (%s)" % (exc.reason, exc.detail)
             if lock:
-                message += "; %d failed logins: login locked for %s" % (console.guard.max_failures,
-                                                                        show.duration(lock))
+                message += "; %d failed logins in a row: login locked for %s on this port" % (
+                    guard.max_failures, show.duration(lock))
             raise ConsoleError(message)
-        console.guard.succeeded()
+        guard.succeeded()
+        self._audit_unaudited(now)
+        console.audit_guard.succeeded()
         previous = self.token
         self.token = token
         self._audit(now, "console.login", self.name, previous.subject if previous else None, token.subject,
@@ -432,6 +501,25 @@ class Session:
         return "logged in as %s (operator %s); scopes %s; the session ends %s (in %s) or at `logout`" % (
             token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
             show.duration(token.expires_ms - now))
+
+    def _audit_failure(self, now, exc):
+        """Audit a failed login, or count it in a quiet period (LoginGuard's
+        lock on the audit, not on login)."""
+        console = self.console
+        if console.audit_guard.locked_for(now):
+            console.unaudited += 1
+            return
+        self._audit_unaudited(now)
+        console.audit_guard.failed(now)
+        self._audit(now, "console.login", self.name, None, None, audit.REFUSED,
+                    "%s: %s" % (exc.reason, exc.detail), who="unverified (operator %s)" % (exc.operator or "?"))
+
+    def _audit_unaudited(self, now):
+        count = self.console.unaudited
+        if count:
+            self.console.unaudited = 0
+            self._audit(now, "console.login", "console", None, None, audit.REFUSED,
+                        "rate-limited: %d more failed logins refused unaudited" % count, who="unverified")
 
     def _cmd_logout(self, args, now):
         show._no_args("logout", args)

@@ -1,9 +1,12 @@
 """The console's read-only commands: what the device sees, as text.
 
-Each ``cmd_*`` takes the Console (console.py), the command's arguments and
-``now_ms`` and returns the text to print; a problem with the arguments
-raises ConsoleError, whose message is printed as "error: ...". Nothing here
-changes the device. Times are shown as ages ("12 s ago") and UTC
+Each ``cmd_*`` takes the Console (console.py), the command's arguments,
+``now_ms`` and ``full`` (the session is logged in) and returns the text to
+print; a problem with the arguments raises ConsoleError, whose message is
+printed as "error: ...". Nothing here changes the device. Without ``full``
+the answer leaves out what only technicians see (docs/console.md, "Before
+login"): the broker and link details, log lines, and who forced, released
+or acknowledged what. Times are shown as ages ("12 s ago") and UTC
 timestamps computed by hand (MicroPython has no datetime).
 """
 
@@ -15,6 +18,7 @@ LANE_NAMES = {sg.PRIORITY_CRITICAL: "critical", sg.PRIORITY_HIGH: "high (alerts,
               sg.PRIORITY_NORMAL: "normal (state)", sg.PRIORITY_LOW: "low (telemetry)"}
 DEFAULT_LOG_LINES = 20
 MAX_LOG_LINES = 200
+LOG_IN_FOR = "log in (login TOKEN) for the broker, the last errors, `log` and `config show`"
 QUALITY = {rd.GOOD: "good", rd.FAULT: "fault", rd.SUBSTITUTED: "substituted"}
 
 
@@ -98,6 +102,13 @@ def _no_args(name, args):
         raise ConsoleError("%s takes no arguments (got %r); see `help %s`" % (name, " ".join(args), name))
 
 
+def link_state(text):
+    """'online' or 'offline' from a view's link() line (which starts with
+    it), without the broker and counters that follow."""
+    state = text.split(":", 1)[0].strip()
+    return state if state in ("online", "offline") else "-"
+
+
 def _sensor(console, sensor_id):
     sensors = console.view.device.board.sensors
     if sensor_id not in sensors:
@@ -107,7 +118,7 @@ def _sensor(console, sensor_id):
 
 # -- commands ----------------------------------------------------------------
 
-def cmd_status(console, args, now):
+def cmd_status(console, args, now, full):
     _no_args("status", args)
     view = console.view
     device = view.device
@@ -121,13 +132,16 @@ def cmd_status(console, args, now):
         "agent       %s" % view.agent,
         "uptime      %s (since %s)" % (duration(now - view.started_ms), utc(view.started_ms)),
         "clock       %s" % utc(now),
-        "link        %s" % view.link(),
+        "link        %s" % (view.link() if full else link_state(view.link())),
         "store       %s" % ", ".join("lane %d: %d" % (lane, records) for lane, records, _, _ in view.store_lanes()),
         "readings    %d (frames %d, bad frames %d, unknown sensor %d)" % (
             stats["readings"], stats["frames"], stats["bad_frames"], stats["unknown_sensor"]),
         "signals     %d issued (alerts %d, state changes %d)" % (stats["signals"], stats["alerts"], stats["state_changes"]),
         "components  %s" % ", ".join("%s %d" % (s, states[s]) for s in cs.STATES if s in states),
     ]
+    if not full:
+        lines.append(LOG_IN_FOR)
+        return "\n".join(lines)
     errors = view.errors(3)
     lines.append("last errors" + (" none" if not errors else ""))
     for line in errors:
@@ -135,7 +149,7 @@ def cmd_status(console, args, now):
     return "\n".join(lines)
 
 
-def cmd_readings(console, args, now):
+def cmd_readings(console, args, now, full):
     if len(args) > 1:
         raise ConsoleError("usage: readings [SENSOR]")
     device = console.view.device
@@ -188,14 +202,14 @@ def _sensor_detail(console, sensor, now):
     return "\n".join(lines)
 
 
-def cmd_components(console, args, now):
+def cmd_components(console, args, now, full):
     _no_args("components", args)
     device = console.view.device
     rows = []
     for cid in sorted(device.health.components):
         health = device.health.components[cid]
         since = "start" if health.since_ms is None else ago(now, health.since_ms)
-        reason = console.reasons.get(cid, "")
+        reason = console.reasons.get(cid, ("", ""))[0 if full else 1]
         if health.state == cs.QUARANTINED and health.next_probe_ms is not None:
             reason += "; probe in %s" % duration(health.next_probe_ms - now)
         flags = " (essential)" if health.component.essential else ""
@@ -203,19 +217,21 @@ def cmd_components(console, args, now):
     return table(["component", "state", "since", "reason"], rows)
 
 
-def cmd_alerts(console, args, now):
+def cmd_alerts(console, args, now, full):
     _no_args("alerts", args)
     if not console.alerts:
         return "no alerts since the agent started"
     rows = []
     for alert in console.alerts:
-        ack = "acked by %s %s" % (alert.acked_by, ago(now, alert.acked_ms)) if alert.acked_by else "unacked"
+        ack = "unacked"
+        if alert.acked_by:
+            ack = "acked %s%s" % ("by %s " % alert.acked_by if full else "", ago(now, alert.acked_ms))
         rows.append(["#%d" % alert.seq, ago(now, alert.time_ms), alert.severity,
                      "raised" if alert.active else "cleared", ack, alert.text])
     return table(["alert", "when", "severity", "", "ack", "text"], rows) + "\nacknowledge one with `ack ALERT` (e.g. ack %d)" % console.alerts[-1].seq
 
 
-def cmd_buffer(console, args, now):
+def cmd_buffer(console, args, now, full):
     _no_args("buffer", args)
     rows = []
     total_records = 0
@@ -227,10 +243,11 @@ def cmd_buffer(console, args, now):
                      ago(now, oldest) if records else "-"])
     rows.append(["total", "%d" % total_records, "%d" % total_bytes, ""])
     text = table(["lane", "records", "bytes", "oldest"], rows)
-    return text + "\nrecords wait here until the broker acknowledges them (%s)" % console.view.link()
+    link = console.view.link()
+    return text + "\nrecords wait here until the broker acknowledges them (%s)" % (link if full else link_state(link))
 
 
-def cmd_log(console, args, now):
+def cmd_log(console, args, now, full):
     count = DEFAULT_LOG_LINES
     if len(args) > 1:
         raise ConsoleError("usage: log [N]")
@@ -242,7 +259,7 @@ def cmd_log(console, args, now):
     return "\n".join(lines) if lines else "(the log is empty)"
 
 
-def cmd_config(console, args, now):
+def cmd_config(console, args, now, full):
     if args != ["show"]:
         raise ConsoleError("usage: config show (configuration changes arrive signed from the operator, "
                            "`edge-agent cmd send config.update`; the console only shows it)")

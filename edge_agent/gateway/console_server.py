@@ -288,7 +288,7 @@ class ConsoleServer:
             writer.close()
             return
         self._socket_count += 1
-        session = self.console.open_session("socket #%d" % self._socket_count)
+        session = self.console.open_session("socket #%d" % self._socket_count, port="socket")
         self.outputs[session] = writer
         self._send(session)
         try:

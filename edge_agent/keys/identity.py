@@ -129,10 +129,54 @@ class Identity:
             lines.append('secret = "%s"' % self._secret.hex())
         else:
             raise IdentityError(
-                "an HMAC256 device is registered with its shared secret: pass --include-secret and keep the "
-                "registry file mode 0600"
+                "an HMAC256 device is registered with its shared secret: pass --include-secret --output "
+                "devices.toml (the registry is kept mode 0600)"
             )
         return "\n".join(lines) + "\n"
+
+
+def append_registry_entry(path, entry, device_id, secret):
+    """Append ``entry`` (registry_entry's text for ``device_id``) to the
+    receiver's registry ``path``. A new file is created mode 0600 from the
+    first byte; an existing one must be valid TOML, must not register the
+    device already (a second block would make the file invalid) and, when
+    the entry holds a ``secret``, must not be readable by group or others
+    (refused with the chmod that fixes it, nothing written). Returns True
+    if the file was created."""
+    created = True
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        created = False
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except OSError as exc:
+            raise IdentityError("%s: cannot open (%s)" % (path, exc.strerror)) from None
+    except OSError as exc:
+        raise IdentityError("%s: cannot create (%s)" % (path, exc.strerror)) from None
+    with os.fdopen(fd, "r+b") as f:
+        if created:
+            os.fchmod(fd, 0o600)  # exactly 0600 whatever the umask
+            text = b""
+        else:
+            mode = os.fstat(fd).st_mode  # the file opened, not the name: no race with a rename
+            if not stat.S_ISREG(mode):
+                raise IdentityError("%s: not a regular file" % path)
+            if secret and mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise IdentityError("%s is readable by group or others (mode %o) and would hold %s's HMAC secret; "
+                                    "run `chmod 600 %s` first (nothing written)"
+                                    % (path, stat.S_IMODE(mode), device_id, path))
+            text = f.read()
+            try:
+                devices = tomllib.loads(text.decode()).get("devices", {})
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise IdentityError("%s: not valid TOML (%s); fix it before appending" % (path, exc)) from None
+            if isinstance(devices, dict) and device_id in devices:
+                raise IdentityError("%s already registers device %s; edit its block there instead (nothing written)"
+                                    % (path, device_id))
+        separator = b"" if not text else (b"\n" if text.endswith(b"\n") else b"\n\n")
+        f.write(separator + entry.encode())
+    return created
 
 
 def create_identity(directory, device_id, algorithm=EDDSA):

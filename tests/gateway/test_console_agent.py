@@ -41,10 +41,10 @@ def _audits(messages):
     return [s for t, p in messages if t.endswith("/audit") for s in REGISTRY.open_signals(p, t)]
 
 
-def test_read_only_commands_over_the_serial_port(term):
+def test_read_only_commands_over_the_serial_port(rig, term):
     status = term.command("status")
     assert "device      %s (board demo-gateway, model EA-DEMO-1)" % DEVICE in status, status
-    assert "link        online: broker 127.0.0.1:" in status
+    assert "link        online\n" in status and "127.0.0.1" not in status  # the broker: after login
     assert "store       lane 0:" in status
     readings = term.command("readings")
     for _ in range(20):  # the board streams within a second or two of start
@@ -60,10 +60,16 @@ def test_read_only_commands_over_the_serial_port(term):
     components = term.command("components")
     assert "cabinet_fan" in components and "coolant_loop (essential)" in components, components
     assert "lane" in term.command("buffer")
+    assert "not logged in (serial " in term.command("whoami")
+    # The log and the configuration (the store's path among it) are for technicians.
+    for command in ("log 50", "config show"):
+        assert "log in first: login TOKEN" in term.command(command)
+    assert term.command("login " + rig.token(subject="dan", scopes=("ack",))).startswith("logged in as dan")
     assert "connected to broker" in term.command("log 50")
     config = term.command("config show")
-    assert "fan_power    /dev/gpiochip0 line 17" in config, config
-    assert "not logged in (serial " in term.command("whoami")
+    assert "fan_power    /dev/gpiochip0 line 17" in config and "store       " in config, config
+    assert "link        online: broker 127.0.0.1:" in term.command("status")
+    assert term.command("logout") == "logged out dan"
     selftest = term.command("selftest")
     assert "coolant_temp  pass" in selftest, selftest
     assert "fan_power  skip  not pulsed" in selftest
@@ -168,19 +174,24 @@ def test_socket_sessions_are_private_concurrent_and_see_notices(rig, term):
         one.answer()
         two.expect("console on %s" % DEVICE)
         two.answer()
+        assert term.command("login " + rig.token(subject="carol")).startswith("logged in as carol")
         assert one.command("login " + rig.token(subject="bob")).startswith("logged in as bob")
         assert "not logged in (socket #" in two.command("whoami")
         assert one.command("quarantine force cabinet_fan").startswith("cabinet_fan: ok -> forced")
-        # The other session and the serial port hear about it, between lines.
-        two.expect("*** cabinet_fan: ok -> forced (forced into quarantine by bob)")
-        two.expect("*** audit: applied quarantine.force cabinet_fan by bob (console)")
-        term.expect("*** cabinet_fan: ok -> forced")
+        # The other sessions hear about it, between lines; who did it, and
+        # the audit, only the logged-in serial session.
+        term.expect("*** cabinet_fan: ok -> forced (forced into quarantine by bob)")
+        term.expect("*** audit: applied quarantine.force cabinet_fan by bob (console)")
+        two.expect("*** cabinet_fan: ok -> forced (forced into quarantine by hand)")
         assert one.command("quarantine release cabinet_fan").startswith("cabinet_fan: forced -> ok")
+        two.expect("*** cabinet_fan: forced -> ok (released by hand)")
+        assert "bob" not in two.screen and "*** audit" not in two.screen, two.screen
     finally:
         one.sock.close()
         two.sock.close()
     # Closing a logged-in connection ends its session (audited logout).
     term.expect("*** audit: applied console.logout socket #")
+    assert term.command("logout") == "logged out carol"
 
 
 def test_an_alert_appears_between_lines_and_is_acknowledged(rig, term):
@@ -201,10 +212,40 @@ def test_an_alert_appears_between_lines_and_is_acknowledged(rig, term):
     rig.sim.send("heal coolant_temp")
 
 
-def test_lockout_after_repeated_failures(rig, term):
+def test_lockout_after_repeated_failures_is_the_port_s_for_seconds(rig, term):
+    for _ in range(3):  # not tokens: no login attempts
+        assert "not counted as a failed login" in term.command("login AAAA")
     bad = rig.token(device="console-2")
     for _ in range(4):
         assert "login refused: wrong-device" in term.command("login " + bad)
-    assert "login locked for 30 s" in term.command("login " + bad)
+    assert "5 failed logins in a row: login locked for 2 s on this port" in term.command("login " + bad)
     answer = term.command("login " + rig.token())
-    assert answer.startswith("error: login is locked for 2") or answer.startswith("error: login is locked for 3"), answer
+    assert answer.startswith("error: login is locked for ") and answer.endswith(
+        " on this port after repeated failures; wait, then try again"), answer
+    # The socket is another port: not locked. All its connections are one
+    # port: failures there lock it for the next connection too.
+    one = socket_terminal(rig.socket_path, "socket-3")
+    try:
+        one.expect("console on %s" % DEVICE)
+        one.answer()
+        assert one.command("login " + rig.token(subject="frank")).startswith("logged in as frank")
+        assert one.command("logout") == "logged out frank"
+        for _ in range(5):
+            answer = one.command("login " + bad)
+        assert "login locked for 2 s on this port" in answer, answer
+        time.sleep(2.1)  # (the serial port's lock is over too)
+        for _ in range(5):
+            answer = one.command("login " + bad)
+        assert "login locked for 4 s on this port" in answer, answer
+    finally:
+        one.sock.close()
+    two = socket_terminal(rig.socket_path, "socket-4")
+    try:
+        two.expect("console on %s" % DEVICE)
+        two.answer()
+        assert two.command("login " + rig.token()).startswith("error: login is locked for ")
+    finally:
+        two.sock.close()
+    # A genuine token on the serial port gets in once its seconds are over.
+    assert term.command("login " + rig.token(subject="gina")).startswith("logged in as gina")
+    assert term.command("logout") == "logged out gina"
