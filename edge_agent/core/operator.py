@@ -88,6 +88,7 @@ CLOCK_SKEW_MS = 5 * 60 * 1000
 # a leaked token must die on its own.
 MAX_TOKEN_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_NAME = 64
+MAX_UINT = 0xFFFFFFFFFFFFFFFF
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 
@@ -203,7 +204,9 @@ class Counters:
 
 
 def _is_uint(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    # A CBOR uint (major type 0): a bignum (tag 2) is no counter or time,
+    # and CPython cannot even print one of more than 4300 digits.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UINT
 
 
 def _is_text_list(value):

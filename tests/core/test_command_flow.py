@@ -5,10 +5,12 @@ counter file and its own _apply); COSE_Mac0 commands, a real core Device."""
 from support import copy_board
 
 from edge_agent.core import board as bd
+from edge_agent.core import cbor, cose
 from edge_agent.core import device as dv
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
-from edge_agent.core.command_flow import REFUSALS_PER_WINDOW, CommandFlow, RefusalLimiter
+from edge_agent.core.command_flow import REFUSAL_WINDOW_MS, REFUSALS_PER_WINDOW, CommandFlow, RefusalLimiter
+from edge_agent.core.hmac_sha256 import hmac_sha256
 
 KEY = b"k" * 32
 NOW = 1800000000000
@@ -17,15 +19,18 @@ NOW = 1800000000000
 class Flow(CommandFlow):
     def __init__(self, model="EA-TEST-1", trusted=None):
         self.events = []
+        self.signals_reasons = []
         self.lines = []
+        self.now = NOW
         device = dv.Device(bd.board_from_dict(copy_board(), "demo.toml"), "unit-17")
-        super().__init__(device, model, trusted or {b"ops": KEY}, op.Counters(), lambda: NOW, self._dispatch,
+        super().__init__(device, model, trusted or {b"ops": KEY}, op.Counters(), lambda: self.now, self._dispatch,
                          lambda level, text: self.lines.append((level, text)))
 
     def _dispatch(self, outputs):
         for item in outputs:
             if isinstance(item, sg.Signal) and item.kind == sg.KIND_AUDIT:
                 body = item.body
+                self.signals_reasons.append(body[sg.U_REASON])
                 self.events.append(("audit", body[sg.U_WHO], body[sg.U_ACTION], body[sg.U_TARGET],
                                     body[sg.U_RESULT], body[sg.U_REASON].split(":")[0]))
 
@@ -70,10 +75,66 @@ def test_refusals_name_the_operator_only_once_authenticated():
 
 
 def test_a_failing_apply_is_audited_and_does_not_raise():
+    # Its counter is spent (saved before the apply): it cannot come again,
+    # so it is audited like any authentic refusal, naming command and operator.
     flow = Flow()
     flow.on_message("t", _command("alert.ack", {"alert": "7"}, 1))
-    assert flow.events[-1] == ("audit", "?", "command", "t", "refused", "internal-error")
-    assert flow.lines[-1][0] == "error"
+    assert flow.events[-2:] == [("saved", 1), ("audit", "ops", "alert.ack", "alert #7", "refused", "internal-error")]
+    assert flow.lines[-1][0] == "error" and "RuntimeError: a bug" in flow.lines[-1][1]
+    assert (flow.applied, flow.refused) == (0, 1)
+
+
+def _flood(flow, message, count=60):
+    """``count`` copies of ``message``, one a second (all in one window),
+    then one more a window later: [(audits in the window), (the later ones)]."""
+    for i in range(count):
+        flow.now = NOW + i * 1000
+        flow.on_message("t", message)
+    during = list(flow.events)
+    flow.now = NOW + REFUSAL_WINDOW_MS + 1000
+    flow.on_message("t", message)
+    return during, flow.events[len(during):]
+
+
+def _hostile_alg(alg):
+    """A COSE_Mac0 from the trusted kid, its MAC good, whose alg header is ``alg``."""
+    protected = cbor.dumps({cose.HEADER_ALG: alg, cose.HEADER_KID: b"ops"})
+    payload = op.command_payload("unit-17", "quarantine.force", {"component": "fan"}, 1, NOW, NOW + 600000)
+    tag = hmac_sha256(KEY, cbor.dumps(["MAC0", protected, b"", payload]))
+    return cbor.dumps(cbor.Tag(cose.TAG_MAC0, [protected, {}, payload, tag]))
+
+
+def test_a_hostile_alg_from_a_trusted_kid_is_refused_within_the_limit():
+    # A huge integer alg once made one internal-error audit per message (on
+    # CPython, printing it raises): 60 a minute, past the limit of 20.
+    flow = Flow()
+    during, later = _flood(flow, _hostile_alg(10 ** 5000))
+    assert len(during) == REFUSALS_PER_WINDOW
+    assert all(event[1:5] == ("unverified", "command", "t", "refused") for event in during)
+    assert len(flow.lines) == REFUSALS_PER_WINDOW + 2  # the log is limited too: the summary, then the message
+    assert later[0][:5] == ("audit", "unverified", "command", "t", "refused")
+    assert flow.signals_reasons[-2] == "rate-limited: %d more messages refused unaudited" % (60 - REFUSALS_PER_WINDOW)
+    assert (flow.applied, flow.refused) == (0, 61)
+    assert flow.device.component_states()["fan"] == "ok"
+
+
+class BrokenTrust(dict):
+    """A trust map whose lookup fails: a bug anywhere before the signature
+    checks out, whatever it raises."""
+
+    def get(self, key, default=None):
+        raise RuntimeError("a bug in verification")
+
+
+def test_any_exception_before_the_counter_is_spent_goes_through_the_limiter():
+    flow = Flow(trusted=BrokenTrust({b"ops": KEY}))
+    during, later = _flood(flow, _command("quarantine.force", {"component": "fan"}, 1))
+    assert during == [("audit", "unverified", "command", "t", "refused", "internal-error")] * REFUSALS_PER_WINDOW
+    assert later == [("audit", "unverified", "command", "t", "refused", "rate-limited"),
+                     ("audit", "unverified", "command", "t", "refused", "internal-error")]
+    assert flow.signals_reasons[-2] == "rate-limited: %d more messages refused unaudited" % (60 - REFUSALS_PER_WINDOW)
+    assert [level for level, _ in flow.lines].count("error") == REFUSALS_PER_WINDOW + 1
+    assert (flow.applied, flow.refused) == (0, 61)
 
 
 def test_unverified_refusals_are_rate_limited():
@@ -109,3 +170,21 @@ def test_a_model_that_is_no_topic_level_is_not_subscribed_and_logged():
     assert level == "warning"
     assert text.startswith("board model 'EA TEST/1' cannot be an MQTT topic level"), text
     assert "fix [board] model in the board file" in text
+
+
+def test_signed_bignums_are_refused_not_raised():
+    # Counters and times are CBOR uints (at most 2**64 - 1), even from a
+    # trusted operator; a refused command's bignum argument is no audit target.
+    flow = Flow()
+    for counter in (2 ** 64, 10 ** 5000):
+        flow.on_message("t", _command("quarantine.force", {"component": "fan"}, counter))
+    for field in (op.O_ISSUED, op.O_EXPIRES, None):
+        body = {op.O_VERSION: 1, op.O_TYPE: "command", op.O_TARGET: "unit-17", op.O_ISSUED: NOW,
+                op.O_EXPIRES: NOW + 60000, op.O_NAME: "alert.ack", op.O_ARGS: {"alert": 10 ** 5000}, op.O_COUNTER: 1}
+        if field is not None:
+            body[field] = 10 ** 5000
+        flow.on_message("t", cose.mac0(cbor.dumps(body), b"ops", KEY))
+    assert [event[5] for event in flow.events] == ["malformed"] * 4 + ["bad-command"]
+    assert [event[2:4] for event in flow.events] == [("quarantine.force", "fan")] * 2 + [("command", "t")] * 2 + [
+        ("alert.ack", "t")]
+    assert flow.refused == 5 and not [line for line in flow.lines if line[0] == "error"]
