@@ -10,11 +10,11 @@ Applied at most once: the counter is saved *before* the command is
 applied, so a crash in between loses the command (the operator sees no
 "applied" audit and sends it again with a new counter) and never applies
 it twice. Every refusal an unauthenticated sender can cause is rate
-limited: anyone who can publish on the topic can send garbage (malformed,
-hostile headers that trip a bug) or replay a recorded command,
-and must not fill the store with audits or the log with lines. Past
-REFUSALS_PER_WINDOW in a window they are counted, and the count goes out
-in one audit with the first refusal of a later window. What is not
+limited: anyone who can publish on the topic can send garbage (too large,
+malformed, hostile headers that trip a bug) or replay a recorded
+command, and must not fill the store with audits or the log with lines.
+Past REFUSALS_PER_WINDOW in a window they are counted, and the count goes
+out in one audit with the first refusal of a later window. What is not
 limited: a command whose signature checked out and whose counter is spent
 (applied, refused by _apply, or failed after that): it cannot come again,
 so each audit of it costs its sender an operator's key and a new counter.
@@ -31,7 +31,7 @@ LOG_TEXT = 400
 # Reasons given before the signature was checked (and "malformed", which
 # can be either): the claimed operator is not authenticated, so the audit
 # says "unverified" instead of naming it.
-UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
+UNAUTHENTICATED = ("too-large", "malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
 
 
 class RefusalLimiter:

@@ -27,10 +27,11 @@ holds for that kid:
   A Mac0 command proves "made by someone holding this device's secret"
   (the operator backend), not which operator: docs/security.md.
 
-Verification order: envelope, trusted kid, signature, payload shape, type,
-binding (device/model), time, counter. Nothing is decoded from a payload
-before its signature is checked. Every refusal is a Rejection with a
-stable short ``reason``; the device turns it into an audit signal.
+Verification order: size (MAX_COMMAND_BYTES), envelope, trusted kid,
+signature, payload shape, type, binding (device/model), time, counter.
+Nothing is decoded from a payload before its signature is checked. Every
+refusal is a Rejection with a stable short ``reason``; the device turns it
+into an audit signal.
 Pure logic, no clock: callers pass now_ms.
 """
 
@@ -88,17 +89,28 @@ CLOCK_SKEW_MS = 5 * 60 * 1000
 # a leaked token must die on its own.
 MAX_TOKEN_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_NAME = 64
+# The largest operator message (the COSE bytes, token or command) a device
+# reads; a larger one is refused as "too-large" before it is parsed. The
+# largest legitimate command is a config.update whose patch restates every
+# patchable table of the board: 3.8 KB for the largest shipped board
+# (boards/pump-station.toml: 17 sensors, 16 components, 2 buses, 3
+# outputs), ~220 bytes per sensor and component; 64 KiB holds such a patch
+# for a board ~17 times that size (~290 sensors) and is the gateway's
+# bundle bound too. Boards never get that far: their MQTT client takes
+# packets of 2 KiB (firmware/uplink.py MAX_PACKET). docs/wire-format.md.
+MAX_COMMAND_BYTES = 64 * 1024
 MAX_UINT = 0xFFFFFFFFFFFFFFFF
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 
 class Rejection(ValueError):
     """A token or command that must not be accepted. ``reason`` is one of:
-    malformed, unsupported-version, unknown-operator, wrong-algorithm,
-    bad-signature, wrong-type, bad-command, bad-scope, wrong-device,
-    wrong-model, expired, not-yet-valid, too-long-lived, replay,
-    stale-counter. ``detail`` is a sentence for people. ``operator`` is the
-    claimed kid (unauthenticated unless the signature was checked)."""
+    too-large, malformed, unsupported-version, unknown-operator,
+    wrong-algorithm, bad-signature, wrong-type, bad-command, bad-scope,
+    wrong-device, wrong-model, expired, not-yet-valid, too-long-lived,
+    replay, stale-counter. ``detail`` is a sentence for people.
+    ``operator`` is the claimed kid (unauthenticated unless the signature
+    was checked)."""
 
     def __init__(self, reason, detail, operator=None):
         super().__init__("%s: %s" % (reason, detail))
@@ -223,6 +235,8 @@ def _open(data, trusted):
     (operator name, payload map)."""
     if not isinstance(data, (bytes, bytearray)):
         raise Rejection("malformed", "expected COSE bytes, got %s" % type(data).__name__)
+    if len(data) > MAX_COMMAND_BYTES:
+        raise Rejection("too-large", "%d bytes; operator messages are at most %d" % (len(data), MAX_COMMAND_BYTES))
     try:
         envelope = cose.parse(bytes(data))
     except cose.COSEError as exc:

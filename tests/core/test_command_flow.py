@@ -137,6 +137,33 @@ def test_any_exception_before_the_counter_is_spent_goes_through_the_limiter():
     assert (flow.applied, flow.refused) == (0, 61)
 
 
+def _sized(size):
+    """A good Mac0 command of exactly ``size`` bytes (its note fills it)."""
+    def make(n):
+        return _command("quarantine.force", {"component": "fan", "note": "x" * n}, 1)
+
+    base = len(make(60000)) - 60000
+    message = make(size - base)
+    assert len(message) == size
+    return message
+
+
+def test_a_command_past_the_size_bound_is_refused_before_it_is_parsed():
+    flow = Flow()
+    flow.on_message("t", _sized(op.MAX_COMMAND_BYTES + 1))  # MAC and all good, one byte too many
+    assert flow.events == [("audit", "unverified", "command", "t", "refused", "too-large")]
+    assert flow.signals_reasons[-1] == "too-large: %d bytes; operator messages are at most %d" % (
+        op.MAX_COMMAND_BYTES + 1, op.MAX_COMMAND_BYTES)
+    flow.on_message("t", _sized(op.MAX_COMMAND_BYTES))
+    assert flow.events[-2:] == [("audit", "ops", "quarantine.force", "fan", "applied", "x" * 197 + "..."),
+                                ("applied", 1)]  # the note, cut to one line
+    # Too large is refused whatever the bytes are, and the refusals are limited.
+    flow = Flow()
+    during, later = _flood(flow, b"\x00" * (op.MAX_COMMAND_BYTES + 1))
+    assert during == [("audit", "unverified", "command", "t", "refused", "too-large")] * REFUSALS_PER_WINDOW
+    assert [event[5] for event in later] == ["rate-limited", "too-large"]
+
+
 def test_unverified_refusals_are_rate_limited():
     flow = Flow()
     for i in range(REFUSALS_PER_WINDOW + 5):
