@@ -96,3 +96,38 @@ def test_signed_commands_are_verified_applied_and_audited(pki, broker, pty, tmp_
     ], results
     with open(os.path.join(rig.store + ".state", "counters.cbor"), "rb") as f:
         assert cbor.loads(f.read()) == {"ops " + rig.device_id: 2, "ops model:" + MODEL: 1}
+
+
+def test_an_oversized_command_is_refused_and_the_board_runs_on(pki, broker, pty, tmp_path):
+    # A board's MQTT 3.1.1 client cannot tell the broker a maximum: it reads
+    # packets into one 2 KiB buffer (firmware/uplink.py MAX_PACKET). A larger
+    # publish on its command topic ends the connection before any of it is
+    # stored; the board reconnects (clean session: the broker does not send
+    # it again) and takes the next command.
+    rig = Rig(tmp_path, pki, "fw-cmd-big")
+    rig.provision(broker.port, operators=["ops"])
+    operator = create_operator(str(tmp_path / "operator"), "ops")
+    topic = op.command_topic(rig.device_id)
+    force = operator.command(rig.device_id, "quarantine.force", {"component": "cabinet_fan"}, 1, 300,
+                             device_secret=rig.identity._secret)
+    try:
+        firmware = rig.start_firmware(pty.path, broker.port, "--heap-log-ms", "0")
+        firmware.wait_for("connected to broker (session 1)", 20)
+        for size in (4096, op.MAX_COMMAND_BYTES + 1):
+            mark = firmware.mark()
+            publish(pki, broker.port, topic, [b"\xd2" * size])
+            firmware.wait_for("byte receive buffer", 10, since=mark)
+            firmware.wait_for("connected to broker (session", 10, since=mark)
+        publish(pki, broker.port, topic, [force])
+        firmware.wait_for("command quarantine.force #1 from ops applied on cabinet_fan", 10)
+        with open(rig.fan_pin) as f:
+            assert f.read() == "0"
+        stop_firmware(firmware)
+    except Exception:
+        print(firmware.text()[-3000:])
+        raise
+    finally:
+        rig.stop_all()
+    text = firmware.text()
+    assert text.count("exceeds the client's 2048-byte receive buffer") == 2 and "connected to broker (session 3)" in text
+    assert "Traceback" not in text and "MemoryError" not in text
