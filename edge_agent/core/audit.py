@@ -22,9 +22,12 @@ MAX_TEXT = 200  # one line; a hostile reason string must not bloat the signal
 
 
 def clip(value, limit=MAX_TEXT):
-    """``value`` as one short text (``limit`` characters at most), for an
-    audit field or a log line; never raises (CPython refuses str() of an
-    integer of more than 4300 digits: a hostile message can carry one)."""
+    """``value`` as one short line (``limit`` characters at most), for an
+    audit field or a log line: control characters (C0, DEL, C1), line
+    separators and bidi controls are written as escapes, so a sender's
+    text cannot forge lines or reorder what a terminal shows. Never raises
+    (CPython refuses str() of an integer of more than 4300 digits: a
+    hostile message can carry one)."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -34,7 +37,18 @@ def clip(value, limit=MAX_TEXT):
             text = str(value)
         except ValueError:
             text = "<%s>" % type(value).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    for ch in text:
+        if _control(ch):
+            text = "".join(("\\x%02x" if c < "\x80" else "\\u%04x") % ord(c) if _control(c) else c for c in text)
+            return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text
+
+
+def _control(ch):
+    return ch < " " or "\x7f" <= ch < "\xa0" or ch in "\u2028\u2029\u200e\u200f" or \
+        "\u202a" <= ch <= "\u202e" or "\u2066" <= ch <= "\u2069"
 
 
 def _value(value):

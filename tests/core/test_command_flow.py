@@ -215,3 +215,13 @@ def test_signed_bignums_are_refused_not_raised():
     assert [event[2:4] for event in flow.events] == [("quarantine.force", "fan")] * 2 + [("command", "t")] * 2 + [
         ("alert.ack", "t")]
     assert flow.refused == 5 and not [line for line in flow.lines if line[0] == "error"]
+
+
+def test_control_characters_never_reach_an_audit_or_a_log_line_raw():
+    flow = Flow()
+    flow.on_message("t", _command("quarantine.force", {"component": "fan", "note": "ok\nFORGED LINE\x1b[2J\u202e"}, 1))
+    assert flow.signals_reasons[-1] == "ok\\x0aFORGED LINE\\x1b[2J\\u202e"
+    flow.on_message("t", cose.mac0(b"\xa0", "evil\r\nFORGED\u0085".encode(), b"x" * 32))  # an unknown kid
+    for _, line in flow.lines:
+        assert not [ch for ch in line if ch < " " or "\x7f" <= ch < "\xa0"], line
+    assert "evil\\r\\nFORGED" in flow.lines[-1][1]
