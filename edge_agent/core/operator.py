@@ -313,7 +313,7 @@ def _duration(ms):
 
 def _expect_type(body, wanted, operator):
     kind = body.get(O_TYPE)
-    if kind != wanted:
+    if not isinstance(kind, str) or kind != wanted:  # (bytes == str warns on MicroPython)
         raise Rejection("wrong-type", "expected a %s, got a %r message" % (wanted, kind), operator)
 
 
@@ -344,7 +344,7 @@ def _check_patch(patch):
     if not isinstance(patch, dict) or not patch:
         return "a config patch must be a non-empty map"
     for key in patch:
-        if key not in PATCHABLE:
+        if not isinstance(key, str) or key not in PATCHABLE:
             return "a patch may change %s, not %r" % (", ".join(PATCHABLE), key)
     return None
 
@@ -352,11 +352,16 @@ def _check_patch(patch):
 def check_command(name, args):
     """None if ``name`` and ``args`` form a known command, else why not.
     Used by both the signer (refuse to sign nonsense) and the verifier."""
-    required = COMMANDS.get(name)
+    # Only text is looked up: a list is unhashable, and bytes compared with
+    # text print a warning on MicroPython (a hostile message can carry either).
+    required = COMMANDS.get(name) if isinstance(name, str) else None
     if required is None:
         return "unknown command %r (known: %s)" % (name, ", ".join(sorted(COMMANDS)))
     if not isinstance(args, dict):
         return "args must be a map"
+    for arg in args:
+        if not isinstance(arg, str):
+            return "%s: argument names must be text, not %r" % (name, arg)
     optional = OPTIONAL_ARGS.get(name, {})
     for arg, kind in required.items():
         if arg not in args:
@@ -441,9 +446,11 @@ def verify_command(data, trusted, device_id, model, now_ms, last_counter):
     try:
         return _command(body, operator, device_id, model, now_ms, last_counter)
     except Rejection as exc:
-        if body.get(O_TYPE) == TYPE_COMMAND and isinstance(body.get(O_NAME), str):
+        if isinstance(body.get(O_TYPE), str) and body[O_TYPE] == TYPE_COMMAND and isinstance(body.get(O_NAME), str):
             exc.command_name = body[O_NAME]
-            exc.command_args = body.get(O_ARGS) if isinstance(body.get(O_ARGS), dict) else None
+            args = body.get(O_ARGS)
+            if isinstance(args, dict) and all(isinstance(key, str) for key in args):
+                exc.command_args = args
         raise
 
 

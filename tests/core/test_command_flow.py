@@ -217,6 +217,22 @@ def test_signed_bignums_are_refused_not_raised():
     assert flow.refused == 5 and not [line for line in flow.lines if line[0] == "error"]
 
 
+def test_hostile_signed_names_and_argument_keys_are_refused_not_raised():
+    # From a trusted operator, but nonsense: a name that is a list, a map in
+    # a tag (unhashable), bytes; argument names that are not text.
+    flow = Flow()
+    for counter, (name, args) in enumerate(((["quarantine.force"], {"component": "fan"}),
+                                            (cbor.Tag(7, {"a": 1}), {"component": "fan"}),
+                                            (b"quarantine.force", {"component": "fan"}),
+                                            ("quarantine.force", {b"component": "fan"}),
+                                            ("config.update", {"patch": {b"sensors": {}}})), 1):
+        body = {op.O_VERSION: 1, op.O_TYPE: "command", op.O_TARGET: "unit-17", op.O_ISSUED: NOW,
+                op.O_EXPIRES: NOW + 60000, op.O_NAME: name, op.O_ARGS: args, op.O_COUNTER: counter}
+        flow.on_message("t", cose.mac0(cbor.dumps(body), b"ops", KEY))
+    assert [event[5] for event in flow.events] == ["bad-command"] * 5
+    assert flow.refused == 5 and not [line for line in flow.lines if line[0] == "error"]
+
+
 def test_control_characters_never_reach_an_audit_or_a_log_line_raw():
     flow = Flow()
     flow.on_message("t", _command("quarantine.force", {"component": "fan", "note": "ok\nFORGED LINE\x1b[2J\u202e"}, 1))
