@@ -24,8 +24,9 @@ the flow both share is the core's (edge_agent/core/command_flow.py):
   advisory are recorded; config.update is refused (a board is reflashed
   with a new compiled board, not patched in place);
 - every command, applied or refused, becomes an audit signal at alert
-  priority; refusals before the signature checks out are rate limited so
-  whoever can publish on the topic cannot fill the store.
+  priority; every refusal whoever can publish on the topic can cause (all
+  but those of a command whose counter is spent) is rate limited, so they
+  cannot fill the store.
 """
 
 from edge_agent.core import audit, cbor
