@@ -24,13 +24,14 @@ the flow both share is the core's (edge_agent/core/command_flow.py):
   advisory are recorded; config.update is refused (a board is reflashed
   with a new compiled board, not patched in place);
 - every command, applied or refused, becomes an audit signal at alert
-  priority; refusals before the signature checks out are rate limited so
-  whoever can publish on the topic cannot fill the store.
+  priority; every refusal whoever can publish on the topic can cause (all
+  but those of a command whose counter is spent) is rate limited, so they
+  cannot fill the store.
 """
 
-from edge_agent.core import cbor
+from edge_agent.core import audit, cbor
 from edge_agent.core import operator as op
-from edge_agent.core.command_flow import CommandFlow
+from edge_agent.core.command_flow import LOG_TEXT, CommandFlow
 
 COUNTERS_NAME = "counters.cbor"
 
@@ -63,7 +64,8 @@ class Commands(CommandFlow):
         if command.name == "alert.ack":
             return "unacknowledged", "acknowledged", note or "recorded"
         if command.name == "advisory":
-            self.log("warning", "advisory %s from %s: %s" % (args.get("id", ""), command.operator, args["text"]))
+            self.log("warning", "advisory %s from %s: %s" % (audit.clip(args.get("id", "")), command.operator,
+                                                             audit.clip(args["text"], LOG_TEXT)))
             if "patch" in args:
                 raise op.Refused("no-config", "a board takes a new config by reflashing its compiled board")
             return None, args.get("severity", "info"), args["text"]

@@ -50,12 +50,19 @@ def open_gpio(choice, board):
         raise UsageError("--gpio %s: %s (use --gpio simulated to develop without GPIO hardware)" % (choice, exc)) from None
 
 
+# What the agent writes (store segments and markers, state, counters) is
+# its owner's alone: files 0600, new directories 0700, whatever umask it
+# was started with (a shell's 022 made segments 0644). docs/store.md.
+RUN_UMASK = 0o077
+
+
 def cmd_run(args):
     from edge_agent.core.store import StoreError
     from edge_agent.gateway import console_server
     from edge_agent.gateway.agent import Agent
     from edge_agent.gateway.downlink_setup import SetupError, setup
 
+    os.umask(RUN_UMASK)  # before anything is created; a restart on a new config (exec) keeps it
     board = load_board(args.board)
     identity = load_identity(args.identity)
     device_id = identity.device_id

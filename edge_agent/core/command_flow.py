@@ -9,11 +9,15 @@
 Applied at most once: the counter is saved *before* the command is
 applied, so a crash in between loses the command (the operator sees no
 "applied" audit and sends it again with a new counter) and never applies
-it twice. Refusals at verification are rate limited: anyone who can
-publish on the topic can send garbage or replay a recorded command, and
-must not fill the store with audits. Past REFUSALS_PER_WINDOW in a window
-they are counted, and the count goes out in one audit with the first
-refusal of a later window.
+it twice. Every refusal an unauthenticated sender can cause is rate
+limited: anyone who can publish on the topic can send garbage (too large,
+malformed, hostile headers that trip a bug) or replay a recorded
+command, and must not fill the store with audits or the log with lines.
+Past REFUSALS_PER_WINDOW in a window they are counted, and the count goes
+out in one audit with the first refusal of a later window. What is not
+limited: a command whose signature checked out and whose counter is spent
+(applied, refused by _apply, or failed after that): it cannot come again,
+so each audit of it costs its sender an operator's key and a new counter.
 """
 
 from edge_agent.core import audit
@@ -22,10 +26,12 @@ from edge_agent.core.signals import check_device_id
 
 REFUSALS_PER_WINDOW = 20
 REFUSAL_WINDOW_MS = 60000
+# A refusal's log line is cut here: its details quote what the sender sent.
+LOG_TEXT = 400
 # Reasons given before the signature was checked (and "malformed", which
 # can be either): the claimed operator is not authenticated, so the audit
 # says "unverified" instead of naming it.
-UNAUTHENTICATED = ("malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
+UNAUTHENTICATED = ("too-large", "malformed", "unknown-operator", "wrong-algorithm", "bad-signature")
 
 
 class RefusalLimiter:
@@ -52,18 +58,17 @@ class RefusalLimiter:
 
 
 def target_of(name, args):
-    """What a command acts on, for the audit's target field."""
-    if not name or not isinstance(args, dict):
+    """What a command acts on, for the audit's target field: text, or None
+    (the args of a refused command may hold anything)."""
+    if not isinstance(name, str) or not isinstance(args, dict):
         return None
-    if name.startswith("quarantine."):
-        return args.get("component")
-    if name == "alert.ack":
-        return "alert #%s" % args.get("alert")
     if name == "config.update":
         return "board"
-    if name == "advisory":
-        return args.get("id")
-    return None
+    value = args.get("component" if name.startswith("quarantine.") else "alert" if name == "alert.ack" else
+                     "id" if name == "advisory" else None)
+    if not isinstance(value, str):
+        return None
+    return "alert #" + value if name == "alert.ack" else value
 
 
 QUARANTINE_COMMANDS = ("quarantine.force", "quarantine.release")
@@ -90,6 +95,7 @@ class CommandFlow:
         self.limiter = RefusalLimiter()
         self.applied = 0
         self.refused = 0
+        self._spent = None  # the message's command once its counter is spent
 
     def topics(self):
         """What to subscribe to: the device's command topic, and its
@@ -119,23 +125,36 @@ class CommandFlow:
         return (device_topic, op.model_command_topic(self.model))
 
     def on_message(self, topic, payload):
-        """One message from a command topic. Never raises: a bad message is
-        refused and audited, the device runs on."""
+        """One message from a command topic. Never raises, and ends in one
+        outcome, applied or refused (counted in ``applied``/``refused``): a
+        bad message is refused and audited, the device runs on."""
+        self._spent = None
+        outcomes = self.applied + self.refused
         try:
             self._handle(topic, payload)
         except Exception as exc:  # a bug or a full disk must not end the MQTT session
-            self.log("error", "command on %s failed: %s: %s" % (topic, type(exc).__name__, exc))
-            self._emit(audit.audit_signal(self.clock(), "?", "command", topic, None, None, audit.REFUSED,
-                                          "internal-error: %s" % type(exc).__name__, audit.CHANNEL_DOWNLINK))
+            try:
+                self._failed(topic, exc, self.applied + self.refused == outcomes)
+            except Exception:  # the audit's own path (the store) is what failed
+                pass
+        if self.applied + self.refused == outcomes:
+            self.refused += 1
 
     def _handle(self, topic, payload):
         now = self.clock()
         try:
             command = op.verify_command(payload, self.trusted, self.device_id, self.model, now, self.counters)
         except op.Rejection as exc:
-            self._refuse_unverified(exc, topic, now)
+            self.refused += 1
+            authentic = exc.reason not in UNAUTHENTICATED
+            who = exc.operator if authentic else "unverified"
+            target = target_of(exc.command_name, exc.command_args) or topic
+            self._refusal(now, topic, "warning", "command on %s refused (from %s): %s" % (
+                topic, who if authentic else "an unverified sender, kid %r" % (exc.operator,), exc),
+                who, exc.command_name or "command", target, "%s: %s" % (exc.reason, exc.detail))
             return
         self.counters.advance(command)
+        self._spent = command  # it cannot come again: from here on every audit of it goes out
         self._save_counters()
         target = target_of(command.name, command.args) or command.target
         try:
@@ -148,13 +167,14 @@ class CommandFlow:
         except op.Refused as exc:
             self.refused += 1
             self.log("warning", "command %s #%d from %s refused: %s" % (command.name, command.counter,
-                                                                       command.operator, exc))
+                                                                       command.operator, audit.clip(exc)))
             self._emit(audit.audit_signal(now, command.operator, command.name, target, None, None, audit.REFUSED,
                                           "%s: %s" % (exc.reason, exc.detail), audit.CHANNEL_DOWNLINK))
             return
         self.applied += 1
         self.log("warning", "command %s #%d from %s applied on %s: %s -> %s" % (
-            command.name, command.counter, command.operator, target, before, after))
+            command.name, command.counter, command.operator, audit.clip(target), audit.clip(before),
+            audit.clip(after)))
         self._emit(audit.audit_signal(now, command.operator, command.name, target, before, after, audit.APPLIED,
                                       note, audit.CHANNEL_DOWNLINK))
         self._applied(command)
@@ -162,22 +182,44 @@ class CommandFlow:
     def _applied(self, command):
         """After the applied audit: nothing unless the platform needs it."""
 
-    def _refuse_unverified(self, exc, topic, now):
-        self.refused += 1
-        authentic = exc.reason not in UNAUTHENTICATED
-        who = exc.operator if authentic else "unverified"
-        self.log("warning", "command on %s refused (from %s): %s" % (
-            topic, who if authentic else "an unverified sender, kid %r" % (exc.operator,), exc))
+    def _failed(self, topic, exc, count):
+        """An exception out of the flow: refused as internal-error (counted
+        unless the message already has its outcome). Before the command's
+        counter is spent the same bytes can come again, so through the
+        limiter like any unauthenticated refusal; after, audited always."""
+        if count:
+            self.refused += 1
+        now = self.clock()
+        try:
+            problem = "%s: %s" % (type(exc).__name__, audit.clip(exc))
+        except Exception:  # noqa: BLE001 (str() of an exception can raise too)
+            problem = type(exc).__name__
+        reason = "internal-error: " + type(exc).__name__
+        command = self._spent
+        if command is None:
+            self._refusal(now, topic, "error", "command on %s failed: %s" % (topic, problem), "unverified",
+                          "command", topic, reason)
+            return
+        self.log("error", "command %s #%d from %s failed: %s" % (command.name, command.counter, command.operator,
+                                                                 problem))
+        self._emit(audit.audit_signal(now, command.operator, command.name,
+                                      target_of(command.name, command.args) or command.target, None, None,
+                                      audit.REFUSED, reason, audit.CHANNEL_DOWNLINK))
+
+    def _refusal(self, now, topic, level, line, who, action, target, reason):
+        """Log and audit one refusal that anyone on the topic can cause, as
+        the limiter allows: past its limit nothing (the log neither), then
+        the count, in the summary audit of a later window."""
         allowed, suppressed = self.limiter.allow(now)
         if suppressed:
-            self._emit(audit.audit_signal(now, "unverified", "command", topic, None, None, audit.REFUSED,
-                                          "rate-limited: %d more messages refused unaudited" % suppressed,
+            text = "rate-limited: %d more messages refused unaudited" % suppressed
+            self.log("warning", "commands: " + text)
+            self._emit(audit.audit_signal(now, "unverified", "command", topic, None, None, audit.REFUSED, text,
                                           audit.CHANNEL_DOWNLINK))
         if allowed:
-            action = exc.command_name or "command"
-            target = target_of(exc.command_name, exc.command_args) or topic
-            self._emit(audit.audit_signal(now, who, action, target, None, None, audit.REFUSED,
-                                          "%s: %s" % (exc.reason, exc.detail), audit.CHANNEL_DOWNLINK))
+            self.log(level, audit.clip(line, LOG_TEXT))
+            self._emit(audit.audit_signal(now, who, action, target, None, None, audit.REFUSED, reason,
+                                          audit.CHANNEL_DOWNLINK))
 
     def _emit(self, signal):
         self.dispatch([self.device.number(signal)])

@@ -27,10 +27,11 @@ holds for that kid:
   A Mac0 command proves "made by someone holding this device's secret"
   (the operator backend), not which operator: docs/security.md.
 
-Verification order: envelope, trusted kid, signature, payload shape, type,
-binding (device/model), time, counter. Nothing is decoded from a payload
-before its signature is checked. Every refusal is a Rejection with a
-stable short ``reason``; the device turns it into an audit signal.
+Verification order: size (MAX_COMMAND_BYTES), envelope, trusted kid,
+signature, payload shape, type, binding (device/model), time, counter.
+Nothing is decoded from a payload before its signature is checked. Every
+refusal is a Rejection with a stable short ``reason``; the device turns it
+into an audit signal.
 Pure logic, no clock: callers pass now_ms.
 """
 
@@ -88,16 +89,28 @@ CLOCK_SKEW_MS = 5 * 60 * 1000
 # a leaked token must die on its own.
 MAX_TOKEN_TTL_MS = 7 * 24 * 3600 * 1000
 MAX_NAME = 64
+# The largest operator message (the COSE bytes, token or command) a device
+# reads; a larger one is refused as "too-large" before it is parsed. The
+# largest legitimate command is a config.update whose patch restates every
+# patchable table of the board: 3.8 KB for the largest shipped board
+# (boards/pump-station.toml: 17 sensors, 16 components, 2 buses, 3
+# outputs), ~220 bytes per sensor and component; 64 KiB holds such a patch
+# for a board ~17 times that size (~290 sensors) and is the gateway's
+# bundle bound too. Boards never get that far: their MQTT client takes
+# packets of 2 KiB (firmware/uplink.py MAX_PACKET). docs/wire-format.md.
+MAX_COMMAND_BYTES = 64 * 1024
+MAX_UINT = 0xFFFFFFFFFFFFFFFF
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-."
 
 
 class Rejection(ValueError):
     """A token or command that must not be accepted. ``reason`` is one of:
-    malformed, unsupported-version, unknown-operator, wrong-algorithm,
-    bad-signature, wrong-type, bad-command, bad-scope, wrong-device,
-    wrong-model, expired, not-yet-valid, too-long-lived, replay,
-    stale-counter. ``detail`` is a sentence for people. ``operator`` is the
-    claimed kid (unauthenticated unless the signature was checked)."""
+    too-large, malformed, unsupported-version, unknown-operator,
+    wrong-algorithm, bad-signature, wrong-type, bad-command, bad-scope,
+    wrong-device, wrong-model, expired, not-yet-valid, too-long-lived,
+    replay, stale-counter. ``detail`` is a sentence for people.
+    ``operator`` is the claimed kid (unauthenticated unless the signature
+    was checked)."""
 
     def __init__(self, reason, detail, operator=None):
         super().__init__("%s: %s" % (reason, detail))
@@ -203,7 +216,9 @@ class Counters:
 
 
 def _is_uint(value):
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    # A CBOR uint (major type 0): a bignum (tag 2) is no counter or time,
+    # and CPython cannot even print one of more than 4300 digits.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UINT
 
 
 def _is_text_list(value):
@@ -220,6 +235,8 @@ def _open(data, trusted):
     (operator name, payload map)."""
     if not isinstance(data, (bytes, bytearray)):
         raise Rejection("malformed", "expected COSE bytes, got %s" % type(data).__name__)
+    if len(data) > MAX_COMMAND_BYTES:
+        raise Rejection("too-large", "%d bytes; operator messages are at most %d" % (len(data), MAX_COMMAND_BYTES))
     try:
         envelope = cose.parse(bytes(data))
     except cose.COSEError as exc:
@@ -296,7 +313,7 @@ def _duration(ms):
 
 def _expect_type(body, wanted, operator):
     kind = body.get(O_TYPE)
-    if kind != wanted:
+    if not isinstance(kind, str) or kind != wanted:  # (bytes == str warns on MicroPython)
         raise Rejection("wrong-type", "expected a %s, got a %r message" % (wanted, kind), operator)
 
 
@@ -327,7 +344,7 @@ def _check_patch(patch):
     if not isinstance(patch, dict) or not patch:
         return "a config patch must be a non-empty map"
     for key in patch:
-        if key not in PATCHABLE:
+        if not isinstance(key, str) or key not in PATCHABLE:
             return "a patch may change %s, not %r" % (", ".join(PATCHABLE), key)
     return None
 
@@ -335,11 +352,16 @@ def _check_patch(patch):
 def check_command(name, args):
     """None if ``name`` and ``args`` form a known command, else why not.
     Used by both the signer (refuse to sign nonsense) and the verifier."""
-    required = COMMANDS.get(name)
+    # Only text is looked up: a list is unhashable, and bytes compared with
+    # text print a warning on MicroPython (a hostile message can carry either).
+    required = COMMANDS.get(name) if isinstance(name, str) else None
     if required is None:
         return "unknown command %r (known: %s)" % (name, ", ".join(sorted(COMMANDS)))
     if not isinstance(args, dict):
         return "args must be a map"
+    for arg in args:
+        if not isinstance(arg, str):
+            return "%s: argument names must be text, not %r" % (name, arg)
     optional = OPTIONAL_ARGS.get(name, {})
     for arg, kind in required.items():
         if arg not in args:
@@ -424,9 +446,11 @@ def verify_command(data, trusted, device_id, model, now_ms, last_counter):
     try:
         return _command(body, operator, device_id, model, now_ms, last_counter)
     except Rejection as exc:
-        if body.get(O_TYPE) == TYPE_COMMAND and isinstance(body.get(O_NAME), str):
+        if isinstance(body.get(O_TYPE), str) and body[O_TYPE] == TYPE_COMMAND and isinstance(body.get(O_NAME), str):
             exc.command_name = body[O_NAME]
-            exc.command_args = body.get(O_ARGS) if isinstance(body.get(O_ARGS), dict) else None
+            args = body.get(O_ARGS)
+            if isinstance(args, dict) and all(isinstance(key, str) for key in args):
+                exc.command_args = args
         raise
 
 

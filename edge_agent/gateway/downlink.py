@@ -19,9 +19,9 @@ import os
 import signal as posix_signal
 
 from edge_agent.atomic_file import atomic_write
-from edge_agent.core import cbor
+from edge_agent.core import audit, cbor
 from edge_agent.core import operator as op
-from edge_agent.core.command_flow import CommandFlow, RefusalLimiter
+from edge_agent.core.command_flow import LOG_TEXT, CommandFlow, RefusalLimiter
 
 __all__ = ("COUNTERS_FILE", "Downlink", "DownlinkError", "RefusalLimiter", "load_counters")
 
@@ -115,7 +115,8 @@ class Downlink(CommandFlow):
         args = command.args
         severity = args.get("severity", "info")
         level = logging.ERROR if severity == "critical" else logging.WARNING
-        log.log(level, "advisory %s from %s: %s", args.get("id", ""), command.operator, args["text"])
+        log.log(level, "advisory %s from %s: %s", audit.clip(args.get("id", "")), command.operator,
+                audit.clip(args["text"], LOG_TEXT))
         if "patch" in args:
             before, after = self._stage(args["patch"], command.operator)
             return before, after, args["text"]

@@ -20,6 +20,17 @@ while a 100k telemetry backlog drains waits for at most one batch.
 Pacing: ``drain_rate`` (signals/s) throttles the non-urgent lanes only, so
 a fleet coming back online does not flatten the broker while alerts still
 go at once. Reconnects back off exponentially with full jitter.
+
+Listening for signed commands (``listen()``), the session is MQTT 5 so the
+agent can tell the broker the largest packet it takes (Maximum Packet
+Size on CONNECT, MAX_PACKET_BYTES: one command of the core's bound plus
+its topic and headers): the broker drops a larger publish for this client
+instead of sending it, so a 30 MB publish on the command topic never
+reaches the agent's memory (paho reads a packet whole before anything can
+look at it). What the broker does send and is still over the bound, the
+core refuses unparsed (``too-large``). The session is persistent (clean
+start off, a session that never expires), as MQTT 3.1.1's clean_session
+False was.
 """
 
 import asyncio
@@ -28,9 +39,12 @@ import random
 import time
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_agent.core import bundle
 from edge_agent.core import signals as sg
+from edge_agent.core.operator import MAX_COMMAND_BYTES
 from edge_agent.core.signals import status_payload, status_topic
 
 log = logging.getLogger("edge_agent.gateway.uplink")
@@ -47,6 +61,12 @@ BUNDLE_MAX_BYTES = 64 * 1024
 PUBLISH_TIMEOUT_S = 20
 # Lanes at or below this priority are never paced or bundled.
 URGENT_PRIORITY = sg.PRIORITY_HIGH
+# The largest packet the broker may send a listening agent (MQTT 5 Maximum
+# Packet Size): a command at the core's bound, its topic (at most ~90
+# bytes: a 64-character model or device id) and the PUBLISH headers and
+# properties a broker adds.
+MAX_PACKET_BYTES = MAX_COMMAND_BYTES + 1024
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF  # MQTT 5 Session Expiry Interval: kept until the device is back
 
 
 def group_for_publish(records, urgent):
@@ -106,8 +126,9 @@ class Uplink:
 
     def listen(self, topics, on_message, on_subscribed=None):
         """Receive on ``topics`` from the next session on. The session is
-        then persistent (clean_session False), so commands published while
-        the device is offline wait at the broker."""
+        then persistent (MQTT 5, clean start off, never expiring), so
+        commands published while the device is offline wait at the broker,
+        and says the largest packet the agent takes (MAX_PACKET_BYTES)."""
         self.subscriptions = list(topics)
         self.on_message = on_message
         self.on_subscribed = on_subscribed
@@ -137,6 +158,16 @@ class Uplink:
             else:
                 backoff = BACKOFF_FIRST_S
 
+    def _session_options(self):
+        """How to connect: MQTT 3.1.1 for sending only; listening, MQTT 5
+        with a persistent session and the largest packet we take."""
+        if not self.subscriptions:
+            return {}
+        properties = Properties(PacketTypes.CONNECT)
+        properties.MaximumPacketSize = MAX_PACKET_BYTES
+        properties.SessionExpiryInterval = SESSION_NEVER_EXPIRES
+        return {"protocol": aiomqtt.ProtocolVersion.V5, "clean_start": False, "properties": properties}
+
     async def _session(self):
         settings = self.settings
         will = aiomqtt.Will(status_topic(self.device_id), status_payload(self.device_id, False), qos=1, retain=True)
@@ -149,7 +180,7 @@ class Uplink:
             will=will,
             timeout=PUBLISH_TIMEOUT_S,
             max_inflight_messages=BATCH_RECORDS,
-            clean_session=False if self.subscriptions else None,
+            **self._session_options(),
         ) as client:
             self.connects += 1
             if self.on_connect is not None:

@@ -361,3 +361,36 @@ def test_cli_model_command_reaches_gateways_on_the_model_topic_and_each_board_on
         op.verify_command(by_topic["ea/v1/board-a/cmd"], {b"ops-team": secrets["board-b"]}, "board-b", "EA-M",
                           now_ms(), 0)
     assert refused.value.reason == "bad-signature"
+
+
+def _peak_rss_kib(pid):
+    """The process's peak resident set (VmHWM), KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmHWM for pid %d" % pid)
+
+
+def test_an_oversized_command_never_reaches_the_agent(broker, start_agent, subscribe, pty, pki, operator):
+    # 30 MB on the command topic once took the agent from 46 MB to 340 MB
+    # before the signature check. The agent's MQTT 5 session tells the
+    # broker its largest packet, so the broker drops it; one just over the
+    # core's bound (it fits that packet size) is refused unparsed.
+    device = "dl-big"
+    agent = start(start_agent, broker, device, pty, operator)
+    pid = agent.child.process.pid
+    before = _peak_rss_kib(pid)
+    topic = op.command_topic(device)
+    force = operator.command(device, "quarantine.force", {"component": "cabinet_fan"}, 1, 600)
+    sequence = [(topic, b"\xd2" * (30 * 1024 * 1024)), (topic, b"\xd2" * (op.MAX_COMMAND_BYTES + 1)), (topic, force)]
+    messages = subscribe(broker.port, ["ea/v1/%s/audit" % device, "ea/v1/%s/state" % device],
+                         lambda ms: len(audits(ms)) >= 2 and len(fan_states(ms)) >= 1,
+                         action=lambda: publish(pki, broker.port, sequence), timeout_s=40)
+    growth = _peak_rss_kib(pid) - before
+    print("agent peak RSS %d KiB before, %+d KiB after a 30 MB publish on its command topic" % (before, growth))
+    assert summary(audits(messages)) == [("command", topic, "refused", "too-large"),
+                                         ("quarantine.force", "cabinet_fan", "applied", "")]
+    assert fan_states(messages) == [("ok", "forced")]
+    assert growth < 16 * 1024, "the agent's peak RSS grew by %d KiB" % growth
+    assert agent.child.process.poll() is None
