@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def publish(pki, port, topic, payloads):
-    cert, key = pki.client("test-run-files")
+    cert, key = pki.operator("test-run-files")  # an operator may publish commands (docs/deploy/mosquitto.acl)
 
     async def run():
         async with aiomqtt.Client("127.0.0.1", port, tls_context=client_context(pki.ca_cert, cert, key)) as client:
