@@ -97,7 +97,13 @@ class Operator:
             raise OperatorError("--ttl must be positive")
         issued = _now_ms() if now_ms is None else now_ms
         payload = op.command_payload(target, name, args, counter, issued, issued + ttl_ms)
-        return self._seal(payload, device_secret)
+        message = self._seal(payload, device_secret)
+        if len(message) > op.MAX_COMMAND_BYTES:
+            # Every device refuses it unread (too-large): say so here instead.
+            raise OperatorError("the signed %s is %d bytes; devices take commands of at most %d bytes: send a "
+                                "smaller patch (several config.update commands)" % (name, len(message),
+                                                                                   op.MAX_COMMAND_BYTES))
+        return message
 
     # Counters: the next counter per target, persisted so the operator
     # never reuses one (a reused counter is refused as a replay).

@@ -264,3 +264,15 @@ def test_cli_cmd_send_unreachable_broker_uses_up_the_counter(tmp_path):
                      "component=fan", "--broker", "127.0.0.1:1", "--insecure")
     assert result.returncode == 2 and "broker 127.0.0.1:1" in result.stderr
     assert load_operator(directory).next_counter("u1") == 2  # never reused, even though unsent
+
+
+def test_a_command_devices_would_refuse_as_too_large_is_not_signed(tmp_path):
+    from edge_agent.core import operator as op
+    from edge_agent.keys.operators import OperatorError, create_operator
+
+    operator = create_operator(str(tmp_path / "ops"), "ops-team")
+    big = {"patch": {"sensors": {"s%d" % i: {"period_ms": 1000, "note": "x" * 200} for i in range(400)}}}
+    with pytest.raises(OperatorError, match="devices take commands of at most 65536 bytes"):
+        operator.command("unit-17", "config.update", big, 1, 600)
+    small = operator.command("unit-17", "config.update", {"patch": {"sensors": {"s1": {"period_ms": 1000}}}}, 1, 600)
+    assert len(small) < op.MAX_COMMAND_BYTES
