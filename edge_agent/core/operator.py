@@ -55,8 +55,9 @@ TYPE_TOKEN = "token"
 TYPE_COMMAND = "command"
 MODEL_PREFIX = "model:"
 
-# Scopes a token may grant. "read" is implied for anyone at the console;
-# the others gate privileged console commands (docs/console.md).
+# Scopes a token may grant. Every token has "read": it opens `log`, `config
+# show` and the private parts of the read-only commands (who did what); the
+# others gate privileged console commands (docs/console.md).
 SCOPES = ("read", "ack", "override", "config", "selftest")
 
 # Command name -> {arg: type check name}. Unknown names and missing or
