@@ -12,7 +12,10 @@ from rich.table import Table
 def _when(ms):
     if not ms:
         return ""
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
+    try:
+        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
+    except (ValueError, OverflowError, OSError):  # beyond the year 9999: a date no clock gives
+        return "?"
 
 
 def devices_table(storage, with_gaps=False):
@@ -21,9 +24,9 @@ def devices_table(storage, with_gaps=False):
         table.add_column(column, justify="right" if column not in ("device", "online") else "left")
     if with_gaps:
         table.add_column("missing seq ranges")
-    for device, count, max_seq, missing, duplicates, active, last_seen, online in storage.device_summary():
-        row = [device, {1: "yes", 0: "no"}.get(online, "?"), str(count), str(max_seq), str(missing),
-               str(duplicates), str(active), _when(last_seen)]
+    for device, count, max_seq, missing, duplicates, active, last_seen, _, presence in storage.device_summary():
+        row = [device, presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
+               _when(last_seen)]
         if with_gaps:
             gaps = storage.gaps(device)
             row.append(", ".join("%d-%d" % g if g[0] != g[1] else str(g[0]) for g in gaps[:10])
@@ -97,5 +100,7 @@ async def show_live(receiver, console, interval_s=1.0):
 async def log_summaries(receiver, console, interval_s=10.0):
     while True:
         await asyncio.sleep(interval_s)
-        console.print("receiver: %d accepted, %d duplicates dropped, rejected %s"
-                      % (receiver.accepted, receiver.duplicates, receiver.rejected or "none"))
+        rejected = ", ".join("%s %d" % (reason, n) for reason, n in sorted(receiver.rejected.items())) or "none"
+        console.print("receiver: %d accepted, %d duplicates dropped, rejected: %s; "
+                      "%d retained statuses of unregistered devices ignored"
+                      % (receiver.accepted, receiver.duplicates, rejected, receiver.ignored))

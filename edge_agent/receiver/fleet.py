@@ -166,6 +166,15 @@ class FleetWatch:
         self._load_open()
         self._load_reports()
 
+    def reload(self):
+        """Forget the window and open incidents and read them again from
+        the database: after the receiver undid a message's writes (an
+        internal error), memory must not keep what the database lost."""
+        self.reports = {}
+        self.open = {}
+        self._load_open()
+        self._load_reports()
+
     # -- reports -------------------------------------------------------------
 
     def observe(self, signal, received_ms):
@@ -182,19 +191,20 @@ class FleetWatch:
             return  # no model: no fleet to compare with, nothing to target
         component, condition, _ = found
         window = self.settings.window_ms
+        time_ms = signal.time_ms
         seen = self.reports.setdefault((model, component, condition), {})
-        seen[signal.device] = max(seen.get(signal.device, 0), signal.time_ms)
+        seen[signal.device] = max(seen.get(signal.device, 0), time_ms)
         newest = max(seen.values())
         for other in [d for d, t in seen.items() if t < newest - window]:
             del seen[other]  # slid out of the window
         incident = self.open.get((model, component))
-        if incident is not None and signal.time_ms > incident.last_ms + window:
+        if incident is not None and time_ms > incident.last_ms + window:
             self._close(incident)
             incident = None
         if incident is not None:
             incident.classes.setdefault(condition, set()).add(signal.device)
             incident.devices.add(signal.device)
-            incident.last_ms = max(incident.last_ms, signal.time_ms)
+            incident.last_ms = max(incident.last_ms, time_ms)
             self.db.execute("UPDATE fleet_incidents SET classes = ?, devices = ?, last_ms = ? WHERE id = ?",
                             (_classes_json(incident.classes), json.dumps(sorted(incident.devices)),
                              incident.last_ms, incident.id))
@@ -202,7 +212,7 @@ class FleetWatch:
         fleet = self.models.get(model, [])
         threshold = self.settings.threshold(len(fleet))
         if len(seen) >= threshold:
-            self._raise(model, component, condition, seen, threshold, len(fleet), signal.time_ms, received_ms)
+            self._raise(model, component, condition, seen, threshold, len(fleet), time_ms, received_ms)
 
     def _raise(self, model, component, condition, seen, threshold, fleet_size, time_ms, received_ms):
         devices = set(seen)
@@ -311,7 +321,8 @@ class FleetWatch:
         self.db.execute(
             "UPDATE fleet_advisories SET audit_seq = ?, audit_result = ?, audit_reason = ? "
             "WHERE incident = ? AND device = ? AND audit_seq IS NULL",
-            (signal.seq, str(body.get(sg.U_RESULT)), str(body.get(sg.U_REASON) or ""), incident, signal.device),
+            (signal.seq, _audit_text(body.get(sg.U_RESULT)), _audit_text(body.get(sg.U_REASON)), incident,
+             signal.device),
         )
 
 
@@ -324,9 +335,18 @@ def _incident_id(body):
             value = value.get("id")
         if isinstance(value, str):
             for word in value.replace(",", " ").replace(":", " ").split():
-                if word.startswith(ADVISORY_ID_PREFIX) and word[len(ADVISORY_ID_PREFIX):].isdigit():
-                    return int(word[len(ADVISORY_ID_PREFIX):])
+                number = word[len(ADVISORY_ID_PREFIX):]
+                # An id has at most 18 digits (SQLite's integers); int() of
+                # thousands of digits raises ValueError.
+                if word.startswith(ADVISORY_ID_PREFIX) and number.isdigit() and len(number) <= 18:
+                    return int(number)
     return None
+
+
+def _audit_text(value, limit=200):
+    """An audit's result or reason, as stored: text only, bounded (a
+    device's audit is signed, but what it says is still only data)."""
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def _classes_json(classes):
