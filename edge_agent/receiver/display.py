@@ -8,25 +8,37 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
+from edge_agent.receiver.printable import duration
+
 
 def _when(ms):
     if not ms:
         return ""
     try:
         return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
-    except (ValueError, OverflowError, OSError):  # beyond the year 9999: a date no clock gives
+    except (ValueError, OverflowError, OSError):  # beyond the year 9999: a device clock far off
         return "?"
+
+
+def clock_note(ahead_ms, anomalies):
+    """The devices table's clock column: empty for a clock within the
+    tolerated skew, else how far ahead and how many signals."""
+    if not anomalies:
+        return ""
+    return "%s ahead (%d signals)" % (duration(ahead_ms or 0), anomalies)
 
 
 def devices_table(storage, with_gaps=False):
     table = Table(title="devices", title_justify="left")
-    for column in ("device", "online", "signals", "last seq", "missing", "duplicates", "active alerts", "last seen"):
-        table.add_column(column, justify="right" if column not in ("device", "online") else "left")
+    for column in ("device", "online", "signals", "last seq", "missing", "duplicates", "active alerts", "last seen",
+                   "clock"):
+        table.add_column(column, justify="right" if column not in ("device", "online", "clock") else "left")
     if with_gaps:
         table.add_column("missing seq ranges")
-    for device, count, max_seq, missing, duplicates, active, last_seen, _, presence in storage.device_summary():
+    for (device, count, max_seq, missing, duplicates, active, last_seen, _, presence, ahead_ms,
+         anomalies) in storage.device_summary():
         row = [device, presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
-               _when(last_seen)]
+               _when(last_seen), clock_note(ahead_ms, anomalies)]
         if with_gaps:
             gaps = storage.gaps(device)
             row.append(", ".join("%d-%d" % g if g[0] != g[1] else str(g[0]) for g in gaps[:10])
@@ -101,6 +113,7 @@ async def log_summaries(receiver, console, interval_s=10.0):
     while True:
         await asyncio.sleep(interval_s)
         rejected = ", ".join("%s %d" % (reason, n) for reason, n in sorted(receiver.rejected.items())) or "none"
-        console.print("receiver: %d accepted, %d duplicates dropped, rejected: %s; "
+        anomalies = ", ".join("%s %d" % (kind, n) for kind, n in sorted(receiver.anomalies.items())) or "none"
+        console.print("receiver: %d accepted, %d duplicates dropped, rejected: %s; anomalies: %s; "
                       "%d retained statuses of unregistered devices ignored"
-                      % (receiver.accepted, receiver.duplicates, rejected, receiver.ignored))
+                      % (receiver.accepted, receiver.duplicates, rejected, anomalies, receiver.ignored))

@@ -65,3 +65,12 @@ def describe(exc, limit=200):
         message = "(no message)"
     return "%s: %s" % (type(exc).__name__, text(message, limit))
 
+
+
+def duration(ms):
+    """A rough, readable length of time: '100 y', '3 d', '5 min', '12 s'."""
+    seconds = abs(ms) / 1000
+    for unit, size in (("y", 365.25 * 86400), ("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return "%.0f %s" % (seconds / size, unit)
+    return "%.0f s" % seconds

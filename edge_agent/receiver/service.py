@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from edge_agent.receiver.printable import describe, short
+from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
 from edge_agent.receiver.storage import MAX_INTEGER
 
@@ -32,6 +32,10 @@ SUBSCRIPTION = "%s/+/+" % sg.TOPIC_ROOT
 # per message would cap the receiver at the disk's commit rate.
 BATCH_MAX = 200
 ADVISORY_BATCH = 500
+# A signal dated further than this ahead of the receiver's clock counts as
+# a clock anomaly of its device (docs/receiver.md). Fleet escalation never
+# takes a device time later than the arrival (receiver/fleet.py).
+CLOCK_SKEW_MS = 5 * 60 * 1000
 
 # What handle() returns, besides a rejection reason.
 ACCEPTED = "accepted"  # at least one new signal stored
@@ -60,6 +64,8 @@ class Receiver:
         self.duplicates = 0
         self.rejected = {}
         self.ignored = 0
+        self.anomalies = {}  # e.g. "clock-ahead": signals dated ahead of our clock
+        self._clock_warned = set()
         self.connected = asyncio.Event()
 
     @property
@@ -133,12 +139,27 @@ class Receiver:
         # A message holds one device's signals: one row update for all of them.
         device = signals[0].device
         self.storage.seen(device, received_ms, len(signals) - len(fresh), fresh=len(fresh))
+        self._check_clock(device, fresh, received_ms)
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
         if self.fleet is not None:
             for signal in fresh:
                 self.fleet.observe(signal, received_ms)
         return fresh
+
+    def _check_clock(self, device, fresh, received_ms):
+        """Count signals dated ahead of the receiver's clock by more than
+        CLOCK_SKEW_MS (a device clock that is off: stored, flagged)."""
+        ahead = [s.time_ms - received_ms for s in fresh if s.time_ms - received_ms > CLOCK_SKEW_MS]
+        if not ahead:
+            return
+        self.storage.clock_ahead(device, max(ahead), len(ahead))
+        self.anomalies["clock-ahead"] = self.anomalies.get("clock-ahead", 0) + len(ahead)
+        if device not in self._clock_warned:
+            self._clock_warned.add(device)
+            log.warning("device %s: its signals are dated %s ahead of this receiver's clock (more than %s "
+                        "tolerated): its clock is off; fleet escalation counts them at their arrival",
+                        device, duration(max(ahead)), duration(CLOCK_SKEW_MS))
 
     def _status(self, device, topic, payload, received_ms, retained):
         # Status messages are retained and written by the broker itself (the

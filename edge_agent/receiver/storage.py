@@ -49,10 +49,12 @@ CREATE TABLE IF NOT EXISTS devices (
 # Columns added after version 1, with how to add them to an older database.
 # online, status_ms, confirmed: the last status message's claim, when it
 # came, and whether a fresh verified signal arrived after it (docs/receiver.md,
-# "Online status").
+# "Online status"). clock_*: signals dated ahead of the receiver's clock.
 DEVICE_COLUMNS = (
     ("status_ms", "INTEGER"),
     ("confirmed", "INTEGER NOT NULL DEFAULT 0"),
+    ("clock_ahead_ms", "INTEGER"),
+    ("clock_anomalies", "INTEGER NOT NULL DEFAULT 0"),
 )
 
 # Rejections are evidence, not a log sink: keep at most this many payload
@@ -123,6 +125,13 @@ class Storage:
             (device, received_ms, received_ms, duplicates, 1 if fresh else 0),
         )
 
+    def clock_ahead(self, device, ahead_ms, count):
+        """``count`` signals of ``device`` were dated ``ahead_ms`` (the
+        most) ahead of the receiver's clock, beyond the tolerated skew."""
+        self.db.execute(
+            "UPDATE devices SET clock_ahead_ms = ?, clock_anomalies = clock_anomalies + ? WHERE device = ?",
+            (ahead_ms, count, device))
+
     def store_signal(self, signal, envelope_id, received_ms):
         """Insert a verified signal; False if (device, seq) was already stored.
         The caller records the message with seen()."""
@@ -191,15 +200,17 @@ class Storage:
 
     def device_summary(self):
         """One row per device: (device, signals, max seq, missing, duplicates,
-        active alerts, last seen ms, online, presence); missing excludes seqs
-        skipped at restarts, online is what the last status message claimed
-        (1, 0 or None), presence what the display shows (see presence())."""
+        active alerts, last seen ms, online, presence, clock ahead ms, clock
+        anomalies); missing excludes seqs skipped at restarts, online is
+        what the last status message claimed (1, 0 or None), presence what
+        the display shows (see presence()), clock ahead ms the last offset
+        beyond the tolerated skew (None if never)."""
         rows = self.db.execute(
             """
             SELECT d.device, COUNT(s.seq), COALESCE(MAX(s.seq), 0), COALESCE(MAX(s.seq), 0) - COUNT(s.seq),
                    d.duplicates,
                    (SELECT COUNT(*) FROM alerts a WHERE a.device = d.device AND a.active = 1),
-                   d.last_seen_ms, d.online, d.confirmed
+                   d.last_seen_ms, d.online, d.confirmed, d.clock_ahead_ms, d.clock_anomalies
             FROM devices d LEFT JOIN signals s ON s.device = d.device
             GROUP BY d.device ORDER BY d.device
             """
@@ -207,7 +218,7 @@ class Storage:
         summary = []
         for row in rows:
             skipped = sum(last - first + 1 for first, last in self.missing(row[0])[1])
-            summary.append(row[:3] + (row[3] - skipped,) + row[4:8] + (presence(row[7], row[8]),))
+            summary.append(row[:3] + (row[3] - skipped,) + row[4:8] + (presence(row[7], row[8]),) + row[9:])
         return summary
 
     def recent_alerts(self, limit=10):

@@ -111,7 +111,7 @@ def test_a_version_1_database_gains_the_new_columns(tmp_path):
             "INSERT INTO devices VALUES ('old-1', 5, 6, 1, 0);")
     storage = Storage(path)
     row = storage.device_summary()[0]
-    assert row[0] == "old-1" and row[7] == 1 and row[8] == "unconfirmed"
+    assert row[0] == "old-1" and row[7] == 1 and row[8] == "unconfirmed" and row[9:] == (None, 0)
     assert storage.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
     storage.close()
     Storage(path).close()  # and again: the columns are there now
