@@ -1,5 +1,12 @@
 """What the receiver shows people: a live table on a terminal, summary lines
-in a log, and the report of `edge-agent receiver report`."""
+in a log, and the report of `edge-agent receiver report`.
+
+Every string that came from a device or the broker (device ids, alert
+texts, conditions, components, rejection reasons) goes into a table as a
+``rich.text.Text`` of its short printable form (cell()): rich never reads
+it as markup (a kid "[/x]" would raise MarkupError, "[bold]" would style),
+and control characters and escape sequences are shown escaped, never sent
+to the terminal."""
 
 import asyncio
 import datetime
@@ -7,8 +14,14 @@ import datetime
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
-from edge_agent.receiver.printable import duration
+from edge_agent.receiver.printable import duration, short
+
+
+def cell(value, limit=80):
+    """A table cell for an untrusted value: literal text, escaped, bounded."""
+    return Text("" if value is None else short(value, limit))
 
 
 def _when(ms):
@@ -37,7 +50,7 @@ def devices_table(storage, with_gaps=False):
         table.add_column("missing seq ranges")
     for (device, count, max_seq, missing, duplicates, active, last_seen, _, presence, ahead_ms,
          anomalies) in storage.device_summary():
-        row = [device, presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
+        row = [cell(device), presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
                _when(last_seen), clock_note(ahead_ms, anomalies)]
         if with_gaps:
             gaps = storage.gaps(device)
@@ -52,7 +65,8 @@ def alerts_table(storage, limit=8):
     for column in ("time", "device", "seq", "severity", "state", "what"):
         table.add_column(column)
     for device, seq, time_ms, severity, active, text in storage.recent_alerts(limit):
-        table.add_row(_when(time_ms), device, str(seq), severity or "", "raised" if active else "cleared", text or "")
+        table.add_row(_when(time_ms), cell(device), str(seq), cell(severity, 20), "raised" if active else "cleared",
+                      cell(text, 120))
     return table
 
 
@@ -61,7 +75,7 @@ def rejections_table(receiver):
     table.add_column("reason")
     table.add_column("count", justify="right")
     for reason, count in sorted(receiver.storage.rejection_counts().items()):
-        table.add_row(reason, str(count))
+        table.add_row(cell(reason), str(count))
     return table
 
 
@@ -78,8 +92,8 @@ def fleet_table(storage):
     for (incident, model, component, condition, devices, fleet_size, threshold, raised_ms, queued, sent, applied,
          note) in rows:
         advisories = note or "%d of %d" % (sent, queued)
-        table.add_row(str(incident), _when(raised_ms), model, "%s on %s" % (condition, component),
-                      "%d of %d" % (devices, fleet_size), str(threshold), advisories,
+        table.add_row(str(incident), _when(raised_ms), cell(model), cell("%s on %s" % (condition, component)),
+                      "%d of %d" % (devices, fleet_size), str(threshold), cell(advisories),
                       "" if note else "%d of %d" % (applied or 0, queued))
     return table
 
@@ -96,7 +110,7 @@ def report(storage):
         table.add_column("reason")
         table.add_column("count", justify="right")
         for reason, count in sorted(counts.items()):
-            table.add_row(reason, str(count))
+            table.add_row(cell(reason), str(count))
         tables.append(table)
     return Group(*tables)
 
@@ -114,6 +128,6 @@ async def log_summaries(receiver, console, interval_s=10.0):
         await asyncio.sleep(interval_s)
         rejected = ", ".join("%s %d" % (reason, n) for reason, n in sorted(receiver.rejected.items())) or "none"
         anomalies = ", ".join("%s %d" % (kind, n) for kind, n in sorted(receiver.anomalies.items())) or "none"
-        console.print("receiver: %d accepted, %d duplicates dropped, rejected: %s; anomalies: %s; "
-                      "%d retained statuses of unregistered devices ignored"
-                      % (receiver.accepted, receiver.duplicates, rejected, anomalies, receiver.ignored))
+        console.print(Text("receiver: %d accepted, %d duplicates dropped, rejected: %s; anomalies: %s; "
+                           "%d retained statuses of unregistered devices ignored"
+                           % (receiver.accepted, receiver.duplicates, rejected, anomalies, receiver.ignored)))
