@@ -195,7 +195,8 @@ def honest_signals():
     def build(draw):
         device = draw(st.sampled_from(DEVICES))
         kind = draw(kinds)
-        envelope = {sg.K_VERSION: 1, sg.K_KIND: kind, sg.K_DEVICE: device, sg.K_SEQ: draw(st.one_of(st.integers(1, 30), st.integers(1, 10 ** 12))),
+        seq = draw(st.one_of(st.integers(1, 30), st.integers(1, 10 ** 12)))
+        envelope = {sg.K_VERSION: 1, sg.K_KIND: kind, sg.K_DEVICE: device, sg.K_SEQ: seq,
                     sg.K_TIME: draw(st.one_of(st.integers(T0 - 10 ** 9, T0 + 10 ** 9), st.integers(0, 2 ** 63 + 5))),
                     sg.K_PRIORITY: draw(st.integers(0, 3)),
                     sg.K_BODY: draw(bodies.get(kind, st.dictionaries(st.integers(0, 8), values, max_size=3)))}
@@ -289,6 +290,10 @@ def _signed(rig, device, fields, kind=sg.KIND_ALERT):
     return rig.identities[device].seal(cbor.dumps(envelope))
 
 
+def _next_seq(rig):
+    return rig.storage.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM signals WHERE device = 'hx-ed'").fetchone()[0]
+
+
 def test_a_device_key_holder_cannot_crash_it_either(rig):
     """Signed, so past verification: fields that formatting, SQLite or the
     fleet watch could not take."""
@@ -300,10 +305,10 @@ def test_a_device_key_holder_cannot_crash_it_either(rig):
     audit_topic = "ea/v1/hx-ed/audit"
     for body in ({sg.U_ACTION: "advisory", sg.U_TARGET: "incident-" + "9" * 5000},
                  {sg.U_ACTION: "advisory", sg.U_TARGET: "incident-1", sg.U_RESULT: 10 ** 5000}):
-        seq = rig.storage.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM signals WHERE device = 'hx-ed'").fetchone()[0]
-        assert rig.handle(audit_topic, _signed(rig, "hx-ed", {sg.K_SEQ: seq, sg.K_BODY: body}, sg.KIND_AUDIT)) == "accepted"
+        signed = _signed(rig, "hx-ed", {sg.K_SEQ: _next_seq(rig), sg.K_BODY: body}, sg.KIND_AUDIT)
+        assert rig.handle(audit_topic, signed) == "accepted"
     # A date past the year 9999: stored, and the report still renders.
-    seq = rig.storage.db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM signals WHERE device = 'hx-ed'").fetchone()[0]
+    seq = _next_seq(rig)
     far = _signed(rig, "hx-ed", {sg.K_SEQ: seq, sg.K_TIME: 2 ** 62,
                                  sg.K_BODY: {sg.A_ACTIVE: True, sg.A_TEXT: "[/x] \x1b[2J", sg.A_CONDITION: "stuck",
                                              sg.A_COMPONENT: "cabinet_fan"}})
