@@ -4,11 +4,18 @@
 import asyncio
 import logging
 import os
+import stat
 
 from edge_agent.cli.common import (EXIT_FAILED, EXIT_OK, UsageError, add_broker_options, broker_settings,
                                    load_registry, run_until_signalled)
 
 log = logging.getLogger("edge_agent")
+
+
+# What the receiver writes (the database, its WAL and shared memory, the
+# operator's counters) is nobody else's to read: rejected payloads, every
+# signal, signed advisories. Files it creates are 0600, directories 0700.
+RUNTIME_UMASK = 0o077
 
 
 def cmd_receiver_run(args):
@@ -18,8 +25,10 @@ def cmd_receiver_run(args):
     from edge_agent.receiver.service import Receiver
     from edge_agent.receiver.storage import Storage
 
+    os.umask(RUNTIME_UMASK)
     settings = broker_settings(args)
     registry = load_registry(args.registry)
+    _warn_if_readable(args.db)
     storage = Storage(args.db)
     try:
         fleet_watch = fleet.from_args(args, registry, storage)
@@ -40,6 +49,19 @@ def cmd_receiver_run(args):
     finally:
         storage.close()
     return EXIT_OK
+
+
+def _warn_if_readable(db):
+    """A database made before the umask (or copied in) keeps its mode, and
+    SQLite gives its WAL the same: say so, and how to fix it."""
+    for path in (db, db + "-wal", db + "-shm", db + "-journal"):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s is readable by group or others (mode %03o); run `chmod 600 %s*`",
+                        path, stat.S_IMODE(mode), db)
 
 
 def cmd_receiver_report(args):

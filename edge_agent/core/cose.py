@@ -39,7 +39,13 @@ HEADER_KID = 4
 ED25519_SIGNATURE_SIZE = 64
 HMAC_SIZE = 32
 MIN_HMAC_KEY = 16  # RFC 2104: shorter keys weaken the MAC; we require 16+ bytes
-
+# Header values parse() accepts. Registered COSE algorithms are integers
+# within +-65536 (RFC 9053, the IANA registry); a text or bignum "alg" is
+# refused, so no caller ever formats or compares a hostile value. Our kids
+# are device and operator ids (at most 64 characters); 128 bytes leaves room
+# for other implementations' key ids (thumbprints, UUIDs).
+MAX_ALG = 65536
+MAX_KID = 128
 
 
 class COSEError(ValueError):
@@ -90,19 +96,24 @@ class Envelope:
     def verify_sign1(self, verify, external_aad=b""):
         """Check the signature with ``verify(signature, to_be_signed) -> bool``."""
         if self.tag != TAG_SIGN1 or self.alg != ALG_EDDSA:
-            raise COSEError("wrong-algorithm", "expected COSE_Sign1 with EdDSA, got tag %d alg %r" % (self.tag, self.alg))
+            raise COSEError("wrong-algorithm", "expected COSE_Sign1 with EdDSA, got %s" % self._what())
         to_be_signed = _structure("Signature1", self.protected, self.payload, external_aad)
         if not verify(self.authenticator, to_be_signed):
-            raise COSEError("bad-signature", "Ed25519 signature does not verify for kid %r" % (self.kid,))
+            raise COSEError("bad-signature", "Ed25519 signature does not verify for this kid")
         return self.payload
 
     def verify_mac0(self, key, external_aad=b""):
         if self.tag != TAG_MAC0 or self.alg != ALG_HMAC_256:
-            raise COSEError("wrong-algorithm", "expected COSE_Mac0 with HMAC 256/256, got tag %d alg %r" % (self.tag, self.alg))
+            raise COSEError("wrong-algorithm", "expected COSE_Mac0 with HMAC 256/256, got %s" % self._what())
         to_be_maced = _structure("MAC0", self.protected, self.payload, external_aad)
         if not equal(hmac_sha256(key, to_be_maced), self.authenticator):
-            raise COSEError("bad-mac", "HMAC-SHA256 tag does not verify for kid %r" % (self.kid,))
+            raise COSEError("bad-mac", "HMAC-SHA256 tag does not verify for this kid")
         return self.payload
+
+    def _what(self):
+        # parse() let only tags 17/18 and a small integer alg (or none) through.
+        name = "COSE_Sign1" if self.tag == TAG_SIGN1 else "COSE_Mac0"
+        return "%s with %s" % (name, "no alg" if self.alg is None else "alg %d" % self.alg)
 
 
 def parse(data):
@@ -128,11 +139,22 @@ def parse(data):
         raise COSEError("malformed", "protected header is not CBOR: %s" % exc)
     if not isinstance(headers, dict):
         raise COSEError("malformed", "protected header must encode a map")
+    for label in headers:
+        if label in unprotected:
+            # RFC 9052 section 3: a label must not be in both buckets.
+            raise COSEError("malformed", "a header label is in both the protected and the unprotected header")
+    alg = headers.get(HEADER_ALG, unprotected.get(HEADER_ALG))
+    if alg is not None and (not isinstance(alg, int) or isinstance(alg, bool) or not -MAX_ALG <= alg <= MAX_ALG):
+        raise COSEError("malformed", "alg (header 1) must be an integer within +-%d" % MAX_ALG)
+    if HEADER_ALG not in headers:
+        alg = None  # an alg outside the protected header is not authenticated: never trust it
     kid = headers.get(HEADER_KID, unprotected.get(HEADER_KID))
     if not isinstance(kid, bytes):
-        raise COSEError("malformed", "missing key id (header 4)")
+        raise COSEError("malformed", "missing key id (header 4), or not a byte string")
+    if not 0 < len(kid) <= MAX_KID:
+        raise COSEError("malformed", "key id (header 4) must be 1-%d bytes, got %d" % (MAX_KID, len(kid)))
     expected_size = ED25519_SIGNATURE_SIZE if item.tag == TAG_SIGN1 else HMAC_SIZE
     if len(authenticator) != expected_size:
         raise COSEError("malformed", "%s is %d bytes, expected %d" % (
             "signature" if item.tag == TAG_SIGN1 else "MAC tag", len(authenticator), expected_size))
-    return Envelope(item.tag, headers.get(HEADER_ALG), kid, payload, protected, authenticator)
+    return Envelope(item.tag, alg, kid, payload, protected, authenticator)

@@ -1,5 +1,12 @@
 """What the receiver shows people: a live table on a terminal, summary lines
-in a log, and the report of `edge-agent receiver report`."""
+in a log, and the report of `edge-agent receiver report`.
+
+Every string that came from a device or the broker (device ids, alert
+texts, conditions, components, rejection reasons) goes into a table as a
+``rich.text.Text`` of its short printable form (cell()): rich never reads
+it as markup (a kid "[/x]" would raise MarkupError, "[bold]" would style),
+and control characters and escape sequences are shown escaped, never sent
+to the terminal."""
 
 import asyncio
 import datetime
@@ -7,23 +14,44 @@ import datetime
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
+
+from edge_agent.receiver.printable import duration, short
+
+
+def cell(value, limit=80):
+    """A table cell for an untrusted value: literal text, escaped, bounded."""
+    return Text("" if value is None else short(value, limit))
 
 
 def _when(ms):
     if not ms:
         return ""
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
+    try:
+        return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%H:%M:%S")
+    except (ValueError, OverflowError, OSError):  # beyond the year 9999: a device clock far off
+        return "?"
+
+
+def clock_note(ahead_ms, anomalies):
+    """The devices table's clock column: empty for a clock within the
+    tolerated skew, else how far ahead and how many signals."""
+    if not anomalies:
+        return ""
+    return "%s ahead (%d signals)" % (duration(ahead_ms or 0), anomalies)
 
 
 def devices_table(storage, with_gaps=False):
     table = Table(title="devices", title_justify="left")
-    for column in ("device", "online", "signals", "last seq", "missing", "duplicates", "active alerts", "last seen"):
-        table.add_column(column, justify="right" if column not in ("device", "online") else "left")
+    for column in ("device", "online", "signals", "last seq", "missing", "duplicates", "active alerts", "last seen",
+                   "clock"):
+        table.add_column(column, justify="right" if column not in ("device", "online", "clock") else "left")
     if with_gaps:
         table.add_column("missing seq ranges")
-    for device, count, max_seq, missing, duplicates, active, last_seen, online in storage.device_summary():
-        row = [device, {1: "yes", 0: "no"}.get(online, "?"), str(count), str(max_seq), str(missing),
-               str(duplicates), str(active), _when(last_seen)]
+    for (device, count, max_seq, missing, duplicates, active, last_seen, _, presence, ahead_ms,
+         anomalies) in storage.device_summary():
+        row = [cell(device), presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
+               _when(last_seen), clock_note(ahead_ms, anomalies)]
         if with_gaps:
             gaps = storage.gaps(device)
             row.append(", ".join("%d-%d" % g if g[0] != g[1] else str(g[0]) for g in gaps[:10])
@@ -37,7 +65,8 @@ def alerts_table(storage, limit=8):
     for column in ("time", "device", "seq", "severity", "state", "what"):
         table.add_column(column)
     for device, seq, time_ms, severity, active, text in storage.recent_alerts(limit):
-        table.add_row(_when(time_ms), device, str(seq), severity or "", "raised" if active else "cleared", text or "")
+        table.add_row(_when(time_ms), cell(device), str(seq), cell(severity, 20), "raised" if active else "cleared",
+                      cell(text, 120))
     return table
 
 
@@ -46,7 +75,7 @@ def rejections_table(receiver):
     table.add_column("reason")
     table.add_column("count", justify="right")
     for reason, count in sorted(receiver.storage.rejection_counts().items()):
-        table.add_row(reason, str(count))
+        table.add_row(cell(reason), str(count))
     return table
 
 
@@ -63,8 +92,8 @@ def fleet_table(storage):
     for (incident, model, component, condition, devices, fleet_size, threshold, raised_ms, queued, sent, applied,
          note) in rows:
         advisories = note or "%d of %d" % (sent, queued)
-        table.add_row(str(incident), _when(raised_ms), model, "%s on %s" % (condition, component),
-                      "%d of %d" % (devices, fleet_size), str(threshold), advisories,
+        table.add_row(str(incident), _when(raised_ms), cell(model), cell("%s on %s" % (condition, component)),
+                      "%d of %d" % (devices, fleet_size), str(threshold), cell(advisories),
                       "" if note else "%d of %d" % (applied or 0, queued))
     return table
 
@@ -81,7 +110,7 @@ def report(storage):
         table.add_column("reason")
         table.add_column("count", justify="right")
         for reason, count in sorted(counts.items()):
-            table.add_row(reason, str(count))
+            table.add_row(cell(reason), str(count))
         tables.append(table)
     return Group(*tables)
 
@@ -97,5 +126,8 @@ async def show_live(receiver, console, interval_s=1.0):
 async def log_summaries(receiver, console, interval_s=10.0):
     while True:
         await asyncio.sleep(interval_s)
-        console.print("receiver: %d accepted, %d duplicates dropped, rejected %s"
-                      % (receiver.accepted, receiver.duplicates, receiver.rejected or "none"))
+        rejected = ", ".join("%s %d" % (reason, n) for reason, n in sorted(receiver.rejected.items())) or "none"
+        anomalies = ", ".join("%s %d" % (kind, n) for kind, n in sorted(receiver.anomalies.items())) or "none"
+        console.print(Text("receiver: %d accepted, %d duplicates dropped, rejected: %s; anomalies: %s; "
+                           "%d retained statuses of unregistered devices ignored"
+                           % (receiver.accepted, receiver.duplicates, rejected, anomalies, receiver.ignored)))

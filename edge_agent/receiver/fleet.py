@@ -12,9 +12,13 @@ same part on each):
                                                              is kept as evidence
 
 For each (model, component, condition) the watch keeps the devices that
-reported it and when (the device's time: a backlog delivered after an
-outage still counts when it happened). When the devices whose last report
-lies within ``window_ms`` of the newest reach the threshold
+reported it and when: the device's time (a backlog delivered after an
+outage still counts when it happened), but never later than the report's
+arrival at the receiver. A device clock far ahead would otherwise move the
+window into the future and every real report out of it (one alert dated a
+century ahead switched escalation off for its model); the receiver flags
+such a device (service.CLOCK_SKEW_MS, docs/fleet.md). When the devices whose
+last report lies within ``window_ms`` of the newest reach the threshold
 
     threshold = max(k, ceil(fraction * N))      N = the model's registered devices
 
@@ -67,9 +71,9 @@ CREATE TABLE IF NOT EXISTS fleet_incidents (
     devices     TEXT    NOT NULL,   -- JSON [device, ...] that reported it
     fleet_size  INTEGER NOT NULL,   -- N: the model's registered devices
     threshold   INTEGER NOT NULL,
-    first_ms    INTEGER NOT NULL,   -- device time of the first report in the window
-    raised_ms   INTEGER NOT NULL,   -- device time of the report that crossed the threshold
-    last_ms     INTEGER NOT NULL,   -- device time of the latest report
+    first_ms    INTEGER NOT NULL,   -- report time (device time, at most its arrival) of the first report in the window
+    raised_ms   INTEGER NOT NULL,   -- report time of the report that crossed the threshold
+    last_ms     INTEGER NOT NULL,   -- report time of the latest report
     received_ms INTEGER NOT NULL,   -- receiver time when raised
     advisory    TEXT                -- why none was sent (no operator key), or NULL
 );
@@ -166,6 +170,15 @@ class FleetWatch:
         self._load_open()
         self._load_reports()
 
+    def reload(self):
+        """Forget the window and open incidents and read them again from
+        the database: after the receiver undid a message's writes (an
+        internal error), memory must not keep what the database lost."""
+        self.reports = {}
+        self.open = {}
+        self._load_open()
+        self._load_reports()
+
     # -- reports -------------------------------------------------------------
 
     def observe(self, signal, received_ms):
@@ -182,19 +195,20 @@ class FleetWatch:
             return  # no model: no fleet to compare with, nothing to target
         component, condition, _ = found
         window = self.settings.window_ms
+        time_ms = report_time(signal.time_ms, received_ms)
         seen = self.reports.setdefault((model, component, condition), {})
-        seen[signal.device] = max(seen.get(signal.device, 0), signal.time_ms)
+        seen[signal.device] = max(seen.get(signal.device, 0), time_ms)
         newest = max(seen.values())
         for other in [d for d, t in seen.items() if t < newest - window]:
             del seen[other]  # slid out of the window
         incident = self.open.get((model, component))
-        if incident is not None and signal.time_ms > incident.last_ms + window:
+        if incident is not None and time_ms > incident.last_ms + window:
             self._close(incident)
             incident = None
         if incident is not None:
             incident.classes.setdefault(condition, set()).add(signal.device)
             incident.devices.add(signal.device)
-            incident.last_ms = max(incident.last_ms, signal.time_ms)
+            incident.last_ms = max(incident.last_ms, time_ms)
             self.db.execute("UPDATE fleet_incidents SET classes = ?, devices = ?, last_ms = ? WHERE id = ?",
                             (_classes_json(incident.classes), json.dumps(sorted(incident.devices)),
                              incident.last_ms, incident.id))
@@ -202,7 +216,7 @@ class FleetWatch:
         fleet = self.models.get(model, [])
         threshold = self.settings.threshold(len(fleet))
         if len(seen) >= threshold:
-            self._raise(model, component, condition, seen, threshold, len(fleet), signal.time_ms, received_ms)
+            self._raise(model, component, condition, seen, threshold, len(fleet), time_ms, received_ms)
 
     def _raise(self, model, component, condition, seen, threshold, fleet_size, time_ms, received_ms):
         devices = set(seen)
@@ -239,11 +253,14 @@ class FleetWatch:
         from edge_agent.core import cbor
 
         kinds = (sg.KIND_ALERT, sg.KIND_STATE)
-        newest = self.db.execute("SELECT MAX(time_ms) FROM signals WHERE kind IN (?, ?)", kinds).fetchone()
+        # Report times as observe() takes them: device time, at most the arrival.
+        newest = self.db.execute("SELECT MAX(MIN(time_ms, received_ms)) FROM signals WHERE kind IN (?, ?)",
+                                 kinds).fetchone()
         if not newest or newest[0] is None:
             return
-        rows = self.db.execute("SELECT device, seq, kind, priority, time_ms, body FROM signals "
-                               "WHERE kind IN (?, ?) AND time_ms >= ?", kinds + (newest[0] - self.settings.window_ms,))
+        rows = self.db.execute("SELECT device, seq, kind, priority, MIN(time_ms, received_ms), body FROM signals "
+                               "WHERE kind IN (?, ?) AND MIN(time_ms, received_ms) >= ?",
+                               kinds + (newest[0] - self.settings.window_ms,))
         for device_id, seq, kind, priority, time_ms, body in rows:
             device = self.registry.devices.get(device_id)
             if device is None or not device.model:
@@ -311,8 +328,15 @@ class FleetWatch:
         self.db.execute(
             "UPDATE fleet_advisories SET audit_seq = ?, audit_result = ?, audit_reason = ? "
             "WHERE incident = ? AND device = ? AND audit_seq IS NULL",
-            (signal.seq, str(body.get(sg.U_RESULT)), str(body.get(sg.U_REASON) or ""), incident, signal.device),
+            (signal.seq, _audit_text(body.get(sg.U_RESULT)), _audit_text(body.get(sg.U_REASON)), incident,
+             signal.device),
         )
+
+
+def report_time(time_ms, received_ms):
+    """When a report counts: its device time, but never after it arrived (a
+    device clock ahead cannot move the window into the future)."""
+    return min(time_ms, received_ms)
 
 
 def _incident_id(body):
@@ -324,9 +348,18 @@ def _incident_id(body):
             value = value.get("id")
         if isinstance(value, str):
             for word in value.replace(",", " ").replace(":", " ").split():
-                if word.startswith(ADVISORY_ID_PREFIX) and word[len(ADVISORY_ID_PREFIX):].isdigit():
-                    return int(word[len(ADVISORY_ID_PREFIX):])
+                number = word[len(ADVISORY_ID_PREFIX):]
+                # An id has at most 18 digits (SQLite's integers); int() of
+                # thousands of digits raises ValueError.
+                if word.startswith(ADVISORY_ID_PREFIX) and number.isdigit() and len(number) <= 18:
+                    return int(number)
     return None
+
+
+def _audit_text(value, limit=200):
+    """An audit's result or reason, as stored: text only, bounded (a
+    device's audit is signed, but what it says is still only data)."""
+    return value[:limit] if isinstance(value, str) else ""
 
 
 def _classes_json(classes):

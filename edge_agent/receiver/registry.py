@@ -25,6 +25,10 @@ import tomllib
 from edge_agent.core import bundle, cose
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import EDDSA, HMAC256, ed25519_verifier_from_hex
+from edge_agent.receiver.printable import short, text
+
+# A rejection's detail is kept in the database and logged: bounded.
+MAX_DETAIL = 300
 
 
 class RegistryError(ValueError):
@@ -34,9 +38,12 @@ class RegistryError(ValueError):
 class Rejection(ValueError):
     """A message that must not be accepted. ``reason`` is one of: malformed,
     unknown-device, wrong-algorithm, bad-signature, bad-mac, bad-signal,
-    device-mismatch, topic-mismatch, unsupported-version."""
+    device-mismatch, topic-mismatch, unsupported-version (the receiver adds
+    its own: bad-status, internal-error). ``detail`` may quote the message,
+    so it is escaped and bounded here (printable.text)."""
 
     def __init__(self, reason, detail):
+        detail = text(detail, MAX_DETAIL)
         super().__init__("%s: %s" % (reason, detail))
         self.reason = reason
         self.detail = detail
@@ -116,7 +123,7 @@ class Registry:
             raise Rejection("unknown-device", "kid is not UTF-8") from None
         device = self.devices.get(kid)
         if device is None:
-            raise Rejection("unknown-device", "no device %r in the registry" % kid)
+            raise Rejection("unknown-device", "no device '%s' in the registry" % short(kid))
         try:
             if device.algorithm == EDDSA:
                 payload = envelope.verify_sign1(device.verify)
@@ -129,13 +136,17 @@ class Registry:
         except sg.SignalError as exc:
             reason = "unsupported-version" if "version" in str(exc) else "bad-signal"
             raise Rejection(reason, str(exc)) from None
+        except ValueError as exc:
+            # core/signals.py formats some fields with %d: an integer of
+            # thousands of digits raises ValueError there, not SignalError.
+            raise Rejection("bad-signal", "a field cannot be read (%s)" % type(exc).__name__) from None
         first = signals[0]  # a bundle holds one device and one kind
         if first.device != kid:
-            raise Rejection("device-mismatch", "signed by %r but claims device %r" % (kid, first.device))
+            raise Rejection("device-mismatch", "signed by %s but claims device %s" % (short(kid), short(first.device)))
         if topic is not None:
             expected = sg.topic(first.device, first.kind)
             if topic != expected:
-                raise Rejection("topic-mismatch", "arrived on %s, belongs on %s" % (topic, expected))
+                raise Rejection("topic-mismatch", "arrived on %s, belongs on %s" % (short(topic), expected))
         return signals
 
 

@@ -10,7 +10,10 @@ the broker redelivers what was not acknowledged.
 
 import asyncio
 import logging
+import os
+import sqlite3
 import time
+import traceback
 
 import aiomqtt
 from paho.mqtt.properties import Properties
@@ -18,7 +21,9 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
+from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
+from edge_agent.receiver.storage import MAX_INTEGER
 
 log = logging.getLogger("edge_agent.receiver")
 
@@ -27,6 +32,18 @@ SUBSCRIPTION = "%s/+/+" % sg.TOPIC_ROOT
 # per message would cap the receiver at the disk's commit rate.
 BATCH_MAX = 200
 ADVISORY_BATCH = 500
+# A signal dated further than this ahead of the receiver's clock counts as
+# a clock anomaly of its device (docs/receiver.md). Fleet escalation never
+# takes a device time later than the arrival (receiver/fleet.py).
+CLOCK_SKEW_MS = 5 * 60 * 1000
+
+# What handle() returns, besides a rejection reason.
+ACCEPTED = "accepted"  # at least one new signal stored
+DUPLICATE = "duplicate"  # verified, every signal already stored
+STATUS = "status"  # a registered device's status, stored as a claim
+IGNORED = "ignored"  # a retained status of a device not in the registry, replayed by the broker
+COMMAND = "command"  # a downlink command to a device: not ours to judge
+INTERNAL_ERROR = "internal-error"  # a bug met by this message: rejected, never a crash
 
 
 def now_ms():
@@ -46,45 +63,83 @@ class Receiver:
         self.accepted = 0
         self.duplicates = 0
         self.rejected = {}
+        self.ignored = 0
+        self.anomalies = {}  # e.g. "clock-ahead": signals dated ahead of our clock
+        self._clock_warned = set()
         self.connected = asyncio.Event()
 
     @property
     def topic_filter(self):
         return "$share/%s/%s" % (self.group, SUBSCRIPTION) if self.group else SUBSCRIPTION
 
-    def handle(self, topic, payload, received_ms):
-        """Process one message (a signal or a bundle) inside the current
-        transaction. Returns "accepted" (at least one new signal),
-        "duplicate", "status" or the rejection reason."""
+    def handle(self, topic, payload, received_ms, retained=False):
+        """Process one message (a signal, a bundle, a status) inside the
+        current transaction. Returns ACCEPTED, DUPLICATE, STATUS, IGNORED,
+        COMMAND or the reason it was rejected (stored in rejections).
+
+        No message, whatever its bytes or topic, makes this raise: an
+        unexpected exception undoes the message's writes (a savepoint) and
+        becomes the rejection "internal-error" with a bounded description.
+        Only the database's own failures (disk full, locked: not about the
+        message) propagate, so nothing of the batch is acknowledged and the
+        broker delivers it again. ``retained``: the broker replayed this
+        from its retained store (at subscription), not a message sent now."""
+        self.storage.savepoint()
+        try:
+            outcome = self._handle(topic, payload, received_ms, retained)
+        except (sqlite3.OperationalError, MemoryError):
+            raise
+        except Exception as exc:
+            self.storage.rollback_message()
+            if self.fleet is not None:
+                self.fleet.reload()  # its memory may hold what was just undone
+            return self._internal_error(topic, payload, received_ms, exc)
+        self.storage.release()
+        return outcome
+
+    def _handle(self, topic, payload, received_ms, retained):
         parts = topic.split("/")
         if len(parts) == 4 and parts[3] == "status":
-            return self._status(parts[2], payload, received_ms)
+            return self._status(parts[2], topic, payload, received_ms, retained)
         if len(parts) == 4 and parts[3] == "cmd":
-            return "command"  # downlink to a device (ours or an operator's): not a signal
+            return COMMAND  # downlink to a device (ours or an operator's): not a signal
         try:
             fresh = self.accept(topic, payload, received_ms)
         except Rejection as exc:
-            self.rejected[exc.reason] = self.rejected.get(exc.reason, 0) + 1
-            self.storage.store_rejection(topic, exc.reason, exc.detail, payload, received_ms)
-            log.warning("rejected message on %s: %s", topic, exc)
-            return exc.reason
+            return self._reject(topic, exc.reason, exc.detail, payload, received_ms)
         for signal in fresh:
             if signal.kind == sg.KIND_ALERT and signal.body.get(sg.A_ACTIVE):
-                log.warning("alert %s #%d: %s", signal.device, signal.seq, signal.body.get(sg.A_TEXT))
-        return "accepted" if fresh else "duplicate"
+                log.warning("alert %s #%d: %s", signal.device, signal.seq, short(signal.body.get(sg.A_TEXT)))
+        return ACCEPTED if fresh else DUPLICATE
+
+    def _reject(self, topic, reason, detail, payload, received_ms):
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        self.storage.store_rejection(topic, reason, detail, payload, received_ms)
+        log.warning("rejected message on %s: %s: %s", short(topic), reason, detail)
+        return reason
+
+    def _internal_error(self, topic, payload, received_ms, exc):
+        detail = "%s, at %s" % (describe(exc), _where(exc))
+        log.error("internal error on a message on %s (rejected, the receiver carries on): %s", short(topic), detail)
+        return self._reject(topic, INTERNAL_ERROR, detail, payload, received_ms)
 
     def accept(self, topic, payload, received_ms):
         """Verify and store one signal message (a signal or a bundle) inside
         the current transaction; return its signals not stored before
         (duplicates are counted and dropped). Raises Rejection."""
         signals = self.registry.open_signals(payload, topic)
+        for signal in signals:
+            if signal.seq > MAX_INTEGER or signal.time_ms > MAX_INTEGER:
+                raise Rejection("bad-signal", "seq or time beyond 2**63 - 1 (the receiver stores 64-bit integers)")
         fresh = [s for s in signals if not self.storage.has(s.device, s.seq)]
         if fresh:
             envelope_id = self.storage.store_envelope(payload)
             for signal in fresh:
                 self.storage.store_signal(signal, envelope_id, received_ms)
         # A message holds one device's signals: one row update for all of them.
-        self.storage.seen(signals[0].device, received_ms, len(signals) - len(fresh))
+        device = signals[0].device
+        self.storage.seen(device, received_ms, len(signals) - len(fresh), fresh=len(fresh))
+        self._check_clock(device, fresh, received_ms)
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
         if self.fleet is not None:
@@ -92,20 +147,44 @@ class Receiver:
                 self.fleet.observe(signal, received_ms)
         return fresh
 
-    def _status(self, device, payload, received_ms):
+    def _check_clock(self, device, fresh, received_ms):
+        """Count signals dated ahead of the receiver's clock by more than
+        CLOCK_SKEW_MS (a device clock that is off: stored, flagged)."""
+        ahead = [s.time_ms - received_ms for s in fresh if s.time_ms - received_ms > CLOCK_SKEW_MS]
+        if not ahead:
+            return
+        self.storage.clock_ahead(device, max(ahead), len(ahead))
+        self.anomalies["clock-ahead"] = self.anomalies.get("clock-ahead", 0) + len(ahead)
+        if device not in self._clock_warned:
+            self._clock_warned.add(device)
+            log.warning("device %s: its signals are dated %s ahead of this receiver's clock (more than %s "
+                        "tolerated): its clock is off; fleet escalation counts them at their arrival",
+                        device, duration(max(ahead)), duration(CLOCK_SKEW_MS))
+
+    def _status(self, device, topic, payload, received_ms, retained):
         # Status messages are retained and written by the broker itself (the
-        # last will), so they cannot be signed; they only inform the
-        # display and never enter the signal record.
+        # last will), so they cannot be signed: anyone who can publish can
+        # forge one. They are a claim about the device that its signed
+        # signals confirm or contradict (storage.presence), and never enter
+        # the signal record.
         try:
             status = cbor.loads(payload)
-            online = status[sg.K_ONLINE]
-        except (cbor.CBORError, KeyError, TypeError) as exc:
-            self.rejected["bad-status"] = self.rejected.get("bad-status", 0) + 1
-            self.storage.store_rejection("ea/v1/%s/status" % device, "bad-status", str(exc), payload, received_ms)
-            return "bad-status"
-        if device in self.registry.devices:
-            self.storage.set_online(device, bool(online), received_ms)
-        return "status"
+        except cbor.CBORError as exc:
+            return self._reject(topic, "bad-status", "not CBOR: %s" % short(str(exc)), payload, received_ms)
+        problem = _status_problem(status, device)
+        if problem:
+            return self._reject(topic, "bad-status", problem, payload, received_ms)
+        if device not in self.registry.devices:
+            if retained:
+                # Replayed by the broker at every subscription: a shared
+                # broker keeps other registries' devices' statuses. Counted,
+                # never shown; one sent now is rejected with its evidence.
+                self.ignored += 1
+                return IGNORED
+            return self._reject(topic, "unknown-device", "status of a device not in the registry", payload,
+                                received_ms)
+        self.storage.set_online(device, status[sg.K_ONLINE], received_ms)
+        return STATUS
 
     async def run(self):
         """Receive until cancelled; reconnects with backoff."""
@@ -148,7 +227,7 @@ class Receiver:
                 received = now_ms()
                 self.storage.begin()
                 for message in batch:
-                    self.handle(str(message.topic), bytes(message.payload), received)
+                    self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
                 self.storage.commit()
                 for message in batch:
                     if message.qos > 0:
@@ -172,6 +251,29 @@ class Receiver:
             self.fleet.mark_sent([(incident, device) for incident, device, _, _ in queued], now_ms())
             self.storage.commit()
             log.warning("fleet: advisories for %d devices published in %d messages", len(queued), len(messages))
+
+
+def _status_problem(status, device):
+    """Why a decoded status is not the documented map {0: 1, 2: device, 7:
+    online} (docs/wire-format.md) for the topic's ``device``, or None."""
+    if not isinstance(status, dict):
+        return "a status must be a map {0: 1, 2: device, 7: online}, got %s" % short(status)
+    version = status.get(sg.K_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version != sg.VERSION:
+        return "version (key 0) must be %d, got %s" % (sg.VERSION, short(version))
+    claimed = status.get(sg.K_DEVICE)
+    if not isinstance(claimed, str) or claimed != device:
+        return "device (key 2) %s is not the topic's device %s" % (short(claimed), short(device))
+    if not isinstance(status.get(sg.K_ONLINE), bool):
+        return "online (key 7) must be true or false, got %s" % short(status.get(sg.K_ONLINE))
+    return None
+
+
+def _where(exc):
+    """Where an unexpected exception was raised: the innermost frames as
+    file:line function (code positions only, no data)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-3:]
+    return " < ".join("%s:%d %s" % (os.path.basename(f.filename), f.lineno, f.name) for f in reversed(frames))
 
 
 def _session_properties():

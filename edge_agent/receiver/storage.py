@@ -13,7 +13,7 @@ import sqlite3
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,9 +46,24 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 """
 
+# Columns added after version 1, with how to add them to an older database.
+# online, status_ms, confirmed: the last status message's claim, when it
+# came, and whether a fresh verified signal arrived after it (docs/receiver.md,
+# "Online status"). clock_*: signals dated ahead of the receiver's clock.
+DEVICE_COLUMNS = (
+    ("status_ms", "INTEGER"),
+    ("confirmed", "INTEGER NOT NULL DEFAULT 0"),
+    ("clock_ahead_ms", "INTEGER"),
+    ("clock_anomalies", "INTEGER NOT NULL DEFAULT 0"),
+)
+
 # Rejections are evidence, not a log sink: keep at most this many payload
-# bytes each, so a flood of garbage cannot fill the disk quickly.
+# bytes each, so a flood of garbage cannot fill the disk quickly (MQTT
+# topics can be 64 KiB long: they are cut too).
 MAX_REJECTED_PAYLOAD = 1024
+MAX_REJECTED_TOPIC = 256
+# SQLite integers are signed 64-bit: a seq or time beyond is refused before storing.
+MAX_INTEGER = 2 ** 63 - 1
 
 
 class Storage:
@@ -63,7 +78,11 @@ class Storage:
         # their messages are acknowledged only after the commit).
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(devices)")}
+        for column, declaration in DEVICE_COLUMNS:
+            if column not in have:
+                self.db.execute("ALTER TABLE devices ADD COLUMN %s %s" % (column, declaration))
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def close(self):
         self.db.close()
@@ -74,6 +93,18 @@ class Storage:
     def commit(self):
         self.db.execute("COMMIT")
 
+    # One message's writes, inside the batch's transaction: a message whose
+    # handling fails half way is undone alone (service.Receiver.handle).
+    def savepoint(self):
+        self.db.execute("SAVEPOINT message")
+
+    def release(self):
+        self.db.execute("RELEASE message")
+
+    def rollback_message(self):
+        self.db.execute("ROLLBACK TO message")
+        self.db.execute("RELEASE message")
+
     def has(self, device, seq):
         return self.db.execute("SELECT 1 FROM signals WHERE device = ? AND seq = ?", (device, seq)).fetchone() is not None
 
@@ -81,14 +112,25 @@ class Storage:
         """Keep a verified COSE message; returns its id for store_signal."""
         return self.db.execute("INSERT INTO envelopes (data) VALUES (?)", (data,)).lastrowid
 
-    def seen(self, device, received_ms, duplicates=0):
-        """A message from ``device`` arrived (with ``duplicates`` dropped)."""
+    def seen(self, device, received_ms, duplicates=0, fresh=1):
+        """A verified message from ``device`` arrived, with ``fresh`` new
+        signals and ``duplicates`` dropped. Fresh signals confirm (or
+        contradict) the last status message; duplicates prove nothing (anyone
+        on the broker can replay a recorded message)."""
         self.db.execute(
-            "INSERT INTO devices (device, first_seen_ms, last_seen_ms, duplicates) VALUES (?, ?, ?, ?) "
+            "INSERT INTO devices (device, first_seen_ms, last_seen_ms, duplicates, confirmed) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
-            "duplicates = duplicates + excluded.duplicates",
-            (device, received_ms, received_ms, duplicates),
+            "first_seen_ms = CASE WHEN first_seen_ms = 0 THEN excluded.first_seen_ms ELSE first_seen_ms END, "
+            "duplicates = duplicates + excluded.duplicates, confirmed = MAX(confirmed, excluded.confirmed)",
+            (device, received_ms, received_ms, duplicates, 1 if fresh else 0),
         )
+
+    def clock_ahead(self, device, ahead_ms, count):
+        """``count`` signals of ``device`` were dated ``ahead_ms`` (the
+        most) ahead of the receiver's clock, beyond the tolerated skew."""
+        self.db.execute(
+            "UPDATE devices SET clock_ahead_ms = ?, clock_anomalies = clock_anomalies + ? WHERE device = ?",
+            (ahead_ms, count, device))
 
     def store_signal(self, signal, envelope_id, received_ms):
         """Insert a verified signal; False if (device, seq) was already stored.
@@ -112,14 +154,19 @@ class Storage:
     def store_rejection(self, topic, reason, detail, payload, received_ms):
         self.db.execute(
             "INSERT INTO rejections (received_ms, topic, reason, detail, payload) VALUES (?, ?, ?, ?, ?)",
-            (received_ms, topic, reason, detail[:500], payload[:MAX_REJECTED_PAYLOAD]),
+            (received_ms, topic[:MAX_REJECTED_TOPIC], reason, detail[:500], payload[:MAX_REJECTED_PAYLOAD]),
         )
 
     def set_online(self, device, online, received_ms):
+        """A status message for a registered device: a claim, unconfirmed
+        until a fresh verified signal follows (seen()). A device known only
+        from its status has first/last seen 0: never seen."""
         self.db.execute(
-            "INSERT INTO devices (device, first_seen_ms, last_seen_ms, online) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(device) DO UPDATE SET online = excluded.online",
-            (device, received_ms, received_ms, 1 if online else 0),
+            "INSERT INTO devices (device, first_seen_ms, last_seen_ms, online, status_ms, confirmed) "
+            "VALUES (?, 0, 0, ?, ?, 0) "
+            "ON CONFLICT(device) DO UPDATE SET online = excluded.online, status_ms = excluded.status_ms, "
+            "confirmed = 0",
+            (device, 1 if online else 0, received_ms),
         )
 
     # --- queries ---------------------------------------------------------
@@ -153,14 +200,17 @@ class Storage:
 
     def device_summary(self):
         """One row per device: (device, signals, max seq, missing, duplicates,
-        active alerts, last seen ms, online); missing excludes seqs skipped
-        at restarts."""
+        active alerts, last seen ms, online, presence, clock ahead ms, clock
+        anomalies); missing excludes seqs skipped at restarts, online is
+        what the last status message claimed (1, 0 or None), presence what
+        the display shows (see presence()), clock ahead ms the last offset
+        beyond the tolerated skew (None if never)."""
         rows = self.db.execute(
             """
             SELECT d.device, COUNT(s.seq), COALESCE(MAX(s.seq), 0), COALESCE(MAX(s.seq), 0) - COUNT(s.seq),
                    d.duplicates,
                    (SELECT COUNT(*) FROM alerts a WHERE a.device = d.device AND a.active = 1),
-                   d.last_seen_ms, d.online
+                   d.last_seen_ms, d.online, d.confirmed, d.clock_ahead_ms, d.clock_anomalies
             FROM devices d LEFT JOIN signals s ON s.device = d.device
             GROUP BY d.device ORDER BY d.device
             """
@@ -168,7 +218,7 @@ class Storage:
         summary = []
         for row in rows:
             skipped = sum(last - first + 1 for first, last in self.missing(row[0])[1])
-            summary.append(row[:3] + (row[3] - skipped,) + row[4:])
+            summary.append(row[:3] + (row[3] - skipped,) + row[4:8] + (presence(row[7], row[8]),) + row[9:])
         return summary
 
     def recent_alerts(self, limit=10):
@@ -179,6 +229,27 @@ class Storage:
 
     def rejection_counts(self):
         return dict(self.db.execute("SELECT reason, COUNT(*) FROM rejections GROUP BY reason").fetchall())
+
+
+# What the display says of a device's online state. A status message is
+# written by the device or by the broker (its last will), so anyone who can
+# publish on the broker can forge one: it is a claim that the device's own
+# signed signals confirm or contradict.
+ONLINE = "yes"
+UNCONFIRMED = "unconfirmed"  # the status says online; no fresh verified signal since
+OFFLINE = "no"
+CONTRADICTED = "yes (status: offline)"  # a fresh verified signal came after an offline status
+NO_STATUS = "?"
+
+
+def presence(online, confirmed):
+    """The display's online column from the last status's claim (1, 0 or
+    None) and whether a fresh verified signal arrived after it."""
+    if online is None:
+        return NO_STATUS
+    if online:
+        return ONLINE if confirmed else UNCONFIRMED
+    return CONTRADICTED if confirmed else OFFLINE
 
 
 def _text(value):

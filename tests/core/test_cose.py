@@ -148,3 +148,66 @@ def test_peek_kind_agrees_with_decode():
     for kind in sg.KIND_NAMES:
         record = sg.Signal(kind, 2, 5, {0: "x"}, "dev", 9).encode()
         assert bundle.peek_kind(record) == kind == sg.decode(record).kind
+
+
+def _headers_case(protected_map, unprotected=None, tag=17):
+    size = cose.HMAC_SIZE if tag == cose.TAG_MAC0 else cose.ED25519_SIGNATURE_SIZE
+    return cbor.dumps(cbor.Tag(tag, [cbor.dumps(protected_map), unprotected or {}, PAYLOAD, b"x" * size]))
+
+
+def test_hostile_header_values_are_malformed_and_never_formatted():
+    # Issue 17 item 1: an alg of 5,000 digits made verify_sign1's message
+    # (%r) raise ValueError, which crashed the receiver. parse() now refuses
+    # every header value of the wrong type or size, and no message quotes one.
+    huge = 10 ** 5000
+    cases = [
+        {1: huge, 4: b"unit-17"},  # a bignum alg
+        {1: -huge, 4: b"unit-17"},
+        {1: cose.MAX_ALG + 1, 4: b"unit-17"},
+        {1: -cose.MAX_ALG - 1, 4: b"unit-17"},
+        {1: "EdDSA", 4: b"unit-17"},  # a text alg (RFC 9052 allows it; nothing here uses one)
+        {1: True, 4: b"unit-17"},
+        {1: [5], 4: b"unit-17"},
+        {1: 5, 4: "unit-17"},  # kid as text
+        {1: 5, 4: huge},
+        {1: 5, 4: b""},
+        {1: 5, 4: b"k" * (cose.MAX_KID + 1)},
+    ]
+    for headers in cases:
+        for tag in (cose.TAG_MAC0, cose.TAG_SIGN1):
+            err = raises(cose.COSEError, cose.parse, _headers_case(headers, tag=tag))
+            assert err.reason == "malformed", headers
+            assert len(str(err)) < 120, str(err)
+    # The unprotected bucket is checked too, and a label may not be in both.
+    for protected, unprotected in (({1: 5}, {4: b"k" * (cose.MAX_KID + 1)}), ({4: b"k"}, {1: huge}),
+                                   ({1: 5, 4: b"k"}, {4: b"k"}), ({1: 5, 4: b"k"}, {1: 5})):
+        err = raises(cose.COSEError, cose.parse, _headers_case(protected, unprotected))
+        assert err.reason == "malformed", (protected, unprotected)
+    # Small values that are simply not ours still parse, and fail verification
+    # with a message that names only the tag and the (small) alg.
+    envelope = cose.parse(_headers_case({1: -7, 4: b"k" * cose.MAX_KID}, tag=cose.TAG_SIGN1))
+    err = raises(cose.COSEError, envelope.verify_sign1, _fake_verify)
+    assert err.reason == "wrong-algorithm" and str(err) == "expected COSE_Sign1 with EdDSA, got COSE_Sign1 with alg -7"
+    err = raises(cose.COSEError, envelope.verify_mac0, KEY)
+    assert err.reason == "wrong-algorithm" and "alg -7" in str(err)
+
+
+def test_an_alg_outside_the_protected_header_is_not_trusted():
+    # Only the protected header is covered by the MAC: an alg in the
+    # unprotected one (small, so it parses) is never taken as the algorithm.
+    message = cose.mac0(PAYLOAD, b"unit-17", KEY)
+    protected = cbor.dumps({cose.HEADER_KID: b"unit-17"})
+    structure = cbor.dumps(["MAC0", protected, b"", PAYLOAD])
+    moved = cbor.dumps(cbor.Tag(17, [protected, {1: 5}, PAYLOAD, hmac_sha256(KEY, structure)]))
+    envelope = cose.parse(moved)
+    assert envelope.alg is None and cose.parse(message).alg == cose.ALG_HMAC_256
+    err = raises(cose.COSEError, envelope.verify_mac0, KEY)
+    assert err.reason == "wrong-algorithm" and str(err).endswith("got COSE_Mac0 with no alg")
+
+
+def test_verification_failures_do_not_quote_the_kid():
+    kid = b"[/x]\x1b[2J" + b"k" * 100
+    err = raises(cose.COSEError, cose.parse(cose.mac0(PAYLOAD, kid, KEY)).verify_mac0, bytes(32))
+    assert err.reason == "bad-mac" and "k" * 10 not in str(err) and "\x1b" not in str(err)
+    err = raises(cose.COSEError, cose.parse(cose.sign1(PAYLOAD, kid, _fake_signer)).verify_sign1, lambda s, d: False)
+    assert err.reason == "bad-signature" and "\x1b" not in str(err)

@@ -51,20 +51,22 @@ class Fleet:
         self.receiver = Receiver(None, self.registry, self.storage, fleet=self.watch)
         self.seq = dict((d, 0) for d in self.identities)
 
-    def send(self, device_id, kind, time_ms, body, priority=sg.PRIORITY_HIGH):
+    def send(self, device_id, kind, time_ms, body, priority=sg.PRIORITY_HIGH, received_ms=None):
+        """A signal dated ``time_ms`` by the device, arriving at
+        ``received_ms`` (the same by default: clocks agree)."""
         self.seq[device_id] += 1
         signal = sg.Signal(kind, priority, time_ms, body, device_id, self.seq[device_id])
         self.storage.begin()
         result = self.receiver.handle(sg.topic(device_id, kind), self.identities[device_id].seal(signal.encode()),
-                                      time_ms)
+                                      time_ms if received_ms is None else received_ms)
         self.storage.commit()
         assert result == "accepted", result
         return signal
 
-    def alert(self, device_id, time_ms, condition="stuck", component="cabinet_fan", active=True):
+    def alert(self, device_id, time_ms, condition="stuck", component="cabinet_fan", active=True, received_ms=None):
         return self.send(device_id, sg.KIND_ALERT, time_ms, {
             sg.A_CONDITION: condition, sg.A_COMPONENT: component, sg.A_SENSOR: "fan_speed", sg.A_ACTIVE: active,
-            sg.A_TEXT: "fan stuck", sg.A_SEVERITY: "warning"})
+            sg.A_TEXT: "fan stuck", sg.A_SEVERITY: "warning"}, received_ms=received_ms)
 
     def quarantined(self, device_id, time_ms, component="cabinet_fan"):
         return self.send(device_id, sg.KIND_STATE, time_ms, {
@@ -262,3 +264,49 @@ def test_receiver_run_refuses_bad_fleet_options(tmp_path):
                              cwd=root, capture_output=True, text=True, timeout=60)
         assert run.returncode == 2, (options, run.stderr)
         assert message in run.stderr, (options, run.stderr)
+
+
+CENTURY = 100 * 365 * 24 * 60 * MINUTE
+
+
+def test_a_device_clock_a_century_ahead_does_not_switch_escalation_off(tmp_path):
+    """Issue 17 item 7: one alert dated 100 years ahead slid the window past
+    every real report, so K real alerts raised nothing. A report now counts
+    at the earlier of its device time and its arrival, and the device is
+    flagged: its clock is off."""
+    f = Fleet(tmp_path, ["EA-A"] * 6, k=3)
+    devices = sorted(f.identities)
+    f.alert(devices[5], T0 + CENTURY, received_ms=T0)
+    for index in range(5):  # the review's case: five real alerts after it
+        f.alert(devices[index], T0 + (index + 1) * MINUTE)
+    assert len(f.watch.raised) == 1
+    incident = f.watch.raised[0]
+    assert incident.condition == "stuck" and incident.devices == set(devices)
+    first_ms, raised_ms, last_ms = f.storage.db.execute(
+        "SELECT first_ms, raised_ms, last_ms FROM fleet_incidents").fetchone()
+    # The far-future report counts at its arrival; nothing in the incident is dated a century ahead.
+    assert (first_ms, raised_ms, last_ms) == (T0, T0 + 2 * MINUTE, T0 + 5 * MINUTE)
+    # The clock is flagged, for the device and as a counted anomaly.
+    summary = dict((row[0], row) for row in f.storage.device_summary())
+    assert summary[devices[5]][9] == CENTURY and summary[devices[5]][10] == 1
+    assert summary[devices[0]][9] is None and summary[devices[0]][10] == 0
+    assert f.receiver.anomalies == {"clock-ahead": 1}
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    console.print(display.report(f.storage))
+    assert "100 y ahead (1 signals)" in console.export_text()
+
+
+def test_a_far_future_report_stored_before_a_restart_does_not_switch_escalation_off(tmp_path):
+    """The same after a restart: the window is rebuilt from the stored
+    signals, where the far-future one is the newest by device time."""
+    f = Fleet(tmp_path, ["EA-A"] * 6, k=3)
+    devices = sorted(f.identities)
+    f.alert(devices[5], T0 + CENTURY, received_ms=T0)
+    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    f.receiver.fleet = again
+    f.alert(devices[0], T0 + MINUTE)
+    assert again.raised == []
+    f.alert(devices[1], T0 + 2 * MINUTE)  # with the far-future report, counted at its arrival: 3 devices
+    assert len(again.raised) == 1 and again.raised[0].devices == {devices[5], devices[0], devices[1]}

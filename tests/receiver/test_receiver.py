@@ -181,3 +181,44 @@ def test_receiver_cli_end_to_end_with_a_real_agent(pki, broker, start_agent, pty
     assert sg.KIND_ALERT in kinds and sg.KIND_BIRTH in kinds
     assert any("outside its valid range" in text for text in texts)
 
+
+
+def test_receiver_run_writes_its_database_private(pki, broker, tmp_path):
+    """Issue 17 item 12: runtime files followed the umask (the database came
+    out 0644). `receiver run` sets a 077 umask before opening it, whatever
+    umask it was started with: the database, its WAL and shared memory are
+    0600. A database left readable from before is named with the fix."""
+    import os
+    import stat
+    import time
+
+    identity = create_identity(str(tmp_path / "rx-mode"), "rx-mode")
+    registry_file = tmp_path / "devices.toml"
+    registry_file.write_text(identity.registry_entry())
+    cert, key = pki.client("rx-mode")
+    stale = tmp_path / "stale.sqlite"
+    stale.write_bytes(b"")
+    os.chmod(stale, 0o644)
+    for db, name in ((str(tmp_path / "rx.sqlite"), "rx-mode-receiver"), (str(stale), "rx-mode-stale")):
+        argv = edge_agent_argv(
+            "receiver", "run", "--registry", str(registry_file), "--db", db, "--no-live", "--group", "",
+            "--broker", "127.0.0.1:%d" % broker.port, "--ca", pki.ca_cert, "--cert", cert, "--key", key)
+        # Started the way a shell with the common umask starts it.
+        receiver = Child(name, ["sh", "-c", 'umask 022; exec "$@"', "sh", *argv], relay=False)
+        try:
+            receiver.wait_for("receiving", 15)
+            if db != str(stale):
+                signal = _signal("rx-mode", 1)
+                asyncio.run(_publish_all(_settings(pki, broker, "rx-mode-pub"),
+                                         [(sg.topic("rx-mode", signal.kind), identity.seal(signal.encode()))]))
+                deadline = time.monotonic() + 20
+                while not sqlite3.connect(db).execute("SELECT COUNT(*) FROM signals").fetchone()[0]:
+                    assert time.monotonic() < deadline, receiver.text()
+                    time.sleep(0.1)
+                modes = dict((suffix, stat.S_IMODE(os.stat(db + suffix).st_mode)) for suffix in ("", "-wal", "-shm"))
+                assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600}, modes
+            else:
+                assert "stale.sqlite is readable by group or others (mode 644); run `chmod 600 %s*`" % db \
+                    in receiver.text()
+        finally:
+            receiver.stop()
