@@ -7,7 +7,7 @@ with hostile headers, hostile payloads signed by the trusted operator,
 well-formed commands, messages past the size bound).
 
 It never raises; every message ends applied or refused, audited with a
-reason, and none by an internal error (but one, named below); audits
+reason, and none by an internal error; audits
 name an operator only once verified; refusals anyone can cause respect
 the limiter (in one window exactly its limit, and none is lost: each is
 audited, counted or reported); log lines stay short."""
@@ -83,8 +83,4 @@ def test_the_downlink_takes_anything(batch):
     with tempfile.TemporaryDirectory(prefix="ea-downlink-") as directory:
         harness = Harness(directory)
         records = [harness.send(offset, message) for offset, message in batch]
-    # The one internal error left: core/cose.py formats a non-small alg with
-    # %r, which CPython cannot print past 4300 digits (issue 17: cose is to
-    # refuse such an alg as malformed, another change). It is refused and
-    # rate limited like any other.
-    check(records, "ops-team", tolerated=("Exceeds the limit (4300 digits)",))
+    check(records, "ops-team")  # no internal error at all (cose.parse refuses a non-small alg as malformed)

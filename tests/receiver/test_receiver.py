@@ -195,7 +195,7 @@ def test_receiver_run_writes_its_database_private(pki, broker, tmp_path):
     identity = create_identity(str(tmp_path / "rx-mode"), "rx-mode")
     registry_file = tmp_path / "devices.toml"
     registry_file.write_text(identity.registry_entry())
-    cert, key = pki.client("rx-mode")
+    cert, key = pki.receiver("rx-mode")  # may read every device (docs/deploy/mosquitto.acl)
     stale = tmp_path / "stale.sqlite"
     stale.write_bytes(b"")
     os.chmod(stale, 0o644)
@@ -209,7 +209,7 @@ def test_receiver_run_writes_its_database_private(pki, broker, tmp_path):
             receiver.wait_for("receiving", 15)
             if db != str(stale):
                 signal = _signal("rx-mode", 1)
-                asyncio.run(_publish_all(_settings(pki, broker, "rx-mode-pub"),
+                asyncio.run(_publish_all(_settings(pki, broker, "rx-mode"),  # the device itself
                                          [(sg.topic("rx-mode", signal.kind), identity.seal(signal.encode()))]))
                 deadline = time.monotonic() + 20
                 while not sqlite3.connect(db).execute("SELECT COUNT(*) FROM signals").fetchone()[0]:
