@@ -153,8 +153,15 @@ class Signal:
 def _require_uint(envelope, key, name):
     value = envelope.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise SignalError("%s (key %d) must be an unsigned integer, got %r" % (name, key, value))
+        # The type, not the value: a value from the wire may be megabytes long.
+        raise SignalError("%s (key %d) must be an unsigned integer, got %s" % (name, key, type(value).__name__))
     return value
+
+
+def _small(value):
+    """An untrusted integer for a message: itself when short, else its size
+    (CPython refuses to print an int of over 4300 digits)."""
+    return "%d" % value if value < 10 ** 12 else "a %d-hex-digit number" % len("%x" % value)
 
 
 def decode(data):
@@ -174,10 +181,10 @@ def from_map(envelope):
         raise SignalError("a signal must be a CBOR map, got %s" % type(envelope).__name__)
     version = _require_uint(envelope, K_VERSION, "version")
     if version != VERSION:
-        raise SignalError("unsupported format version %d (this build reads %d)" % (version, VERSION))
+        raise SignalError("unsupported format version %s (this build reads %d)" % (_small(version), VERSION))
     kind = _require_uint(envelope, K_KIND, "kind")
     if kind not in KIND_NAMES:
-        raise SignalError("unknown signal kind %d" % kind)
+        raise SignalError("unknown signal kind %s" % _small(kind))
     device = envelope.get(K_DEVICE)
     reason = check_device_id(device)
     if reason:
@@ -186,7 +193,7 @@ def from_map(envelope):
     time_ms = _require_uint(envelope, K_TIME, "time")
     priority = _require_uint(envelope, K_PRIORITY, "priority")
     if priority > PRIORITY_LOW:
-        raise SignalError("priority %d is outside 0..%d" % (priority, PRIORITY_LOW))
+        raise SignalError("priority %s is outside 0..%d" % (_small(priority), PRIORITY_LOW))
     body = envelope.get(K_BODY)
     if not isinstance(body, dict):
         raise SignalError("body (key %d) must be a map" % K_BODY)

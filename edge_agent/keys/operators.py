@@ -133,7 +133,7 @@ class Operator:
         counters[target] = max(counter, counters.get(target, 0))
         lines = ["# last command counter used per target (edge-agent cmd send)", "[counters]"]
         lines += ['"%s" = %d' % (t, c) for t, c in sorted(counters.items())]
-        atomic_write(self._counters_path(), ("\n".join(lines) + "\n").encode())
+        atomic_write(self._counters_path(), ("\n".join(lines) + "\n").encode(), mode=0o600)
 
 
 def create_operator(directory, name):

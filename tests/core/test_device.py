@@ -163,6 +163,17 @@ def test_decode_rejects_bad_envelopes():
         assert words in str(err), str(err)
 
 
+def test_decode_never_prints_a_huge_value():
+    # A 5,000-digit integer cannot even be formatted by CPython (ValueError,
+    # not the promised SignalError); a long text would make a long message.
+    good = {0: 1, 1: 1, 2: "d", 3: 1, 4: 1, 5: 0, 6: {}}
+    for key, value in ((0, 10 ** 5000), (1, 10 ** 5000), (5, 10 ** 5000), (3, "x" * 100000), (4, b"y" * 100000)):
+        data = dict(good)
+        data[key] = value
+        err = raises(sg.SignalError, sg.decode, cbor.dumps(data))
+        assert len(str(err)) < 100, str(err)[:200]
+
+
 def test_bad_device_id_refused():
     board = bd.board_from_dict(copy_board(), "demo.toml")
     raises(ValueError, dv.Device, board, "a/b")

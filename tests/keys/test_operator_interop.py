@@ -118,6 +118,9 @@ def _real_verifier():
 def test_operator_files(tmp_path, operator):
     directory = operator.directory
     assert stat.S_IMODE(os.stat(os.path.join(directory, "operator.key")).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    operator.record_counter("unit-17", 1)  # which commands went where: the operator's own business
+    assert stat.S_IMODE(os.stat(operator._counters_path()).st_mode) == 0o600
     assert "PRIVATE" not in repr(operator) and operator.public_key_hex() not in repr(operator)
     loaded = load_operator(directory)
     assert loaded.public_key_hex() == operator.public_key_hex()
