@@ -1,5 +1,10 @@
 """Judge a run against its scenario's expectations.
 
+Windows include both ends: ``after = "10m", within = "1m"`` accepts a
+change at exactly t+10m and at exactly t+11m. Where a verdict compares
+durations, the evidence prints them exactly (``exactly``): a 6.97-day lead
+reads "7.0 days (6d23h16m48s)", never a bare "7.0 days" next to FAIL.
+
 Alerts and state changes are judged as the receiver got them (verified,
 decoded, deduplicated), with the device's own timestamps: an expectation
 passes only if the signal made it through the whole pipeline. Each Outcome
@@ -9,7 +14,7 @@ says what happened instead of only that something did not.
 
 from edge_agent.core import signals as sg
 from simulator.hardware import physics
-from simulator.scenarios.spec import KIND_NAMES, format_duration
+from simulator.scenarios.spec import KIND_NAMES, exactly, format_duration, format_exact
 
 # How far past the run's end to look for a model's first threshold
 # crossing (a prediction scenario may stop before the part fails).
@@ -41,7 +46,13 @@ def _window(expect, result):
 
 
 def _describe_window(start, stop, result):
-    return "in [%s, %s]" % (t(start), t(stop)) if (start, stop) != (result.start_ms, result.end_ms) else "in the run"
+    if (start, stop) == (result.start_ms, result.end_ms):
+        return "in the run"
+    text = "in [%s, %s]" % (t(start), t(stop))
+    if exactly(start - physics.T0) != format_duration(start - physics.T0) or \
+            exactly(stop - physics.T0) != format_duration(stop - physics.T0):
+        text += " (t+%s to t+%s, both included)" % (format_exact(start - physics.T0), format_exact(stop - physics.T0))
+    return text
 
 
 def _alerts(result, a, active=True):
@@ -85,7 +96,7 @@ def check_state(e, result):
     hits = [when for when, _, to in changes if to == a["state"] and start <= when <= stop]
     if hits:
         return True, "%s entered %s at %s, %s after %s" % (comp, a["state"], t(hits[0]),
-                                                           format_duration(hits[0] - start), t(start))
+                                                           exactly(hits[0] - start), t(start))
     return False, "%s never entered %s %s; saw: %s" % (comp, a["state"], _describe_window(start, stop, result), history)
 
 
@@ -101,7 +112,7 @@ def check_output(e, result):
     hits = [when for when, on in changes if on is a["on"] and start <= when <= stop]
     word = "on" if a["on"] else "off"
     if hits:
-        return True, "%s switched %s at %s, %s after %s" % (out, word, t(hits[0]), format_duration(hits[0] - start),
+        return True, "%s switched %s at %s, %s after %s" % (out, word, t(hits[0]), exactly(hits[0] - start),
                                                             t(start))
     return False, "%s never switched %s %s; saw: %s" % (out, word, _describe_window(start, stop, result), history)
 
@@ -124,16 +135,17 @@ def check_alert(e, result):
                 t(first), "below" if below else "above", limit, format_duration(CROSSING_HORIZON_MS))
         lead = crossing - first
         ok = lead >= a["lead_ms"]
-        return ok, "alert at %s, first reading %s %s at %s: %s ahead (needed %s)" % (
-            t(first), "below" if below else "above", limit, t(crossing), format_duration(lead),
-            format_duration(a["lead_ms"]))
+        short = "" if ok else ", %s short" % format_exact(a["lead_ms"] - lead)
+        return ok, "alert at %s, first reading %s %s at %s: %s ahead (needed %s%s)" % (
+            t(first), "below" if below else "above", limit, t(crossing), exactly(lead),
+            exactly(a["lead_ms"]), short)
     start, stop = _window(e, result)
     hits = [s for s in alerts if start <= s.time_ms <= stop]
     word = "raised" if a.get("active", True) else "cleared"
     if len(hits) >= a.get("min_count", 1):
         first = hits[0]
         return True, "%d %s %s, first at %s (%s after %s): %s" % (
-            len(hits), a["condition"], word, t(first.time_ms), format_duration(first.time_ms - start), t(start),
+            len(hits), a["condition"], word, t(first.time_ms), exactly(first.time_ms - start), t(start),
             (first.body.get(sg.A_TEXT) or "")[:100])
     return False, "%d %s alert%s %s %s (needed %d); alerts that did arrive: %s" % (
         len(hits), a["condition"], "" if len(hits) == 1 else "s", word, _describe_window(start, stop, result),

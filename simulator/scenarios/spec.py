@@ -84,7 +84,9 @@ LIVE_FAULTS = {
 }
 SENSOR_FAULT_KEYS = {
     "stuck": {"for"},
-    "drift": {"for", "per_day"},
+    "drift": {"for", "per_day", "from", "to", "over", "shape", "tau"},
+    "offset": {"for", "by"},
+    "step": {"for", "by"},
     "spike": {"size", "count"},
     "noise_burst": {"for", "sd"},
     "dropout": {"for"},
@@ -103,15 +105,18 @@ EXPECT_KEYS = {
     "evictions": {"min_records", "spared_lanes"},
 }
 PROCESS_KEYS = {
-    "steady": {"level", "cycle", "noise", "weather", "quantum"},
-    "coolant_loop": {"ambient", "ambient_swing", "setpoint", "band", "load", "cooling", "tau_loss_min", "initial",
-                     "noise", "quantum"},
-    "bearing": {"level", "cycle", "noise", "weather", "quantum", "wear", "wear_start_day", "wear_per_day",
-                "wear_scale"},
+    "steady": {"level", "cycle", "peak_hour", "noise", "weather", "quantum"},
+    "coolant_loop": {"ambient", "ambient_swing", "peak_hour", "setpoint", "band", "load", "cooling", "tau_loss_min",
+                     "initial", "noise", "quantum"},
+    "bearing": {"level", "cycle", "peak_hour", "noise", "weather", "quantum", "wear", "wear_start_day",
+                "wear_per_day", "wear_scale"},
     "battery": set(battery.KEYS) | {"noise", "quantum"},
 }
 STATES = ("ok", "suspect", "failed", "quarantined", "probing", "degraded", "service", "forced")
 KIND_NAMES = ("alert", "telemetry", "state", "audit", "birth", "death", "evictions")
+# A repeating fault (every = "7d") is unrolled into its occurrences; more
+# than this is a typo (every = "1s" over 90 days), not a scenario.
+MAX_OCCURRENCES = 10000
 
 
 class ScenarioError(ValueError):
@@ -158,14 +163,42 @@ def format_duration(ms):
     return "%s%.1f days" % (sign, ms / 86400000)
 
 
+def format_exact(ms):
+    """A duration exactly, in the scenario files' own syntax: 6d23h16m48s,
+    90s, 1m0.5s, -2h; "0s" for zero. format_duration rounds (6.97 days
+    prints as 7.0 days); a verdict's evidence needs this one too."""
+    ms = int(round(ms))
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    parts = []
+    for unit, size in (("d", 86400000), ("h", 3600000), ("m", 60000)):
+        if ms >= size:
+            parts.append("%d%s" % (ms // size, unit))
+            ms %= size
+    if ms:
+        parts.append(("%ds" % (ms // 1000)) if ms % 1000 == 0 else ("%.3f" % (ms / 1000.0)).rstrip("0") + "s")
+    return sign + ("".join(parts) or "0s")
+
+
+def exactly(ms):
+    """format_duration, followed by the exact value when rounding hid it:
+    "7.0 days (6d23h16m48s)", but "10.0 s" as it is."""
+    short = format_duration(ms)
+    if parse_duration(short.replace(" days", "d").replace(" min", "m").replace(" ms", "ms").replace(" s", "s")
+                      .replace(" h", "h").lstrip("-")) == abs(int(round(ms))):
+        return short
+    return "%s (%s)" % (short, format_exact(ms))
+
+
 class FaultSpec:
-    def __init__(self, key, kind, at_ms, end_ms, sensors, args):
+    def __init__(self, key, kind, at_ms, end_ms, sensors, args, occurrence=0):
         self.key = key  # "faults[2]"
         self.kind = kind
         self.at_ms = at_ms  # relative to the start
         self.end_ms = end_ms  # relative, or None: to the end
         self.sensors = sensors  # sensor faults: the sensors it hits
         self.args = args
+        self.occurrence = occurrence  # a repeating fault (every): 0, 1, 2, ... in time order
 
     def describe(self):
         what = ", ".join(self.sensors) if self.sensors else self.args.get("component", "")
@@ -413,7 +446,10 @@ def from_dict(data, path="<scenario>"):
             if name == "wear":
                 params[name] = c.text(table, name, key, default="linear", choices=("linear", "exponential"))
             elif name in table:
-                value = c.number(table, name, key, low=0.0 if name in ("noise", "weather", "quantum", "tau_loss_min", "band") else None)
+                value = c.number(table, name, key,
+                                 low=0.0 if name in ("noise", "weather", "quantum", "tau_loss_min", "band",
+                                                     "peak_hour") else None,
+                                 high=24.0 if name == "peak_hour" else None)
                 if value is not None:
                     params[name] = float(value)
         if process != "coolant_loop" and "level" not in params and board is not None:
@@ -425,7 +461,7 @@ def from_dict(data, path="<scenario>"):
     for index, table in enumerate(c.array_of_tables(data, "faults")):
         fault = _fault(c, spec, table, "faults[%d]" % index)
         if fault is not None:
-            spec.faults.append(fault)
+            spec.faults.extend(_repeat(c, spec, table, fault))
     expects = c.array_of_tables(data, "expect")
     if not expects:
         c.problem("expect", "no expectations", "add at least one [[expect]] table: a scenario must be able to fail")
@@ -476,6 +512,48 @@ def _load_board(c, spec, head, data, path):
             c.problem("scenario.board (%s) %s" % (board_path, p.key), p.reason, p.fix)
 
 
+def _repeat(c, spec, table, fault):
+    """The occurrences of ``fault``: itself, or with every = "7d" one copy
+    every 7 days from ``at`` while it starts before the end of the run."""
+    key = fault.key
+    every = c.duration(table, "every", key, minimum=1)
+    if every is None:
+        return [fault]
+    if fault.kind in ("force", "release"):
+        c.problem(key + ".every", "%s cannot repeat (an operator's act happens once)" % fault.kind,
+                  "write one [[faults]] table per act")
+        return [fault]
+    length = None
+    if fault.end_ms is not None:
+        length = fault.end_ms - fault.at_ms
+    elif fault.kind == "power_cut":
+        length = fault.args.get("off_ms") or 0
+    elif "for" in _fault_keys(fault.kind):
+        c.problem(key + ".every", "a repeating %s needs for (without it the first one lasts to the end)" % fault.kind,
+                  'add for = "30s" (how long each occurrence lasts)')
+        return [fault]
+    if length is not None and length >= every:
+        c.problem(key + ".every", "every %s is not longer than each occurrence (%s): they would overlap" % (
+            format_duration(every), format_duration(length)), "make every longer than for (or off)")
+        return [fault]
+    count = 0 if not spec.duration_ms else (spec.duration_ms - fault.at_ms + every - 1) // every
+    if count > MAX_OCCURRENCES:
+        c.problem(key + ".every", "every %s repeats the fault %d times in %s (at most %d)" % (
+            format_duration(every), count, format_duration(spec.duration_ms), MAX_OCCURRENCES),
+                  "choose a longer period")
+        return [fault]
+    out = []
+    for k in range(max(count, 1)):
+        shift = k * every
+        end = fault.end_ms + shift if fault.end_ms is not None else None
+        out.append(FaultSpec(key, fault.kind, fault.at_ms + shift, end, fault.sensors, fault.args, occurrence=k))
+    return out
+
+
+def _fault_keys(kind):
+    return DEVICE_FAULTS.get(kind) or SENSOR_FAULT_KEYS.get(kind) or LIVE_FAULTS.get(kind) or set()
+
+
 def _fault(c, spec, table, key):
     kind = c.text(table, "kind", key, required=True,
                   choices=tuple(sorted(DEVICE_FAULTS)) + tuple(sorted(SENSOR_FAULT_KEYS)) + tuple(sorted(LIVE_FAULTS)))
@@ -495,7 +573,7 @@ def _fault(c, spec, table, key):
         end = at + length if length is not None and at is not None else None
     elif kind in DEVICE_FAULTS:
         allowed = DEVICE_FAULTS[kind]
-        c.unknown(table, {"kind", "at"} | allowed, key)
+        c.unknown(table, {"kind", "at", "every"} | allowed, key)
         if "for" in allowed:
             length = c.duration(table, "for", key, minimum=1)
             end = at + length if length is not None and at is not None else None
@@ -512,7 +590,7 @@ def _fault(c, spec, table, key):
             args["who"] = c.text(table, "who", key, default="scenario")
     else:
         allowed = SENSOR_FAULT_KEYS[kind]
-        c.unknown(table, {"kind", "at", "sensor", "sensors", "jitter"} | allowed, key)
+        c.unknown(table, {"kind", "at", "every", "sensor", "sensors", "jitter"} | allowed, key)
         patterns = []
         if "sensor" in table and "sensors" in table:
             c.problem(key, "both sensor and sensors", "keep one")
@@ -539,7 +617,9 @@ def _fault(c, spec, table, key):
         if jitter:
             args["jitter_ms"] = jitter
         if kind == "drift":
-            args["per_day"] = c.number(table, "per_day", key, required=True, default=0.0)
+            _drift_args(c, table, key, args)
+        elif kind in ("offset", "step"):
+            args["by"] = c.number(table, "by", key, required=True, default=0.0)
         elif kind == "spike":
             args["size"] = c.number(table, "size", key, required=True, default=0.0)
             args["count"] = c.integer(table, "count", key, default=1, low=1)
@@ -559,8 +639,36 @@ def _fault(c, spec, table, key):
     return FaultSpec(key, kind, at, end, sensors, args)
 
 
+def _drift_args(c, table, key, args):
+    """drift: per_day (a straight line, unbounded), or from/to over a
+    duration, linear or exponential (then holding ``to``)."""
+    if "per_day" in table:
+        for name in ("from", "to", "over", "shape", "tau"):
+            if name in table:
+                c.problem("%s.%s" % (key, name), "per_day drifts without end: %s belongs to the from/to form" % name,
+                          "keep per_day, or drop it and write to = <amount> and over = \"30d\"")
+        args["per_day"] = c.number(table, "per_day", key, default=0.0)
+        return
+    if "to" not in table and "over" not in table:
+        c.problem(key + ".per_day", "missing: a drift needs per_day, or to and over",
+                  'add per_day = 0.5, or to = 20.0 and over = "30d" (shape = "exponential" for wear)')
+        return
+    args["to"] = c.number(table, "to", key, required=True, default=0.0)
+    args["from"] = c.number(table, "from", key, default=0.0)
+    args["over_ms"] = c.duration(table, "over", key, required=True, default=1, minimum=1)
+    args["shape"] = c.text(table, "shape", key, default="linear", choices=("linear", "exponential"))
+    tau = c.duration(table, "tau", key, minimum=1)
+    if tau is not None:
+        if args["shape"] != "exponential":
+            c.problem(key + ".tau", "only an exponential drift has a time constant", 'add shape = "exponential" or drop tau')
+        elif args["over_ms"] / tau > 50:
+            c.problem(key + ".tau", "over / tau is %.0f: the curve is flat until the last moment" % (
+                args["over_ms"] / tau), "choose tau at least over / 50")
+        args["tau_ms"] = tau
+
+
 def _live_fault(c, spec, table, key, kind, args):
-    c.unknown(table, {"kind", "at"} | LIVE_FAULTS[kind], key)
+    c.unknown(table, {"kind", "at", "every"} | LIVE_FAULTS[kind], key)
     if "bus" in LIVE_FAULTS[kind]:
         buses = spec.board.buses if spec.board is not None else {}
         line = sorted(b for b in buses if buses[b].protocol == "line")
