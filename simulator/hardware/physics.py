@@ -47,6 +47,8 @@ T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
 DAY_MS = 86400000
 HOUR_MS = 3600000
 TWO_PI = 2 * math.pi
+_sin = math.sin
+_Reading = rd.Reading
 
 SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss",
                  "offset", "step")
@@ -238,20 +240,28 @@ class PhysicalSensor:
                 return rd.Reading(t_ms, self.id, f.frozen)
         return rd.Reading(t_ms, self.id, self._quantise(value))
 
+    def sampler(self):
+        """The function that does sample() for this sensor as it is now
+        (faults added): the inlined _steady for a faultless steady one."""
+        if not self.faults and self.process == "steady":
+            return self._steady
+        return self.sample
+
     def _steady(self, t_ms):
         """sample() for a faultless steady sensor, the bulk of a big board:
         true_value, noise and _quantise inlined, the same arithmetic in the
         same order (so the same bits)."""
-        day = (t_ms - self.start_ms) / DAY_MS
-        hour = (t_ms - self.start_ms) // HOUR_MS
-        weather = self._weather if self._weather_hour is not None and self._weather_hour >= hour else self._weather_at(t_ms)
-        value = self._level + self._cycle_amp * math.sin(TWO_PI * (day - self._phase)) + weather
+        elapsed = t_ms - self.start_ms
+        day = elapsed / DAY_MS
+        wh = self._weather_hour
+        weather = self._weather if wh is not None and wh >= elapsed // HOUR_MS else self._weather_at(t_ms)
+        value = self._level + self._cycle_amp * _sin(TWO_PI * (day - self._phase)) + weather
         noise_sd = self._noise
         value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
         quantum = self.quantum
         if quantum > 0:
-            return rd.Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
-        return rd.Reading(t_ms, self.id, round(value, 3))
+            return _Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
+        return _Reading(t_ms, self.id, round(value, 3))
 
     def _quantise(self, value):
         if self.quantum > 0:

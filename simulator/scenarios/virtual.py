@@ -404,8 +404,15 @@ def _run(spec, seed, result, workdir, console, quiet, record):
     result.models = models
     vd = VirtualDevice(spec, seed, workdir, result, record=record)
     end = result.end_ms
-    queue = [(physics.T0 + i, sid) for i, sid in enumerate(sorted(models))]
+    # The reading queue holds (t, index): the index is the sensor's rank
+    # by id, so ties go in id order; per-sensor lookups are list indexes.
+    ids = sorted(models)
+    queue = [(physics.T0 + i, i) for i in range(len(ids))]
     heapq.heapify(queue)
+    periods = [models[sid].period_ms for sid in ids]
+    powers = [models[sid].power_output for sid in ids]
+    samplers = [models[sid].sampler() for sid in ids]
+    series_of = [None] * len(ids)
     events = _timeline(spec)
     ei = 0
     now = physics.T0
@@ -414,8 +421,8 @@ def _run(spec, seed, result, workdir, console, quiet, record):
     full_since = None
     readings = result.readings
     if record:
-        for sid in models:
-            readings[sid] = ([], [])
+        for i, sid in enumerate(ids):
+            readings[sid] = series_of[i] = ([], [])
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
     progress = None
@@ -511,31 +518,38 @@ def _run(spec, seed, result, workdir, console, quiet, record):
                         others = t
                 limit = end + 1 if others is None or others > end else others
                 device = vd.device
+                on = vd.on
+                gpio_state = vd.gpio.state if on else None
+                ingest = device.ingest if on else None
+                next_deadline = device.next_deadline if on else None
+                heapreplace = heapq.heapreplace
+                count = 0
                 while queue and queue[0][0] < limit:
-                    t, sid = queue[0]
-                    model = models[sid]
-                    heapq.heapreplace(queue, (t + model.period_ms, sid))
+                    t, i = queue[0]
+                    heapreplace(queue, (t + periods[i], i))
                     steps += 1
                     now = t
-                    if not vd.on:
+                    if not on:
                         continue
-                    if model.power_output and not vd.gpio.is_on(model.power_output):
+                    power = powers[i]
+                    if power and not gpio_state[power]:
                         continue  # unpowered: silent
-                    reading = model.sample(t)
+                    reading = samplers[i](t)
                     if reading is None:
                         continue
-                    result.readings_count += 1
+                    count += 1
                     if record:
-                        series = readings[sid]
+                        series = series_of[i]
                         series[0].append(t)
                         series[1].append(reading.value)
-                    outputs = device.ingest(reading, t)
+                    outputs = ingest(reading, t)
                     if outputs:
                         vd.dispatch(outputs, t)
                         break
-                    t_dev = device.next_deadline()
+                    t_dev = next_deadline()
                     if t_dev is not None and t_dev < limit:
                         limit = t_dev
+                result.readings_count += count
         # The end: whatever windows are open close here; a device that is
         # on flushes its telemetry and, with the link up, drains.
         now = end
