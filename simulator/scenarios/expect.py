@@ -83,6 +83,23 @@ def _summary(alerts, limit=4):
     return "; ".join(parts)
 
 
+def crossing(result, sensor_id, limit, below):
+    """When a fresh copy of the sensor's model first reads past ``limit``
+    (below it if ``below``), up to CROSSING_HORIZON_MS after the run; None
+    if never. Kept in result.crossings: the report marks it too."""
+    key = (sensor_id, limit, below)
+    if key not in result.crossings:
+        model = result.models[sensor_id]
+        result.crossings[key] = model.first_crossing(above=None if below else limit, below=limit if below else None,
+                                                     end_ms=result.end_ms + CROSSING_HORIZON_MS)
+    return result.crossings[key]
+
+
+def predicted_below(sensor):
+    """True when a sensor's [predict] limit is a floor (below), not a ceiling."""
+    return sensor.predict is not None and sensor.predict.above is None and sensor.predict.below is not None
+
+
 def check_state(e, result):
     a = e.args
     comp = a["component"]
@@ -123,21 +140,18 @@ def check_alert(e, result):
     if a.get("lead_ms") is not None:
         if not alerts:
             return False, "no %s alert arrived (saw: %s)" % (a["condition"], _summary(_alerts(result, {})) or "none")
-        model = result.models[a["sensor"]]
-        sensor = result.spec.board.sensors[a["sensor"]]
-        below = sensor.predict is not None and sensor.predict.above is None and sensor.predict.below is not None
+        below = predicted_below(result.spec.board.sensors[a["sensor"]])
         limit = a["threshold"]
-        crossing = model.first_crossing(above=None if below else limit, below=limit if below else None,
-                                        end_ms=result.end_ms + CROSSING_HORIZON_MS)
+        cross = crossing(result, a["sensor"], limit, below)
         first = alerts[0].time_ms
-        if crossing is None:
+        if cross is None:
             return False, "alert at %s, but the model never crosses %s %s within %s after the run" % (
                 t(first), "below" if below else "above", limit, format_duration(CROSSING_HORIZON_MS))
-        lead = crossing - first
+        lead = cross - first
         ok = lead >= a["lead_ms"]
         short = "" if ok else ", %s short" % format_exact(a["lead_ms"] - lead)
         return ok, "alert at %s, first reading %s %s at %s: %s ahead (needed %s%s)" % (
-            t(first), "below" if below else "above", limit, t(crossing), exactly(lead),
+            t(first), "below" if below else "above", limit, t(cross), exactly(lead),
             exactly(a["lead_ms"]), short)
     start, stop = _window(e, result)
     hits = [s for s in alerts if start <= s.time_ms <= stop]

@@ -192,6 +192,7 @@ class Result:
         self.final_states = {}  # component -> state at the end ({} if the device is off)
         self.final_outputs = {}  # output -> on at the end
         self.notes = []  # things the run refused to do (an illegal operator action)
+        self.crossings = {}  # (sensor, limit, below) -> the model's first reading past it, or None (expect.crossing)
 
     @property
     def speed(self):

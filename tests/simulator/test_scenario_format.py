@@ -210,6 +210,7 @@ def test_a_short_lead_prints_exactly_how_short(monkeypatch):
     result = Result()
     result.spec = spec
     result.models = {"bearing_temp": Model()}
+    result.crossings = {}
     result.end_ms = physics.T0 + spec.duration_ms
     result.delivered = [_Alert(physics.T0 + 40 * physics.DAY_MS - lead)]
     ok, evidence = scenario_expect.check_alert(expect, result)
@@ -234,3 +235,61 @@ def test_a_window_includes_its_end_and_says_so(tmp_path):
     expect.args["within"] -= 1
     ok, evidence = scenario_expect.check_state(expect, result)
     assert not ok and "both included" in evidence and sc.format_exact(when - physics.T0 - 1) in evidence, evidence
+
+
+# -- the report's prediction marks ------------------------------------------------------------
+
+
+def _short_wear(tmp_path):
+    """bearing_wear.toml compressed: wear from day 0, 12 days, the limit
+    crossed inside the run."""
+    text = open(os.path.join(sc.LIBRARY, "bearing_wear.toml")).read()
+    text = text.replace('duration = "75d"', 'duration = "12d"').replace("wear_start_day = 10.0", "wear_start_day = 0.0")
+    text = text.replace("wear_per_day = 0.5", "wear_per_day = 4.0").replace('within = "20d"', 'within = "1d"')
+    path = tmp_path / "wear.toml"
+    path.write_text(text)
+    return sc.load(str(path))
+
+
+def test_the_report_marks_crossing_prediction_intervals_and_lead(tmp_path, monkeypatch):
+    from simulator.scenarios import report as scenario_report
+
+    spec = _short_wear(tmp_path)
+    result = scenario_run.run(spec)
+    cross, predictions, lead = scenario_report.prediction_marks(result, "bearing_temp", 90.0)
+    alerts = [s for s in result.delivered if s.kind == 1 and s.body.get(0) == "predicted_failure" and s.body.get(10)]
+    assert cross == result.crossings[("bearing_temp", 90.0, False)] and result.start_ms < cross < result.end_ms
+    assert len(predictions) == len(alerts) >= 1
+    assert predictions[0][0] == alerts[0].time_ms and lead == cross - alerts[0].time_ms
+    for when, earliest, expected, latest in predictions:
+        assert earliest <= expected and (latest is None or expected <= latest)
+    drawn = []
+    real = scenario_report._mark_prediction
+
+    def spy(ax, result_, sid, limit, x):
+        real(ax, result_, sid, limit, x)
+        drawn.append(sorted(h.get_label() for h in ax.get_legend().legend_handles))
+        drawn.append([t.get_text() for t in ax.texts if t.get_text()])
+
+    monkeypatch.setattr(scenario_report, "_mark_prediction", spy)
+    png = scenario_report.write_png(result, str(tmp_path / "wear.png"))
+    assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert drawn[0] == ["expected crossing", "first reading past the limit", "prediction interval"]
+    assert drawn[1] == ["lead %s" % sc.exactly(lead)]
+
+
+def test_the_alert_legend_explains_hollow_markers(tmp_path, monkeypatch):
+    import matplotlib.axes
+    from simulator.scenarios import report as scenario_report
+
+    labels = []
+    real = matplotlib.axes.Axes.legend
+
+    def spy(self, *args, **kwargs):
+        labels.append([h.get_label() for h in kwargs.get("handles", [])])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", spy)
+    result = scenario_run.run(sc.load(os.path.join(sc.LIBRARY, "stuck_fan.toml")))
+    scenario_report.write_png(result, str(tmp_path / "fan.png"))
+    assert any("cleared (hollow)" in ls and "raised" in ls for ls in labels), labels
