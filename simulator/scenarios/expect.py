@@ -168,12 +168,12 @@ def check_alert(e, result):
 
 def check_no_alert(e, result):
     start, stop = _window(e, result)
-    hits = [s for s in _alerts(result, e.args) if start <= s.time_ms <= stop]
+    hits = [s for s in _alerts(result, e.args, active=e.args.get("active", True)) if start <= s.time_ms <= stop]
     if not hits:
         total = len(_alerts(result, {}))
         return True, "none %s (%d alert%s of any kind in the whole run)" % (
             _describe_window(start, stop, result), total, "" if total == 1 else "s")
-    return False, "%d raised: %s" % (len(hits), _summary(hits))
+    return False, "%d %s: %s" % (len(hits), "raised" if e.args.get("active", True) else "cleared", _summary(hits))
 
 
 def check_pages(e, result):
@@ -256,20 +256,59 @@ def check_evictions(e, result):
     return (not problems), ("; ".join(problems) + ". " if problems else "") + evidence
 
 
+def check_readings(e, result):
+    start, stop = _window(e, result)
+    times = result.received_readings.get(e.args["sensor"], [])
+    hits = [tm for tm in times if start <= tm <= stop]
+    if hits:
+        return True, "%d reading%s of %s arrived %s, the first at %s (%s after %s)" % (
+            len(hits), "" if len(hits) == 1 else "s", e.args["sensor"], _describe_window(start, stop, result),
+            t(hits[0]), exactly(hits[0] - start), t(start))
+    before = [tm for tm in times if tm < start]
+    after = [tm for tm in times if tm > stop]
+    return False, "no reading of %s arrived %s; the last before at %s, the next after at %s" % (
+        e.args["sensor"], _describe_window(start, stop, result), t(before[-1]) if before else "none",
+        t(after[0]) if after else "none")
+
+
 CHECKS = {
     "state": check_state,
     "output": check_output,
     "alert": check_alert,
     "no_alert": check_no_alert,
     "pages_at_most": check_pages,
+    "readings": check_readings,
     "delivered": check_delivered,
     "evictions": check_evictions,
 }
 
 
+def _repeating(check, e, result):
+    """A window with every: one verdict per occurrence (after, after + every,
+    ... while it starts before the end); passes when all do."""
+    from simulator.scenarios.spec import ExpectSpec
+
+    every = e.args["every"]
+    verdicts = []
+    after = e.args.get("after") or 0
+    while result.start_ms + after < result.end_ms:
+        one = ExpectSpec(e.key, e.kind, e.name, dict(e.args, after=after, every=None))
+        verdicts.append(check(one, result))
+        after += every
+    failed = [evidence for ok, evidence in verdicts if not ok]
+    if failed:
+        return False, "%d of %d windows (every %s) failed; first: %s" % (
+            len(failed), len(verdicts), exactly(every), failed[0])
+    return True, "all %d windows (every %s) held; first: %s" % (len(verdicts), exactly(every), verdicts[0][1])
+
+
 def evaluate(spec, result):
     outcomes = []
     for expect in spec.expects:
-        passed, evidence = CHECKS[expect.kind](expect, result)
+        check = CHECKS[expect.kind]
+        if expect.args.get("every"):
+            passed, evidence = _repeating(check, expect, result)
+        else:
+            passed, evidence = check(expect, result)
         outcomes.append(Outcome(expect, passed, evidence))
     return outcomes

@@ -95,12 +95,13 @@ SENSOR_FAULT_KEYS = {
     "cooling_loss": {"for"},
 }
 EXPECT_KEYS = {
-    "state": {"component", "state", "after", "within", "at_end"},
-    "output": {"output", "on", "after", "within", "at_end"},
+    "state": {"component", "state", "after", "within", "at_end", "every"},
+    "output": {"output", "on", "after", "within", "at_end", "every"},
     "alert": {"condition", "component", "sensor", "after", "within", "active", "lead_before_threshold",
-              "threshold", "min_count"},
-    "no_alert": {"condition", "component", "sensor", "after", "within"},
-    "pages_at_most": {"count", "after", "within"},
+              "threshold", "min_count", "every"},
+    "no_alert": {"condition", "component", "sensor", "after", "within", "every", "active"},
+    "pages_at_most": {"count", "after", "within", "every"},
+    "readings": {"sensor", "after", "within", "every"},
     "delivered": {"lost", "undelivered", "kinds", "alerts_first", "allow_reported_evictions"},
     "evictions": {"min_records", "spared_lanes"},
 }
@@ -234,6 +235,11 @@ class Spec:
         self.expects = []
         self.speed = 1.0  # [live] speed: scenario seconds per wall second in live mode
         self.keepalive_ms = None  # [live] keepalive: the agent's MQTT keepalive in live mode
+
+    def watched_sensors(self):
+        """Sensors whose delivered readings a `readings` expectation judges:
+        the run keeps their telemetry times (and no one else's)."""
+        return set(e.args["sensor"] for e in self.expects if e.kind == "readings" and e.args.get("sensor"))
 
     def live_only(self):
         """The faults a virtual run cannot apply (they need live mode)."""
@@ -700,6 +706,24 @@ def _expect(c, spec, table, key):
     args = {}
     args["after"] = c.duration(table, "after", key, default=0)
     args["within"] = c.duration(table, "within", key)
+    if "every" in EXPECT_KEYS[kind]:
+        # A repeating window (for a repeating fault): judged once per
+        # occurrence, from after while it starts before the end; all must pass.
+        args["every"] = c.duration(table, "every", key, minimum=1)
+        if args["every"] is not None:
+            if args["within"] is None:
+                c.problem(key + ".every", "a repeating window needs within (else the first one runs to the end)",
+                          'add within = "1m" (each window\'s length)')
+            elif args["within"] >= args["every"]:
+                c.problem(key + ".every", "every %s is not longer than within (%s): the windows would overlap" % (
+                    format_duration(args["every"]), format_duration(args["within"])), "make every longer than within")
+            elif table.get("at_end"):
+                c.problem(key + ".every", "an at_end expectation has no window to repeat", "drop every (or at_end)")
+            elif table.get("lead_before_threshold") is not None:
+                c.problem(key + ".every", "lead_before_threshold judges the first alert only", "drop every")
+            elif spec.duration_ms and args["after"] is not None and \
+                    (spec.duration_ms - args["after"]) // args["every"] > MAX_OCCURRENCES:
+                c.problem(key + ".every", "more than %d windows" % MAX_OCCURRENCES, "choose a longer period")
     if "at_end" in EXPECT_KEYS[kind]:
         args["at_end"] = c.boolean(table, "at_end", key)
         if args["at_end"] and "within" in table:
@@ -723,8 +747,8 @@ def _expect(c, spec, table, key):
         args["condition"] = c.text(table, "condition", key, required=(kind == "alert"))
         args["component"] = ref("component", pools[0], "component", False)
         args["sensor"] = ref("sensor", pools[1], "sensor", False)
+        args["active"] = c.boolean(table, "active", key, default=True)
         if kind == "alert":
-            args["active"] = c.boolean(table, "active", key, default=True)
             args["min_count"] = c.integer(table, "min_count", key, default=1, low=1)
             args["lead_ms"] = c.duration(table, "lead_before_threshold", key)
             args["threshold"] = c.number(table, "threshold", key)
@@ -746,6 +770,8 @@ def _expect(c, spec, table, key):
                     args["threshold"] = limit
     elif kind == "pages_at_most":
         args["count"] = c.integer(table, "count", key, required=True, default=0)
+    elif kind == "readings":
+        args["sensor"] = ref("sensor", pools[1], "sensor", True)
     elif kind == "delivered":
         args["lost"] = c.integer(table, "lost", key, default=0)
         args["undelivered"] = c.integer(table, "undelivered", key, default=0)
@@ -777,11 +803,16 @@ def _default_name(kind, a):
         if a.get("lead_ms") is not None:
             return "alert %s at least %s before the threshold" % (what, format_duration(a["lead_ms"]))
         return "alert %s %s" % (what, "raised" if a.get("active", True) else "cleared")
+    if kind == "no_alert" and not a.get("active", True):
+        return "no alert %s cleared" % " ".join(x for x in (a.get("condition") or "any", a.get("component") or "",
+                                                          a.get("sensor") or "") if x)
     if kind == "no_alert":
         return "no alert %s" % " ".join(x for x in (a.get("condition") or "any", a.get("component") or "",
                                                     a.get("sensor") or "") if x)
     if kind == "pages_at_most":
         return "at most %d page%s" % (a["count"], "" if a["count"] == 1 else "s")
+    if kind == "readings":
+        return "readings of %s arrive" % a["sensor"]
     if kind == "delivered":
         if a.get("kinds"):
             return "delivered: every %s arrives" % ", ".join(a["kinds"])

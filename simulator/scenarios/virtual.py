@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent import __version__
 from edge_agent.core import bundle
 from edge_agent.core import device as dv
+from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 from edge_agent.core.evictions import EvictionTally
 from edge_agent.core.outputs import SetOutput
@@ -192,6 +193,7 @@ class Result:
         self.final_states = {}  # component -> state at the end ({} if the device is off)
         self.final_outputs = {}  # output -> on at the end
         self.notes = []  # things the run refused to do (an illegal operator action)
+        self.received_readings = {}  # watched sensor -> [time_ms of each good reading the receiver got]
         self.crossings = {}  # (sensor, limit, below) -> the model's first reading past it, or None (expect.crossing)
 
     @property
@@ -225,6 +227,7 @@ class VirtualDevice:
         self.board = spec.board
         self.result = result
         self.record = record
+        self.watched = spec.watched_sensors()
         self.store_dir = os.path.join(workdir, "store")
         self.store_options = dict(spec.store_options)
         self.store_options.setdefault("segment_bytes", 64 * 1024)
@@ -325,6 +328,12 @@ class VirtualDevice:
             self.drain(now)
             self._record_depth(now)
 
+    def _keep_readings(self, signal):
+        kept = self.result.received_readings
+        for row in signal.body.get(sg.T_READINGS) or ():
+            if row[1] in self.watched and row[2] is not None and row[3] == rd.GOOD:
+                kept.setdefault(row[1], []).append(row[0])
+
     def drain(self, now):
         """The uplink's pump, with the receiver on the other end."""
         store = self.store
@@ -347,6 +356,8 @@ class VirtualDevice:
                     result.delivered_seqs.add(signal.seq)
                     order.append((signal.priority, signal.kind))
                     if signal.kind == sg.KIND_TELEMETRY:
+                        if self.watched:
+                            self._keep_readings(signal)
                         signal.body = None  # the receiver has it; keep the run's memory flat
                     result.delivered.append(signal)
             self.receiver.commit()

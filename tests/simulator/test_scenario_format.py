@@ -293,3 +293,73 @@ def test_the_alert_legend_explains_hollow_markers(tmp_path, monkeypatch):
     result = scenario_run.run(sc.load(os.path.join(sc.LIBRARY, "stuck_fan.toml")))
     scenario_report.write_png(result, str(tmp_path / "fan.png"))
     assert any("cleared (hollow)" in ls and "raised" in ls for ls in labels), labels
+
+
+# -- readings, every on expectations, no_alert active = false -------------------------------------
+
+SILENCE = '''[[faults]]
+kind = "dropout"
+sensors = ["fan_speed", "cabinet_temp"]
+at = "2m"
+for = "30s"
+every = "10m"
+
+[[expect]]
+kind = "readings"
+sensor = "fan_speed"
+after = "%s"
+within = "%s"
+every = "10m"
+'''
+
+
+def test_readings_are_judged_as_the_receiver_got_them_in_every_window(tmp_path):
+    # fan_speed samples every 1 s: none arrive during a silence, some
+    # within 5 s of its end (nothing quarantines a 30 s silence of a fan
+    # with no dropout rule on this board).
+    spec = _spec(tmp_path, SILENCE % ("2m30s", "5s"))
+    result = scenario_run.run(spec)
+    times = result.received_readings["fan_speed"]
+    assert set(result.received_readings) == {"fan_speed"}  # only what an expectation watches
+    assert not [tm for tm in times if physics.T0 + 120000 <= tm < physics.T0 + 150000]
+    resumed, delivered = result.outcomes
+    assert resumed.passed and resumed.evidence.startswith("all 3 windows (every 10.0 min) held; first: ")
+    spec = _spec(tmp_path, SILENCE % ("2m1s", "20s"))
+    result = scenario_run.run(spec)
+    assert not result.outcomes[0].passed
+    assert result.outcomes[0].evidence.startswith("3 of 3 windows (every 10.0 min) failed; first: no reading of "
+                                                  "fan_speed arrived in [t+2.0 min, t+2.4 min] (t+2m1s to t+2m21s, "
+                                                  "both included); the last before at t+119.0 s, the next after at "
+                                                  "t+2.5 min"), result.outcomes[0].evidence
+
+
+def test_no_alert_can_forbid_a_clear(tmp_path):
+    class Alert(_Alert):
+        def __init__(self, time_ms, active):
+            _Alert.__init__(self, time_ms)
+            self.body = {0: "jump", 1: "cabinet", 10: active}
+
+    class Result:
+        start_ms = physics.T0
+        end_ms = physics.T0 + physics.DAY_MS
+        delivered = [Alert(physics.T0 + 60000, True), Alert(physics.T0 + 120000, False)]
+
+    expect = sc.ExpectSpec("expect[0]", "no_alert", "n", {"condition": "jump", "active": False, "after": 90000,
+                                                          "within": 60000})
+    ok, evidence = scenario_expect.check_no_alert(expect, Result())
+    assert not ok and evidence.startswith("1 cleared: t+2.0 min jump cabinet"), evidence
+    expect.args["active"] = True
+    assert scenario_expect.check_no_alert(expect, Result())[0]
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[[expect]]\nkind = "readings"\nsensor = "fan_speed"\nafter = "1m"\nevery = "5m"\n',
+     "expect[0].every: a repeating window needs within"),
+    ('[[expect]]\nkind = "readings"\nsensor = "fan_speed"\nafter = "1m"\nwithin = "5m"\nevery = "5m"\n',
+     "expect[0].every: every 5.0 min is not longer than within (5.0 min): the windows would overlap"),
+    ('[[expect]]\nkind = "readings"\nsensor = "fan_sped"\n', "expect[0].sensor: no sensor 'fan_sped' on board"),
+    ('[[expect]]\nkind = "readings"\n', "expect[0].sensor: missing"),
+    ('[[expect]]\nkind = "delivered"\nevery = "5m"\n', "expect[0].every: unknown key"),
+])
+def test_bad_repeating_expectations_name_file_key_and_fix(tmp_path, capsys, body, message):
+    _bad(tmp_path, capsys, body, message)
