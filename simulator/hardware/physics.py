@@ -4,7 +4,8 @@ A ``PhysicalSensor`` is a process (what the quantity really does) plus
 faults (what the sensor or the part does wrong, in windows of virtual
 time), quantised like a real converter. The processes:
 
-    steady        a level with a daily cycle (peak 15:00), Gaussian noise and
+    steady        a level with a daily cycle (peak at peak_hour, 15:00 by
+                  default), Gaussian noise and
                   slow "weather" (an hourly AR(1) wander): fans, flows, rails
     coolant_loop  a thermal mass heated by a load and cooled through a
                   thermostat-controlled radiator, losing heat to an ambient

@@ -72,6 +72,9 @@ DEVICE_FAULTS = {
 # Faults only live mode can apply (simulator/scenarios/live/faults.py): they need a
 # real serial line or a real TCP connection. A virtual run skips a
 # scenario that has one (docs/simulator.md, "Live mode").
+# Every other fault runs both ways: the sensor faults (offset/step, drift
+# to/over, ...) live in the physics, which live mode runs too, and a
+# repeating fault (every) is unrolled here into plain occurrences.
 LIVE_FAULTS = {
     "garbage": {"bus", "bytes"},
     "bit_flips": {"bus", "for", "rate"},
@@ -243,7 +246,7 @@ class Spec:
 
     def live_only(self):
         """The faults a virtual run cannot apply (they need live mode)."""
-        return [f for f in self.faults if f.kind in LIVE_FAULTS]
+        return [f for f in self.faults if f.kind in LIVE_FAULTS and not f.occurrence]  # a repeating one once
 
     def models(self, seed, start_ms=physics.T0):
         """Fresh PhysicalSensors for every board sensor, faults applied."""

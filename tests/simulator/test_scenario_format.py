@@ -363,3 +363,8 @@ def test_no_alert_can_forbid_a_clear(tmp_path):
 ])
 def test_bad_repeating_expectations_name_file_key_and_fix(tmp_path, capsys, body, message):
     _bad(tmp_path, capsys, body, message)
+
+
+def test_a_repeating_live_only_fault_is_named_once_when_skipped(tmp_path):
+    spec = _spec(tmp_path, '[[faults]]\nkind = "latency"\nms = 50\nat = "1m"\nfor = "10s"\nevery = "5m"\n')
+    assert len(spec.faults) == 6 and [f.key for f in spec.live_only()] == ["faults[0]"]
