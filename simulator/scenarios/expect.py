@@ -39,6 +39,11 @@ def t(ms):
     return "t+" + format_duration(ms - physics.T0)
 
 
+def t_exact(ms):
+    """t(ms), followed by the exact offset when rounding hid it."""
+    return "t+" + exactly(ms - physics.T0).replace("(", "(t+")
+
+
 def _window(expect, result):
     start = result.start_ms + (expect.args.get("after") or 0)
     within = expect.args.get("within")
@@ -267,8 +272,8 @@ def check_readings(e, result):
     before = [tm for tm in times if tm < start]
     after = [tm for tm in times if tm > stop]
     return False, "no reading of %s arrived %s; the last before at %s, the next after at %s" % (
-        e.args["sensor"], _describe_window(start, stop, result), t(before[-1]) if before else "none",
-        t(after[0]) if after else "none")
+        e.args["sensor"], _describe_window(start, stop, result), t_exact(before[-1]) if before else "none",
+        t_exact(after[0]) if after else "none")
 
 
 CHECKS = {

@@ -329,8 +329,8 @@ def test_readings_are_judged_as_the_receiver_got_them_in_every_window(tmp_path):
     assert not result.outcomes[0].passed
     assert result.outcomes[0].evidence.startswith("3 of 3 windows (every 10.0 min) failed; first: no reading of "
                                                   "fan_speed arrived in [t+2.0 min, t+2.4 min] (t+2m1s to t+2m21s, "
-                                                  "both included); the last before at t+119.0 s, the next after at "
-                                                  "t+2.5 min"), result.outcomes[0].evidence
+                                                  "both included); the last before at t+119.0 s (t+1m59.003s), the next after at "
+                                                  "t+2.5 min (t+2m30.003s)"), result.outcomes[0].evidence
 
 
 def test_no_alert_can_forbid_a_clear(tmp_path):
