@@ -4,7 +4,8 @@ A ``PhysicalSensor`` is a process (what the quantity really does) plus
 faults (what the sensor or the part does wrong, in windows of virtual
 time), quantised like a real converter. The processes:
 
-    steady        a level with a daily cycle (peak 15:00), Gaussian noise and
+    steady        a level with a daily cycle (peak at peak_hour, 15:00 by
+                  default), Gaussian noise and
                   slow "weather" (an hourly AR(1) wander): fans, flows, rails
     coolant_loop  a thermal mass heated by a load and cooled through a
                   thermostat-controlled radiator, losing heat to an ambient
@@ -18,7 +19,12 @@ time), quantised like a real converter. The processes:
 Faults (``add_fault``), each active in [start, end):
 
     stuck         repeats the value it had when the fault began
-    drift         adds ``per_day`` per day since the fault began (sensor ageing)
+    drift         adds ``per_day`` per day since the fault began (sensor ageing);
+                  or goes from adding ``from`` to adding ``to`` over ``over_ms``,
+                  ``shape`` "linear" or "exponential" (time constant ``tau_ms``),
+                  then holds ``to``: wear or ageing on any process
+    offset        adds ``by`` while active (a step: a shifted calibration,
+                  a blocked vent); ``step`` is the same fault
     spike         adds ``size`` to ``count`` consecutive readings
     noise_burst   adds Gaussian noise of sd ``sd``
     dropout       sends nothing (a loose connector, a dead sensor)
@@ -42,8 +48,33 @@ T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
 DAY_MS = 86400000
 HOUR_MS = 3600000
 TWO_PI = 2 * math.pi
+_sin = math.sin
+_Reading = rd.Reading
 
-SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss")
+SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss",
+                 "offset", "step")
+DEFAULT_PEAK_HOUR = 15.0  # the daily cycle peaks at 15:00 unless peak_hour says otherwise
+
+
+def drift_amount(args, elapsed_ms):
+    """What a drift fault adds ``elapsed_ms`` after it began."""
+    per_day = args.get("per_day")
+    if per_day is not None:
+        return per_day * elapsed_ms / DAY_MS
+    start = args.get("from", 0.0)
+    over = args["over_ms"]
+    if elapsed_ms >= over:
+        return args["to"]
+    u = elapsed_ms / over
+    if args.get("shape", "linear") == "exponential":
+        k = over / args.get("tau_ms", over / 4.0)
+        u = math.expm1(k * u) / math.expm1(k)
+    return start + (args["to"] - start) * u
+
+
+def phase_of(params):
+    """The daily cycle's phase in days: sin(2 pi (day - phase)) peaks at peak_hour."""
+    return params.get("peak_hour", DEFAULT_PEAK_HOUR) / 24.0 - 0.25
 PROCESSES = ("steady", "coolant_loop", "bearing", "battery")
 
 
@@ -83,6 +114,7 @@ class PhysicalSensor:
         self._cycle_amp = self.params.get("cycle", 0.0)
         self._noise = self.params.get("noise", 0.0)
         self._weather_sd = self.params.get("weather", 0.0)
+        self._phase = phase_of(self.params)  # 0.375 for the default 15:00 peak, bit for bit
         self._battery = Battery(self.params, start_ms) if process == "battery" else None
         # coolant_loop state
         self._temp = None
@@ -108,8 +140,9 @@ class PhysicalSensor:
         return (t_ms - self.start_ms) / DAY_MS
 
     def _cycle(self, day, amplitude):
-        # Peak at 15:00: sin is 1 a quarter period after 09:00.
-        return amplitude * math.sin(TWO_PI * (day - 0.375))
+        # Peak at peak_hour (15:00 by default): sin is 1 a quarter period
+        # after peak_hour - 6 h.
+        return amplitude * math.sin(TWO_PI * (day - self._phase))
 
     def _weather_at(self, t_ms):
         hour = (t_ms - self.start_ms) // HOUR_MS
@@ -140,7 +173,7 @@ class PhysicalSensor:
                     level += p.get("wear_scale", 1.0) * (math.exp(p.get("wear_per_day", 0.0) * worn) - 1.0)
                 else:
                     level += p.get("wear_per_day", 0.0) * worn
-        return level + self._cycle_amp * math.sin(TWO_PI * (day - 0.375)) + weather
+        return level + self._cycle_amp * math.sin(TWO_PI * (day - self._phase)) + weather
 
     def _coolant(self, t_ms, day, cooling_lost):
         """dT/dt = load + (ambient - T) / tau_loss - radiator, in degC per
@@ -193,7 +226,9 @@ class PhysicalSensor:
             if kind == "rail":
                 return rd.Reading(t_ms, self.id, float(f.args["value"]))
             if kind == "drift":
-                value += f.args["per_day"] * (t_ms - f.start) / DAY_MS
+                value += drift_amount(f.args, t_ms - f.start)
+            elif kind == "offset" or kind == "step":
+                value += f.args["by"]
             elif kind == "noise_burst":
                 value += self.rng.gauss(0, f.args["sd"])
             elif kind == "spike" and f.left > 0:
@@ -206,20 +241,28 @@ class PhysicalSensor:
                 return rd.Reading(t_ms, self.id, f.frozen)
         return rd.Reading(t_ms, self.id, self._quantise(value))
 
+    def sampler(self):
+        """The function that does sample() for this sensor as it is now
+        (faults added): the inlined _steady for a faultless steady one."""
+        if not self.faults and self.process == "steady":
+            return self._steady
+        return self.sample
+
     def _steady(self, t_ms):
         """sample() for a faultless steady sensor, the bulk of a big board:
         true_value, noise and _quantise inlined, the same arithmetic in the
         same order (so the same bits)."""
-        day = (t_ms - self.start_ms) / DAY_MS
-        hour = (t_ms - self.start_ms) // HOUR_MS
-        weather = self._weather if self._weather_hour is not None and self._weather_hour >= hour else self._weather_at(t_ms)
-        value = self._level + self._cycle_amp * math.sin(TWO_PI * (day - 0.375)) + weather
+        elapsed = t_ms - self.start_ms
+        day = elapsed / DAY_MS
+        wh = self._weather_hour
+        weather = self._weather if wh is not None and wh >= elapsed // HOUR_MS else self._weather_at(t_ms)
+        value = self._level + self._cycle_amp * _sin(TWO_PI * (day - self._phase)) + weather
         noise_sd = self._noise
         value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
         quantum = self.quantum
         if quantum > 0:
-            return rd.Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
-        return rd.Reading(t_ms, self.id, round(value, 3))
+            return _Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
+        return _Reading(t_ms, self.id, round(value, 3))
 
     def _quantise(self, value):
         if self.quantum > 0:

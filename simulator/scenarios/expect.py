@@ -1,5 +1,10 @@
 """Judge a run against its scenario's expectations.
 
+Windows include both ends: ``after = "10m", within = "1m"`` accepts a
+change at exactly t+10m and at exactly t+11m. Where a verdict compares
+durations, the evidence prints them exactly (``exactly``): a 6.97-day lead
+reads "7.0 days (6d23h16m48s)", never a bare "7.0 days" next to FAIL.
+
 Alerts and state changes are judged as the receiver got them (verified,
 decoded, deduplicated), with the device's own timestamps: an expectation
 passes only if the signal made it through the whole pipeline. Each Outcome
@@ -9,7 +14,7 @@ says what happened instead of only that something did not.
 
 from edge_agent.core import signals as sg
 from simulator.hardware import physics
-from simulator.scenarios.spec import KIND_NAMES, format_duration
+from simulator.scenarios.spec import KIND_NAMES, exactly, format_duration, format_exact
 
 # How far past the run's end to look for a model's first threshold
 # crossing (a prediction scenario may stop before the part fails).
@@ -34,6 +39,11 @@ def t(ms):
     return "t+" + format_duration(ms - physics.T0)
 
 
+def t_exact(ms):
+    """t(ms), followed by the exact offset when rounding hid it."""
+    return "t+" + exactly(ms - physics.T0).replace("(", "(t+")
+
+
 def _window(expect, result):
     start = result.start_ms + (expect.args.get("after") or 0)
     within = expect.args.get("within")
@@ -41,7 +51,13 @@ def _window(expect, result):
 
 
 def _describe_window(start, stop, result):
-    return "in [%s, %s]" % (t(start), t(stop)) if (start, stop) != (result.start_ms, result.end_ms) else "in the run"
+    if (start, stop) == (result.start_ms, result.end_ms):
+        return "in the run"
+    text = "in [%s, %s]" % (t(start), t(stop))
+    if exactly(start - physics.T0) != format_duration(start - physics.T0) or \
+            exactly(stop - physics.T0) != format_duration(stop - physics.T0):
+        text += " (t+%s to t+%s, both included)" % (format_exact(start - physics.T0), format_exact(stop - physics.T0))
+    return text
 
 
 def _alerts(result, a, active=True):
@@ -72,6 +88,23 @@ def _summary(alerts, limit=4):
     return "; ".join(parts)
 
 
+def crossing(result, sensor_id, limit, below):
+    """When a fresh copy of the sensor's model first reads past ``limit``
+    (below it if ``below``), up to CROSSING_HORIZON_MS after the run; None
+    if never. Kept in result.crossings: the report marks it too."""
+    key = (sensor_id, limit, below)
+    if key not in result.crossings:
+        model = result.models[sensor_id]
+        result.crossings[key] = model.first_crossing(above=None if below else limit, below=limit if below else None,
+                                                     end_ms=result.end_ms + CROSSING_HORIZON_MS)
+    return result.crossings[key]
+
+
+def predicted_below(sensor):
+    """True when a sensor's [predict] limit is a floor (below), not a ceiling."""
+    return sensor.predict is not None and sensor.predict.above is None and sensor.predict.below is not None
+
+
 def check_state(e, result):
     a = e.args
     comp = a["component"]
@@ -85,7 +118,7 @@ def check_state(e, result):
     hits = [when for when, _, to in changes if to == a["state"] and start <= when <= stop]
     if hits:
         return True, "%s entered %s at %s, %s after %s" % (comp, a["state"], t(hits[0]),
-                                                           format_duration(hits[0] - start), t(start))
+                                                           exactly(hits[0] - start), t(start))
     return False, "%s never entered %s %s; saw: %s" % (comp, a["state"], _describe_window(start, stop, result), history)
 
 
@@ -101,7 +134,7 @@ def check_output(e, result):
     hits = [when for when, on in changes if on is a["on"] and start <= when <= stop]
     word = "on" if a["on"] else "off"
     if hits:
-        return True, "%s switched %s at %s, %s after %s" % (out, word, t(hits[0]), format_duration(hits[0] - start),
+        return True, "%s switched %s at %s, %s after %s" % (out, word, t(hits[0]), exactly(hits[0] - start),
                                                             t(start))
     return False, "%s never switched %s %s; saw: %s" % (out, word, _describe_window(start, stop, result), history)
 
@@ -112,28 +145,26 @@ def check_alert(e, result):
     if a.get("lead_ms") is not None:
         if not alerts:
             return False, "no %s alert arrived (saw: %s)" % (a["condition"], _summary(_alerts(result, {})) or "none")
-        model = result.models[a["sensor"]]
-        sensor = result.spec.board.sensors[a["sensor"]]
-        below = sensor.predict is not None and sensor.predict.above is None and sensor.predict.below is not None
+        below = predicted_below(result.spec.board.sensors[a["sensor"]])
         limit = a["threshold"]
-        crossing = model.first_crossing(above=None if below else limit, below=limit if below else None,
-                                        end_ms=result.end_ms + CROSSING_HORIZON_MS)
+        cross = crossing(result, a["sensor"], limit, below)
         first = alerts[0].time_ms
-        if crossing is None:
+        if cross is None:
             return False, "alert at %s, but the model never crosses %s %s within %s after the run" % (
                 t(first), "below" if below else "above", limit, format_duration(CROSSING_HORIZON_MS))
-        lead = crossing - first
+        lead = cross - first
         ok = lead >= a["lead_ms"]
-        return ok, "alert at %s, first reading %s %s at %s: %s ahead (needed %s)" % (
-            t(first), "below" if below else "above", limit, t(crossing), format_duration(lead),
-            format_duration(a["lead_ms"]))
+        short = "" if ok else ", %s short" % format_exact(a["lead_ms"] - lead)
+        return ok, "alert at %s, first reading %s %s at %s: %s ahead (needed %s%s)" % (
+            t(first), "below" if below else "above", limit, t(cross), exactly(lead),
+            exactly(a["lead_ms"]), short)
     start, stop = _window(e, result)
     hits = [s for s in alerts if start <= s.time_ms <= stop]
     word = "raised" if a.get("active", True) else "cleared"
     if len(hits) >= a.get("min_count", 1):
         first = hits[0]
         return True, "%d %s %s, first at %s (%s after %s): %s" % (
-            len(hits), a["condition"], word, t(first.time_ms), format_duration(first.time_ms - start), t(start),
+            len(hits), a["condition"], word, t(first.time_ms), exactly(first.time_ms - start), t(start),
             (first.body.get(sg.A_TEXT) or "")[:100])
     return False, "%d %s alert%s %s %s (needed %d); alerts that did arrive: %s" % (
         len(hits), a["condition"], "" if len(hits) == 1 else "s", word, _describe_window(start, stop, result),
@@ -142,12 +173,12 @@ def check_alert(e, result):
 
 def check_no_alert(e, result):
     start, stop = _window(e, result)
-    hits = [s for s in _alerts(result, e.args) if start <= s.time_ms <= stop]
+    hits = [s for s in _alerts(result, e.args, active=e.args.get("active", True)) if start <= s.time_ms <= stop]
     if not hits:
         total = len(_alerts(result, {}))
         return True, "none %s (%d alert%s of any kind in the whole run)" % (
             _describe_window(start, stop, result), total, "" if total == 1 else "s")
-    return False, "%d raised: %s" % (len(hits), _summary(hits))
+    return False, "%d %s: %s" % (len(hits), "raised" if e.args.get("active", True) else "cleared", _summary(hits))
 
 
 def check_pages(e, result):
@@ -230,20 +261,59 @@ def check_evictions(e, result):
     return (not problems), ("; ".join(problems) + ". " if problems else "") + evidence
 
 
+def check_readings(e, result):
+    start, stop = _window(e, result)
+    times = result.received_readings.get(e.args["sensor"], [])
+    hits = [tm for tm in times if start <= tm <= stop]
+    if hits:
+        return True, "%d reading%s of %s arrived %s, the first at %s (%s after %s)" % (
+            len(hits), "" if len(hits) == 1 else "s", e.args["sensor"], _describe_window(start, stop, result),
+            t(hits[0]), exactly(hits[0] - start), t(start))
+    before = [tm for tm in times if tm < start]
+    after = [tm for tm in times if tm > stop]
+    return False, "no reading of %s arrived %s; the last before at %s, the next after at %s" % (
+        e.args["sensor"], _describe_window(start, stop, result), t_exact(before[-1]) if before else "none",
+        t_exact(after[0]) if after else "none")
+
+
 CHECKS = {
     "state": check_state,
     "output": check_output,
     "alert": check_alert,
     "no_alert": check_no_alert,
     "pages_at_most": check_pages,
+    "readings": check_readings,
     "delivered": check_delivered,
     "evictions": check_evictions,
 }
 
 
+def _repeating(check, e, result):
+    """A window with every: one verdict per occurrence (after, after + every,
+    ... while it starts before the end); passes when all do."""
+    from simulator.scenarios.spec import ExpectSpec
+
+    every = e.args["every"]
+    verdicts = []
+    after = e.args.get("after") or 0
+    while result.start_ms + after < result.end_ms:
+        one = ExpectSpec(e.key, e.kind, e.name, dict(e.args, after=after, every=None))
+        verdicts.append(check(one, result))
+        after += every
+    failed = [evidence for ok, evidence in verdicts if not ok]
+    if failed:
+        return False, "%d of %d windows (every %s) failed; first: %s" % (
+            len(failed), len(verdicts), exactly(every), failed[0])
+    return True, "all %d windows (every %s) held; first: %s" % (len(verdicts), exactly(every), verdicts[0][1])
+
+
 def evaluate(spec, result):
     outcomes = []
     for expect in spec.expects:
-        passed, evidence = CHECKS[expect.kind](expect, result)
+        check = CHECKS[expect.kind]
+        if expect.args.get("every"):
+            passed, evidence = _repeating(check, expect, result)
+        else:
+            passed, evidence = check(expect, result)
         outcomes.append(Outcome(expect, passed, evidence))
     return outcomes

@@ -5,8 +5,13 @@ The PNG (matplotlib, Agg: no display needed), top to bottom:
 readings of each sensor (fault windows shaded, fault reports as red
 ticks, quarantine cut-offs visible as gaps), the component states as a
 step timeline (one band per component, coloured by state), the alerts the
-receiver got (markers by priority; hollow for clears), and the store's
-unacknowledged depth with the link's down windows and power-off windows.
+receiver got (markers by priority; hollow for clears, with a legend), and
+the store's unacknowledged depth with the link's down windows and power-off
+windows. A predicted sensor's panel also marks its limit, the model's first
+reading past it (a red x: when the part really fails), each prediction's
+interval (a bar from the earliest to the latest plausible crossing, a dot at
+the expected one, drawn from the alert's time) and the lead time from the
+first prediction to the crossing.
 """
 
 import os
@@ -16,7 +21,7 @@ from rich.markup import escape
 
 from edge_agent.core import signals as sg
 from simulator.hardware import physics
-from simulator.scenarios.spec import format_duration
+from simulator.scenarios.spec import exactly, format_duration
 
 MAX_SENSOR_PANELS = 6
 MAX_POINTS = 20000
@@ -92,6 +97,62 @@ def _sensor_order(result):
     return order
 
 
+def prediction_marks(result, sensor_id, limit):
+    """What the report draws on a predicted sensor's panel: the model's
+    first reading past ``limit`` (or None), each predicted_failure alert's
+    (alert time, earliest, expected, latest or None) for this sensor, and
+    the lead from the first one to the crossing (or None)."""
+    from simulator.scenarios import expect as scenario_expect
+
+    sensor = result.spec.board.sensors[sensor_id]
+    cross = None
+    if sensor_id in result.models:
+        cross = scenario_expect.crossing(result, sensor_id, limit, scenario_expect.predicted_below(sensor))
+    predictions = []
+    for s in result.delivered:
+        if s.kind != sg.KIND_ALERT or s.body.get(sg.A_SENSOR) != sensor_id or not s.body.get(sg.A_ACTIVE):
+            continue
+        p = s.body.get(sg.A_PREDICTION)
+        if not isinstance(p, dict) or p.get(sg.P_CROSSING) is None:
+            continue
+        predictions.append((s.time_ms, p.get(sg.P_EARLIEST), p.get(sg.P_CROSSING), p.get(sg.P_LATEST)))
+    lead = cross - predictions[0][0] if cross is not None and predictions else None
+    return cross, predictions, lead
+
+
+MAX_PREDICTIONS_DRAWN = 12
+
+
+def _mark_prediction(ax, result, sensor_id, limit, x):
+    cross, predictions, lead = prediction_marks(result, sensor_id, limit)
+    low, high = ax.get_ylim()
+    low, high = min(low, limit), max(high, limit)
+    lane = (high - low) * 0.035
+    shown = predictions[:MAX_PREDICTIONS_DRAWN]
+    for k, (when, earliest, expected, latest) in enumerate(shown):
+        y = limit - lane * (k + 1)
+        stop = latest if latest is not None else max(result.end_ms, expected)  # no latest: maybe never
+        ax.plot([x(earliest if earliest is not None else expected), x(stop)], [y, y], lw=2.2, color="#e67e22",
+                alpha=0.55, solid_capstyle="butt", label="prediction interval" if k == 0 else None)
+        ax.plot([x(expected)], [y], "o", color="#a04000", ms=3, label="expected crossing" if k == 0 else None)
+        ax.plot([x(when)], [y], "|", color="#a04000", ms=6)
+    if cross is not None and cross <= result.end_ms:
+        ax.plot([x(cross)], [limit], "x", color="#c0392b", ms=8, mew=2, label="first reading past the limit")
+    if lead is not None:
+        first = predictions[0][0]
+        y = limit + lane * 1.5
+        ax.annotate("", xy=(x(cross), y), xytext=(x(first), y),
+                    arrowprops={"arrowstyle": "<->", "color": "#196f3d", "lw": 1.0})
+        ax.text((x(first) + x(min(cross, result.end_ms))) / 2, y + lane * 0.4, "lead %s" % exactly(lead),
+                ha="center", va="bottom", fontsize=7, color="#196f3d")
+    if len(predictions) > len(shown):
+        ax.text(1.0, 0.02, "%d more predictions not drawn" % (len(predictions) - len(shown)),
+                transform=ax.transAxes, ha="right", fontsize=6)
+    if shown or cross is not None:
+        ax.set_ylim(min(low, limit - lane * (len(shown) + 1.5)), max(high, limit + lane * 4))
+        ax.legend(fontsize=6, loc="upper left", frameon=False, ncol=3)
+
+
 def write_png(result, path, dpi=80):
     import matplotlib
 
@@ -146,6 +207,7 @@ def write_png(result, path, dpi=80):
         if sensor.predict is not None:
             limit = sensor.predict.above if sensor.predict.above is not None else sensor.predict.below
             ax.axhline(limit, color="#c0392b", lw=0.8, ls="--")
+            _mark_prediction(ax, result, sid, limit, x)
         for start, stop, f in fault_windows:
             if sid in f.sensors:
                 if stop > start:
@@ -192,12 +254,15 @@ def write_png(result, path, dpi=80):
         active = bool(s.body.get(sg.A_ACTIVE))
         ax.plot([x(s.time_ms)], [row], "v" if active else "o", color=colour, ms=6 if active else 4,
                 mfc=colour if active else "none")
+    from matplotlib.lines import Line2D
     ax.set_yticks(range(len(conditions)))
     ax.set_yticklabels(conditions, fontsize=7)
     ax.set_ylim(-0.7, max(len(conditions), 1) - 0.3)
     ax.set_ylabel("alerts", fontsize=8)
-    ax.legend(handles=[Patch(color=PRIORITY_COLOURS[p], label=PRIORITY_NAMES[p]) for p in (0, 1, 2)], fontsize=6,
-              ncol=3, loc="upper left", bbox_to_anchor=(0, 1.3), frameon=False)
+    ax.legend(handles=[Patch(color=PRIORITY_COLOURS[p], label=PRIORITY_NAMES[p]) for p in (0, 1, 2)]
+              + [Line2D([], [], ls="", marker="v", color="#555555", ms=5, label="raised"),
+                 Line2D([], [], ls="", marker="o", color="#555555", mfc="none", ms=4, label="cleared (hollow)")],
+              fontsize=6, ncol=5, loc="upper left", bbox_to_anchor=(0, 1.3), frameon=False)
     ax.tick_params(labelsize=7)
 
     # Store depth, link and power.

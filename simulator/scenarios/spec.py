@@ -72,6 +72,9 @@ DEVICE_FAULTS = {
 # Faults only live mode can apply (simulator/scenarios/live/faults.py): they need a
 # real serial line or a real TCP connection. A virtual run skips a
 # scenario that has one (docs/simulator.md, "Live mode").
+# Every other fault runs both ways: the sensor faults (offset/step, drift
+# to/over, ...) live in the physics, which live mode runs too, and a
+# repeating fault (every) is unrolled here into plain occurrences.
 LIVE_FAULTS = {
     "garbage": {"bus", "bytes"},
     "bit_flips": {"bus", "for", "rate"},
@@ -84,7 +87,9 @@ LIVE_FAULTS = {
 }
 SENSOR_FAULT_KEYS = {
     "stuck": {"for"},
-    "drift": {"for", "per_day"},
+    "drift": {"for", "per_day", "from", "to", "over", "shape", "tau"},
+    "offset": {"for", "by"},
+    "step": {"for", "by"},
     "spike": {"size", "count"},
     "noise_burst": {"for", "sd"},
     "dropout": {"for"},
@@ -93,25 +98,29 @@ SENSOR_FAULT_KEYS = {
     "cooling_loss": {"for"},
 }
 EXPECT_KEYS = {
-    "state": {"component", "state", "after", "within", "at_end"},
-    "output": {"output", "on", "after", "within", "at_end"},
+    "state": {"component", "state", "after", "within", "at_end", "every"},
+    "output": {"output", "on", "after", "within", "at_end", "every"},
     "alert": {"condition", "component", "sensor", "after", "within", "active", "lead_before_threshold",
-              "threshold", "min_count"},
-    "no_alert": {"condition", "component", "sensor", "after", "within"},
-    "pages_at_most": {"count", "after", "within"},
+              "threshold", "min_count", "every"},
+    "no_alert": {"condition", "component", "sensor", "after", "within", "every", "active"},
+    "pages_at_most": {"count", "after", "within", "every"},
+    "readings": {"sensor", "after", "within", "every"},
     "delivered": {"lost", "undelivered", "kinds", "alerts_first", "allow_reported_evictions"},
     "evictions": {"min_records", "spared_lanes"},
 }
 PROCESS_KEYS = {
-    "steady": {"level", "cycle", "noise", "weather", "quantum"},
-    "coolant_loop": {"ambient", "ambient_swing", "setpoint", "band", "load", "cooling", "tau_loss_min", "initial",
-                     "noise", "quantum"},
-    "bearing": {"level", "cycle", "noise", "weather", "quantum", "wear", "wear_start_day", "wear_per_day",
-                "wear_scale"},
+    "steady": {"level", "cycle", "peak_hour", "noise", "weather", "quantum"},
+    "coolant_loop": {"ambient", "ambient_swing", "peak_hour", "setpoint", "band", "load", "cooling", "tau_loss_min",
+                     "initial", "noise", "quantum"},
+    "bearing": {"level", "cycle", "peak_hour", "noise", "weather", "quantum", "wear", "wear_start_day",
+                "wear_per_day", "wear_scale"},
     "battery": set(battery.KEYS) | {"noise", "quantum"},
 }
 STATES = ("ok", "suspect", "failed", "quarantined", "probing", "degraded", "service", "forced")
 KIND_NAMES = ("alert", "telemetry", "state", "audit", "birth", "death", "evictions")
+# A repeating fault (every = "7d") is unrolled into its occurrences; more
+# than this is a typo (every = "1s" over 90 days), not a scenario.
+MAX_OCCURRENCES = 10000
 
 
 class ScenarioError(ValueError):
@@ -158,14 +167,42 @@ def format_duration(ms):
     return "%s%.1f days" % (sign, ms / 86400000)
 
 
+def format_exact(ms):
+    """A duration exactly, in the scenario files' own syntax: 6d23h16m48s,
+    90s, 1m0.5s, -2h; "0s" for zero. format_duration rounds (6.97 days
+    prints as 7.0 days); a verdict's evidence needs this one too."""
+    ms = int(round(ms))
+    sign = "-" if ms < 0 else ""
+    ms = abs(ms)
+    parts = []
+    for unit, size in (("d", 86400000), ("h", 3600000), ("m", 60000)):
+        if ms >= size:
+            parts.append("%d%s" % (ms // size, unit))
+            ms %= size
+    if ms:
+        parts.append(("%ds" % (ms // 1000)) if ms % 1000 == 0 else ("%.3f" % (ms / 1000.0)).rstrip("0") + "s")
+    return sign + ("".join(parts) or "0s")
+
+
+def exactly(ms):
+    """format_duration, followed by the exact value when rounding hid it:
+    "7.0 days (6d23h16m48s)", but "10.0 s" as it is."""
+    short = format_duration(ms)
+    if parse_duration(short.replace(" days", "d").replace(" min", "m").replace(" ms", "ms").replace(" s", "s")
+                      .replace(" h", "h").lstrip("-")) == abs(int(round(ms))):
+        return short
+    return "%s (%s)" % (short, format_exact(ms))
+
+
 class FaultSpec:
-    def __init__(self, key, kind, at_ms, end_ms, sensors, args):
+    def __init__(self, key, kind, at_ms, end_ms, sensors, args, occurrence=0):
         self.key = key  # "faults[2]"
         self.kind = kind
         self.at_ms = at_ms  # relative to the start
         self.end_ms = end_ms  # relative, or None: to the end
         self.sensors = sensors  # sensor faults: the sensors it hits
         self.args = args
+        self.occurrence = occurrence  # a repeating fault (every): 0, 1, 2, ... in time order
 
     def describe(self):
         what = ", ".join(self.sensors) if self.sensors else self.args.get("component", "")
@@ -202,9 +239,14 @@ class Spec:
         self.speed = 1.0  # [live] speed: scenario seconds per wall second in live mode
         self.keepalive_ms = None  # [live] keepalive: the agent's MQTT keepalive in live mode
 
+    def watched_sensors(self):
+        """Sensors whose delivered readings a `readings` expectation judges:
+        the run keeps their telemetry times (and no one else's)."""
+        return set(e.args["sensor"] for e in self.expects if e.kind == "readings" and e.args.get("sensor"))
+
     def live_only(self):
         """The faults a virtual run cannot apply (they need live mode)."""
-        return [f for f in self.faults if f.kind in LIVE_FAULTS]
+        return [f for f in self.faults if f.kind in LIVE_FAULTS and not f.occurrence]  # a repeating one once
 
     def models(self, seed, start_ms=physics.T0):
         """Fresh PhysicalSensors for every board sensor, faults applied."""
@@ -413,7 +455,10 @@ def from_dict(data, path="<scenario>"):
             if name == "wear":
                 params[name] = c.text(table, name, key, default="linear", choices=("linear", "exponential"))
             elif name in table:
-                value = c.number(table, name, key, low=0.0 if name in ("noise", "weather", "quantum", "tau_loss_min", "band") else None)
+                value = c.number(table, name, key,
+                                 low=0.0 if name in ("noise", "weather", "quantum", "tau_loss_min", "band",
+                                                     "peak_hour") else None,
+                                 high=24.0 if name == "peak_hour" else None)
                 if value is not None:
                     params[name] = float(value)
         if process != "coolant_loop" and "level" not in params and board is not None:
@@ -425,7 +470,7 @@ def from_dict(data, path="<scenario>"):
     for index, table in enumerate(c.array_of_tables(data, "faults")):
         fault = _fault(c, spec, table, "faults[%d]" % index)
         if fault is not None:
-            spec.faults.append(fault)
+            spec.faults.extend(_repeat(c, spec, table, fault))
     expects = c.array_of_tables(data, "expect")
     if not expects:
         c.problem("expect", "no expectations", "add at least one [[expect]] table: a scenario must be able to fail")
@@ -476,6 +521,48 @@ def _load_board(c, spec, head, data, path):
             c.problem("scenario.board (%s) %s" % (board_path, p.key), p.reason, p.fix)
 
 
+def _repeat(c, spec, table, fault):
+    """The occurrences of ``fault``: itself, or with every = "7d" one copy
+    every 7 days from ``at`` while it starts before the end of the run."""
+    key = fault.key
+    every = c.duration(table, "every", key, minimum=1)
+    if every is None:
+        return [fault]
+    if fault.kind in ("force", "release"):
+        c.problem(key + ".every", "%s cannot repeat (an operator's act happens once)" % fault.kind,
+                  "write one [[faults]] table per act")
+        return [fault]
+    length = None
+    if fault.end_ms is not None:
+        length = fault.end_ms - fault.at_ms
+    elif fault.kind == "power_cut":
+        length = fault.args.get("off_ms") or 0
+    elif "for" in _fault_keys(fault.kind):
+        c.problem(key + ".every", "a repeating %s needs for (without it the first one lasts to the end)" % fault.kind,
+                  'add for = "30s" (how long each occurrence lasts)')
+        return [fault]
+    if length is not None and length >= every:
+        c.problem(key + ".every", "every %s is not longer than each occurrence (%s): they would overlap" % (
+            format_duration(every), format_duration(length)), "make every longer than for (or off)")
+        return [fault]
+    count = 0 if not spec.duration_ms else (spec.duration_ms - fault.at_ms + every - 1) // every
+    if count > MAX_OCCURRENCES:
+        c.problem(key + ".every", "every %s repeats the fault %d times in %s (at most %d)" % (
+            format_duration(every), count, format_duration(spec.duration_ms), MAX_OCCURRENCES),
+                  "choose a longer period")
+        return [fault]
+    out = []
+    for k in range(max(count, 1)):
+        shift = k * every
+        end = fault.end_ms + shift if fault.end_ms is not None else None
+        out.append(FaultSpec(key, fault.kind, fault.at_ms + shift, end, fault.sensors, fault.args, occurrence=k))
+    return out
+
+
+def _fault_keys(kind):
+    return DEVICE_FAULTS.get(kind) or SENSOR_FAULT_KEYS.get(kind) or LIVE_FAULTS.get(kind) or set()
+
+
 def _fault(c, spec, table, key):
     kind = c.text(table, "kind", key, required=True,
                   choices=tuple(sorted(DEVICE_FAULTS)) + tuple(sorted(SENSOR_FAULT_KEYS)) + tuple(sorted(LIVE_FAULTS)))
@@ -495,7 +582,7 @@ def _fault(c, spec, table, key):
         end = at + length if length is not None and at is not None else None
     elif kind in DEVICE_FAULTS:
         allowed = DEVICE_FAULTS[kind]
-        c.unknown(table, {"kind", "at"} | allowed, key)
+        c.unknown(table, {"kind", "at", "every"} | allowed, key)
         if "for" in allowed:
             length = c.duration(table, "for", key, minimum=1)
             end = at + length if length is not None and at is not None else None
@@ -512,7 +599,7 @@ def _fault(c, spec, table, key):
             args["who"] = c.text(table, "who", key, default="scenario")
     else:
         allowed = SENSOR_FAULT_KEYS[kind]
-        c.unknown(table, {"kind", "at", "sensor", "sensors", "jitter"} | allowed, key)
+        c.unknown(table, {"kind", "at", "every", "sensor", "sensors", "jitter"} | allowed, key)
         patterns = []
         if "sensor" in table and "sensors" in table:
             c.problem(key, "both sensor and sensors", "keep one")
@@ -539,7 +626,9 @@ def _fault(c, spec, table, key):
         if jitter:
             args["jitter_ms"] = jitter
         if kind == "drift":
-            args["per_day"] = c.number(table, "per_day", key, required=True, default=0.0)
+            _drift_args(c, table, key, args)
+        elif kind in ("offset", "step"):
+            args["by"] = c.number(table, "by", key, required=True, default=0.0)
         elif kind == "spike":
             args["size"] = c.number(table, "size", key, required=True, default=0.0)
             args["count"] = c.integer(table, "count", key, default=1, low=1)
@@ -559,8 +648,36 @@ def _fault(c, spec, table, key):
     return FaultSpec(key, kind, at, end, sensors, args)
 
 
+def _drift_args(c, table, key, args):
+    """drift: per_day (a straight line, unbounded), or from/to over a
+    duration, linear or exponential (then holding ``to``)."""
+    if "per_day" in table:
+        for name in ("from", "to", "over", "shape", "tau"):
+            if name in table:
+                c.problem("%s.%s" % (key, name), "per_day drifts without end: %s belongs to the from/to form" % name,
+                          "keep per_day, or drop it and write to = <amount> and over = \"30d\"")
+        args["per_day"] = c.number(table, "per_day", key, default=0.0)
+        return
+    if "to" not in table and "over" not in table:
+        c.problem(key + ".per_day", "missing: a drift needs per_day, or to and over",
+                  'add per_day = 0.5, or to = 20.0 and over = "30d" (shape = "exponential" for wear)')
+        return
+    args["to"] = c.number(table, "to", key, required=True, default=0.0)
+    args["from"] = c.number(table, "from", key, default=0.0)
+    args["over_ms"] = c.duration(table, "over", key, required=True, default=1, minimum=1)
+    args["shape"] = c.text(table, "shape", key, default="linear", choices=("linear", "exponential"))
+    tau = c.duration(table, "tau", key, minimum=1)
+    if tau is not None:
+        if args["shape"] != "exponential":
+            c.problem(key + ".tau", "only an exponential drift has a time constant", 'add shape = "exponential" or drop tau')
+        elif args["over_ms"] / tau > 50:
+            c.problem(key + ".tau", "over / tau is %.0f: the curve is flat until the last moment" % (
+                args["over_ms"] / tau), "choose tau at least over / 50")
+        args["tau_ms"] = tau
+
+
 def _live_fault(c, spec, table, key, kind, args):
-    c.unknown(table, {"kind", "at"} | LIVE_FAULTS[kind], key)
+    c.unknown(table, {"kind", "at", "every"} | LIVE_FAULTS[kind], key)
     if "bus" in LIVE_FAULTS[kind]:
         buses = spec.board.buses if spec.board is not None else {}
         line = sorted(b for b in buses if buses[b].protocol == "line")
@@ -592,6 +709,24 @@ def _expect(c, spec, table, key):
     args = {}
     args["after"] = c.duration(table, "after", key, default=0)
     args["within"] = c.duration(table, "within", key)
+    if "every" in EXPECT_KEYS[kind]:
+        # A repeating window (for a repeating fault): judged once per
+        # occurrence, from after while it starts before the end; all must pass.
+        args["every"] = c.duration(table, "every", key, minimum=1)
+        if args["every"] is not None:
+            if args["within"] is None:
+                c.problem(key + ".every", "a repeating window needs within (else the first one runs to the end)",
+                          'add within = "1m" (each window\'s length)')
+            elif args["within"] >= args["every"]:
+                c.problem(key + ".every", "every %s is not longer than within (%s): the windows would overlap" % (
+                    format_duration(args["every"]), format_duration(args["within"])), "make every longer than within")
+            elif table.get("at_end"):
+                c.problem(key + ".every", "an at_end expectation has no window to repeat", "drop every (or at_end)")
+            elif table.get("lead_before_threshold") is not None:
+                c.problem(key + ".every", "lead_before_threshold judges the first alert only", "drop every")
+            elif spec.duration_ms and args["after"] is not None and \
+                    (spec.duration_ms - args["after"]) // args["every"] > MAX_OCCURRENCES:
+                c.problem(key + ".every", "more than %d windows" % MAX_OCCURRENCES, "choose a longer period")
     if "at_end" in EXPECT_KEYS[kind]:
         args["at_end"] = c.boolean(table, "at_end", key)
         if args["at_end"] and "within" in table:
@@ -615,8 +750,8 @@ def _expect(c, spec, table, key):
         args["condition"] = c.text(table, "condition", key, required=(kind == "alert"))
         args["component"] = ref("component", pools[0], "component", False)
         args["sensor"] = ref("sensor", pools[1], "sensor", False)
+        args["active"] = c.boolean(table, "active", key, default=True)
         if kind == "alert":
-            args["active"] = c.boolean(table, "active", key, default=True)
             args["min_count"] = c.integer(table, "min_count", key, default=1, low=1)
             args["lead_ms"] = c.duration(table, "lead_before_threshold", key)
             args["threshold"] = c.number(table, "threshold", key)
@@ -638,6 +773,8 @@ def _expect(c, spec, table, key):
                     args["threshold"] = limit
     elif kind == "pages_at_most":
         args["count"] = c.integer(table, "count", key, required=True, default=0)
+    elif kind == "readings":
+        args["sensor"] = ref("sensor", pools[1], "sensor", True)
     elif kind == "delivered":
         args["lost"] = c.integer(table, "lost", key, default=0)
         args["undelivered"] = c.integer(table, "undelivered", key, default=0)
@@ -669,11 +806,16 @@ def _default_name(kind, a):
         if a.get("lead_ms") is not None:
             return "alert %s at least %s before the threshold" % (what, format_duration(a["lead_ms"]))
         return "alert %s %s" % (what, "raised" if a.get("active", True) else "cleared")
+    if kind == "no_alert" and not a.get("active", True):
+        return "no alert %s cleared" % " ".join(x for x in (a.get("condition") or "any", a.get("component") or "",
+                                                          a.get("sensor") or "") if x)
     if kind == "no_alert":
         return "no alert %s" % " ".join(x for x in (a.get("condition") or "any", a.get("component") or "",
                                                     a.get("sensor") or "") if x)
     if kind == "pages_at_most":
         return "at most %d page%s" % (a["count"], "" if a["count"] == 1 else "s")
+    if kind == "readings":
+        return "readings of %s arrive" % a["sensor"]
     if kind == "delivered":
         if a.get("kinds"):
             return "delivered: every %s arrives" % ", ".join(a["kinds"])

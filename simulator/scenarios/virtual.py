@@ -48,6 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent import __version__
 from edge_agent.core import bundle
 from edge_agent.core import device as dv
+from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 from edge_agent.core.evictions import EvictionTally
 from edge_agent.core.outputs import SetOutput
@@ -192,6 +193,8 @@ class Result:
         self.final_states = {}  # component -> state at the end ({} if the device is off)
         self.final_outputs = {}  # output -> on at the end
         self.notes = []  # things the run refused to do (an illegal operator action)
+        self.received_readings = {}  # watched sensor -> [time_ms of each good reading the receiver got]
+        self.crossings = {}  # (sensor, limit, below) -> the model's first reading past it, or None (expect.crossing)
 
     @property
     def speed(self):
@@ -224,6 +227,7 @@ class VirtualDevice:
         self.board = spec.board
         self.result = result
         self.record = record
+        self.watched = spec.watched_sensors()
         self.store_dir = os.path.join(workdir, "store")
         self.store_options = dict(spec.store_options)
         self.store_options.setdefault("segment_bytes", 64 * 1024)
@@ -324,6 +328,12 @@ class VirtualDevice:
             self.drain(now)
             self._record_depth(now)
 
+    def _keep_readings(self, signal):
+        kept = self.result.received_readings
+        for row in signal.body.get(sg.T_READINGS) or ():
+            if row[1] in self.watched and row[2] is not None and row[3] == rd.GOOD:
+                kept.setdefault(row[1], []).append(row[0])
+
     def drain(self, now):
         """The uplink's pump, with the receiver on the other end."""
         store = self.store
@@ -346,6 +356,8 @@ class VirtualDevice:
                     result.delivered_seqs.add(signal.seq)
                     order.append((signal.priority, signal.kind))
                     if signal.kind == sg.KIND_TELEMETRY:
+                        if self.watched:
+                            self._keep_readings(signal)
                         signal.body = None  # the receiver has it; keep the run's memory flat
                     result.delivered.append(signal)
             self.receiver.commit()
@@ -404,8 +416,15 @@ def _run(spec, seed, result, workdir, console, quiet, record):
     result.models = models
     vd = VirtualDevice(spec, seed, workdir, result, record=record)
     end = result.end_ms
-    queue = [(physics.T0 + i, sid) for i, sid in enumerate(sorted(models))]
+    # The reading queue holds (t, index): the index is the sensor's rank
+    # by id, so ties go in id order; per-sensor lookups are list indexes.
+    ids = sorted(models)
+    queue = [(physics.T0 + i, i) for i in range(len(ids))]
     heapq.heapify(queue)
+    periods = [models[sid].period_ms for sid in ids]
+    powers = [models[sid].power_output for sid in ids]
+    samplers = [models[sid].sampler() for sid in ids]
+    series_of = [None] * len(ids)
     events = _timeline(spec)
     ei = 0
     now = physics.T0
@@ -414,8 +433,8 @@ def _run(spec, seed, result, workdir, console, quiet, record):
     full_since = None
     readings = result.readings
     if record:
-        for sid in models:
-            readings[sid] = ([], [])
+        for i, sid in enumerate(ids):
+            readings[sid] = series_of[i] = ([], [])
     wall0 = time.perf_counter()
     cpu0 = time.process_time()
     progress = None
@@ -511,31 +530,38 @@ def _run(spec, seed, result, workdir, console, quiet, record):
                         others = t
                 limit = end + 1 if others is None or others > end else others
                 device = vd.device
+                on = vd.on
+                gpio_state = vd.gpio.state if on else None
+                ingest = device.ingest if on else None
+                next_deadline = device.next_deadline if on else None
+                heapreplace = heapq.heapreplace
+                count = 0
                 while queue and queue[0][0] < limit:
-                    t, sid = queue[0]
-                    model = models[sid]
-                    heapq.heapreplace(queue, (t + model.period_ms, sid))
+                    t, i = queue[0]
+                    heapreplace(queue, (t + periods[i], i))
                     steps += 1
                     now = t
-                    if not vd.on:
+                    if not on:
                         continue
-                    if model.power_output and not vd.gpio.is_on(model.power_output):
+                    power = powers[i]
+                    if power and not gpio_state[power]:
                         continue  # unpowered: silent
-                    reading = model.sample(t)
+                    reading = samplers[i](t)
                     if reading is None:
                         continue
-                    result.readings_count += 1
+                    count += 1
                     if record:
-                        series = readings[sid]
+                        series = series_of[i]
                         series[0].append(t)
                         series[1].append(reading.value)
-                    outputs = device.ingest(reading, t)
+                    outputs = ingest(reading, t)
                     if outputs:
                         vd.dispatch(outputs, t)
                         break
-                    t_dev = device.next_deadline()
+                    t_dev = next_deadline()
                     if t_dev is not None and t_dev < limit:
                         limit = t_dev
+                result.readings_count += count
         # The end: whatever windows are open close here; a device that is
         # on flushes its telemetry and, with the link up, drains.
         now = end

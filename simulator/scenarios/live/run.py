@@ -387,8 +387,14 @@ class LiveRun:
                 "SELECT seq, kind, priority, time_ms, received_ms, body FROM signals WHERE device = ? "
                 "ORDER BY received_ms, seq", (device,)).fetchall()
             changes = []
+            watched = self.spec.watched_sensors()
             for seq, kind, priority, time_ms, received_ms, body in rows:
-                # Telemetry bodies are not kept (as in scenario_run): not decoded either.
+                # Telemetry bodies are not kept (as in scenario_run): only
+                # the good readings' times of sensors a `readings` expectation watches.
+                if kind == sg.KIND_TELEMETRY and watched:
+                    for row in cbor.loads(body).get(sg.T_READINGS) or ():
+                        if row[1] in watched and row[2] is not None and row[3] == 0:
+                            result.received_readings.setdefault(row[1], []).append(self.to_scenario(row[0]))
                 body = {} if kind == sg.KIND_TELEMETRY else cbor.loads(body)
                 signal = sg.Signal(kind, priority, self.to_scenario(time_ms), body, device, seq)
                 result.delivered.append(signal)
