@@ -187,6 +187,11 @@ class Device:
         """{component id: state name}, for the console and status."""
         return dict((cid, h.state) for cid, h in self.health.components.items())
 
+    def shown_states(self):
+        """{component id: state to show}: as component_states, but ``stale``
+        for a component one of whose sensors has lost its link (link_lost)."""
+        return dict((cid, self.health.shown_state(cid)) for cid in self.health.components)
+
     def next_deadline(self):
         """When ``poll`` next has work (after a ``feed`` or ``ingest`` moved it)."""
         return self._deadline()

@@ -53,6 +53,7 @@ class Rule:
     active = False
     since_ms = None
     detail = ""
+    clear_since = None  # first reading past the clear level (clear_for_s)
 
     def __init__(self, spec):
         self.spec = spec
@@ -73,6 +74,8 @@ class Rule:
             self.active = False
             self.since_ms = None
             self.detail = ""
+        if self.clear_since is not None:
+            self.clear_since = None
 
 
 class _Implicit(Rule):
@@ -240,7 +243,13 @@ class Disagree(Rule):
 
 
 class Dropout(Rule):
-    """Judged by the timer: ``due(now_ms)`` says whether it is active."""
+    """Judged by the timer: ``due(now_ms)`` says whether it is active.
+
+    Silence is a lost link (the sensor, its Modbus slave or its bus stopped
+    answering), not evidence that the part is broken: it never counts
+    toward the component's state, and the first reading clears it."""
+
+    health = False
 
     def judge(self, reading, watch):
         return False  # any reading clears a dropout
@@ -371,9 +380,20 @@ class SensorWatch:
         changes = ()
         for rule in rules:
             if rule.judge(reading, self) != rule.active:
+                if rule.active and rule.spec is not None:
+                    # Hysteresis in time: it clears only after clear_for_s
+                    # of readings past its clear level.
+                    clear_for = rule.spec.params.get("clear_for_ms", 0)
+                    if clear_for:
+                        if rule.clear_since is None:
+                            rule.clear_since = t
+                        if t - rule.clear_since < clear_for:
+                            continue
                 if not changes:
                     changes = []
                 self._set(rule, not rule.active, reading, changes)
+            elif rule.clear_since is not None:
+                rule.clear_since = None
         self.previous = reading
         return changes
 
@@ -393,6 +413,8 @@ class SensorWatch:
         if active == rule.active:
             return
         rule.active = active
+        if rule.clear_since is not None:
+            rule.clear_since = None
         if rule.health:
             self.bad_rules += 1 if active else -1
         if active:
@@ -432,9 +454,22 @@ def where(sensor, component):
     return text
 
 
+def link_of(sensor):
+    """The link a sensor's readings come over: ``bus:<bus>`` and, for a
+    Modbus or other addressed source, ``/slave:<n>``."""
+    slave = getattr(sensor.source, "slave", None)
+    if slave is None:
+        return "bus:" + sensor.bus
+    return "bus:%s/slave:%d" % (sensor.bus, slave)
+
+
 def default_action(kind, sensor, component):
     if kind == "dropout":
-        action = "check the cable and power of sensor %s" % sensor.id
+        slave = getattr(sensor.source, "slave", None)
+        if slave is not None:
+            action = "check that slave %d on bus %s is powered, addressed and wired (A/B, termination)" % (slave, sensor.bus)
+        else:
+            action = "check the cable and power of sensor %s on bus %s" % (sensor.id, sensor.bus)
     elif kind == "threshold":
         action = "check the process %s measures" % sensor.id
     else:
@@ -461,14 +496,23 @@ def rule_alert(change, watch, now_ms):
     else:
         if rule.kind == OUT_OF_RANGE:
             text = "%s back within %s" % (place, watch.limits_text())
+        elif rule.kind == "dropout":
+            text = "%s answers again on %s: link back" % (place, link_of(sensor).replace("/", " "))
         else:
             text = "%s: %s cleared" % (place, rule.kind.replace("_", " "))
         action = ""
         priority = sg.PRIORITY_NORMAL
     since = rule.since_ms if rule.since_ms is not None else now_ms
-    signal = sensor_alert(rule.kind, sensor, component, reading.value if reading is not None else None,
+    condition = rule.kind
+    if condition == "dropout":
+        condition = sg.C_LINK_LOST
+        if change.active:
+            text = "%s: link lost on %s: %s" % (place, link_of(sensor).replace("/", " "), rule.detail)
+    signal = sensor_alert(condition, sensor, component, reading.value if reading is not None else None,
                           severity, text, action, since, change.active, priority, now_ms)
     signal.body[sg.A_EVIDENCE] = watch.evidence
+    if condition == sg.C_LINK_LOST:
+        signal.body[sg.A_ELEMENT] = link_of(sensor)
     return signal
 
 
