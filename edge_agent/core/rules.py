@@ -247,9 +247,8 @@ class Dropout(Rule):
 
     Silence is a lost link (the sensor, its Modbus slave or its bus stopped
     answering), not evidence that the part is broken: it never counts
-    toward the component's state, and the first reading clears it."""
-
-    health = False
+    toward the component's state (board_health refuses health = true), and
+    the first reading clears it."""
 
     def judge(self, reading, watch):
         return False  # any reading clears a dropout

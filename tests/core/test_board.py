@@ -167,6 +167,28 @@ def test_bad_rules_are_rejected_with_file_key_and_fix():
         assert fix in problems[key].fix, (key, problems[key].fix)
 
 
+def test_hysteresis_and_re_raise_keys_default_per_kind_and_are_checked():
+    board = bd.board_from_dict(_health_data(), "h.toml")
+    stuck, threshold, dropout = board.sensors["fan_rpm"].rules
+    assert "clear_for_ms" not in stuck.params and "reraise_ms" not in stuck.params
+    assert (threshold.params["clear_for_ms"], threshold.params["reraise_ms"]) == (60000, 900000)
+    assert "clear_for_ms" not in dropout.params and dropout.params["reraise_ms"] == 60000
+    assert dropout.health is False  # silence is a lost link
+    data = _health_data()
+    data["sensors"]["fan_rpm"]["rules"] = [
+        {"kind": "threshold", "above": 4500, "clear_for_s": 0, "reraise_s": 0},
+        {"kind": "dropout", "for_s": 5, "health": True},
+        {"kind": "dropout", "for_s": 5, "clear_for_s": 10},
+        {"kind": "stuck", "for_s": 5, "reraise_s": -1},
+        {"kind": "stuck", "for_s": 5, "clear_for_s": 90000},
+    ]
+    err, problems = _problems(data)
+    assert sorted(problems) == ["sensors.fan_rpm.rules[2].health", "sensors.fan_rpm.rules[3].clear_for_s",
+                                "sensors.fan_rpm.rules[4].reraise_s", "sensors.fan_rpm.rules[5].clear_for_s"], sorted(problems)
+    assert "silence is a lost link" in problems["sensors.fan_rpm.rules[2].health"].reason
+    assert "write zero or more" in problems["sensors.fan_rpm.rules[4].reraise_s"].fix
+
+
 def test_bad_quarantine_and_components_rejected():
     data = _health_data()
     fan = data["components"]["fan"]
