@@ -26,8 +26,9 @@ RULE_KEYS = {
     "jump": ("max_step",),
     "dropout": ("for_s",),
     "disagree": ("with", "max_diff", "for_s"),
+    "shift": ("max_shift", "baseline_s"),
 }
-RULE_KINDS = ("disagree", "dropout", "flatline", "jump", "rate", "stuck", "threshold")
+RULE_KINDS = ("disagree", "dropout", "flatline", "jump", "rate", "shift", "stuck", "threshold")
 COMMON_RULE_KEYS = ("kind", "severity", "action", "health", "clear_for_s", "reraise_s")
 # Hysteresis in time and the minimum re-raise interval, per rule kind
 # (docs/health.md): a threshold tracks a process that swings with the day
@@ -248,7 +249,7 @@ def _rule(check, rule, key):
     check.unknown_keys(rule, COMMON_RULE_KEYS + RULE_KEYS[kind], key)
     severity = _choice(check, rule, "severity", key, SEVERITIES, None)
     action = _text(check, rule, "action", key)
-    health = check.boolean(rule, "health", key, kind not in ("threshold", "dropout"))
+    health = check.boolean(rule, "health", key, kind not in ("threshold", "dropout", "shift"))
     if kind == "dropout" and health:
         check.problem(key + ".health", "silence is a lost link, not a failing component: it never counts toward the component's state",
                       "remove health = true; the link_lost alert says the sensor went silent")
@@ -283,6 +284,10 @@ def _rule(check, rule, key):
         params["max_per_s"] = number(check, rule, "max_per_s", key, required=True, positive=True)
     elif kind == "jump":
         params["max_step"] = number(check, rule, "max_step", key, required=True, positive=True)
+    elif kind == "shift":
+        params["max_shift"] = number(check, rule, "max_shift", key, required=True, positive=True)
+        baseline = number(check, rule, "baseline_s", key, default=3600.0, positive=True)
+        params["baseline_ms"] = int(1000 * baseline) if baseline is not None else None
     elif kind == "disagree":
         other = rule.get("with")
         if not isinstance(other, str):

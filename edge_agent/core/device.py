@@ -183,6 +183,14 @@ class Device:
         self._route(self.health.release(component_id, now_ms, who), now_ms, outputs)
         return outputs
 
+    def acknowledge(self, sensor_id, condition, now_ms, who="operator"):
+        """A person acknowledged a sensor's alert (``condition``, e.g.
+        ``shift``): returns outputs like ``feed`` (the clear, if the rule
+        takes the acknowledgement: a level shift accepts its new level)."""
+        outputs = []
+        self._route(self.health.acknowledge(sensor_id, condition, now_ms, who), now_ms, outputs)
+        return outputs
+
     def component_states(self):
         """{component id: state name}, for the console and status."""
         return dict((cid, h.state) for cid, h in self.health.components.items())

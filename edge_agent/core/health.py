@@ -246,6 +246,21 @@ class HealthEngine:
         health.probes_failed = 0
         return out
 
+    def acknowledge(self, sensor_id, condition, now_ms, who="operator"):
+        """A person acknowledged the ``condition`` alert of a sensor (console
+        ``ack``, a signed ``alert.ack``): a level shift takes the sensor's
+        present level as its new baseline and clears. Returns outputs (the
+        clear alert) like ``on_reading``; [] if nothing was waiting for it."""
+        watch = self.watches.get(sensor_id)
+        if watch is None:
+            return []
+        out = []
+        for change in watch.acknowledge(condition, now_ms):
+            signal = rules.rule_alert(change, watch, now_ms)
+            signal.body[sg.A_TEXT] += " (acknowledged by %s: the present level is its new baseline)" % who
+            out.append(signal)
+        return out
+
     # -- queries --------------------------------------------------------------
 
     def state_of(self, component_id):

@@ -11,6 +11,8 @@ own fault report (``sensor_fault``), plus the rules its board file declares
     jump       more than ``max_step`` away from its recent level (EWMA) and from
                the previous reading
     dropout    no reading at all for ``for_s`` (judged by the timer, ``due``)
+    shift      the level moved by ``max_shift`` or more from its baseline and
+               stays moved (two-sided CUSUM on the residuals)
     disagree   differs from the ``with`` sensor by more than ``max_diff`` for ``for_s``
 
 A rule is *active* while its condition holds. Conditions are edge-triggered:
@@ -210,6 +212,67 @@ class Jump(Rule):
             self.level = None
 
 
+class LevelShift(Rule):
+    """A change-point detector: two-sided CUSUM of the residuals against the
+    sensor's baseline (an average over ``baseline_s``, frozen while a shift
+    is active). Each reading adds ``residual - max_shift / 2`` to the upward
+    sum (and the mirror to the downward one), the residual clipped to
+    ``2 * max_shift`` and the sums floored at zero; a sum past
+    ``4 * max_shift`` is a shift: a step of ``max_shift`` fires on its 9th
+    reading, a step of twice that or more on its 3rd, while noise and a slow
+    daily cycle (followed by the baseline) stay below it. A spike is a jump,
+    not a shift: one reading adds at most 1.5 ``max_shift``, and the sum
+    decays again on the next readings.
+
+    Active until the level returns to within ``max_shift / 2`` of the
+    baseline, or ``accept`` takes the new level as the baseline (the sensor
+    was recalibrated, or a technician acknowledged the alert)."""
+
+    base = None
+    base_ms = 0
+    up = 0.0
+    down = 0.0
+
+    def judge(self, reading, watch):
+        p = self.spec.params
+        value = reading.value
+        t = reading.time_ms
+        if self.base is None:
+            self.base = value
+            self.base_ms = t
+            return False
+        residual = value - self.base
+        slack = p["max_shift"] / 2.0
+        if self.active:
+            return abs(residual) > slack
+        # One reading adds at most 1.5 max_shift: a spike alone never fires.
+        clipped = max(-4 * slack, min(4 * slack, residual))
+        self.up = max(0.0, self.up + clipped - slack)
+        self.down = max(0.0, self.down - clipped - slack)
+        if self.up > 4 * p["max_shift"] or self.down > 4 * p["max_shift"]:
+            self.up = self.down = 0.0
+            self.detail = "level moved %s %s from its baseline %s %s and stays there: an offset, not a spike" % (
+                "up" if residual > 0 else "down", num(abs(residual)), num(self.base), watch.sensor.unit)
+            return True
+        gap = t - self.base_ms
+        self.base_ms = t
+        if gap > 0:
+            self.base += min(1.0, float(gap) / p["baseline_ms"]) * residual
+        return False
+
+    def accept(self, value, t):
+        """The new level is the baseline now (recalibrated, acknowledged)."""
+        self.base = value
+        self.base_ms = t
+        self.up = self.down = 0.0
+
+    def reset(self):
+        Rule.reset(self)
+        if self.base is not None:
+            self.base = None
+            self.up = self.down = 0.0
+
+
 class Disagree(Rule):
     apart_since = None
     latest = None  # the engine's map of last readings, set by SensorWatch
@@ -269,6 +332,7 @@ RULE_CLASSES = {
     "jump": Jump,
     "dropout": Dropout,
     "disagree": Disagree,
+    "shift": LevelShift,
 }
 
 
@@ -423,6 +487,18 @@ class SensorWatch:
 
     def bad(self):
         return self.bad_rules > 0
+
+    def acknowledge(self, kind, now_ms):
+        """A person acknowledged this sensor's ``kind`` alert: a rule that
+        can take its present level as the new normal (``shift``) does so and
+        clears. Returns its Changes."""
+        changes = []
+        last = self.previous
+        for rule in self.rules:
+            if rule.active and rule.kind == kind and hasattr(rule, "accept") and last is not None:
+                rule.accept(last.value, now_ms)
+                self._set(rule, False, None, changes)
+        return changes
 
     def active_rules(self):
         return [r for r in self.rules if r.active]
