@@ -43,6 +43,7 @@ def test_stuck_sensor_is_quarantined_power_cut_then_probed_and_released():
     assert "fan quarantined after fan_rpm stuck at 1200 rpm" in quarantined[sg.A_TEXT]
     assert "cut_power fan_power" in quarantined[sg.A_TEXT] and quarantined[sg.A_PART] == "F-22"
     assert quarantined[sg.A_STATE] == "quarantined"
+    assert quarantined[sg.A_COMPONENT] == "fan" and quarantined[sg.A_SENSOR] == ""  # issue 18: names the component
     state_signal = [o for o in out if isinstance(o, sg.Signal) and o.kind == sg.KIND_STATE][-1].body
     assert state_signal[sg.S_ACTIONS] == ["cut_power fan_power"]
     assert state_signal[sg.S_EVIDENCE][-1][1:] == ["fan_rpm", 1200.0]
