@@ -3,7 +3,7 @@ it never crashes, every transition it reports is one the table allows and
 chains from the previous one, and no automatic decision ever cuts the
 power of an essential component."""
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from edge_agent.core import board as bd
@@ -150,3 +150,64 @@ def test_deadlines_always_move_forward(readings):
         device.ingest(r, t)
     # Then nothing but time, for a day: every deadline it asks for.
     poll_due(t + 86400000)
+
+
+# -- hysteresis and re-raise (issue 18) ---------------------------------------
+
+FLAP_BOARD = {
+    "schema": 1,
+    "board": {"name": "flap", "model": "EA-PROP"},
+    "buses": {"uart0": {"port": "/dev/null"}},
+    "components": {"tank": {}},
+    "sensors": {
+        "level": {"bus": "uart0", "component": "tank", "unit": "cm", "valid_range": [0, 100], "period_ms": 1000,
+                  # critical: never rate limited, so every count is A_COUNT's
+                  "rules": [{"kind": "threshold", "above": 80, "clear": 75, "clear_for_s": 30, "reraise_s": 300,
+                             "severity": "critical"}]},
+    },
+}
+CLEAR_FOR_MS, RERAISE_MS = 30000, 300000
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([50.0, 74.0, 76.0, 79.0, 81.0, 95.0]),
+                          st.sampled_from([1000, 1000, 1000, 5000, 20000, 40000, 400000])), max_size=200))
+@example([(81.0, 1000), (50.0, 1000), (50.0, 40000), (81.0, 1000)])  # cleared, and over again 41 s later
+def test_thresholds_never_flap_faster_than_reraise_and_every_incident_is_raised_once(stream):
+    from edge_agent.core.health import HealthEngine
+    from edge_agent.core.triage import Triage
+
+    board = bd.board_from_dict(FLAP_BOARD, "flap")
+    engine, triage = HealthEngine(board), Triage(board)
+    rule = engine.watches["level"].rules[-1]
+    t = 1700000000000
+    proposed_raises = 0
+    sent = []  # (time, active, count, rule active when sent, a summary)
+    above_clear = []  # times of readings above the clear level
+    for value, dt in stream:
+        t += dt
+        for item in engine.on_reading(rd.Reading(t, "level", value)):
+            if isinstance(item, sg.Signal) and item.kind == sg.KIND_ALERT and item.body[sg.A_CONDITION] == "threshold":
+                if item.body[sg.A_ACTIVE]:
+                    proposed_raises += 1
+                else:
+                    # hysteresis: a clear only after clear_for_s at or below the clear level
+                    assert not [a for a in above_clear if a > t - CLEAR_FOR_MS], (t, above_clear[-3:])
+                for s in triage.submit(item, t):
+                    sent.append((t, s.body[sg.A_ACTIVE], s.body.get(sg.A_COUNT, 1), rule.active, "repeated" in s.body[sg.A_TEXT]))
+        if value > 75:
+            above_clear.append(t)
+        for s in triage.poll(t)[0]:
+            sent.append((t, s.body[sg.A_ACTIVE], s.body.get(sg.A_COUNT, 1), rule.active, "repeated" in s.body[sg.A_TEXT]))
+    for s in triage.poll(t + 10 * RERAISE_MS)[0]:  # the last summaries
+        sent.append((t + 10 * RERAISE_MS, s.body[sg.A_ACTIVE], s.body.get(sg.A_COUNT, 1), rule.active, True))
+    raises = [s for s in sent if s[1]]
+    # no flapping: raises (or summaries of an open incident) at least reraise_s apart
+    for a, b in zip(raises, raises[1:]):
+        assert b[0] - a[0] >= RERAISE_MS, (a, b)
+    # every incident raised once: each proposed raise is in exactly one count
+    counted = sum(s[2] for s in sent if s[1] or s[4])  # raises (with their folded repeats) and summaries
+    assert counted == proposed_raises, (counted, proposed_raises, sent)
+    # nothing sent says cleared while the condition is active, nor active while it is not
+    for when, active, _, rule_active, _ in sent:
+        assert active == rule_active, (when, active, rule_active, sent)

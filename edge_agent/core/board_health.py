@@ -26,9 +26,17 @@ RULE_KEYS = {
     "jump": ("max_step",),
     "dropout": ("for_s",),
     "disagree": ("with", "max_diff", "for_s"),
+    "shift": ("max_shift", "baseline_s"),
 }
-RULE_KINDS = ("disagree", "dropout", "flatline", "jump", "rate", "stuck", "threshold")
-COMMON_RULE_KEYS = ("kind", "severity", "action", "health")
+RULE_KINDS = ("disagree", "dropout", "flatline", "jump", "rate", "shift", "stuck", "threshold")
+COMMON_RULE_KEYS = ("kind", "severity", "action", "health", "clear_for_s", "reraise_s")
+# Hysteresis in time and the minimum re-raise interval, per rule kind
+# (docs/health.md): a threshold tracks a process that swings with the day
+# and with noise, so it clears only after a minute below its clear level and
+# is not raised again within 15 minutes of its last raise; a dropout is a
+# lost link, which is news again a minute after it came back.
+CLEAR_FOR_S = {"threshold": 60}
+RERAISE_S = {"threshold": 900, "dropout": 60}
 SEVERITIES = ("critical", "warning", "info")
 
 # Quarantine actions, in the order the engine applies them.
@@ -241,8 +249,26 @@ def _rule(check, rule, key):
     check.unknown_keys(rule, COMMON_RULE_KEYS + RULE_KEYS[kind], key)
     severity = _choice(check, rule, "severity", key, SEVERITIES, None)
     action = _text(check, rule, "action", key)
-    health = check.boolean(rule, "health", key, kind != "threshold")
+    health = check.boolean(rule, "health", key, kind not in ("threshold", "dropout", "shift"))
+    if kind == "dropout" and health:
+        check.problem(key + ".health", "silence is a lost link, not a failing component: it never counts toward the component's state",
+                      "remove health = true; the link_lost alert says the sensor went silent")
+        return None
     params = {}
+    clear_for = number(check, rule, "clear_for_s", key, default=float(CLEAR_FOR_S.get(kind, 0)))
+    reraise = number(check, rule, "reraise_s", key, default=float(RERAISE_S.get(kind, 0)))
+    for name, seconds in (("clear_for_s", clear_for), ("reraise_s", reraise)):
+        if seconds is not None and not 0 <= seconds <= 86400:
+            check.problem(key + "." + name, "must be 0 to 86400 s, not %r" % seconds, "write a number of seconds, 0 to turn it off")
+            return None
+    if kind == "dropout" and clear_for:
+        check.problem(key + ".clear_for_s", "a dropout clears on the first reading: readings resume as soon as the sensor answers",
+                      "remove clear_for_s")
+        return None
+    if clear_for:
+        params["clear_for_ms"] = int(1000 * clear_for)
+    if reraise:
+        params["reraise_ms"] = int(1000 * reraise)
     if kind == "threshold":
         above = number(check, rule, "above", key)
         below = number(check, rule, "below", key)
@@ -258,6 +284,10 @@ def _rule(check, rule, key):
         params["max_per_s"] = number(check, rule, "max_per_s", key, required=True, positive=True)
     elif kind == "jump":
         params["max_step"] = number(check, rule, "max_step", key, required=True, positive=True)
+    elif kind == "shift":
+        params["max_shift"] = number(check, rule, "max_shift", key, required=True, positive=True)
+        baseline = number(check, rule, "baseline_s", key, default=3600.0, positive=True)
+        params["baseline_ms"] = int(1000 * baseline) if baseline is not None else None
     elif kind == "disagree":
         other = rule.get("with")
         if not isinstance(other, str):

@@ -40,6 +40,11 @@ DEGRADED = "degraded"
 SERVICE = "service"
 FORCED = "forced"
 
+# Not a state of the machine: what people are shown for a component that is
+# not isolated while one of its sensors has lost its link (link_lost): its
+# condition is unknown (HealthEngine.shown_state).
+STALE = "stale"
+
 STATES = (OK, SUSPECT, FAILED, QUARANTINED, PROBING, DEGRADED, SERVICE, FORCED)
 
 # Events.

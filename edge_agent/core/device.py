@@ -183,9 +183,22 @@ class Device:
         self._route(self.health.release(component_id, now_ms, who), now_ms, outputs)
         return outputs
 
+    def acknowledge(self, sensor_id, condition, now_ms, who="operator"):
+        """A person acknowledged a sensor's alert (``condition``, e.g.
+        ``shift``): returns outputs like ``feed`` (the clear, if the rule
+        takes the acknowledgement: a level shift accepts its new level)."""
+        outputs = []
+        self._route(self.health.acknowledge(sensor_id, condition, now_ms, who), now_ms, outputs)
+        return outputs
+
     def component_states(self):
         """{component id: state name}, for the console and status."""
         return dict((cid, h.state) for cid, h in self.health.components.items())
+
+    def shown_states(self):
+        """{component id: state to show}: as component_states, but ``stale``
+        for a component one of whose sensors has lost its link (link_lost)."""
+        return dict((cid, self.health.shown_state(cid)) for cid in self.health.components)
 
     def next_deadline(self):
         """When ``poll`` next has work (after a ``feed`` or ``ingest`` moved it)."""

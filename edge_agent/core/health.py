@@ -61,7 +61,6 @@ class ComponentHealth:
     probes_failed = 0
     next_probe_ms = None
     probe_started_ms = None
-    tick_ms = None  # next timer evaluation while a sensor is silent
     duty_next_ms = None
     duty_off = False
     culprit = None  # the sensor named in the component's open alert
@@ -118,6 +117,9 @@ class HealthEngine:
                 self._stand_ins.setdefault(sensor.redundant, []).append(sensor.id)
         for ids in self._stand_ins.values():
             ids.sort()
+        # Sensors on no component: their dropouts are timed here too.
+        self._loose = [self.watches[sid] for sid in sorted(self.watches)
+                       if self._health_of[sid] is None and self.watches[sid].dropout is not None]
         # The earliest timer, cached: the adapter asks after every reading,
         # and a reading moves at most its own sensor's dropout deadline.
         self._due = None
@@ -175,21 +177,16 @@ class HealthEngine:
                 else:
                     self._duty(health, now_ms, out)
                 continue
-            silent = False
+            # A silent sensor is a lost link (link_lost), not a bad
+            # evaluation: silence says nothing about the part, so the
+            # component is not judged until it answers again (it shows as
+            # stale meanwhile) and is never quarantined or probed for it.
             for watch in health.watches:
                 for change in watch.check_dropout(now_ms):
-                    if not (change.active and health.state in cs.WATCHED_QUIETLY):
-                        out.append(rules.rule_alert(change, watch, now_ms))
-                if watch.dropout is not None and watch.dropout.active:
-                    silent = True
-            if silent:
-                # A silent sensor sends nothing to evaluate: the timer
-                # evaluates the component once per sample period instead.
-                if health.tick_ms is None or now_ms >= health.tick_ms:
-                    health.tick_ms = now_ms + min(w.sensor.period_ms for w in health.watches)
-                    self._evaluate(health, now_ms, out)
-            elif health.tick_ms is not None:
-                health.tick_ms = None
+                    out.append(rules.rule_alert(change, watch, now_ms))
+        for watch in self._loose:
+            for change in watch.check_dropout(now_ms):
+                out.append(rules.rule_alert(change, watch, now_ms))
         return out, self.deadline()
 
     def deadline(self):
@@ -216,12 +213,14 @@ class HealthEngine:
             if health.state in cs.ISOLATED and health.duty_next_ms is not None:
                 times.append(health.duty_next_ms)
             if health.state not in cs.ISOLATED:
-                if health.tick_ms is not None:
-                    times.append(health.tick_ms)
                 for watch in health.watches:
                     t = watch.dropout_deadline()
                     if t is not None:
                         times.append(t)
+        for watch in self._loose:
+            t = watch.dropout_deadline()
+            if t is not None:
+                times.append(t)
         return min(times) if times else None
 
     def force(self, component_id, now_ms, who="operator"):
@@ -247,10 +246,36 @@ class HealthEngine:
         health.probes_failed = 0
         return out
 
+    def acknowledge(self, sensor_id, condition, now_ms, who="operator"):
+        """A person acknowledged the ``condition`` alert of a sensor (console
+        ``ack``, a signed ``alert.ack``): a level shift takes the sensor's
+        present level as its new baseline and clears. Returns outputs (the
+        clear alert) like ``on_reading``; [] if nothing was waiting for it."""
+        watch = self.watches.get(sensor_id)
+        if watch is None:
+            return []
+        out = []
+        for change in watch.acknowledge(condition, now_ms):
+            signal = rules.rule_alert(change, watch, now_ms)
+            signal.body[sg.A_TEXT] += " (acknowledged by %s: the present level is its new baseline)" % who
+            out.append(signal)
+        return out
+
     # -- queries --------------------------------------------------------------
 
     def state_of(self, component_id):
         return self._health(component_id).state
+
+    def shown_state(self, component_id):
+        """The state to show people: ``stale`` (component.STALE) while a
+        sensor of a component that is not isolated has lost its link (its
+        readings are unknown: neither ok nor failed), else the state."""
+        health = self._health(component_id)
+        if health.state not in cs.ISOLATED:
+            for watch in health.watches:
+                if watch.dropout is not None and watch.dropout.active:
+                    return cs.STALE
+        return health.state
 
     def sends_telemetry(self, sensor_id):
         """False while the sensor's component is isolated: its readings are
@@ -458,7 +483,6 @@ class HealthEngine:
     def _reset(self, health, now):
         self._due_valid = False
         health.debounce.reset()
-        health.tick_ms = None
         for watch in health.watches:
             for rule in watch.rules:
                 if rule.active and not [u for u in health.unresolved if u[1] is rule]:
@@ -536,7 +560,9 @@ class HealthEngine:
         body = {
             sg.A_CONDITION: condition,
             sg.A_COMPONENT: component.id,
-            sg.A_SENSOR: sensor.id if sensor is not None else "",
+            # A component alert is about the component: no sensor named
+            # (its evidence shows the readings of all of them).
+            sg.A_SENSOR: "",
             sg.A_VALUE: last.value if last is not None else None,
             sg.A_LIMITS: [sensor.low, sensor.high] if sensor is not None else [0, 0],
             sg.A_SEVERITY: "critical" if priority == sg.PRIORITY_CRITICAL else "warning",

@@ -11,6 +11,8 @@ own fault report (``sensor_fault``), plus the rules its board file declares
     jump       more than ``max_step`` away from its recent level (EWMA) and from
                the previous reading
     dropout    no reading at all for ``for_s`` (judged by the timer, ``due``)
+    shift      the level moved by ``max_shift`` or more from its baseline and
+               stays moved (two-sided CUSUM on the residuals)
     disagree   differs from the ``with`` sensor by more than ``max_diff`` for ``for_s``
 
 A rule is *active* while its condition holds. Conditions are edge-triggered:
@@ -53,6 +55,7 @@ class Rule:
     active = False
     since_ms = None
     detail = ""
+    clear_since = None  # first reading past the clear level (clear_for_s)
 
     def __init__(self, spec):
         self.spec = spec
@@ -73,6 +76,8 @@ class Rule:
             self.active = False
             self.since_ms = None
             self.detail = ""
+        if self.clear_since is not None:
+            self.clear_since = None
 
 
 class _Implicit(Rule):
@@ -207,6 +212,67 @@ class Jump(Rule):
             self.level = None
 
 
+class LevelShift(Rule):
+    """A change-point detector: two-sided CUSUM of the residuals against the
+    sensor's baseline (an average over ``baseline_s``, frozen while a shift
+    is active). Each reading adds ``residual - max_shift / 2`` to the upward
+    sum (and the mirror to the downward one), the residual clipped to
+    ``2 * max_shift`` and the sums floored at zero; a sum past
+    ``4 * max_shift`` is a shift: a step of ``max_shift`` fires on its 9th
+    reading, a step of twice that or more on its 3rd, while noise and a slow
+    daily cycle (followed by the baseline) stay below it. A spike is a jump,
+    not a shift: one reading adds at most 1.5 ``max_shift``, and the sum
+    decays again on the next readings.
+
+    Active until the level returns to within ``max_shift / 2`` of the
+    baseline, or ``accept`` takes the new level as the baseline (the sensor
+    was recalibrated, or a technician acknowledged the alert)."""
+
+    base = None
+    base_ms = 0
+    up = 0.0
+    down = 0.0
+
+    def judge(self, reading, watch):
+        p = self.spec.params
+        value = reading.value
+        t = reading.time_ms
+        if self.base is None:
+            self.base = value
+            self.base_ms = t
+            return False
+        residual = value - self.base
+        slack = p["max_shift"] / 2.0
+        if self.active:
+            return abs(residual) > slack
+        # One reading adds at most 1.5 max_shift: a spike alone never fires.
+        clipped = max(-4 * slack, min(4 * slack, residual))
+        self.up = max(0.0, self.up + clipped - slack)
+        self.down = max(0.0, self.down - clipped - slack)
+        if self.up > 4 * p["max_shift"] or self.down > 4 * p["max_shift"]:
+            self.up = self.down = 0.0
+            self.detail = "level moved %s %s from its baseline %s %s and stays there: an offset, not a spike" % (
+                "up" if residual > 0 else "down", num(abs(residual)), num(self.base), watch.sensor.unit)
+            return True
+        gap = t - self.base_ms
+        self.base_ms = t
+        if gap > 0:
+            self.base += min(1.0, float(gap) / p["baseline_ms"]) * residual
+        return False
+
+    def accept(self, value, t):
+        """The new level is the baseline now (recalibrated, acknowledged)."""
+        self.base = value
+        self.base_ms = t
+        self.up = self.down = 0.0
+
+    def reset(self):
+        Rule.reset(self)
+        if self.base is not None:
+            self.base = None
+            self.up = self.down = 0.0
+
+
 class Disagree(Rule):
     apart_since = None
     latest = None  # the engine's map of last readings, set by SensorWatch
@@ -240,7 +306,12 @@ class Disagree(Rule):
 
 
 class Dropout(Rule):
-    """Judged by the timer: ``due(now_ms)`` says whether it is active."""
+    """Judged by the timer: ``due(now_ms)`` says whether it is active.
+
+    Silence is a lost link (the sensor, its Modbus slave or its bus stopped
+    answering), not evidence that the part is broken: it never counts
+    toward the component's state (board_health refuses health = true), and
+    the first reading clears it."""
 
     def judge(self, reading, watch):
         return False  # any reading clears a dropout
@@ -261,6 +332,7 @@ RULE_CLASSES = {
     "jump": Jump,
     "dropout": Dropout,
     "disagree": Disagree,
+    "shift": LevelShift,
 }
 
 
@@ -371,9 +443,20 @@ class SensorWatch:
         changes = ()
         for rule in rules:
             if rule.judge(reading, self) != rule.active:
+                if rule.active and rule.spec is not None:
+                    # Hysteresis in time: it clears only after clear_for_s
+                    # of readings past its clear level.
+                    clear_for = rule.spec.params.get("clear_for_ms", 0)
+                    if clear_for:
+                        if rule.clear_since is None:
+                            rule.clear_since = t
+                        if t - rule.clear_since < clear_for:
+                            continue
                 if not changes:
                     changes = []
                 self._set(rule, not rule.active, reading, changes)
+            elif rule.clear_since is not None:
+                rule.clear_since = None
         self.previous = reading
         return changes
 
@@ -393,6 +476,8 @@ class SensorWatch:
         if active == rule.active:
             return
         rule.active = active
+        if rule.clear_since is not None:
+            rule.clear_since = None
         if rule.health:
             self.bad_rules += 1 if active else -1
         if active:
@@ -402,6 +487,18 @@ class SensorWatch:
 
     def bad(self):
         return self.bad_rules > 0
+
+    def acknowledge(self, kind, now_ms):
+        """A person acknowledged this sensor's ``kind`` alert: a rule that
+        can take its present level as the new normal (``shift``) does so and
+        clears. Returns its Changes."""
+        changes = []
+        last = self.previous
+        for rule in self.rules:
+            if rule.active and rule.kind == kind and hasattr(rule, "accept") and last is not None:
+                rule.accept(last.value, now_ms)
+                self._set(rule, False, None, changes)
+        return changes
 
     def active_rules(self):
         return [r for r in self.rules if r.active]
@@ -432,9 +529,22 @@ def where(sensor, component):
     return text
 
 
+def link_of(sensor):
+    """The link a sensor's readings come over: ``bus:<bus>`` and, for a
+    Modbus or other addressed source, ``/slave:<n>``."""
+    slave = getattr(sensor.source, "slave", None)
+    if slave is None:
+        return "bus:" + sensor.bus
+    return "bus:%s/slave:%d" % (sensor.bus, slave)
+
+
 def default_action(kind, sensor, component):
     if kind == "dropout":
-        action = "check the cable and power of sensor %s" % sensor.id
+        slave = getattr(sensor.source, "slave", None)
+        if slave is not None:
+            action = "check that slave %d on bus %s is powered, addressed and wired (A/B, termination)" % (slave, sensor.bus)
+        else:
+            action = "check the cable and power of sensor %s on bus %s" % (sensor.id, sensor.bus)
     elif kind == "threshold":
         action = "check the process %s measures" % sensor.id
     else:
@@ -461,14 +571,23 @@ def rule_alert(change, watch, now_ms):
     else:
         if rule.kind == OUT_OF_RANGE:
             text = "%s back within %s" % (place, watch.limits_text())
+        elif rule.kind == "dropout":
+            text = "%s answers again on %s: link back" % (place, link_of(sensor).replace("/", " "))
         else:
             text = "%s: %s cleared" % (place, rule.kind.replace("_", " "))
         action = ""
         priority = sg.PRIORITY_NORMAL
     since = rule.since_ms if rule.since_ms is not None else now_ms
-    signal = sensor_alert(rule.kind, sensor, component, reading.value if reading is not None else None,
+    condition = rule.kind
+    if condition == "dropout":
+        condition = sg.C_LINK_LOST
+        if change.active:
+            text = "%s: link lost on %s: %s" % (place, link_of(sensor).replace("/", " "), rule.detail)
+    signal = sensor_alert(condition, sensor, component, reading.value if reading is not None else None,
                           severity, text, action, since, change.active, priority, now_ms)
     signal.body[sg.A_EVIDENCE] = watch.evidence
+    if condition == sg.C_LINK_LOST:
+        signal.body[sg.A_ELEMENT] = link_of(sensor)
     return signal
 
 

@@ -234,6 +234,9 @@ C_DEGRADED = "degraded"
 C_NEEDS_SERVICE = "needs_service"
 C_PREDICTED = "predicted_failure"
 C_ROOT_CAUSE = "root_cause"
+# A sensor, a Modbus slave or a bus stopped answering (its dropout rule):
+# communication loss, not a failing part. A_ELEMENT names the link.
+C_LINK_LOST = "link_lost"
 
 # Birth body keys (kind 5): the first signal of every boot. Its seq is the
 # first seq of the boot: the durable sequencer may skip unused numbers

@@ -9,10 +9,16 @@ in this order (the first that applies wins):
    element (a supply rail, a bus) go bad within ``storm_window``: one
    root-cause alert naming the element and the components goes out instead,
    and alerts still held for those components are dropped into its count.
-3. **Dedupe**: the same (condition, component, sensor) was sent less than
-   ``dedupe`` ago: counted, not sent. The next one sent carries the count
+3. **Dedupe and re-raise**: a raise of the same (condition, component,
+   sensor, element) whose incident never cleared, sent less than ``dedupe``
+   ago, is a repeat: counted, not sent. A raise after its clear is a new
+   incident and goes out, unless it comes less than the rule's
+   ``reraise_s`` (its minimum re-raise interval) after the last raise sent:
+   then it is counted too. The next one sent carries the count
    (``A_COUNT``), and when the window ends with repeats pending a summary
-   alert reports them, so nothing is silently lost.
+   alert reports them with the condition's state at that moment (active or
+   not), so nothing is silently lost and nothing says cleared while it is
+   not.
 4. **Rate limit**: a token bucket per component (``rate_burst`` at once,
    ``rate_per_hour`` after). Critical alerts are never rate limited: the
    limit protects people from noise, not from an essential part failing.
@@ -35,9 +41,10 @@ from edge_agent.core import signals as sg
 class _Key:
     """What triage remembers about one (condition, component, sensor)."""
 
-    __slots__ = ("last_sent_ms", "shown", "repeats", "last_body", "active")
+    __slots__ = ("last_sent_ms", "shown", "repeats", "last_body", "active", "window_ms")
 
     def __init__(self):
+        self.window_ms = 0  # the fold window of the pending repeats
         self.last_sent_ms = None
         self.shown = False  # the last raise was sent (so its clear is too)
         self.repeats = 0  # raises folded since last_sent_ms
@@ -104,6 +111,7 @@ class Triage:
             if self._drop_held(body):
                 return []  # raised and cleared within the hold: neither is news
             return [self._send(signal, key, now_ms)]
+        reopened = not key.active  # cleared since its last raise: a new incident
         key.active = True
         key.shown = False
         storm = self._storm_of(component)
@@ -117,7 +125,10 @@ class Triage:
             root = self._storm_onset(component, signal, now_ms)
             if root is not None:
                 return [root]
-        if key.last_sent_ms is not None and now_ms - key.last_sent_ms < self.settings.dedupe_ms:
+        window = self._reraise_ms(body) if reopened else self.settings.dedupe_ms
+        if key.last_sent_ms is not None and now_ms - key.last_sent_ms < window:
+            if not key.repeats or window > key.window_ms:
+                key.window_ms = window
             key.repeats += 1
             key.last_body = body
             self.stats["deduped"] += 1
@@ -146,7 +157,7 @@ class Triage:
         self._held = still
         for name in sorted(self._keys):
             key = self._keys[name]
-            if key.repeats and now_ms - key.last_sent_ms >= self.settings.dedupe_ms:
+            if key.repeats and now_ms - key.last_sent_ms >= key.window_ms:
                 out.append(self._summary(key, now_ms))
         for element in sorted(self._storms):
             storm = self._storms[element]
@@ -157,8 +168,24 @@ class Triage:
 
     # -- steps ----------------------------------------------------------------
 
+    def _reraise_ms(self, body):
+        """The minimum re-raise interval of the rule behind an alert (its
+        ``reraise_s``; a lost link is its sensor's dropout rule), 0 for
+        alerts no rule raised."""
+        sensor = self.board.sensors.get(body.get(sg.A_SENSOR, ""))
+        if sensor is None:
+            return 0
+        kind = body.get(sg.A_CONDITION)
+        if kind == sg.C_LINK_LOST:
+            kind = "dropout"
+        for spec in sensor.rules:
+            if spec.kind == kind:
+                return spec.params.get("reraise_ms", 0)
+        return 0
+
     def _key(self, body):
-        name = "%s|%s|%s" % (body.get(sg.A_CONDITION), body.get(sg.A_COMPONENT), body.get(sg.A_SENSOR))
+        name = "%s|%s|%s|%s" % (body.get(sg.A_CONDITION), body.get(sg.A_COMPONENT), body.get(sg.A_SENSOR),
+                                body.get(sg.A_ELEMENT, ""))
         key = self._keys.get(name)
         if key is None:
             key = self._keys[name] = _Key()
@@ -187,11 +214,16 @@ class Triage:
         count = key.repeats
         body[sg.A_COUNT] = count
         body[sg.A_ACTIVE] = key.active
-        body[sg.A_TEXT] = "%s (repeated %d time%s in the last %d min)" % (
-            body.get(sg.A_TEXT, ""), count, "" if count == 1 else "s", self.settings.dedupe_ms // 60000)
+        body[sg.A_TEXT] = "%s (repeated %d time%s in the last %d min; %s now)" % (
+            body.get(sg.A_TEXT, ""), count, "" if count == 1 else "s", max(1, key.window_ms // 60000),
+            "still active" if key.active else "cleared")
         key.repeats = 0
         key.last_body = None
-        key.last_sent_ms = now_ms
+        if key.active:
+            # It stands for a raise still open: repeats fold from here, and
+            # its clear goes out. A summary of flaps that ended stands for
+            # no raise: the next incident is timed from the last raise sent.
+            key.last_sent_ms = now_ms
         key.shown = key.active
         self.stats["sent"] += 1
         return sg.Signal(sg.KIND_ALERT, sg.PRIORITY_NORMAL, now_ms, body)
@@ -319,7 +351,7 @@ class Triage:
         times = [item[0] for item in self._held]
         for key in self._keys.values():
             if key.repeats:
-                times.append(key.last_sent_ms + self.settings.dedupe_ms)
+                times.append(key.last_sent_ms + key.window_ms)
         for storm in self._storms.values():
             times.append(storm.last_ms + self.settings.dedupe_ms)
         self._due = min(times) if times else None

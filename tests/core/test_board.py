@@ -151,7 +151,7 @@ def test_bad_rules_are_rejected_with_file_key_and_fix():
     text = str(err)
     assert text.startswith("x.toml: ")
     expected = {
-        "sensors.fan_rpm.rules[1].kind": "use one of: disagree, dropout, flatline, jump, rate, stuck, threshold",
+        "sensors.fan_rpm.rules[1].kind": "use one of: disagree, dropout, flatline, jump, rate, shift, stuck, threshold",
         "sensors.fan_rpm.rules[2].for_s": "add for_s = <number>",
         "sensors.fan_rpm.rules[3]": "write above = <limit> or below = <limit>",
         "sensors.fan_rpm.rules[4].clear": "that gap is the hysteresis",
@@ -165,6 +165,34 @@ def test_bad_rules_are_rejected_with_file_key_and_fix():
     for key, fix in expected.items():
         assert key in problems, (key, sorted(problems))
         assert fix in problems[key].fix, (key, problems[key].fix)
+
+
+def test_hysteresis_and_re_raise_keys_default_per_kind_and_are_checked():
+    board = bd.board_from_dict(_health_data(), "h.toml")
+    stuck, threshold, dropout = board.sensors["fan_rpm"].rules
+    assert "clear_for_ms" not in stuck.params and "reraise_ms" not in stuck.params
+    assert (threshold.params["clear_for_ms"], threshold.params["reraise_ms"]) == (60000, 900000)
+    assert "clear_for_ms" not in dropout.params and dropout.params["reraise_ms"] == 60000
+    assert dropout.health is False  # silence is a lost link
+    data = _health_data()
+    data["sensors"]["fan_rpm"]["rules"] = [
+        {"kind": "threshold", "above": 4500, "clear_for_s": 0, "reraise_s": 0},
+        {"kind": "dropout", "for_s": 5, "health": True},
+        {"kind": "dropout", "for_s": 5, "clear_for_s": 10},
+        {"kind": "stuck", "for_s": 5, "reraise_s": -1},
+        {"kind": "stuck", "for_s": 5, "clear_for_s": 90000},
+        {"kind": "shift"},
+        {"kind": "shift", "max_shift": 3, "baseline_s": 600},
+    ]
+    err, problems = _problems(data)
+    assert sorted(problems) == ["sensors.fan_rpm.rules[2].health", "sensors.fan_rpm.rules[3].clear_for_s",
+                                "sensors.fan_rpm.rules[4].reraise_s", "sensors.fan_rpm.rules[5].clear_for_s",
+                                "sensors.fan_rpm.rules[6].max_shift"], sorted(problems)
+    data["sensors"]["fan_rpm"]["rules"] = [{"kind": "shift", "max_shift": 3, "baseline_s": 600}]
+    (shift,) = bd.board_from_dict(data, "h.toml").sensors["fan_rpm"].rules
+    assert shift.params == {"max_shift": 3.0, "baseline_ms": 600000} and shift.health is False
+    assert "silence is a lost link" in problems["sensors.fan_rpm.rules[2].health"].reason
+    assert "write zero or more" in problems["sensors.fan_rpm.rules[4].reraise_s"].fix
 
 
 def test_bad_quarantine_and_components_rejected():

@@ -43,6 +43,7 @@ def test_stuck_sensor_is_quarantined_power_cut_then_probed_and_released():
     assert "fan quarantined after fan_rpm stuck at 1200 rpm" in quarantined[sg.A_TEXT]
     assert "cut_power fan_power" in quarantined[sg.A_TEXT] and quarantined[sg.A_PART] == "F-22"
     assert quarantined[sg.A_STATE] == "quarantined"
+    assert quarantined[sg.A_COMPONENT] == "fan" and quarantined[sg.A_SENSOR] == ""  # issue 18: names the component
     state_signal = [o for o in out if isinstance(o, sg.Signal) and o.kind == sg.KIND_STATE][-1].body
     assert state_signal[sg.S_ACTIONS] == ["cut_power fan_power"]
     assert state_signal[sg.S_EVIDENCE][-1][1:] == ["fan_rpm", 1200.0]
@@ -139,19 +140,42 @@ def test_operator_force_applies_actions_even_to_essential_and_release_undoes():
     assert states(out) == ["forced"]
 
 
-def test_dropout_quarantines_through_the_timer():
-    engine = HealthEngine(health_board(fan={"quarantine": ["ignore"], "probe_after_s": 30},
-                                       fan_rules=[{"kind": "dropout", "for_s": 3}]))
-    _run(engine, "fan_rpm", [1000, 1010], 0)
+def _until(engine, t, end):
+    """Run the engine's timers from t to end; return their outputs."""
     out = []
-    t = 500
-    while t < 10000:
+    while True:
         deadline = engine.deadline()
-        assert deadline is not None
+        if deadline is None or deadline > end:
+            return out
         t = max(t, deadline)
         out += engine.poll(t)[0]
-    assert states(out)[:3] == ["suspect", "failed", "quarantined"]
-    assert alerts(out, "dropout")[0].body[sg.A_SINCE] == 3500
+
+
+def test_dropout_is_a_lost_link_not_a_failed_component():
+    # Issue 18: silence used to make the component suspect, failed and
+    # quarantined (`ignore`), so the first good answers were discarded until
+    # a probe 5 min later, and 3 failed probes in a long outage sent it to
+    # service. Silence is a lost link: a link_lost alert naming the link,
+    # the component shown stale, never quarantined, judged again from the
+    # first answer.
+    engine = HealthEngine(health_board(fan={"quarantine": ["ignore"], "probe_after_s": 30, "max_probes": 1},
+                                       fan_rules=[{"kind": "dropout", "for_s": 3}]))
+    _run(engine, "fan_rpm", [1000, 1010], 0)
+    out = _until(engine, 500, 600000)  # ten minutes of silence
+    assert states(out) == []
+    lost = alerts(out, "link_lost")
+    assert [a.body[sg.A_ACTIVE] for a in lost] == [True]
+    assert lost[0].body[sg.A_SINCE] == 3500 and lost[0].body[sg.A_SENSOR] == "fan_rpm"
+    assert lost[0].body[sg.A_ELEMENT] == "bus:uart0" and "link lost on bus:uart0" in lost[0].body[sg.A_TEXT]
+    assert engine.state_of("fan") == cs.OK and engine.shown_state("fan") == cs.STALE
+    assert engine.sends_telemetry("fan_rpm")
+    # The first answer clears it and is judged (and sent) at once.
+    out = engine.on_reading(good(600000, "fan_rpm", 1020))
+    assert [(a.body[sg.A_CONDITION], a.body[sg.A_ACTIVE]) for a in alerts(out)] == [("link_lost", False)]
+    assert engine.shown_state("fan") == cs.OK and engine.sends_telemetry("fan_rpm")
+    # Silent again: a new incident, a new alert.
+    out = _until(engine, 600000, 620000)
+    assert [a.body[sg.A_ACTIVE] for a in alerts(out, "link_lost")] == [True]
 
 
 def test_reduce_duty_cycles_the_power_output():

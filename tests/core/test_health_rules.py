@@ -42,13 +42,26 @@ def test_valid_range_and_fault_are_always_there():
 
 
 def test_threshold_has_hysteresis():
-    watch, latest, _ = _watch([{"kind": "threshold", "above": 3000, "clear": 2500}])
+    # clear_for_s 0: the level hysteresis alone (the time hysteresis below)
+    watch, latest, _ = _watch([{"kind": "threshold", "above": 3000, "clear": 2500, "clear_for_s": 0}])
     seen = _feed(watch, latest, [(0, 2900), (1, 3100), (2, 2900), (3, 2600), (4, 3001), (5, 2400)])
     assert seen == [(1, "threshold", True), (5, "threshold", False)]  # 2900 and 2600 stay above clear
     rule = watch.rules[-1]
     assert rule.health is False  # a process limit, not a broken part
-    watch, latest, _ = _watch([{"kind": "threshold", "below": 500}])
+    watch, latest, _ = _watch([{"kind": "threshold", "below": 500, "clear_for_s": 0}])
     assert _feed(watch, latest, [(0, 600), (1, 400), (2, 500), (3, 501)]) == [(1, "threshold", True), (2, "threshold", False)]
+
+
+def test_threshold_clears_only_after_clear_for_s_past_its_clear_level():
+    # Issue 18: a threshold flapped with noise around its limit. By default
+    # it clears only after 60 s of readings past its clear level.
+    watch, latest, _ = _watch([{"kind": "threshold", "above": 3000, "clear": 2900}])
+    stream = [(0, 2800), (1000, 3100)]
+    stream += [(1000 + 10000 * i, 2850 if i % 2 else 2950) for i in range(1, 20)]  # noise across the clear level
+    stream += [(200000 + 10000 * i, 2850) for i in range(8)]
+    seen = _feed(watch, latest, stream)
+    assert seen == [(1000, "threshold", True), (260000, "threshold", False)]
+    assert watch.rules[-1].active is False and watch.rules[-1].clear_since is None
 
 
 def test_stuck_needs_the_full_duration_without_change_beyond_epsilon():

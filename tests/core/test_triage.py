@@ -23,28 +23,70 @@ def _alert(component, sensor, condition="stuck", active=True, priority=sg.PRIORI
     return sg.Signal(sg.KIND_ALERT, priority if active else sg.PRIORITY_NORMAL, 0, body)
 
 
-def test_flapping_condition_is_one_alert_with_a_count():
-    triage = Triage(_board(0))
-    sent = []
+def _flapping_board(reraise_s):
+    data = copy_board()
+    data["sensors"]["fan_rpm"]["rules"] = [{"kind": "stuck", "for_s": 5, "reraise_s": reraise_s}]
+    return bd.board_from_dict(data, "triage.toml")
+
+
+def test_flapping_condition_is_folded_by_its_minimum_re_raise_interval():
+    # Issue 18 changes this test: a condition that cleared and came back
+    # used to be folded for dedupe_s (an hour) after its last raise, so a
+    # second incident within the hour raised nothing. Now an incident that
+    # cleared and came back is raised again, no sooner than its rule's
+    # reraise_s after the last raise; repeats inside that interval are
+    # counted into the next alert or a summary.
+    triage = Triage(_flapping_board(300))
+    raises = []
     for i in range(20):
-        sent += triage.submit(_alert("fan", "fan_rpm"), i * 60000)
-        sent += triage.submit(_alert("fan", "fan_rpm", active=False), i * 60000 + 1000)
-    assert len(sent) == 2  # the first raise and its clear; 19 repeats folded
-    assert triage.stats["deduped"] == 19
-    out, deadline = triage.poll(3599999)
-    assert out == [] and deadline == 3600000
-    out, deadline = triage.poll(3600000)
-    assert len(out) == 1 and out[0].body[sg.A_COUNT] == 19
-    assert "repeated 19 times in the last 60 min" in out[0].body[sg.A_TEXT]
+        raises += [(i * 60000, s.body.get(sg.A_COUNT)) for s in triage.submit(_alert("fan", "fan_rpm"), i * 60000)]
+        triage.submit(_alert("fan", "fan_rpm", active=False), i * 60000 + 1000)
+        assert triage.poll(i * 60000 + 2000)[0] == []
+    # one raise every 5 minutes, each standing for the 4 folded since
+    assert [t for t, _ in raises] == [0, 300000, 600000, 900000]
+    assert [c for _, c in raises] == [None, 5, 5, 5]
+    assert triage.stats["deduped"] == 16
+    # the last four flaps wait for their summary, at the end of the window
+    out, deadline = triage.poll(1199999)
+    assert out == [] and deadline == 1200000
+    out, deadline = triage.poll(1200000)
+    assert len(out) == 1 and out[0].body[sg.A_COUNT] == 4
+    assert "repeated 4 times in the last 5 min; cleared now" in out[0].body[sg.A_TEXT]
     assert out[0].body[sg.A_ACTIVE] is False and deadline is None
-    # The summary counts as sent: a raise within its window is folded too,
-    # and one after it goes out again.
-    assert triage.submit(_alert("fan", "fan_rpm"), 3700000) == []
-    assert len(triage.submit(_alert("fan", "fan_rpm"), 7300000)) == 1
+    # A summary of flaps that ended stands for no raise: the next incident
+    # is timed from the last raise sent (900000), not from the summary.
+    assert len(triage.submit(_alert("fan", "fan_rpm"), 1200001)) == 1
+
+
+def test_repeat_summary_says_active_while_the_condition_is_active():
+    triage = Triage(_flapping_board(300))
+    triage.submit(_alert("fan", "fan_rpm"), 0)
+    triage.submit(_alert("fan", "fan_rpm", active=False), 1000)
+    assert triage.submit(_alert("fan", "fan_rpm"), 2000) == []  # inside reraise_s: folded
+    out, _ = triage.poll(300000)
+    assert len(out) == 1 and out[0].body[sg.A_ACTIVE] is True
+    assert "still active now" in out[0].body[sg.A_TEXT]
+    # the summary stood for the raise: its clear goes out
+    assert len(triage.submit(_alert("fan", "fan_rpm", active=False), 400000)) == 1
+
+
+def test_a_new_incident_after_a_clear_is_raised_again():
+    triage = Triage(_board(0))  # no reraise_s: a new incident goes out at once
+    assert len(triage.submit(_alert("fan", "fan_rpm"), 0)) == 1
+    assert len(triage.submit(_alert("fan", "fan_rpm", active=False), 1000)) == 1
+    assert len(triage.submit(_alert("fan", "fan_rpm"), 121000)) == 1
+
+
+def test_repeats_of_an_incident_that_never_cleared_are_deduped():
+    triage = Triage(_board(0))
+    assert len(triage.submit(_alert("fan", "fan_rpm"), 0)) == 1
+    assert triage.submit(_alert("fan", "fan_rpm"), 60000) == []  # no clear in between
+    out, _ = triage.poll(3600000)
+    assert len(out) == 1 and out[0].body[sg.A_COUNT] == 1 and out[0].body[sg.A_ACTIVE] is True
 
 
 def test_clear_of_an_unsent_raise_is_not_sent():
-    triage = Triage(_board(0))
+    triage = Triage(_flapping_board(300))
     triage.submit(_alert("fan", "fan_rpm"), 0)
     triage.submit(_alert("fan", "fan_rpm", active=False), 1)
     assert triage.submit(_alert("fan", "fan_rpm"), 2) == []

@@ -48,3 +48,101 @@ def test_stuck_fan_is_quarantined_by_the_running_agent(broker, start_agent, subs
     stuck = _opened(messages, "alert")
     assert any(a.body[sg.A_CONDITION] == "stuck" and a.body[sg.A_PART] == "F-220" for a in stuck)
     assert agent.child.process.poll() is None  # still running
+
+
+LINE_BOARD = """
+schema = 1
+
+[board]
+name = "line-rig"
+model = "EA-LINE-1"
+
+[buses.uart0]
+port = "/dev/ttyUSB0"
+baud = 115200
+protocol = "line"
+
+[components.cabinet_fan]
+part = "F-220"
+quarantine = ["ignore"]
+probe_after_s = 300
+
+[sensors.fan_speed]
+bus = "uart0"
+component = "cabinet_fan"
+unit = "rpm"
+valid_range = [0.0, 5000.0]
+period_ms = 200
+[[sensors.fan_speed.rules]]
+kind = "dropout"
+for_s = 2
+reraise_s = 2                     # the default 60 s, scaled down with the outages
+"""
+
+
+def test_a_silent_sensor_board_is_a_lost_link_and_its_first_frame_is_sent(broker, start_agent, subscribe, pty, tmp_path):
+    """Issue 18 on the line protocol: the sensor board stops sending (a
+    link_lost alert naming the bus, the component not quarantined), sends
+    again (its readings reach the receiver from the first frame), stops
+    again shortly after (a new alert)."""
+    import threading
+    import time
+
+    from edge_agent.core import frames as fr
+
+    board = tmp_path / "line-rig.toml"
+    board.write_text(LINE_BOARD)
+    sending = threading.Event()
+    sending.set()
+    done = threading.Event()
+    sent = []
+
+    def sensor_board():
+        value = 1200
+        while not done.is_set():
+            if sending.is_set():
+                value += 1
+                sent.append(time.time() * 1000)
+                pty.write(fr.encode_frame(fr.READING, "fan_speed", value))
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=sensor_board, daemon=True)
+    thread.start()
+    try:
+        agent = start_agent(broker.port, "line-link", pty.path, board=str(board), extra=("--telemetry-interval-ms", "300"))
+        agent.child.wait_for("connected to broker", 20)
+        marks = {}
+
+        def script():
+            time.sleep(1)
+            marks["silent1"] = time.time() * 1000
+            sending.clear()
+            time.sleep(5)
+            marks["answer"] = time.time() * 1000
+            sending.set()
+            time.sleep(5)
+            marks["silent2"] = time.time() * 1000
+            sending.clear()
+
+        def lost(ms):
+            return [s for s in _opened(ms, "alert") if s.body[sg.A_CONDITION] == "link_lost"]
+
+        messages = subscribe(broker.port, ["ea/v1/line-link/alert", "ea/v1/line-link/telemetry", "ea/v1/line-link/state"],
+                             lambda ms: len([s for s in lost(ms) if s.body[sg.A_ACTIVE]]) >= 2, timeout_s=20, action=script)
+    finally:
+        done.set()
+        thread.join(2)
+    links = [(s.time_ms, s.body[sg.A_ACTIVE], s.body[sg.A_SENSOR], s.body[sg.A_ELEMENT]) for s in lost(messages)]
+    assert [(a, sensor, e) for _, a, sensor, e in links] == [
+        (True, "fan_speed", "bus:uart0"), (False, "fan_speed", "bus:uart0"), (True, "fan_speed", "bus:uart0")], links
+    assert marks["silent1"] + 2000 - 200 <= links[0][0] <= marks["silent1"] + 3000, (marks, links)
+    assert marks["silent2"] + 2000 - 200 <= links[2][0] <= marks["silent2"] + 3000, (marks, links)
+    assert _states(messages) == []  # never quarantined, probed or in service
+    assert [s.body[sg.A_CONDITION] for s in _opened(messages, "alert") if s.body[sg.A_CONDITION] != "link_lost"] == []
+    # every frame sent between the two outages reached the receiver
+    back = sorted(row[0] for s in _opened(messages, "telemetry") for row in s.body[sg.T_READINGS]
+                  if row[1] == "fan_speed" and marks["answer"] <= row[0] < marks["silent2"])
+    frames = [t for t in sent if marks["answer"] <= t < marks["silent2"]]
+    assert back and back[0] - frames[0] < 200, (frames[:2], back[:2])
+    assert len(back) >= len(frames) - 1, (len(back), len(frames))
+    assert agent.child.process.poll() is None

@@ -1,0 +1,89 @@
+"""Issue 18, level shifts: a sensor that jumps +6 degC and stays there is
+one active `shift` alert for as long as the offset lasts (it used to be one
+`jump` alert that cleared on the next reading, the offset then running
+silently for weeks), until the level returns or a person acknowledges it.
+Generated streams (daily cycle, noise), virtual clock, whole Device."""
+
+import math
+
+from health_support import health_board
+
+from edge_agent.core import device as dv
+from edge_agent.core import reading as rd
+from edge_agent.core import signals as sg
+
+DAY = 86400000
+STEP = 300000  # a reading every 5 minutes
+RULES = [{"kind": "shift", "max_shift": 3}, {"kind": "jump", "max_step": 4}]
+
+
+class _Stream:
+    def __init__(self, step_at=None, step=6.0, back_at=None):
+        self.device = dv.Device(health_board(temp_rules=RULES), "shift-1", telemetry_interval_ms=DAY)
+        self.step_at, self.step, self.back_at = step_at, step, back_at
+        self.seed = 12345
+        self.t = 0
+        self.alerts = []  # (time, condition, active, text)
+
+    def noise(self):
+        self.seed = (self.seed * 1103515245 + 12345) % 2147483648
+        return self.seed / 2147483648.0 - 0.5  # +-0.5 degC
+
+    def value(self, t):
+        v = 40.0 + 3.0 * math.sin(2 * math.pi * t / DAY) + self.noise()  # daily cycle +-3
+        if self.step_at is not None and t >= self.step_at and (self.back_at is None or t < self.back_at):
+            v += self.step
+        return v
+
+    def keep(self, outputs):
+        for s in outputs:
+            if isinstance(s, sg.Signal) and s.kind == sg.KIND_ALERT:
+                self.alerts.append((s.time_ms, s.body[sg.A_CONDITION], s.body[sg.A_ACTIVE], s.body[sg.A_TEXT]))
+
+    def run_to(self, end):
+        device = self.device
+        while self.t < end:
+            self.keep(device.ingest(rd.Reading(self.t, "coolant_temp", self.value(self.t)), self.t))
+            due = device.next_deadline()
+            if due is not None and due <= self.t:
+                device.poll(self.t)  # telemetry and triage timers; their alerts kept below
+            self.t += STEP
+            device._batch = []  # the telemetry is not under test: keep the heap small on MicroPython
+
+
+def test_a_step_held_for_30_days_is_one_alert_active_all_along_until_acknowledged():
+    s = _Stream(step_at=2 * DAY)
+    s.run_to(32 * DAY)
+    shifts = [a for a in s.alerts if a[1] == "shift"]
+    assert [a[2] for a in shifts] == [True], shifts
+    assert 2 * DAY <= shifts[0][0] <= 2 * DAY + 3 * STEP  # within 3 readings of the step
+    assert "level moved up" in shifts[0][3] and "stays there" in shifts[0][3]
+    rule = s.device.health.watches["coolant_temp"].rules[2]
+    assert rule.kind == "shift" and rule.active
+    # a technician acknowledges it (recalibration due, offset known): cleared,
+    # the present level is the new baseline, and no new alert follows
+    out = s.device.acknowledge("coolant_temp", "shift", s.t, "tech-7")
+    s.keep(out)
+    assert [(a[1], a[2]) for a in s.alerts[-1:]] == [("shift", False)] and "acknowledged by tech-7" in s.alerts[-1][3]
+    s.run_to(35 * DAY)
+    assert [(a[1], a[2]) for a in s.alerts if a[1] == "shift"] == [("shift", True), ("shift", False)]
+
+
+def test_a_level_that_returns_clears_and_a_daily_cycle_with_noise_never_raises():
+    s = _Stream(step_at=2 * DAY, back_at=5 * DAY)
+    s.run_to(12 * DAY)
+    shifts = [(a[0], a[2]) for a in s.alerts if a[1] == "shift"]
+    assert [active for _, active in shifts] == [True, False], shifts
+    assert 5 * DAY <= shifts[1][0] <= 5 * DAY + 3 * STEP
+    quiet = _Stream()
+    quiet.run_to(30 * DAY)
+    assert [a for a in quiet.alerts if a[1] == "shift"] == []
+
+
+def test_a_spike_is_a_jump_not_a_shift():
+    s = _Stream()
+    s.run_to(DAY)
+    s.keep(s.device.ingest(rd.Reading(s.t, "coolant_temp", 55.0), s.t))
+    s.t += STEP
+    s.run_to(2 * DAY)
+    assert [(a[1], a[2]) for a in s.alerts] == [("jump", True), ("jump", False)]

@@ -1,0 +1,82 @@
+"""Issue 18, communication loss and re-raise through the whole Device
+(health engine and triage), on a virtual clock with the documented
+defaults: a sensor silent for 30 s is a lost link, not a failed part; its
+first answer is judged and sent; an outage two minutes later is a new
+alert; a threshold that swings with noise does not flap."""
+
+from health_support import health_board
+
+from edge_agent.core import component as cs
+from edge_agent.core import device as dv
+from edge_agent.core import frames as fr
+from edge_agent.core import signals as sg
+
+FAN = {"quarantine": ["ignore"], "probe_after_s": 300, "max_probes": 3}
+
+
+class _Rig:
+    def __init__(self, board):
+        self.device = dv.Device(board, "link-1", telemetry_interval_ms=1000)
+        self.t = 0
+        self.out = []  # alerts and state signals
+        self.times = []  # telemetry: time of every fan_rpm reading sent (small on MicroPython)
+
+    def _keep(self, outputs):
+        for s in outputs:
+            if isinstance(s, sg.Signal) and s.kind == sg.KIND_TELEMETRY:
+                self.times += [r[0] for r in s.body[sg.T_READINGS] if r[1] == "fan_rpm" and r[0] < 600000]
+            elif isinstance(s, sg.Signal):
+                self.out.append(s)
+
+    def run_to(self, end_ms, value=None, step_ms=500, sensor="fan_rpm"):
+        """Advance to end_ms, a frame every step_ms unless value is None
+        (silent), polling at every deadline."""
+        device = self.device
+        while self.t < end_ms:
+            due = device.next_deadline()
+            if due is not None and due <= self.t:
+                self._keep(device.poll(self.t)[0])
+                continue
+            if value is not None:
+                v = value(self.t) if callable(value) else value
+                self._keep(device.feed("uart0", fr.encode_frame(fr.READING, sensor, v), self.t))
+            self.t += step_ms
+        return None
+
+    def alerts(self, condition):
+        return [(s.time_ms, s.body[sg.A_ACTIVE]) for s in self.out
+                if isinstance(s, sg.Signal) and s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == condition]
+
+    def sent(self, start, end):
+        return [t for t in self.times if start <= t < end]
+
+
+def test_a_silent_sensor_is_a_lost_link_and_a_second_outage_a_new_alert():
+    rig = _Rig(health_board(fan=FAN, fan_rules=[{"kind": "dropout", "for_s": 10}]))
+    rig.run_to(60000, 1200)
+    rig.run_to(90000)  # silent 30 s
+    assert rig.device.shown_states()["fan"] == cs.STALE and rig.device.component_states()["fan"] == cs.OK
+    rig.run_to(210000, 1210)  # answers again for 2 min
+    assert rig.device.shown_states()["fan"] == cs.OK
+    rig.run_to(240000)  # silent again
+    assert rig.alerts("link_lost") == [(69500, True), (90000, False), (219500, True)]
+    # every reading after the first answer was sent: nothing discarded
+    assert rig.sent(90000, 210000) == list(range(90000, 210000, 500))
+    assert [s for s in rig.out if isinstance(s, sg.Signal) and s.kind == sg.KIND_STATE] == []
+    # a long outage never sends it to service
+    rig.run_to(4 * 3600000, step_ms=60000)
+    assert rig.device.component_states()["fan"] == cs.OK
+    assert [s for s in rig.out if isinstance(s, sg.Signal) and s.kind == sg.KIND_STATE] == []
+
+
+def test_a_threshold_swinging_with_noise_is_one_incident_and_a_later_one_is_raised():
+    rule = {"kind": "threshold", "above": 3000, "clear": 2950}
+    rig = _Rig(health_board(fan=FAN, fan_rules=[rule]))
+    # around the limit for 10 minutes: every other reading over, every other below clear
+    rig.run_to(600000, lambda t: 3010 if (t // 500) % 2 else 2900)
+    rig.run_to(700000, 2800)  # below clear for longer than clear_for_s (60 s)
+    assert rig.alerts("threshold") == [(0 + 500, True), (660000, False)]
+    # over again 2 hours later: a new incident, raised (dedupe_s used to fold it)
+    rig.run_to(7200000, 2800, step_ms=50000)
+    rig.run_to(7210000, 3100)
+    assert rig.alerts("threshold")[2:] == [(7200000, True)]
