@@ -55,22 +55,32 @@ MIN_BLOCKS_CURVED = 7
 RATES = (0.025, 0.05, 0.1, 0.15, 0.2)
 # The newest days a curved model must predict better than the line (fitted
 # without them) to be chosen.
-HINDCAST = 3
+HINDCAST = 5
+# Models whose Akaike weight is below this share of the best's are left out
+# of the interval's mixture.
+MIX_MIN_WEIGHT = 0.05
 # AICc points a three-parameter model must gain over the line.
 SELECT_MARGIN = 2.0
+# The walk puts a day's crossing at the time of day past days peaked at; a
+# trend rising fast against the daily cycle brings the first reading over
+# the limit a few hours before that peak (and noise a few after): the
+# interval's ends are moved out by 6 hours.
+PHASE_SLACK_MS = DAY_MS // 4
 # Walk at most this many horizons ahead for the crossing.
 WALK_HORIZONS = 3
+# The expected crossing must be within this many horizons to raise.
+MEDIAN_HORIZONS = 2
 # Raise after 3 consecutive estimates (6 hours) within the horizon; clear
 # after 36 without (3 days): a warm afternoon cannot raise it, and a cool
 # spell in the middle of real wear does not withdraw it.
-CONFIRM_ESTIMATES = 3
+CONFIRM_ESTIMATES = 12
 CLEAR_ESTIMATES = 36
 # One-sided 99% and 95% Student t quantiles by degrees of freedom.
 T99 = (0.0, 31.82, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681)
 T95 = (0.0, 6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782)
-LINEAR, EXPONENTIAL, KNEE = "linear", "exponential", "knee"
-# The first crossing's interval: its 5% and 95% points (and the median).
-QUANTILES = (0.05, 0.5, 0.95)
+LINEAR, EXPONENTIAL, KNEE, STEP = "linear", "exponential", "knee", "step"
+# The first crossing's interval: its 2.5% and 97.5% points (and the median).
+QUANTILES = (0.025, 0.5, 0.975)
 
 _NAN = float("nan")
 
@@ -102,6 +112,8 @@ def _g(kind, p, x):
         return x
     if kind == EXPONENTIAL:
         return (math.exp(p * x) - 1.0) / p
+    if kind == STEP:
+        return 1.0 if x > p else 0.0
     return x - p if x > p else 0.0
 
 
@@ -110,6 +122,8 @@ def _dg(kind, p, x):
         return 1.0
     if kind == EXPONENTIAL:
         return math.exp(p * x)
+    if kind == STEP:
+        return 0.0
     return 1.0 if x > p else 0.0
 
 
@@ -141,44 +155,17 @@ def _line(xs, ys, kind, p):
 
 
 def _aicc(rss, n, k):
-    return n * math.log(max(rss, 1e-12) / n) + 2 * k + 2.0 * k * (k + 1) / (n - k - 1)
+    return n * math.log(max(rss, 1e-12) / n) + 2 * k + 2.0 * k * (k + 1) / max(1, n - k - 1)
 
 
-def select(xs, ys):
-    """The model for the block means (xs days, newest first): (kind, param,
-    a, b, gbar, sgg, residual variance, degrees of freedom), or None."""
-    n = len(xs)
-    fit = _line(xs, ys, LINEAR, 0.0)
-    if fit is None:
-        return None
-    best = (LINEAR, 0.0) + fit
-    if n >= MIN_BLOCKS_CURVED:
-        # In order of how boldly they extrapolate: a knee must beat the
-        # line by SELECT_MARGIN, an exponential the best so far by as much.
-        score = _aicc(fit[0], n, 3)
-        knees = [(KNEE, xs[j]) for j in range(5, n - 2)]  # 5 blocks after it, 3 at or before
-        for family in (knees, [(EXPONENTIAL, r) for r in RATES]):
-            bar = score - SELECT_MARGIN
-            pick = None
-            for kind, p in family:
-                f = _line(xs, ys, kind, p)
-                if f is None:
-                    continue
-                s = _aicc(f[0], n, 4)
-                if s < bar and _hindcast(xs, ys, kind, p):
-                    bar = s
-                    pick = (kind, p) + f
-            if pick is not None:
-                best = pick
-                score = bar
-    kind, p, rss, a, b, gbar, sgg = best
-    df = n - (2 if kind == LINEAR else 3)
-    # Days are not independent (weather wanders for days): the residuals'
-    # lag-1 correlation rho inflates the variance by (1 + rho) / (1 - rho).
+def _variance(xs, ys, kind, p, a, b, rss, df):
+    """The residual variance, inflated for days that are not independent
+    (weather wanders for days): the residuals' lag-1 correlation rho
+    multiplies it by (1 + rho) / (1 - rho)."""
     r0 = 0.0
     r1 = 0.0
     prev = None
-    for i in range(n):
+    for i in range(len(xs)):
         r = ys[i] - a - b * _g(kind, p, xs[i])
         r0 += r * r
         if prev is not None and xs[i - 1] - xs[i] < 1.5:
@@ -186,12 +173,74 @@ def select(xs, ys):
         prev = r
     rho = r1 / r0 if r0 > 0.0 else 0.0
     rho = 0.0 if rho < 0.0 else (0.8 if rho > 0.8 else rho)
-    return (kind, p, a, b, gbar, sgg, rss / df * (1.0 + rho) / (1.0 - rho), df)
+    return rss / df * (1.0 + rho) / (1.0 - rho)
 
 
-# The trend's uncertainty as five equally likely shifts (the centres of the
-# normal's quintiles, in prediction standard errors).
-SHIFTS = (-1.28, -0.52, 0.0, 0.52, 1.28)
+def select(xs, ys):
+    """The models for the block means (xs days, newest first). Returns
+    (chosen, mixture) or None: ``chosen`` is (kind, param, a, b, gbar,
+    sgg, residual variance, degrees of freedom); ``mixture`` the models the
+    interval mixes, the same tuples with their Akaike weight in front."""
+    n = len(xs)
+    fit = _line(xs, ys, LINEAR, 0.0)
+    if fit is None:
+        return None
+    best = (LINEAR, 0.0) + fit
+    scored = [(_aicc(fit[0], n, 3), best)]
+    if n >= MIN_BLOCKS_CURVED:
+        # In order of how boldly they extrapolate: a change (knee or step)
+        # must beat the line by SELECT_MARGIN, an exponential the best so
+        # far by as much, and either must pass the hindcast.
+        score = scored[0][0]
+        # Knee: 5 blocks after it, 3 at or before. Step: between two blocks,
+        # 1 after it and 3 before; a step is a change of level, not a trend
+        # (nothing to extrapolate, so it needs no hindcast, and a chosen
+        # step is not announced), so a fault that shifts a reading once is
+        # not announced as wear the day it happens.
+        changes = [(KNEE, xs[j]) for j in range(5, n - 2)] + [(STEP, xs[j] - 0.5) for j in range(0, n - 3)]
+        for family in (changes, [(EXPONENTIAL, r) for r in RATES]):
+            bar = score - SELECT_MARGIN
+            pick = None
+            top = None
+            for kind, p in family:
+                f = _line(xs, ys, kind, p)
+                if f is None:
+                    continue
+                s = _aicc(f[0], n, 4)
+                m = (kind, p) + f
+                if family is not changes:
+                    scored.append((s, m))  # every rate: the rate's uncertainty
+                elif top is None or s < top[0]:
+                    top = (s, m)
+                if s < bar and (kind == STEP or _hindcast(xs, ys, kind, p)):
+                    bar = s
+                    pick = m
+            if top is not None:
+                scored.append(top)  # the best change only
+                if pick is not None and pick is not top[1]:
+                    scored.append((bar, pick))
+            if pick is not None:
+                best = pick
+                score = bar
+    low = scored[0][0]
+    for s, m in scored:
+        if s < low:
+            low = s
+    mixture = []
+    total = 0.0
+    for s, m in scored:
+        w = math.exp(-0.5 * (s - low))
+        if w < MIX_MIN_WEIGHT and m is not best:
+            continue
+        kind, p, rss, a, b, gbar, sgg = m
+        df = n - (2 if kind == LINEAR else 3)
+        entry = (w, kind, p, a, b, gbar, sgg, _variance(xs, ys, kind, p, a, b, rss, df), df)
+        mixture.append(entry)
+        total += w
+        if m is best:
+            chosen = entry[1:]
+    mixture = [(e[0] / total,) + e[1:] for e in mixture]
+    return chosen, mixture
 
 
 def _hindcast(xs, ys, kind, p):
@@ -215,43 +264,61 @@ def _hindcast(xs, ys, kind, p):
     return errors[1] < errors[0]
 
 
-def _walk(tops, kind, p, a, b, gbar, sgg, var, limit, steps):
+# A trend's uncertainty as five equally likely shifts (near the conditional
+# means of the normal's quintiles, in prediction standard errors).
+SHIFTS = (-1.4, -0.53, 0.0, 0.53, 1.4)
+
+
+def _walk(models, tops, phase, n, limit, steps):
     """Walk 2 hours at a time; return the steps (1..steps, or None) at which
-    the chance that a reading has crossed reaches 5%, 50% and 95%: a mix of
-    the survivals under five shifts of the trend (its uncertainty), each
-    with a day's chance of crossing from the past days' peaks above their
-    trend (the readings' spread)."""
-    n = len(tops)
+    the chance that a reading has crossed reaches each of QUANTILES.
+
+    The chance mixes the models by their Akaike weight and, within each,
+    five shifts of its trend (its uncertainty, ``n`` blocks). Under each, a
+    2-hour step crosses with the share of the ``n`` past days whose peak
+    above the trend (``tops``: the chosen model's, sorted, filed by the time
+    of day it came at; ``phase`` is the time of day of step 1) came at this
+    time of day and would have reached the limit from this step's trend:
+    the readings' spread, and the time of day they peak at."""
+    logs = [[0.0] * len(SHIFTS) for _ in models]
+    found = [None] * len(QUANTILES)
+    per = 1.0 / len(SHIFTS)
     n_inv = 1.0 / n
     cap = 1.0 - 0.5 * n_inv
-    logs = [0.0] * len(SHIFTS)
-    found = [None, None, None]
     for f in range(1, steps + 1):
-        g0 = _g(kind, p, (f - 0.5) / BUCKETS_PER_DAY)
-        dg = g0 - gbar
-        trend = a + b * g0
-        se = math.sqrt(var * (n_inv + dg * dg / sgg))
+        x = (f - 0.5) / BUCKETS_PER_DAY
+        here = tops[(phase + f - 1) % BUCKETS_PER_DAY]
+        m = len(here)
         alive = 0.0
-        for i in range(len(SHIFTS)):
-            gap = limit - trend - SHIFTS[i] * se
-            # How many past days' peaks above their trend reach the gap.
-            lo = 0
-            hi = n
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if tops[mid] > gap:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            if lo < n:
-                share = (n - lo) * n_inv
-                logs[i] += math.log(1.0 - (share if share < cap else cap)) / BUCKETS_PER_DAY
-            alive += math.exp(logs[i])
-        crossed = 1.0 - alive / len(SHIFTS)
-        for k in range(3):
-            if found[k] is None and crossed >= QUANTILES[k]:
-                found[k] = f
-        if found[2] is not None:
+        for k in range(len(models)):
+            w, kind, p, a, b, gbar, sgg, var, df = models[k]
+            row = logs[k]
+            if m:
+                g0 = _g(kind, p, x)
+                dg = g0 - gbar
+                trend = a + b * g0
+                se = math.sqrt(var * (n_inv + dg * dg / sgg))
+                for i in range(len(SHIFTS)):
+                    gap = limit - trend - SHIFTS[i] * se
+                    # How many past days' peaks at this time reach the gap.
+                    lo = 0
+                    hi = m
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if here[mid] > gap:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                    if lo < m:
+                        share = (m - lo) * n_inv
+                        row[i] += math.log(1.0 - (share if share < cap else cap))
+            for i in range(len(SHIFTS)):
+                alive += w * per * math.exp(row[i])
+        crossed = 1.0 - alive
+        for q in range(len(QUANTILES)):
+            if found[q] is None and crossed >= QUANTILES[q]:
+                found[q] = f
+        if found[-1] is not None:
             break
     return found
 
@@ -355,13 +422,13 @@ class Predictor:
         n = len(xs)
         if n < MIN_BLOCKS:
             return None
-        fit = select(xs, ys)
-        if fit is None:
+        fits = select(xs, ys)
+        if fits is None:
             return None
-        kind, p, a, b, gbar, sgg, var, df = fit
+        kind, p, a, b, gbar, sgg, var, df = fits[0]
         t = _t(T99, df)
-        if b <= 0.0 or b * b * sgg <= t * t * var:
-            return None  # not a trend: b's one-sided 99% bound does not clear zero
+        if kind == STEP or b <= 0.0 or b * b * sgg <= t * t * var:
+            return None  # not a trend: a step, or b's one-sided 99% bound does not clear zero
         level = a + b * _g(kind, p, 0.0)
         slope = s * b * _dg(kind, p, 0.0)
         if crossed:
@@ -369,30 +436,16 @@ class Predictor:
             # crossing is now (the threshold rules speak for the readings;
             # the prediction stays).
             return Forecast(now_ms, now_ms, now_ms, self.threshold, s * level + self.origin, slope, self.direction, kind)
-        # Each day's peak above the trend: its cycle, noise and wander.
-        tops = []
-        for j in range(n):
-            first = firsts[j]
-            top = None
-            for h in range(max(0, first), first + per_day):
-                pk = self.peaks[h % slots]
-                if pk != pk:
-                    continue
-                e = s * pk - a - b * _g(kind, p, (h - last - 0.5) / per_day)
-                if top is None or e > top:
-                    top = e
-            if top is not None:
-                tops.append(top)
-        tops.sort()
+        tops = self._tops(kind, p, a, b, firsts, last, s)
         steps = WALK_HORIZONS * self.horizon_ms // BUCKET_MS
-        early, mid, late = _walk(tops, kind, p, a, b, gbar, sgg, var, limit, steps)
+        early, mid, late = _walk(fits[1], tops, (last + 1) % per_day, n, limit, steps)
         if early is None:
             return None  # no credible crossing within the walk
-        beyond = now_ms + (steps + 1) * BUCKET_MS
+        beyond = now_ms + (steps + 1) * BUCKET_MS + PHASE_SLACK_MS
         return Forecast(
             beyond if mid is None else now_ms + mid * BUCKET_MS,
-            now_ms + (early - 1) * BUCKET_MS,
-            beyond if late is None else now_ms + late * BUCKET_MS,
+            now_ms + (early - 1) * BUCKET_MS - PHASE_SLACK_MS,
+            beyond if late is None else now_ms + late * BUCKET_MS + PHASE_SLACK_MS,
             self.threshold,
             s * level + self.origin,
             slope,
@@ -400,12 +453,39 @@ class Predictor:
             kind,
         )
 
+    def _tops(self, kind, p, a, b, firsts, last, s):
+        """Each day's peak above the trend (its cycle, noise and wander),
+        filed by the 2-hour phase of the day it came at: 12 sorted lists."""
+        per_day = BUCKETS_PER_DAY
+        slots = self.slots
+        tops = [[] for _ in range(per_day)]
+        for first in firsts:
+            top = None
+            at = 0
+            for h in range(max(0, first), first + per_day):
+                pk = self.peaks[h % slots]
+                if pk != pk:
+                    continue
+                e = s * pk - a - b * _g(kind, p, (h - last - 0.5) / per_day)
+                if top is None or e > top:
+                    top = e
+                    at = h % per_day
+            if top is not None:
+                tops[at].append(top)
+        for phase in tops:
+            phase.sort()
+        return tops
+
     def _judge(self, forecast, now_ms):
         # The earliest credible crossing is judged against the horizon plus
         # the confirmation time (and one estimate of slack): confirming must
         # not eat into the promised lead.
+        # The expected crossing must be within two horizons too: a wide
+        # interval (a curve that fits a warm week as well as it fits wear)
+        # is not yet a warning.
         ahead = self.horizon_ms + (CONFIRM_ESTIMATES + 1) * BUCKET_MS
-        if forecast is not None and forecast.early_ms - now_ms <= ahead:
+        if (forecast is not None and forecast.early_ms - now_ms <= ahead
+                and forecast.crossing_ms - now_ms <= MEDIAN_HORIZONS * self.horizon_ms):
             self.last = forecast
             self.streak += 1
             self.quiet = 0
