@@ -197,7 +197,11 @@ def select(xs, ys):
         # (nothing to extrapolate, so it needs no hindcast, and a chosen
         # step is not announced), so a fault that shifts a reading once is
         # not announced as wear the day it happens.
-        changes = [(KNEE, xs[j]) for j in range(5, n - 2)] + [(STEP, xs[j] - 0.5) for j in range(0, n - 3)]
+        # Past two weeks, every other block (a day's precision matters less
+        # than the heap the fits churn through on a board).
+        stride = 1 if n <= 14 else 2
+        changes = ([(KNEE, xs[j]) for j in range(5, n - 2, stride)]
+                   + [(STEP, xs[j] - 0.5) for j in range(0, n - 3, stride)])
         for family in (changes, [(EXPONENTIAL, r) for r in RATES]):
             bar = score - SELECT_MARGIN
             pick = None
