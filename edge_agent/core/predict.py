@@ -273,7 +273,7 @@ def _hindcast(xs, ys, kind, p):
 SHIFTS = (-1.4, -0.53, 0.0, 0.53, 1.4)
 
 
-def _walk(models, tops, phase, n, limit, steps):
+def _walk(models, tops, phase, n, limit, steps, high, beta):
     """Walk 2 hours at a time; return the steps (1..steps, or None) at which
     the chance that a reading has crossed reaches each of QUANTILES.
 
@@ -289,6 +289,7 @@ def _walk(models, tops, phase, n, limit, steps):
     per = 1.0 / len(SHIFTS)
     n_inv = 1.0 / n
     cap = 1.0 - 0.5 * n_inv
+    tail = 1.0 / (n + 1)
     for f in range(1, steps + 1):
         x = (f - 0.5) / BUCKETS_PER_DAY
         here = tops[(phase + f - 1) % BUCKETS_PER_DAY]
@@ -316,6 +317,10 @@ def _walk(models, tops, phase, n, limit, steps):
                     if lo < m:
                         share = (m - lo) * n_inv
                         row[i] += math.log(1.0 - (share if share < cap else cap))
+                    elif beta > 0.0 and gap > high:
+                        # Past the highest peak: the Gumbel tail, shared
+                        # among the times of day as the peaks are.
+                        row[i] += math.log(1.0 - m * n_inv * tail * math.exp((high - gap) / beta))
             for i in range(len(SHIFTS)):
                 alive += w * per * math.exp(row[i])
         crossed = 1.0 - alive
@@ -441,8 +446,19 @@ class Predictor:
             # the prediction stays).
             return Forecast(now_ms, now_ms, now_ms, self.threshold, s * level + self.origin, slope, self.direction, kind)
         tops = self._tops(kind, p, a, b, firsts, last, s)
+        # Beyond the highest past peak the shares say nothing: a new day
+        # beats all n before it with chance 1 / (n + 1), and by more with a
+        # Gumbel tail, its scale from the peaks' interquartile range (IQR /
+        # 1.57: a maintenance spike among them does not widen it).
+        every = []
+        for phase in tops:
+            every += phase
+        every.sort()
+        k = len(every)
+        high = every[-1]
+        beta = (every[(3 * k) // 4] - every[k // 4]) / 1.57
         steps = WALK_HORIZONS * self.horizon_ms // BUCKET_MS
-        early, mid, late = _walk(fits[1], tops, (last + 1) % per_day, n, limit, steps)
+        early, mid, late = _walk(fits[1], tops, (last + 1) % per_day, n, limit, steps, high, beta)
         if early is None:
             return None  # no credible crossing within the walk
         beyond = now_ms + (steps + 1) * BUCKET_MS + PHASE_SLACK_MS
