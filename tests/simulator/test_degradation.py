@@ -44,3 +44,14 @@ def test_corpus_is_the_size_the_issue_asks_for():
     healthy = dg.healthy_runs()
     assert len(healthy) >= 20 and min(r.days for r in healthy) >= 365
     assert set(r.direction for r in healthy) == {"above", "below"}
+
+
+def test_a_noisy_knee_whose_first_reading_beats_every_past_peak():
+    # Its noise brought the first reading over the limit higher above the
+    # trend than any of the 14 days before: without a tail past the highest
+    # past peak, the interval started 0.5 days late and the alert came 6.6
+    # days ahead.
+    spec = [r for r in dg.degradation_runs() if r.name == "knee, high noise, small cycle, seed 1"][0]
+    ours, _ = dg.run(spec)
+    assert ours.lead_days() >= 7.0, ours.lead_days()
+    assert ours.covered(), (ours.first_raise(), ours.crossing_ms)
