@@ -81,7 +81,8 @@ def main():
     print("\nHealthy: %d runs, %.0f device-years (daily cycles, load sags toward a lower limit, maintenance spikes"
           " within 3%% of the limit): false alarms %d ours (%.2f per device-year), %d peer (%.2f per device-year)."
           % (len(healthy), years, fa_ours, fa_ours / years, fa_peer, fa_peer / years))
-    print("Second alerts on the wear runs (raised, withdrawn, raised again): %d ours, %d peer." % (early_ours, early_peer))
+    print("Second alerts on the wear runs (raised, withdrawn, raised again): %d ours, %d peer." % (
+        early_ours, early_peer))
     if misses:
         print("\nRuns short of a goal (ours):")
         for m in misses:

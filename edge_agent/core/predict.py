@@ -444,7 +444,8 @@ class Predictor:
             # A reading already reached the limit under a rising trend: the
             # crossing is now (the threshold rules speak for the readings;
             # the prediction stays).
-            return Forecast(now_ms, now_ms, now_ms, self.threshold, s * level + self.origin, slope, self.direction, kind)
+            return Forecast(now_ms, now_ms, now_ms, self.threshold, s * level + self.origin, slope, self.direction,
+                            kind)
         tops = self._tops(kind, p, a, b, firsts, last, s)
         # Beyond the highest past peak the shares say nothing: a new day
         # beats all n before it with chance 1 / (n + 1), and by more with a

@@ -31,7 +31,7 @@ import random
 
 from edge_agent.core import board as bd
 from edge_agent.core import signals as sg
-from simulator.scenarios.health import DAY_MS, HOUR_MS, T0, Scenario, SensorModel
+from simulator.scenarios.health import DAY_MS, T0, Scenario, SensorModel
 
 PERIOD_MS = 600000  # a reading every 10 minutes: a year is 52,560 readings
 
@@ -206,8 +206,8 @@ def degradation_runs(seeds=SEEDS):
                                 _exponential(5.0, 0.05, rng.uniform(0.07, 0.1), 2.0), 7.1, "above", 120,
                                 cycle * 0.05, noise * 0.1, valid_range=(0.0, 50.0), unit="mm/s"))
                 # Knee: flat 30-40 days, then 1.2-1.8 degC/day.
-                runs.append(Run("knee, " + tag, "knee", seed, _linear(rng.uniform(30.0, 40.0), rng.uniform(1.2, 1.8), 50.0),
-                                90.0, "above", 120, cycle, noise))
+                knee = _linear(rng.uniform(30.0, 40.0), rng.uniform(1.2, 1.8), 50.0)
+                runs.append(Run("knee, " + tag, "knee", seed, knee, 90.0, "above", 120, cycle, noise))
                 # Step then drift: +8 degC on day 20, then 0.5-0.7 degC/day.
                 runs.append(Run("step, " + tag, "step", seed, _step(20.0, 8.0, rng.uniform(0.5, 0.7), 50.0),
                                 90.0, "above", 120, cycle, noise))
