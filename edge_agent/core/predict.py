@@ -53,9 +53,6 @@ MIN_BLOCKS = 4
 MIN_BLOCKS_CURVED = 7
 # Exponential rates per day (e-folding 40, 20, 10, 6.7, 5, 3.3, 2.5 days).
 RATES = (0.025, 0.05, 0.1, 0.15, 0.2)
-# The newest days a curved model must predict better than the line (fitted
-# without them) to be chosen.
-HINDCAST = 5
 # Models whose Akaike weight is below this share of the best's are left out
 # of the interval's mixture.
 MIX_MIN_WEIGHT = 0.05
@@ -190,13 +187,13 @@ def select(xs, ys):
     if n >= MIN_BLOCKS_CURVED:
         # In order of how boldly they extrapolate: a change (knee or step)
         # must beat the line by SELECT_MARGIN, an exponential the best so
-        # far by as much, and either must pass the hindcast.
+        # far by as much.
         score = scored[0][0]
         # Knee: 5 blocks after it, 3 at or before. Step: between two blocks,
         # 1 after it and 3 before; a step is a change of level, not a trend
-        # (nothing to extrapolate, so it needs no hindcast, and a chosen
-        # step is not announced), so a fault that shifts a reading once is
-        # not announced as wear the day it happens.
+        # (nothing to extrapolate: a chosen step is not announced), so a
+        # fault that shifts a reading once is not announced as wear the day
+        # it happens.
         # Past two weeks, every other block (a day's precision matters less
         # than the heap the fits churn through on a board).
         stride = 1 if n <= 14 else 2
@@ -216,7 +213,7 @@ def select(xs, ys):
                     scored.append((s, m))  # every rate: the rate's uncertainty
                 elif top is None or s < top[0]:
                     top = (s, m)
-                if s < bar and (kind == STEP or _hindcast(xs, ys, kind, p)):
+                if s < bar:
                     bar = s
                     pick = m
             if top is not None:
@@ -245,27 +242,6 @@ def select(xs, ys):
             chosen = entry[1:]
     mixture = [(e[0] / total,) + e[1:] for e in mixture]
     return chosen, mixture
-
-
-def _hindcast(xs, ys, kind, p):
-    """Whether the curved model, fitted without the newest HINDCAST days,
-    predicts them better than the line does: a weather bump at the end of
-    the history fits a curve as well as wear does, but only wear was
-    already curving before it."""
-    k = HINDCAST
-    older_x = xs[k:]
-    older_y = ys[k:]
-    errors = []
-    for kd, pd in ((LINEAR, 0.0), (kind, p)):
-        f = _line(older_x, older_y, kd, pd)
-        if f is None:
-            return False
-        sse = 0.0
-        for i in range(k):
-            r = ys[i] - f[1] - f[2] * _g(kd, pd, xs[i])
-            sse += r * r
-        errors.append(sse)
-    return errors[1] < errors[0]
 
 
 # A trend's uncertainty as five equally likely shifts (near the conditional
