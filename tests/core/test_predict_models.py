@@ -142,6 +142,13 @@ def test_a_step_is_not_announced_as_wear():
     p = pr.Predictor(90.0, "above", 7 * DAY, 14)
     raised, first, changes = _run(p, 40, lambda d: 60.0 + (8.0 if d > 20.0 else 0.0), 90.0, cycle=6.0, noise=1.0)
     assert first is None and changes == [], changes
+    # And a step that leaves the peaks 4 degC under the limit: no trend, so
+    # no prediction (announced as wear, it raised on day 32); the threshold
+    # rules speak if a reading ever crosses.
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    raised, first, changes = _run(p, 40, lambda d: 60.0 + (22.0 if d > 20.0 else 0.0), 90.0, cycle=2.0, noise=0.8,
+                                  seed=8)
+    assert first is None and changes == [], changes
 
 
 def test_healthy_cycle_and_noise_with_maintenance_spikes_near_the_limit():
