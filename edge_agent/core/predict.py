@@ -1,4 +1,4 @@
-"""Failure prediction: warn days before a sensor crosses its limit.
+"""Failure prediction: warn days before a sensor's readings cross its limit.
 
 Per predicted sensor, streaming and bounded in memory:
 
@@ -7,31 +7,36 @@ Per predicted sensor, streaming and bounded in memory:
   peaks (two float32 ``array``s: 14 days cost 1.3 KB per sensor);
 - every closed bucket, the last whole days are summarised as rolling 24-hour
   blocks (block j covers the 24 hours ending j days ago). Averaging a
-  full day cancels a daily cycle exactly, which is what keeps a healthy
-  sensor with a day/night swing from looking like a trend;
-- a least-squares line through the block means gives the trend (unit/day)
-  and its standard error, over the whole history (which decides whether
-  there is a trend) and over the last week (which may only bring the
-  crossing closer, and only once the whole history already puts it within
-  1.5 horizons); the level that matters is the trend's value now plus
-  the largest peak above the trend line in the window (readings cross the
-  limit at their peaks, not on average);
-- the expected crossing is ``(limit - level) / slope``. It is *confident*
-  when the slope still points at the limit at its one-sided 99% lower bound
-  (Student t for n - 2 degrees of freedom: with 4 days of data the slope
-  must be 7 standard errors from zero, with 7 days 3.4);
+  full day cancels a daily cycle exactly (the seasonality is removed, not
+  modelled), which keeps a day/night swing from looking like a trend;
+- three trend models are fitted to the block means, each a line in one
+  basis function g(x) (x in days, 0 = now): linear (g = x), exponential
+  (g = (exp(r x) - 1) / r, the rate r from a grid: e-folding in 2.5 to 40
+  days) and knee (g = max(0, x - k): flat, then a straight rise from day k,
+  k from the block centres). The one with the lowest AICc wins; the
+  three-parameter models must beat the linear one by ``SELECT_MARGIN``;
+- it is a trend only when the chosen model's coefficient is above zero at
+  its one-sided 99% bound (Student t, n - p degrees of freedom);
+- the crossing that matters is the first *reading* over the limit, not the
+  trend's: each past day gives its peak above the fitted trend (cycle,
+  noise and wander together). Walking forward 2 hours at a time, a day
+  crosses with the share of past days whose peak would have reached the
+  limit from that day's trend; the survival of those hazards gives the
+  first crossing's distribution. The earliest crossing is its 5% point
+  with the trend at its upper 95% prediction bound, the latest its 95%
+  point at the lower bound, the expected one its median on the trend: a
+  prediction interval for the first reading over the limit;
 - a "predicted failure" is raised after ``CONFIRM_ESTIMATES`` consecutive
-  estimates (one per 2-hour bucket) that are confident and within the
-  horizon, and withdrawn after ``CLEAR_ESTIMATES`` in which the crossing is
-  unconfident or more than two horizons away: a single odd day neither
-  raises nor withdraws it. The horizon test looks ahead by the confirmation
-  time, so a steady drift is announced a full horizon ahead.
+  estimates (one per 2-hour bucket) whose *earliest* crossing is within the
+  horizon, and withdrawn after ``CLEAR_ESTIMATES`` in which there is no
+  trend or the earliest crossing is more than two horizons away.
 
 Float32-safe (ESP32 floats are single precision): values are stored relative
 to the first reading and time is in days relative to now, so every number
 in the fit is small.
 """
 
+import math
 from array import array
 
 DAY_MS = 86400000
@@ -44,41 +49,263 @@ BUCKET_MS = DAY_MS // BUCKETS_PER_DAY
 MIN_BUCKETS_PER_BLOCK = 9
 # Fewer than 4 days cannot tell a trend from a warm week.
 MIN_BLOCKS = 4
-# The short fit's window: the last week; it is consulted only when the
-# whole history puts the crossing within this many horizons (1.5: a week's
-# slope decides the last days, not the alert's first weeks).
-SHORT_BLOCKS = 7
-SHORT_GATE = 1.5
+# The exponential and knee models need 7 days (4 degrees of freedom).
+MIN_BLOCKS_CURVED = 7
+# Exponential rates per day (e-folding 40, 20, 10, 6.7, 5, 3.3, 2.5 days).
+RATES = (0.025, 0.05, 0.1, 0.15, 0.2)
+# Models whose Akaike weight is below this share of the best's are left out
+# of the interval's mixture.
+MIX_MIN_WEIGHT = 0.05
+# AICc points a three-parameter model must gain over the line.
+SELECT_MARGIN = 2.0
+# The walk puts a day's crossing at the time of day past days peaked at; a
+# trend rising fast against the daily cycle brings the first reading over
+# the limit a few hours before that peak (and noise a few after): the
+# interval's ends are moved out by 6 hours.
+PHASE_SLACK_MS = DAY_MS // 4
+# Walk at most this many horizons ahead for the crossing.
+WALK_HORIZONS = 3
+# The expected crossing must be within this many horizons to raise.
+MEDIAN_HORIZONS = 2
 # Raise after 3 consecutive estimates (6 hours) within the horizon; clear
 # after 36 without (3 days): a warm afternoon cannot raise it, and a cool
-# spell in the middle of real wear does not withdraw it (it would only come
-# back a few days later, as a second page for the same wear).
-CONFIRM_ESTIMATES = 3
+# spell in the middle of real wear does not withdraw it.
+CONFIRM_ESTIMATES = 12
 CLEAR_ESTIMATES = 36
-# One-sided 99% Student t quantiles by degrees of freedom (n blocks - 2).
+# One-sided 99% and 95% Student t quantiles by degrees of freedom.
 T99 = (0.0, 31.82, 6.965, 4.541, 3.747, 3.365, 3.143, 2.998, 2.896, 2.821, 2.764, 2.718, 2.681)
+T95 = (0.0, 6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833, 1.812, 1.796, 1.782)
+LINEAR, EXPONENTIAL, KNEE, STEP = "linear", "exponential", "knee", "step"
+# The first crossing's interval: its 2.5% and 97.5% points (and the median).
+QUANTILES = (0.025, 0.5, 0.975)
 
 _NAN = float("nan")
 
 
 class Forecast:
     """One estimate. Times in ms since epoch: expected, earliest and latest
-    crossing (from the slope's 99% interval)."""
+    first reading over the limit (a 90% prediction interval)."""
 
-    __slots__ = ("crossing_ms", "early_ms", "late_ms", "threshold", "level", "slope_per_day", "direction")
+    __slots__ = ("crossing_ms", "early_ms", "late_ms", "threshold", "level", "slope_per_day", "direction", "model")
 
-    def __init__(self, crossing_ms, early_ms, late_ms, threshold, level, slope_per_day, direction):
+    def __init__(self, crossing_ms, early_ms, late_ms, threshold, level, slope_per_day, direction, model=LINEAR):
         self.crossing_ms = crossing_ms
         self.early_ms = early_ms
         self.late_ms = late_ms
         self.threshold = threshold
         self.level = level
         self.slope_per_day = slope_per_day
-        self.direction = direction  # "above" or "below"
+        self.direction = direction
+        self.model = model
 
     def __repr__(self):
-        return "Forecast(%s %s at %d, level %.3g, slope %.3g/d)" % (
-            self.direction, self.threshold, self.crossing_ms, self.level, self.slope_per_day)
+        return "Forecast(%s %s %s at %d [%d, %d], level %.3g, slope %.3g/d)" % (
+            self.model, self.direction, self.threshold, self.crossing_ms, self.early_ms, self.late_ms, self.level,
+            self.slope_per_day)
+
+
+def _g(kind, p, x):
+    if kind == LINEAR:
+        return x
+    if kind == EXPONENTIAL:
+        return (math.exp(p * x) - 1.0) / p
+    if kind == STEP:
+        return 1.0 if x > p else 0.0
+    return x - p if x > p else 0.0
+
+
+def _dg(kind, p, x):
+    if kind == LINEAR:
+        return 1.0
+    if kind == EXPONENTIAL:
+        return math.exp(p * x)
+    if kind == STEP:
+        return 0.0
+    return 1.0 if x > p else 0.0
+
+
+def _t(table, df):
+    return table[df] if df < len(table) else table[-1]
+
+
+def _line(xs, ys, kind, p):
+    """Least squares y = a + b g(x): (rss, a, b, gbar, sgg), or None."""
+    n = len(xs)
+    gs = [_g(kind, p, x) for x in xs]
+    gbar = sum(gs) / n
+    ybar = sum(ys) / n
+    sgg = 0.0
+    sgy = 0.0
+    for i in range(n):
+        dg = gs[i] - gbar
+        sgg += dg * dg
+        sgy += dg * (ys[i] - ybar)
+    if sgg <= 0.0:
+        return None
+    b = sgy / sgg
+    a = ybar - b * gbar
+    rss = 0.0
+    for i in range(n):
+        r = ys[i] - a - b * gs[i]
+        rss += r * r
+    return (rss, a, b, gbar, sgg)
+
+
+def _aicc(rss, n, k):
+    return n * math.log(max(rss, 1e-12) / n) + 2 * k + 2.0 * k * (k + 1) / max(1, n - k - 1)
+
+
+def _variance(xs, ys, kind, p, a, b, rss, df):
+    """The residual variance, inflated for days that are not independent
+    (weather wanders for days): the residuals' lag-1 correlation rho
+    multiplies it by (1 + rho) / (1 - rho)."""
+    r0 = 0.0
+    r1 = 0.0
+    prev = None
+    for i in range(len(xs)):
+        r = ys[i] - a - b * _g(kind, p, xs[i])
+        r0 += r * r
+        if prev is not None and xs[i - 1] - xs[i] < 1.5:
+            r1 += r * prev
+        prev = r
+    rho = r1 / r0 if r0 > 0.0 else 0.0
+    rho = 0.0 if rho < 0.0 else (0.8 if rho > 0.8 else rho)
+    return rss / df * (1.0 + rho) / (1.0 - rho)
+
+
+def select(xs, ys):
+    """The models for the block means (xs days, newest first). Returns
+    (chosen, mixture) or None: ``chosen`` is (kind, param, a, b, gbar,
+    sgg, residual variance, degrees of freedom); ``mixture`` the models the
+    interval mixes, the same tuples with their Akaike weight in front."""
+    n = len(xs)
+    fit = _line(xs, ys, LINEAR, 0.0)
+    if fit is None:
+        return None
+    best = (LINEAR, 0.0) + fit
+    scored = [(_aicc(fit[0], n, 3), best)]
+    if n >= MIN_BLOCKS_CURVED:
+        # In order of how boldly they extrapolate: a change (knee or step)
+        # must beat the line by SELECT_MARGIN, an exponential the best so
+        # far by as much.
+        score = scored[0][0]
+        # Knee: 5 blocks after it, 3 at or before. Step: between two blocks,
+        # 1 after it and 3 before; a step is a change of level, not a trend
+        # (nothing to extrapolate: a chosen step is not announced), so a
+        # fault that shifts a reading once is not announced as wear the day
+        # it happens.
+        # Past two weeks, every other block (a day's precision matters less
+        # than the heap the fits churn through on a board).
+        stride = 1 if n <= 14 else 2
+        changes = ([(KNEE, xs[j]) for j in range(5, n - 2, stride)]
+                   + [(STEP, xs[j] - 0.5) for j in range(0, n - 3, stride)])
+        for family in (changes, [(EXPONENTIAL, r) for r in RATES]):
+            bar = score - SELECT_MARGIN
+            pick = None
+            top = None
+            for kind, p in family:
+                f = _line(xs, ys, kind, p)
+                if f is None:
+                    continue
+                s = _aicc(f[0], n, 4)
+                m = (kind, p) + f
+                if family is not changes:
+                    scored.append((s, m))  # every rate: the rate's uncertainty
+                elif top is None or s < top[0]:
+                    top = (s, m)
+                if s < bar:
+                    bar = s
+                    pick = m
+            if top is not None:
+                scored.append(top)  # the best change only
+                if pick is not None and pick is not top[1]:
+                    scored.append((bar, pick))
+            if pick is not None:
+                best = pick
+                score = bar
+    low = scored[0][0]
+    for s, m in scored:
+        if s < low:
+            low = s
+    mixture = []
+    total = 0.0
+    for s, m in scored:
+        w = math.exp(-0.5 * (s - low))
+        if w < MIX_MIN_WEIGHT and m is not best:
+            continue
+        kind, p, rss, a, b, gbar, sgg = m
+        df = n - (2 if kind == LINEAR else 3)
+        entry = (w, kind, p, a, b, gbar, sgg, _variance(xs, ys, kind, p, a, b, rss, df), df)
+        mixture.append(entry)
+        total += w
+        if m is best:
+            chosen = entry[1:]
+    mixture = [(e[0] / total,) + e[1:] for e in mixture]
+    return chosen, mixture
+
+
+# A trend's uncertainty as five equally likely shifts (near the conditional
+# means of the normal's quintiles, in prediction standard errors).
+SHIFTS = (-1.4, -0.53, 0.0, 0.53, 1.4)
+
+
+def _walk(models, tops, phase, n, limit, steps, high, beta):
+    """Walk 2 hours at a time; return the steps (1..steps, or None) at which
+    the chance that a reading has crossed reaches each of QUANTILES.
+
+    The chance mixes the models by their Akaike weight and, within each,
+    five shifts of its trend (its uncertainty, ``n`` blocks). Under each, a
+    2-hour step crosses with the share of the ``n`` past days whose peak
+    above the trend (``tops``: the chosen model's, sorted, filed by the time
+    of day it came at; ``phase`` is the time of day of step 1) came at this
+    time of day and would have reached the limit from this step's trend:
+    the readings' spread, and the time of day they peak at."""
+    logs = [[0.0] * len(SHIFTS) for _ in models]
+    found = [None] * len(QUANTILES)
+    per = 1.0 / len(SHIFTS)
+    n_inv = 1.0 / n
+    cap = 1.0 - 0.5 * n_inv
+    tail = 1.0 / (n + 1)
+    for f in range(1, steps + 1):
+        x = (f - 0.5) / BUCKETS_PER_DAY
+        here = tops[(phase + f - 1) % BUCKETS_PER_DAY]
+        m = len(here)
+        alive = 0.0
+        for k in range(len(models)):
+            w, kind, p, a, b, gbar, sgg, var, df = models[k]
+            row = logs[k]
+            if m:
+                g0 = _g(kind, p, x)
+                dg = g0 - gbar
+                trend = a + b * g0
+                se = math.sqrt(var * (n_inv + dg * dg / sgg))
+                for i in range(len(SHIFTS)):
+                    gap = limit - trend - SHIFTS[i] * se
+                    # How many past days' peaks at this time reach the gap.
+                    lo = 0
+                    hi = m
+                    while lo < hi:
+                        mid = (lo + hi) // 2
+                        if here[mid] > gap:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                    if lo < m:
+                        share = (m - lo) * n_inv
+                        row[i] += math.log(1.0 - (share if share < cap else cap))
+                    elif beta > 0.0 and gap > high:
+                        # Past the highest peak: the Gumbel tail, shared
+                        # among the times of day as the peaks are.
+                        row[i] += math.log(1.0 - m * n_inv * tail * math.exp((high - gap) / beta))
+            for i in range(len(SHIFTS)):
+                alive += w * per * math.exp(row[i])
+        crossed = 1.0 - alive
+        for q in range(len(QUANTILES)):
+            if found[q] is None and crossed >= QUANTILES[q]:
+                found[q] = f
+        if found[-1] is not None:
+            break
+    return found
 
 
 class Predictor:
@@ -152,13 +379,16 @@ class Predictor:
 
     def estimate(self, last, now_ms):
         """Fit the days ending with bucket ``last``; return a Forecast when
-        the trend is confident and heads for the limit, else None."""
+        the trend confidently heads for the limit, else None."""
         self.evaluations += 1
         slots = self.slots
         per_day = BUCKETS_PER_DAY
+        s = 1.0 if self.direction == "above" else -1.0  # work as if every limit were above
+        limit = s * (self.threshold - self.origin)
         xs = []
         ys = []
-        oldest = []  # first bucket of each block used
+        firsts = []  # first bucket of each block used
+        crossed = False
         for j in range(slots // per_day):
             first = last - per_day * (j + 1) + 1
             total = 0.0
@@ -168,90 +398,91 @@ class Predictor:
                 if m == m:  # not NaN
                     total += m
                     count += 1
+                    if s * self.peaks[h % slots] >= limit:
+                        crossed = True
             if count >= MIN_BUCKETS_PER_BLOCK:
                 xs.append(-(j + 0.5))  # block centre, days before now
-                ys.append(total / count)
-                oldest.append(first)
-        if len(xs) < MIN_BLOCKS:
-            return None
-        # Two fits: the whole history decides whether there is a trend (it
-        # does not mistake a warm week for one); the last week, if it is
-        # confident too, may bring the crossing closer (it reacts to wear
-        # that sped up). A week that is not confident changes nothing: a
-        # cool spell in the middle of real wear must not withdraw the alert.
-        # The week may only speak once the whole history already sees the
-        # crossing within 1.5 horizons: on its own, a warm-up of the weather
-        # (two days from cold to warm is +3 degC on a bearing) looks like
-        # steep, confident wear and raised the alert weeks early (the
-        # library's bearing_wear.toml: a week's slope of 1.35 degC/day for
-        # 0.5 of real wear, 29 days ahead of a 7-day horizon).
-        best = self._fit(xs, ys, oldest[-1], last, now_ms)
-        if best is not None and len(xs) > SHORT_BLOCKS + 1 and best.crossing_ms - now_ms <= SHORT_GATE * self.horizon_ms:
-            k = SHORT_BLOCKS
-            short = self._fit(xs[:k], ys[:k], oldest[k - 1], last, now_ms)
-            if short is not None and short.crossing_ms < best.crossing_ms:
-                best = short
-        return best
-
-    def _fit(self, xs, ys, first, last, now_ms):
-        above = self.direction == "above"
+                ys.append(s * total / count)
+                firsts.append(first)
         n = len(xs)
-        xbar = sum(xs) / n
-        ybar = sum(ys) / n
-        sxx = 0.0
-        sxy = 0.0
-        for i in range(n):
-            dx = xs[i] - xbar
-            sxx += dx * dx
-            sxy += dx * (ys[i] - ybar)
-        slope = sxy / sxx
-        level = ybar - slope * xbar  # the trend's value now (x = 0)
-        rss = 0.0
-        for i in range(n):
-            r = ys[i] - level - slope * xs[i]
-            rss += r * r
-        se = (rss / (n - 2) / sxx) ** 0.5
-        t = T99[n - 2] if n - 2 < len(T99) else T99[-1]
-        toward = slope if above else -slope  # positive: heading for the limit
-        # How far the readings reach beyond the trend: the largest peak above
-        # it (below it, for a lower limit) in the window. Measured against
-        # the trend line, not the day's mean, so a rising day's late peak is
-        # not counted twice.
-        excursion = 0.0
-        for h in range(max(0, first), last + 1):
-            p = self.peaks[h % self.slots]
-            if p != p:
-                continue
-            trend = level + slope * (h - last - 0.5) / BUCKETS_PER_DAY
-            swing = p - trend if above else trend - p
-            if swing > excursion:
-                excursion = swing
-        peak_level = level + excursion if above else level - excursion
-        distance = (self.threshold - self.origin - peak_level) if above else (peak_level - (self.threshold - self.origin))
-        if distance <= 0:
-            # The peaks already reach the limit: the crossing is now (the
-            # threshold rules speak for the readings; the prediction stays).
-            return Forecast(now_ms, now_ms, now_ms, self.threshold, peak_level + self.origin, slope, self.direction)
-        if toward - t * se <= 0:
+        if n < MIN_BLOCKS:
             return None
-        days = distance / toward
-        early = distance / (toward + t * se)
-        late = distance / (toward - t * se)
+        fits = select(xs, ys)
+        if fits is None:
+            return None
+        kind, p, a, b, gbar, sgg, var, df = fits[0]
+        t = _t(T99, df)
+        if kind == STEP or b <= 0.0 or b * b * sgg <= t * t * var:
+            return None  # not a trend: a step, or b's one-sided 99% bound does not clear zero
+        level = a + b * _g(kind, p, 0.0)
+        slope = s * b * _dg(kind, p, 0.0)
+        if crossed:
+            # A reading already reached the limit under a rising trend: the
+            # crossing is now (the threshold rules speak for the readings;
+            # the prediction stays).
+            return Forecast(now_ms, now_ms, now_ms, self.threshold, s * level + self.origin, slope, self.direction,
+                            kind)
+        tops = self._tops(kind, p, a, b, firsts, last, s)
+        # Beyond the highest past peak the shares say nothing: a new day
+        # beats all n before it with chance 1 / (n + 1), and by more with a
+        # Gumbel tail, its scale from the peaks' interquartile range (IQR /
+        # 1.57: a maintenance spike among them does not widen it).
+        every = []
+        for phase in tops:
+            every += phase
+        every.sort()
+        k = len(every)
+        high = every[-1]
+        beta = (every[(3 * k) // 4] - every[k // 4]) / 1.57
+        steps = WALK_HORIZONS * self.horizon_ms // BUCKET_MS
+        early, mid, late = _walk(fits[1], tops, (last + 1) % per_day, n, limit, steps, high, beta)
+        if early is None:
+            return None  # no credible crossing within the walk
+        beyond = now_ms + (steps + 1) * BUCKET_MS + PHASE_SLACK_MS
         return Forecast(
-            now_ms + int(days * DAY_MS),
-            now_ms + int(early * DAY_MS),
-            now_ms + int(late * DAY_MS),
+            beyond if mid is None else now_ms + mid * BUCKET_MS,
+            now_ms + (early - 1) * BUCKET_MS - PHASE_SLACK_MS,
+            beyond if late is None else now_ms + late * BUCKET_MS + PHASE_SLACK_MS,
             self.threshold,
-            peak_level + self.origin,
+            s * level + self.origin,
             slope,
             self.direction,
+            kind,
         )
 
+    def _tops(self, kind, p, a, b, firsts, last, s):
+        """Each day's peak above the trend (its cycle, noise and wander),
+        filed by the 2-hour phase of the day it came at: 12 sorted lists."""
+        per_day = BUCKETS_PER_DAY
+        slots = self.slots
+        tops = [[] for _ in range(per_day)]
+        for first in firsts:
+            top = None
+            at = 0
+            for h in range(max(0, first), first + per_day):
+                pk = self.peaks[h % slots]
+                if pk != pk:
+                    continue
+                e = s * pk - a - b * _g(kind, p, (h - last - 0.5) / per_day)
+                if top is None or e > top:
+                    top = e
+                    at = h % per_day
+            if top is not None:
+                tops[at].append(top)
+        for phase in tops:
+            phase.sort()
+        return tops
+
     def _judge(self, forecast, now_ms):
-        # Judged against the horizon plus the confirmation time (and one
-        # estimate of slack): confirming must not eat into the promised lead.
+        # The earliest credible crossing is judged against the horizon plus
+        # the confirmation time (and one estimate of slack): confirming must
+        # not eat into the promised lead.
+        # The expected crossing must be within two horizons too: a wide
+        # interval (a curve that fits a warm week as well as it fits wear)
+        # is not yet a warning.
         ahead = self.horizon_ms + (CONFIRM_ESTIMATES + 1) * BUCKET_MS
-        if forecast is not None and forecast.crossing_ms - now_ms <= ahead:
+        if (forecast is not None and forecast.early_ms - now_ms <= ahead
+                and forecast.crossing_ms - now_ms <= MEDIAN_HORIZONS * self.horizon_ms):
             self.last = forecast
             self.streak += 1
             self.quiet = 0
@@ -260,7 +491,7 @@ class Predictor:
                 return "raise"
             return None
         self.streak = 0
-        if forecast is not None and forecast.crossing_ms - now_ms <= 2 * self.horizon_ms:
+        if forecast is not None and forecast.early_ms - now_ms <= 2 * self.horizon_ms:
             return None  # between one and two horizons: neither raise nor withdraw (hysteresis)
         self.quiet += 1
         if self.active and self.quiet >= CLEAR_ESTIMATES:

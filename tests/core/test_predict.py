@@ -25,18 +25,36 @@ def _stream(predictor, days, level, start_day=0.0, cycle=0.0):
     return changes
 
 
+def _first_over(level, limit, days, cycle=0.0):
+    """The day the stream _stream feeds first reads above ``limit``."""
+    t = 0
+    while t < days * DAY:
+        day = t / DAY
+        if level(day) + cycle * math.sin(2 * math.pi * day) > limit:
+            return day
+        t += STEP
+    return None
+
+
 def test_linear_drift_is_predicted_a_week_ahead():
     p = pr.Predictor(90.0, "above", 7 * DAY, 14)
     changes = _stream(p, 40, lambda d: 50.0 + 1.5 * d, cycle=2.0)
-    # Peaks (level + 2) reach 90 on day 25.33; the alert must come >= 7 days
-    # before, and stay up past the crossing (the limit is reached, not withdrawn).
+    # The mean plus the cycle's amplitude reaches 90 on day 25.33, but the
+    # readings peak at a quarter past each day: the first reading over 90
+    # is on day 26.05. The alert must come >= 7 days before it, and stay up
+    # past the crossing (the limit is reached, not withdrawn).
+    first = _first_over(lambda d: 50.0 + 1.5 * d, 90.0, 40, cycle=2.0)
+    assert 26.0 < first < 26.1, first
     assert changes and changes[0][1] == "raise", changes
     raised_day = changes[0][0]
-    assert 25.33 - raised_day >= 7.0, raised_day
+    assert first - raised_day >= 7.0, raised_day
     forecast = changes[0][2]
     crossing_day = (forecast.crossing_ms - T0) / DAY
-    assert abs(crossing_day - 25.33) < 0.75, crossing_day
+    assert abs(crossing_day - first) < 0.75, crossing_day
+    # The interval is for the first reading over the limit, and holds it.
+    assert forecast.early_ms <= T0 + first * DAY <= forecast.late_ms, forecast
     assert forecast.early_ms <= forecast.crossing_ms <= forecast.late_ms
+    assert forecast.model == "linear"
     assert abs(forecast.slope_per_day - 1.5) < 0.05
     assert [c[1] for c in changes] == ["raise"]
 
