@@ -586,9 +586,11 @@ class HealthEngine:
         limit = rules.num(predictor.threshold)
         if active:
             days = (forecast.crossing_ms - now) / 86400000.0
-            text = "%s is trending %s %s %s (%+.3g %s/day): expected to cross in %.1f days" % (
+            earliest = (forecast.early_ms - now) / 86400000.0
+            latest = "%.1f" % ((forecast.late_ms - now) / 86400000.0) if forecast.late_ms is not None else "never"
+            text = "%s is trending %s %s %s (%s, %+.3g %s/day): expected to cross in %.1f days (between %.1f and %s)" % (
                 place, "up toward" if predictor.direction == "above" else "down toward", limit, sensor.unit,
-                forecast.slope_per_day, sensor.unit, days)
+                forecast.model, forecast.slope_per_day, sensor.unit, days, earliest, latest)
             action = spec.action or "schedule service before the predicted crossing"
             if component is not None and component.part:
                 action += " (part %s)" % component.part
@@ -608,5 +610,6 @@ class HealthEngine:
                 sg.P_THRESHOLD: forecast.threshold,
                 sg.P_LEVEL: forecast.level,
                 sg.P_SLOPE: forecast.slope_per_day,
+                sg.P_MODEL: forecast.model,
             }
         return signal

@@ -84,7 +84,7 @@ _NAN = float("nan")
 
 class Forecast:
     """One estimate. Times in ms since epoch: expected, earliest and latest
-    first reading over the limit (a 90% prediction interval)."""
+    first reading over the limit (a 95% prediction interval: docs/health.md)."""
 
     __slots__ = ("crossing_ms", "early_ms", "late_ms", "threshold", "level", "slope_per_day", "direction", "model")
 

@@ -217,6 +217,7 @@ P_LATEST = 2  # uint or null: latest plausible crossing (null: maybe never)
 P_THRESHOLD = 3  # number: the level being approached
 P_LEVEL = 4  # number: today's estimated level (trend plus typical daily peak)
 P_SLOPE = 5  # number: trend, sensor unit per day
+P_MODEL = 6  # tstr: the trend model chosen (linear, exponential, knee)
 
 # State signal (kind 3) body keys: one per component state transition.
 S_COMPONENT = 0  # tstr

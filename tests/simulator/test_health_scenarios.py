@@ -66,6 +66,8 @@ def test_slow_drift_predicted_at_least_seven_days_ahead(seed):
     prediction = alert.body[sg.A_PREDICTION]
     assert prediction[sg.P_EARLIEST] <= prediction[sg.P_CROSSING] <= prediction[sg.P_LATEST]
     assert prediction[sg.P_THRESHOLD] == 90.0
+    assert prediction[sg.P_MODEL] in ("linear", "exponential", "knee"), prediction
+    assert "(%s, " % prediction[sg.P_MODEL] in alert.body[sg.A_TEXT] and " (between " in alert.body[sg.A_TEXT]
     # The true wear rate is 0.5 degC/day; the week-long fit also sees the
     # weather (a wander of ~1.5 degC), so the estimate is right in order only.
     assert 0.25 < prediction[sg.P_SLOPE] < 1.5, prediction[sg.P_SLOPE]
