@@ -173,9 +173,9 @@ class LoginGuard:
 
 
 class AlertRecord:
-    __slots__ = ("seq", "time_ms", "severity", "text", "active", "acked_by", "acked_ms")
+    __slots__ = ("seq", "time_ms", "severity", "text", "active", "acked_by", "acked_ms", "sensor", "condition")
 
-    def __init__(self, seq, time_ms, severity, text, active):
+    def __init__(self, seq, time_ms, severity, text, active, sensor="", condition=""):
         self.seq = seq
         self.time_ms = time_ms
         self.severity = severity
@@ -183,6 +183,18 @@ class AlertRecord:
         self.active = active
         self.acked_by = None
         self.acked_ms = None
+        self.sensor = sensor  # which rule the ack is for (a level shift takes its new baseline)
+        self.condition = condition
+
+
+def acknowledge_alert(device, alert, now):
+    """Tell the health engine a person acknowledged ``alert`` (an
+    AlertRecord, acked_by set): the outputs to dispatch, [] when its rule
+    does not take acknowledgements. The console's `ack` and a signed
+    alert.ack both come here."""
+    if not alert.sensor or not alert.active:
+        return []
+    return device.acknowledge(alert.sensor, alert.condition, now, alert.acked_by)
 
 
 # name -> (scope needed or None, usage, one-line summary, details)
@@ -265,7 +277,7 @@ class Console:
         if signal.kind == sg.KIND_ALERT:
             active = body.get(sg.A_ACTIVE, True)
             record = AlertRecord(signal.seq, signal.time_ms, body.get(sg.A_SEVERITY, ""), body.get(sg.A_TEXT, ""),
-                                 active)
+                                 active, body.get(sg.A_SENSOR, ""), body.get(sg.A_CONDITION, ""))
             self.alerts.append(record)
             if len(self.alerts) > MAX_ALERTS:
                 self.alerts.pop(0)
@@ -558,6 +570,8 @@ class Session:
         alert.acked_ms = now
         self._audit(now, "alert.ack", "alert #%d" % alert.seq, "unacknowledged", "acknowledged", audit.APPLIED,
                     alert.text)
+        # The rule may take it: an acknowledged level shift accepts its new level and clears.
+        self.console.view.dispatch(acknowledge_alert(self.console.view.device, alert, now))
         return "alert #%d acknowledged by %s" % (alert.seq, alert.acked_by)
 
     def _cmd_quarantine(self, args, now):

@@ -80,6 +80,9 @@ def _acknowledge(agent, alert, who, now_ms):
     if record.acked_by is not None:
         return "acknowledged by %s" % record.acked_by, "acknowledged by %s" % record.acked_by
     record.acked_by, record.acked_ms = who, now_ms
+    from edge_agent.core.console import acknowledge_alert
+
+    agent._dispatch(acknowledge_alert(agent.device, record, now_ms))  # a level shift takes its new baseline
     return "unacknowledged", "acknowledged by %s" % who
 
 

@@ -87,3 +87,28 @@ def test_a_spike_is_a_jump_not_a_shift():
     s.t += STEP
     s.run_to(2 * DAY)
     assert [(a[1], a[2]) for a in s.alerts] == [("jump", True), ("jump", False)]
+
+
+def test_an_ack_at_the_console_makes_a_held_shift_the_new_baseline():
+    # The console's `ack` (core/console.py) reaches the health engine: the
+    # shift clears, and the offset is the sensor's level from then on.
+    from console_support import Screen, bench, token
+    from health_support import health_board as board
+
+    view, console = bench(board=board(temp_rules=[{"kind": "shift", "max_shift": 3}]))
+    screen = Screen(console)
+    for _ in range(40):
+        view.feed("coolant_temp", 40.0, 300000)
+    for _ in range(12):
+        view.feed("coolant_temp", 46.0, 300000)
+    raised = [a for a in console.alerts if a.condition == "shift" and a.active]
+    assert len(raised) == 1 and raised[0].sensor == "coolant_temp", [(a.condition, a.active) for a in console.alerts]
+    assert screen.run("login " + token(issued=view.clock)).startswith("logged in")
+    out = screen.run("ack %d" % raised[0].seq)
+    assert out.startswith("alert #%d acknowledged by alice" % raised[0].seq), out
+    assert "shift cleared (acknowledged by alice" in out, out  # the clear, as a notice on the same screen
+    cleared = [a for a in console.alerts if a.condition == "shift" and not a.active]
+    assert len(cleared) == 1 and "acknowledged by alice" in cleared[0].text, [a.text for a in console.alerts]
+    for _ in range(24):
+        view.feed("coolant_temp", 46.0, 300000)  # the new level: no new alert
+    assert len([a for a in console.alerts if a.condition == "shift"]) == 2
