@@ -274,8 +274,8 @@ def _open(data, trusted):
         raise Rejection("malformed", "signed payload must be a map", operator)
     version = body.get(O_VERSION)
     if version != OPERATOR_VERSION:
-        raise Rejection("unsupported-version", "operator message version %r (this build reads %d)"
-                        % (version, OPERATOR_VERSION), operator)
+        raise Rejection("unsupported-version", "operator message version %s (this build reads %d)"
+                        % (_shown(version), OPERATOR_VERSION), operator)
     for key_id, label in ((O_ISSUED, "issued"), (O_EXPIRES, "expires")):
         if not _is_uint(body.get(key_id)):
             raise Rejection("malformed", "%s (key %d) must be an unsigned integer" % (label, key_id), operator)
@@ -315,7 +315,7 @@ def _duration(ms):
 def _expect_type(body, wanted, operator):
     kind = body.get(O_TYPE)
     if not isinstance(kind, str) or kind != wanted:  # (bytes == str warns on MicroPython)
-        raise Rejection("wrong-type", "expected a %s, got a %r message" % (wanted, kind), operator)
+        raise Rejection("wrong-type", "expected a %s, got a %s message" % (wanted, _shown(kind)), operator)
 
 
 def verify_token(data, trusted, device_id, now_ms):
@@ -331,14 +331,20 @@ def verify_token(data, trusted, device_id, now_ms):
         raise Rejection("malformed", "scopes (key %d) must be a non-empty list of text" % O_SCOPES, operator)
     for scope in scopes:
         if scope not in SCOPES:
-            raise Rejection("bad-scope", "unknown scope %r (known: %s)" % (scope, ", ".join(SCOPES)), operator)
+            raise Rejection("bad-scope", "unknown scope %s (known: %s)" % (_shown(scope), ", ".join(SCOPES)), operator)
     target = body[O_TARGET]
     if target != device_id:
-        raise Rejection("wrong-device", "token is for device %r, this is %r" % (target, device_id), operator)
+        raise Rejection("wrong-device", "token is for device %s, this is %r" % (_shown(target), device_id), operator)
     _check_time(body, now_ms, operator)
     if body[O_EXPIRES] - body[O_ISSUED] > MAX_TOKEN_TTL_MS:
         raise Rejection("too-long-lived", "tokens may last at most %s" % _duration(MAX_TOKEN_TTL_MS), operator)
     return Token(subject, tuple(scopes), body[O_EXPIRES], body[O_ISSUED], operator, target)
+
+
+# A board holds periods, limits and offsets: no integer past a float's exact
+# range. A larger one in a patch is refused here, before the board checks
+# would format it (CPython cannot print an int of over 4300 digits).
+MAX_PATCH_INT = 2 ** 53
 
 
 def _check_patch(patch):
@@ -346,8 +352,38 @@ def _check_patch(patch):
         return "a config patch must be a non-empty map"
     for key in patch:
         if not isinstance(key, str) or key not in PATCHABLE:
-            return "a patch may change %s, not %r" % (", ".join(PATCHABLE), key)
+            return "a patch may change %s, not %s" % (", ".join(PATCHABLE), _shown(key))
+    return _patch_numbers(patch, "patch")
+
+
+def _patch_numbers(value, where):
+    """None, or why a number in the patch is out of range (``where`` names it)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not -MAX_PATCH_INT <= value <= MAX_PATCH_INT:
+            return "%s: an integer outside +-2^53 (no board value is that large)" % where
+    elif isinstance(value, dict):
+        for key in value:
+            name = key if isinstance(key, str) and len(key) <= 64 else "<%s>" % type(key).__name__
+            problem = _patch_numbers(value[key], "%s.%s" % (where, name))
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for i in range(len(value)):
+            problem = _patch_numbers(value[i], "%s[%d]" % (where, i))
+            if problem:
+                return problem
     return None
+
+
+def _shown(value):
+    """A value from a message, for a refusal: itself if short text or a
+    small integer, else its type (never a megabyte of text, nor an int
+    CPython refuses to print)."""
+    if isinstance(value, str) and len(value) <= 64:
+        return repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and -10 ** 12 < value < 10 ** 12:
+        return "%d" % value
+    return "a value of type %s" % type(value).__name__
 
 
 def check_command(name, args):
@@ -357,12 +393,12 @@ def check_command(name, args):
     # text print a warning on MicroPython (a hostile message can carry either).
     required = COMMANDS.get(name) if isinstance(name, str) else None
     if required is None:
-        return "unknown command %r (known: %s)" % (name, ", ".join(sorted(COMMANDS)))
+        return "unknown command %s (known: %s)" % (_shown(name), ", ".join(sorted(COMMANDS)))
     if not isinstance(args, dict):
         return "args must be a map"
     for arg in args:
         if not isinstance(arg, str):
-            return "%s: argument names must be text, not %r" % (name, arg)
+            return "%s: argument names must be text, not %s" % (name, _shown(arg))
     optional = OPTIONAL_ARGS.get(name, {})
     for arg, kind in required.items():
         if arg not in args:
@@ -468,9 +504,9 @@ def _command(body, operator, device_id, model, now_ms, last_counter):
     target = body[O_TARGET]
     if target.startswith(MODEL_PREFIX):
         if model is None or target != model_target(model):
-            raise Rejection("wrong-model", "command is for %r, this device is model %r" % (target, model), operator)
+            raise Rejection("wrong-model", "command is for %s, this device is model %r" % (_shown(target), model), operator)
     elif target != device_id:
-        raise Rejection("wrong-device", "command is for device %r, this is %r" % (target, device_id), operator)
+        raise Rejection("wrong-device", "command is for device %s, this is %r" % (_shown(target), device_id), operator)
     _check_time(body, now_ms, operator)
     last = last_counter if _is_uint(last_counter) else last_counter.last(operator, target)
     if counter == last:

@@ -154,6 +154,11 @@ def test_payload_shapes_are_checked_after_the_signature():
         ({op.O_ARGS: {"alert": "1", "extra": "x"}}, "bad-command"),
         ({op.O_ARGS: []}, "bad-command"),
         ({op.O_TYPE: "config"}, "wrong-type"),
+        # Values no message should print: a 5,000-digit int (CPython cannot
+        # format it), a long text; refused by reason, not an internal error.
+        ({op.O_VERSION: 10 ** 5000}, "unsupported-version"),
+        ({op.O_TYPE: 10 ** 5000}, "wrong-type"),
+        ({op.O_TARGET: "x" * 5000}, "wrong-device"),
     ]
     for change, reason in cases:
         body = dict(good)
@@ -231,3 +236,15 @@ def test_config_patches_only_touch_board_tables():
     assert "not 'board'" in op.check_command("config.update", {"patch": {"board": {"model": "X"}}})
     assert "non-empty" in op.check_command("config.update", {"patch": {}})
     assert "non-empty" in op.check_command("advisory", {"text": "t", "patch": [1]})
+
+
+def test_a_patch_number_too_large_for_any_board_is_refused_unprinted():
+    # A signed patch with a 5,000-digit integer used to reach the board
+    # checks, which format values: ValueError on CPython, an internal error.
+    huge = 10 ** 5000
+    for patch in ({"sensors": {"t": {"period_ms": huge}}}, {"health": {"x": [1, -huge]}}):
+        problem = op.check_command("config.update", {"patch": patch})
+        assert problem is not None and "outside +-2^53" in problem and len(problem) < 150, problem
+    assert op.check_command("config.update", {"patch": {"sensors": {"t": {"period_ms": 2 ** 53}}}}) is None
+    assert "unknown command a value of type int" in op.check_command(huge, {})
+    assert len(op.check_command("quarantine.force", {huge: 1})) < 150
