@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto picocom demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check
+.PHONY: all setup mosquitto picocom demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32
 
 all: help
 
@@ -24,6 +24,7 @@ help:
 	@echo "make firmware - mpy-cross the ESP32 firmware into build/firmware, print the size report"
 	@echo "make flash PORT=/dev/ttyUSB0 - copy build/firmware to a board with mpremote and reset it"
 	@echo "make firmware-check - type-check the firmware against micropython-esp32-stubs"
+	@echo "make micropython32 MICROPYTHON_SRC=DIR [MICROPYTHON_LIB=DIR] - a 32-bit MicroPython from source into build/micropython32"
 	@echo "make clean   - remove the virtualenv and generated files"
 
 setup: $(STAMP) mosquitto picocom
@@ -103,6 +104,16 @@ flash: firmware
 firmware-check: setup
 	@test -f build/stubs/machine.pyi || $(BIN)/pip install -q --target build/stubs micropython-esp32-stubs
 	$(BIN)/mypy --config-file firmware/mypy.ini $$(ls firmware/*.py | grep -v -e '/unix_')
+
+# A 32-bit MicroPython unix port built from source trees you point it at
+# (never fetched or committed here), the firmware's ESP32-sized stand-in:
+# build/micropython32/micropython-frozen and -romfs (docs/firmware.md
+# "A 32-bit stand-in"). MP32_ARGS="--no-tls" or "--flavour frozen".
+# Needs only python3, make, gcc-multilib; make test never needs it (the
+# tests that use it skip when it is absent).
+micropython32:
+	@test -n "$(MICROPYTHON_SRC)" || { echo "make micropython32 MICROPYTHON_SRC=DIR [MICROPYTHON_LIB=DIR]: DIR is a micropython/micropython checkout (docs/firmware.md)"; exit 2; }
+	$(PYTHON) -m edge_agent.tools.micropython32 --src "$(MICROPYTHON_SRC)" $(if $(MICROPYTHON_LIB),--lib "$(MICROPYTHON_LIB)") $(MP32_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .hypothesis

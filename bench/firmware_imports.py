@@ -1,7 +1,7 @@
 """What each firmware module costs in heap when imported, on the MicroPython
 unix port with the code in ROMFS (as on a board with a ROMFS partition).
 
-    .venv/bin/python bench/firmware_imports.py [--image IMAGE]
+    .venv/bin/python bench/firmware_imports.py [--image IMAGE] [--micropython BIN] [--frozen]
 
 Builds the host bundle (or takes ``--image``), then in one micropython
 process mounts it (tests/firmware/rom_boot.py's way) and imports the
@@ -9,6 +9,13 @@ modules leaves first, printing gc.mem_alloc() after gc.collect() before and
 after each: a module's own cost (its function objects, classes, interned
 names and tables; its dependencies are already in). The total is what the
 firmware's code takes before it makes a single object.
+
+--micropython runs another binary, e.g. the 32-bit stand-in
+(`make micropython32`: build/micropython32/micropython-romfs); --frozen
+imports the modules frozen into that binary (micropython-frozen) instead
+of a ROMFS image. --m32 FLAVOUR is short for the 32-bit binary of that
+flavour (frozen implies --frozen); the bench says so and exits 0 when it
+has not been built.
 """
 
 import argparse
@@ -21,6 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from edge_agent.tools import firmware_build as fb  # noqa: E402
+from edge_agent.tools import micropython32 as mp32  # noqa: E402
 
 MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 # Leaves first, in the order the firmware's start imports them.
@@ -40,12 +48,21 @@ MODULES = [
     "edge_agent.core.console_line", "edge_agent.core.console_show", "edge_agent.core.console", "console_port",
 ]
 
-PROBE = """
+# How the code is found: a ROMFS image mounted at /rom (rom_boot.py's way),
+# or the modules frozen into the binary.
+ROM_SETUP = """
 import gc, sys, vfs
 with open(%r, "rb") as f:
     rom = f.read()
 vfs.mount(vfs.VfsRom(rom), "/rom")
 sys.path[:] = ["/rom/lib", ".frozen"]
+"""
+FROZEN_SETUP = """
+import gc, sys
+sys.path[:] = [".frozen"]
+"""
+
+PROBE = """
 def used():
     gc.collect()
     return gc.mem_alloc()
@@ -64,23 +81,23 @@ print("total %%d" %% (used() - start))
 # What the unix-port firmware's start really imports (unix_main's imports,
 # a line-only board: no commands, no console), in a fresh process.
 START = """
-import gc, sys, vfs
-with open(%r, "rb") as f:
-    rom = f.read()
-vfs.mount(vfs.VfsRom(rom), "/rom")
-sys.path[:] = ["/rom/lib", ".frozen"]
 gc.collect()
 before = gc.mem_alloc()
 import unix_main
 gc.collect()
-print("start %%d" %% (gc.mem_alloc() - before))
+print("start %d" % (gc.mem_alloc() - before))
 print("loaded " + " ".join(sorted(name for name in sys.modules if name != "__main__")))
 """
 
 
-def measure(image):
-    out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", PROBE % (image, MODULES)], capture_output=True,
-                         text=True, cwd=ROOT)
+def setup_code(image):
+    return FROZEN_SETUP if image is None else ROM_SETUP % image
+
+
+def measure(image, micropython=MICROPYTHON):
+    """``image`` None: the modules frozen into ``micropython``."""
+    out = subprocess.run([micropython, "-X", "heapsize=4m", "-c", setup_code(image) + PROBE % (MODULES,)],
+                         capture_output=True, text=True, cwd=ROOT)
     if out.returncode:
         raise SystemExit(out.stdout + out.stderr)
     costs, total = [], 0
@@ -93,9 +110,9 @@ def measure(image):
     return costs, total
 
 
-def measure_start(image):
-    out = subprocess.run([MICROPYTHON, "-X", "heapsize=4m", "-c", START % image], capture_output=True, text=True,
-                         cwd=ROOT)
+def measure_start(image, micropython=MICROPYTHON):
+    out = subprocess.run([micropython, "-X", "heapsize=4m", "-c", setup_code(image) + START], capture_output=True,
+                         text=True, cwd=ROOT)
     if out.returncode:
         raise SystemExit(out.stdout + out.stderr)
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
@@ -105,17 +122,30 @@ def measure_start(image):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image", help="a bundle.romfs built with host modules (default: build one)")
+    parser.add_argument("--micropython", help="the MicroPython binary (default: the virtualenv's unix port)")
+    parser.add_argument("--frozen", action="store_true", help="the modules frozen into --micropython, no image")
+    parser.add_argument("--m32", choices=mp32.FLAVOURS, help="the 32-bit stand-in of this flavour (make micropython32)")
     args = parser.parse_args()
+    micropython = args.micropython or MICROPYTHON
+    if args.m32:
+        micropython = mp32.binary(args.m32)
+        if micropython is None:
+            print("skipped: no 32-bit MicroPython in %s (make micropython32 MICROPYTHON_SRC=DIR)" % mp32.out_dir())
+            return
+        args.frozen = args.m32 == "frozen"
+    print("%s, code %s" % (micropython, "frozen into the binary" if args.frozen else "in ROMFS"))
     image = args.image
-    if image is None:
+    if args.frozen:
+        image = None
+    elif image is None:
         work = tempfile.mkdtemp(prefix="fw-imports-")
         fb.build(work, host=True)
         image = os.path.join(work, "bundle.romfs")
-    costs, total = measure(image)
+    costs, total = measure(image, micropython)
     for name, cost in costs:
         print("%-36s %7.1f KiB" % (name, cost / 1024))
     print("%-36s %7.1f KiB" % ("total (every module)", total / 1024))
-    start, loaded = measure_start(image)
+    start, loaded = measure_start(image, micropython)
     print("firmware start (unix_main's imports, %d modules): %.1f KiB" % (len(loaded), start / 1024))
     print("  " + " ".join(loaded))
 

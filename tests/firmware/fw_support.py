@@ -12,6 +12,11 @@ outlives a killed firmware as flash outlives a power cut.
 
 EA_FIRMWARE_DIR runs the firmware from another directory (default
 "firmware"), e.g. a copy with one module changed, to see a test fail.
+
+``start_firmware(..., micropython=PATH)`` runs another MicroPython binary,
+e.g. the 32-bit stand-in of `make micropython32`
+(edge_agent.tools.micropython32.binary()); with ``frozen=True`` the firmware
+is the one frozen into that binary (tests/firmware/frozen_boot.py).
 """
 
 import os
@@ -32,6 +37,7 @@ MICROPYTHON = os.path.join(os.path.dirname(sys.executable), "micropython")
 FIRMWARE_DIR = os.environ.get("EA_FIRMWARE_DIR", "firmware")
 FIRMWARE_PATH = FIRMWARE_DIR + ":.:.frozen"
 ROM_BOOT = os.path.join(ROOT, "tests", "firmware", "rom_boot.py")
+FROZEN_BOOT = os.path.join(ROOT, "tests", "firmware", "frozen_boot.py")
 # A board made for the firmware tests: one UART with the line protocol, a
 # fan the health engine quarantines (cutting its power pin), a coolant loop.
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
@@ -59,37 +65,50 @@ class Rig:
         self.bus = bus
         self.output = output
 
-    def provision(self, broker_port, operators=()):
-        cert, key = self.pki.client(self.device_id)
-        atomic_write(self.device_cbor, fb.provision(os.path.join(self.directory, "identity"), "127.0.0.1",
-                                                    broker_port, self.pki.ca_cert, cert, key, operators=operators),
-                     mode=0o600)
+    def provision(self, broker_port, operators=(), insecure=False):
+        """The device settings: mutual TLS with the pki, or ``insecure``
+        (plaintext MQTT, `firmware provision --insecure`)."""
+        identity = os.path.join(self.directory, "identity")
+        if insecure:
+            data = fb.provision(identity, "127.0.0.1", broker_port, operators=operators, insecure=True)
+        else:
+            cert, key = self.pki.client(self.device_id)
+            data = fb.provision(identity, "127.0.0.1", broker_port, self.pki.ca_cert, cert, key, operators=operators)
+        atomic_write(self.device_cbor, data, mode=0o600)
 
-    def firmware_argv(self, uart_path, *extra, heap=None, rom=None):
+    def firmware_argv(self, uart_path, *extra, heap=None, rom=None, micropython=None, frozen=False):
         args = ["--board", self.board_cbor, "--device", self.device_cbor,
                 *(["--flash", self.flash] if self.flash else ["--store", self.store]),
                 "--uart", "%s=%s" % (self.bus, uart_path), *extra]
         if self.output:
             args += ["--output-pin", "%s=%s" % (self.output, self.fan_pin)]
-        prefix = [MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else [])
+        prefix = [micropython or MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else [])
         if rom:
             return prefix + [ROM_BOOT, rom] + args
+        if frozen:
+            return prefix + [FROZEN_BOOT] + args
         return prefix + [os.path.join(FIRMWARE_DIR, "unix_main.py")] + args
 
-    def start_firmware(self, uart_path, broker_port, *extra, heap=None, rom=None, name="firmware"):
+    def start_firmware(self, uart_path, broker_port, *extra, heap=None, rom=None, name="firmware", micropython=None,
+                       frozen=False):
         if not os.path.exists(self.device_cbor):
             self.provision(broker_port)
-        child = Child(name, self.firmware_argv(uart_path, *extra, heap=heap, rom=rom), stdin=True, relay=False,
+        child = Child(name, self.firmware_argv(uart_path, *extra, heap=heap, rom=rom, micropython=micropython,
+                                               frozen=frozen), stdin=True, relay=False,
                       env={"MICROPYPATH": FIRMWARE_PATH})
         self.children.append(child)
         return child
 
-    def start_receiver(self, broker_port):
-        cert, key = self.pki.client(self.device_id + "-receiver")
+    def start_receiver(self, broker_port, insecure=False):
+        if insecure:
+            connection = ["--insecure"]
+        else:
+            cert, key = self.pki.client(self.device_id + "-receiver")
+            connection = ["--ca", self.pki.ca_cert, "--cert", cert, "--key", key]
         child = Child("receiver", edge_agent_argv(
             "receiver", "run", "--registry", self.registry, "--db", self.db, "--no-live", "--group", "",
             "--client-id", self.device_id + "-receiver",
-            "--broker", "127.0.0.1:%d" % broker_port, "--ca", self.pki.ca_cert, "--cert", cert, "--key", key),
+            "--broker", "127.0.0.1:%d" % broker_port, *connection),
             relay=False)
         self.children.append(child)
         child.wait_for("receiving", 15)
