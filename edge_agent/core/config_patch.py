@@ -18,6 +18,10 @@ from edge_agent.core import operator as op
 from edge_agent.core.board import board_from_dict
 
 MAX_DEPTH = 8  # a board is 4 levels deep; deeper patches are nonsense or hostile
+# A board holds periods, limits and offsets: no integer past a float's exact
+# range. A larger one is refused before the board checks would format it
+# (CPython cannot print an int of over 4300 digits).
+MAX_INT = 2 ** 53
 PATCHABLE = op.PATCHABLE  # the board's tables, not its schema, name or model
 
 
@@ -34,7 +38,7 @@ def merge(target, patch, depth=0):
     result = dict(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if not isinstance(key, str):
-            raise PatchError("patch keys must be text, got %r" % (key,))
+            raise PatchError("patch keys must be text, got a %s" % type(key).__name__)
         if value is None:
             result.pop(key, None)
         else:
@@ -49,7 +53,7 @@ def combine(overlay, patch):
         raise PatchError("a config patch must be a non-empty map")
     for key in patch:
         if key not in PATCHABLE:
-            raise PatchError("a patch may change %s, not %r" % (", ".join(PATCHABLE), key))
+            raise PatchError("a patch may change %s, not %s" % (", ".join(PATCHABLE), op._shown(key)))
     _check_depth(patch, 0)
     return _combine(overlay or {}, patch, 0)
 
@@ -57,6 +61,8 @@ def combine(overlay, patch):
 def _check_depth(value, depth):
     if depth > MAX_DEPTH:
         raise PatchError("patch nested deeper than %d levels" % MAX_DEPTH)
+    if isinstance(value, int) and not isinstance(value, bool) and not -MAX_INT <= value <= MAX_INT:
+        raise PatchError("patch holds an integer outside +-2^53 (no board value is that large)")
     if isinstance(value, dict):
         for item in value.values():
             _check_depth(item, depth + 1)
@@ -71,7 +77,7 @@ def _combine(overlay, patch, depth):
     result = dict(overlay)
     for key, value in patch.items():
         if not isinstance(key, str):
-            raise PatchError("patch keys must be text, got %r" % (key,))
+            raise PatchError("patch keys must be text, got a %s" % type(key).__name__)
         if isinstance(value, dict) and isinstance(result.get(key), dict):
             result[key] = _combine(result[key], value, depth + 1)
         else:

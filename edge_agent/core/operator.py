@@ -341,37 +341,12 @@ def verify_token(data, trusted, device_id, now_ms):
     return Token(subject, tuple(scopes), body[O_EXPIRES], body[O_ISSUED], operator, target)
 
 
-# A board holds periods, limits and offsets: no integer past a float's exact
-# range. A larger one in a patch is refused here, before the board checks
-# would format it (CPython cannot print an int of over 4300 digits).
-MAX_PATCH_INT = 2 ** 53
-
-
 def _check_patch(patch):
     if not isinstance(patch, dict) or not patch:
         return "a config patch must be a non-empty map"
     for key in patch:
         if not isinstance(key, str) or key not in PATCHABLE:
             return "a patch may change %s, not %s" % (", ".join(PATCHABLE), _shown(key))
-    return _patch_numbers(patch, "patch")
-
-
-def _patch_numbers(value, where):
-    """None, or why a number in the patch is out of range (``where`` names it)."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not -MAX_PATCH_INT <= value <= MAX_PATCH_INT:
-            return "%s: an integer outside +-2^53 (no board value is that large)" % where
-    elif isinstance(value, dict):
-        for key in value:
-            name = key if isinstance(key, str) and len(key) <= 64 else "<%s>" % type(key).__name__
-            problem = _patch_numbers(value[key], "%s.%s" % (where, name))
-            if problem:
-                return problem
-    elif isinstance(value, list):
-        for i in range(len(value)):
-            problem = _patch_numbers(value[i], "%s[%d]" % (where, i))
-            if problem:
-                return problem
     return None
 
 

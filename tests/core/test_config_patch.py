@@ -46,6 +46,17 @@ def test_patch_shape_limits():
     raises(cp.PatchError, cp.merge, {}, {"sensors": deep})
 
 
+def test_a_patch_number_too_large_for_any_board_is_refused_unprinted():
+    # A signed patch with a 5,000-digit integer used to reach the board
+    # checks, which format values: a ValueError on CPython, an internal
+    # error audited at every message.
+    huge = 10 ** 5000
+    for patch in ({"sensors": {"t": {"period_ms": huge}}}, {"health": {"x": [1, -huge]}}):
+        err = raises(cp.PatchError, cp.combine, None, patch)
+        assert "outside +-2^53" in str(err) and len(str(err)) < 100, str(err)[:200]
+    assert cp.combine(None, {"sensors": {"t": {"period_ms": 2 ** 53}}})
+
+
 def test_digest():
     assert cp.digest(None) == "base"
     one = cp.digest({"sensors": {"a": {"period_ms": 1}}})
