@@ -125,7 +125,7 @@ def cmd_status(console, args, now, full):
     board = device.board
     stats = device.stats
     states = {}
-    for state in device.component_states().values():
+    for state in device.shown_states().values():  # stale: a sensor's link is lost (docs/health.md)
         states[state] = states.get(state, 0) + 1
     lines = [
         "device      %s (board %s, model %s)" % (device.device_id, board.name, board.model),
@@ -137,7 +137,7 @@ def cmd_status(console, args, now, full):
         "readings    %d (frames %d, bad frames %d, unknown sensor %d)" % (
             stats["readings"], stats["frames"], stats["bad_frames"], stats["unknown_sensor"]),
         "signals     %d issued (alerts %d, state changes %d)" % (stats["signals"], stats["alerts"], stats["state_changes"]),
-        "components  %s" % ", ".join("%s %d" % (s, states[s]) for s in cs.STATES if s in states),
+        "components  %s" % ", ".join("%s %d" % (s, states[s]) for s in cs.STATES + (cs.STALE,) if s in states),
     ]
     if not full:
         lines.append(LOG_IN_FOR)
@@ -213,7 +213,7 @@ def cmd_components(console, args, now, full):
         if health.state == cs.QUARANTINED and health.next_probe_ms is not None:
             reason += "; probe in %s" % duration(health.next_probe_ms - now)
         flags = " (essential)" if health.component.essential else ""
-        rows.append([cid + flags, health.state, since, reason or "-"])
+        rows.append([cid + flags, device.health.shown_state(cid), since, reason or "-"])
     return table(["component", "state", "since", "reason"], rows)
 
 

@@ -350,3 +350,20 @@ def test_audit_signal_is_audits_own():
     _login(screen)
     body = view.audits()[0].body
     assert audit.describe(body).startswith("applied console.login uart0 by alice")
+
+
+def test_a_component_whose_sensor_went_silent_shows_stale():
+    # issue 18: silence is a lost link, not a failure; the console says so.
+    from health_support import health_board
+
+    view, console = bench(board=health_board(fan_rules=[{"kind": "dropout", "for_s": 5}]))
+    screen = Screen(console)
+    _login(screen)
+    view.clock += 20000
+    outputs, _ = view.device.poll(view.clock)  # the dropout timer fires: link_lost
+    view.dispatch(outputs)
+    assert any(a.condition == "link_lost" for a in console.alerts), [a.text for a in console.alerts]
+    assert "components  ok 1, stale 1" in screen.run("status")
+    assert "fan                       stale" in screen.run("components")
+    view.feed("fan_rpm", 1200)  # it answers again
+    assert "components  ok 2" in screen.run("status")
