@@ -120,6 +120,18 @@ class HealthEngine:
         # Sensors on no component: their dropouts are timed here too.
         self._loose = [self.watches[sid] for sid in sorted(self.watches)
                        if self._health_of[sid] is None and self.watches[sid].dropout is not None]
+        # Links (a bus, a Modbus slave) of the sensors with a dropout rule:
+        # silence on one is one link_lost incident (rules.Link).
+        by_link = {}
+        for sid in sorted(self.watches):
+            watch = self.watches[sid]
+            if watch.dropout is not None:
+                by_link.setdefault(rules.link_of(watch.sensor), []).append(watch)
+        self._link_of = {}
+        for name in by_link:
+            link = rules.Link(name, by_link[name])
+            for watch in link.watches:
+                self._link_of[watch.sensor.id] = link
         # The earliest timer, cached: the adapter asks after every reading,
         # and a reading moves at most its own sensor's dropout deadline.
         self._due = None
@@ -147,7 +159,7 @@ class HealthEngine:
             for change in changes:
                 if change.active and health is not None and health.state in cs.WATCHED_QUIETLY:
                     continue
-                out.append(rules.rule_alert(change, watch, now))
+                self._propose(change, watch, now, out)
         if dropout is not None:
             self._due_moved(due_before, watch.dropout_deadline())
         if health is not None:
@@ -183,10 +195,10 @@ class HealthEngine:
             # stale meanwhile) and is never quarantined or probed for it.
             for watch in health.watches:
                 for change in watch.check_dropout(now_ms):
-                    out.append(rules.rule_alert(change, watch, now_ms))
+                    self._propose(change, watch, now_ms, out)
         for watch in self._loose:
             for change in watch.check_dropout(now_ms):
-                out.append(rules.rule_alert(change, watch, now_ms))
+                self._propose(change, watch, now_ms, out)
         return out, self.deadline()
 
     def deadline(self):
@@ -495,9 +507,18 @@ class HealthEngine:
         for watch, rule, since_ms in health.unresolved:
             if not rule.active:
                 rule.since_ms = since_ms  # the clear says when it began
-                out.append(rules.rule_alert(rules.Change(rule, False, None), watch, now))
+                self._propose(rules.Change(rule, False, None), watch, now, out)
         if health.unresolved:
             health.unresolved = ()
+
+    def _propose(self, change, watch, now, out):
+        """The alert for a rule Change; a dropout's goes through its link."""
+        if change.rule is watch.dropout:
+            signal = self._link_of[watch.sensor.id].change(change, watch, now)
+            if signal is not None:
+                out.append(signal)
+        else:
+            out.append(rules.rule_alert(change, watch, now))
 
     def _health(self, component_id):
         health = self.components.get(component_id)

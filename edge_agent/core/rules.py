@@ -538,6 +538,80 @@ def link_of(sensor):
     return "bus:%s/slave:%d" % (sensor.bus, slave)
 
 
+class Link:
+    """The sensors that share one link (a bus, or one Modbus slave on it)
+    and have a dropout rule. Silence on a link is one ``link_lost``
+    incident, not one per sensor: raised by the first of its sensors to go
+    silent, cleared when the last silent one answers again. Its alert names
+    what the board says is behind the link: the sensor when it is the only
+    one there, else the component when all share one (sensor ""), else
+    neither; a fixed identity, so raise and clear meet in triage."""
+
+    def __init__(self, name, watches):
+        self.name = name
+        self.watches = watches
+        self.silent = []  # SensorWatch, in the order they went silent
+        components = []
+        for watch in watches:
+            if watch.component not in components:
+                components.append(watch.component)
+        self.sensor = watches[0].sensor if len(watches) == 1 else None
+        self.component = components[0] if len(components) == 1 else None
+
+    def change(self, change, watch, now_ms):
+        """A dropout Change of one of its sensors: the alert to propose, or
+        None when the link's incident already covers it."""
+        if change.active:
+            if watch in self.silent:
+                return None
+            self.silent.append(watch)
+            if len(self.silent) > 1:
+                return None
+        else:
+            if watch not in self.silent:
+                return None
+            self.silent.remove(watch)
+            if self.silent:
+                return None
+        if self.sensor is not None:
+            return rule_alert(change, watch, now_ms)  # one sensor: its own alert
+        return self._alert(change, watch, now_ms)
+
+    def _alert(self, change, watch, now_ms):
+        signal = rule_alert(change, watch, now_ms)
+        body = signal.body
+        component = self.component
+        names = ", ".join([w.sensor.id for w in self.watches])
+        place = "%s (sensors %s" % (self.name.replace("/", " "), names)
+        if component is not None:
+            place += " on " + component.id
+        place += ")"
+        if change.active:
+            body[sg.A_TEXT] = "link lost on %s: %s %s" % (place, watch.sensor.id, change.rule.detail)
+            spec = change.rule.spec
+            if not (spec is not None and spec.action):
+                body[sg.A_ACTION] = default_link_action(self.name, watch.sensor, component)
+        else:
+            body[sg.A_TEXT] = "%s answers again: link back" % place
+        body[sg.A_SENSOR] = ""
+        body[sg.A_COMPONENT] = component.id if component is not None else ""
+        body[sg.A_PART] = component.part if component is not None else ""
+        if change.active:
+            body[sg.A_AFFECTED] = [w.sensor.id for w in self.silent]
+        return signal
+
+
+def default_link_action(link, sensor, component):
+    slave = getattr(sensor.source, "slave", None)
+    if slave is not None:
+        action = "check that slave %d on bus %s is powered, addressed and wired (A/B, termination)" % (slave, sensor.bus)
+    else:
+        action = "check the cable and power of the sensors on bus %s" % sensor.bus
+    if component is not None and component.part:
+        action += "; if it persists, book service for part %s" % component.part
+    return action
+
+
 def default_action(kind, sensor, component):
     if kind == "dropout":
         slave = getattr(sensor.source, "slave", None)

@@ -35,6 +35,7 @@ Pure: time comes in as ``now_ms``; ``poll`` returns what is due and the next
 deadline.
 """
 
+from edge_agent.core import rules
 from edge_agent.core import signals as sg
 
 
@@ -172,16 +173,22 @@ class Triage:
         """The minimum re-raise interval of the rule behind an alert (its
         ``reraise_s``; a lost link is its sensor's dropout rule), 0 for
         alerts no rule raised."""
-        sensor = self.board.sensors.get(body.get(sg.A_SENSOR, ""))
-        if sensor is None:
-            return 0
         kind = body.get(sg.A_CONDITION)
+        sensors = []
+        sensor = self.board.sensors.get(body.get(sg.A_SENSOR, ""))
+        if sensor is not None:
+            sensors.append(sensor)
         if kind == sg.C_LINK_LOST:
             kind = "dropout"
-        for spec in sensor.rules:
-            if spec.kind == kind:
-                return spec.params.get("reraise_ms", 0)
-        return 0
+            if sensor is None:  # a link's alert: the longest of its sensors' intervals
+                element = body.get(sg.A_ELEMENT, "")
+                sensors = [s for s in self.board.sensors.values() if rules.link_of(s) == element]
+        longest = 0
+        for sensor in sensors:
+            for spec in sensor.rules:
+                if spec.kind == kind:
+                    longest = max(longest, spec.params.get("reraise_ms", 0))
+        return longest
 
     def _key(self, body):
         name = "%s|%s|%s|%s" % (body.get(sg.A_CONDITION), body.get(sg.A_COMPONENT), body.get(sg.A_SENSOR),

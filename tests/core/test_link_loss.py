@@ -80,3 +80,51 @@ def test_a_threshold_swinging_with_noise_is_one_incident_and_a_later_one_is_rais
     rig.run_to(7200000, 2800, step_ms=50000)
     rig.run_to(7210000, 3100)
     assert rig.alerts("threshold")[2:] == [(7200000, True)]
+
+
+def _two_on_one_link(extra_rules=None):
+    both = [{"kind": "dropout", "for_s": 10}]
+    return health_board(fan=FAN, fan_rules=both, temp_rules=list(extra_rules or both))
+
+
+def test_a_bus_that_goes_quiet_is_one_link_lost_incident_not_one_per_sensor():
+    rig = _Rig(_two_on_one_link())
+    device = rig.device
+
+    def both(until, silent=False):
+        while rig.t < until:
+            due = device.next_deadline()
+            if due is not None and due <= rig.t:
+                rig._keep(device.poll(rig.t)[0])
+                continue
+            if not silent:
+                rig._keep(device.feed("uart0", fr.encode_frame(fr.READING, "fan_rpm", 1200), rig.t))
+                if rig.t % 1000 == 0:
+                    rig._keep(device.feed("uart0", fr.encode_frame(fr.READING, "coolant_temp", 40.0), rig.t))
+            rig.t += 500
+
+    both(60000)
+    both(120000, silent=True)  # the cable is pulled: both sensors fall silent
+    links = [s for s in rig.out if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost"]
+    assert len(links) == 1
+    body = links[0].body
+    assert body[sg.A_ELEMENT] == "bus:uart0" and body[sg.A_SENSOR] == "" and body[sg.A_COMPONENT] == ""
+    assert body[sg.A_ACTIVE] and "link lost on bus:uart0 (sensors coolant_temp, fan_rpm)" in body[sg.A_TEXT]
+    assert device.shown_states() == {"coolant_loop": cs.STALE, "fan": cs.STALE}
+    both(180000)  # back: one clear, when the last silent sensor answers
+    links = [s for s in rig.out if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost"]
+    assert [s.body[sg.A_ACTIVE] for s in links] == [True, False]
+    assert "answers again" in links[1].body[sg.A_TEXT] and links[1].body[sg.A_SENSOR] == ""
+    assert device.shown_states() == {"coolant_loop": cs.OK, "fan": cs.OK}
+    both(240000, silent=True)  # quiet again a minute later: a new incident
+    links = [s for s in rig.out if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost"]
+    assert [s.body[sg.A_ACTIVE] for s in links] == [True, False, True]
+
+
+def test_one_sensor_silent_on_a_shared_bus_is_the_link_incident_naming_it():
+    rig = _Rig(_two_on_one_link())
+    rig.run_to(60000, 1200)  # fan_rpm talks, coolant_temp never does after start
+    links = [s for s in rig.out if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost"]
+    assert len(links) == 1 and links[0].body[sg.A_AFFECTED] == ["coolant_temp"]
+    assert "coolant_temp sent no reading" in links[0].body[sg.A_TEXT]
+    assert rig.device.shown_states() == {"coolant_loop": cs.STALE, "fan": cs.OK}
