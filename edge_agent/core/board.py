@@ -150,6 +150,8 @@ def board_from_dict(data, source="<board>"):
     sensors = _sensors(check, data, buses, components)
     bh.cross_check(check, sensors, components)
     bh.check_register_writes(check, components, buses)
+    if health is not None:
+        bh.default_dropouts(sensors, health)
 
     if check.problems:
         raise BoardError(source, check.problems)

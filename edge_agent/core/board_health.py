@@ -14,8 +14,9 @@ reads well again.
 
 # The data classes live in board_types.py (firmware/config.py frees this
 # module after loading a board); they are re-exported here.
-from edge_agent.core.board_types import (COMPONENT_ATTRS, CROSS_CHECKED, HealthSettings, Mode, Output,  # noqa: F401
-                                         PredictSpec, RegisterWrite, RuleSpec, component_defaults)
+from edge_agent.core.board_types import (COMPONENT_ATTRS, CROSS_CHECKED, DEFAULT_DROPOUT_MIN_MS,  # noqa: F401
+                                         HealthSettings, Mode, Output, PredictSpec, RegisterWrite, RuleSpec,
+                                         component_defaults)
 
 # Rule kinds and the keys each accepts besides the common ones.
 RULE_KEYS = {
@@ -57,7 +58,7 @@ COMPONENT_HEALTH_KEYS = (
 )
 SENSOR_HEALTH_KEYS = ("redundant", "rules", "predict")
 PREDICT_KEYS = ("above", "below", "horizon_days", "history_days", "severity", "action")
-HEALTH_KEYS = ("storm_min", "storm_window_s", "storm_hold_s", "dedupe_s", "rate_burst", "rate_per_hour")
+HEALTH_KEYS = ("storm_min", "storm_window_s", "storm_hold_s", "dedupe_s", "rate_burst", "rate_per_hour", "dropout_periods")
 
 
 def is_number(value):
@@ -164,7 +165,32 @@ def settings(check, data):
         dedupe_ms=1000 * check.integer(table, "dedupe_s", "health", 0, 604800, default=3600),
         rate_burst=check.integer(table, "rate_burst", "health", 1, 1000, default=5),
         rate_per_hour=check.integer(table, "rate_per_hour", "health", 1, 3600, default=6),
+        dropout_periods=check.integer(table, "dropout_periods", "health", 0, 1000, default=3),
     )
+
+
+def default_dropouts(sensors, settings):
+    """Give every polled sensor (a Modbus register: the agent asks, so
+    silence is a request nobody answered) without a dropout rule of its own
+    the board's default one: ``dropout_periods`` sample periods of silence,
+    at least DEFAULT_DROPOUT_MIN_MS (0 periods: none). A slave that stops
+    answering is a lost link whether or not the board file thought to ask.
+    Sensors that push their readings (line protocol, NMEA) may be quiet by
+    design and keep needing a declared rule. Sensors with the same timeout
+    share one spec (RAM on a board)."""
+    if not settings.dropout_periods:
+        return
+    shared = {}
+    for sensor in sensors.values():
+        polled = getattr(sensor.source, "slave", None) is not None
+        if not polled or sensor.period_ms is None or [spec for spec in sensor.rules if spec.kind == "dropout"]:
+            continue
+        for_ms = max(DEFAULT_DROPOUT_MIN_MS, settings.dropout_periods * sensor.period_ms)
+        spec = shared.get(for_ms)
+        if spec is None:
+            spec = shared[for_ms] = RuleSpec("dropout", None, "", False,
+                                             {"for_ms": for_ms, "reraise_ms": 1000 * RERAISE_S["dropout"]}, "")
+        sensor.rules = list(sensor.rules) + [spec]
 
 
 def component_health(check, entry, key, essential, outs, mode_table):

@@ -83,11 +83,17 @@ class HealthSettings:
       count, not one per flap.
     - rate_burst 5, rate_per_hour 6: a component may page five times at
       once, then once every ten minutes; critical alerts are never limited.
+    - dropout_periods 3: a sensor that declares no dropout rule of its own
+      is a lost link after three sample periods of silence (at least
+      DEFAULT_DROPOUT_MIN_MS): one missed poll is a hiccup, three are not.
     """
 
-    __slots__ = ("storm_min", "storm_window_ms", "storm_hold_ms", "dedupe_ms", "rate_burst", "rate_per_hour")
+    __slots__ = ("storm_min", "storm_window_ms", "storm_hold_ms", "dedupe_ms", "rate_burst", "rate_per_hour",
+                 "dropout_periods")
 
-    def __init__(self, storm_min=3, storm_window_ms=60000, storm_hold_ms=0, dedupe_ms=3600000, rate_burst=5, rate_per_hour=6):
+    def __init__(self, storm_min=3, storm_window_ms=60000, storm_hold_ms=0, dedupe_ms=3600000, rate_burst=5, rate_per_hour=6,
+                 dropout_periods=3):
+        self.dropout_periods = dropout_periods
         self.storm_min = storm_min
         self.storm_window_ms = storm_window_ms
         self.storm_hold_ms = storm_hold_ms
@@ -98,6 +104,11 @@ class HealthSettings:
 
 # Rule kinds whose declaration cross_check() names in its messages.
 CROSS_CHECKED = ("disagree", "dropout")
+# The shortest silence the board-wide default dropout (HealthSettings
+# dropout_periods) calls a lost link, however fast the sensor: a Modbus
+# poll that times out and is retried, or a serial line that stalls for a
+# few seconds, is not an outage.
+DEFAULT_DROPOUT_MIN_MS = 30000
 
 
 class RuleSpec:

@@ -545,12 +545,18 @@ class Link:
     silent, cleared when the last silent one answers again. Its alert names
     what the board says is behind the link: the sensor when it is the only
     one there, else the component when all share one (sensor ""), else
-    neither; a fixed identity, so raise and clear meet in triage."""
+    neither; a fixed identity, so raise and clear meet in triage.
+
+    A sensor that falls silent while another on its link kept answering
+    (a reading more than a sample period after its own last one) is not
+    the link: that is its own incident, raised and cleared under its own
+    name, so one dead sensor board cannot hide a later cable cut."""
 
     def __init__(self, name, watches):
         self.name = name
         self.watches = watches
         self.silent = []  # SensorWatch, in the order they went silent
+        self.alone = []  # SensorWatch silent on a link that kept talking
         components = []
         for watch in watches:
             if watch.component not in components:
@@ -561,9 +567,17 @@ class Link:
     def change(self, change, watch, now_ms):
         """A dropout Change of one of its sensors: the alert to propose, or
         None when the link's incident already covers it."""
+        if watch in self.alone:
+            if not change.active:
+                self.alone.remove(watch)
+                return rule_alert(change, watch, now_ms)
+            return None
         if change.active:
             if watch in self.silent:
                 return None
+            if self.sensor is None and self._talking(watch):
+                self.alone.append(watch)
+                return rule_alert(change, watch, now_ms)
             self.silent.append(watch)
             if len(self.silent) > 1:
                 return None
@@ -576,6 +590,16 @@ class Link:
         if self.sensor is not None:
             return rule_alert(change, watch, now_ms)  # one sensor: its own alert
         return self._alert(change, watch, now_ms)
+
+    def _talking(self, watch):
+        """Whether another sensor on the link answered after ``watch`` fell
+        silent (more than its own sample period later)."""
+        since = watch.last_ms
+        for other in self.watches:
+            if other is not watch and other.last_ms is not None and since is not None \
+                    and other.last_ms > since + other.sensor.period_ms and other not in self.silent:
+                return True
+        return False
 
     def _alert(self, change, watch, now_ms):
         signal = rule_alert(change, watch, now_ms)

@@ -180,15 +180,16 @@ class Triage:
             sensors.append(sensor)
         if kind == sg.C_LINK_LOST:
             kind = "dropout"
-            if sensor is None:  # a link's alert: the longest of its sensors' intervals
+            if sensor is None:  # a link's alert: the shortest of its sensors' intervals
                 element = body.get(sg.A_ELEMENT, "")
                 sensors = [s for s in self.board.sensors.values() if rules.link_of(s) == element]
-        longest = 0
+        shortest = None
         for sensor in sensors:
             for spec in sensor.rules:
                 if spec.kind == kind:
-                    longest = max(longest, spec.params.get("reraise_ms", 0))
-        return longest
+                    ms = spec.params.get("reraise_ms", 0)
+                    shortest = ms if shortest is None else min(shortest, ms)
+        return shortest or 0
 
     def _key(self, body):
         name = "%s|%s|%s|%s" % (body.get(sg.A_CONDITION), body.get(sg.A_COMPONENT), body.get(sg.A_SENSOR),

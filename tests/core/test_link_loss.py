@@ -121,10 +121,43 @@ def test_a_bus_that_goes_quiet_is_one_link_lost_incident_not_one_per_sensor():
     assert [s.body[sg.A_ACTIVE] for s in links] == [True, False, True]
 
 
-def test_one_sensor_silent_on_a_shared_bus_is_the_link_incident_naming_it():
+def test_one_sensor_silent_while_its_bus_talks_is_its_own_incident_and_hides_no_cable_cut():
     rig = _Rig(_two_on_one_link())
-    rig.run_to(60000, 1200)  # fan_rpm talks, coolant_temp never does after start
+    rig.run_to(60000, 1200)  # fan_rpm talks, coolant_temp never does
     links = [s for s in rig.out if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost"]
-    assert len(links) == 1 and links[0].body[sg.A_AFFECTED] == ["coolant_temp"]
-    assert "coolant_temp sent no reading" in links[0].body[sg.A_TEXT]
+    assert len(links) == 1 and links[0].body[sg.A_SENSOR] == "coolant_temp"
+    assert links[0].body[sg.A_ELEMENT] == "bus:uart0" and "coolant_temp on coolant_loop" in links[0].body[sg.A_TEXT]
     assert rig.device.shown_states() == {"coolant_loop": cs.STALE, "fan": cs.OK}
+    rig.run_to(120000)  # then the cable is cut: the bus's own incident, not hidden by the dead sensor
+    links = [s for s in rig.out if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost"]
+    assert [(s.body[sg.A_SENSOR], s.body[sg.A_ACTIVE]) for s in links] == [("coolant_temp", True), ("", True)]
+    assert links[1].body[sg.A_AFFECTED] == ["fan_rpm"]
+
+
+def test_a_modbus_slave_that_stops_answering_is_a_lost_link_without_a_declared_rule():
+    from support import copy_sources_board
+    from edge_agent.core import board as bd
+    from edge_agent.core import health as hl
+    from edge_agent.core import reading as rd
+
+    board = bd.board_from_dict(copy_sources_board(), "sources.toml")
+    defaults = [(sid, [(r.kind, r.params["for_ms"]) for r in s.rules]) for sid, s in sorted(board.sensors.items())]
+    # polled registers get the default (3 periods, at least 30 s); pushed sensors do not
+    assert defaults == [("air_temp", [("dropout", 30000)]), ("altitude", []), ("cabinet_temp", []),
+                        ("door_open", [("dropout", 30000)]), ("latitude", []), ("power", [("dropout", 30000)])]
+    engine = hl.HealthEngine(board)
+    out = []
+    for t in range(0, 60000, 500):
+        out += engine.on_reading(rd.Reading(t, "cabinet_temp", 21.0))
+        if t < 10000:
+            for sid in ("air_temp", "door_open", "power"):
+                out += engine.on_reading(rd.Reading(t, sid, 1.0))
+        due = engine.deadline()
+        if due is not None and due <= t:
+            out += engine.poll(t)[0]
+    links = sorted((s.body[sg.A_ELEMENT], s.body[sg.A_COMPONENT], s.body[sg.A_SENSOR]) for s in out
+                   if s.kind == sg.KIND_ALERT and s.body[sg.A_CONDITION] == "link_lost")
+    # slave 1 serves two registers of the cabinet: one alert naming the component; slave 2, one register
+    assert links == [("bus:rs485/slave:1", "cabinet", ""), ("bus:rs485/slave:2", "meter", "power")]
+    board = bd.board_from_dict(dict(copy_sources_board(), health={"dropout_periods": 0}), "sources.toml")
+    assert [sid for sid, s in board.sensors.items() if s.rules] == []
