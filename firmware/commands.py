@@ -20,8 +20,10 @@ the flow both share is the core's (edge_agent/core/command_flow.py):
   power cut in between loses the command (the operator sees no "applied"
   audit and resends) and never applies it twice;
 - apply quarantine.force / quarantine.release (the core's health engine,
-  which cuts or restores the component's power pin); alert.ack and
-  advisory are recorded; config.update is refused (a board is reflashed
+  which cuts or restores the component's power pin); alert.ack reaches
+  the health engine (Device.acknowledge_alert: a level shift takes its
+  present level as the new baseline; any other alert is recorded);
+  advisory is logged; config.update is refused (a board is reflashed
   with a new compiled board, not patched in place);
 - every command, applied or refused, becomes an audit signal at alert
   priority; every refusal whoever can publish on the topic can cause (all
@@ -62,7 +64,15 @@ class Commands(CommandFlow):
         args = command.args
         note = args.get("note", "")
         if command.name == "alert.ack":
-            return "unacknowledged", "acknowledged", note or "recorded"
+            try:
+                seq = int(args["alert"])
+            except ValueError:
+                raise op.Refused("unknown-alert", "alert %r is not an alert number" % audit.clip(args["alert"]))
+            # A level shift takes its present level as the new baseline.
+            outputs = self.device.acknowledge_alert(seq, now, command.operator)
+            self.dispatch(outputs)
+            return "unacknowledged", "acknowledged by %s" % command.operator, note or (
+                "the present level is the new baseline" if outputs else "recorded")
         if command.name == "advisory":
             self.log("warning", "advisory %s from %s: %s" % (audit.clip(args.get("id", "")), command.operator,
                                                              audit.clip(args["text"], LOG_TEXT)))

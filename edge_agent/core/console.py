@@ -173,9 +173,9 @@ class LoginGuard:
 
 
 class AlertRecord:
-    __slots__ = ("seq", "time_ms", "severity", "text", "active", "acked_by", "acked_ms", "sensor", "condition")
+    __slots__ = ("seq", "time_ms", "severity", "text", "active", "acked_by", "acked_ms")
 
-    def __init__(self, seq, time_ms, severity, text, active, sensor="", condition=""):
+    def __init__(self, seq, time_ms, severity, text, active):
         self.seq = seq
         self.time_ms = time_ms
         self.severity = severity
@@ -183,8 +183,6 @@ class AlertRecord:
         self.active = active
         self.acked_by = None
         self.acked_ms = None
-        self.sensor = sensor  # which rule the ack is for (a level shift takes its new baseline)
-        self.condition = condition
 
 
 def acknowledge_alert(device, alert, now):
@@ -192,9 +190,7 @@ def acknowledge_alert(device, alert, now):
     AlertRecord, acked_by set): the outputs to dispatch, [] when its rule
     does not take acknowledgements. The console's `ack` and a signed
     alert.ack both come here."""
-    if not alert.sensor or not alert.active:
-        return []
-    return device.acknowledge(alert.sensor, alert.condition, now, alert.acked_by)
+    return device.acknowledge_alert(alert.seq, now, alert.acked_by)
 
 
 # name -> (scope needed or None, usage, one-line summary, details)
@@ -277,7 +273,7 @@ class Console:
         if signal.kind == sg.KIND_ALERT:
             active = body.get(sg.A_ACTIVE, True)
             record = AlertRecord(signal.seq, signal.time_ms, body.get(sg.A_SEVERITY, ""), body.get(sg.A_TEXT, ""),
-                                 active, body.get(sg.A_SENSOR, ""), body.get(sg.A_CONDITION, ""))
+                                 active)
             self.alerts.append(record)
             if len(self.alerts) > MAX_ALERTS:
                 self.alerts.pop(0)

@@ -28,6 +28,7 @@ from edge_agent.core import decoders
 from edge_agent.core import frames as fr
 from edge_agent.core.outputs import WriteRegisters
 from edge_agent.core import reading as rd
+from edge_agent.core import rules
 from edge_agent.core import signals as sg
 from edge_agent.core.health import HealthEngine
 from edge_agent.core.triage import Triage
@@ -116,6 +117,11 @@ class Device:
             "writes_failed": 0,
         }
         self.bad_by_reason = {}
+        # seq -> (sensor, condition) of the active alerts a person's
+        # acknowledgement acts on (rules.ACKNOWLEDGED_KINDS: a level
+        # shift), so a signed alert.ack, which names only the alert's
+        # number, reaches the rule on a board or a gateway without a console.
+        self._ackable = {}
 
     def feed(self, bus_id, data, now_ms):
         """Process bytes from bus ``bus_id``; return outputs."""
@@ -190,6 +196,27 @@ class Device:
         outputs = []
         self._route(self.health.acknowledge(sensor_id, condition, now_ms, who), now_ms, outputs)
         return outputs
+
+    def acknowledge_alert(self, seq, now_ms, who="operator"):
+        """A person acknowledged alert number ``seq``: outputs like
+        ``acknowledge`` (the clear of a level shift that takes its present
+        level as the new baseline); [] when that alert is not one a person's
+        acknowledgement acts on, or no longer active."""
+        entry = self._ackable.get(seq)
+        if entry is None:
+            return []
+        return self.acknowledge(entry[0], entry[1], now_ms, who)
+
+    def _track_ackable(self, signal):
+        body = signal.body
+        condition = body.get(sg.A_CONDITION)
+        if condition not in rules.ACKNOWLEDGED_KINDS:
+            return
+        sensor = body.get(sg.A_SENSOR, "")
+        for seq in [k for k, v in self._ackable.items() if v[0] == sensor and v[1] == condition]:
+            del self._ackable[seq]  # one incident per rule: the newest alert stands for it
+        if body.get(sg.A_ACTIVE, True):
+            self._ackable[signal.seq] = (sensor, condition)
 
     def component_states(self):
         """{component id: state name}, for the console and status."""
@@ -364,4 +391,6 @@ class Device:
         signal.device = self.device_id
         signal.seq = self.sequencer.take()
         self.stats["signals"] += 1
+        if signal.kind == sg.KIND_ALERT:
+            self._track_ackable(signal)
         return signal

@@ -324,6 +324,10 @@ class Dropout(Rule):
         return True
 
 
+# Rule kinds a person's acknowledgement acts on (SensorWatch.acknowledge):
+# a level shift takes the present level as its new baseline and clears.
+ACKNOWLEDGED_KINDS = ("shift",)
+
 RULE_CLASSES = {
     "threshold": Threshold,
     "stuck": Stuck,

@@ -64,25 +64,23 @@ class Setup:
 
 
 def _acknowledge(agent, alert, who, now_ms):
-    """Mark ``alert`` (its seq, as text) acknowledged in the console's list
-    of recent alerts, as `ack` at the console does; without a console the
-    ack is only recorded by its audit signal."""
-    consoles = [service.console for service in agent.services if hasattr(service, "console")]
-    if not consoles:
-        return "unacknowledged", "acknowledged"
+    """Acknowledge ``alert`` (its seq, as text): the health engine hears it
+    (Device.acknowledge_alert: a level shift takes its present level as the
+    new baseline), and the console's list of recent alerts, if this agent
+    serves a console, marks it as `ack` at the console does."""
     try:
         seq = int(alert)
     except ValueError:
         raise ValueError("alert %r is not an alert number" % alert) from None
-    record = consoles[0].find_alert(seq)
-    if record is None:
+    consoles = [service.console for service in agent.services if hasattr(service, "console")]
+    record = consoles[0].find_alert(seq) if consoles else None
+    if consoles and record is None:
         raise KeyError("no recent alert #%d on this device" % seq)
-    if record.acked_by is not None:
-        return "acknowledged by %s" % record.acked_by, "acknowledged by %s" % record.acked_by
-    record.acked_by, record.acked_ms = who, now_ms
-    from edge_agent.core.console import acknowledge_alert
-
-    agent._dispatch(acknowledge_alert(agent.device, record, now_ms))  # a level shift takes its new baseline
+    if record is not None:
+        if record.acked_by is not None:
+            return "acknowledged by %s" % record.acked_by, "acknowledged by %s" % record.acked_by
+        record.acked_by, record.acked_ms = who, now_ms
+    agent._dispatch(agent.device.acknowledge_alert(seq, now_ms, who))
     return "unacknowledged", "acknowledged by %s" % who
 
 

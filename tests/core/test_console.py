@@ -362,7 +362,7 @@ def test_a_component_whose_sensor_went_silent_shows_stale():
     view.clock += 20000
     outputs, _ = view.device.poll(view.clock)  # the dropout timer fires: link_lost
     view.dispatch(outputs)
-    assert any(a.condition == "link_lost" for a in console.alerts), [a.text for a in console.alerts]
+    assert any("link lost" in a.text for a in console.alerts), [a.text for a in console.alerts]
     assert "components  ok 1, stale 1" in screen.run("status")
     assert "fan                       stale" in screen.run("components")
     view.feed("fan_rpm", 1200)  # it answers again

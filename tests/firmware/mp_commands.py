@@ -10,13 +10,14 @@ One line in, one line out, on stdin/stdout:
                            operator "ops" trusted with the device secret
     msg NOW_MS HEX         on_message(its topic, bytes.fromhex(HEX)) at
                            clock NOW_MS
+    read NOW_MS SENSOR V   the Device ingests a reading (a float) at NOW_MS
     quit
 
 Each answer is one line: "ok", or "rec " + the hex of a CBOR map of what
 the message did: applied/refused growth, whether the counters changed,
 the limiter's suppressed count, the audits it dispatched (each encoded,
-as the store would), the lengths of the lines it logged and the lines
-logged at level error; or
+as the store would), the alerts ([seq, condition, active]), the lengths
+of the lines it logged and the lines logged at level error; or
 "raised " + what on_message raised (it must never raise).
 tests/firmware/test_firmware_commands.py states the properties
 (tests/core/command_cases.py check())."""
@@ -28,6 +29,7 @@ import config
 from commands import Commands
 from edge_agent.core import cbor
 from edge_agent.core import device as dv
+from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 from identity import trusted_operators
 from store_flash import FlashDir
@@ -44,6 +46,7 @@ class Harness:
         self.commands = None
         self.now = 0
         self.audits = []
+        self.alerts = []
         self.logs = []
         self.errors = []
 
@@ -57,6 +60,8 @@ class Harness:
         for item in outputs:
             if isinstance(item, sg.Signal):
                 item.encode()  # what the store takes: it must encode
+                if item.kind == sg.KIND_ALERT:
+                    self.alerts.append([item.seq, item.body[sg.A_CONDITION], item.body[sg.A_ACTIVE]])
                 if item.kind == sg.KIND_AUDIT:
                     body = item.body
                     self.audits.append([body[sg.U_WHO], body[sg.U_ACTION], body[sg.U_TARGET], body[sg.U_RESULT],
@@ -71,13 +76,20 @@ class Harness:
         commands = self.commands
         self.now = now
         self.audits = []
+        self.alerts = []
         self.logs = []
         self.errors = []
         applied, refused, counters = commands.applied, commands.refused, commands.counters.to_map()
         commands.on_message("ea/v1/%s/cmd" % DEVICE, payload)
         return {"applied": commands.applied - applied, "refused": commands.refused - refused,
                 "spent": commands.counters.to_map() != counters, "suppressed": commands.limiter.suppressed,
-                "audits": self.audits, "logs": self.logs, "errors": self.errors}
+                "audits": self.audits, "alerts": self.alerts, "logs": self.logs, "errors": self.errors}
+
+    def read(self, now, sensor, value):
+        self.alerts = []
+        device = self.commands.device
+        self.dispatch(device.ingest(rd.Reading(now, sensor, value), now))
+        return {"alerts": self.alerts}
 
 
 def main(argv):
@@ -92,6 +104,9 @@ def main(argv):
         if words[0] == "reset":
             harness.reset()
             out.write("ok\n")
+        elif words[0] == "read":
+            record = harness.read(int(words[1]), words[2], float(words[3]))
+            out.write("rec %s\n" % binascii.hexlify(cbor.dumps(record)).decode())
         else:
             try:
                 record = harness.message(int(words[1]), binascii.unhexlify(words[2]) if len(words) > 2 else b"")

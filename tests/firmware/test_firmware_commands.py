@@ -156,10 +156,10 @@ class MicroPythonCommands:
     """firmware/commands.py in one MicroPython process for the whole test
     (tests/firmware/mp_commands.py): a fresh handler per example."""
 
-    def __init__(self, directory):
+    def __init__(self, directory, board_file=BOARD):
         board = os.path.join(directory, "board.cbor")
         with open(board, "wb") as f:
-            f.write(fb.compile_board(BOARD))
+            f.write(fb.compile_board(board_file))
         # Its stderr: the unix port warns on every bytes == str comparison
         # (the decoder meets them in hostile maps; an ESP32 build does not
         # warn), and a crash would say why there.
@@ -188,6 +188,11 @@ class MicroPythonCommands:
                       [tuple(audit) for audit in record["audits"]], record["logs"], record["errors"],
                       record["suppressed"])
 
+    def read(self, offset, sensor, value):
+        answer = self.ask("read %d %s %r" % (NOW + offset, sensor, float(value)))
+        assert answer.startswith("rec "), answer
+        return cbor.loads(bytes.fromhex(answer[4:]))["alerts"]
+
     def close(self):
         self.process.stdin.close()
         self.process.wait(10)
@@ -214,3 +219,42 @@ def test_the_boards_command_handler_takes_anything(board_commands, batch):
     # ends applied or refused with a reason, and audits respect the limiter.
     assert board_commands.ask("reset") == "ok"
     check([board_commands.send(offset, message) for offset, message in batch], "ops")
+
+
+def test_a_signed_alert_ack_on_a_board_makes_a_held_level_shift_the_new_baseline(tmp_path):
+    """Issue 18: a signed alert.ack reaches the board's health engine
+    (Device.acknowledge_alert), as the console's ack does on a gateway: the
+    level shift it names takes its present level as the new baseline and
+    clears; an ack of an alert that takes none is recorded only, and one
+    whose number is not a number is refused."""
+    with open(BOARD) as f:
+        text = f.read()
+    board = tmp_path / "shift-board.toml"
+    board.write_text(text.replace("[sensors.coolant_temp]\n", """[sensors.coolant_temp]
+rules = [{kind = "shift", max_shift = 3.0, baseline_s = 600}]
+""", 1))
+    assert "shift" in board.read_text()
+    handler = MicroPythonCommands(str(tmp_path), str(board))
+    try:
+        assert handler.ask("reset") == "ok"
+        alerts = []
+        for i in range(30):  # 40 degC every minute, then +6 held
+            alerts += handler.read(i * 60000, "coolant_temp", 40.0 if i < 20 else 46.0)
+        shift = [a for a in alerts if a[1] == "shift"]
+        assert [a[2] for a in shift] == [True], alerts
+        seq = shift[0][0]
+
+        def ack(alert, counter):
+            return handler.send(31 * 60000, op.mac_command(SECRET, "ops", DEVICE, "alert.ack", {"alert": alert}, counter,
+                                                           NOW, NOW + 3600000))
+
+        other = ack(str(seq + 1000), 1)  # no such alert: recorded, nothing cleared
+        assert other.applied == 1 and other.audits[-1][3] == "applied"
+        bad = ack("x", 2)
+        assert bad.refused == 1 and bad.audits[-1][4].startswith("unknown-alert")
+        record = ack(str(seq), 3)
+        assert record.applied == 1 and record.audits[-1][3] == "applied", record
+        assert "baseline" in record.audits[-1][4]
+        assert handler.read(32 * 60000, "coolant_temp", 46.0) == []  # 46 is the new normal: no new alert
+    finally:
+        handler.close()
