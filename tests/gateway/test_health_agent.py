@@ -135,8 +135,10 @@ def test_a_silent_sensor_board_is_a_lost_link_and_its_first_frame_is_sent(broker
     links = [(s.time_ms, s.body[sg.A_ACTIVE], s.body[sg.A_SENSOR], s.body[sg.A_ELEMENT]) for s in lost(messages)]
     assert [(a, sensor, e) for _, a, sensor, e in links] == [
         (True, "fan_speed", "bus:uart0"), (False, "fan_speed", "bus:uart0"), (True, "fan_speed", "bus:uart0")], links
-    assert marks["silent1"] + 2000 - 200 <= links[0][0] <= marks["silent1"] + 3000, (marks, links)
-    assert marks["silent2"] + 2000 - 200 <= links[2][0] <= marks["silent2"] + 3000, (marks, links)
+    # 2 s of silence after the last frame, which the sender thread wrote up
+    # to a period (200 ms) before the mark, plus its jitter on a busy machine
+    assert marks["silent1"] + 2000 - 400 <= links[0][0] <= marks["silent1"] + 3000, (marks, links)
+    assert marks["silent2"] + 2000 - 400 <= links[2][0] <= marks["silent2"] + 3000, (marks, links)
     assert _states(messages) == []  # never quarantined, probed or in service
     assert [s.body[sg.A_CONDITION] for s in _opened(messages, "alert") if s.body[sg.A_CONDITION] != "link_lost"] == []
     # every frame sent between the two outages reached the receiver
