@@ -281,12 +281,22 @@ class HealthEngine:
     def shown_state(self, component_id):
         """The state to show people: ``stale`` (component.STALE) while a
         sensor of a component that is not isolated has lost its link (its
-        readings are unknown: neither ok nor failed), else the state."""
+        readings are unknown: neither ok nor failed); ``suspect`` while an
+        ok component's sensor holds a level shift (its readings are
+        offset until it returns, is recalibrated or is acknowledged: not a
+        failure to act on, so not a state of the machine); else the state."""
         health = self._health(component_id)
         if health.state not in cs.ISOLATED:
+            shifted = False
             for watch in health.watches:
                 if watch.dropout is not None and watch.dropout.active:
                     return cs.STALE
+                if not shifted and health.state == cs.OK:
+                    for rule in watch.rules:
+                        if rule.active and rule.kind in rules.ACKNOWLEDGED_KINDS:
+                            shifted = True
+            if shifted:
+                return cs.SUSPECT
         return health.state
 
     def sends_telemetry(self, sensor_id):

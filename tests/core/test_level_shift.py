@@ -60,11 +60,16 @@ def test_a_step_held_for_30_days_is_one_alert_active_all_along_until_acknowledge
     assert "level moved up" in shifts[0][3] and "stays there" in shifts[0][3]
     rule = s.device.health.watches["coolant_temp"].rules[2]
     assert rule.kind == "shift" and rule.active
+    # the sensor is shown suspect while the offset is held (the component's
+    # state stays ok: nothing to quarantine for an offset)
+    assert s.device.shown_states()["coolant_loop"] == "suspect"
+    assert s.device.component_states()["coolant_loop"] == "ok"
     # a technician acknowledges it (recalibration due, offset known): cleared,
     # the present level is the new baseline, and no new alert follows
     out = s.device.acknowledge("coolant_temp", "shift", s.t, "tech-7")
     s.keep(out)
     assert [(a[1], a[2]) for a in s.alerts[-1:]] == [("shift", False)] and "acknowledged by tech-7" in s.alerts[-1][3]
+    assert s.device.shown_states()["coolant_loop"] == "ok"
     s.run_to(35 * DAY)
     assert [(a[1], a[2]) for a in s.alerts if a[1] == "shift"] == [("shift", True), ("shift", False)]
 
