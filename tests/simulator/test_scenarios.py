@@ -174,7 +174,11 @@ def test_junit_and_png_reports(tmp_path, capsys):
         assert 10000 < os.path.getsize(path) < 400000
     out = capsys.readouterr().out
     assert "FAIL no alert stuck: 1 raised: t+10.2 min stuck cabinet_fan fan_speed" in out
-    assert "PASS" not in out  # --quiet: only failures
+    assert "PASS" not in out  # --quiet: only failures, under the name of the run that failed
+    assert out.count("stuck fan quarantined and released after repair") == 1
+    assert out.index("stuck fan quarantined and released after repair") < out.index("FAIL no alert stuck")
+    props = [dict((p.get("name"), p.get("value")) for p in s.find("properties")) for s in suites]
+    assert [p["name"] for p in props] == ["stuck fan quarantined and released after repair"] * 2
 
 
 def test_power_cut_really_loses_unsynced_data_and_the_receiver_calls_it_skipped():
