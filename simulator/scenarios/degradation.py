@@ -1,107 +1,133 @@
-"""The degradation corpus: generated sensor streams that wear out (or do not)
-through the real core (Device, health engine, predictor, triage) on a
-virtual clock, as simulator/scenarios/health.py does; the prediction
-benchmark (bench/bench_prediction.py) and tests/simulator/test_degradation.py
-run it.
+"""The degradation corpus: scenario files whose runs wear out, or do not,
+each saying its shape (``[scenario] shape``: "linear", "exponential", ...,
+or "healthy" for a run without wear). The project's are in
+simulator/scenarios/corpus/ (spec.CORPUS; docs/simulator.md, "The
+corpus"); anyone can write more, one [matrix] file expanding into many runs.
 
-Degradation runs (``degradation_runs()``, 32): four shapes, each under two
-noise levels, two daily cycles and two seeds:
-
-- ``linear``: a bearing's temperature, 50 degC, rising steadily from day 10
-  toward a 90 degC limit;
-- ``exponential``: a bearing's vibration (mm/s RMS), 2.0 with a load cycle,
-  its excess growing exponentially (wear feeds wear) toward 7.1 mm/s (the
-  ISO 10816 zone C/D boundary for a medium machine);
-- ``knee``: flat for weeks, then a steep straight rise (a seal starts to
-  leak);
-- ``step``: a step up (a repair that left a misalignment), then a slow drift.
-
-Healthy runs (``healthy_runs()``, 20, a year each): daily cycles, load sags
-toward a lower limit (a 24 V supply, limit 21.6 V), and maintenance spikes
-that reach within a few percent of the limit for half an hour, a few times
-a year; no wear.
-
-Every run also feeds the same good readings to a *peer* predictor (by
-default bench/peer_predict.py: the linear predictor before issue 18), so one
-pass gives both sides' figures.
+``load(paths)`` reads files (or folders of them) into CorpusRuns, refusing
+what the prediction benchmark cannot measure with the same file/key/fix
+problems as the rest of the format. ``run()`` plays one run through the
+real pipeline on the virtual clock (virtual.py, as `edge-agent sim run`
+does: the core Device with its health engine and predictor, the store,
+signing, and the receiver, whose verified alerts are the ones judged) and
+measures what the predictor did, feeding the same good readings to a peer
+predictor (bench/peer_predict.py) in the same pass. bench/bench_prediction.py
+runs the whole corpus; tests/simulator/test_degradation.py a slice.
 """
 
-import math
-import random
+import copy
+import os
 
 from edge_agent.core import board as bd
 from edge_agent.core import signals as sg
-from simulator.scenarios.health import DAY_MS, T0, Scenario, SensorModel
+from simulator.hardware import physics
+from simulator.scenarios import spec as sc
+from simulator.scenarios import virtual
 
-PERIOD_MS = 600000  # a reading every 10 minutes: a year is 52,560 readings
-
-
-class Run:
-    """One corpus run: a sensor model's recipe, its limit and how long."""
-
-    def __init__(self, name, shape, seed, level, limit, direction, days, cycle, noise, weather=0.0, spikes=(),
-                 valid_range=(-50.0, 200.0), unit="degC"):
-        self.name = name
-        self.shape = shape
-        self.seed = seed
-        self.level = level
-        self.limit = limit
-        self.direction = direction
-        self.days = days
-        self.cycle = cycle
-        self.noise = noise
-        self.weather = weather
-        self.spikes = spikes  # ((day, value, minutes), ...)
-        self.valid_range = valid_range
-        self.unit = unit
-
-    def model(self):
-        m = SensorModel("s", PERIOD_MS, self.level, cycle=self.cycle, noise=self.noise, weather=self.weather,
-                        seed=self.seed)
-        for day, value, minutes in self.spikes:
-            start = T0 + int(day * DAY_MS)
-            m.fail("rail", start, start + minutes * 60000, value)
-        return m
-
-    def board(self, horizon_days=7, history_days=14):
-        predict = {self.direction: self.limit, "horizon_days": horizon_days, "history_days": history_days}
-        return bd.board_from_dict({
-            "schema": 1,
-            "board": {"name": "corpus", "model": "EA-CORPUS"},
-            "buses": {"uart0": {"port": "/dev/null"}},
-            "components": {"part": {"part": "P-1"}},
-            "sensors": {"s": {"bus": "uart0", "component": "part", "unit": self.unit,
-                              "valid_range": list(self.valid_range), "period_ms": PERIOD_MS, "predict": predict}},
-        }, "corpus")
+HEALTHY = "healthy"  # the shape of a run without wear: every alert in it is a false alarm
+DAY_MS = physics.DAY_MS
+T0 = physics.T0
 
 
-class _Tap:
-    """Wraps a SensorModel: records the first reading over the limit and
-    feeds every good reading to the peer predictor too."""
+class CorpusRun:
+    """One run of a corpus file: its Spec and the predicted sensor it is about."""
 
-    def __init__(self, model, run, peer):
-        self.model = model
-        self.id = model.id
-        self.period_ms = model.period_ms
-        self.power_output = ""
-        self.run = run
-        self.peer = peer
-        self.crossing_ms = None
-        self.peer_changes = []  # (time_ms, "raise"/"clear", forecast)
+    def __init__(self, spec, sensor):
+        self.spec = spec
+        self.name = spec.name
+        self.shape = spec.shape
+        self.sensor = sensor.id
+        predict = sensor.predict
+        self.direction = "above" if predict.above is not None else "below"
+        self.limit = predict.above if predict.above is not None else predict.below
+        self.horizon_ms = predict.horizon_ms
+        self.history_days = predict.history_days
+        self.days = spec.duration_ms / DAY_MS
 
-    def sample(self, t_ms):
-        reading = self.model.sample(t_ms)
-        if reading is None or reading.value is None:
-            return reading
-        v = reading.value
-        over = v > self.run.limit if self.run.direction == "above" else v < self.run.limit
-        if over and self.crossing_ms is None:
-            self.crossing_ms = t_ms
-        if self.peer is not None:
-            change = self.peer.add(t_ms, v)
-            if change:
-                self.peer_changes.append((t_ms, change, self.peer.last))
-        return reading
+    @property
+    def healthy(self):
+        return self.shape == HEALTHY
+
+
+def files(paths):
+    """The .toml files named by ``paths``: files as given, folders' .toml files sorted."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            out.extend(sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".toml")))
+        else:
+            out.append(path)
+    return out
+
+
+def load(paths=None):
+    """CorpusRuns from files or folders (default: the project's corpus).
+    Raises a list of ScenarioErrors (every bad file, each with every problem)."""
+    runs = []
+    errors = []
+    for path in files(paths or [sc.CORPUS]):
+        try:
+            specs = sc.load_runs(path)
+        except sc.ScenarioError as exc:
+            errors.append(exc)
+            continue
+        problems = []
+        for spec in specs:
+            for p in _problems(spec):
+                if p.describe() not in [q.describe() for q in problems]:
+                    problems.append(p)
+            if not problems:
+                runs.append(CorpusRun(spec, _predicted(spec)[0]))
+        if problems:
+            errors.append(sc.ScenarioError(path, problems))
+    if errors:
+        raise CorpusError(errors)
+    return runs
+
+
+class CorpusError(ValueError):
+    def __init__(self, errors):
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+def _predicted(spec):
+    return [s for _, s in sorted(spec.board.sensors.items()) if s.predict is not None]
+
+
+def _problems(spec):
+    """What the bench needs of a run beyond a valid scenario: a shape, one
+    predicted sensor, a virtual run, and the expectations that let `sim run`
+    judge it alone (the lead on a wear run, no prediction on a healthy one)."""
+    problems = []
+    if not spec.shape:
+        problems.append(bd.Problem("scenario.shape", "missing: the benchmark groups runs by it",
+                                   'add shape = "linear" (or "exponential", "knee", "step", any word for a wear '
+                                   'curve; "healthy" for a run without wear)'))
+    predicted = _predicted(spec)
+    if len(predicted) != 1:
+        problems.append(bd.Problem("hardware.sensors", "%d sensors have a [predict] limit (%s); a corpus run needs "
+                                   "exactly one" % (len(predicted), ", ".join(s.id for s in predicted) or "none"),
+                                   "give the sensor whose wear the run is about a [predict] table, and only it"))
+    if spec.live_only():
+        problems.append(bd.Problem(spec.live_only()[0].key, "a live-only fault: the benchmark runs on the virtual clock",
+                                   "drop it from a corpus file"))
+    if problems or not spec.shape:
+        return problems
+    sensor = predicted[0].id
+    if spec.shape == HEALTHY:
+        if not [e for e in spec.expects if e.kind == "no_alert" and e.args.get("condition") == sg.C_PREDICTED
+                and not e.args.get("after") and e.args.get("within") is None and e.args.get("active", True)]:
+            problems.append(bd.Problem("expect", "a healthy run without a no_alert on predicted_failure for the "
+                                       "whole run", 'add [[expect]] kind = "no_alert", condition = '
+                                       '"predicted_failure" (so `edge-agent sim run` judges it alone)'))
+    elif not [e for e in spec.expects if e.kind == "alert" and e.args.get("lead_ms") is not None
+              and e.args.get("condition") == sg.C_PREDICTED and e.args.get("sensor") == sensor]:
+        problems.append(bd.Problem("expect", "a %s run without a predicted_failure alert's lead_before_threshold "
+                                   "on %s" % (spec.shape, sensor),
+                                   'add [[expect]] kind = "alert", condition = "predicted_failure", sensor = "%s", '
+                                   'lead_before_threshold = "7d" (so `edge-agent sim run` judges it alone)' % sensor))
+    return problems
 
 
 class Outcome:
@@ -109,145 +135,72 @@ class Outcome:
 
     def __init__(self, run, crossing_ms, raises):
         self.run = run
-        self.crossing_ms = crossing_ms  # first reading over the limit, or None
-        self.raises = raises  # [(time_ms, crossing_ms, early_ms, late_ms)] of every raise
+        self.crossing_ms = crossing_ms  # first reading past the limit, or None
+        self.raises = raises  # [(time_ms, crossing_ms, earliest_ms, latest_ms or None)] of every raise
 
     def first_raise(self):
-        """The first raise before the crossing (or the first at all)."""
         return self.raises[0] if self.raises else None
 
     def lead_days(self):
-        """Days from the first raise to the first reading over the limit
-        (0 when no raise came before the crossing)."""
+        """Days from the first raise to the first reading past the limit
+        (0 when no raise came before it)."""
         first = self.first_raise()
         if self.crossing_ms is None or first is None or first[0] > self.crossing_ms:
             return 0.0
         return (self.crossing_ms - first[0]) / DAY_MS
 
     def covered(self):
-        """Whether the first raise's [earliest, latest] holds the crossing."""
+        """Whether the first raise's [earliest, latest] holds the first
+        reading past the limit (a latest of None: open-ended)."""
         first = self.first_raise()
         if first is None or self.crossing_ms is None or first[0] > self.crossing_ms:
             return False
-        return first[2] <= self.crossing_ms <= first[3]
+        return first[2] <= self.crossing_ms and (first[3] is None or self.crossing_ms <= first[3])
 
     def false_alarms(self):
         """Raises before any reading crossed (all of them on a healthy run)."""
         return len([r for r in self.raises if self.crossing_ms is None or r[0] < self.crossing_ms])
 
 
-def run(spec, peer_factory=None, horizon_days=7, history_days=14, after_days=1.0):
-    """Run one corpus entry through a Device. Returns (ours, peer) Outcomes
-    (peer None without a factory). A degradation run stops ``after_days``
-    after its first crossing."""
-    board = spec.board(horizon_days, history_days)
-    peer = None
-    if peer_factory is not None:
-        peer = peer_factory(spec.limit, spec.direction, horizon_days * DAY_MS, history_days)
-    tap = _Tap(spec.model(), spec, peer)
-    scenario = Scenario(board, [tap], device_id="corpus", telemetry_interval_ms=3600000)
-    end = T0 + spec.days * DAY_MS
-    t = T0
-    while t < end:
-        t = min(end, t + 5 * DAY_MS)
-        scenario.run_until(t)
-        scenario.signals = [s for s in scenario.signals if s.kind == sg.KIND_ALERT]  # keep the memory flat
-        if tap.crossing_ms is not None and t >= tap.crossing_ms + after_days * DAY_MS:
+def run(corpus_run, peer_factory=None, after_days=1.0, days=None):
+    """Play one run; returns (ours, peer, result): Outcomes (peer None
+    without a factory) and the virtual Result (its expectations judged on
+    the run as played). The crossing is the first reading past the limit
+    the device got. A wear run stops ``after_days`` after it (found first
+    on a fresh model, as `lead_before_threshold` finds it: nothing after it
+    counts); ``days`` cuts any run shorter (a test's slice)."""
+    spec = copy.copy(corpus_run.spec)
+    spec.duration_ms = spec.duration_ms if days is None else min(spec.duration_ms, int(days * DAY_MS))
+    if not corpus_run.healthy:
+        model = spec.models(spec.seed)[corpus_run.sensor]
+        below = corpus_run.direction == "below"
+        ahead = model.first_crossing(above=None if below else corpus_run.limit,
+                                     below=corpus_run.limit if below else None, end_ms=T0 + spec.duration_ms)
+        if ahead is not None:
+            spec.duration_ms = min(spec.duration_ms, ahead - T0 + int(after_days * DAY_MS))
+    result = virtual.run(spec, record=True)
+    times, values = result.readings[corpus_run.sensor]
+    crossing = None
+    for t, v in zip(times, values):
+        if v is not None and (v > corpus_run.limit if corpus_run.direction == "above" else v < corpus_run.limit):
+            crossing = t
             break
     ours = []
-    for alert in scenario.alerts(sg.C_PREDICTED, active=True):
-        p = alert.body[sg.A_PREDICTION]
-        ours.append((alert.time_ms, p[sg.P_CROSSING], p[sg.P_EARLIEST], p[sg.P_LATEST]))
-    theirs = None
-    if peer is not None:
-        theirs = Outcome(spec, tap.crossing_ms, [(t, f.crossing_ms, f.early_ms, f.late_ms)
-                                                 for t, change, f in tap.peer_changes if change == "raise"])
-    return Outcome(spec, tap.crossing_ms, ours), theirs
-
-
-# -- the corpus ------------------------------------------------------------------
-
-NOISES = ((0.4, "low noise"), (1.0, "high noise"))  # in degC; vibration uses a tenth
-CYCLES = ((2.0, "small cycle"), (6.0, "large cycle"))
-SEEDS = (1, 2)
-
-
-def _linear(start, per_day, base):
-    def level(day):
-        return base + (per_day * (day - start) if day > start else 0.0)
-    return level
-
-
-def _exponential(start, amp, rate, base):
-    def level(day):
-        return base + (amp * (math.exp(rate * (day - start)) - 1.0) if day > start else 0.0)
-    return level
-
-
-def _step(at, size, per_day, base):
-    def level(day):
-        return base + ((size + per_day * (day - at)) if day > at else 0.0)
-    return level
-
-
-def degradation_runs(seeds=SEEDS):
-    """>= 30 runs: 4 shapes x 2 noises x 2 cycles x len(seeds)."""
-    runs = []
-    for noise, noise_name in NOISES:
-        for cycle, cycle_name in CYCLES:
-            for seed in seeds:
-                rng = random.Random(seed * 1000 + int(noise * 10) + int(cycle))
-                tag = "%s, %s, seed %d" % (noise_name, cycle_name, seed)
-                # Linear: 0.6-0.9 degC/day from day 10: crosses ~day 45-70.
-                runs.append(Run("linear, " + tag, "linear", seed, _linear(10.0, rng.uniform(0.6, 0.9), 50.0),
-                                90.0, "above", 120, cycle, noise))
-                # Exponential vibration: excess doubles every ~7-10 days.
-                runs.append(Run("exponential, " + tag, "exponential", seed,
-                                _exponential(5.0, 0.05, rng.uniform(0.07, 0.1), 2.0), 7.1, "above", 120,
-                                cycle * 0.05, noise * 0.1, valid_range=(0.0, 50.0), unit="mm/s"))
-                # Knee: flat 30-40 days, then 1.2-1.8 degC/day.
-                knee = _linear(rng.uniform(30.0, 40.0), rng.uniform(1.2, 1.8), 50.0)
-                runs.append(Run("knee, " + tag, "knee", seed, knee, 90.0, "above", 120, cycle, noise))
-                # Step then drift: +8 degC on day 20, then 0.5-0.7 degC/day.
-                runs.append(Run("step, " + tag, "step", seed, _step(20.0, 8.0, rng.uniform(0.5, 0.7), 50.0),
-                                90.0, "above", 120, cycle, noise))
-    return runs
-
-
-def healthy_runs(count=20, days=365):
-    """A year each, no wear: half bearing temperatures under an upper limit
-    (daily cycle, weather, maintenance spikes to within 3 degC of 90), half
-    24 V supplies under a lower limit (load sags toward 21.6 V)."""
-    runs = []
-    for i in range(count):
-        seed = 500 + i
-        rng = random.Random(seed)
-        spikes = tuple((rng.uniform(20, days - 5), 0.0, rng.choice((20, 30, 60))) for _ in range(4))
-        if i % 2 == 0:
-            level = 60.0 + rng.uniform(-5.0, 5.0)
-            spikes = tuple((d, 90.0 - rng.uniform(1.0, 3.0), m) for d, _, m in spikes)
-            runs.append(Run("healthy bearing %d" % i, "healthy", seed, level, 90.0, "above", days,
-                            rng.choice((2.0, 6.0)), rng.choice((0.4, 1.0)), weather=0.1, spikes=spikes))
-        else:
-            def level(day, r=random.Random(seed + 1), sags={}):
-                # Load sags: one 3-hour sag of 0.8-1.5 V on most days.
-                d = int(day)
-                if d not in sags:
-                    sags.clear()
-                    sags[d] = (r.uniform(0.3, 0.8), r.uniform(0.8, 1.5) if r.random() < 0.7 else 0.0)
-                at, depth = sags[d]
-                return 24.0 - (depth if at <= day - d < at + 0.125 else 0.0)
-            spikes = tuple((d, 21.6 + rng.uniform(0.1, 0.3), m) for d, _, m in spikes)
-            runs.append(Run("healthy supply %d" % i, "healthy", seed, level, 21.6, "below", days,
-                            rng.choice((0.1, 0.3)), rng.choice((0.03, 0.08)), spikes=spikes,
-                            valid_range=(0.0, 30.0), unit="V"))
-    return runs
-
-
-def slice_of_corpus():
-    """A small slice for the fast CPython test: one run per shape and one
-    healthy run of 120 days."""
-    picked = {}
-    for r in degradation_runs(seeds=(1,)):
-        picked.setdefault(r.shape, r)
-    return [picked[s] for s in ("linear", "exponential", "knee", "step")], healthy_runs(count=2, days=120)
+    for s in result.delivered:
+        b = s.body
+        if s.kind == sg.KIND_ALERT and b.get(sg.A_CONDITION) == sg.C_PREDICTED and b.get(sg.A_ACTIVE) \
+                and b.get(sg.A_SENSOR) == corpus_run.sensor:
+            p = b[sg.A_PREDICTION]
+            ours.append((s.time_ms, p[sg.P_CROSSING], p[sg.P_EARLIEST], p[sg.P_LATEST]))
+    ours.sort(key=lambda r: r[0])  # in device time (a backlog drains alerts first, not in time order)
+    peer = None
+    if peer_factory is not None:
+        predictor = peer_factory(corpus_run.limit, corpus_run.direction, corpus_run.horizon_ms,
+                                 corpus_run.history_days)
+        raises = []
+        for t, v in zip(times, values):
+            if v is not None and predictor.add(t, v) == "raise":
+                f = predictor.last
+                raises.append((t, f.crossing_ms, f.early_ms, f.late_ms))
+        peer = Outcome(corpus_run, crossing, raises)
+    return Outcome(corpus_run, crossing, ours), peer, result

@@ -41,6 +41,8 @@ def print_result(result, console, quiet=False):
                       "%d messages" % (spec.name, os.path.relpath(spec.path), result.seed,
                                        format_duration(spec.duration_ms), result.wall_s, result.speed,
                                        result.readings_count, len(result.issued), result.messages))
+    elif not result.passed:  # which run failed (a [matrix] file has several)
+        console.print("[bold]%s[/] (%s, seed %d):" % (spec.name, os.path.relpath(spec.path), result.seed))
     for o in result.outcomes:
         if o.passed and quiet:
             continue
@@ -63,7 +65,7 @@ def write_junit(results, path):
                               failures=str(len(failures)), errors="0", time="%.3f" % r.wall_s)
         props = ET.SubElement(suite, "properties")
         for k, v in (("seed", r.seed), ("simulated_s", r.spec.duration_ms / 1000.0), ("speedup", "%.0f" % r.speed),
-                     ("signal_log_sha256", r.digest), ("file", r.spec.path)):
+                     ("signal_log_sha256", r.digest), ("file", r.spec.path), ("name", r.spec.name)):
             ET.SubElement(props, "property", name=k, value=str(v))
         for o in r.outcomes:
             case = ET.SubElement(suite, "testcase", classname="scenario." + r.spec.stem, name=o.name,

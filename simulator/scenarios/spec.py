@@ -35,11 +35,18 @@ docs/simulator.md documents every key. The shape:
     after = "10m"
     within = "1m"
 
+    [matrix]                             # optional: one file, several runs
+    "sensors.fan_speed.noise" = [12.0, 30.0]     # a path into the file: its values
+    wear = [{ "scenario.seed" = 1, "faults[0].at" = "10m" },   # a name: linked values
+            { "scenario.seed" = 2, "faults[0].at" = "20m" }]
+
 Running one is virtual.py (or live/run.py); judging it, expect.py; reports,
 report.py; `edge-agent sim run` over many files, suite.py.
 """
 
+import copy
 import fnmatch
+import itertools
 import os
 import re
 import tomllib
@@ -121,6 +128,10 @@ KIND_NAMES = ("alert", "telemetry", "state", "audit", "birth", "death", "evictio
 # A repeating fault (every = "7d") is unrolled into its occurrences; more
 # than this is a typo (every = "1s" over 90 days), not a scenario.
 MAX_OCCURRENCES = 10000
+# A [matrix] making more runs than this is a typo, not a corpus.
+MAX_RUNS = 1000
+# One step of a matrix path: a key, or an element of an array of tables.
+_PATH_STEP = re.compile(r"([A-Za-z0-9_-]+)(?:\[(\d+)\])?$")
 
 
 class ScenarioError(ValueError):
@@ -238,6 +249,8 @@ class Spec:
         self.expects = []
         self.speed = 1.0  # [live] speed: scenario seconds per wall second in live mode
         self.keepalive_ms = None  # [live] keepalive: the agent's MQTT keepalive in live mode
+        self.shape = None  # [scenario] shape: what a corpus run shows ("linear", ..., "healthy")
+        self.matrix = []  # a [matrix] run: the (path, value) pairs it set, in axis order
 
     def watched_sensors(self):
         """Sensors whose delivered readings a `readings` expectation judges:
@@ -384,9 +397,20 @@ class _Check:
 
 
 def load(path):
-    """The validated Spec in ``path``; raises ScenarioError listing every problem."""
+    """The validated Spec in ``path``; raises ScenarioError listing every
+    problem. A file with a [matrix] of several runs needs load_runs."""
+    runs = load_runs(path)
+    if len(runs) != 1:
+        raise ScenarioError(str(path), [bd.Problem("matrix", "makes %d runs, not one" % len(runs),
+                                                   "load it with spec.load_runs (edge-agent sim run does)")])
+    return runs[0]
+
+
+def load_runs(path):
+    """Every run of the file at ``path``: one Spec, or one per combination
+    of its [matrix] (runs_from_dict); raises ScenarioError listing every problem."""
     path = str(path)
-    return from_dict(read_toml(path, "scenario", "the library is in %s" % os.path.relpath(LIBRARY)), path)
+    return runs_from_dict(read_toml(path, "scenario", "the library is in %s" % os.path.relpath(LIBRARY)), path)
 
 
 def read_toml(path, what, where):
@@ -403,17 +427,220 @@ def read_toml(path, what, where):
         raise ScenarioError(path, [bd.Problem("", "not valid TOML: %s" % exc, "fix the syntax at the line shown")]) from None
 
 
+# -- [matrix]: one file, several runs --------------------------------------------
+
+
+def runs_from_dict(data, path="<scenario>"):
+    """The runs of a scenario's TOML table: [from_dict(data)] without a
+    [matrix]; with one, a Spec per combination of its axes (every value of
+    the first axis with every value of the second, ...). An axis is a path
+    into the file with a list of values (``"sensors.s.noise" = [0.4, 1.0]``),
+    or a name with a list of tables of path = value set together (``wear =
+    [{"scenario.seed" = 1, "faults[0].per_day" = 0.6}, ...]``, or
+    [[matrix.wear]] tables). A path goes through tables the file has to a
+    key, set or not; each run's name gets the values it set, and its stem
+    (JUnit, report files) its number: ``linear-3``."""
+    if "matrix" not in data:
+        return [from_dict(data, path)]
+    c = _Check()
+    base = dict((k, v) for k, v in data.items() if k != "matrix")
+    axes = _matrix_axes(c, data["matrix"], base)
+    if c.problems:
+        try:
+            from_dict(base, path)  # the rest of the file's problems, in the same report
+        except ScenarioError as exc:
+            c.problems.extend(exc.problems)
+        raise ScenarioError(path, c.problems)
+    labels = _matrix_labels(axes)
+    combos = list(itertools.product(*[choices for _, choices in axes]))
+    specs = []
+    seen = {}  # (key, reason, fix) -> [run numbers], in first-seen order
+    for number, combo in enumerate(combos, 1):
+        run = copy.deepcopy(base)
+        assigned = []
+        for choice in combo:
+            for text, steps, value in choice:
+                _matrix_set(run, steps, value)
+                assigned.append((text, value))
+        try:
+            spec = from_dict(run, path)
+        except ScenarioError as exc:
+            for p in exc.problems:
+                seen.setdefault((p.key, p.reason, p.fix), []).append((number, assigned))
+            continue
+        spec.matrix = assigned
+        spec.name = "%s (%s)" % (spec.name, _matrix_describe(assigned, labels))
+        spec.stem = "%s-%d" % (spec.stem, number)
+        specs.append(spec)
+    if seen:
+        problems = []
+        for (key, reason, fix), runs in seen.items():
+            notes = ["the matrix sets it"] if key in labels else []
+            if len(runs) < len(combos):
+                number, assigned = runs[0]
+                notes.append("in %d of the %d matrix runs; the first, run %d: %s" % (
+                    len(runs), len(combos), number, _matrix_describe(assigned, labels)))
+            problems.append(bd.Problem(key, reason + (" (%s)" % "; ".join(notes) if notes else ""), fix))
+        raise ScenarioError(path, problems)
+    return specs
+
+
+def _matrix_axes(c, matrix, data):
+    """[(axis name, [choice, ...])]: a choice is [(path text, steps, value)]."""
+    if not isinstance(matrix, dict):
+        c.problem("matrix", "must be a table, not %s" % type(matrix).__name__,
+                  'write it as [matrix] with lines like "sensors.ID.noise" = [0.4, 1.0]')
+        return []
+    if not matrix:
+        c.problem("matrix", "is empty", 'add an axis, e.g. "scenario.seed" = [1, 2], or remove [matrix]')
+        return []
+    axes = []
+    owner = {}  # path text -> the axis that sets it
+    for name, values in matrix.items():
+        is_path = "." in name or "[" in name
+        key = ('matrix."%s"' if is_path else "matrix.%s") % name
+        if not isinstance(values, list) or not values:
+            c.problem(key, "must be a non-empty list, not %r" % (values,),
+                      'write one value per run: "%s" = [a, b]' % name if is_path else
+                      'write one table of path = value per run: %s = [{ "scenario.seed" = 1 }, '
+                      '{ "scenario.seed" = 2 }]' % name)
+            continue
+        choices = []
+        if is_path:
+            steps = _matrix_path(c, key, name, data)
+            for i, value in enumerate(values):
+                if isinstance(value, dict):
+                    c.problem("%s[%d]" % (key, i), "a path's values are plain values, not tables",
+                              'write the values themselves, or name the axis (wear = [{ "%s" = ... }]) '
+                              "to set several paths together" % name)
+            choices = [[(name, steps, value)] for value in values]
+            paths = [name]
+        else:
+            paths = []
+            for i, row in enumerate(values):
+                if not isinstance(row, dict) or not row:
+                    c.problem("%s[%d]" % (key, i), "must be a table of path = value, not %r" % (row,),
+                              'write e.g. { "scenario.seed" = 1, "faults[0].per_day" = 0.6 } (or make the axis '
+                              'a path: "scenario.seed" = [1, 2])')
+                    continue
+                choice = []
+                for text, value in row.items():
+                    steps = _matrix_path(c, "%s[%d].\"%s\"" % (key, i, text), text, data)
+                    if steps is None:
+                        continue  # _matrix_path said why
+                    choice.append((text, steps, value))
+                    if text not in paths:
+                        paths.append(text)
+                choices.append(choice)
+        for text in paths:
+            if text in owner and owner[text] != name:
+                c.problem(key, "sets %s, which axis %r sets too" % (text, owner[text]),
+                          "vary each path in one axis only (a named axis sets several together)")
+            owner.setdefault(text, name)
+        axes.append((name, choices))
+    if not c.problems:
+        count = 1
+        for _, choices in axes:
+            count *= len(choices)
+        if count > MAX_RUNS:
+            c.problem("matrix", "makes %d runs (at most %d)" % (count, MAX_RUNS), "use fewer values or axes")
+    return axes
+
+
+def _matrix_path(c, key, text, data):
+    """The steps of a path ("faults[0].per_day" -> [("faults", 0), ("per_day",
+    None)]) after checking it leads through the file's tables to a key
+    (which the file need not set: validation judges the key); None if not."""
+    parts = text.split(".")
+    steps = []
+    for part in parts:
+        m = _PATH_STEP.match(part)
+        if not m:
+            c.problem(key, "%r is not a path into the scenario" % text,
+                      'write keys joined by dots, arrays of tables indexed from 0: "sensors.ID.noise", '
+                      '"faults[0].per_day", "scenario.seed"')
+            return None
+        steps.append((m.group(1), int(m.group(2)) if m.group(2) is not None else None))
+    if len(steps) < 2 or steps[-1][1] is not None:
+        c.problem(key, "%r does not name one value" % text,
+                  'end the path at a key inside a table: "scenario.seed", "faults[0].at"')
+        return None
+    if steps[0][0] == "matrix":
+        c.problem(key, "a matrix cannot vary itself", "name a path outside [matrix]")
+        return None
+    node = data
+    where = ""
+    for number, (name, index) in enumerate(steps):
+        if number == len(steps) - 1 and isinstance(node, dict):
+            break  # the value itself may be new to the file (scenario.seed): validation judges it
+        if isinstance(node, dict) and name not in node and index is not None:
+            c.problem(key, "the file has 0 [[%s]] tables: no %s[%d]" % (where + name, where + name, index),
+                      "add [[%s]] tables (indexed from 0) or fix the path" % (where + name))
+            return None
+        if not isinstance(node, dict) or name not in node:
+            have = ", ".join(sorted(node)) if isinstance(node, dict) else ""
+            c.problem(key, "the file has no %s%s" % (where + name, " (%s has: %s)" % (where[:-1], have)
+                                                    if have and where else ""),
+                      "fix the path (it goes through the file's tables to a key), or add [%s] to the file" % (
+                          ".".join(part.split("[")[0] for part in parts[:-1])))
+            return None
+        node = node[name]
+        where += name
+        if index is not None:
+            count = len(node) if isinstance(node, list) else 0
+            if index >= count:
+                c.problem(key, "the file has %d [[%s]] table%s: no %s[%d]" % (
+                    count, where, "" if count == 1 else "s", where, index), "index them from 0, or add [[%s]] "
+                          "tables" % where)
+                return None
+            node = node[index]
+            where += "[%d]" % index
+        where += "."
+    return steps
+
+
+def _matrix_set(data, steps, value):
+    node = data
+    for name, index in steps[:-1]:
+        node = node[name] if index is None else node[name][index]
+    node[steps[-1][0]] = copy.deepcopy(value)
+
+
+def _matrix_labels(axes):
+    """How a run's name shows each path: its last key ("noise"), or the
+    whole path when two paths end in the same key."""
+    texts = []
+    for _, choices in axes:
+        for choice in choices:
+            texts.extend(text for text, _, _ in choice if text not in texts)
+    last = [t.split(".")[-1] for t in texts]
+    return dict((t, t if last.count(l) > 1 else l) for t, l in zip(texts, last))
+
+
+def _matrix_describe(assigned, labels):
+    return ", ".join("%s %s" % (labels[text], _matrix_value(value)) for text, value in assigned)
+
+
+def _matrix_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return repr(value)
+
+
 def from_dict(data, path="<scenario>"):
     c = _Check()
     spec = Spec(path)
     c.unknown(data, ("scenario", "device", "store", "hardware", "sensors", "faults", "expect", "live"), "")
     head = c.table(data, "scenario", "scenario", required=True)
-    c.unknown(head, ("name", "description", "board", "duration", "seed", "fast"), "scenario")
+    c.unknown(head, ("name", "description", "board", "duration", "seed", "fast", "shape"), "scenario")
     spec.name = c.text(head, "name", "scenario", required=True, default=spec.stem)
     spec.description = c.text(head, "description", "scenario", default="")
     spec.duration_ms = c.duration(head, "duration", "scenario", required=True, default=0, minimum=1000)
     spec.seed = c.integer(head, "seed", "scenario", default=1)
     spec.fast = c.boolean(head, "fast", "scenario")
+    spec.shape = c.text(head, "shape", "scenario")
     _load_board(c, spec, head, data, path)
 
     device = c.table(data, "device", "device")
@@ -826,8 +1053,20 @@ def _default_name(kind, a):
 
 
 def library(fast_only=False):
-    """Paths of the scenario library, sorted; only ``fast = true`` ones if asked."""
+    """Paths of the scenario library, sorted; only those with a ``fast =
+    true`` run if asked. The folders beside them (corpus/, fleet/) are not
+    in it: the prediction bench takes corpus/, `edge-agent sim fleet` fleet/."""
     paths = sorted(os.path.join(LIBRARY, n) for n in os.listdir(LIBRARY) if n.endswith(".toml"))
     if fast_only:
-        paths = [p for p in paths if load(p).fast]
+        paths = [p for p in paths if any(run.fast for run in load_runs(p))]
     return paths
+
+
+# The degradation corpus (docs/simulator.md, "The corpus"): wear and healthy
+# runs, each file saying its shape; bench/bench_prediction.py runs them all.
+CORPUS = os.path.join(LIBRARY, "corpus")
+
+
+def corpus():
+    """Paths of the corpus files, sorted."""
+    return sorted(os.path.join(CORPUS, n) for n in os.listdir(CORPUS) if n.endswith(".toml"))

@@ -5,7 +5,7 @@ and JUnit XML. The command's options are in edge_agent/cli/sim.py."""
 import os
 import sys
 
-from simulator.scenarios.spec import EXIT_BAD_SCENARIO, EXIT_FAILED, EXIT_OK, ScenarioError, load
+from simulator.scenarios.spec import EXIT_BAD_SCENARIO, EXIT_FAILED, EXIT_OK, ScenarioError, load_runs
 
 
 def main_from_args(args):
@@ -18,7 +18,7 @@ def main_from_args(args):
     bad = []
     for path in args.scenarios:
         try:
-            specs.append(load(path))
+            specs.extend(load_runs(path))  # a [matrix] file: one per run
         except ScenarioError as exc:
             bad.append(exc)
     for exc in bad:

@@ -107,5 +107,5 @@ def test_an_inline_board_cannot_run_live_and_says_how_to_fix(tmp_path):
 def test_the_library_has_a_scenario_for_every_live_fault():
     kinds = set()
     for path in sc.library():
-        kinds.update(f.kind for f in sc.load(path).faults)
+        kinds.update(f.kind for spec in sc.load_runs(path) for f in spec.faults)
     assert set(sc.LIVE_FAULTS) <= kinds, set(sc.LIVE_FAULTS) - kinds

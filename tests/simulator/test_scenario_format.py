@@ -1,6 +1,7 @@
 """Issue 18's scenario format: repeating faults, offset/step faults, drift
 from/to over a duration (linear or exponential) on any process, the daily
-cycle's phase, and verdicts that print compared durations exactly."""
+cycle's phase, verdicts that print compared durations exactly, and a
+[matrix] expanding one file into several runs."""
 
 import math
 import os
@@ -368,3 +369,133 @@ def test_bad_repeating_expectations_name_file_key_and_fix(tmp_path, capsys, body
 def test_a_repeating_live_only_fault_is_named_once_when_skipped(tmp_path):
     spec = _spec(tmp_path, '[[faults]]\nkind = "latency"\nms = 50\nat = "1m"\nfor = "10s"\nevery = "5m"\n')
     assert len(spec.faults) == 6 and [f.key for f in spec.live_only()] == ["faults[0]"]
+
+
+# -- [matrix]: one file, several runs ---------------------------------------------
+
+SENSOR = '[sensors.cabinet_temp]\nlevel = 30.0\nnoise = 0.2\n'
+DRIFT = '[[faults]]\nkind = "drift"\nsensor = "cabinet_temp"\nat = "10m"\nper_day = 1.0\n'
+
+
+def _runs(tmp_path, body, duration="30m"):
+    path = tmp_path / "m.toml"
+    path.write_text(HEAD % (BOARD, duration) + body + TAIL)
+    return sc.load_runs(str(path))
+
+
+def test_a_matrix_runs_every_combination_of_its_axes_in_order(tmp_path):
+    runs = _runs(tmp_path, SENSOR + DRIFT + '[matrix]\n"sensors.cabinet_temp.noise" = [0.2, 0.5]\n'
+                 'unit = [{ "scenario.seed" = 1, "faults[0].per_day" = 1.5 }, '
+                 '{ "scenario.seed" = 7, "faults[0].at" = "20m" }]\n')
+    assert [r.name for r in runs] == ["x (noise 0.2, seed 1, per_day 1.5)", "x (noise 0.2, seed 7, at 20m)",
+                                      "x (noise 0.5, seed 1, per_day 1.5)", "x (noise 0.5, seed 7, at 20m)"]
+    assert [r.stem for r in runs] == ["m-1", "m-2", "m-3", "m-4"]
+    assert [r.sensors["cabinet_temp"][1]["noise"] for r in runs] == [0.2, 0.2, 0.5, 0.5]
+    assert [r.seed for r in runs] == [1, 7, 1, 7]
+    # A linked table sets its paths together; what it does not set keeps the file's value.
+    assert [(r.faults[0].at_ms, r.faults[0].args["per_day"]) for r in runs] == [
+        (600000, 1.5), (1200000, 1.0), (600000, 1.5), (1200000, 1.0)]
+    assert runs[1].matrix == [("sensors.cabinet_temp.noise", 0.2), ("scenario.seed", 7), ("faults[0].at", "20m")]
+    # Runs do not share the file's tables: each got its own values.
+    assert runs[0].sensors["cabinet_temp"] is not runs[2].sensors["cabinet_temp"]
+
+
+def test_a_named_axis_may_be_written_as_an_array_of_tables_and_a_key_may_be_new(tmp_path):
+    runs = _runs(tmp_path, SENSOR + DRIFT + '[matrix]\n"scenario.shape" = ["linear"]\n'
+                 '[[matrix.unit]]\n"scenario.seed" = 3\n"sensors.cabinet_temp.cycle" = 2.0\n'
+                 '[[matrix.unit]]\n"scenario.seed" = 4\n"sensors.cabinet_temp.cycle" = 4.0\n')
+    assert [(r.seed, r.shape, r.sensors["cabinet_temp"][1]["cycle"]) for r in runs] == [
+        (3, "linear", 2.0), (4, "linear", 4.0)]
+    assert runs[0].name == "x (shape linear, seed 3, cycle 2.0)"
+
+
+def test_two_paths_ending_in_the_same_key_are_named_in_full(tmp_path):
+    runs = _runs(tmp_path, SENSOR + DRIFT + DRIFT + '[matrix]\n"faults[0].per_day" = [1.0]\n'
+                 '"faults[1].per_day" = [2.0]\n"sensors.cabinet_temp.noise" = [0.3]\n')
+    assert runs[0].name == "x (faults[0].per_day 1.0, faults[1].per_day 2.0, noise 0.3)"
+
+
+def test_a_file_without_a_matrix_is_one_run_and_load_wants_one(tmp_path):
+    runs = _runs(tmp_path, SENSOR)
+    assert len(runs) == 1 and runs[0].stem == "m" and runs[0].matrix == [] and runs[0].name == "x"
+    path = tmp_path / "two.toml"
+    path.write_text(HEAD % (BOARD, "30m") + '[matrix]\n"scenario.seed" = [1, 2]\n' + TAIL)
+    with pytest.raises(sc.ScenarioError, match="matrix: makes 2 runs, not one; load it with spec.load_runs"):
+        sc.load(str(path))
+
+
+def test_sim_run_runs_and_reports_every_run_of_a_matrix(tmp_path, capsys):
+    path = tmp_path / "m.toml"
+    path.write_text(HEAD % (BOARD, "2m") + '[matrix]\n"scenario.seed" = [1, 2, 3]\n' + TAIL)
+    junit = str(tmp_path / "junit.xml")
+    assert cli.main(["sim", "run", str(path), "--junit", junit]) == sc.EXIT_OK
+    out = capsys.readouterr().out
+    for seed in (1, 2, 3):
+        assert "x (seed %d)" % seed in out
+    assert "3 scenarios, 0 failed" in out
+    import xml.etree.ElementTree as ET
+    assert [s.get("name") for s in ET.parse(junit).getroot().findall("testsuite")] == ["m-1", "m-2", "m-3"]
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[matrix]\n', "matrix: is empty; add an axis"),
+    ('[matrix]\n"scenario.seed" = 3\n', 'matrix."scenario.seed": must be a non-empty list, not 3; write one value per run'),
+    ('[matrix]\n"scenario.seed" = []\n', 'matrix."scenario.seed": must be a non-empty list, not []'),
+    ('[matrix]\nunit = [1, 2]\n', "matrix.unit[0]: must be a table of path = value, not 1"),
+    ('[matrix]\nunit = [{}]\n', "matrix.unit[0]: must be a table of path = value, not {}"),
+    ('[matrix]\n"scenario..seed" = [1]\n', "'scenario..seed' is not a path into the scenario; write keys joined by dots"),
+    ('[matrix]\n"faults[x].at" = ["1m"]\n', "'faults[x].at' is not a path into the scenario"),
+    ('[matrix]\nunit = [{ seed = 1 }]\n', 'matrix.unit[0]."seed": \'seed\' does not name one value; end the path at a key'),
+    ('[matrix]\n"faults[0]" = [1]\n', "matrix.\"faults[0]\": 'faults[0]' does not name one value"),
+    ('[matrix]\n"matrix.x" = [1]\n', "a matrix cannot vary itself"),
+    ('[matrix]\n"sensors.fan_speed.noise" = [1.0]\n',
+     'matrix."sensors.fan_speed.noise": the file has no sensors; fix the path (it goes through the file\'s tables '
+     'to a key), or add [sensors.fan_speed] to the file'),
+    (SENSOR + '[matrix]\n"sensors.cabinet_tmp.noise" = [1.0]\n',
+     "the file has no sensors.cabinet_tmp (sensors has: cabinet_temp)"),
+    (DRIFT + '[matrix]\n"faults[1].at" = ["1m"]\n', "the file has 1 [[faults]] table: no faults[1]; index them from 0"),
+    ('[matrix]\n"faults[0].at" = ["1m"]\n', "the file has 0 [[faults]] tables: no faults[0]; add [[faults]] tables (indexed from 0)"),
+    ('[matrix]\n"scenario.name.x" = [1]\n', "the file has no scenario.name.x; fix the path"),
+    ('[matrix]\n"scenario.seed.x" = [1]\n', "the file has no scenario.seed (scenario has: board, duration, name)"),
+    ('[matrix]\n"scenario.seed" = [{ a = 1 }]\n',
+     'matrix."scenario.seed"[0]: a path\'s values are plain values, not tables'),
+    ('[matrix]\n"scenario.seed" = [1, 2]\nunit = [{ "scenario.seed" = 3 }]\n',
+     "matrix.unit: sets scenario.seed, which axis 'scenario.seed' sets too; vary each path in one axis only"),
+    ('[matrix]\n"scenario.seed" = %s\n"scenario.description" = %s\n' % (list(range(40)), ["d%d" % i for i in range(30)]),
+     "matrix: makes 1200 runs (at most 1000); use fewer values or axes"),
+])
+def test_a_bad_matrix_names_file_key_and_fix(tmp_path, capsys, body, message):
+    _bad(tmp_path, capsys, body, message)
+
+
+def test_a_matrix_that_is_not_a_table_is_refused(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text("matrix = 3\n" + HEAD % (BOARD, "30m") + TAIL)
+    assert cli.main(["sim", "run", str(path)]) == sc.EXIT_BAD_SCENARIO
+    assert "matrix: must be a table, not int; write it as [matrix]" in capsys.readouterr().err
+
+
+def test_a_value_bad_in_some_runs_says_in_how_many_and_which(tmp_path, capsys):
+    _bad(tmp_path, capsys, SENSOR + DRIFT + '[matrix]\n"sensors.cabinet_temp.noise" = [0.2, -1.0]\n'
+         '"faults[0].at" = ["1m", "2m", "1h"]\n',
+         "faults[0].at: at 60.0 min is not before the end of the run (30.0 min) (the matrix sets it; in 2 of the 6 "
+         "matrix runs; the first, run 3: noise 0.2, at 1h); move it earlier")
+    _bad(tmp_path, capsys, SENSOR + '[matrix]\n"sensors.cabinet_temp.noise" = [0.2, -1.0]\n',
+         "sensors.cabinet_temp.noise: -1.0 is outside 0.0..None (the matrix sets it; in 1 of the 2 matrix runs; the "
+         "first, run 2: noise -1.0)")
+    # A misspelt key the matrix adds is the usual unknown key, in every run.
+    _bad(tmp_path, capsys, SENSOR + '[matrix]\n"sensors.cabinet_temp.nosie" = [0.2, 0.4]\n',
+         "sensors.cabinet_temp.nosie: unknown key (the matrix sets it); remove it or use one of")
+    # And the rest of the file's problems come with the matrix's.
+    _bad(tmp_path, capsys, '[matrix]\n"scenario.seed" = []\n[[faults]]\nkind = "stuck"\nsensor = "nope"\nat = "1m"\n',
+         "faults[0].sensor: no sensor matches 'nope'")
+
+
+def test_a_corpus_run_says_its_shape(tmp_path, capsys):
+    assert _spec(tmp_path, "").shape is None
+    path = tmp_path / "s.toml"
+    path.write_text((HEAD % (BOARD, "30m")).replace('name = "x"', 'name = "x"\nshape = "linear"') + TAIL)
+    assert sc.load(str(path)).shape == "linear"
+    path.write_text((HEAD % (BOARD, "30m")).replace('name = "x"', 'name = "x"\nshape = 3') + TAIL)
+    assert cli.main(["sim", "run", str(path)]) == sc.EXIT_BAD_SCENARIO
+    assert "scenario.shape: must be a non-empty string, not 3" in capsys.readouterr().err
