@@ -9,6 +9,9 @@ Per predicted sensor, streaming and bounded in memory:
   blocks (block j covers the 24 hours ending j days ago). Averaging a
   full day cancels a daily cycle exactly (the seasonality is removed, not
   modelled), which keeps a day/night swing from looking like a trend;
+- a level change followed by a trend (a flat level before, a line after,
+  beating every one-piece model) restarts the history at the change
+  (``restart_at``): a line through both sides would count the step as wear;
 - three trend models are fitted to the block means, each a line in one
   basis function g(x) (x in days, 0 = now): linear (g = x), exponential
   (g = (exp(r x) - 1) / r, the rate r from a grid: e-folding in 2.5 to 40
@@ -19,13 +22,14 @@ Per predicted sensor, streaming and bounded in memory:
   its one-sided 99% bound (Student t, n - p degrees of freedom);
 - the crossing that matters is the first *reading* over the limit, not the
   trend's: each past day gives its peak above the fitted trend (cycle,
-  noise and wander together). Walking forward 2 hours at a time, a day
-  crosses with the share of past days whose peak would have reached the
-  limit from that day's trend; the survival of those hazards gives the
-  first crossing's distribution. The earliest crossing is its 5% point
-  with the trend at its upper 95% prediction bound, the latest its 95%
-  point at the lower bound, the expected one its median on the trend: a
-  prediction interval for the first reading over the limit;
+  noise and wander together; a bucket whose peak is a burst far above its
+  own mean, a maintenance reading, is not its day's peak). Walking forward
+  2 hours at a time, a day crosses with the share of past days whose peak
+  would have reached the limit from that day's trend; the survival of
+  those hazards, mixed over the models and the trend's uncertainty, gives
+  the first crossing's distribution: the earliest crossing is its 2.5%
+  point, the latest its 97.5% point, the expected one its median (a 95%
+  prediction interval for the first reading over the limit);
 - a "predicted failure" is raised after ``CONFIRM_ESTIMATES`` consecutive
   estimates (one per 2-hour bucket) whose *earliest* crossing is within the
   horizon, and withdrawn after ``CLEAR_ESTIMATES`` in which there is no
@@ -51,8 +55,10 @@ MIN_BUCKETS_PER_BLOCK = 9
 MIN_BLOCKS = 4
 # The exponential and knee models need 7 days (4 degrees of freedom).
 MIN_BLOCKS_CURVED = 7
-# Exponential rates per day (e-folding 40, 20, 10, 6.7, 5, 3.3, 2.5 days).
-RATES = (0.025, 0.05, 0.1, 0.15, 0.2)
+# Exponential rates per day (e-folding 40, 29, 20, 14, 10, 6.7, 5 days): steps of
+# at most 1.5x, since a rate between two grid points extrapolates with the
+# slower one and warned the slowest corpus wear (0.07) 6.2 days ahead.
+RATES = (0.025, 0.035, 0.05, 0.07, 0.1, 0.15, 0.2)
 # Models whose Akaike weight is below this share of the best's are left out
 # of the interval's mixture.
 MIX_MIN_WEIGHT = 0.05
@@ -171,6 +177,46 @@ def _variance(xs, ys, kind, p, a, b, rss, df):
     rho = r1 / r0 if r0 > 0.0 else 0.0
     rho = 0.0 if rho < 0.0 else (0.8 if rho > 0.8 else rho)
     return rss / df * (1.0 + rho) / (1.0 - rho)
+
+
+def restart_at(xs, ys):
+    """A level change followed by a trend (a repair that left a
+    misalignment, then the wear it causes): a line through both sides
+    counts the step as trend and warns weeks early. Returns the index j of
+    the newest block before which the level changed (blocks 0..j are after
+    it) when a flat level before it and a line after it beat every
+    one-piece model by SELECT_MARGIN (five parameters: the level, the
+    line's two, the change's place, the variance); else None. The history
+    then restarts at the change."""
+    n = len(xs)
+    if n < MIN_BLOCKS_CURVED + 1:
+        return None
+    fit = _line(xs, ys, LINEAR, 0.0)
+    if fit is None:
+        return None
+    one_piece = _aicc(fit[0], n, 3)
+    for kind, p in [(EXPONENTIAL, r) for r in RATES] + [(KNEE, xs[j]) for j in range(5, n - 2)]:
+        f = _line(xs, ys, kind, p)
+        if f is not None:
+            one_piece = min(one_piece, _aicc(f[0], n, 4))
+    best = None
+    # At least MIN_BLOCKS after it, and one before: a change about to leave
+    # the history still tilts a line through all of it.
+    for j in range(MIN_BLOCKS - 1, n - 1):
+        after = _line(xs[:j + 1], ys[:j + 1], LINEAR, 0.0)
+        if after is None:
+            continue
+        level = 0.0
+        for y in ys[j + 1:]:
+            level += y
+        level /= n - j - 1
+        rss = after[0]
+        for y in ys[j + 1:]:
+            rss += (y - level) * (y - level)
+        score = _aicc(rss, n, 5)
+        if score < one_piece - SELECT_MARGIN and (best is None or score < best[0]):
+            best = (score, j)
+    return None if best is None else best[1]
 
 
 def select(xs, ys):
@@ -407,6 +453,10 @@ class Predictor:
         n = len(xs)
         if n < MIN_BLOCKS:
             return None
+        j = restart_at(xs, ys)
+        if j is not None:  # the level changed: what came before says nothing about the trend since
+            xs, ys, firsts = xs[:j + 1], ys[:j + 1], firsts[:j + 1]
+            n = j + 1
         fits = select(xs, ys)
         if fits is None:
             return None
@@ -450,11 +500,37 @@ class Predictor:
             kind,
         )
 
+    def _burst_fence(self, s):
+        """How far a bucket's peak may stand above its own mean before it is
+        a burst (a maintenance reading, a transient) rather than the
+        readings' spread: Tukey's far-out fence, Q3 + 3 IQR, over the
+        history's buckets."""
+        bursts = []
+        for h in range(self.slots):
+            pk = self.peaks[h]
+            if pk == pk:
+                bursts.append(s * (pk - self.means[h]))
+        bursts.sort()
+        k = len(bursts)
+        if k < 8:
+            return None
+        q1 = bursts[k // 4]
+        q3 = bursts[(3 * k) // 4]
+        return q3 + 3.0 * (q3 - q1)
+
     def _tops(self, kind, p, a, b, firsts, last, s):
         """Each day's peak above the trend (its cycle, noise and wander),
-        filed by the 2-hour phase of the day it came at: 12 sorted lists."""
+        filed by the 2-hour phase of the day it came at: 12 sorted lists.
+
+        A bucket whose peak is a burst far above its own mean (a
+        maintenance reading at 89 degC for 20 minutes) is not the day's
+        peak: it says nothing about where the readings go as the trend
+        rises, and counted as one day in fourteen it made every later day
+        cross with that chance (a false alarm a year on a healthy
+        bearing). The threshold rules speak for such readings."""
         per_day = BUCKETS_PER_DAY
         slots = self.slots
+        fence = self._burst_fence(s)
         tops = [[] for _ in range(per_day)]
         for first in firsts:
             top = None
@@ -462,6 +538,8 @@ class Predictor:
             for h in range(max(0, first), first + per_day):
                 pk = self.peaks[h % slots]
                 if pk != pk:
+                    continue
+                if fence is not None and s * (pk - self.means[h % slots]) > fence:
                     continue
                 e = s * pk - a - b * _g(kind, p, (h - last - 0.5) / per_day)
                 if top is None or e > top:

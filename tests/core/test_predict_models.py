@@ -174,3 +174,49 @@ def test_interval_widens_with_noise():
         _check_warned(raised, first)
         widths.append(raised[1].late_ms - raised[1].early_ms)
     assert widths[1] > widths[0], widths
+
+
+def test_a_level_change_then_a_trend_restarts_the_history_at_the_change():
+    # +8 on day -9, then 0.7 a day: a line through all 14 days counts the
+    # step as trend (it warned ~25 days early); after the restart only the
+    # 9 days since count.
+    xs, ys = _blocks(lambda x: 50.0 + ((8.0 + 0.7 * (x + 9.0)) if x > -9.0 else 0.0) + 0.05 * math.sin(7 * x), 14)
+    j = pr.restart_at(xs, ys)
+    assert j == 8, j  # blocks 0..8 (x = -0.5 .. -8.5) are after the change
+    chosen = pr.select(xs[:j + 1], ys[:j + 1])[0]
+    assert chosen[0] == "linear" and abs(chosen[3] - 0.7) < 0.02, chosen
+    # A plain line and an exponential are one piece: no restart.
+    for level in (lambda x: 10.0 + 0.8 * x + 0.05 * math.sin(7 * x),
+                  lambda x: 2.0 + 0.5 * math.exp(0.15 * x) + 0.01 * math.sin(7 * x)):
+        xs, ys = _blocks(level, 14)
+        assert pr.restart_at(xs, ys) is None
+    # A knee is a change with no step: restarting at it (between blocks,
+    # where the knee's grid has only block centres) keeps its slope.
+    xs, ys = _blocks(lambda x: 50.0 + (1.5 * (x + 8.0) if x > -8.0 else 0.0) + 0.05 * math.sin(7 * x), 14)
+    j = pr.restart_at(xs, ys)
+    if j is not None:
+        chosen = pr.select(xs[:j + 1], ys[:j + 1])[0]
+        assert j == 7 and chosen[0] == "linear" and abs(chosen[3] - 1.5) < 0.02, (j, chosen)
+
+
+def test_a_step_then_wear_is_warned_a_week_ahead_not_weeks():
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    raised, first, changes = _run(p, 70, lambda d: 50.0 + ((8.0 + 0.7 * (d - 20.0)) if d > 20.0 else 0.0),
+                                  90.0, cycle=6.0, noise=0.4, seed=3)
+    _check_warned(raised, first)
+    assert first - raised[0] < 12.0, (raised[0], first)  # not weeks early
+    assert [c for _, c in changes if c == "raise"] == ["raise"]
+
+
+def test_a_maintenance_reading_near_the_limit_is_not_a_predicted_failure():
+    # A healthy bearing with a slight upward wander and a 20-minute reading
+    # at 89 degC (limit 90) during maintenance: one day in fourteen with a
+    # peak at the limit used to make every later day cross with that chance.
+    spike = (30.0, 30.0 + 20.0 / 1440)
+
+    def level(d):
+        return 89.0 if spike[0] <= d < spike[1] else 56.0 + 0.2 * (d - 20.0 if d > 20.0 else 0.0)
+
+    p = pr.Predictor(90.0, "above", 7 * DAY, 14)
+    raised, first, changes = _run(p, 45, level, 90.0, cycle=2.0, noise=0.4, seed=1)
+    assert first is None and raised is None, (raised, changes)
