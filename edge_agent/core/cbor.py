@@ -527,3 +527,29 @@ def loads(data):
             "%d trailing bytes after the item, at offset %d" % (reader.end - reader.pos, reader.pos)
         )
     return value
+
+
+def loads_spans(data):
+    """``loads(data)``, and where the item is a definite-length array, the
+    (start, end) offsets of each of its elements in ``data`` (else []): a
+    bundle's signals as the bytes that were signed, found without encoding
+    them again. Raises what ``loads`` raises, whatever the bytes."""
+    view = memoryview(data) if not isinstance(data, memoryview) else data
+    if not len(view) or view[0] >> 5 != 4 or view[0] & 0x1F > 27:
+        return loads(view), []
+    reader = _Reader(view)
+    spans = []
+    try:
+        n = reader.argument(reader.byte() & 0x1F)
+        reader.expect(n, 0)
+        value = []
+        for _ in range(n):
+            start = reader.pos
+            value.append(reader.item(1))
+            spans.append((start, reader.pos))
+        if reader.pos != reader.end:
+            raise CBORDecodeError("trailing bytes")
+    except CBORError:
+        # loads fails on the same bytes, with its own words.
+        return loads(view), []
+    return value, spans

@@ -170,3 +170,19 @@ def test_errors_are_value_errors():
     assert issubclass(cbor.CBORDecodeEOF, cbor.CBORDecodeError)
     assert issubclass(cbor.CBORDecodeError, ValueError)
     assert issubclass(cbor.CBOREncodeError, ValueError)
+
+
+def test_loads_spans_gives_each_array_element_as_its_bytes():
+    items = [{0: 1, 1: "a"}, [1, 2.5, None], "text", 2 ** 70, cbor.Tag(40, b"x")]
+    data = cbor.dumps(items)
+    value, spans = cbor.loads_spans(data)
+    assert value == cbor.loads(data) == items
+    assert [cbor.loads(data[start:end]) for start, end in spans] == items
+    assert spans[0][0] == 1 and spans[-1][1] == len(data)
+    # Not a definite array: the value alone.
+    assert cbor.loads_spans(cbor.dumps({1: 2})) == ({1: 2}, [])
+    assert cbor.loads_spans(b"\x9f\x01\xff") == ([1], [])
+    # Bad bytes: the same error as loads, in its own words.
+    for bad in (b"\x82\x01", b"\x81\x01\x02", b"\x82\x01\x1c", b"\x81" * (cbor.MAX_DEPTH + 1) + b"\x00", b""):
+        err = raises(cbor.CBORDecodeError, cbor.loads_spans, bad)
+        assert str(err) == str(raises(cbor.CBORDecodeError, cbor.loads, bad))
