@@ -175,7 +175,9 @@ MAX_CACHED_TEXTS = 256
 ROW_SHORTCUTS = True
 _row_heads = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
 _byte_texts = {}  # UTF-8 bytes -> str
-_ROW_FORMATS = {}  # id length -> struct format of a row with a double, for unpack
+# A row with an id of n bytes and a double, for unpack: [0x84, 0x1b] time
+# [text head] id [0xfb] double quality.
+_ROW_FORMATS = [">2xQx%dsxdB" % n for n in range(24)]
 
 
 def _row_head(sensor):
@@ -241,11 +243,11 @@ def _encode(value, out, depth):
             if t is list and rows and len(item) == 4:
                 # A telemetry row: [uint64 time, str, float or None, small uint].
                 time_ms, sensor, reading, quality = item
-                if (type(time_ms) is int and 0x100000000 <= time_ms < _UINT64_LIMIT and type(sensor) is str
+                if (type(time_ms) is int and 0x100000000 <= time_ms <= 0xFFFFFFFFFFFFFFFF and type(sensor) is str
                         and type(quality) is int and 0 <= quality < 24):
                     t = type(reading)
                     if t is float and reading == reading:
-                        row_format, encoded, size = _row_head(sensor)
+                        row_format, encoded, size = _row_heads.get(sensor) or _row_head(sensor)
                         row = _pack(row_format, 0x84, 0x1B, time_ms, encoded, 0xFB, reading, quality)
                         # The double as is when single cannot hold it (see
                         # _encode_float: nearly every reading).
@@ -486,6 +488,21 @@ class _Reader:
         for _ in range(n):
             if pos < end:
                 b = data[pos]
+                if b == 0x84 and rows and pos + 10 < end and data[pos + 1] == 0x1B and 0x60 <= data[pos + 10] < 0x78:
+                    # A telemetry row [uint64 time, short text, double, small
+                    # uint] in one unpack; anything else takes the paths below.
+                    size = data[pos + 10] - 0x60
+                    stop = pos + 21 + size
+                    if stop <= end and data[stop - 10] == 0xFB and data[stop - 1] < 24:
+                        time_ms, raw, reading, quality = _unpack_from(_ROW_FORMATS[size], data, pos)
+                        sensor = _byte_texts.get(raw)
+                        if sensor is None:
+                            sensor = self.text(raw, pos + 10)
+                            if len(_byte_texts) < MAX_CACHED_TEXTS:
+                                _byte_texts[raw] = sensor
+                        append([time_ms, sensor, reading, quality])
+                        pos = stop
+                        continue
                 if b < 24:
                     pos += 1
                     append(b)
@@ -499,29 +516,6 @@ class _Reader:
                 elif (b == 0x1B or b == 0xFB) and pos + 9 <= end:
                     append(_unpack_from(">Q" if b == 0x1B else ">d", data, pos + 1)[0])
                     pos += 9
-                    continue
-                elif b == 0x84 and rows and pos + 10 < end and data[pos + 1] == 0x1B and 0x60 <= data[pos + 10] < 0x78:
-                    # A telemetry row [uint64 time, short text, double, small
-                    # uint] in one unpack; anything else takes the paths below.
-                    size = data[pos + 10] - 0x60
-                    stop = pos + 21 + size
-                    if stop <= end and data[stop - 10] == 0xFB and data[stop - 1] < 24:
-                        row_format = _ROW_FORMATS.get(size)
-                        if row_format is None:
-                            row_format = _ROW_FORMATS[size] = ">2xQx%dsxdB" % size
-                        time_ms, raw, reading, quality = _unpack_from(row_format, data, pos)
-                        sensor = _byte_texts.get(raw)
-                        if sensor is None:
-                            sensor = self.text(raw, pos + 10)
-                            if len(_byte_texts) < MAX_CACHED_TEXTS:
-                                _byte_texts[raw] = sensor
-                        append([time_ms, sensor, reading, quality])
-                        pos = stop
-                        continue
-                    self.pos = pos + 1
-                    self.expect(4, pos)
-                    append(self.short_array(4, depth + 1))
-                    pos = self.pos
                     continue
                 elif 0x80 <= b < 0x98:  # a short array (a telemetry row)
                     self.pos = pos + 1
@@ -605,7 +599,9 @@ class _Reader:
 
 def loads(data):
     """Decode exactly one CBOR item; trailing bytes are an error."""
-    reader = _Reader(memoryview(data) if not isinstance(data, memoryview) else data)
+    # bytes are read as they are (indexing them is quicker than a view's,
+    # and a slice is one copy either way); anything else through a view.
+    reader = _Reader(data if type(data) is bytes or isinstance(data, memoryview) else memoryview(data))
     value = reader.item(0)
     if reader.pos != reader.end:
         raise CBORDecodeError(
@@ -619,7 +615,7 @@ def loads_spans(data):
     (start, end) offsets of each of its elements in ``data`` (else []): a
     bundle's signals as the bytes that were signed, found without encoding
     them again. Raises what ``loads`` raises, whatever the bytes."""
-    view = memoryview(data) if not isinstance(data, memoryview) else data
+    view = data if type(data) is bytes or isinstance(data, memoryview) else memoryview(data)
     if not len(view) or view[0] >> 5 != 4 or view[0] & 0x1F > 27:
         return loads(view), []
     reader = _Reader(view)
