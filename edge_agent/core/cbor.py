@@ -176,8 +176,8 @@ ROW_SHORTCUTS = True
 _row_heads = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
 _byte_texts = {}  # UTF-8 bytes -> str
 # A row with an id of n bytes and a double, for unpack: [0x84, 0x1b] time
-# [text head] id [0xfb] double quality.
-_ROW_FORMATS = [">2xQx%dsxdB" % n for n in range(24)]
+# [text head] id [0xfb] double quality; made on first use (a board's heap).
+_ROW_FORMATS = [None] * 24
 
 
 def _row_head(sensor):
@@ -494,7 +494,10 @@ class _Reader:
                     size = data[pos + 10] - 0x60
                     stop = pos + 21 + size
                     if stop <= end and data[stop - 10] == 0xFB and data[stop - 1] < 24:
-                        time_ms, raw, reading, quality = _unpack_from(_ROW_FORMATS[size], data, pos)
+                        row_format = _ROW_FORMATS[size]
+                        if row_format is None:
+                            row_format = _ROW_FORMATS[size] = ">2xQx%dsxdB" % size
+                        time_ms, raw, reading, quality = _unpack_from(row_format, data, pos)
                         sensor = _byte_texts.get(raw)
                         if sensor is None:
                             sensor = self.text(raw, pos + 10)
