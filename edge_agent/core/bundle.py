@@ -47,14 +47,19 @@ def group_for_publish(records, urgent, max_bytes):
     return groups
 
 
-def decode(payload):
+def decode(payload, records=None):
     """The signals in a sealed payload (a signal or a bundle), checked:
     raises SignalError for anything that is not valid, or a bundle that
-    mixes devices or kinds."""
+    mixes devices or kinds. ``records``, a list, receives each signal's
+    own bytes in the payload (for the receiver, which stores them as
+    signed instead of encoding the decoded body again)."""
     if payload[:1] and payload[0] >> 5 != 4:
-        return [sg.decode(payload)]
+        signal = sg.decode(payload)
+        if records is not None:
+            records.append(payload)
+        return [signal]
     try:
-        items = cbor.loads(payload)
+        items, spans = cbor.loads_spans(payload)
     except cbor.CBORError as exc:
         raise sg.SignalError("not CBOR: %s" % exc)
     if not isinstance(items, list) or not items:
@@ -67,6 +72,9 @@ def decode(payload):
         if signal.device != first.device or signal.kind != first.kind:
             raise sg.SignalError("a bundle mixes devices or kinds (%s/%s and %s/%s)"
                                  % (first.device, first.kind_name, signal.device, signal.kind_name))
+    if records is not None:
+        view = memoryview(payload)
+        records.extend(view[start:end] for start, end in spans)
     return signals
 
 

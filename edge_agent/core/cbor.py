@@ -136,18 +136,23 @@ def _encode_bytes(value):
 
 def _encode_float(value):
     # The shortest of half, single, double that holds the value exactly.
-    # Single is tried first: most readings (20.1) need a double, and every
-    # half is also a single, so a value that fails single is done at once.
+    # Every half is also a single, so a value that fails single is a double.
     if value != value:  # NaN: the canonical quiet NaN, as cbor2 writes it
         return b"\xf9\x7e\x00"
+    # A double with any of its 29 lowest mantissa bits set needs more than
+    # a single's 24 significant bits (a reading like 20.137, nearly every
+    # one): it is written as is, one pack and no round trip.
+    double = _pack(">Bd", 0xFB, value)
+    if double[8] or double[7] or double[6] or double[5] & 0x1F:
+        return double
     try:
         single = _pack(">Bf", 0xFA, value)
     except (OverflowError, ValueError):
-        return _pack(">Bd", 0xFB, value)
+        return double
     # MicroPython saturates to inf instead of raising: the round trip
     # check catches that, and any lost precision.
     if _unpack_from(">f", single, 1)[0] != value:
-        return _pack(">Bd", 0xFB, value)
+        return double
     try:
         half = _pack(">Be", 0xF9, value)
         if _unpack_from(">e", half, 1)[0] == value:
@@ -160,6 +165,33 @@ def _encode_float(value):
 _pack = struct.pack
 _unpack = struct.unpack
 _unpack_from = struct.unpack_from
+
+# Telemetry rows, [time_ms, sensor, value, quality], are nearly all of a
+# device's CBOR (and of a receiver's): both directions have a shortcut for
+# them that gives the bytes and values of the general path. The sensor ids
+# repeat, so their encoded and decoded forms are kept, up to this many.
+MAX_CACHED_TEXTS = 256
+# Off, every row takes the general paths (the tests compare the two).
+ROW_SHORTCUTS = True
+_row_heads = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
+_byte_texts = {}  # UTF-8 bytes -> str
+# A row with an id of n bytes and a double, for unpack: [0x84, 0x1b] time
+# [text head] id [0xfb] double quality; made on first use (a board's heap).
+_ROW_FORMATS = [None] * 24
+
+
+def _row_head(sensor):
+    """How a row of ``sensor`` (a str) is packed, remembered for the next."""
+    known = _row_heads.get(sensor)
+    if known is None:
+        raw = sensor.encode("utf-8")
+        n = len(raw)
+        encoded = (bytes((0x60 | n,)) if n < 24 else _head(3, n)) + raw
+        # 0x84, 0x1b, time, the id, 0xfb, the double, the quality.
+        known = (">BBQ%dsBdB" % len(encoded), encoded, len(encoded))
+        if len(_row_heads) < MAX_CACHED_TEXTS:
+            _row_heads[sensor] = known
+    return known
 
 
 def _sort_key(encoded_key):
@@ -204,10 +236,36 @@ def _encode(value, out, depth):
             return
         append = out.append
         extend = out.extend
+        rows = ROW_SHORTCUTS and depth < MAX_DEPTH
         for item in value:
             # Scalars inline: one call per container instead of per item.
             t = type(item)
-            if t is int:
+            if t is list and rows and len(item) == 4:
+                # A telemetry row: [uint64 time, str, float or None, small uint].
+                time_ms, sensor, reading, quality = item
+                if (type(time_ms) is int and 0x100000000 <= time_ms <= 0xFFFFFFFFFFFFFFFF and type(sensor) is str
+                        and type(quality) is int and 0 <= quality < 24):
+                    t = type(reading)
+                    if t is float and reading == reading:
+                        row_format, encoded, size = _row_heads.get(sensor) or _row_head(sensor)
+                        row = _pack(row_format, 0x84, 0x1B, time_ms, encoded, 0xFB, reading, quality)
+                        # The double as is when single cannot hold it (see
+                        # _encode_float: nearly every reading).
+                        if row[size + 18] or row[size + 17] or row[size + 16] or row[size + 15] & 0x1F:
+                            extend(row)
+                        else:
+                            extend(row[:size + 10])
+                            extend(_encode_float(reading))
+                            append(quality)
+                        continue
+                    if reading is None:
+                        extend(_pack(">BBQ", 0x84, 0x1B, time_ms))
+                        extend(_row_head(sensor)[1])
+                        append(0xF6)
+                        append(quality)
+                        continue
+                _encode(item, out, depth)
+            elif t is int:
                 if 0 <= item < 24:
                     append(item)
                 else:
@@ -372,6 +430,11 @@ class _Reader:
                 self.pos = start + 3
                 self.expect(n, start)
                 return self.short_array(n, depth + 1)
+            elif major == 4 and info == 24 and start + 2 <= self.end:
+                n = data[start + 1]
+                self.pos = start + 2
+                self.expect(n, start)
+                return self.short_array(n, depth + 1)
             elif info == 27 and (major == 0 or major == 7) and start + 9 <= self.end:
                 self.pos = start + 9
                 return _unpack_from(">Q" if major == 0 else ">d", data, start + 1)[0]
@@ -418,12 +481,31 @@ class _Reader:
             return [self.item(depth) for _ in range(n)]  # raises
         data = self.data
         end = self.end
+        rows = ROW_SHORTCUTS and depth < MAX_DEPTH
         result = []
         append = result.append
         pos = self.pos
         for _ in range(n):
             if pos < end:
                 b = data[pos]
+                if b == 0x84 and rows and pos + 10 < end and data[pos + 1] == 0x1B and 0x60 <= data[pos + 10] < 0x78:
+                    # A telemetry row [uint64 time, short text, double, small
+                    # uint] in one unpack; anything else takes the paths below.
+                    size = data[pos + 10] - 0x60
+                    stop = pos + 21 + size
+                    if stop <= end and data[stop - 10] == 0xFB and data[stop - 1] < 24:
+                        row_format = _ROW_FORMATS[size]
+                        if row_format is None:
+                            row_format = _ROW_FORMATS[size] = ">2xQx%dsxdB" % size
+                        time_ms, raw, reading, quality = _unpack_from(row_format, data, pos)
+                        sensor = _byte_texts.get(raw)
+                        if sensor is None:
+                            sensor = self.text(raw, pos + 10)
+                            if len(_byte_texts) < MAX_CACHED_TEXTS:
+                                _byte_texts[raw] = sensor
+                        append([time_ms, sensor, reading, quality])
+                        pos = stop
+                        continue
                 if b < 24:
                     pos += 1
                     append(b)
@@ -520,10 +602,38 @@ class _Reader:
 
 def loads(data):
     """Decode exactly one CBOR item; trailing bytes are an error."""
-    reader = _Reader(memoryview(data) if not isinstance(data, memoryview) else data)
+    # bytes are read as they are (indexing them is quicker than a view's,
+    # and a slice is one copy either way); anything else through a view.
+    reader = _Reader(data if type(data) is bytes or isinstance(data, memoryview) else memoryview(data))
     value = reader.item(0)
     if reader.pos != reader.end:
         raise CBORDecodeError(
             "%d trailing bytes after the item, at offset %d" % (reader.end - reader.pos, reader.pos)
         )
     return value
+
+
+def loads_spans(data):
+    """``loads(data)``, and where the item is a definite-length array, the
+    (start, end) offsets of each of its elements in ``data`` (else []): a
+    bundle's signals as the bytes that were signed, found without encoding
+    them again. Raises what ``loads`` raises, whatever the bytes."""
+    view = data if type(data) is bytes or isinstance(data, memoryview) else memoryview(data)
+    if not len(view) or view[0] >> 5 != 4 or view[0] & 0x1F > 27:
+        return loads(view), []
+    reader = _Reader(view)
+    spans = []
+    try:
+        n = reader.argument(reader.byte() & 0x1F)
+        reader.expect(n, 0)
+        value = []
+        for _ in range(n):
+            start = reader.pos
+            value.append(reader.item(1))
+            spans.append((start, reader.pos))
+        if reader.pos != reader.end:
+            raise CBORDecodeError("trailing bytes")
+    except CBORError:
+        # loads fails on the same bytes, with its own words.
+        return loads(view), []
+    return value, spans

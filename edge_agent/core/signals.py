@@ -150,6 +150,20 @@ class Signal:
         )
 
 
+def body_bytes(signal, record):
+    """The bytes of ``signal``'s body inside ``record``, the signal's own
+    bytes as received, or None. Found without encoding the body: when the
+    record begins with the canonical encoding of the signal's envelope up
+    to the body's key (a 7-entry map whose keys 0-5 hold these values, as
+    Signal.encode writes it), the body (key 6, the last entry) is the rest.
+    A record encoded otherwise (by another encoder) gives None."""
+    head = cbor.dumps({K_VERSION: VERSION, K_KIND: signal.kind, K_DEVICE: signal.device, K_SEQ: signal.seq,
+                       K_TIME: signal.time_ms, K_PRIORITY: signal.priority, K_BODY: None})[:-1]
+    if len(record) > len(head) and bytes(record[:len(head)]) == head:
+        return bytes(record[len(head):])
+    return None
+
+
 def _require_uint(envelope, key, name):
     value = envelope.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:

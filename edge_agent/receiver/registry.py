@@ -110,9 +110,11 @@ class Registry:
             raise Rejection("bad-signal", "expected one signal, got a bundle of %d" % len(signals))
         return signals[0]
 
-    def open_signals(self, data, topic=None):
+    def open_signals(self, data, topic=None, bodies=None):
         """Verify and decode one message (a signal or a bundle); return its
-        signals or raise Rejection."""
+        signals or raise Rejection. ``bodies``, a list, receives each
+        signal's body as the bytes that were signed (signals.body_bytes), or
+        None for a signal whose envelope was not encoded canonically."""
         try:
             envelope = cose.parse(data)
         except cose.COSEError as exc:
@@ -131,8 +133,9 @@ class Registry:
                 payload = envelope.verify_mac0(device.secret)
         except cose.COSEError as exc:
             raise Rejection(exc.reason, str(exc)) from None
+        records = [] if bodies is not None else None
         try:
-            signals = bundle.decode(payload)
+            signals = bundle.decode(payload, records)
         except sg.SignalError as exc:
             reason = "unsupported-version" if "version" in str(exc) else "bad-signal"
             raise Rejection(reason, str(exc)) from None
@@ -147,6 +150,11 @@ class Registry:
             expected = sg.topic(first.device, first.kind)
             if topic != expected:
                 raise Rejection("topic-mismatch", "arrived on %s, belongs on %s" % (short(topic), expected))
+        if bodies is not None:
+            if len(records) == len(signals):
+                bodies.extend(sg.body_bytes(s, r) for s, r in zip(signals, records))
+            else:
+                bodies.extend([None] * len(signals))
         return signals
 
 

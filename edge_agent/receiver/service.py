@@ -127,15 +127,21 @@ class Receiver:
         """Verify and store one signal message (a signal or a bundle) inside
         the current transaction; return its signals not stored before
         (duplicates are counted and dropped). Raises Rejection."""
-        signals = self.registry.open_signals(payload, topic)
+        bodies = []  # each signal's body as signed: stored as is, not encoded again
+        signals = self.registry.open_signals(payload, topic, bodies)
         for signal in signals:
             if signal.seq > MAX_INTEGER or signal.time_ms > MAX_INTEGER:
                 raise Rejection("bad-signal", "seq or time beyond 2**63 - 1 (the receiver stores 64-bit integers)")
-        fresh = [s for s in signals if not self.storage.has(s.device, s.seq)]
+        fresh = []
+        fresh_bodies = []
+        for signal, body in zip(signals, bodies):
+            if not self.storage.has(signal.device, signal.seq):
+                fresh.append(signal)
+                fresh_bodies.append(body)
         if fresh:
             envelope_id = self.storage.store_envelope(payload)
-            for signal in fresh:
-                self.storage.store_signal(signal, envelope_id, received_ms)
+            for signal, body in zip(fresh, fresh_bodies):
+                self.storage.store_signal(signal, envelope_id, received_ms, body)
         # A message holds one device's signals: one row update for all of them.
         device = signals[0].device
         self.storage.seen(device, received_ms, len(signals) - len(fresh), fresh=len(fresh))

@@ -132,13 +132,15 @@ class Storage:
             "UPDATE devices SET clock_ahead_ms = ?, clock_anomalies = clock_anomalies + ? WHERE device = ?",
             (ahead_ms, count, device))
 
-    def store_signal(self, signal, envelope_id, received_ms):
+    def store_signal(self, signal, envelope_id, received_ms, body=None):
         """Insert a verified signal; False if (device, seq) was already stored.
-        The caller records the message with seen()."""
+        The caller records the message with seen(). ``body``: the body's
+        CBOR as received (signals.body_bytes), stored as is; None encodes
+        ``signal.body``."""
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
-             cbor.dumps(signal.body), envelope_id),
+             cbor.dumps(signal.body) if body is None else body, envelope_id),
         )
         new = cursor.rowcount == 1
         if new and signal.kind == sg.KIND_ALERT:

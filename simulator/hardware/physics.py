@@ -49,7 +49,50 @@ DAY_MS = 86400000
 HOUR_MS = 3600000
 TWO_PI = 2 * math.pi
 _sin = math.sin
+_cos = math.cos
+_log = math.log
+_sqrt = math.sqrt
 _Reading = rd.Reading
+
+# Standard normals are drawn a block at a time (see PhysicalSensor._gauss).
+NORMALS_BLOCK = 256
+
+
+def _normal_block(rng, n):
+    """The next ``n`` standard normals of ``rng.gauss``, in order: the same
+    arithmetic as CPython's Random.gauss (a pair from two random() calls,
+    Box-Muller), without a Python call per number."""
+    random = rng.random
+    out = []
+    append = out.append
+    pending = rng.gauss_next  # the second of a pair gauss() already made
+    if pending is not None:
+        rng.gauss_next = None
+        append(pending)
+    for _ in range(n // 2):
+        x2pi = random() * TWO_PI
+        g2rad = _sqrt(-2.0 * _log(1.0 - random()))
+        append(_cos(x2pi) * g2rad)
+        append(_sin(x2pi) * g2rad)
+    return out
+
+
+def _blocks_match_gauss():
+    """True when _normal_block gives this interpreter's Random.gauss numbers
+    bit for bit (checked once at import; if not, every draw calls gauss)."""
+    try:
+        for seed in (1, 12345):
+            a, b = random.Random(seed), random.Random(seed)
+            expected = [a.gauss(0, 1.0) for _ in range(200)]
+            drawn = _normal_block(b, 200)
+            if [repr(0 + z * 1.0) for z in drawn] != [repr(x) for x in expected] or a.getstate() != b.getstate():
+                return False
+        return True
+    except Exception:  # an interpreter whose Random has no gauss_next
+        return False
+
+
+BLOCK_NORMALS = _blocks_match_gauss()
 
 SENSOR_FAULTS = ("stuck", "drift", "spike", "noise_burst", "dropout", "sensor_fault", "rail", "cooling_loss",
                  "offset", "step")
@@ -107,6 +150,8 @@ class PhysicalSensor:
         self.quantum = float(params.get("quantum", 0.0))
         self.faults = []
         self.rng = random.Random(seed)
+        self._normals = []  # drawn from rng ahead, taken in order (_gauss)
+        self._next_normal = 0
         self._weather = 0.0
         self._weather_hour = None
         # Parameters read on every sample, looked up once.
@@ -144,6 +189,20 @@ class PhysicalSensor:
         # after peak_hour - 6 h.
         return amplitude * math.sin(TWO_PI * (day - self._phase))
 
+    def _gauss(self, mu, sigma):
+        """``self.rng.gauss(mu, sigma)``: the same numbers in the same order
+        (every draw of this sensor comes through here), the standard normals
+        made a block at a time."""
+        i = self._next_normal
+        normals = self._normals
+        if i >= len(normals):
+            if not BLOCK_NORMALS:
+                return self.rng.gauss(mu, sigma)
+            normals = self._normals = _normal_block(self.rng, NORMALS_BLOCK)
+            i = 0
+        self._next_normal = i + 1
+        return mu + normals[i] * sigma
+
     def _weather_at(self, t_ms):
         hour = (t_ms - self.start_ms) // HOUR_MS
         if self._weather_hour is not None and self._weather_hour >= hour:
@@ -151,7 +210,7 @@ class PhysicalSensor:
         sd = self._weather_sd
         while self._weather_hour is None or self._weather_hour < hour:
             self._weather_hour = hour if self._weather_hour is None else self._weather_hour + 1
-            self._weather = 0.98 * self._weather + self.rng.gauss(0, sd)
+            self._weather = 0.98 * self._weather + self._gauss(0, sd)
         return self._weather
 
     def true_value(self, t_ms, faults_now=()):
@@ -214,7 +273,7 @@ class PhysicalSensor:
         active = [f for f in self.faults if f.start <= t_ms < f.end] if self.faults else ()
         value = self.true_value(t_ms, active)
         noise_sd = self._noise
-        value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
+        value += self._gauss(0, noise_sd) if noise_sd else 0.0
         if not active:
             return rd.Reading(t_ms, self.id, self._quantise(value))
         for f in active:
@@ -230,7 +289,7 @@ class PhysicalSensor:
             elif kind == "offset" or kind == "step":
                 value += f.args["by"]
             elif kind == "noise_burst":
-                value += self.rng.gauss(0, f.args["sd"])
+                value += self._gauss(0, f.args["sd"])
             elif kind == "spike" and f.left > 0:
                 f.left -= 1
                 value += f.args["size"]
@@ -243,26 +302,67 @@ class PhysicalSensor:
 
     def sampler(self):
         """The function that does sample() for this sensor as it is now
-        (faults added): the inlined _steady for a faultless steady one."""
+        (faults added): for a faultless steady one, the bulk of a big board,
+        _steady's arithmetic in a closure over its parameters."""
         if not self.faults and self.process == "steady":
-            return self._steady
+            return self._steady_sampler()
         return self.sample
 
     def _steady(self, t_ms):
-        """sample() for a faultless steady sensor, the bulk of a big board:
-        true_value, noise and _quantise inlined, the same arithmetic in the
-        same order (so the same bits)."""
+        """sample() for a faultless steady sensor: true_value, noise and
+        _quantise inlined, the same arithmetic in the same order (so the
+        same bits)."""
         elapsed = t_ms - self.start_ms
         day = elapsed / DAY_MS
         wh = self._weather_hour
         weather = self._weather if wh is not None and wh >= elapsed // HOUR_MS else self._weather_at(t_ms)
         value = self._level + self._cycle_amp * _sin(TWO_PI * (day - self._phase)) + weather
         noise_sd = self._noise
-        value += self.rng.gauss(0, noise_sd) if noise_sd else 0.0
+        value += self._gauss(0, noise_sd) if noise_sd else 0.0
         quantum = self.quantum
         if quantum > 0:
             return _Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
         return _Reading(t_ms, self.id, round(value, 3))
+
+    def _steady_sampler(self):
+        """_steady as a closure: its parameters are locals, the noise's
+        normals are taken from the block in place, and a flat sensor (no
+        daily cycle, a level that is not zero) skips the sine: level + 0.0 *
+        sin(x) is level, bit for bit, whatever the sine's sign."""
+        start = self.start_ms
+        level = self._level
+        amp = self._cycle_amp
+        phase = self._phase
+        noise_sd = self._noise
+        quantum = self.quantum
+        sid = self.id
+        flat = amp == 0 and level != 0
+        gauss = self._gauss
+        weather_at = self._weather_at
+
+        def sample(t_ms):
+            elapsed = t_ms - start
+            wh = self._weather_hour
+            weather = self._weather if wh is not None and wh >= elapsed // HOUR_MS else weather_at(t_ms)
+            if flat:
+                value = level + weather
+            else:
+                value = level + amp * _sin(TWO_PI * (elapsed / DAY_MS - phase)) + weather
+            if noise_sd:
+                i = self._next_normal
+                normals = self._normals
+                if i < len(normals):
+                    self._next_normal = i + 1
+                    value += 0 + normals[i] * noise_sd
+                else:
+                    value += gauss(0, noise_sd)
+            else:
+                value += 0.0
+            if quantum > 0:
+                return _Reading(t_ms, sid, round(round(value / quantum) * quantum, 9))
+            return _Reading(t_ms, sid, round(value, 3))
+
+        return sample
 
     def _quantise(self, value):
         if self.quantum > 0:

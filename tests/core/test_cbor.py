@@ -170,3 +170,44 @@ def test_errors_are_value_errors():
     assert issubclass(cbor.CBORDecodeEOF, cbor.CBORDecodeError)
     assert issubclass(cbor.CBORDecodeError, ValueError)
     assert issubclass(cbor.CBOREncodeError, ValueError)
+
+
+def test_loads_spans_gives_each_array_element_as_its_bytes():
+    items = [{0: 1, 1: "a"}, [1, 2.5, None], "text", 2 ** 70, cbor.Tag(40, b"x")]
+    data = cbor.dumps(items)
+    value, spans = cbor.loads_spans(data)
+    assert value == cbor.loads(data) == items
+    assert [cbor.loads(data[start:end]) for start, end in spans] == items
+    assert spans[0][0] == 1 and spans[-1][1] == len(data)
+    # Not a definite array: the value alone.
+    assert cbor.loads_spans(cbor.dumps({1: 2})) == ({1: 2}, [])
+    assert cbor.loads_spans(b"\x9f\x01\xff") == ([1], [])
+    # Bad bytes: the same error as loads, in its own words.
+    for bad in (b"\x82\x01", b"\x81\x01\x02", b"\x82\x01\x1c", b"\x81" * (cbor.MAX_DEPTH + 1) + b"\x00", b""):
+        err = raises(cbor.CBORDecodeError, cbor.loads_spans, bad)
+        assert str(err) == str(raises(cbor.CBORDecodeError, cbor.loads, bad))
+
+
+def test_telemetry_rows_take_a_shortcut_with_the_same_bytes_and_values():
+    rows = [[1767225600000 + i, "s%02d" % (i % 5), 20.0 + i / 7.0, i % 3] for i in range(40)]
+    rows[3][2] = None
+    rows[4][2] = 21.5  # a half float
+    rows[5][1] = "\u00e9t\u00e9"
+    rows[6][3] = 30  # not a small quality: the general way
+    rows[7][0] = 12  # nor a 64-bit time
+    body = {0: rows}
+    fast = cbor.dumps(body)
+    cbor.ROW_SHORTCUTS = False
+    try:
+        general = cbor.dumps(body)
+        decoded = cbor.loads(fast)
+    finally:
+        cbor.ROW_SHORTCUTS = True
+    assert fast == general
+    assert cbor.loads(fast) == decoded == body
+    # A row at the nesting limit is refused both ways, as in general.
+    deep = rows[:2]
+    for _ in range(cbor.MAX_DEPTH - 1):
+        deep = [deep]
+    raises(cbor.CBOREncodeError, cbor.dumps, deep)
+    raises(cbor.CBORDecodeError, cbor.loads, b"\x81" * (cbor.MAX_DEPTH - 1) + cbor.dumps(rows[:2]))

@@ -141,6 +141,26 @@ def test_bundles_round_trip_and_refuse_mixtures():
     raises(ValueError, bundle.encode, [])
 
 
+def test_bundle_decode_gives_each_signal_as_signed_and_its_body_bytes():
+    from edge_agent.core import bundle
+    from edge_agent.core import signals as sg
+
+    made = [sg.Signal(sg.KIND_TELEMETRY, 3, 1000 + seq, {0: [[1000, "t", 20.5 + seq, 0]]}, "d", seq)
+            for seq in (1, 2, 300)]
+    encoded = [s.encode() for s in made]
+    for payload, expected in ((bundle.encode(encoded), encoded), (encoded[0], encoded[:1])):
+        records = []
+        signals = bundle.decode(payload, records)
+        assert [bytes(r) for r in records] == expected
+        # The body's bytes are the rest of the record: no encoding again.
+        assert [sg.body_bytes(s, r) for s, r in zip(signals, records)] == [cbor.dumps(s.body) for s in signals]
+    # A record whose envelope is not encoded canonically (a non-shortest
+    # seq here) gives None: the receiver encodes the body itself then.
+    odd = b"\xa7\x00\x01\x01\x02\x02\x61d\x03\x18\x01\x04\x19\x03\xe9\x05\x03\x06\xa0"
+    signal = sg.decode(odd)
+    assert signal.seq == 1 and sg.body_bytes(signal, odd) is None
+
+
 def test_peek_kind_agrees_with_decode():
     from edge_agent.core import bundle
     from edge_agent.core import signals as sg

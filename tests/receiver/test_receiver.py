@@ -69,6 +69,38 @@ def test_handle_accepts_dedupes_rejects_and_finds_gaps(fleet, tmp_path):
     assert storage.gaps("rx-ed") == []
 
 
+def test_bodies_are_stored_as_signed(fleet, tmp_path):
+    """The receiver stores each body's bytes as the device signed them (no
+    decoding and encoding again), for a lone signal and for a bundle; an
+    envelope encoded otherwise than canonically has its body encoded by
+    the receiver, as before."""
+    from edge_agent.core import bundle, cbor
+
+    registry, devices = fleet
+    storage = Storage(str(tmp_path / "r.sqlite"))
+    receiver = Receiver(None, registry, storage)
+    ed = devices["rx-ed"]
+    rows = [[1700000000000 + i, "s%d" % i, 20.0 + i / 7.0, 0] for i in range(40)]
+    signals = [_signal("rx-ed", seq, body={0: rows[:seq]}) for seq in (1, 2, 3)]
+    # Not canonical inside the body (an indefinite-length array): kept as signed.
+    odd_body = b"\xa1\x00\x9f\x84\x1b" + (1700000000004).to_bytes(8, "big") + b"\x61x\xf9\x3c\x00\x00\xff"
+    odd = sg.Signal(sg.KIND_TELEMETRY, 3, 1700000000004, None, "rx-ed", 4).encode()[:-1] + odd_body
+    # Not canonical in the envelope (seq 5 as two bytes): the body is encoded here.
+    odder = odd.replace(b"\x03\x04", b"\x03\x18\x05", 1)
+    storage.begin()
+    assert receiver.handle("ea/v1/rx-ed/telemetry", ed.seal(signals[0].encode()), 1) == "accepted"
+    assert receiver.handle("ea/v1/rx-ed/telemetry", ed.seal(bundle.encode([s.encode() for s in signals[1:]])),
+                           1) == "accepted"
+    assert receiver.handle("ea/v1/rx-ed/telemetry", ed.seal(odd), 1) == "accepted"
+    assert receiver.handle("ea/v1/rx-ed/telemetry", ed.seal(odder), 1) == "accepted"
+    storage.commit()
+    stored = dict(storage.db.execute("SELECT seq, body FROM signals"))
+    assert [stored[s.seq] for s in signals] == [cbor.dumps(s.body) for s in signals]
+    assert stored[4] == odd_body and cbor.loads(stored[4]) == {0: [[1700000000004, "x", 1.0, 0]]}
+    assert stored[5] == cbor.dumps(cbor.loads(odd_body)) != odd_body
+    storage.close()
+
+
 def test_dedupe_survives_restart(fleet, tmp_path):
     registry, devices = fleet
     path = str(tmp_path / "r.sqlite")
