@@ -195,14 +195,15 @@ def restart_at(xs, ys):
     if fit is None:
         return None
     one_piece = _aicc(fit[0], n, 3)
-    for kind, p in [(EXPONENTIAL, r) for r in RATES] + [(KNEE, xs[j]) for j in range(5, n - 2)]:
+    stride = 1 if n <= 14 else 2  # as select(): past two weeks a day's precision matters less
+    for kind, p in [(EXPONENTIAL, r) for r in RATES] + [(KNEE, xs[j]) for j in range(5, n - 2, stride)]:
         f = _line(xs, ys, kind, p)
         if f is not None:
             one_piece = min(one_piece, _aicc(f[0], n, 4))
     best = None
     # At least MIN_BLOCKS after it, and one before: a change about to leave
     # the history still tilts a line through all of it.
-    for j in range(MIN_BLOCKS - 1, n - 1):
+    for j in range(MIN_BLOCKS - 1, n - 1, stride):
         after = _line(xs[:j + 1], ys[:j + 1], LINEAR, 0.0)
         if after is None:
             continue
