@@ -59,6 +59,10 @@ MIN_BLOCKS_CURVED = 7
 # at most 1.5x, since a rate between two grid points extrapolates with the
 # slower one and warned the slowest corpus wear (0.07) 6.2 days ahead.
 RATES = (0.025, 0.035, 0.05, 0.07, 0.1, 0.15, 0.2)
+# A restart (restart_at) needs a jump of this many residual standard
+# deviations at the change (the variance inflated for days that wander
+# together).
+RESTART_JUMP = 4.0
 # Models whose Akaike weight is below this share of the best's are left out
 # of the interval's mixture.
 MIX_MIN_WEIGHT = 0.05
@@ -216,7 +220,16 @@ def restart_at(xs, ys):
             rss += (y - level) * (y - level)
         score = _aicc(rss, n, 5)
         if score < one_piece - SELECT_MARGIN and (best is None or score < best[0]):
-            best = (score, j)
+            # The jump at the change must stand out of the days' scatter
+            # by RESTART_JUMP standard deviations: weather that wanders
+            # for days makes a broken line fit a little better by chance
+            # (a false alarm on a healthy bearing), a step of a repair does
+            # not wander back.
+            a, b = after[1], after[2]
+            jump = a + b * 0.5 * (xs[j] + xs[j + 1]) - level
+            var = _variance(xs[:j + 1], ys[:j + 1], LINEAR, 0.0, a, b, rss, n - 5)
+            if jump * jump > RESTART_JUMP * RESTART_JUMP * var:
+                best = (score, j)
     return None if best is None else best[1]
 
 

@@ -185,7 +185,17 @@ def test_a_level_change_then_a_trend_restarts_the_history_at_the_change():
     assert j == 8, j  # blocks 0..8 (x = -0.5 .. -8.5) are after the change
     chosen = pr.select(xs[:j + 1], ys[:j + 1])[0]
     assert chosen[0] == "linear" and abs(chosen[3] - 0.7) < 0.02, chosen
-    # A plain line and an exponential are one piece: no restart.
+    # A plain line and an exponential are one piece: no restart; nor is a
+    # line under weather that wanders for days (lag-1 correlation 0.6).
+    for seed in range(1, 21):
+        rng = Noise(seed)
+        wander = 0.0
+        ys = []
+        for x in range(14):
+            wander = 0.6 * wander + rng.gauss(0.8)
+            ys.append(60.0 + 0.1 * (13 - x) * -1 + wander)
+        ys.reverse()
+        assert pr.restart_at([-(j + 0.5) for j in range(14)], ys) is None, seed
     for level in (lambda x: 10.0 + 0.8 * x + 0.05 * math.sin(7 * x),
                   lambda x: 2.0 + 0.5 * math.exp(0.15 * x) + 0.01 * math.sin(7 * x)):
         xs, ys = _blocks(level, 14)
@@ -196,7 +206,7 @@ def test_a_level_change_then_a_trend_restarts_the_history_at_the_change():
     j = pr.restart_at(xs, ys)
     if j is not None:
         chosen = pr.select(xs[:j + 1], ys[:j + 1])[0]
-        assert j == 7 and chosen[0] == "linear" and abs(chosen[3] - 1.5) < 0.02, (j, chosen)
+        assert j in (7, 8) and chosen[0] == "linear" and abs(chosen[3] - 1.5) < 0.05, (j, chosen)
 
 
 def test_a_step_then_wear_is_warned_a_week_ahead_not_weeks():
