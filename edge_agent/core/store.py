@@ -274,6 +274,7 @@ class Store:
             "syncs": 0,
             "read": 0,
             "disk_full": 0,
+            "removals_deferred": 0,  # segment removals a full disk refused (retried)
             "segments": 0,  # segment files started (each a create, later a remove)
         }
         self.evicted_by_lane = [0] * lanes
@@ -284,6 +285,7 @@ class Store:
         self._journal = None  # the ack journal, open for appending
         self._journal_entries = 0
         self._dir_dirty = False  # files created or removed since the last sync
+        self._unremoved = []  # dropped segments' files a full disk would not let us remove
         self._ack_pending = False  # an ack waits for the next sync
         self._closed = False
         # The unsynced count at which append() looks at syncing: 1 while
@@ -649,14 +651,35 @@ class Store:
             seg.pieces = None
         if seg in self._sealing:
             self._sealing.remove(seg)
-        try:
-            self.fs.remove(seg.name)
-        except OSError as exc:
-            # A segment whose file the full disk never let us create.
-            if fmt.errno_of(exc) != fmt.ENOENT:
-                raise
+        self._remove_file(seg.name)
         self.bytes -= seg.end + fmt.SEAL_SIZE
         self._dir_dirty = True
+
+    def _remove_file(self, name):
+        """Remove a dropped segment's file. A file the full disk never let
+        us create is fine. A removal the full disk refuses (littlefs needs
+        a free block to commit it) keeps the file: it is retried at the
+        next compaction and sync (``_retry_removals``); until then it only
+        takes space, and a recovery meanwhile finds it wholly acknowledged
+        (skipped), or evicted (its records sent again, which the receiver
+        deduplicates by seq)."""
+        try:
+            self.fs.remove(name)
+        except OSError as exc:
+            if fmt.is_disk_full(exc):
+                if name not in self._unremoved:
+                    self._unremoved.append(name)
+                self.stats["removals_deferred"] += 1
+            elif fmt.errno_of(exc) != fmt.ENOENT:
+                raise
+
+    def _retry_removals(self):
+        waiting = self._unremoved
+        self._unremoved = []
+        for name in waiting:
+            self._remove_file(name)
+        if len(self._unremoved) < len(waiting):
+            self._dir_dirty = True
 
     # -- durability ------------------------------------------------------
 
@@ -818,6 +841,8 @@ class Store:
         (file churn per signal, and flash wear on an SD card). It goes once
         sealed, when its space is needed (``active_too``, from eviction),
         and while the disk is full (its records need never be written)."""
+        if self._unremoved:
+            self._retry_removals()
         removed = False
         active_too = active_too or self._full
         while lane.segments:

@@ -69,7 +69,11 @@ class BudgetDir(FilesDir):
         self.spend(max(0, len(data) - old))
         FilesDir.write_file(self, name, data)
 
+    refuse_removals = False  # littlefs: a removal's commit needs a free block
+
     def remove(self, name):
+        if self.refuse_removals and name in self.list():
+            raise _full()
         size = self.size(name)
         FilesDir.remove(self, name)
         if self.free is not None:
@@ -311,5 +315,58 @@ def test_other_os_errors_still_propagate():
             assert fmt.errno_of(exc) == 5
         else:
             raise AssertionError("EIO was swallowed")
+    finally:
+        fs.destroy()
+
+
+def _segments(fs):
+    return sorted(n for n in fs.list() if n[:1].isdigit())
+
+
+def test_a_segment_removal_the_full_disk_refuses_keeps_the_file_and_is_retried():
+    # Issue 19 (from issue 10's notes): on littlefs removing a file commits
+    # metadata, which a full disk can refuse. Compaction must not crash on
+    # it: the file stays, the store goes on, and the next compaction
+    # removes it; a crash meanwhile brings back nothing acknowledged.
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        for n in range(60):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        files = _segments(fs)
+        batch = store.read(30)
+        store.ack(batch.lane, batch.end)
+        fs.refuse_removals = True
+        store.sync()  # compaction tries to remove the acknowledged segments
+        assert store.stats["removals_deferred"] > 0 and _segments(fs) == files
+        for n in range(60, 70):
+            assert store.append(3, _payload(3, n), 10**6)
+        store.sync()
+        # a crash now: the acknowledged records in the kept files stay acknowledged
+        crash(store)
+        again = open_store(fs)
+        batch = again.read(5)
+        assert batch.records == [_payload(3, n) for n in range(30, 35)]  # nothing acknowledged comes back
+        again.ack(batch.lane, batch.end)
+        fs.refuse_removals = False
+        again.sync()  # the next compaction removes what is wholly acknowledged
+        again.close()
+        store = open_store(fs)
+        assert [p for _, p in read_all(store)] == [_payload(3, n) for n in range(35, 70)]
+        store.close()
+        # and a store that kept going removes its deferred files once it can
+        store = open_store(fs)
+        batch = store.read(1000)
+        store.ack(batch.lane, batch.end)
+        fs.refuse_removals = True
+        store.sync()
+        kept = len(store._unremoved)
+        assert kept > 0
+        fs.refuse_removals = False
+        store.append(3, _payload(3, 99), 4 * 10**6)
+        store.sync()
+        assert store._unremoved == [] and not set(files) & set(_segments(fs))
+        store.close()
     finally:
         fs.destroy()
