@@ -978,9 +978,12 @@ class Store:
                 # One read for many records; ``data`` is bytes, so a slice
                 # of it is the record's own copy (no memoryview, no second
                 # copy) and the CRC runs over that slice.
+                short = False
                 if offset < seg.file_end:
                     stop = end if end < seg.file_end else seg.file_end
-                    data = read(seg.name, offset, min(stop - offset, want))
+                    asked = min(stop - offset, want)
+                    data = read(seg.name, offset, asked)
+                    short = len(data) < asked
                 else:
                     # The disk is full: these records wait in RAM, and are
                     # sent from there (once acknowledged they need no disk).
@@ -1028,6 +1031,14 @@ class Store:
                         want = max(READ_AHEAD, start + length - pos)
                     else:
                         pos = self._skip_corrupt(lane, seg, offset + pos, reason) - offset
+                if short and want_records > 0 and budget > 0 and offset + pos < seg.file_end:
+                    # The file ends before what was written to it (a flash or
+                    # file system that lost committed bytes): reading on
+                    # would wait forever for bytes that are gone. Report
+                    # them and go on past them.
+                    lost = self._skip_short(lane, seg, offset + pos, index)
+                    index += lost
+                    pos = seg.file_end - offset
                 offset += pos
             if want_records <= 0 or budget <= 0:
                 break
@@ -1042,6 +1053,18 @@ class Store:
             pieces[:] = [b"".join(pieces)]  # joined once for reads and the next write
         start = offset - seg.file_end
         return pieces[0][start : start + n]
+
+    def _skip_short(self, lane, seg, at, index):
+        """The file of ``seg`` ends before ``seg.file_end``: its records
+        from ``at`` (the segment's ``index``-th on) are gone. Report them
+        (CORRUPT, SHORT_FILE, how many and their bytes) and return how many;
+        reading resumes at ``seg.file_end`` (records still in RAM follow)."""
+        lost = seg.file_count - index
+        if lost < 1:
+            lost = 1
+        self.stats["corrupt_skipped"] += 1
+        self._reports.append(Report(CORRUPT, lane.number, lost, seg.file_end - at, fmt.SHORT_FILE))
+        return lost
 
     def _skip_corrupt(self, lane, seg, at, reason):
         """Step over a damaged record at offset ``at`` (in the file: records

@@ -99,6 +99,7 @@ BAD_LENGTH = "bad-length"  # zero, or over MAX_PAYLOAD
 BAD_TYPE = "bad-type"
 BAD_HEADER = "bad-segment-header"
 BAD_MARKER = "bad-marker"
+SHORT_FILE = "short-file"  # a segment's file ends before bytes the store wrote and synced to it
 
 
 def _table_crc32(data, crc=0):

@@ -261,6 +261,44 @@ def test_corrupt_record_in_a_sealed_segment_is_skipped_with_a_report():
     _with_dir(body)
 
 
+def test_a_segment_file_shorter_than_what_was_written_is_reported_never_a_loop():
+    # Issue 19 (from issue 10's notes): a flash or file system that loses
+    # bytes the store wrote and synced, under a running store. Reading it
+    # waited forever for them (the read loop asked for the missing bytes
+    # again and again); now the records that are gone are reported and the
+    # rest is read on.
+    def body(fs):
+        store = open_store(fs)
+        payloads = [b"rec-%03d-" % n + b"x" * 20 for n in range(40)]
+        for payload in payloads:
+            store.append(3, payload, 0)
+        store.sync()
+        name = fs.segments(3)[0]
+        whole = fs.whole(name)
+        fs.overwrite(name, whole[: len(whole) // 2])  # the file loses its second half
+        got = []
+        for _ in range(100):
+            batch = store.read(8)
+            if batch is None:
+                break
+            got += batch.records
+            store.ack(batch.lane, batch.end)
+        else:
+            raise AssertionError("read never ended")
+        reports = [r for r in store.take_reports() if r.kind == st.CORRUPT]
+        assert [(r.lane, r.reason) for r in reports] == [(3, fmt.SHORT_FILE)], reports
+        lost = reports[0].records
+        k = 0
+        while k < len(got) and got[k] == payloads[k]:
+            k += 1
+        # what the first half held, then the next segment: only the lost ones missing
+        assert k > 0 and lost > 0 and got == payloads[:k] + payloads[k + lost:], (k, lost, len(got))
+        assert reports[0].nbytes == lost * (8 + len(payloads[0])) + fmt.SEAL_SIZE  # and the seal
+        store.close()
+
+    _with_dir(body)
+
+
 def test_damaged_length_in_the_middle_resynchronises_on_the_next_record():
     def body(fs):
         store = open_store(fs)
