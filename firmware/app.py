@@ -149,11 +149,17 @@ class Firmware:
                 if self.console is not None:
                     self.console.on_signal(item)
                 urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
+                kept = self.store.append(item.priority, item.encode(), self.clock(), urgent=urgent)
+                if not kept:
+                    self.log("error", "store full of more urgent data: %s #%d dropped" % (item.kind_name, item.seq))
                 if item.kind == sg.KIND_ALERT:
                     self.alerts += 1
-                    self.log("warning", "alert #%d: %s" % (item.seq, item.body.get(sg.A_TEXT)))
-                if not self.store.append(item.priority, item.encode(), self.clock(), urgent=urgent):
-                    self.log("error", "store full of more urgent data: %s #%d dropped" % (item.kind_name, item.seq))
+                    # Said after the append: "stored" is a promise (an urgent
+                    # alert is synced by the append; a power cut after this
+                    # line cannot lose it; tests/firmware/test_firmware_power_cut.py).
+                    held = not urgent or self.store.disk_full
+                    self.log("warning", "alert #%d %s: %s" % (
+                        item.seq, "dropped" if not kept else "held" if held else "stored", item.body.get(sg.A_TEXT)))
                 stored = True
             elif isinstance(item, WriteRegisters):
                 self.log("warning", "modbus: " + item.text)

@@ -12,6 +12,7 @@ littlefs every restart must mount what the cut left (never format it)."""
 
 import os
 import random
+import re
 import subprocess
 import time
 
@@ -33,9 +34,11 @@ def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path, fs):
     rig = Rig(tmp_path, pki, "fw-cut-" + fs, flash=fs == "littlefs")
     args = ("--telemetry-interval-ms", "200", "--heap-log-ms", "0")
     writer = None
+    boots = []
     try:
         rig.start_receiver(broker.port)
         firmware = rig.start_firmware(pty.path, broker.port, *args)
+        boots.append(firmware)
         if rig.flash:
             firmware.wait_for("formatted littlefs", 10)
         firmware.wait_for("connected to broker", 20)
@@ -45,6 +48,7 @@ def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path, fs):
             time.sleep(rng.uniform(0.1, 1.2))  # a random point: mid-append, mid-publish, mid-sync
             firmware.kill()
             firmware = rig.start_firmware(pty.path, broker.port, *args, name="firmware-%d" % (cut + 2))
+            boots.append(firmware)
             if rig.flash:
                 firmware.wait_for("mounted littlefs", 10)
             firmware.wait_for("connected to broker", 20)
@@ -66,7 +70,14 @@ def test_firmware_survives_power_cuts(pki, broker, pty, tmp_path, fs):
     assert got["count"] == last - sum(b - a + 1 for a, b in got["skipped"])
     assert len(got["births"]) == cuts + 1
     assert got["alerts"] > 0 and got["rejections"] == {}
-    no_seq_reused(seq_times(rig.db, rig.device_id))
+    rows = seq_times(rig.db, rig.device_id)
+    no_seq_reused(rows)
+    # Every alert a boot logged as stored (the line comes after the append,
+    # which syncs an urgent alert) reached the receiver, cuts or not.
+    stored = [int(m.group(1)) for boot in boots for line in boot.lines
+              for m in [re.search(r"alert #(\d+) stored: ", line)] if m]
+    received = set(seq for seq, kind, _ in rows if kind == 1)
+    assert stored and [seq for seq in stored if seq not in received] == [], "alerts logged stored, not received"
 
 
 def test_a_partition_that_does_not_mount_is_refused_not_formatted(pki, pty, tmp_path):
