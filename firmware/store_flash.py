@@ -52,9 +52,15 @@ short write (the handle is closed first, then the file checked):
   again was wrong: the store reads its segment meanwhile, through
   another handle, which sees only what is committed.)
 - A flash error reaches the store as OSError(EIO) (or esp32.Partition's
-  code), not a full disk: the store raises it, and firmware/main.py
-  resets the board. tests/firmware/test_flash_store.py fails each flash
-  op in turn, each way, and finds every durable record after a remount.
+  code), not a full disk, and the store rides it out the same way:
+  records held in RAM, the write retried (a block that failed once is
+  relocated by littlefs, a brown-out passes). tests/firmware/test_flash_store.py
+  fails each flash op in turn, each way, goes on on the same mount, and
+  finds every durable record after a remount.
+- A file found shorter than what was committed to it (the flash lost
+  bytes) is ``ShortFile``, not EIO: retrying could never mend it, so the
+  store raises it, firmware/main.py resets the board, and the store's
+  recovery at the next boot keeps every whole record.
 
 A short write (fewer bytes taken than given) counts as a full disk:
 OSError 28, ENOSPC, the number store_format.is_disk_full knows.
@@ -73,8 +79,13 @@ from micropython import const
 # const() with a leading underscore: inlined, no heap on MicroPython.
 _SEEK_SET = const(0)
 _ENOSPC = const(28)  # numbers: MicroPython's errno module lacks ENOSPC
-_EIO = const(5)
 _ENAMETOOLONG = const(36)
+
+
+class ShortFile(OSError):
+    """A file shorter than what was committed to it: the flash lost bytes
+    that were written and synced. Not a write failure to retry (no errno
+    the store rides out): it would fail the same way forever."""
 
 
 def _write_all(file, data):
@@ -116,7 +127,7 @@ def _cut(path, size):
                 while left:
                     n = source.readinto(chunk)
                     if not n:
-                        raise OSError(_EIO)  # shorter than it was: not ours to mend
+                        raise ShortFile("%s: shorter than %d bytes while being cut back" % (path, size))
                     n = min(n, left)
                     _write_all(target, memoryview(chunk)[:n])
                     left -= n
@@ -175,7 +186,7 @@ class AppendHandle:
         it, so it could not mark the file failed, and close committed)."""
         have = os.stat(self.path)[6]
         if have < self.size:
-            raise OSError(_EIO, "%s: %d committed bytes missing" % (self.path, self.size - have))
+            raise ShortFile("%s: %d committed bytes missing" % (self.path, self.size - have))
         if have > self.size:
             _cut(self.path, self.size)
         self.file = open(self.path, "ab")

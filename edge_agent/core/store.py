@@ -54,7 +54,9 @@ eviction free space), new records wait in RAM up to ``hold_bytes`` and are
 written when space returns (retried every RETRY_MS, each ``sync_every``
 records, each urgent append), and beyond that the usual eviction makes
 room, telemetry first. A DISK_FULL report says when it starts, DISK_OK when
-it ends. Any other OSError still propagates.
+it ends. An I/O error (EIO: a flash program or erase that failed, a bad
+block on an SD card) is ridden out the same way, reported as DISK_ERROR.
+Any other OSError still propagates.
 
 Position: (segment number, byte offset, record index in that segment):
 tuples compare in log order. Consumers treat them as opaque.
@@ -140,7 +142,8 @@ REASON_DROPPED = "store full of more urgent data: new record dropped"
 CORRUPT = "corrupt"  # a damaged record was stepped over while reading
 RECOVERED = "recovered"  # recovery on open discarded something
 DISK_FULL = "disk-full"  # writing failed for lack of space: records are held in RAM
-DISK_OK = "disk-ok"  # the held records were written: the disk has room again
+DISK_ERROR = "disk-error"  # writing failed with an I/O error (EIO): records are held in RAM, retried
+DISK_OK = "disk-ok"  # the held records were written: the disk takes writes again
 LOST = "lost"  # closing on a full disk: records held in RAM could not be written
 REASON_DISK_FULL_EVICTED = "disk full: oldest segment evicted"
 REASON_DISK_FULL_DROPPED = "disk full and the RAM hold full of more urgent data: new record dropped"
@@ -274,6 +277,7 @@ class Store:
             "syncs": 0,
             "read": 0,
             "disk_full": 0,
+            "disk_errors": 0,  # writes that failed with EIO (ridden out like a full disk)
             "removals_deferred": 0,  # segment removals a full disk refused (retried)
             "segments": 0,  # segment files started (each a create, later a remove)
         }
@@ -528,13 +532,21 @@ class Store:
         seg.limit = min(self._seal_limit, seg.file_end + self._write_buffer)
 
     def _disk_error(self, exc):
-        """A disk-full OSError becomes the disk-full state; any other is raised."""
-        if not fmt.is_disk_full(exc):
+        """A full disk or an I/O error (EIO) becomes the disk-full state:
+        records wait in RAM and writing is retried (a flash that failed one
+        program or erase, a brown-out, usually takes the next); any other
+        OSError is raised."""
+        if fmt.is_disk_full(exc):
+            if not self._full:
+                self._note_full(str(exc))
+        elif fmt.is_disk_error(exc):
+            self.stats["disk_errors"] += 1
+            if not self._full:
+                self._note_full(str(exc), DISK_ERROR)
+        else:
             raise exc
-        if not self._full:
-            self._note_full(str(exc))
 
-    def _note_full(self, reason):
+    def _note_full(self, reason, kind=DISK_FULL):
         self._full = True
         self._full_ms = self._last_ms
         self.stats["disk_full"] += 1
@@ -544,7 +556,7 @@ class Store:
         if not self._full_reported:
             self._full_reported = True
             records, nbytes = self.held()
-            self._reports.append(Report(DISK_FULL, -1, records, nbytes, reason))
+            self._reports.append(Report(kind, -1, records, nbytes, reason))
 
     def _retry_writes(self):
         """Write what waits in RAM, most urgent lane first. True when all of
@@ -666,7 +678,7 @@ class Store:
         try:
             self.fs.remove(name)
         except OSError as exc:
-            if fmt.is_disk_full(exc):
+            if fmt.is_write_failure(exc):
                 if name not in self._unremoved:
                     self._unremoved.append(name)
                 self.stats["removals_deferred"] += 1
@@ -739,7 +751,7 @@ class Store:
             self._full_reported = False
             records = self._written_since_full
             self._written_since_full = 0
-            self._reports.append(Report(DISK_OK, -1, records, 0, "disk has room again: records held in RAM written"))
+            self._reports.append(Report(DISK_OK, -1, records, 0, "disk takes writes again: records held in RAM written"))
 
     def _sync_once(self):
         """Write and fsync the segments, save the acks, fsync the directory.
@@ -802,10 +814,11 @@ class Store:
                 self._journal.sync()
                 self._journal_entries += len(moved)
         except OSError as exc:
-            # A full disk: the acks stay in RAM and are saved at a later
-            # sync; until then a crash only means their records are resent.
-            # No records wait for this, so it is not the disk-full state.
-            if not fmt.is_disk_full(exc):
+            # A full disk (or an I/O error): the acks stay in RAM and are
+            # saved at a later sync; until then a crash only means their
+            # records are resent. No records wait for this, so it is not
+            # the disk-full state.
+            if not fmt.is_write_failure(exc):
                 raise
             return False
         for lane in moved:

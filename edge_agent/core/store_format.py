@@ -91,6 +91,24 @@ def is_disk_full(exc):
     return errno_of(exc) in DISK_FULL_ERRNOS
 
 
+# EIO: the medium failed a write (a flash program or erase, an SD card's
+# bad block, a brown-out). The store rides it out like a full disk.
+EIO = 5
+
+
+def is_disk_error(exc):
+    """True when the OSError ``exc`` is an I/O error (EIO)."""
+    return errno_of(exc) == EIO
+
+
+def is_write_failure(exc):
+    """A failed write the store rides out (records held in RAM, retried):
+    a full disk or an I/O error. Anything else is not the store's to
+    handle."""
+    code = errno_of(exc)
+    return code in DISK_FULL_ERRNOS or code == EIO
+
+
 # Reasons a record or file is rejected (stable strings: reported, counted
 # and documented in docs/store.md).
 TORN = "torn"  # the record runs past the end of the data

@@ -256,7 +256,7 @@ def _load_segment(fs, lane, segno, repair, report):
             # A full disk: keep the segment as scanned (the store never
             # writes to an old segment, and reads stop at scan.end); the
             # next open seals it. Anything else is not ours to ride out.
-            if not fmt.is_disk_full(exc):
+            if not fmt.is_write_failure(exc):
                 raise
             report.unrepaired += 1
     return SegmentState(lane, segno, first_ms, scan.end, scan.count, sealed)

@@ -65,7 +65,7 @@ class DurableSequencer:
             recovery.replace(self.fs, fmt.SEQ_NAME, data)
             self.fs.sync_dir()
         except OSError as exc:
-            if not fmt.is_disk_full(exc):
+            if not fmt.is_write_failure(exc):
                 raise
             if not self._overwrite(data):
                 # Nowhere to write it: hand the number out anyway (a signal
@@ -91,7 +91,7 @@ class DurableSequencer:
             finally:
                 handle.close()
         except OSError as exc:
-            if not fmt.is_disk_full(exc):
+            if not fmt.is_write_failure(exc):
                 raise
             return False
         return True

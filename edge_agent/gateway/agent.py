@@ -24,7 +24,7 @@ from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
 from edge_agent.core.outputs import SetOutput
 from edge_agent.core.evictions import EvictionTally
-from edge_agent.core.store import CORRUPT, DISK_FULL, DISK_OK, LOST, OVERFLOW, Store
+from edge_agent.core.store import CORRUPT, DISK_ERROR, DISK_FULL, DISK_OK, LOST, OVERFLOW, Store
 from edge_agent.core.store_seq import DurableSequencer
 from edge_agent.gateway.serial_source import bus_source
 from edge_agent.gateway.store_posix import PosixDir
@@ -115,7 +115,7 @@ class Agent:
 
     def _log_store_reports(self):
         for report in self.store.take_reports():
-            if report.kind in (DISK_FULL, DISK_OK, LOST):
+            if report.kind in (DISK_FULL, DISK_ERROR, DISK_OK, LOST):
                 self._log_disk(report)
                 continue
             level = logging.ERROR if report.kind in (OVERFLOW, CORRUPT) else logging.WARNING
@@ -131,8 +131,12 @@ class Agent:
                 free = -1
             log.error("store: disk full at %s (%d bytes free); holding %d records in memory, evicting telemetry "
                       "beyond %d bytes (%s)", path, free, report.records, self.store.hold_bytes, report.reason)
+        elif report.kind == DISK_ERROR:
+            log.error("store: I/O error writing at %s (a failing disk or SD card?); holding %d records in memory, "
+                      "retrying every second, evicting telemetry beyond %d bytes (%s)", path, report.records,
+                      self.store.hold_bytes, report.reason)
         elif report.kind == DISK_OK:
-            log.warning("store: disk at %s has room again; %d records held in memory written", path, report.records)
+            log.warning("store: disk at %s takes writes again; %d records held in memory written", path, report.records)
         else:
             log.error("store: disk full at %s while stopping: %d records held in memory could not be written",
                       path, report.records)

@@ -305,16 +305,52 @@ def test_other_os_errors_still_propagate():
         store.append(3, _payload(3, 0), 0)
 
         def broken(name):
-            raise OSError(5, "Input/output error")
+            raise OSError(30, "Read-only file system")
 
         fs.open_append = broken
         store._lanes[3].active.handle = None
         try:
             store.sync()
         except OSError as exc:
-            assert fmt.errno_of(exc) == 5
+            assert fmt.errno_of(exc) == 30
         else:
-            raise AssertionError("EIO was swallowed")
+            raise AssertionError("EROFS was swallowed")
+    finally:
+        fs.destroy()
+
+
+def test_an_io_error_is_ridden_out_like_a_full_disk():
+    # Issue 19 (from issue 10's notes): a flash program or erase that fails
+    # (EIO) held the records and retried, reported as its own kind, instead
+    # of the store raising it (the firmware reset the board on it).
+    fs = BudgetDir()
+    try:
+        store = open_store(fs)
+        for n in range(10):
+            store.append(3, _payload(3, n), 0)
+        store.sync()
+        real = fs.spend
+
+        def failing(n):
+            raise OSError(fmt.EIO, "Input/output error")
+
+        fs.spend = failing
+        for n in range(10, 30):
+            assert store.append(3, _payload(3, n), 1)
+        assert store.append(0, _payload(0, 0), 1, urgent=True)
+        store.poll(10000)
+        assert store.disk_full and store.stats["disk_errors"] > 0
+        assert _kinds(store.take_reports()) == [st.DISK_ERROR]
+        got = read_all(store)  # sent from RAM meanwhile
+        assert got == [(0, _payload(0, 0))] + [(3, _payload(3, n)) for n in range(30)]
+        fs.spend = real  # the flash takes writes again
+        store.poll(20000)
+        assert not store.disk_full and store.unsynced == 0
+        assert _kinds(store.take_reports()) == [st.DISK_OK]
+        crash(store)
+        again = open_store(fs)
+        assert read_all(again) == got
+        again.close()
     finally:
         fs.destroy()
 

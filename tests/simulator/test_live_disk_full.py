@@ -65,7 +65,7 @@ def test_the_agent_rides_out_a_really_full_disk(broker, start_agent, pty, store_
         time.sleep(1.0)
         _assert_running(again)
         os.remove(os.path.join(store_fs, "filler"))
-        again.child.wait_for("has room again", 15)
+        again.child.wait_for("takes writes again", 15)
         _assert_running(again)
         # One line when the disk filled, one when it had room again.
         disk_lines = [line for line in again.child.lines if "store: disk" in line]
