@@ -25,7 +25,6 @@ import asyncio
 import os
 import re
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading

@@ -10,12 +10,12 @@
 """
 
 import math
-import struct
 
 import cbor2
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_cbor_vs_cbor2 import _half_only_in_rfc
 
 from edge_agent.core import cbor
 
@@ -132,16 +132,6 @@ def _nested(value, depth):
     for _ in range(depth):
         value = [value]
     return value
-
-
-def _half_only_in_rfc(value):
-    if isinstance(value, float):
-        return 32768 <= abs(value) <= 65504 and struct.unpack(">e", struct.pack(">e", value))[0] == value
-    if isinstance(value, list):
-        return any(_half_only_in_rfc(v) for v in value)
-    if isinstance(value, dict):
-        return any(_half_only_in_rfc(k) or _half_only_in_rfc(v) for k, v in value.items())
-    return False
 
 
 def _has_tag(value):

@@ -12,7 +12,7 @@ from pycose.algorithms import EdDSA, HMAC256
 from pycose.headers import KID, Algorithm
 from pycose.keys import OKPKey, SymmetricKey
 from pycose.keys.curves import Ed25519
-from pycose.keys.keyparam import KpKeyOps, OKPKpCurve, OKPKpD, OKPKpX
+from pycose.keys.keyparam import OKPKpCurve, OKPKpD, OKPKpX
 from pycose.messages import CoseMessage, Mac0Message, Sign1Message
 
 from edge_agent.core import cose

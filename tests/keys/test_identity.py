@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from edge_agent.core import cbor, cose
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import HMAC256, IdentityError, create_identity, load_identity
 from edge_agent.receiver.registry import Registry, RegistryError, Rejection

@@ -2,7 +2,6 @@
 independent COSE implementation; the key files and trusted-operators file
 as input surfaces; the `keys operator-*` / `keys technician-token` CLI."""
 
-import hashlib
 import os
 import stat
 import subprocess
@@ -12,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pycose.algorithms import EdDSA, HMAC256
+from pycose.algorithms import HMAC256
 from pycose.headers import KID, Algorithm
 from pycose.keys import OKPKey, SymmetricKey
 from pycose.keys.curves import Ed25519

@@ -20,10 +20,14 @@ HEAD = '[scenario]\nname = "x"\nboard = "%s"\nduration = "%s"\n'
 TAIL = '[[expect]]\nkind = "delivered"\n'
 
 
-def _spec(tmp_path, body, duration="30m"):
-    path = tmp_path / "s.toml"
+def _write(tmp_path, body, duration, name="s.toml"):
+    path = tmp_path / name
     path.write_text(HEAD % (BOARD, duration) + body + TAIL)
-    return sc.load(str(path))
+    return str(path)
+
+
+def _spec(tmp_path, body, duration="30m"):
+    return sc.load(_write(tmp_path, body, duration))
 
 
 def _bad(tmp_path, capsys, body, message, duration="30m"):
@@ -378,9 +382,7 @@ DRIFT = '[[faults]]\nkind = "drift"\nsensor = "cabinet_temp"\nat = "10m"\nper_da
 
 
 def _runs(tmp_path, body, duration="30m"):
-    path = tmp_path / "m.toml"
-    path.write_text(HEAD % (BOARD, duration) + body + TAIL)
-    return sc.load_runs(str(path))
+    return sc.load_runs(_write(tmp_path, body, duration, "m.toml"))
 
 
 def test_a_matrix_runs_every_combination_of_its_axes_in_order(tmp_path):

@@ -14,7 +14,6 @@ import pytest
 from edge_agent.cli import main as cli
 from simulator.hardware import physics
 from simulator.scenarios import spec as sc
-from simulator.scenarios import report as scenario_report
 from simulator.scenarios import virtual as scenario_run
 from simulator import ROOT
 
