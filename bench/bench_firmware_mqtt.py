@@ -13,6 +13,12 @@ One local mosquitto pair (plain TCP, and mutual TLS), loopback:
                  every 100, growth from the first sample after warm-up
 
     .venv/bin/python bench/bench_firmware_mqtt.py [--count 5000] [--reconnects 1000]
+    .venv/bin/python bench/bench_firmware_mqtt.py --m32 [--reconnects 1000] [--heap 96k]
+
+``--m32``: only the reconnects, on the 32-bit stand-in's stock interpreter
+(`make micropython32`, build/micropython32/micropython-romfs, with Mbed TLS
+allocating from the C heap as from the IDF heap on an ESP32), at
+``--heap`` (TLS; plain runs at the same).
 
 The unix port's select() polls objects without a file descriptor (a TLS
 socket) once per millisecond, so each scheduler pass that waits on a TLS
@@ -130,6 +136,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--count", type=int, default=5000, help="messages per publish-rate run")
     parser.add_argument("--reconnects", type=int, default=1000)
+    parser.add_argument("--m32", action="store_true", help="only the reconnects, on the 32-bit stand-in")
+    parser.add_argument("--heap", default="96k", help="with --m32: the heap (-X heapsize) for both links")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
         pki = DevPKI(os.path.join(work, "pki"))
@@ -143,7 +151,19 @@ def main():
         mpy = compile_mpy(os.path.join(work, "mpy"))
         micropython = Interpreter("micropython", mpy)
         cpython = Interpreter("cpython", mpy)
+        if args.m32:
+            from edge_agent.tools import micropython32 as mp32
+
+            binary = mp32.binary("romfs")
+            if binary is None or not mp32.has_tls(binary):
+                raise SystemExit("--m32: no 32-bit MicroPython with TLS in %s: build it with `make micropython32 "
+                                 "MICROPYTHON_SRC=DIR` (docs/firmware.md, \"A 32-bit stand-in\")" % mp32.out_dir())
+            micropython = Interpreter("micropython", mpy, binary=binary)
         with Mosquitto(os.path.join(work, "plain")) as plain, Mosquitto(os.path.join(work, "tls"), pki=pki) as secure:
+            if args.m32:
+                reconnect_table(micropython, args.reconnects, (("plain", plain.port, {}, args.heap),
+                                                               ("TLS", secure.port, tls, args.heap)), "32-bit ")
+                return
             rates = Table(title="publish rate, %d messages of 64 bytes (msg/s, loopback mosquitto)" % args.count)
             for column in ("link", "workload", "ours, MicroPython", "ours, CPython", "paho, CPython",
                            "MicroPython / paho", "bytes allocated per publish (MicroPython)"):
@@ -170,17 +190,21 @@ def main():
                                                                    heap["disconnected"][0], heap["disconnected"][-1],
                                                                    peak))
 
-            table = Table(title="%d reconnects on MicroPython (connect, QoS 1 publish, disconnect)" % args.reconnects)
-            for column in ("link", "heap", "free after 100", "free at the end", "heap lost", "ms per reconnect"):
-                table.add_column(column, justify="right")
-            for link, port, options, size in (("plain", plain.port, {}, "64k"), ("TLS", secure.port, tls, "96k")):
-                console.print("  %d %s reconnects ..." % (args.reconnects, link))
-                samples, elapsed = reconnects(micropython, port, args.reconnects, size, options)
-                table.add_row(link, size, "{:,}".format(samples[1]), "{:,}".format(samples[-1]),
-                              "{:+,} B".format(samples[1] - samples[-1]),
-                              "%.1f" % (elapsed * 1000 / args.reconnects))
-                console.print("    free heap every 100: %s" % samples)
-            console.print(table)
+            reconnect_table(micropython, args.reconnects, (("plain", plain.port, {}, "64k"),
+                                                           ("TLS", secure.port, tls, "96k")))
+
+
+def reconnect_table(micropython, count, links, label=""):
+    table = Table(title="%d reconnects on %sMicroPython (connect, QoS 1 publish, disconnect)" % (count, label))
+    for column in ("link", "heap", "free after 100", "free at the end", "heap lost", "ms per reconnect"):
+        table.add_column(column, justify="right")
+    for link, port, options, size in links:
+        console.print("  %d %s reconnects ..." % (count, link))
+        samples, elapsed = reconnects(micropython, port, count, size, options)
+        table.add_row(link, size, "{:,}".format(samples[1]), "{:,}".format(samples[-1]),
+                      "{:+,} B".format(samples[1] - samples[-1]), "%.1f" % (elapsed * 1000 / count))
+        console.print("    free heap every 100: %s" % samples)
+    console.print(table)
 
 
 if __name__ == "__main__":

