@@ -618,7 +618,7 @@ class Link:
             body[sg.A_TEXT] = "link lost on %s: %s %s" % (place, watch.sensor.id, change.rule.detail)
             spec = change.rule.spec
             if not (spec is not None and spec.action):
-                body[sg.A_ACTION] = default_link_action(self.name, watch.sensor, component)
+                body[sg.A_ACTION] = default_action("dropout", watch.sensor, component, shared=True)
         else:
             body[sg.A_TEXT] = "%s answers again: link back" % place
         body[sg.A_SENSOR] = ""
@@ -629,22 +629,15 @@ class Link:
         return signal
 
 
-def default_link_action(link, sensor, component):
-    slave = getattr(sensor.source, "slave", None)
-    if slave is not None:
-        action = "check that slave %d on bus %s is powered, addressed and wired (A/B, termination)" % (slave, sensor.bus)
-    else:
-        action = "check the cable and power of the sensors on bus %s" % sensor.bus
-    if component is not None and component.part:
-        action += "; if it persists, book service for part %s" % component.part
-    return action
-
-
-def default_action(kind, sensor, component):
+def default_action(kind, sensor, component, shared=False):
+    """The action an alert suggests when its rule names none; ``shared``:
+    a lost link several sensors share (rules.Link), named by its bus."""
     if kind == "dropout":
         slave = getattr(sensor.source, "slave", None)
         if slave is not None:
             action = "check that slave %d on bus %s is powered, addressed and wired (A/B, termination)" % (slave, sensor.bus)
+        elif shared:
+            action = "check the cable and power of the sensors on bus %s" % sensor.bus
         else:
             action = "check the cable and power of sensor %s on bus %s" % (sensor.id, sensor.bus)
     elif kind == "threshold":
