@@ -82,6 +82,16 @@ class Triage:
             self.elements_of[component.id] = names
             for name in names:
                 self.members.setdefault(name, []).append(component.id)
+        # A link's alert (sensor ""): the shortest reraise_s of the dropout
+        # rules of the sensors on that link (rules.Link), known from the board.
+        self._link_reraise_ms = {}
+        for sensor in board.sensors.values():
+            for spec in sensor.rules:
+                if spec.kind == "dropout":
+                    link = rules.link_of(sensor)
+                    ms = spec.params.get("reraise_ms", 0)
+                    known = self._link_reraise_ms.get(link)
+                    self._link_reraise_ms[link] = ms if known is None else min(known, ms)
         self._keys = {}
         self._tokens = {}  # component -> [tokens, last refill ms]
         self._suppressed = {}  # component -> alerts held back since its last sent alert
@@ -174,21 +184,18 @@ class Triage:
         ``reraise_s``; a lost link is its sensor's dropout rule), 0 for
         alerts no rule raised."""
         kind = body.get(sg.A_CONDITION)
-        sensors = []
         sensor = self.board.sensors.get(body.get(sg.A_SENSOR, ""))
-        if sensor is not None:
-            sensors.append(sensor)
         if kind == sg.C_LINK_LOST:
+            if sensor is None:  # a link's alert
+                return self._link_reraise_ms.get(body.get(sg.A_ELEMENT, ""), 0)
             kind = "dropout"
-            if sensor is None:  # a link's alert: the shortest of its sensors' intervals
-                element = body.get(sg.A_ELEMENT, "")
-                sensors = [s for s in self.board.sensors.values() if rules.link_of(s) == element]
+        if sensor is None:
+            return 0
         shortest = None
-        for sensor in sensors:
-            for spec in sensor.rules:
-                if spec.kind == kind:
-                    ms = spec.params.get("reraise_ms", 0)
-                    shortest = ms if shortest is None else min(shortest, ms)
+        for spec in sensor.rules:
+            if spec.kind == kind:
+                ms = spec.params.get("reraise_ms", 0)
+                shortest = ms if shortest is None else min(shortest, ms)
         return shortest or 0
 
     def _key(self, body):
