@@ -183,7 +183,7 @@ def _variance(xs, ys, kind, p, a, b, rss, df):
     return rss / df * (1.0 + rho) / (1.0 - rho)
 
 
-def restart_at(xs, ys):
+def restart_at(xs, ys, one_piece=None):
     """A level change followed by a trend (a repair that left a
     misalignment, then the wear it causes): a line through both sides
     counts the step as trend and warns weeks early. Returns the index j of
@@ -191,19 +191,17 @@ def restart_at(xs, ys):
     it) when a flat level before it and a line after it beat every
     one-piece model by SELECT_MARGIN (five parameters: the level, the
     line's two, the change's place, the variance); else None. The history
-    then restarts at the change."""
+    then restarts at the change. ``one_piece``: their best AICc, if
+    ``_select`` has fitted them already."""
     n = len(xs)
     if n < MIN_BLOCKS_CURVED + 1:
         return None
-    fit = _line(xs, ys, LINEAR, 0.0)
-    if fit is None:
-        return None
-    one_piece = _aicc(fit[0], n, 3)
+    if one_piece is None:
+        fits = _select(xs, ys)
+        if fits is None:
+            return None
+        one_piece = fits[2]
     stride = 1 if n <= 14 else 2  # as select(): past two weeks a day's precision matters less
-    for kind, p in [(EXPONENTIAL, r) for r in RATES] + [(KNEE, xs[j]) for j in range(5, n - 2, stride)]:
-        f = _line(xs, ys, kind, p)
-        if f is not None:
-            one_piece = min(one_piece, _aicc(f[0], n, 4))
     best = None
     # At least MIN_BLOCKS after it, and one before: a change about to leave
     # the history still tilts a line through all of it.
@@ -238,12 +236,21 @@ def select(xs, ys):
     (chosen, mixture) or None: ``chosen`` is (kind, param, a, b, gbar,
     sgg, residual variance, degrees of freedom); ``mixture`` the models the
     interval mixes, the same tuples with their Akaike weight in front."""
+    fits = _select(xs, ys)
+    return None if fits is None else fits[:2]
+
+
+def _select(xs, ys):
+    """``select``, and the best AICc of the one-piece models (the line, every
+    exponential rate, every knee), which ``restart_at`` measures a change
+    against: fitted once for both."""
     n = len(xs)
     fit = _line(xs, ys, LINEAR, 0.0)
     if fit is None:
         return None
     best = (LINEAR, 0.0) + fit
     scored = [(_aicc(fit[0], n, 3), best)]
+    one_piece = scored[0][0]
     if n >= MIN_BLOCKS_CURVED:
         # In order of how boldly they extrapolate: a change (knee or step)
         # must beat the line by SELECT_MARGIN, an exponential the best so
@@ -268,6 +275,8 @@ def select(xs, ys):
                 if f is None:
                     continue
                 s = _aicc(f[0], n, 4)
+                if kind != STEP and s < one_piece:
+                    one_piece = s
                 m = (kind, p) + f
                 if family is not changes:
                     scored.append((s, m))  # every rate: the rate's uncertainty
@@ -301,7 +310,7 @@ def select(xs, ys):
         if m is best:
             chosen = entry[1:]
     mixture = [(e[0] / total,) + e[1:] for e in mixture]
-    return chosen, mixture
+    return chosen, mixture, one_piece
 
 
 # A trend's uncertainty as five equally likely shifts (near the conditional
@@ -467,13 +476,16 @@ class Predictor:
         n = len(xs)
         if n < MIN_BLOCKS:
             return None
-        j = restart_at(xs, ys)
+        fits = _select(xs, ys)
+        if fits is None:
+            return None
+        j = restart_at(xs, ys, fits[2])
         if j is not None:  # the level changed: what came before says nothing about the trend since
             xs, ys, firsts = xs[:j + 1], ys[:j + 1], firsts[:j + 1]
             n = j + 1
-        fits = select(xs, ys)
-        if fits is None:
-            return None
+            fits = _select(xs, ys)
+            if fits is None:
+                return None
         kind, p, a, b, gbar, sgg, var, df = fits[0]
         t = _t(T99, df)
         if kind == STEP or b <= 0.0 or b * b * sgg <= t * t * var:
