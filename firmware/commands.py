@@ -33,7 +33,7 @@ the flow both share is the core's (edge_agent/core/command_flow.py):
 
 from edge_agent.core import audit, cbor
 from edge_agent.core import operator as op
-from edge_agent.core.command_flow import LOG_TEXT, CommandFlow
+from edge_agent.core.command_flow import LOG_TEXT, CommandFlow, alert_number
 
 COUNTERS_NAME = "counters.cbor"
 
@@ -64,12 +64,8 @@ class Commands(CommandFlow):
         args = command.args
         note = args.get("note", "")
         if command.name == "alert.ack":
-            try:
-                seq = int(args["alert"])
-            except ValueError:
-                raise op.Refused("unknown-alert", "alert %r is not an alert number" % audit.clip(args["alert"]))
             # A level shift takes its present level as the new baseline.
-            outputs = self.device.acknowledge_alert(seq, now, command.operator)
+            outputs = self.device.acknowledge_alert(alert_number(args["alert"]), now, command.operator)
             self.dispatch(outputs)
             return "unacknowledged", "acknowledged by %s" % command.operator, note or (
                 "the present level is the new baseline" if outputs else "recorded")

@@ -71,6 +71,15 @@ def target_of(name, args):
     return "alert #" + value if name == "alert.ack" else value
 
 
+def alert_number(text):
+    """The seq an alert.ack names (its ``alert``, text), or op.Refused
+    (unknown-alert): the gateway's and the board's one reading of it."""
+    try:
+        return int(text)
+    except ValueError:
+        raise op.Refused("unknown-alert", "alert %r is not an alert number" % audit.clip(text))
+
+
 QUARANTINE_COMMANDS = ("quarantine.force", "quarantine.release")
 
 

@@ -286,17 +286,16 @@ class HealthEngine:
         offset until it returns, is recalibrated or is acknowledged: not a
         failure to act on, so not a state of the machine); else the state."""
         health = self._health(component_id)
-        if health.state not in cs.ISOLATED:
-            shifted = False
+        if health.state in cs.ISOLATED:
+            return health.state
+        for watch in health.watches:
+            if watch.dropout is not None and watch.dropout.active:
+                return cs.STALE
+        if health.state == cs.OK:
             for watch in health.watches:
-                if watch.dropout is not None and watch.dropout.active:
-                    return cs.STALE
-                if not shifted and health.state == cs.OK:
-                    for rule in watch.rules:
-                        if rule.active and rule.kind in rules.ACKNOWLEDGED_KINDS:
-                            shifted = True
-            if shifted:
-                return cs.SUSPECT
+                for rule in watch.rules:
+                    if rule.active and rule.kind in rules.ACKNOWLEDGED_KINDS:
+                        return cs.SUSPECT
         return health.state
 
     def sends_telemetry(self, sensor_id):

@@ -105,8 +105,7 @@ def is_write_failure(exc):
     """A failed write the store rides out (records held in RAM, retried):
     a full disk or an I/O error. Anything else is not the store's to
     handle."""
-    code = errno_of(exc)
-    return code in DISK_FULL_ERRNOS or code == EIO
+    return is_disk_full(exc) or is_disk_error(exc)
 
 
 # Reasons a record or file is rejected (stable strings: reported, counted

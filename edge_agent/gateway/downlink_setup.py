@@ -10,6 +10,8 @@ import os
 import sys
 import tomllib
 
+from edge_agent.core.command_flow import alert_number
+
 log = logging.getLogger("edge_agent.downlink")
 
 
@@ -68,10 +70,7 @@ def _acknowledge(agent, alert, who, now_ms):
     (Device.acknowledge_alert: a level shift takes its present level as the
     new baseline), and the console's list of recent alerts, if this agent
     serves a console, marks it as `ack` at the console does."""
-    try:
-        seq = int(alert)
-    except ValueError:
-        raise ValueError("alert %r is not an alert number" % alert) from None
+    seq = alert_number(alert)
     consoles = [service.console for service in agent.services if hasattr(service, "console")]
     record = consoles[0].find_alert(seq) if consoles else None
     if consoles and record is None:
