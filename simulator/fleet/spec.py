@@ -224,4 +224,4 @@ LIBRARY = os.path.join(sc.LIBRARY, "fleet")
 
 
 def library():
-    return sorted(os.path.join(LIBRARY, n) for n in os.listdir(LIBRARY) if n.endswith(".toml"))
+    return sc.toml_files(LIBRARY)

@@ -54,7 +54,7 @@ def files(paths):
     out = []
     for path in paths:
         if os.path.isdir(path):
-            out.extend(sorted(os.path.join(path, n) for n in os.listdir(path) if n.endswith(".toml")))
+            out.extend(sc.toml_files(path))
         else:
             out.append(path)
     return out

@@ -1052,11 +1052,16 @@ def _default_name(kind, a):
     return "evictions reported, lanes %s spared" % a["spared_lanes"]
 
 
+def toml_files(folder):
+    """The .toml files in ``folder`` (not below it), sorted."""
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".toml"))
+
+
 def library(fast_only=False):
     """Paths of the scenario library, sorted; only those with a ``fast =
     true`` run if asked. The folders beside them (corpus/, fleet/) are not
     in it: the prediction bench takes corpus/, `edge-agent sim fleet` fleet/."""
-    paths = sorted(os.path.join(LIBRARY, n) for n in os.listdir(LIBRARY) if n.endswith(".toml"))
+    paths = toml_files(LIBRARY)
     if fast_only:
         paths = [p for p in paths if any(run.fast for run in load_runs(p))]
     return paths
@@ -1069,4 +1074,4 @@ CORPUS = os.path.join(LIBRARY, "corpus")
 
 def corpus():
     """Paths of the corpus files, sorted."""
-    return sorted(os.path.join(CORPUS, n) for n in os.listdir(CORPUS) if n.endswith(".toml"))
+    return toml_files(CORPUS)
