@@ -88,13 +88,19 @@ def _kinds(reports):
     return [r.kind for r in reports]
 
 
+def _store_with(fs, count, **options):
+    """A store on ``fs`` holding ``count`` synced telemetry records (lane 3)."""
+    store = open_store(fs, **options)
+    for n in range(count):
+        store.append(3, _payload(3, n), 0)
+    store.sync()
+    return store
+
+
 def test_a_full_disk_holds_records_in_ram_sends_them_and_writes_them_later():
     fs = BudgetDir()
     try:
-        store = open_store(fs)
-        for n in range(10):
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 10)
         fs.free = 0
         for n in range(10, 30):
             assert store.append(3, _payload(3, n), 1)  # no exception, not dropped
@@ -122,10 +128,7 @@ def test_a_full_disk_holds_records_in_ram_sends_them_and_writes_them_later():
 def test_records_durable_before_the_disk_filled_survive_a_crash_and_a_full_recovery():
     fs = BudgetDir()
     try:
-        store = open_store(fs)
-        for n in range(50):  # several segments of 1 KiB, the last one unsealed
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 50)  # several segments of 1 KiB, the last one unsealed
         fs.free = 0
         for n in range(50, 60):
             store.append(3, _payload(3, n), 0)
@@ -156,10 +159,7 @@ def test_records_durable_before_the_disk_filled_survive_a_crash_and_a_full_recov
 def test_acknowledging_while_full_frees_space_and_writing_resumes():
     fs = BudgetDir()
     try:
-        store = open_store(fs)
-        for n in range(60):
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 60)
         fs.free = 0
         for n in range(60, 80):
             store.append(3, _payload(3, n), 0)
@@ -183,10 +183,7 @@ def test_acknowledging_while_full_frees_space_and_writing_resumes():
 def test_the_ram_hold_is_bounded_and_evicts_telemetry_before_alerts():
     fs = BudgetDir()
     try:
-        store = open_store(fs, hold_bytes=2048)
-        for n in range(40):
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 40, hold_bytes=2048)
         fs.free = 0
         alerts = []
         for n in range(200):
@@ -238,10 +235,7 @@ def test_a_hold_full_of_alerts_evicts_the_oldest_alerts_and_drops_telemetry():
 def test_closing_on_a_full_disk_writes_held_alerts_over_telemetry():
     fs = BudgetDir()
     try:
-        store = open_store(fs)
-        for n in range(60):
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 60)
         fs.free = 0
         store.append(0, _payload(0, 7), 1, urgent=True)
         assert store.disk_full
@@ -325,10 +319,7 @@ def test_an_io_error_is_ridden_out_like_a_full_disk():
     # of the store raising it (the firmware reset the board on it).
     fs = BudgetDir()
     try:
-        store = open_store(fs)
-        for n in range(10):
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 10)
         real = fs.spend
 
         def failing(n):
@@ -366,10 +357,7 @@ def test_a_segment_removal_the_full_disk_refuses_keeps_the_file_and_is_retried()
     # removes it; a crash meanwhile brings back nothing acknowledged.
     fs = BudgetDir()
     try:
-        store = open_store(fs)
-        for n in range(60):
-            store.append(3, _payload(3, n), 0)
-        store.sync()
+        store = _store_with(fs, 60)
         files = _segments(fs)
         batch = store.read(30)
         store.ack(batch.lane, batch.end)
