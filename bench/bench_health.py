@@ -44,6 +44,19 @@ def throughput():
     return rows
 
 
+def predict_cost():
+    """{history days: best ms per estimate of 3 runs} on the MicroPython
+    unix port (bench/predict_cost.py)."""
+    best = {}
+    for _ in range(3):
+        out = subprocess.run([os.path.join(ROOT, ".venv", "bin", "micropython"), "bench/predict_cost.py"], cwd=ROOT,
+                             env=dict(os.environ, MICROPYPATH="."), capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            _, days, ms = line.split()
+            best[int(days)] = min(best.get(int(days), float(ms)), float(ms))
+    return best
+
+
 def noise():
     runs = [
         ("stuck fan, repaired (40 min)", hs.run_stuck_fan(seed=1, repair_after_ms=120000)[0]),
@@ -120,6 +133,9 @@ def main():
     print("- raises per drift: %s" % ", ".join(str(r) for r in raises))
     print("- false alarms on healthy sensors: %d in %.1f device-years = %.2f per device-year" % (
         false_alarms, device_years, false_alarms / device_years))
+    cost = predict_cost()
+    print("- one estimate on the MicroPython unix port (bench/predict_cost.py, best of 3): %s" % ", ".join(
+        "%.2f ms at %d days of history" % (cost[days], days) for days in sorted(cost)))
     p10, median, p90 = crossing_spread(100)
     print("- the first reading over 90 degC, same wear, 100 weathers: day %.1f (10%%), %.1f (median), %.1f (90%%):"
           " a %.1f-day spread no estimate of the trend can remove" % (p10, median, p90, p90 - p10))
