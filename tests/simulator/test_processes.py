@@ -22,6 +22,14 @@ time.sleep(300)
 """
 
 
+def _command(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        return None
+
+
 def _alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:
@@ -34,7 +42,12 @@ def _alive(pid):
 def test_a_child_dies_when_the_process_that_started_it_is_killed():
     parent = subprocess.Popen([sys.executable, "-c", PARENT], stdout=subprocess.PIPE, cwd=ROOT)
     pid = int(parent.stdout.readline())
-    assert _alive(pid)
+    # setpriv asks for the signal (prctl) and then execs sleep: kill the
+    # parent before that and there is nothing to deliver, so wait for sleep.
+    deadline = time.monotonic() + 10
+    while _command(pid) != "sleep" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _command(pid) == "sleep"
     parent.kill()
     parent.wait()
     deadline = time.monotonic() + 10
