@@ -48,7 +48,7 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # heap with 512, 224 KiB with 1 KiB: docs/firmware.md). The store reads
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal.
-STORE_BUFFERS = {"READ_AHEAD": 512, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
+STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
 # Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
 # floats on the 64-bit port, and the CBOR encoder's list of pieces grows
 # to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in
