@@ -137,6 +137,9 @@ def cmd_run(args):
         console_server.attach(agent, args.console, args.console_socket)
     except console_server.ConsoleConfigError as exc:
         raise UsageError(str(exc)) from None
+    from edge_agent.deploy import service
+
+    service.attach(agent)  # READY, STATUS and watchdog pings under systemd ($NOTIFY_SOCKET)
     log.info(
         "edge-agent %s: device %s (%s signatures), board %s (%s), %d sensors on %d buses, broker %s",
         __version__, device_id, identity.algorithm, board.name, board.source, len(board.sensors), len(board.buses),
