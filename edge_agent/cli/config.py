@@ -28,11 +28,15 @@ def check_file(path):
             problems.append(Problem(key, "missing", "add it: " + fix))
     if "board" in values:
         try:
-            load_board(values["board"])
+            board = load_board(values["board"])
         except BoardError as exc:
             for problem in exc.problems:
                 problems.append(Problem("agent.board", "%s: %s: %s" % (values["board"], problem.key or "(top level)",
                                                                       problem.reason), problem.fix))
+        else:
+            for bus in sorted({p.split("=", 1)[0] for p in values.get("port", [])} - set(board.buses)):
+                problems.append(Problem("agent.ports.%s" % bus, "no bus %r in %s" % (bus, values["board"]),
+                                        "name one of its buses: %s" % ", ".join(sorted(board.buses))))
     if "identity" in values and not os.path.isdir(values["identity"]):
         problems.append(Problem("agent.identity", "%s: no such directory" % values["identity"],
                                 "make it with edge-agent keys init --dir %s --device-id ID" % values["identity"]))

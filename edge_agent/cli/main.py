@@ -5,13 +5,13 @@ import argparse
 import sys
 
 from edge_agent import __version__
-from edge_agent.cli import (board, cmd, config, console, firmware, keys, receiver, run, service, sim, store,
+from edge_agent.cli import (board, cmd, config, console, doctor, firmware, keys, receiver, run, service, sim, store,
                             watch)
 from edge_agent.cli.common import EXIT_OK, EXIT_USAGE, UsageError
 from edge_agent.deploy import logs
 
 # Each module's add_commands(sub) adds its group, in the order --help lists them.
-COMMAND_GROUPS = (run, config, service, board, watch, keys, receiver, sim, store, console, cmd, firmware)
+COMMAND_GROUPS = (run, config, service, doctor, board, watch, keys, receiver, sim, store, console, cmd, firmware)
 
 
 def build_parser():

@@ -101,6 +101,10 @@ def test_config_check_follows_what_the_file_names(tmp_path, pki):
     assert result.returncode == 0, result.stderr
     assert "agent.toml: ok - board %s, identity %s, broker mqtt.example.com (TLS)" % (BOARD, tmp_path / "id") \
         in result.stdout
+    path.write_text(path.read_text() + "[agent.ports]\nuart9 = '/dev/ttyUSB0'\n")
+    result = run_cli("config", "check", str(path))
+    assert "agent.ports.uart9: no bus 'uart9' in %s; name one of its buses: uart0" % BOARD in result.stderr
+    path.write_text(path.read_text().replace("[agent.ports]\nuart9 = '/dev/ttyUSB0'\n", ""))
     bad_board = tmp_path / "board.toml"
     bad_board.write_text(open(BOARD).read().replace("schema = 1", "schema = 99", 1))
     path.write_text(path.read_text().replace(BOARD, "board.toml"))

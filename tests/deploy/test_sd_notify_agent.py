@@ -68,7 +68,7 @@ def write_config(tmp_path, pki, broker_port, device_id):
     config = tmp_path / "agent.toml"
     config.write_text(
         '[agent]\nboard = "%s"\nidentity = "%s"\ngpio = "simulated"\n'
-        '[agent.ports]\nsensors = "/dev/this-port-is-overridden"\n'
+        '[agent.ports]\nuart0 = "/dev/this-port-is-overridden"\n'
         '[broker]\naddress = "127.0.0.1:%d"\nca = "%s"\ncert = "%s"\nkey = "%s"\n'
         '[logging]\nlevel = "debug"\n' % (BOARD, identity.name, broker_port, pki.ca_cert, cert, key))
     return config, identity
