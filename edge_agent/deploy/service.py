@@ -1,8 +1,10 @@
 """The agent as a systemd service (Type=notify, WatchdogSec=): READY=1 once
-the store is open and the bus tasks run, a STATUS= line (the broker link,
-the store's depth) when it changes, and WATCHDOG=1 from the agent's own
-event loop at half the watchdog interval, so a stalled loop misses its
-pings and systemd restarts the agent. STOPPING=1 on a clean stop.
+the store is open and the bus tasks run (a port that is not there yet does
+not hold READY back: its task keeps reopening it, and STATUS says so), a
+STATUS= line (the broker link, each bus, the store's depth) when it
+changes, and WATCHDOG=1 from the agent's own event loop every half watchdog
+interval (at most 5 s), so a stalled loop misses its pings and systemd
+restarts the agent. STOPPING=1 on a clean stop.
 
 ``attach(agent)`` adds the task to the agent's services when
 $NOTIFY_SOCKET is set; elsewhere it does nothing."""
@@ -19,9 +21,12 @@ STATUS_INTERVAL_S = 5.0
 
 
 def status_text(agent):
-    """One line for `systemctl status`: the broker link and the store."""
+    """One line for `systemctl status`: the broker link, the buses, the store."""
     link = "online" if agent.uplink.online.is_set() else "offline"
-    return "broker %s (%s); store: %d signals waiting" % (link, agent.uplink.settings.describe(), agent.pending())
+    buses = ", ".join("%s %s" % (source.bus_id, "open" if source.connected.is_set() else "waiting for " + source.port)
+                      for source in agent.sources)
+    return "broker %s (%s); buses: %s; store: %d signals waiting" % (
+        link, agent.uplink.settings.describe(), buses or "none", agent.pending())
 
 
 class ServiceNotifier:
@@ -46,8 +51,8 @@ class ServiceNotifier:
         status = status_text(self.agent)
         self._send(READY=1, STATUS=status)
         watchdog = self.notifier.watchdog_s
-        log.info("systemd: ready%s", "; watchdog ping every %.1f s" % (watchdog / 2) if watchdog else "")
         interval = min(watchdog / 2, STATUS_INTERVAL_S) if watchdog else STATUS_INTERVAL_S
+        log.info("systemd: ready%s", "; watchdog ping every %.1f s" % interval if watchdog else "")
         try:
             while True:
                 await asyncio.sleep(interval)

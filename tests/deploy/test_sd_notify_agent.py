@@ -91,10 +91,14 @@ def test_ready_after_the_store_opens_watchdog_pings_stop_when_the_loop_stalls(br
         agent.wait_for("systemd: ready; watchdog ping every 0.5 s", 5)
         assert "this-port-is-overridden" not in agent.text()
 
-        # STATUS follows the link: online once connected.
-        _, status, _ = notify.wait_for("STATUS", 20)
-        assert status["STATUS"].startswith("broker online (127.0.0.1:%d (TLS))" % broker.port), status
-        assert "store: " in status["STATUS"] and "signals waiting" in status["STATUS"]
+        # STATUS follows the link and the bus: online and open once connected.
+        deadline = time.monotonic() + 20
+        status = ready
+        while "broker online" not in status["STATUS"] or "uart0 open" not in status["STATUS"]:
+            assert time.monotonic() < deadline, status
+            _, status, _ = notify.wait_for("STATUS", 20)
+        assert status["STATUS"].startswith("broker online (127.0.0.1:%d (TLS)); buses: uart0 open; store: " % broker.port)
+        assert status["STATUS"].endswith(" signals waiting"), status
 
         pings = [when for when, fields in notify.receive(3.0) if fields.get("WATCHDOG") == "1"]
         assert 4 <= len(pings) <= 8, pings  # 3 s at one per 0.5 s
