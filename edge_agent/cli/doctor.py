@@ -43,7 +43,7 @@ def run_checks(args):
     except ConfigError as exc:
         return [dr.Result("config", dr.FAIL, "%s: %s" % (exc.source, p.describe()), "edge-agent config check %s"
                           % exc.source) for p in exc.problems]
-    results = [dr.Result("config", dr.OK, args.config)]
+    results = []
     groups = unit_groups() if args.groups is None else [g for g in args.groups.split(",") if g]
     user = args.user or default_user()
     try:
@@ -55,6 +55,7 @@ def run_checks(args):
     results.append(dr.Result("service user", dr.OK, "%s (uid %d; groups %s)" % (
         user, account.uid, ", ".join(sorted(dr._group_name(g) for g in account.gids)))))
     results.extend(dr.check_groups(groups))
+    results.append(dr.check_readable("config", args.config, account))
     if "board" in values:
         board_result, board = dr.check_board(values["board"])
         results.append(board_result)

@@ -194,6 +194,19 @@ def check_clock(read=kernel_clock_state):
     return Result("clock", OK, "synchronised (max error %.3f s)" % (maxerror / 1e6))
 
 
+def check_readable(label, path, account):
+    """A file the service reads (agent.toml): readable by the user."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return Result(label, FAIL, "%s: %s" % (path, exc.strerror), "check the path")
+    if not can(account, st, os.R_OK):
+        return Result(label, FAIL, "%s (owner %s, group %s, mode %03o) is not readable by %s" % (
+            path, st.st_uid, _group_name(st.st_gid), stat.S_IMODE(st.st_mode), account.name),
+            "chmod 644 %s (it holds paths, not secrets)" % path)
+    return Result(label, OK, "%s valid, readable by %s" % (path, account.name))
+
+
 def check_private_file(label, path, account):
     """A key: the service user can read it, nobody else can."""
     try:

@@ -57,12 +57,18 @@ def line(output, name):
 def test_a_pty_the_service_user_can_and_cannot_open(broker, pki, pty, tmp_path):
     config = write_config(tmp_path, pki, broker.port, pty.path, "doctor-1")
     os.chmod(pty.path, 0o620)  # a tty: its owner reads and writes, group tty writes
+    os.chmod(config, 0o600)
     out = doctor("--config", str(config), "--user", OTHER, "--groups", "").stdout
     verdict, fix = line(out, "serial port uart0")
     assert verdict.startswith("FAIL") and "is not readable and writable by nobody" in verdict, out
     assert "usermod -aG" in fix and "SupplementaryGroups=dialout" in fix
+    verdict, fix = line(out, "config")
+    assert verdict.startswith("FAIL  config: %s (owner " % config) and "is not readable by nobody" in verdict, out
+    assert fix == "      fix: chmod 644 %s (it holds paths, not secrets)" % config
     os.chmod(pty.path, 0o666)
+    os.chmod(config, 0o644)
     out = doctor("--config", str(config), "--user", OTHER, "--groups", "").stdout
+    assert line(out, "config")[0] == "ok    config: %s valid, readable by nobody" % config
     assert line(out, "serial port uart0")[0] == "ok    serial port uart0: %s readable and writable by nobody" \
         % pty.path
     # The keys are the test user's, 0600: nobody cannot read them.
