@@ -64,6 +64,10 @@ def _warn_if_readable(db):
                         path, stat.S_IMODE(mode), db)
 
 
+# Columns for the report when stdout is not a terminal (COLUMNS overrides).
+REPORT_WIDTH_OFF_TERMINAL = 1000
+
+
 def cmd_receiver_report(args):
     from rich.console import Console
 
@@ -74,7 +78,12 @@ def cmd_receiver_report(args):
         raise UsageError("--db %s: no such database; the receiver creates it on its first run" % args.db)
     storage = Storage(args.db)
     try:
-        Console().print(display.report(storage))
+        console = Console()
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            # A CI log or a file: rich would cut to 80 columns (device ids,
+            # gap ranges); no terminal to fit, so tables take their own width.
+            console = Console(width=REPORT_WIDTH_OFF_TERMINAL)
+        console.print(display.report(storage))
         missing = sum(row[3] for row in storage.device_summary())
     finally:
         storage.close()

@@ -47,17 +47,28 @@ def devices_table(storage, with_gaps=False):
                    "clock"):
         table.add_column(column, justify="right" if column not in ("device", "online", "clock") else "left")
     if with_gaps:
+        # "last seq 47,105, signals 2,681, missing 0" explains itself: the
+        # rest are numbers the device skipped at its restarts.
+        table.add_column("boots", justify="right")
+        table.add_column("skipped at restarts")
         table.add_column("missing seq ranges")
     for (device, count, max_seq, missing, duplicates, active, last_seen, _, presence, ahead_ms,
          anomalies) in storage.device_summary():
         row = [cell(device), presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
                _when(last_seen), clock_note(ahead_ms, anomalies)]
         if with_gaps:
-            gaps = storage.gaps(device)
-            row.append(", ".join("%d-%d" % g if g[0] != g[1] else str(g[0]) for g in gaps[:10])
-                       + (" ..." if len(gaps) > 10 else ""))
+            lost, skipped = storage.missing(device)
+            row += [str(storage.boots(device)), _ranges(skipped), _ranges(lost)]
         table.add_row(*row)
     return table
+
+
+def _ranges(ranges, shown=10):
+    """'4-5, 19' for [(4, 5), (19, 19)]: the first ``shown``, then how many more."""
+    text = ", ".join("%d-%d" % r if r[0] != r[1] else str(r[0]) for r in ranges[:shown])
+    if len(ranges) > shown:
+        text += " ... (%d more)" % (len(ranges) - shown)
+    return text
 
 
 def alerts_table(storage, limit=8):

@@ -32,6 +32,9 @@ SUBSCRIPTION = "%s/+/+" % sg.TOPIC_ROOT
 # per message would cap the receiver at the disk's commit rate.
 BATCH_MAX = 200
 ADVISORY_BATCH = 500
+# Reconnect backoff: doubling from the first to the most, per outage.
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 15
 # A signal dated further than this ahead of the receiver's clock counts as
 # a clock anomaly of its device (docs/receiver.md). Fleet escalation never
 # takes a device time later than the arrival (receiver/fleet.py).
@@ -194,15 +197,19 @@ class Receiver:
 
     async def run(self):
         """Receive until cancelled; reconnects with backoff."""
-        delay = 0.5
+        delay = RECONNECT_FIRST_S
         while True:
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
+                if self.connected.is_set():
+                    # The session was up (subscribed): this is a new outage,
+                    # not the next failure of one, so the backoff starts over.
+                    delay = RECONNECT_FIRST_S
                 self.connected.clear()
                 log.warning("broker %s: %s; reconnecting in %.1f s", self.settings.describe(), exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 15)
+                delay = min(delay * 2, RECONNECT_MAX_S)
 
     async def _session(self):
         s = self.settings

@@ -178,6 +178,12 @@ class Storage:
         except those a device skipped at a restart (see missing())."""
         return self.missing(device)[0]
 
+    def boots(self, device):
+        """How many birth signals of ``device`` are stored: one per start
+        of its agent or firmware that reached us."""
+        return self.db.execute("SELECT COUNT(*) FROM signals WHERE device = ? AND kind = ?",
+                               (device, sg.KIND_BIRTH)).fetchone()[0]
+
     def missing(self, device):
         """(lost, skipped): missing ranges below the highest seq seen. A range
         that ends right below a birth signal's seq was skipped by the
@@ -202,7 +208,8 @@ class Storage:
 
     def device_summary(self):
         """One row per device: (device, signals, max seq, missing, duplicates,
-        active alerts, last seen ms, online, presence, clock ahead ms, clock
+        active alerts (raised and not cleared since: the latest alert of its
+        condition, component and sensor is a raise), last seen ms, online, presence, clock ahead ms, clock
         anomalies); missing excludes seqs skipped at restarts, online is
         what the last status message claimed (1, 0 or None), presence what
         the display shows (see presence()), clock ahead ms the last offset
@@ -211,7 +218,10 @@ class Storage:
             """
             SELECT d.device, COUNT(s.seq), COALESCE(MAX(s.seq), 0), COALESCE(MAX(s.seq), 0) - COUNT(s.seq),
                    d.duplicates,
-                   (SELECT COUNT(*) FROM alerts a WHERE a.device = d.device AND a.active = 1),
+                   (SELECT COUNT(*) FROM alerts a WHERE a.device = d.device AND a.active = 1
+                    AND NOT EXISTS (SELECT 1 FROM alerts b WHERE b.device = a.device AND b.seq > a.seq
+                                    AND b.condition IS a.condition AND b.component IS a.component
+                                    AND b.sensor IS a.sensor)),
                    d.last_seen_ms, d.online, d.confirmed, d.clock_ahead_ms, d.clock_anomalies
             FROM devices d LEFT JOIN signals s ON s.device = d.device
             GROUP BY d.device ORDER BY d.device

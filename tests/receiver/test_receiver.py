@@ -3,6 +3,7 @@ subscriptions, on a real broker and real SQLite."""
 
 import asyncio
 import contextlib
+import re
 import sqlite3
 
 import aiomqtt
@@ -14,6 +15,7 @@ from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import Storage
 from edge_agent.receiver.registry import Registry
 from edge_agent.broker import BrokerSettings, client_context
+from simulator.fixtures.broker import Mosquitto
 from simulator.fixtures.processes import Child, edge_agent_argv
 
 pytestmark = pytest.mark.integration
@@ -254,3 +256,41 @@ def test_receiver_run_writes_its_database_private(pki, broker, tmp_path):
                     in receiver.text()
         finally:
             receiver.stop()
+
+
+def test_the_reconnect_backoff_starts_over_after_a_session(fleet, pki, tmp_path, caplog):
+    """Short broker outages one after another: each is a new outage, so the
+    receiver's first retry waits the first delay again (it used to keep
+    doubling across outages: after five blips every later one kept it away
+    15 s)."""
+    registry, _ = fleet
+    own = Mosquitto(str(tmp_path / "blinking"), pki=pki, acl=pki.acl).start()
+    pki.brokers.append(own)
+    receiver = Receiver(_settings(pki, own, "rx-backoff"), registry, Storage(str(tmp_path / "r.sqlite")))
+    first_waits = []
+
+    async def scenario():
+        task = asyncio.create_task(receiver.run())
+        try:
+            for _ in range(4):
+                await asyncio.wait_for(receiver.connected.wait(), 20)
+                mark = len(caplog.records)
+                own.stop()
+                await _until(lambda: not receiver.connected.is_set() and len(caplog.records) > mark)
+                retry = [r.getMessage() for r in caplog.records[mark:] if "reconnecting in" in r.getMessage()][0]
+                first_waits.append(float(re.search(r"reconnecting in ([\d.]+) s", retry).group(1)))
+                own.start()
+            await asyncio.wait_for(receiver.connected.wait(), 20)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    try:
+        with caplog.at_level("WARNING", logger="edge_agent.receiver"):
+            asyncio.run(scenario())
+    finally:
+        pki.brokers.remove(own)
+        own.stop()
+        receiver.storage.close()
+    assert first_waits == [0.5] * 4, first_waits
