@@ -9,13 +9,19 @@
                                  the UART, the socket (all its clients)
     session.feed(bytes)          the port's bytes; then
     session.take_output()        the bytes to write back
+    session.close(reason)        the line dropped (a pty hang-up, a socket
+                                 closed): the session ends, a login is
+                                 logged out and audited with ``reason``
     console.observe(signal)      every signal the device issues: kept for
                                  `alerts`/`components`, shown to sessions as
                                  notices between lines
+    console.tick()               every second or so: idle sessions are
+                                 logged out (then take_output() again)
 
-The line discipline (console_line.py) does the terminal; read-only commands
-are in console_show.py; this module does commands, sessions, authorization
-and audit. No I/O, no clock of its own: everything comes through the
+The line discipline (console_line.py, console_edit.py) does the terminal;
+command words, completion and `?` are in console_words.py; read-only
+commands are in console_show.py; this module does commands, sessions,
+authorization and audit. No I/O, no clock of its own: everything comes through the
 injected *view*, which the agent (console_server.py) or the firmware
 provides:
 
@@ -40,34 +46,41 @@ how it is configured and connected: `log` and `config show` need a session
 errors, who acted and the audit log (console_show.py). Privileged commands
 need a session opened with `login TOKEN`: a technician token (operator.py)
 signed by a trusted operator, bound to this device, not expired, with the
-command's scope. The session ends when the token expires or at `logout`.
+command's scope. The session ends when the token expires, at `logout`,
+after ``idle_logout_ms`` without a key (15 min by default), and when the
+adapter says the line dropped.
 
 Failed logins. Text that is not a token (not base64url, not COSE) is
-refused as malformed and is not a login attempt: not counted, not
-audited. A token that fails verification counts against its port (the
-session's ``port``: Ctrl-D or a new connection does not reset it): five in
-a row lock login on that port for 2 s, doubling up to 8 s, while tokens
-are not even checked. Other ports are not locked: a passer-by cannot lock
+refused as "not a technician token" and is not a login attempt: not
+counted, not audited. A token that fails verification counts against its
+port (the session's ``port``: Ctrl-D or a new connection does not reset
+it): the refusal warns when two tries are left; five in a row lock login
+on that port for 2 s, doubling up to 8 s, while tokens are not even
+checked. Other ports are not locked: a passer-by cannot lock
 the owner's technicians out, and a genuine token on the passer-by's port
 waits at most 8 s. (Guessing an Ed25519 signature or an HMAC-SHA256 tag is
 infeasible whatever the lockout; it only slows a script and bounds the
 work and the audits.)
 
 Audit. Every privileged action, applied or refused by the device, and
-every login (accepted or refused) becomes an audit signal (audit.py,
-channel "console") that the view dispatches at alert priority. Failed
-logins are audited five at a time: then, for a quiet period of 30 s
-doubling up to an hour (device-wide), they are only counted, and the count
-goes out in one audit before the next one audited (or the next login).
-Commands refused because nobody is logged in, and text that is not a
-token, are not audited: anyone at the port can type them, and an
-unauthenticated flood must not evict stored data.
+every login (accepted or refused) and logout (by command, idle, the line
+dropping) becomes an audit signal (audit.py, channel "console") that the
+view dispatches at alert priority. A refused token whose signature
+verified is audited under its subject; one that did not, as "unverified".
+The failure that locks a port says so, and tokens typed while it is
+locked are audited too. Failed logins are audited five at a time: then,
+for a quiet period of 30 s doubling up to an hour (device-wide), they are
+only counted, and the count goes out in one audit before the next one
+audited (or the next login). Commands refused because nobody is logged
+in, and text that is not a token, are not audited: anyone at the port can
+type them, and an unauthenticated flood must not evict stored data.
 """
 
 from edge_agent.core import audit
 from edge_agent.core import component as cs
 from edge_agent.core import console_line as cl
 from edge_agent.core import console_show as show
+from edge_agent.core import console_words as words
 from edge_agent.core import cose
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
@@ -122,6 +135,13 @@ class View:
 MAX_FAILURES = 5
 FIRST_LOCK_MS = 2000
 MAX_LOCK_MS = 8000
+# A refusal says how many tries are left once they are this few.
+WARN_TRIES_LEFT = 2
+# A logged-in session with no key typed for this long is logged out (a
+# technician who walked away, a cable pulled where the port cannot tell).
+IDLE_LOGOUT_MS = 15 * 60 * 1000
+# Words this long may be tokens (~200-300 characters): never kept in history.
+TOKEN_LIKE = 40
 # Audits of failed logins: MAX_FAILURES of them, then a quiet period of
 # FIRST_QUIET_MS doubling up to MAX_QUIET_MS (device-wide) in which they are
 # counted, not audited one by one: what an unauthenticated flood can add to
@@ -158,12 +178,20 @@ class LoginGuard:
         self.failures += 1
         if self.failures < self.max_failures:
             return 0
+        lock = self.next_lock_ms()
         self.failures = 0
         self.lockouts += 1
-        lock = self.first_lock_ms
-        for _ in range(self.lockouts - 1):
-            lock = min(lock * 2, self.max_lock_ms)
         self.locked_until_ms = now_ms + lock
+        return lock
+
+    def tries_left(self):
+        return self.max_failures - self.failures
+
+    def next_lock_ms(self):
+        """How long the next lockout will be."""
+        lock = self.first_lock_ms
+        for _ in range(self.lockouts):
+            lock = min(lock * 2, self.max_lock_ms)
         return lock
 
     def succeeded(self):
@@ -235,15 +263,20 @@ ORDER = ("status", "readings", "components", "alerts", "buffer", "log", "config"
 
 
 class Console:
-    def __init__(self, view, trusted=None, max_line=cl.MAX_LINE):
+    def __init__(self, view, trusted=None, max_line=cl.MAX_LINE, idle_logout_ms=IDLE_LOGOUT_MS):
         """``trusted``: {operator kid bytes: verifier or HMAC key}
         (operator.verify_token); None or {} means nobody can log in."""
         self.view = view
         self.trusted = trusted or {}
         self.guards = {}  # port -> LoginGuard of its logins
         self.audit_guard = LoginGuard(MAX_FAILURES, FIRST_QUIET_MS, MAX_QUIET_MS)
-        self.unaudited = 0  # failed logins counted in a quiet period, not yet audited
+        # Counted in a quiet period, not yet audited: failed logins, how many
+        # of them were typed while their port was locked, and lockouts.
+        self.unaudited = 0
+        self.unaudited_locked = 0
+        self.unaudited_lockouts = 0
         self.max_line = max_line
+        self.idle_logout_ms = idle_logout_ms
         self.sessions = []
         self.alerts = []  # AlertRecord, oldest first
         self.reasons = {}  # component id -> (reason of its last transition, as shown before login)
@@ -264,6 +297,12 @@ class Console:
     def close_session(self, session):
         if session in self.sessions:
             self.sessions.remove(session)
+
+    def tick(self):
+        """Log out sessions idle for idle_logout_ms (call it every second or so)."""
+        now = self.view.now_ms()
+        for session in list(self.sessions):
+            session.check_idle(now)
 
     def observe(self, signal):
         """A signal the device issued (numbered): remember what the console
@@ -325,6 +364,9 @@ class Session:
         self.busy = False
         self._held = []  # notices that arrived while a command ran
         self.line = cl.LineDiscipline(console.prompt(self), console.max_line)
+        self.line.completer = self._candidates
+        self.line.helper = self._context_help
+        self.last_input_ms = console.view.now_ms()
 
     def start(self):
         view = self.console.view
@@ -334,6 +376,10 @@ class Session:
 
     def feed(self, data):
         """Bytes from the terminal; the answer is in take_output()."""
+        now = self.view_now()
+        self.check_idle(now)  # a key after the idle limit comes too late: logged out first
+        if data:
+            self.last_input_ms = now
         self.line.receive(data)
         while not self.closed:
             event = self.line.next_event()
@@ -350,7 +396,7 @@ class Session:
                 for notice in held:
                     self.line.notice(notice)
             elif kind == cl.EOF:
-                self.close()
+                self.close("Ctrl-D")
 
     def take_output(self):
         return self.line.take_output()
@@ -363,14 +409,26 @@ class Session:
         else:
             self.line.notice(text)
 
-    def close(self):
-        """End the session (Ctrl-D, the connection closed)."""
+    def close(self, reason="session closed"):
+        """End the session (Ctrl-D, the connection closed, the line dropped);
+        ``reason`` goes into the logout's audit."""
         if self.closed:
             return
         if self.token is not None:
-            self._logout(self.view_now(), "session closed")
+            self._logout(self.view_now(), reason)
         self.closed = True
         self.console.close_session(self)
+
+    def check_idle(self, now):
+        """Log out a session that has typed nothing for idle_logout_ms."""
+        idle = now - self.last_input_ms
+        if self.token is None or self.closed or idle < self.console.idle_logout_ms:
+            return
+        subject = self.token.subject
+        limit = show.duration(self.console.idle_logout_ms)
+        self._logout(now, "idle for %s" % limit)
+        self.line.notice("session of %s ended: idle for %s; `login TOKEN` again" % (subject, limit),
+                         self.console.prompt(self))
 
     def view_now(self):
         return self.console.view.now_ms()
@@ -382,17 +440,27 @@ class Session:
 
     def _run_line(self, text):
         now = self.view_now()
-        words = text.split()
+        typed = text.split()
         prefix = self._expire(now)
-        if not words:
+        if not typed:
             self._reply(prefix, "")
             return
-        name, args = words[0].lower(), words[1:]
-        if name not in COMMANDS:
-            self._reply(prefix, "error: " + _unknown(name))
-            return
-        scope = COMMANDS[name][0]
         try:
+            name = words.resolve(typed[0].lower(), COMMANDS)
+        except words.Ambiguous as exc:
+            self._remember(text, None)
+            self._reply(prefix, "error: ambiguous command %r: %s; type more of it (Tab completes)"
+                        % (exc.word, " or ".join(exc.matches)))
+            return
+        self._remember(text, name)
+        if name is None:
+            self._reply(prefix, "error: " + _unknown(typed[0].lower()))
+            return
+        scope, usage = COMMANDS[name][0], COMMANDS[name][1]
+        try:
+            args = _spelled_out(usage, typed[1:])
+            if len(args) < words.required(usage):  # at any privilege level: what to type comes first
+                raise ConsoleError("usage: " + usage)
             if scope is not None:
                 self._authorize(name, scope)
             output = self._dispatch(name, args, now)
@@ -402,6 +470,30 @@ class Session:
             self.console.internal_errors.append("%s: %s: %s" % (name, type(exc).__name__, exc))
             output = "error: internal error in `%s` (%s: %s); the device carries on" % (name, type(exc).__name__, exc)
         self._reply(prefix, output)
+
+    def _remember(self, text, name):
+        """History for Up: not a login, nor any line with a word as long as
+        a token (a mistyped `lgoin TOKEN`): a token is a secret, and the
+        next person at the port could recall it."""
+        if name != "login" and not [w for w in text.split() if len(w) > TOKEN_LIKE]:
+            self.line.remember(text)
+
+    def _candidates(self, before):
+        return words.candidates(COMMANDS, before, self._names)
+
+    def _context_help(self, before):
+        return words.context_help(COMMANDS, ORDER, before, self._names)
+
+    def _names(self, kind):
+        """The device's names of a usage line's placeholder, for Tab and ?."""
+        device = self.console.view.device
+        if kind == "COMPONENT":
+            return list(device.health.components)
+        if kind == "SENSOR":
+            return list(device.board.sensors)
+        if kind == "ALERT":
+            return [str(alert.seq) for alert in self.console.alerts]
+        return []
 
     def _reply(self, prefix, output):
         self.line.set_prompt(self.console.prompt(self))
@@ -442,9 +534,12 @@ class Session:
         if len(args) > 1:
             raise ConsoleError("usage: help [COMMAND]")
         if args:
-            name = args[0].lower()
-            if name not in COMMANDS:
-                raise ConsoleError(_unknown(name))
+            try:
+                name = words.resolve(args[0].lower(), COMMANDS)
+            except words.Ambiguous as exc:
+                raise ConsoleError("help %s: could be %s" % (exc.word, " or ".join(exc.matches)))
+            if name is None:
+                raise ConsoleError(_unknown(args[0].lower()))
             scope, usage, summary, details = COMMANDS[name]
             lines = ["usage: " + usage, summary + "."]
             if scope == "read":
@@ -479,13 +574,15 @@ class Session:
                                "start the agent with a trusted-operators file")
         try:  # text that is not a token is no login attempt: not counted, not audited
             data = op.token_from_text(args[0])
-            cose.parse(data)
-        except (op.Rejection, cose.COSEError) as exc:
-            raise ConsoleError("login refused: malformed (%s); not a token, so not counted as a failed login"
-                               % getattr(exc, "detail", exc))
+            envelope = cose.parse(data)
+        except (op.Rejection, cose.COSEError):
+            raise ConsoleError("login refused: not a technician token: paste the token from "
+                               "`edge-agent keys technician-token` (this did not count as a failed login)")
         guard = console.guard(self.port)
         locked = guard.locked_for(now)
         if locked:
+            self._audit_failure(now, "locked: a token typed while login is locked on this port (not checked)",
+                                _unverified(_text(envelope.kid)), locked=True)
             raise ConsoleError("login is locked for %s on this port after repeated failures; wait, then try again"
                                % show.duration(locked))
         device_id = console.view.device.device_id
@@ -493,11 +590,17 @@ class Session:
             token = op.verify_token(data, console.trusted, device_id, now)
         except op.Rejection as exc:
             lock = guard.failed(now)
-            self._audit_failure(now, exc)
-            message = "login refused: %s (%s)" % (exc.reason, exc.detail)
+            locking = ""
             if lock:
-                message += "; %d failed logins in a row: login locked for %s on this port" % (
+                locking = "; %d failed logins in a row: login locked for %s on this port" % (
                     guard.max_failures, show.duration(lock))
+            who = exc.subject if exc.verified and exc.subject else _unverified(exc.operator)
+            self._audit_failure(now, "%s: %s%s" % (exc.reason, exc.detail, locking), who, lockout=bool(lock))
+            message = "login refused: %s (%s)%s" % (exc.reason, exc.detail, locking)
+            left = guard.tries_left()
+            if not lock and left <= WARN_TRIES_LEFT:
+                message += "; %d %s left, then login locks on this port for %s" % (
+                    left, "try" if left == 1 else "tries", show.duration(guard.next_lock_ms()))
             raise ConsoleError(message)
         guard.succeeded()
         self._audit_unaudited(now)
@@ -506,28 +609,38 @@ class Session:
         self.token = token
         self._audit(now, "console.login", self.name, previous.subject if previous else None, token.subject,
                     audit.APPLIED, "scopes %s until %s" % (",".join(token.scopes), show.utc(token.expires_ms)))
-        return "logged in as %s (operator %s); scopes %s; the session ends %s (in %s) or at `logout`" % (
+        return "logged in as %s (operator %s); scopes %s; the session ends %s (in %s), after %s idle, or at `logout`" % (
             token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
-            show.duration(token.expires_ms - now))
+            show.duration(token.expires_ms - now), show.duration(console.idle_logout_ms))
 
-    def _audit_failure(self, now, exc):
+    def _audit_failure(self, now, reason, who, locked=False, lockout=False):
         """Audit a failed login, or count it in a quiet period (LoginGuard's
-        lock on the audit, not on login)."""
+        lock on the audit, not on login). ``locked``: typed at a locked
+        port; ``lockout``: this failure locked it."""
         console = self.console
         if console.audit_guard.locked_for(now):
             console.unaudited += 1
+            console.unaudited_locked += locked
+            console.unaudited_lockouts += lockout
             return
         self._audit_unaudited(now)
         console.audit_guard.failed(now)
-        self._audit(now, "console.login", self.name, None, None, audit.REFUSED,
-                    "%s: %s" % (exc.reason, exc.detail), who="unverified (operator %s)" % (exc.operator or "?"))
+        self._audit(now, "console.login", self.name, None, None, audit.REFUSED, reason, who=who)
 
     def _audit_unaudited(self, now):
-        count = self.console.unaudited
+        console = self.console
+        count = console.unaudited
         if count:
-            self.console.unaudited = 0
+            detail = []
+            if console.unaudited_locked:
+                detail.append("%d typed while login was locked" % console.unaudited_locked)
+            if console.unaudited_lockouts:
+                detail.append("%d lockout%s" % (console.unaudited_lockouts,
+                                                "" if console.unaudited_lockouts == 1 else "s"))
+            console.unaudited = console.unaudited_locked = console.unaudited_lockouts = 0
             self._audit(now, "console.login", "console", None, None, audit.REFUSED,
-                        "rate-limited: %d more failed logins refused unaudited" % count, who="unverified")
+                        "rate-limited: %d more failed logins refused unaudited%s"
+                        % (count, " (%s)" % ", ".join(detail) if detail else ""), who="unverified")
 
     def _cmd_logout(self, args, now):
         show._no_args("logout", args)
@@ -663,6 +776,31 @@ def _check_sensor(device, sensor, now):
         return "FAIL", "reads %s %s, outside %s to %s" % (show.num(reading.value), sensor.unit, show.num(sensor.low),
                                                           show.num(sensor.high))
     return "pass", "%s %s, %s ago" % (show.num(reading.value), sensor.unit, show.duration(age))
+
+
+def _spelled_out(usage, args):
+    """``args`` with abbreviated keywords (``quar f fan``: force) spelled
+    out, as the usage line names them; raises ConsoleError when ambiguous."""
+    spelled = list(args)
+    for i, (choices, _) in enumerate(words.arguments(usage)[:len(args)]):
+        if choices:
+            try:
+                spelled[i] = words.resolve(args[i].lower(), choices) or args[i]
+            except words.Ambiguous as exc:
+                raise ConsoleError("%r could be %s; usage: %s" % (exc.word, " or ".join(exc.matches), usage))
+    return spelled
+
+
+def _text(kid):
+    """A key id as text for people and audits (never a bytes repr)."""
+    try:
+        return kid.decode()
+    except UnicodeError:
+        return "?"
+
+
+def _unverified(operator):
+    return "unverified (operator %s)" % (operator or "?")
 
 
 def _on_text(value):

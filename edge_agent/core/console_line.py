@@ -312,8 +312,9 @@ class LineDiscipline:
                 self._write(b"\r\n")
         self._show_prompt()
 
-    def notice(self, text):
-        """An asynchronous message: printed between lines, never inside one."""
+    def notice(self, text, prompt=None):
+        """An asynchronous message: printed between lines, never inside one;
+        ``prompt``, if given, replaces the prompt (a session that ended)."""
         if self._prompt_shown:
             # Erase prompt and half-typed line with blanks (works on any
             # terminal, no ANSI needed), print, then draw them again.
@@ -321,6 +322,8 @@ class LineDiscipline:
             self._write(b"\r" + b" " * width + b"\r")
         self._write(_crlf(text))
         self._write(b"\r\n")
+        if prompt is not None:
+            self.prompt = prompt
         if self._prompt_shown:
             self._draw_line()
 

@@ -122,6 +122,10 @@ class Rejection(ValueError):
         # replay, expired, another model): its name and args, for the audit.
         self.command_name = None
         self.command_args = None
+        # Set when a token's signature was good but the token is refused
+        # (expired, another device): who it names, for the audit.
+        self.verified = False
+        self.subject = None
 
 
 class Refused(Exception):
@@ -322,6 +326,16 @@ def verify_token(data, trusted, device_id, now_ms):
     """Verify a technician token for this device; return a Token or raise
     Rejection."""
     operator, body = _open(data, trusted)
+    try:
+        return _token(body, device_id, now_ms, operator)
+    except Rejection as exc:  # signed by a trusted operator, so who it names is known
+        exc.verified = True
+        subject = body.get(O_SUBJECT)
+        exc.subject = subject if not check_name(subject) else None
+        raise
+
+
+def _token(body, device_id, now_ms, operator):
     _expect_type(body, TYPE_TOKEN, operator)
     subject = body.get(O_SUBJECT)
     if check_name(subject):
