@@ -7,7 +7,9 @@
     --console-idle SECONDS   idle logout (default 15 min)
 
 A session ends, and its login is logged out and audited, when the line
-drops: the other side of a pty hangs up (EIO), a socket client goes away.
+drops: the other side of a pty hangs up (EIO), a serial port's carrier
+(DCD) goes from on to off (only ports that report it: a pty or a 3-wire
+cable cannot tell), a socket client goes away.
 
 The interpreter is the portable core's (edge_agent/core/console.py); this
 module only moves bytes and gives it its *view* of the agent (AgentView).
@@ -25,6 +27,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import termios
 import tty
 
@@ -256,13 +259,23 @@ class ConsoleServer:
         loop.add_reader(fd, readable.set)
         session = None
         why = "port closed"  # the session's end, for the logout's audit
+        carrier = _carrier(fd)  # True/False, None: this port cannot tell
         try:
             while True:
                 if session is None or session.closed:
                     session = self.console.open_session("serial " + path)
                     self.outputs[session] = writer
                     self._send(session)
-                await readable.wait()
+                try:
+                    await asyncio.wait_for(readable.wait(), TICK_S)
+                except asyncio.TimeoutError:
+                    now = _carrier(fd)
+                    if carrier and now is False:  # seen on, now off: the other end went away
+                        log.info("console %s: carrier lost; session ended", path)
+                        session.close("line dropped (carrier lost)")
+                        self.outputs.pop(session, None)
+                    carrier = now
+                    continue
                 readable.clear()
                 try:
                     data = os.read(fd, READ_SIZE)
@@ -349,6 +362,16 @@ def _open_serial(path):
         os.close(fd)
         raise
     return fd
+
+
+def _carrier(fd):
+    """The port's carrier detect (DCD): True or False, or None when the
+    port has no modem lines to ask (a pty: ENOTTY) or refuses."""
+    try:
+        status = struct.unpack("I", fcntl.ioctl(fd, termios.TIOCMGET, b"\0\0\0\0"))[0]
+    except OSError:
+        return None
+    return bool(status & termios.TIOCM_CAR)
 
 
 def _reason(exc):

@@ -88,3 +88,15 @@ def test_a_dropped_line_logs_out_and_the_broker_hears_it(rig, broker, subscribe,
     assert _logouts(messages) == [("kate", "serial " + dropped_line.path, "line dropped (hang-up)")]
     rig.agent.child.wait_for("console %s: line dropped (hang-up); session ended" % dropped_line.path, 10)
     assert rig.agent.child.process.poll() is None
+
+
+def test_a_pty_has_no_carrier_to_watch_so_its_session_is_never_dropped_for_it():
+    from edge_agent.gateway.console_server import _carrier
+
+    line = Pty()
+    try:
+        # ENOTTY from TIOCMGET: "cannot tell", never "carrier lost" (the
+        # idle test above held a session across many one-second checks).
+        assert _carrier(line.slave) is None
+    finally:
+        line.close()
