@@ -609,9 +609,9 @@ class Session:
         self.token = token
         self._audit(now, "console.login", self.name, previous.subject if previous else None, token.subject,
                     audit.APPLIED, "scopes %s until %s" % (",".join(token.scopes), show.utc(token.expires_ms)))
-        return "logged in as %s (operator %s); scopes %s; the session ends %s (in %s), after %s idle, or at `logout`" % (
-            token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
-            show.duration(token.expires_ms - now), show.duration(console.idle_logout_ms))
+        return ("logged in as %s (operator %s); scopes %s; the session ends %s (in %s), after %s idle, "
+                "or at `logout`" % (token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
+                                    show.duration(token.expires_ms - now), show.duration(console.idle_logout_ms)))
 
     def _audit_failure(self, now, reason, who, locked=False, lockout=False):
         """Audit a failed login, or count it in a quiet period (LoginGuard's
