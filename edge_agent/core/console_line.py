@@ -375,6 +375,9 @@ class LineDiscipline:
             elif cursor > old_cursor:
                 self._write(new[old_cursor:cursor].encode())
             return
+        if old_cursor == len(old) and new.startswith(old):  # typing or pasting at the end: the common case
+            self._write(new[len(old):].encode() + b"\b" * (len(new) - cursor))
+            return
         start = ce._agree(old, new)
         if start < old_cursor:
             self._write(b"\b" * (old_cursor - start))

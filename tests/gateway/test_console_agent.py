@@ -158,6 +158,7 @@ def test_refused_tokens_say_why(rig, term):
     for i, (text, reason) in enumerate(cases):
         answer = term.command("login " + text)
         assert answer.startswith("error: login refused: " + (reason or "")), (reason, answer)
+        assert "b'" not in answer, answer  # names as text (an Ed25519 operator here), never a bytes repr
         if i == 3:  # a good login resets the failure count (5 in a row lock: the next test)
             assert term.command("login " + good).startswith("logged in as alice")
             assert term.command("logout") == "logged out alice"
