@@ -620,8 +620,8 @@ class Session:
         console = self.console
         if console.audit_guard.locked_for(now):
             console.unaudited += 1
-            console.unaudited_locked += locked
-            console.unaudited_lockouts += lockout
+            console.unaudited_locked += 1 if locked else 0
+            console.unaudited_lockouts += 1 if lockout else 0
             return
         self._audit_unaudited(now)
         console.audit_guard.failed(now)
