@@ -50,38 +50,27 @@ command's scope. The session ends when the token expires, at `logout`,
 after ``idle_logout_ms`` without a key (15 min by default), and when the
 adapter says the line dropped.
 
-Failed logins. Text that is not a token (not base64url, not COSE) is
-refused as "not a technician token" and is not a login attempt: not
-counted, not audited. A token that fails verification counts against its
-port (the session's ``port``: Ctrl-D or a new connection does not reset
-it): the refusal warns when two tries are left; five in a row lock login
-on that port for 2 s, doubling up to 8 s, while tokens are not even
-checked. Other ports are not locked: a passer-by cannot lock
-the owner's technicians out, and a genuine token on the passer-by's port
-waits at most 8 s. (Guessing an Ed25519 signature or an HMAC-SHA256 tag is
-infeasible whatever the lockout; it only slows a script and bounds the
-work and the audits.)
+Failed logins (console_login.py): text that is not a token is no login
+attempt; a token that fails verification counts against its port (the
+session's ``port``: Ctrl-D or a new connection does not reset it), and
+five in a row lock login there for seconds, never the owner's technicians
+out of the device.
 
 Audit. Every privileged action, applied or refused by the device, and
-every login (accepted or refused) and logout (by command, idle, the line
-dropping) becomes an audit signal (audit.py, channel "console") that the
-view dispatches at alert priority. A refused token whose signature
-verified is audited under its subject; one that did not, as "unverified".
-The failure that locks a port says so, and tokens typed while it is
-locked are audited too. Failed logins are audited five at a time: then,
-for a quiet period of 30 s doubling up to an hour (device-wide), they are
-only counted, and the count goes out in one audit before the next one
-audited (or the next login). Commands refused because nobody is logged
-in, and text that is not a token, are not audited: anyone at the port can
-type them, and an unauthenticated flood must not evict stored data.
+every login (accepted or refused, console_login.py says how failures are
+rate-limited) and logout (by command, idle, the line dropping) becomes an
+audit signal (audit.py, channel "console") that the view dispatches at
+alert priority. Commands refused because nobody is logged in, and text
+that is not a token, are not audited: anyone at the port can type them,
+and an unauthenticated flood must not evict stored data.
 """
 
 from edge_agent.core import audit
 from edge_agent.core import component as cs
 from edge_agent.core import console_line as cl
+from edge_agent.core import console_login as logins
 from edge_agent.core import console_show as show
 from edge_agent.core import console_words as words
-from edge_agent.core import cose
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
 from edge_agent.core.console_show import ConsoleError
@@ -128,76 +117,20 @@ class View:
         ]
 
 
-# Lockout: MAX_FAILURES failed logins in a row on a port lock login there
-# for FIRST_LOCK_MS, doubled at each further lockout, at most MAX_LOCK_MS.
-# Five tries forgive a mistyped paste; a few seconds slow a script, and are
-# all a passer-by can make the owner's technician wait.
-MAX_FAILURES = 5
-FIRST_LOCK_MS = 2000
-MAX_LOCK_MS = 8000
-# A refusal says how many tries are left once they are this few.
-WARN_TRIES_LEFT = 2
 # A logged-in session with no key typed for this long is logged out (a
 # technician who walked away, a cable pulled where the port cannot tell).
 IDLE_LOGOUT_MS = 15 * 60 * 1000
 # Words this long may be tokens (~200-300 characters): never kept in history.
 TOKEN_LIKE = 40
-# Audits of failed logins: MAX_FAILURES of them, then a quiet period of
-# FIRST_QUIET_MS doubling up to MAX_QUIET_MS (device-wide) in which they are
-# counted, not audited one by one: what an unauthenticated flood can add to
-# the store's alert lane stays at a few an hour.
-FIRST_QUIET_MS = 30000
-MAX_QUIET_MS = 3600000
 # Recent alerts kept for `alerts` and `ack` (the rest are in the store and
 # at the receiver).
 MAX_ALERTS = 20
 
 CHANNEL = audit.CHANNEL_CONSOLE
-
-
-class LoginGuard:
-    """Counts failures and locks after too many (on the injected clock):
-    login on a port, or the one-by-one audit of failed logins."""
-
-    def __init__(self, max_failures=MAX_FAILURES, first_lock_ms=FIRST_LOCK_MS, max_lock_ms=MAX_LOCK_MS):
-        self.max_failures = max_failures
-        self.first_lock_ms = first_lock_ms
-        self.max_lock_ms = max_lock_ms
-        self.failures = 0  # in a row, since the last lockout or success
-        self.lockouts = 0  # since the last success
-        self.locked_until_ms = None
-
-    def locked_for(self, now_ms):
-        """Milliseconds of lockout left (0: login allowed)."""
-        if self.locked_until_ms is None or now_ms >= self.locked_until_ms:
-            return 0
-        return self.locked_until_ms - now_ms
-
-    def failed(self, now_ms):
-        """Count a failure; return the lockout it starts in ms (0: none)."""
-        self.failures += 1
-        if self.failures < self.max_failures:
-            return 0
-        lock = self.next_lock_ms()
-        self.failures = 0
-        self.lockouts += 1
-        self.locked_until_ms = now_ms + lock
-        return lock
-
-    def tries_left(self):
-        return self.max_failures - self.failures
-
-    def next_lock_ms(self):
-        """How long the next lockout will be."""
-        lock = self.first_lock_ms
-        for _ in range(self.lockouts):
-            lock = min(lock * 2, self.max_lock_ms)
-        return lock
-
-    def succeeded(self):
-        self.failures = 0
-        self.lockouts = 0
-        self.locked_until_ms = None
+# The login limits, for `help login` and for tests.
+MAX_FAILURES = logins.MAX_FAILURES
+FIRST_LOCK_MS = logins.FIRST_LOCK_MS
+MAX_LOCK_MS = logins.MAX_LOCK_MS
 
 
 class AlertRecord:
@@ -267,14 +200,7 @@ class Console:
         """``trusted``: {operator kid bytes: verifier or HMAC key}
         (operator.verify_token); None or {} means nobody can log in."""
         self.view = view
-        self.trusted = trusted or {}
-        self.guards = {}  # port -> LoginGuard of its logins
-        self.audit_guard = LoginGuard(MAX_FAILURES, FIRST_QUIET_MS, MAX_QUIET_MS)
-        # Counted in a quiet period, not yet audited: failed logins, how many
-        # of them were typed while their port was locked, and lockouts.
-        self.unaudited = 0
-        self.unaudited_locked = 0
-        self.unaudited_lockouts = 0
+        self.logins = logins.Logins(view, trusted)
         self.max_line = max_line
         self.idle_logout_ms = idle_logout_ms
         self.sessions = []
@@ -287,12 +213,6 @@ class Console:
         self.sessions.append(session)
         session.start()
         return session
-
-    def guard(self, port):
-        guard = self.guards.get(port)
-        if guard is None:
-            guard = self.guards[port] = LoginGuard()
-        return guard
 
     def close_session(self, session):
         if session in self.sessions:
@@ -568,79 +488,14 @@ class Session:
     def _cmd_login(self, args, now):
         if len(args) != 1:
             raise ConsoleError("usage: login TOKEN (paste the whole token on one line)")
-        console = self.console
-        if not console.trusted:
-            raise ConsoleError("this device trusts no operator key, so nobody can log in; "
-                               "start the agent with a trusted-operators file")
-        try:  # text that is not a token is no login attempt: not counted, not audited
-            data = op.token_from_text(args[0])
-            envelope = cose.parse(data)
-        except (op.Rejection, cose.COSEError):
-            raise ConsoleError("login refused: not a technician token: paste the token from "
-                               "`edge-agent keys technician-token` (this did not count as a failed login)")
-        guard = console.guard(self.port)
-        locked = guard.locked_for(now)
-        if locked:
-            self._audit_failure(now, "locked: a token typed while login is locked on this port (not checked)",
-                                _unverified(_text(envelope.kid)), locked=True)
-            raise ConsoleError("login is locked for %s on this port after repeated failures; wait, then try again"
-                               % show.duration(locked))
-        device_id = console.view.device.device_id
-        try:
-            token = op.verify_token(data, console.trusted, device_id, now)
-        except op.Rejection as exc:
-            lock = guard.failed(now)
-            locking = ""
-            if lock:
-                locking = "; %d failed logins in a row: login locked for %s on this port" % (
-                    guard.max_failures, show.duration(lock))
-            who = exc.subject if exc.verified and exc.subject else _unverified(exc.operator)
-            self._audit_failure(now, "%s: %s%s" % (exc.reason, exc.detail, locking), who, lockout=bool(lock))
-            message = "login refused: %s (%s)%s" % (exc.reason, exc.detail, locking)
-            left = guard.tries_left()
-            if not lock and left <= WARN_TRIES_LEFT:
-                message += "; %d %s left, then login locks on this port for %s" % (
-                    left, "try" if left == 1 else "tries", show.duration(guard.next_lock_ms()))
-            raise ConsoleError(message)
-        guard.succeeded()
-        self._audit_unaudited(now)
-        console.audit_guard.succeeded()
+        token = self.console.logins.attempt(self.port, self.name, args[0], now)
         previous = self.token
         self.token = token
         self._audit(now, "console.login", self.name, previous.subject if previous else None, token.subject,
                     audit.APPLIED, "scopes %s until %s" % (",".join(token.scopes), show.utc(token.expires_ms)))
         return ("logged in as %s (operator %s); scopes %s; the session ends %s (in %s), after %s idle, "
                 "or at `logout`" % (token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
-                                    show.duration(token.expires_ms - now), show.duration(console.idle_logout_ms)))
-
-    def _audit_failure(self, now, reason, who, locked=False, lockout=False):
-        """Audit a failed login, or count it in a quiet period (LoginGuard's
-        lock on the audit, not on login). ``locked``: typed at a locked
-        port; ``lockout``: this failure locked it."""
-        console = self.console
-        if console.audit_guard.locked_for(now):
-            console.unaudited += 1
-            console.unaudited_locked += 1 if locked else 0
-            console.unaudited_lockouts += 1 if lockout else 0
-            return
-        self._audit_unaudited(now)
-        console.audit_guard.failed(now)
-        self._audit(now, "console.login", self.name, None, None, audit.REFUSED, reason, who=who)
-
-    def _audit_unaudited(self, now):
-        console = self.console
-        count = console.unaudited
-        if count:
-            detail = []
-            if console.unaudited_locked:
-                detail.append("%d typed while login was locked" % console.unaudited_locked)
-            if console.unaudited_lockouts:
-                detail.append("%d lockout%s" % (console.unaudited_lockouts,
-                                                "" if console.unaudited_lockouts == 1 else "s"))
-            console.unaudited = console.unaudited_locked = console.unaudited_lockouts = 0
-            self._audit(now, "console.login", "console", None, None, audit.REFUSED,
-                        "rate-limited: %d more failed logins refused unaudited%s"
-                        % (count, " (%s)" % ", ".join(detail) if detail else ""), who="unverified")
+                                    show.duration(token.expires_ms - now), show.duration(self.console.idle_logout_ms)))
 
     def _cmd_logout(self, args, now):
         show._no_args("logout", args)
@@ -789,18 +644,6 @@ def _spelled_out(usage, args):
             except words.Ambiguous as exc:
                 raise ConsoleError("%r could be %s; usage: %s" % (exc.word, " or ".join(exc.matches), usage))
     return spelled
-
-
-def _text(kid):
-    """A key id as text for people and audits (never a bytes repr)."""
-    try:
-        return kid.decode()
-    except UnicodeError:
-        return "?"
-
-
-def _unverified(operator):
-    return "unverified (operator %s)" % (operator or "?")
 
 
 def _on_text(value):

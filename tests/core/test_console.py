@@ -264,7 +264,8 @@ def test_lockout_after_five_failures_is_the_port_s_and_a_success_resets_it():
     audits_before = len(view.audits())
     assert "error: login is locked for 2 s on this port" in screen.run("login " + token())
     assert len(view.audits()) == audits_before
-    assert (console.unaudited, console.unaudited_locked, console.unaudited_lockouts) == (1, 1, 0)
+    logins = console.logins
+    assert (logins.unaudited, logins.unaudited_locked, logins.unaudited_lockouts) == (1, 1, 0)
     # Ctrl-D and a new session on the same port: the same lock.
     screen.type("\x04")
     screen = Screen(console)
@@ -280,7 +281,7 @@ def test_lockout_after_five_failures_is_the_port_s_and_a_success_resets_it():
     assert "login locked for 4 s" in out, out
     view.clock += 4000
     _login(screen)
-    guard = console.guard("uart0")
+    guard = console.logins.guard("uart0")
     assert guard.lockouts == 0 and guard.failures == 0
 
 

@@ -35,7 +35,7 @@ def test_text_that_is_not_a_token_is_refused_not_counted_not_audited():
             # Plain words, not the decoder's (no "not CBOR: item at offset 0 ...").
             assert out == ("error: login refused: not a technician token: paste the token from "
                            "`edge-agent keys technician-token` (this did not count as a failed login)"), (text, out)
-    guard = console.guard("uart0")
+    guard = console.logins.guard("uart0")
     assert guard.failures == 0 and guard.locked_for(view.clock) == 0
     assert view.audits() == []
     # Twelve of them, and a genuine token logs in at once.
@@ -60,7 +60,7 @@ def test_bad_signatures_lock_their_port_for_seconds_and_a_genuine_token_gets_in(
     # Slowed: 5 tries, then a lock that doubles to a cap of a few seconds.
     assert locks[:3] == ["2 s on this port", "4 s on this port", "8 s on this port"], locks
     assert set(locks[2:]) == {"8 s on this port"}
-    assert console.guard("serial ttyS1").locked_for(view.clock) <= con.MAX_LOCK_MS
+    assert console.logins.guard("serial ttyS1").locked_for(view.clock) <= con.MAX_LOCK_MS
     # Meanwhile the technician's port was never locked.
     assert technician.run("login " + good).startswith("logged in as alice")
     # On the passer-by's port, a genuine token waits at most the cap, then logs in.
@@ -101,7 +101,7 @@ def test_every_failed_login_is_audited_one_by_one_or_in_a_count():
     assert actions[-1] == ("console.login", "applied")
     assert _refusals(view)[-1][sg.U_REASON].startswith("rate-limited: "), _refusals(view)[-1]
     assert _failed_logins_audited(view) == failures
-    assert console.unaudited == 0
+    assert console.logins.unaudited == 0
 
 
 def test_a_flood_of_failed_logins_adds_a_few_audits_an_hour():
@@ -117,14 +117,14 @@ def test_a_flood_of_failed_logins_adds_a_few_audits_an_hour():
             out = session.take_output()
             if b"login refused: bad-signature" in out or b"login is locked" in out:
                 failures += 1
-        locked = [console.guard(s.port).locked_for(view.clock) for s in sessions]
+        locked = [console.logins.guard(s.port).locked_for(view.clock) for s in sessions]
         view.clock += max(1000, min(locked))  # a try a second, or the next one the ports take
     assert failures > 1000, failures
     # 5 and a count per quiet period, the period doubling from 30 s up to
     # an hour: 8 periods in these two hours.
     audits = len(view.audits())
     assert audits <= 6 * 8, audits
-    assert _failed_logins_audited(view) + console.unaudited == failures
+    assert _failed_logins_audited(view) + console.logins.unaudited == failures
 
 
 def test_a_token_typed_at_a_locked_port_is_audited_as_such():
