@@ -260,8 +260,9 @@ def _open(data, trusted):
         try:
             payload = envelope.verify_mac0(bytes(key))
         except cose.COSEError as exc:
-            reason = "bad-signature" if exc.reason == "bad-mac" else exc.reason
-            raise Rejection(reason, str(exc), operator)
+            if exc.reason != "bad-mac":
+                raise Rejection(exc.reason, str(exc), operator)
+            raise Rejection("bad-signature", _forged("HMAC-SHA256 tag", operator), operator)
     else:
         if envelope.tag != cose.TAG_SIGN1:
             raise Rejection("wrong-algorithm", "operator %r signs with Ed25519 here; expected COSE_Sign1"
@@ -269,7 +270,9 @@ def _open(data, trusted):
         try:
             payload = envelope.verify_sign1(lambda sig, msg: _accepts(key, sig, msg))
         except cose.COSEError as exc:
-            raise Rejection(exc.reason, str(exc), operator)
+            if exc.reason != "bad-signature":
+                raise Rejection(exc.reason, str(exc), operator)
+            raise Rejection("bad-signature", _forged("Ed25519 signature", operator), operator)
     try:
         body = cbor.loads(payload)
     except cbor.CBORError as exc:
@@ -286,6 +289,11 @@ def _open(data, trusted):
     if not isinstance(body.get(O_TARGET), str):
         raise Rejection("malformed", "target (key %d) must be text" % O_TARGET, operator)
     return operator, body
+
+
+def _forged(what, operator):
+    return ("the %s does not verify with the key of operator %r: the text was changed, or another key signed it"
+            % (what, operator))
 
 
 def _accepts(verify, signature, message):
