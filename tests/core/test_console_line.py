@@ -348,3 +348,15 @@ def test_garbage_on_a_line_stops_its_editing_until_enter():
 def test_keys_split_across_reads_still_work():
     d, screen = _editing(b"sttus" + LEFT * 3 + b"a" + HOME + DELETE + b"S", chunk=1)
     assert d.partial() == "Status" and screen.line() == "dev> Status" and _cursor_at(d, screen)
+
+
+def test_a_notice_redraws_the_line_with_the_cursor_where_it_was():
+    d, screen = _editing(b"quarantine fan" + LEFT * 3)
+    d.notice("*** alert #4")
+    screen.feed(d.take_output())
+    assert screen.text().endswith("*** alert #4\ndev> quarantine fan")
+    assert _cursor_at(d, screen) and d.editor.cursor == len("quarantine ")
+    d.receive(b"force ")
+    d.next_event()
+    screen.feed(d.take_output())
+    assert screen.line() == "dev> quarantine force fan" and _cursor_at(d, screen)
