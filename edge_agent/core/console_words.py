@@ -56,7 +56,7 @@ def required(usage):
 
 def candidates(commands, before, names):
     """Words to complete the last (maybe empty) word of ``before`` with."""
-    words = before.split(" ")
+    words = before.lstrip(" ").split(" ")
     if len(words) == 1:
         return sorted(commands)
     try:
@@ -80,6 +80,9 @@ def _names(commands, kind, names):
 
 
 def context_help(commands, order, before, names):
+    """Right after part of a command: the commands it may start, with their
+    summaries. After a command and a space (or part of an argument): its
+    usage and the words that may come next."""
     words = before.split()
     if not words or (len(words) == 1 and not before.endswith(" ")):
         typed = words[0].lower() if words else ""

@@ -23,6 +23,8 @@ def test_tab_completes_commands_keywords_and_the_device_s_names():
     assert screen.type("readings c\t").endswith("readings coolant_temp ")
     screen.type("\x03")
     assert screen.type("help sel\t").endswith("help selftest ")
+    screen.type("\x03")
+    assert screen.type("  comp\t").endswith("  components ")  # leading blanks are no word
 
 
 def test_question_mark_lists_commands_or_the_usage_and_what_comes_next():
