@@ -108,7 +108,7 @@ class LineEditor:
             return []
         common = matches[0]
         for match in matches[1:]:
-            common = common[:_agree(common, match)]
+            common = common[:common_prefix(common, match)]
         rest = common[len(word):]
         if len(matches) == 1 and self.text[self.cursor:self.cursor + 1] != " ":
             rest += " "
@@ -142,7 +142,8 @@ class LineEditor:
         self._draft = ""
 
 
-def _agree(a, b):
+def common_prefix(a, b):
+    """How many characters ``a`` and ``b`` share at their start."""
     n = 0
     while n < len(a) and n < len(b) and a[n] == b[n]:
         n += 1

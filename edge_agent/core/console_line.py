@@ -378,7 +378,7 @@ class LineDiscipline:
         if old_cursor == len(old) and new.startswith(old):  # typing or pasting at the end: the common case
             self._write(new[len(old):].encode() + b"\b" * (len(new) - cursor))
             return
-        start = ce._agree(old, new)
+        start = ce.common_prefix(old, new)
         if start < old_cursor:
             self._write(b"\b" * (old_cursor - start))
         else:
