@@ -24,6 +24,7 @@ import asyncio
 import gc
 
 from edge_agent import __version__
+from edge_agent.core import cbor
 from edge_agent.core import device as dv
 from edge_agent.core import signals as sg
 from edge_agent.core import store as store_module
@@ -48,7 +49,10 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # heap with 512, 224 KiB with 1 KiB: docs/firmware.md). The store reads
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal.
-STORE_BUFFERS = {"READ_AHEAD": 512, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
+STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
+# cbor.dumps encodes into one reserved block of a record's size instead of
+# a buffer reallocated at every append (core/cbor.py DUMPS_RESERVE).
+CBOR_DUMPS_RESERVE = 512
 # Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
 # floats on the 64-bit port, and the CBOR encoder's list of pieces grows
 # to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in
@@ -91,6 +95,7 @@ class Firmware:
                 raise RuntimeError("edge_agent.core.store has no %s any more; update STORE_BUFFERS in "
                                    "firmware/app.py" % name)
             setattr(store_module, name, STORE_BUFFERS[name])
+        cbor.DUMPS_RESERVE = CBOR_DUMPS_RESERVE
         self.board = board
         self.clock = clock
         self.log = log

@@ -41,6 +41,10 @@ BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batc
 # One bundle is one contiguous bytes object (and its COSE envelope another):
 # 512 bytes, because a fragmented board heap refuses larger blocks (app.py).
 BUNDLE_MAX_BYTES = 512
+# Sealed messages in RAM at once: a batch of 32 records made up to 16
+# messages of up to ~570 bytes, all sealed before the first was sent (9 KiB
+# at once, in blocks a fragmented heap refused: the 32-bit 96 KiB day).
+PUBLISH_WINDOW = 4
 # The MQTT client's receive limit and transmit buffer (both allocated once):
 # commands and tokens are under 1 KiB; a publish larger than this (a bundle,
 # up to BUNDLE_MAX_BYTES) goes out in two writes. 2 KiB instead of 4 saves
@@ -144,15 +148,19 @@ class Uplink:
                     pass
                 continue
             groups = bundle.group_for_publish(batch.records, batch.lane <= URGENT_PRIORITY, BUNDLE_MAX_BYTES)
-            publishes = []
-            for kind, records in groups:
-                payload = records[0] if len(records) == 1 else bundle.encode(records)
-                publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload), qos=1))
-            # Pipelined: the batch's messages are in flight together.
-            await asyncio.gather(*publishes)
+            # Pipelined a window at a time: a window's messages are in
+            # flight together, and only its sealed messages are in RAM.
+            for first in range(0, len(groups), PUBLISH_WINDOW):
+                publishes = []
+                for kind, records in groups[first:first + PUBLISH_WINDOW]:
+                    payload = records[0] if len(records) == 1 else bundle.encode(records)
+                    publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload),
+                                                    qos=1))
+                payload = None  # the last bundle: only its sealed copy is needed now
+                await asyncio.gather(*publishes)
             self.store.ack(batch.lane, batch.end)
             self.published += len(batch.records)
-            self.messages += len(publishes)
+            self.messages += len(groups)
 
     async def announce_offline(self):
         """A clean stop: say offline ourselves (a clean DISCONNECT does not

@@ -207,7 +207,9 @@ MAY_IMPORT = {
     "edge_agent.gateway": {"edge_agent.keys"},
     "edge_agent.receiver": {"edge_agent.keys"},
     "edge_agent.tools": {"edge_agent.keys"},
-    "edge_agent.cli": {"edge_agent.keys", "edge_agent.gateway", "edge_agent.receiver", "edge_agent.tools"},
+    "edge_agent.deploy": {"edge_agent.keys"},
+    "edge_agent.cli": {"edge_agent.keys", "edge_agent.gateway", "edge_agent.receiver", "edge_agent.tools",
+                       "edge_agent.deploy"},
 }
 
 

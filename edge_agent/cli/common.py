@@ -42,9 +42,11 @@ def parse_broker(text, tls):
     return host, int(port)
 
 
-def add_broker_options(parser):
+def add_broker_options(parser, required=True):
+    """``required`` False: a config file may give the broker instead
+    (`run --config`); the command checks it is given somewhere."""
     group = parser.add_argument_group("broker connection (TLS unless --insecure)")
-    group.add_argument("--broker", required=True, metavar="HOST:PORT", help="MQTT broker address")
+    group.add_argument("--broker", required=required, metavar="HOST:PORT", help="MQTT broker address")
     group.add_argument("--ca", metavar="PEM", help="CA certificate that signed the broker's certificate")
     group.add_argument("--cert", metavar="PEM", help="client certificate, for mutual TLS")
     group.add_argument("--key", metavar="PEM", help="client private key, for mutual TLS")

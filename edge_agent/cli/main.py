@@ -2,15 +2,16 @@
 this package, and the exit codes (0 ok, 1 failed, 2 usage)."""
 
 import argparse
-import logging
 import sys
 
 from edge_agent import __version__
-from edge_agent.cli import board, cmd, console, firmware, keys, receiver, run, sim, store, watch
+from edge_agent.cli import (board, cmd, config, console, doctor, firmware, keys, receiver, run, service, sim, store,
+                            watch)
 from edge_agent.cli.common import EXIT_OK, EXIT_USAGE, UsageError
+from edge_agent.deploy import logs
 
 # Each module's add_commands(sub) adds its group, in the order --help lists them.
-COMMAND_GROUPS = (run, board, watch, keys, receiver, sim, store, console, cmd, firmware)
+COMMAND_GROUPS = (run, config, service, doctor, board, watch, keys, receiver, sim, store, console, cmd, firmware)
 
 
 def build_parser():
@@ -31,12 +32,12 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
+        # A command that reads a config file (run --config) parses again
+        # with the file's values as defaults: the command line wins.
+        if getattr(args, "with_config", None) is not None:
+            args = args.with_config(parser, argv, args)
+        logs.configure(args.log_level)
         return args.func(args)
     except UsageError as exc:
         parser.exit(EXIT_USAGE, "edge-agent: error: %s\n" % exc)

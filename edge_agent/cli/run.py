@@ -1,7 +1,10 @@
 """`edge-agent run`: the agent on this gateway. Its options (board, identity,
-ports, GPIO, broker, console, store, signed downlink) are all here; the
-wiring of core and adapters is edge_agent/gateway/agent.py."""
+ports, GPIO, broker, console, store, signed downlink) are all here, and
+each has a key in agent.toml (`--config FILE`, edge_agent/deploy/config.py;
+the command line overrides the file); the wiring of core and adapters is
+edge_agent/gateway/agent.py."""
 
+import argparse
 import asyncio
 import logging
 import os
@@ -56,12 +59,51 @@ def open_gpio(choice, board):
 RUN_UMASK = 0o077
 
 
+class RepeatableOverride(argparse.Action):
+    """A repeatable option (--port, --console) whose values on the command
+    line replace the config file's list instead of adding to it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        flag = "_given_" + self.dest
+        current = getattr(namespace, self.dest) if getattr(namespace, flag, False) else []
+        setattr(namespace, flag, True)
+        setattr(namespace, self.dest, list(current or []) + [values])
+
+
+# The run subparser, for with_config to set the file's values as its defaults.
+_PARSERS = {}
+# Required, from the command line or the config file: option -> config key.
+REQUIRED = (("board", "--board FILE", "agent.board"), ("identity", "--identity DIR", "agent.identity"),
+            ("broker", "--broker HOST:PORT", "broker.address"))
+
+
+def with_config(parser, argv, args):
+    """Parse again with agent.toml's values as defaults (main calls this)."""
+    if not args.config:
+        return args
+    from edge_agent.deploy.config import ConfigError, load_config
+
+    try:
+        values = load_config(args.config)
+    except ConfigError as exc:
+        raise UsageError("--config %s" % exc) from None
+    level = values.pop("log_level", None)
+    if level is not None:
+        parser.set_defaults(log_level=level)
+    _PARSERS["run"].set_defaults(**values)
+    return parser.parse_args(argv)
+
+
 def cmd_run(args):
     from edge_agent.core.store import StoreError
     from edge_agent.gateway import console_server
     from edge_agent.gateway.agent import Agent
     from edge_agent.gateway.downlink_setup import SetupError, setup
 
+    for dest, option, key in REQUIRED:
+        if getattr(args, dest) is None:
+            where = (" or %s in %s" % (key, args.config)) if args.config else (" (or %s in --config FILE)" % key)
+            raise UsageError("no %s: give %s%s" % (dest, option, where))
     os.umask(RUN_UMASK)  # before anything is created; a restart on a new config (exec) keeps it
     board = load_board(args.board)
     identity = load_identity(args.identity)
@@ -95,6 +137,9 @@ def cmd_run(args):
         console_server.attach(agent, args.console, args.console_socket, args.console_idle)
     except console_server.ConsoleConfigError as exc:
         raise UsageError(str(exc)) from None
+    from edge_agent.deploy import service
+
+    service.attach(agent)  # READY, STATUS and watchdog pings under systemd ($NOTIFY_SOCKET)
     log.info(
         "edge-agent %s: device %s (%s signatures), board %s (%s), %d sensors on %d buses, broker %s",
         __version__, device_id, identity.algorithm, board.name, board.source, len(board.sensors), len(board.buses),
@@ -107,12 +152,20 @@ def cmd_run(args):
 
 
 def add_commands(sub):
-    run = sub.add_parser("run", help="run the agent on this gateway")
-    run.add_argument("--board", required=True, metavar="FILE", help="board file (TOML), e.g. boards/demo-gateway.toml")
-    run.add_argument("--identity", required=True, metavar="DIR",
+    run = sub.add_parser(
+        "run", help="run the agent on this gateway",
+        description="Run the agent. Every option has a key in the config file (--config, docs/deploy.md); "
+        "options given here override the file's values.")
+    _PARSERS["run"] = run
+    run.add_argument("--config", metavar="FILE",
+                     help="agent.toml with the options below as keys (e.g. /etc/edge-agent/agent.toml; "
+                          "check it with `edge-agent config check FILE`)")
+    run.add_argument("--board", metavar="FILE", help="board file (TOML), e.g. boards/demo-gateway.toml (required)")
+    run.add_argument("--identity", metavar="DIR",
                      help="this device's identity (id and signing key), made by `edge-agent keys init`; "
-                     "its store defaults to DIR/store")
-    run.add_argument("--port", action="append", metavar="[BUS=]PATH", help="override a bus's serial port (repeatable)")
+                     "its store defaults to DIR/store (required)")
+    run.add_argument("--port", action=RepeatableOverride, metavar="[BUS=]PATH",
+                     help="override a bus's serial port (repeatable)")
     run.add_argument(
         "--telemetry-interval-ms", type=int, default=10000, metavar="MS",
         help="send buffered readings at least this often (default 10000)",
@@ -126,9 +179,9 @@ def add_commands(sub):
         "--drain-rate", type=float, metavar="N",
         help="after an outage, send the backlog at most N signals/s (alerts are never held back; default: no limit)",
     )
-    add_broker_options(run)
+    add_broker_options(run, required=False)
     console = run.add_argument_group("technician console (docs/console.md)")
-    console.add_argument("--console", action="append", default=[], metavar="PORT",
+    console.add_argument("--console", action=RepeatableOverride, default=[], metavar="PORT",
                          help="serve the console on this serial port (repeatable; 115200 8N1)")
     console.add_argument("--console-socket", metavar="PATH",
                          help="serve the console on a local Unix socket (mode 0600, several sessions)")
@@ -146,4 +199,4 @@ def add_commands(sub):
                                "commands on ea/v1/<device>/cmd; without it the agent takes no commands")
     downlink.add_argument("--state-dir", metavar="DIR",
                           help="command counters and remote config (default: IDENTITY/state)")
-    run.set_defaults(func=cmd_run)
+    run.set_defaults(func=cmd_run, with_config=with_config)

@@ -3,7 +3,20 @@
 The options are here; the simulator is imported only when a sim command
 runs, so the agent on a gateway never loads it (nor its plotting
 libraries).
+
+Its package has two names: `simulator` in a source checkout (the tests,
+the Makefile and the docs use it) and `edge_agent_simulator` where the
+wheel installed it (a generic top-level `simulator` in a user's
+site-packages would collide with anyone else's). Its modules import each
+other relatively, so either name works; ``simulator_module`` picks the
+one of this installation, so a process never loads it twice.
 """
+
+import importlib
+import os
+import sys
+
+INSTALLED_NAME = "edge_agent_simulator"
 
 SENSORS_HELP = "a virtual sensor board on a pseudo-terminal (faults on demand)"
 SENSORS_DESCRIPTION = (
@@ -14,22 +27,34 @@ SENSORS_DESCRIPTION = (
     "Replies and events go to stdout, one line each; the first is always 'pty PATH' (docs/simulator.md).")
 
 
-def cmd_sensors(args):
-    from simulator.hardware import sensor_board
+def package_name():
+    """'simulator' when this edge_agent runs from a source checkout (its
+    pyproject.toml and simulator/ beside edge_agent/; the checkout is put
+    on sys.path if it is not there), else the installed name."""
+    checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if os.path.isfile(os.path.join(checkout, "pyproject.toml")) and \
+            os.path.isfile(os.path.join(checkout, "simulator", "__init__.py")):
+        if checkout not in sys.path:
+            sys.path.append(checkout)
+        return "simulator"
+    return INSTALLED_NAME
 
-    return sensor_board.main_from_args(args)
+
+def simulator_module(name):
+    """The simulator's module ``name`` ('hardware.sensor_board')."""
+    return importlib.import_module(package_name() + "." + name)
+
+
+def cmd_sensors(args):
+    return simulator_module("hardware.sensor_board").main_from_args(args)
 
 
 def cmd_run(args):
-    from simulator.scenarios import suite
-
-    return suite.main_from_args(args)
+    return simulator_module("scenarios.suite").main_from_args(args)
 
 
 def cmd_fleet(args):
-    from simulator.fleet import cli as fleet_cli
-
-    return fleet_cli.main_from_args(args)
+    return simulator_module("fleet.cli").main_from_args(args)
 
 
 def add_commands(sub):

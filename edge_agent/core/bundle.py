@@ -23,7 +23,10 @@ def encode(records):
     """The bundle of ``records`` (each a signal's CBOR bytes)."""
     if not records:
         raise ValueError("a bundle holds at least one signal")
-    return cbor._head(4, len(records)) + b"".join(records)
+    # One join: the head and the records in one allocation of the final size.
+    parts = [cbor._head(4, len(records))]
+    parts.extend(records)
+    return b"".join(parts)
 
 
 def group_for_publish(records, urgent, max_bytes):

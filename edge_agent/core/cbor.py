@@ -330,11 +330,24 @@ def _encode(value, out, depth):
         raise CBOREncodeError("cannot encode a value of type %s" % type(value).__name__)
 
 
+# Bytes of room ``dumps`` reserves before it encodes. CPython grows a
+# bytearray geometrically, so 0 there; MicroPython reallocates it to the
+# exact new size at every append, and each move leaves a hole behind: a
+# board sets this to its largest record (firmware/app.py), so an encoding
+# reuses one block of that size and leaves no trail.
+DUMPS_RESERVE = 0
+
+
 def dumps(value):
     """Encode ``value`` as deterministic CBOR bytes."""
     # One bytearray grown in place: single-byte heads are appended as ints
     # (no bytes object each, no table of them), and no list of pieces.
-    out = bytearray()
+    reserve = DUMPS_RESERVE
+    if reserve:
+        out = bytearray(reserve)
+        out[:] = b""  # empty, its room kept
+    else:
+        out = bytearray()
     _encode(value, out, 0)
     return bytes(out)
 

@@ -27,7 +27,7 @@ tests/test_cose_interop.py.
 """
 
 from edge_agent.core import cbor
-from edge_agent.core.hmac_sha256 import equal, hmac_sha256
+from edge_agent.core.hmac_sha256 import equal, hmac_sha256_parts
 
 TAG_SIGN1 = 18
 TAG_MAC0 = 17
@@ -58,26 +58,45 @@ class COSEError(ValueError):
 
 
 def _structure(context, protected, payload, external_aad):
-    return cbor.dumps([context, protected, external_aad, payload])
+    """The Sig_structure / MAC_structure, CBOR [context, protected,
+    external_aad, payload], as pieces whose concatenation is its encoding:
+    the payload is not copied into it (a board's heap is short of room for
+    a second copy of each message, and of blocks that size)."""
+    return [b"\x84", cbor.dumps(context), cbor.dumps(protected), cbor.dumps(external_aad),
+            cbor._head(2, len(payload)), payload]
+
+
+def _message(tag, protected, payload, authenticator):
+    """The bytes of cbor.dumps(Tag(tag, [protected, {}, payload,
+    authenticator])), joined in one allocation of the final size (dumps
+    would grow a buffer through the payload and copy it once more)."""
+    return b"".join((cbor._head(6, tag), b"\x84", cbor._head(2, len(protected)), protected, b"\xa0",
+                     cbor._head(2, len(payload)), payload, cbor._head(2, len(authenticator)), authenticator))
+
+
+def _payload_bytes(payload):
+    # bytes.join takes bytes only on MicroPython: a bytearray or a view is copied once here.
+    return payload if type(payload) is bytes else bytes(payload)
 
 
 def sign1(payload, kid, signer, external_aad=b""):
     """A tagged COSE_Sign1 around ``payload`` signed by ``signer``."""
+    payload = _payload_bytes(payload)
     protected = cbor.dumps({HEADER_ALG: ALG_EDDSA, HEADER_KID: kid})
-    to_be_signed = _structure("Signature1", protected, payload, external_aad)
-    signature = signer(to_be_signed)
+    signature = signer(b"".join(_structure("Signature1", protected, payload, external_aad)))
     if len(signature) != ED25519_SIGNATURE_SIZE:
         raise COSEError("bad-signer", "the signer returned %d bytes, Ed25519 signatures are 64" % len(signature))
-    return cbor.dumps(cbor.Tag(TAG_SIGN1, [protected, {}, payload, signature]))
+    return _message(TAG_SIGN1, protected, payload, signature)
 
 
 def mac0(payload, kid, key, external_aad=b""):
     """A tagged COSE_Mac0 around ``payload`` with HMAC-SHA256 under ``key``."""
     if len(key) < MIN_HMAC_KEY:
         raise COSEError("weak-key", "HMAC keys must be at least %d bytes, got %d" % (MIN_HMAC_KEY, len(key)))
+    payload = _payload_bytes(payload)
     protected = cbor.dumps({HEADER_ALG: ALG_HMAC_256, HEADER_KID: kid})
-    to_be_maced = _structure("MAC0", protected, payload, external_aad)
-    return cbor.dumps(cbor.Tag(TAG_MAC0, [protected, {}, payload, hmac_sha256(key, to_be_maced)]))
+    tag = hmac_sha256_parts(key, _structure("MAC0", protected, payload, external_aad))
+    return _message(TAG_MAC0, protected, payload, tag)
 
 
 class Envelope:
@@ -97,7 +116,7 @@ class Envelope:
         """Check the signature with ``verify(signature, to_be_signed) -> bool``."""
         if self.tag != TAG_SIGN1 or self.alg != ALG_EDDSA:
             raise COSEError("wrong-algorithm", "expected COSE_Sign1 with EdDSA, got %s" % self._what())
-        to_be_signed = _structure("Signature1", self.protected, self.payload, external_aad)
+        to_be_signed = b"".join(_structure("Signature1", self.protected, self.payload, external_aad))
         if not verify(self.authenticator, to_be_signed):
             raise COSEError("bad-signature", "Ed25519 signature does not verify for this kid")
         return self.payload
@@ -106,7 +125,7 @@ class Envelope:
         if self.tag != TAG_MAC0 or self.alg != ALG_HMAC_256:
             raise COSEError("wrong-algorithm", "expected COSE_Mac0 with HMAC 256/256, got %s" % self._what())
         to_be_maced = _structure("MAC0", self.protected, self.payload, external_aad)
-        if not equal(hmac_sha256(key, to_be_maced), self.authenticator):
+        if not equal(hmac_sha256_parts(key, to_be_maced), self.authenticator):
             raise COSEError("bad-mac", "HMAC-SHA256 tag does not verify for this kid")
         return self.payload
 

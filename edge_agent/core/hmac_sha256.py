@@ -18,11 +18,17 @@ def _xor(data, pad):
 
 
 def hmac_sha256(key, message):
+    return hmac_sha256_parts(key, (message,))
+
+
+def hmac_sha256_parts(key, parts):
+    """The HMAC of the concatenation of ``parts``, without making it."""
     if len(key) > BLOCK_SIZE:
         key = hashlib.sha256(key).digest()
     key = bytes(key) + bytes(BLOCK_SIZE - len(key))
     inner = hashlib.sha256(_xor(key, _IPAD))
-    inner.update(message)
+    for part in parts:
+        inner.update(part)
     outer = hashlib.sha256(_xor(key, _OPAD))
     outer.update(inner.digest())
     return outer.digest()

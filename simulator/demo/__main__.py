@@ -1,5 +1,5 @@
 import sys
 
-from simulator.demo.run import main
+from .run import main
 
 sys.exit(main())

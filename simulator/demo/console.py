@@ -17,10 +17,10 @@ import os
 import sys
 import tempfile
 
-from simulator.fixtures.broker import Acl, Mosquitto
-from simulator.fixtures.pki import DevPKI
-from simulator.fixtures.processes import Child, edge_agent_argv, print_lock, say
-from simulator import ROOT
+from ..fixtures.broker import Acl, Mosquitto
+from ..fixtures.pki import DevPKI
+from ..fixtures.processes import Child, edge_agent_argv, print_lock, say
+from .. import ROOT
 
 BOARD = os.path.join(ROOT, "boards", "demo-gateway.toml")
 DEVICE_ID = "demo-console"

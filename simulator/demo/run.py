@@ -29,8 +29,8 @@ import shutil
 import sys
 import tempfile
 
-from simulator.fixtures.processes import print_lock, say
-from simulator import ROOT
+from ..fixtures.processes import print_lock, say
+from .. import ROOT
 
 LIBRARY = os.path.join(ROOT, "simulator", "scenarios")
 # The demo's reports stay after it ends (a file to open, unlike the work dir).
@@ -42,9 +42,9 @@ def run_live_scenario(name, report_path, workdir):
     time, its faults really applied, its timeline printed as it happens."""
     from rich.console import Console
 
-    from simulator.scenarios import spec as scenario
-    from simulator.scenarios.live import run as scenario_live
-    from simulator.scenarios import report as scenario_report
+    from ..scenarios import spec as scenario
+    from ..scenarios.live import run as scenario_live
+    from ..scenarios import report as scenario_report
 
     console = Console(width=110, highlight=False)
     spec = scenario.load(os.path.join(LIBRARY, name))
@@ -63,9 +63,9 @@ def run_library_scenario(name, report_path):
     expectations with their evidence, and write its PNG report."""
     from rich.console import Console
 
-    from simulator.scenarios import spec as scenario
-    from simulator.scenarios import report as scenario_report
-    from simulator.scenarios import virtual as scenario_run
+    from ..scenarios import spec as scenario
+    from ..scenarios import report as scenario_report
+    from ..scenarios import virtual as scenario_run
 
     spec = scenario.load(os.path.join(LIBRARY, name))
     result = scenario_run.run(spec, quiet=True)
@@ -93,7 +93,7 @@ def main():
                                          os.path.join(workdir, "live")))
         step("technician console: a session on a running agent (status, components, login with a technician "
              "token, a forced quarantine and its release, each audited)")
-        from simulator.demo import console as demo_console
+        from . import console as demo_console
 
         demo_console.run(os.path.join(workdir, "console"))
         step("predicting a failure days ahead: scenario simulator/scenarios/bearing_wear.toml, "

@@ -22,7 +22,7 @@ import datetime
 import re
 import resource
 
-from simulator.fixtures.broker import Mosquitto
+from ..fixtures.broker import Mosquitto
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _CONNECT = re.compile(r"^(\S+): New client connected from \S+ as (\S+) ")

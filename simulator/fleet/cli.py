@@ -6,10 +6,10 @@ import json
 import os
 import sys
 
-from simulator.fixtures.broker import BrokerError
-from simulator.fleet import run
-from simulator.fleet import spec as fleet_spec
-from simulator.scenarios.spec import ScenarioError
+from ..fixtures.broker import BrokerError
+from . import run
+from . import spec as fleet_spec
+from ..scenarios.spec import ScenarioError
 
 
 def load_with_overrides(path, count=None, jitter=None, seed=None):

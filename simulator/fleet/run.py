@@ -40,9 +40,9 @@ import time
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from simulator.scenarios import spec as sc
-from simulator.fleet.broker import FleetBroker, per_second, raise_fd_limit
-from simulator.fleet.device import FleetDevice, quiet_agent_logs
+from ..scenarios import spec as sc
+from .broker import FleetBroker, per_second, raise_fd_limit
+from .device import FleetDevice, quiet_agent_logs
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -154,7 +154,7 @@ class FleetRun:
 
     def _setup(self):
         from edge_agent.keys.operators import create_operator
-        from simulator.fixtures.pki import DevPKI
+        from ..fixtures.pki import DevPKI
 
         spec = self.spec
         raise_fd_limit()
@@ -198,7 +198,7 @@ class FleetRun:
                 "--key", cert[1]]
 
     def _start_receiver(self):
-        from simulator.fixtures.processes import Child, edge_agent_argv
+        from ..fixtures.processes import Child, edge_agent_argv
 
         spec = self.spec
         argv = edge_agent_argv(

@@ -25,7 +25,7 @@ board, physics and fault checks), so the two formats cannot drift.
 
 import os
 
-from simulator.scenarios import spec as sc
+from ..scenarios import spec as sc
 
 FLEET_KEYS = ("count", "models", "faulty", "faulty_model", "fault_spread", "algorithm", "jitter", "id_prefix",
               "ramp", "receiver")

@@ -42,7 +42,7 @@ import math
 import random
 
 from edge_agent.core import reading as rd
-from simulator.hardware.battery import Battery
+from .battery import Battery
 
 T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
 DAY_MS = 86400000

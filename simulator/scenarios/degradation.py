@@ -20,9 +20,9 @@ import os
 
 from edge_agent.core import board as bd
 from edge_agent.core import signals as sg
-from simulator.hardware import physics
-from simulator.scenarios import spec as sc
-from simulator.scenarios import virtual
+from ..hardware import physics
+from . import spec as sc
+from . import virtual
 
 HEALTHY = "healthy"  # the shape of a run without wear: every alert in it is a false alarm
 DAY_MS = physics.DAY_MS

@@ -13,8 +13,8 @@ says what happened instead of only that something did not.
 """
 
 from edge_agent.core import signals as sg
-from simulator.hardware import physics
-from simulator.scenarios.spec import KIND_NAMES, exactly, format_duration, format_exact
+from ..hardware import physics
+from .spec import KIND_NAMES, exactly, format_duration, format_exact
 
 # How far past the run's end to look for a model's first threshold
 # crossing (a prediction scenario may stop before the part fails).
@@ -291,7 +291,7 @@ CHECKS = {
 def _repeating(check, e, result):
     """A window with every: one verdict per occurrence (after, after + every,
     ... while it starts before the end); passes when all do."""
-    from simulator.scenarios.spec import ExpectSpec
+    from .spec import ExpectSpec
 
     every = e.args["every"]
     verdicts = []

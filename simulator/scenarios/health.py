@@ -20,7 +20,7 @@ from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 from edge_agent.core.outputs import SetOutput
 from edge_agent.gateway.gpio import SimulatedGpio
-from simulator import ROOT
+from .. import ROOT
 
 T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
 DAY_MS = 86400000

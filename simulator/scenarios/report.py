@@ -20,8 +20,8 @@ import xml.etree.ElementTree as ET
 from rich.markup import escape
 
 from edge_agent.core import signals as sg
-from simulator.hardware import physics
-from simulator.scenarios.spec import exactly, format_duration
+from ..hardware import physics
+from .spec import exactly, format_duration
 
 MAX_SENSOR_PANELS = 6
 MAX_POINTS = 20000
@@ -104,7 +104,7 @@ def prediction_marks(result, sensor_id, limit):
     first reading past ``limit`` (or None), each predicted_failure alert's
     (alert time, earliest, expected, latest or None) for this sensor, and
     the lead from the first one to the crossing (or None)."""
-    from simulator.scenarios import expect as scenario_expect
+    from . import expect as scenario_expect
 
     sensor = result.spec.board.sensors[sensor_id]
     cross = None

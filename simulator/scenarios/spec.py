@@ -52,9 +52,9 @@ import re
 import tomllib
 
 from edge_agent.core import board as bd
-from simulator.hardware import battery
-from simulator.hardware import physics
-from simulator import ROOT
+from ..hardware import battery
+from ..hardware import physics
+from .. import ROOT
 
 LIBRARY = os.path.dirname(os.path.abspath(__file__))  # the scenario files live beside this module
 

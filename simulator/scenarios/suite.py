@@ -5,13 +5,13 @@ and JUnit XML. The command's options are in edge_agent/cli/sim.py."""
 import os
 import sys
 
-from simulator.scenarios.spec import EXIT_BAD_SCENARIO, EXIT_FAILED, EXIT_OK, ScenarioError, load_runs
+from .spec import EXIT_BAD_SCENARIO, EXIT_FAILED, EXIT_OK, ScenarioError, load_runs
 
 
 def main_from_args(args):
     from rich.console import Console
 
-    from simulator.scenarios import report, virtual
+    from . import report, virtual
 
     console = Console(stderr=False, highlight=False)
     specs = []
@@ -44,8 +44,8 @@ def main_from_args(args):
                 base, ext = os.path.splitext(args.report)
                 report_path = "%s-%s%s" % (base, spec.stem, ext or ".png")
         if args.live:
-            from simulator.fixtures.broker import BrokerError
-            from simulator.scenarios.live import run as live
+            from ..fixtures.broker import BrokerError
+            from .live import run as live
 
             try:
                 result = live.run(spec, seed=args.seed, speed=args.speed, console=console, quiet=args.quiet)

@@ -60,7 +60,7 @@ from edge_agent.receiver.storage import Storage
 from edge_agent.receiver.registry import Registry
 from edge_agent.gateway.store_posix import PosixDir
 from edge_agent.gateway.uplink import BATCH_RECORDS, URGENT_PRIORITY, group_for_publish
-from simulator.hardware import physics
+from ..hardware import physics
 from edge_agent.gateway.gpio import SimulatedGpio
 
 # As in edge_agent/gateway/agent.py: evictions are reported at most this often.
@@ -208,7 +208,7 @@ class Result:
 
 def format_t(t_ms):
     """A virtual time as the offset from the run's start."""
-    from simulator.scenarios.spec import format_duration
+    from .spec import format_duration
 
     return "t+" + format_duration(t_ms - physics.T0)
 
@@ -372,7 +372,7 @@ class VirtualDevice:
 
 def run(spec, seed=None, console=None, quiet=True, record=True, workdir=None):
     """Run ``spec``; returns a Result with its expectations judged."""
-    from simulator.scenarios import expect as scenario_expect
+    from . import expect as scenario_expect
 
     seed = spec.seed if seed is None else seed
     result = Result(spec, seed)

@@ -211,3 +211,17 @@ def test_telemetry_rows_take_a_shortcut_with_the_same_bytes_and_values():
         deep = [deep]
     raises(cbor.CBOREncodeError, cbor.dumps, deep)
     raises(cbor.CBORDecodeError, cbor.loads, b"\x81" * (cbor.MAX_DEPTH - 1) + cbor.dumps(rows[:2]))
+
+
+def test_a_reserve_changes_no_encoding():
+    # A board encodes into a reserved block (firmware/app.py sets
+    # DUMPS_RESERVE): the bytes must be the same, shorter or longer than it.
+    values = [0, b"", [], {"a": [1.5, None, "x" * 40]}, [[1767225600000 + i, "s%d" % i, i * 0.25, 0] for i in range(40)]]
+    plain = [cbor.dumps(v) for v in values]
+    saved = cbor.DUMPS_RESERVE
+    try:
+        cbor.DUMPS_RESERVE = 64
+        assert [cbor.dumps(v) for v in values] == plain
+        assert len(plain[-1]) > 64 and type(cbor.dumps(values[-1])) is bytes
+    finally:
+        cbor.DUMPS_RESERVE = saved

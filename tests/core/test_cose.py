@@ -231,3 +231,28 @@ def test_verification_failures_do_not_quote_the_kid():
     assert err.reason == "bad-mac" and "k" * 10 not in str(err) and "\x1b" not in str(err)
     err = raises(cose.COSEError, cose.parse(cose.sign1(PAYLOAD, kid, _fake_signer)).verify_sign1, lambda s, d: False)
     assert err.reason == "bad-signature" and "\x1b" not in str(err)
+
+
+def test_messages_are_the_canonical_cbor_of_their_structure_at_every_head_size():
+    # mac0 and sign1 join their pieces instead of encoding the structure
+    # (the payload is copied once, into a block of the final size): the
+    # bytes must be what encoding it would give, at each length where the
+    # CBOR head of the payload, the kid or the structure changes size.
+    kid = b"k"
+    for size in (0, 23, 24, 255, 256, 65535, 65536):
+        payload = bytes(i % 251 for i in range(size))
+        for context, message in (("MAC0", cose.mac0(payload, kid, KEY)),
+                                 ("Signature1", cose.sign1(payload, kid, _fake_signer))):
+            envelope = cose.parse(message)
+            authenticator = envelope.authenticator
+            assert message == cbor.dumps(cbor.Tag(envelope.tag, [envelope.protected, {}, payload, authenticator]))
+            structure = cbor.dumps([context, envelope.protected, b"", payload])
+            if context == "MAC0":
+                assert authenticator == hmac_sha256(KEY, structure)
+                assert envelope.verify_mac0(KEY) == payload
+            else:
+                assert authenticator == _fake_signer(structure)
+        kid = kid * 3 if len(kid) < 81 else kid  # 1 to 81 bytes: the kid's head changes size too
+    # A bytearray or a memoryview payload gives the same message as bytes.
+    assert cose.mac0(bytearray(PAYLOAD), b"unit-17", KEY) == cose.mac0(memoryview(PAYLOAD), b"unit-17", KEY) == cose.mac0(
+        PAYLOAD, b"unit-17", KEY)

@@ -39,8 +39,8 @@ HEAP_BUDGET = int(os.environ.get("EA_FIRMWARE_HEAP", str(240 * 1024)))
 # ROMFS, 144 KiB, the smallest that passed 3 in 3 so far (its code's names
 # and objects take ~35 KiB more heap than frozen; docs/firmware.md).
 # With 20 broker restarts in the day, 112 KiB frozen (96 KiB fails: after a
-# reconnect with a backlog, sealing a bundle wants a ~530-byte block that a
-# fragmented heap with ~30 KiB free does not have) and 144 KiB ROMFS.
+# reconnect with a backlog, a bundle or its sealed message wants a ~500-byte
+# block that a fragmented heap with ~20 KiB free does not have).
 # ROMFS needed 144 KiB before issue 18's additions to the core (the trend
 # models, link incidents, the CBOR row shortcut: ~4 KiB more from ROMFS on
 # 32 bits); at 144 KiB it then passed 2 runs in 5 (docs/firmware.md).

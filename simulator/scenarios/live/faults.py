@@ -21,8 +21,8 @@ applied becomes a note in the result.
 
 import os
 
-from simulator.faults import small_fs
-from simulator.fixtures.broker import Mosquitto
+from ...faults import small_fs
+from ...fixtures.broker import Mosquitto
 
 
 def timeline(spec):

@@ -24,7 +24,7 @@ import os
 import threading
 
 from edge_agent.core import modbus as mb
-from simulator.hardware.modbus_slave import NullModem
+from ...hardware.modbus_slave import NullModem
 
 
 class LiveModbus:

@@ -42,17 +42,17 @@ from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity
 from edge_agent.receiver.storage import Storage
-from simulator.scenarios.live import faults as live_faults
-from simulator.hardware import physics
-from simulator.faults import small_fs
-from simulator.fixtures.broker import Acl, Mosquitto
-from simulator.faults.fault_proxy import FaultProxy
-from simulator.scenarios.live.board import LiveBoard
-from simulator.scenarios.live.modbus import LiveModbus
-from simulator.fixtures.pki import DevPKI
-from simulator.fixtures.processes import Child, edge_agent_argv
-from simulator.scenarios.spec import format_duration
-from simulator.scenarios.virtual import Result
+from . import faults as live_faults
+from ...hardware import physics
+from ...faults import small_fs
+from ...fixtures.broker import Acl, Mosquitto
+from ...faults.fault_proxy import FaultProxy
+from .board import LiveBoard
+from .modbus import LiveModbus
+from ...fixtures.pki import DevPKI
+from ...fixtures.processes import Child, edge_agent_argv
+from ..spec import format_duration
+from ..virtual import Result
 
 DISK_FS_BYTES = 8 * 1024 * 1024  # the tmpfs holding the store when a scenario fills the disk
 DEFAULT_STORE_MAX = 4 * 1024 * 1024  # as on the virtual clock: well under the tmpfs
@@ -75,7 +75,7 @@ class LiveError(RuntimeError):
 def run(spec, seed=None, speed=None, console=None, quiet=True, workdir=None, show_agent=False):
     """Run ``spec`` live; returns a scenario_run.Result, expectations judged.
     ``show_agent``: also print the agent's alert, state, GPIO and link lines."""
-    from simulator.scenarios import expect as scenario_expect
+    from .. import expect as scenario_expect
 
     seed = spec.seed if seed is None else seed
     result = Result(spec, seed)
