@@ -76,13 +76,15 @@ class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
                  telemetry_max_readings=TELEMETRY_MAX_READINGS,
-                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None):
+                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None,
+                 console_idle_ms=None):
         """``trusted``: the operators whose signed commands this device
         takes (commands.trusted_operators), with ``state`` (a FlashDir) for
         their counters; None takes no commands (nothing is subscribed).
         ``console_uart``: serve the technician console there (logins take
         tokens from the same operators); None: no console, and its modules
-        are not even imported (RAM)."""
+        are not even imported (RAM); ``console_idle_ms``: its idle logout
+        (None: the core's 15 min)."""
         ring = None
         if console_uart is not None:
             from console_port import LogRing
@@ -133,7 +135,7 @@ class Firmware:
         if console_uart is not None:
             from console_port import ConsolePort
 
-            self.console = ConsolePort(self, console_uart, ring, trusted)
+            self.console = ConsolePort(self, console_uart, ring, trusted, console_idle_ms)
         self._wakeup = asyncio.Event()
         self._ingest = []
         self.heap_min_free = None
