@@ -99,14 +99,16 @@ def run_day(rig, pty, broker_port, budget, heap, insecure=False, restart=None, *
     text = firmware.text()
     assert "MemoryError" not in text and "Traceback" not in text, text[-3000:]
     samples = [int(re.search(r"heap free=(\d+)", line).group(1)) for line in heap_lines(firmware)]
+    # The fragmentation margin: the largest block the heap could give, at its smallest.
+    largest = min(int(re.search(r"largest=(\d+)", line).group(1)) for line in heap_lines(firmware))
     start_free = samples[0]
     min_free = min(samples)
     steady = samples[len(samples) // 2:]
     readings = int(re.findall(r"readings=(\d+)", text)[-1])
     connects = text.count("connected to broker")
     print("firmware memory: budget %d, free after start %d, min free %d (peak use %d), steady %d-%d free, "
-          "%d samples, %d readings, last seq %d, %d connects"
-          % (budget, start_free, min_free, budget - min_free, min(steady), max(steady), len(samples),
+          "largest free block at least %d, %d samples, %d readings, last seq %d, %d connects"
+          % (budget, start_free, min_free, budget - min_free, min(steady), max(steady), largest, len(samples),
              readings, last, connects))
     got = rig.summary()
     assert got["lost"] == [] and got["count"] == last
