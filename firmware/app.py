@@ -50,15 +50,19 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal.
 STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
-# cbor.dumps encodes into one reserved block of a record's size instead of
-# a buffer reallocated at every append (core/cbor.py DUMPS_RESERVE).
-CBOR_DUMPS_RESERVE = 512
+# cbor.dumps encodes into one reserved block instead of a buffer reallocated
+# at every append (core/cbor.py DUMPS_RESERVE): room for a telemetry signal
+# of TELEMETRY_MAX_READINGS readings; a longer encoding grows past it.
+CBOR_DUMPS_RESERVE = 384
 # Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
 # floats on the 64-bit port, and the CBOR encoder's list of pieces grows
 # to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in
 # cbor.dumps under a 320 KiB budget); 8 keep a batch's signal under the
-# 512-byte record that the store and a bundle (uplink.BUNDLE_MAX_BYTES) take.
-TELEMETRY_MAX_READINGS = 8
+# 512-byte record that the store and a bundle (uplink.BUNDLE_MAX_BYTES) take;
+# 6 keep it near 250 bytes: on a 32-bit board the heap's largest free block
+# falls to ~550-1,000 bytes under load (the heap log's largest=), and with 8
+# the 96 KiB day through 20 broker restarts failed 3 in 3 (docs/firmware.md).
+TELEMETRY_MAX_READINGS = 6
 HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 
 
@@ -82,11 +86,10 @@ def largest_free_block(free):
         size = (low + high) // 2
         gc.collect()
         try:
-            block = bytearray(size)
+            bytearray(size)  # dropped at once: the next collection takes it back
         except MemoryError:
             high = size
         else:
-            block = None
             low = size
     gc.collect()
     return low
