@@ -25,6 +25,7 @@ import time
 
 import aiomqtt
 import pytest
+from mqtt_stream import packets
 
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity
@@ -64,25 +65,6 @@ def _stored(db):
         return []
 
 
-def _packets(data):
-    """MQTT control packet types in one socket write's bytes."""
-    types = []
-    i = 0
-    while i < len(data):
-        kind = data[i] >> 4
-        length, shift, i = 0, 0, i + 1
-        while i < len(data):
-            byte = data[i]
-            i += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        types.append(kind)
-        i += length
-    return types
-
-
 # strace -f -yy -xx lines: "PID name(FD<path>, "data", ..." with every byte
 # of a file's path and of the data as \xHH; a socket's path is plain text
 # ("TCP:[127.0.0.1:5000->127.0.0.1:1883]").
@@ -113,7 +95,7 @@ def _check_order(trace):
                 syncs += 1
         elif path.startswith(("TCP:", "TCPv6:")) and data and call in ("write", "sendto", "sendmsg"):
             sent = _hex(data)
-            count = _packets(sent).count(MQTT_PUBACK)
+            count = [kind for kind, _, _ in packets(sent)].count(MQTT_PUBACK)
             if count:
                 assert unsynced is None, "line %d: a PUBACK left while the WAL write at line %d was unsynced" % (
                     number, unsynced)
