@@ -350,8 +350,13 @@ class _Check:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             self.problem(full, "must be a number, not %r" % (value,), "write e.g. %s = 1.5" % name)
             return default
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.problem(full, "%r is outside %s..%s" % (value, low, high), "choose a value in range")
+        if low is not None and value < low:
+            bound = "at least %s" % low if high is None else "between %s and %s" % (low, high)
+            self.problem(full, "%r is too small: must be %s" % (value, bound), "choose a value in range")
+            return default
+        if high is not None and value > high:
+            bound = "at most %s" % high if low is None else "between %s and %s" % (low, high)
+            self.problem(full, "%r is too large: must be %s" % (value, bound), "choose a value in range")
             return default
         return value
 

@@ -175,7 +175,7 @@ def test_peak_hour_moves_the_daily_peak(tmp_path):
 
 def test_a_peak_hour_outside_the_day_is_refused(tmp_path, capsys):
     _bad(tmp_path, capsys, '[sensors.cabinet_temp]\nlevel = 30.0\npeak_hour = 25.0\n',
-         "sensors.cabinet_temp.peak_hour: 25.0 is outside 0.0..24.0")
+         "sensors.cabinet_temp.peak_hour: 25.0 is too large: must be between 0.0 and 24.0")
 
 
 # -- exact values in verdicts ------------------------------------------------------------
@@ -483,7 +483,7 @@ def test_a_value_bad_in_some_runs_says_in_how_many_and_which(tmp_path, capsys):
          "faults[0].at: at 60.0 min is not before the end of the run (30.0 min) (the matrix sets it; in 2 of the 6 "
          "matrix runs; the first, run 3: noise 0.2, at 1h); move it earlier")
     _bad(tmp_path, capsys, SENSOR + '[matrix]\n"sensors.cabinet_temp.noise" = [0.2, -1.0]\n',
-         "sensors.cabinet_temp.noise: -1.0 is outside 0.0..None (the matrix sets it; in 1 of the 2 matrix runs; the "
+         "sensors.cabinet_temp.noise: -1.0 is too small: must be at least 0.0 (the matrix sets it; in 1 of the 2 matrix runs; the "
          "first, run 2: noise -1.0)")
     # A misspelt key the matrix adds is the usual unknown key, in every run.
     _bad(tmp_path, capsys, SENSOR + '[matrix]\n"sensors.cabinet_temp.nosie" = [0.2, 0.4]\n',
