@@ -35,17 +35,14 @@ DAY_S = 24 * 3600
 # The firmware's own heap (the ROM image's bytes come on top, see rom_boot.py).
 HEAP_BUDGET = int(os.environ.get("EA_FIRMWARE_HEAP", str(240 * 1024)))
 # The 32-bit stand-in's heap (edge_agent/tools/micropython32.py), unless
-# EA_FIRMWARE32_HEAP says otherwise: frozen, issue 19's floor of 96 KiB;
-# ROMFS, 144 KiB, the smallest that passed 3 in 3 so far (its code's names
-# and objects take ~35 KiB more heap than frozen; docs/firmware.md).
-# With 20 broker restarts in the day, 96 KiB frozen too since telemetry
-# signals and bundles were made smaller (a fragmented heap's largest free
-# block falls to ~550 bytes: docs/firmware.md).
-# ROMFS needed 144 KiB before issue 18's additions to the core (the trend
-# models, link incidents, the CBOR row shortcut: ~4 KiB more from ROMFS on
-# 32 bits); at 144 KiB it then passed 2 runs in 5 (docs/firmware.md).
-HEAP32 = {"frozen": 96 * 1024, "romfs": 160 * 1024}
-HEAP32_RESTARTS = {"frozen": 96 * 1024, "romfs": 160 * 1024}
+# EA_FIRMWARE32_HEAP says otherwise: the smallest that passed 3 in 3, steady
+# and through 20 broker restarts (docs/firmware.md): frozen, issue 19's
+# floor of 96 KiB; ROMFS, 144 KiB (its code's names and objects take ~35 KiB
+# more heap than frozen). Both held only once telemetry signals and bundles
+# were made smaller: a fragmented heap's largest free block falls to ~550
+# bytes.
+HEAP32 = {"frozen": 96 * 1024, "romfs": 144 * 1024}
+HEAP32_RESTARTS = {"frozen": 96 * 1024, "romfs": 144 * 1024}
 if os.environ.get("EA_FIRMWARE32_HEAP"):
     HEAP32 = HEAP32_RESTARTS = dict.fromkeys(HEAP32, int(os.environ["EA_FIRMWARE32_HEAP"]))
 
