@@ -5,6 +5,7 @@ devices' own verification (core/operator.py) accepts. Signals go through
 the receiver's real path: sealed by device identities, verified by the
 registry, stored in SQLite."""
 
+import json
 import os
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -47,7 +48,7 @@ class Fleet:
         self.storage = Storage(str(tmp_path / "receiver.sqlite"))
         self.operator = create_operator(str(tmp_path / "operator"), "fleet-ops") if operator else None
         settings = fleet.FleetSettings(k=k, fraction=fraction, window_ms=window_ms)
-        self.watch = fleet.FleetWatch(self.registry, self.storage.db, settings, self.operator, clock=lambda: T0)
+        self.watch = fleet.FleetWatch(self.registry, self.storage, settings, self.operator, clock=lambda: T0)
         self.receiver = Receiver(None, self.registry, self.storage, fleet=self.watch)
         self.seq = dict((d, 0) for d in self.identities)
 
@@ -98,7 +99,7 @@ def test_k_of_n_raises_one_incident_and_advises_every_device_of_the_model(tmp_pa
     for device in a_devices[:4]:
         f.quarantined(device, T0 + 5 * MINUTE)
     assert len(f.watch.raised) == 1
-    rows = fleet.incidents(f.storage.db)
+    rows = fleet.incidents(f.storage)
     assert len(rows) == 1
     assert rows[0][4] == 4 and rows[0][5] == 6 and rows[0][6] == 3  # devices, N, threshold
     queued = f.watch.unsent()
@@ -184,7 +185,7 @@ def test_audit_signals_confirm_delivery_and_the_report_shows_it(tmp_path):
         signal = audit.audit_signal(T0 + 3, "fleet-ops", "advisory", "incident-%d" % incident, None, "recorded",
                                     audit.APPLIED, "", audit.CHANNEL_DOWNLINK)
         f.send(device, sg.KIND_AUDIT, T0 + 3, signal.body)
-    row = fleet.incidents(f.storage.db)[0]
+    row = fleet.incidents(f.storage)[0]
     assert (row[8], row[9], row[10]) == (3, 3, 2)  # queued, sent, applied
     from rich.console import Console
 
@@ -200,7 +201,7 @@ def test_without_an_operator_the_incident_says_why_no_advisory(tmp_path):
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1)
     assert f.watch.unsent() == []
-    assert "--operator" in fleet.incidents(f.storage.db)[0][11]
+    assert "--operator" in fleet.incidents(f.storage)[0][11]
 
 
 def test_a_restarted_receiver_does_not_raise_the_open_incident_again(tmp_path):
@@ -208,11 +209,11 @@ def test_a_restarted_receiver_does_not_raise_the_open_incident_again(tmp_path):
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1)
-    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    again = fleet.FleetWatch(f.registry, f.storage, f.watch.settings, f.operator, clock=lambda: T0)
     f.receiver.fleet = again
     f.alert(devices[2], T0 + 2)
     f.alert(devices[3], T0 + 3)
-    assert again.raised == [] and len(fleet.incidents(f.storage.db)) == 1
+    assert again.raised == [] and len(fleet.incidents(f.storage)) == 1
 
 
 def test_devices_without_a_model_and_commands_on_the_wire_are_ignored(tmp_path):
@@ -243,7 +244,7 @@ def test_a_restarted_receiver_keeps_counting_the_window(tmp_path):
     f.alert(devices[0], T0)
     f.quarantined(devices[1], T0 + 1)  # another class on the component
     f.alert(devices[1], T0 + 2)
-    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    again = fleet.FleetWatch(f.registry, f.storage, f.watch.settings, f.operator, clock=lambda: T0)
     f.receiver.fleet = again
     f.alert(devices[2], T0 + 3)  # the third stuck report, two of them from before the restart
     assert len(again.raised) == 1 and again.raised[0].condition == "stuck"
@@ -280,10 +281,10 @@ def test_a_device_clock_a_century_ahead_does_not_switch_escalation_off(tmp_path)
     for index in range(5):  # the review's case: five real alerts after it
         f.alert(devices[index], T0 + (index + 1) * MINUTE)
     assert len(f.watch.raised) == 1
-    incident = f.watch.raised[0]
-    assert incident.condition == "stuck" and incident.devices == set(devices)
-    first_ms, raised_ms, last_ms = f.storage.db.execute(
-        "SELECT first_ms, raised_ms, last_ms FROM fleet_incidents").fetchone()
+    assert f.watch.raised[0].condition == "stuck"
+    stored_devices, first_ms, raised_ms, last_ms = f.storage.query(
+        "SELECT devices, first_ms, raised_ms, last_ms FROM fleet_incidents")[0]
+    assert set(json.loads(stored_devices)) == set(devices)  # joined after it was raised
     # The far-future report counts at its arrival; nothing in the incident is dated a century ahead.
     assert (first_ms, raised_ms, last_ms) == (T0, T0 + 2 * MINUTE, T0 + 5 * MINUTE)
     # The clock is flagged, for the device and as a counted anomaly.
@@ -304,7 +305,7 @@ def test_a_far_future_report_stored_before_a_restart_does_not_switch_escalation_
     f = Fleet(tmp_path, ["EA-A"] * 6, k=3)
     devices = sorted(f.identities)
     f.alert(devices[5], T0 + CENTURY, received_ms=T0)
-    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    again = fleet.FleetWatch(f.registry, f.storage, f.watch.settings, f.operator, clock=lambda: T0)
     f.receiver.fleet = again
     f.alert(devices[0], T0 + MINUTE)
     assert again.raised == []

@@ -55,7 +55,7 @@ class Rig:
             self.identities[device_id] = identity
         self.storage = Storage(os.path.join(directory, "receiver.sqlite"))
         operator = create_operator(os.path.join(directory, "operator"), "hx-ops")
-        watch = fleet.FleetWatch(registry, self.storage.db, fleet.FleetSettings(k=2, fraction=0), operator,
+        watch = fleet.FleetWatch(registry, self.storage, fleet.FleetSettings(k=2, fraction=0), operator,
                                  clock=lambda: T0)
         self.receiver = Receiver(None, registry, self.storage, fleet=watch)
 
@@ -342,7 +342,7 @@ def test_an_unforeseen_exception_becomes_an_internal_error_rejection(tmp_path, c
     assert rig.storage.db.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0] == 2
     reason, detail = rig.storage.db.execute("SELECT reason, detail FROM rejections").fetchone()
     assert reason == "internal-error" and detail.startswith("IntegrityError: refused by a test trigger \\x1b[2J")
-    assert "storage.py" in detail and "store_signal" in detail  # where, as code positions
+    assert "storage_sql.py" in detail and "store_signal" in detail  # where, as code positions
     assert rig.receiver.rejected == {"internal-error": 1}
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == 1 and "internal error" in logged[0] and "\x1b" not in logged[0]

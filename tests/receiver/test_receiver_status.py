@@ -100,7 +100,7 @@ def test_a_forged_online_status_shows_unconfirmed_and_never_for_an_unknown_board
 
 def test_a_version_1_database_gains_the_new_columns(tmp_path):
     """Databases written before the status and clock columns open, keep
-    their rows, and say schema_version 2."""
+    their rows, and say the current schema_version."""
     path = str(tmp_path / "old.sqlite")
     with sqlite3.connect(path) as db:
         db.executescript(
@@ -112,6 +112,6 @@ def test_a_version_1_database_gains_the_new_columns(tmp_path):
     storage = Storage(path)
     row = storage.device_summary()[0]
     assert row[0] == "old-1" and row[7] == 1 and row[8] == "unconfirmed" and row[9:] == (None, 0)
-    assert storage.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert storage.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
     storage.close()
     Storage(path).close()  # and again: the columns are there now
