@@ -415,5 +415,7 @@ def test_the_crashing_messages_no_longer_stop_a_real_receiver(pki, broker, tmp_p
         asyncio.run(publish((status_topic, b"", True)))  # clear it: other tests share this broker
     with sqlite3.connect(db) as connection:
         reasons = [r[0] for r in connection.execute("SELECT reason FROM rejections ORDER BY id")]
-    assert reasons == ["bad-status", "malformed", "bad-status"], reasons
+    # The first two may share a batch, which the receiver sorts by device
+    # (so receivers sharing a database lock rows in one order): either order.
+    assert sorted(reasons[:2]) == ["bad-status", "malformed"] and reasons[2:] == ["bad-status"], reasons
     assert "Traceback" not in receiver.text()
