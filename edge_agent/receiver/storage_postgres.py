@@ -68,8 +68,9 @@ class PostgresStorage(SQLStorage):
         self.url = url
         self.name = redact(url)
         try:
+            urllib.parse.urlsplit(url).port  # a port that is not a number raises ValueError
             psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
+        except (ValueError, psycopg.ProgrammingError) as exc:
             raise StorageError("--db %s: not a PostgreSQL URL psycopg can read (%s); e.g. "
                                "postgresql://user:password@host:5432/database" % (self.name, _clean(exc, url))) from None
         try:
