@@ -23,8 +23,11 @@ def open_storage(db):
     """The storage for ``--db``: a postgresql:// URL or a SQLite file path.
     Raises StorageError with a message for the command line."""
     if is_postgres_url(db):
-        from edge_agent.receiver.storage_postgres import PostgresStorage
-
+        try:
+            from edge_agent.receiver.storage_postgres import PostgresStorage
+        except ImportError as exc:
+            raise StorageError("--db: PostgreSQL needs psycopg 3 (%s): pip install 'edge-agent[receiver]'"
+                               % exc) from None
         return PostgresStorage(db)
     from edge_agent.receiver.storage_sqlite import SQLiteStorage
 

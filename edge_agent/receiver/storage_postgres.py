@@ -61,7 +61,11 @@ class PostgresStorage(SQLStorage):
     # transactions below): nothing about the message; the batch is not
     # acknowledged.
     FATAL_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
-    RETRY_ERRORS = (psycopg.errors.TransactionRollback,)  # deadlock, serialization failure
+    # The server gave the transaction up (class 40: a deadlock's victim, a
+    # serialization failure); psycopg 3 makes these OperationalErrors, not
+    # TransactionRollback's subclasses, so each is named.
+    RETRY_ERRORS = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected,
+                    psycopg.errors.SerializationFailure)
     types = TYPES
 
     def __init__(self, url):
@@ -103,9 +107,6 @@ class PostgresStorage(SQLStorage):
         if not params:
             return self.db.execute(sql)
         return self.db.execute(sql.replace("?", "%s"), params)
-
-    def in_transaction(self):
-        return self.db.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
     def _tables(self):
         return {row[0] for row in self.execute(

@@ -46,9 +46,6 @@ class SQLiteStorage(SQLStorage):
     def _execute(self, sql, params):
         return self.db.execute(sql, params)
 
-    def in_transaction(self):
-        return self.db.in_transaction
-
     def _tables(self):
         return {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 

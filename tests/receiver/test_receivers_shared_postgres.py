@@ -236,3 +236,60 @@ def test_two_receivers_deciding_at_once_raise_one_incident(tmp_path, postgres_se
     assert storage_a.query("SELECT COUNT(*), COUNT(DISTINCT counter) FROM fleet_advisories") == [(DEVICES, 1)]
     storage_a.close()
     storage_b.close()
+
+
+class _Message:
+    """What the receiver reads of an aiomqtt message."""
+
+    def __init__(self, topic, payload):
+        self.topic, self.payload, self.retain, self.qos, self.mid = topic, payload, False, 1, 0
+
+
+def test_a_batch_the_database_aborts_in_a_deadlock_is_handled_again(tmp_path, postgres_server, caplog):
+    """Another receiver holds device B's row and then wants device A's,
+    while this receiver's batch holds A's and waits for B's: PostgreSQL
+    aborts this batch (the deadlock's victim). The receiver rolls it back
+    and handles it again once the other has committed: both signals
+    stored, the counters counting them once."""
+    import threading
+
+    import psycopg
+
+    identities, registry_file = _fleet(tmp_path)
+    registry = Registry()
+    registry.add_entries(open(registry_file).read())
+    url = postgres_server.create_database()
+    storage = open_storage(url)
+    receiver = Receiver(None, registry, storage)
+    device_a, device_b = sorted(identities)[:2]
+
+    def message(device_id, seq):
+        signal = sg.Signal(sg.KIND_TELEMETRY, 3, 1_800_000_000_000, {0: []}, device_id, seq)
+        return _Message(sg.topic(device_id, signal.kind), identities[device_id].seal(signal.encode()))
+
+    receiver._store_batch([message(device_a, 1), message(device_b, 1)])  # both devices' rows exist
+    # This receiver is the victim: it waits first and checks for a deadlock after 2 s, the other after 30 s.
+    storage.execute("SET deadlock_timeout = '2s'")
+    other = psycopg.connect(url)
+    other.execute("SET deadlock_timeout = '30s'")
+    other.execute("SET lock_timeout = '15s'")  # a receiver that never lets go fails the test, not hangs it
+    other.execute("UPDATE devices SET duplicates = duplicates WHERE device = %s", (device_b,))
+    batch = threading.Thread(target=receiver._store_batch, args=([message(device_a, 2), message(device_b, 2)],))
+    with caplog.at_level("WARNING", logger="edge_agent.receiver"):
+        batch.start()
+        with psycopg.connect(url, autocommit=True) as watcher:
+            deadline = time.monotonic() + 10
+            while watcher.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                  (storage.db.info.backend_pid,)).fetchone()[0] != "Lock":
+                assert time.monotonic() < deadline, "the batch never waited for device B's row"
+                time.sleep(0.02)
+        other.execute("UPDATE devices SET duplicates = duplicates WHERE device = %s", (device_a,))  # the cycle
+        other.commit()
+        other.close()
+        batch.join(20)
+    assert not batch.is_alive()
+    assert "database aborted a batch of 2 messages" in caplog.text
+    assert storage.query("SELECT device, seq FROM signals WHERE seq = 2 ORDER BY device") == [(device_a, 2),
+                                                                                                 (device_b, 2)]
+    assert (receiver.accepted, receiver.duplicates) == (4, 0)
+    storage.close()
