@@ -304,11 +304,13 @@ class SQLStorage:
         return lost, skipped
 
     def _all_gaps(self, device):
-        rows = self.query(
-            "SELECT seq + 1, next - 1 FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next "
-            "FROM signals WHERE device = ?) AS g WHERE next > seq + 1 ORDER BY seq",
+        # seq + 1 in SQL would overflow at seq 2**63 - 1 (an error on
+        # PostgreSQL, a float on SQLite): compare the difference, add here.
+        rows = [(seq + 1, after - 1) for seq, after in self.query(
+            "SELECT seq, next FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next "
+            "FROM signals WHERE device = ?) AS g WHERE next - seq > 1 ORDER BY seq",
             (device,),
-        )
+        )]
         first = self.execute("SELECT MIN(seq) FROM signals WHERE device = ?", (device,)).fetchone()[0]
         if first is not None and first > 1:
             rows.insert(0, (1, first - 1))
