@@ -41,17 +41,19 @@ class _NulEscapingStrDumper(StrDumper):
 
 
 def redact(url):
-    """A postgresql:// URL as it may be logged: its password replaced."""
+    """A postgresql:// URL as it may be logged: its password (after the
+    user name, or a ``password=`` parameter, which libpq reads too) replaced."""
     try:
         parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        user = urllib.parse.quote(parts.username or "", safe="")
-        host = parts.hostname or ""
-        if ":" in host:
-            host = "[%s]" % host
-        netloc = "%s:***@%s%s" % (user, host, ":%d" % parts.port if parts.port else "")
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if ":" in host:
+                host = "[%s]" % host
+            port = ":%d" % parts.port if parts.port else ""
+            parts = parts._replace(netloc="%s:***@%s%s" % (parts.username or "", host, port))
+        query = [(key, "***" if key == "password" else value)
+                 for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+        return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query, safe="*")))
     except ValueError:  # a port that is not a number: show nothing after the scheme
         return url.split("://", 1)[0] + "://***"
 
@@ -131,9 +133,11 @@ def _clean(exc, url):
     """An error's text, one line, never holding the URL's password."""
     text = " ".join(str(exc).split())
     try:
-        password = urllib.parse.urlsplit(url).password
+        parts = urllib.parse.urlsplit(url)
+        secrets = [parts.password] + urllib.parse.parse_qs(parts.query).get("password", [])
     except ValueError:
-        password = None
-    if password:
-        text = text.replace(password, "***").replace(urllib.parse.unquote(password), "***")
+        secrets = []
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***").replace(urllib.parse.unquote(secret), "***")
     return text

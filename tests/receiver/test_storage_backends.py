@@ -90,6 +90,7 @@ def test_bad_or_unreachable_postgresql_urls_are_clear_and_never_show_the_passwor
     registry = tmp_path / "devices.toml"
     registry.write_text("")
     cases = (("postgresql://ops:s3cret-pw@127.0.0.1:1/receiver", "cannot connect"),  # nothing listens on port 1
+             ("postgresql://ops@127.0.0.1:1/receiver?password=s3cret-pw", "cannot connect"),
              ("postgresql://ops:s3cret-pw@127.0.0.1:port/receiver", "not a PostgreSQL URL"),
              ("postgresql://ops:s3cret-pw@127.0.0.1/receiver?sslmode=sometimes", "invalid sslmode value"))
     for url, message in cases:
@@ -103,10 +104,13 @@ def test_bad_or_unreachable_postgresql_urls_are_clear_and_never_show_the_passwor
 
 
 def test_redact_hides_only_the_password():
+    """What `receiver run` logs and every --db error shows of a URL."""
     assert redact("postgresql://ops:s3cret@db.example:5432/rx") == "postgresql://ops:***@db.example:5432/rx"
     assert redact("postgresql://ops@db.example/rx") == "postgresql://ops@db.example/rx"
     assert redact("postgresql://ops:p%40ss@[::1]:5433/rx?sslmode=require") == \
         "postgresql://ops:***@[::1]:5433/rx?sslmode=require"
+    assert redact("postgresql://ops@db/rx?sslmode=require&password=s3cret") == \
+        "postgresql://ops@db/rx?sslmode=require&password=***"
 
 
 def test_the_receiver_logs_its_database_without_the_password(postgres_server, tmp_path):
