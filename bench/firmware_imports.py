@@ -45,7 +45,8 @@ MODULES = [
     "edge_agent.core.store_seq", "edge_agent.core.evictions", "edge_agent.core.bundle",
     "mqtt_packets", "mqtt_client", "pins", "uart_source", "uplink", "store_flash", "identity", "app",
     "edge_agent.core.audit", "edge_agent.core.operator", "edge_agent.core.command_flow", "commands",
-    "edge_agent.core.console_line", "edge_agent.core.console_show", "edge_agent.core.console", "console_port",
+    "edge_agent.core.console_edit", "edge_agent.core.console_line", "edge_agent.core.console_words",
+    "edge_agent.core.console_show", "edge_agent.core.console_login", "edge_agent.core.console", "console_port",
 ]
 
 # How the code is found: a ROMFS image mounted at /rom (rom_boot.py's way),

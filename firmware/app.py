@@ -50,15 +50,19 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal.
 STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
-# cbor.dumps encodes into one reserved block of a record's size instead of
-# a buffer reallocated at every append (core/cbor.py DUMPS_RESERVE).
-CBOR_DUMPS_RESERVE = 512
+# cbor.dumps encodes into one reserved block instead of a buffer reallocated
+# at every append (core/cbor.py DUMPS_RESERVE): room for a telemetry signal
+# of TELEMETRY_MAX_READINGS readings; a longer encoding grows past it.
+CBOR_DUMPS_RESERVE = 384
 # Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
 # floats on the 64-bit port, and the CBOR encoder's list of pieces grows
 # to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in
 # cbor.dumps under a 320 KiB budget); 8 keep a batch's signal under the
-# 512-byte record that the store and a bundle (uplink.BUNDLE_MAX_BYTES) take.
-TELEMETRY_MAX_READINGS = 8
+# 512-byte record that the store and a bundle (uplink.BUNDLE_MAX_BYTES) take;
+# 6 keep it near 250 bytes: on a 32-bit board the heap's largest free block
+# falls to ~550-1,000 bytes under load (the heap log's largest=), and with 8
+# the 96 KiB day through 20 broker restarts failed 3 in 3 (docs/firmware.md).
+TELEMETRY_MAX_READINGS = 6
 HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 
 
@@ -72,17 +76,38 @@ async def _stoppable(coroutine):
         pass
 
 
+def largest_free_block(free):
+    """The largest block the heap can give now, to 16 bytes (its
+    fragmentation margin: a MemoryError comes when a block is refused, with
+    ``free`` bytes free in smaller holes). Found by trying, a collection
+    before each try, so it costs a dozen collections: for the heap log only."""
+    low, high = 0, free
+    while high - low > 16:
+        size = (low + high) // 2
+        gc.collect()
+        try:
+            bytearray(size)  # dropped at once: the next collection takes it back
+        except MemoryError:
+            high = size
+        else:
+            low = size
+    gc.collect()
+    return low
+
+
 class Firmware:
     def __init__(self, board, identity, client, fs, uarts, clock, log, output_pins=None, input_pins=None,
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
                  telemetry_max_readings=TELEMETRY_MAX_READINGS,
-                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None):
+                 trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None,
+                 console_idle_ms=None):
         """``trusted``: the operators whose signed commands this device
         takes (commands.trusted_operators), with ``state`` (a FlashDir) for
         their counters; None takes no commands (nothing is subscribed).
         ``console_uart``: serve the technician console there (logins take
         tokens from the same operators); None: no console, and its modules
-        are not even imported (RAM)."""
+        are not even imported (RAM); ``console_idle_ms``: its idle logout
+        (None: the core's 15 min)."""
         ring = None
         if console_uart is not None:
             from console_port import LogRing
@@ -133,7 +158,7 @@ class Firmware:
         if console_uart is not None:
             from console_port import ConsolePort
 
-            self.console = ConsolePort(self, console_uart, ring, trusted)
+            self.console = ConsolePort(self, console_uart, ring, trusted, console_idle_ms)
         self._wakeup = asyncio.Event()
         self._ingest = []
         self.heap_min_free = None
@@ -214,9 +239,9 @@ class Firmware:
     async def _heap_log(self):
         while True:
             free = self.heap_sample()
-            self.log("info", "heap free=%d min_free=%s readings=%d signals=%d published=%d pending=%d"
-                     % (free, self.heap_min_free, self.device.stats["readings"], self.device.stats["signals"],
-                        self.uplink.published, self.pending()))
+            self.log("info", "heap free=%d largest=%d min_free=%s readings=%d signals=%d published=%d pending=%d"
+                     % (free, largest_free_block(free), self.heap_min_free, self.device.stats["readings"],
+                        self.device.stats["signals"], self.uplink.published, self.pending()))
             await asyncio.sleep(self.heap_log_ms / 1000)
 
     def pending(self):

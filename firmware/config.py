@@ -4,7 +4,8 @@
 
     board.cbor   {"format": 1, "source": name, "board": the board table,
                   "uarts": {bus: [uart id, tx, rx]}, "inputs": {sensor: pin},
-                  "console": [uart id, tx, rx] (absent: no console)}
+                  "console": [uart id, tx, rx] (absent: no console),
+                  "console_idle_ms": its idle logout (absent: 15 min)}
     device.cbor  {"format": 1, "device_id", "secret" (HMAC key),
                   "broker": {"host", "port", "keepalive_s"},
                   "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
@@ -49,9 +50,10 @@ def _read(path, what):
 
 
 class BoardConfig:
-    def __init__(self, board, uarts, inputs, console=None):
+    def __init__(self, board, uarts, inputs, console=None, console_idle_ms=None):
         self.board = board
         self.console = console  # [uart id, tx, rx] for the technician console, or None
+        self.console_idle_ms = console_idle_ms  # its idle logout, None: the core's default
         self.uarts = uarts  # bus id -> [uart id, tx pin or None, rx pin or None]
         self.inputs = inputs  # sensor id -> pin number
 
@@ -72,7 +74,11 @@ def load_board(path):
         board = board_from_dict(data.get("board"), data.get("source", path))  # raises BoardError
     finally:
         forget(VALIDATORS)
-    return BoardConfig(board, data.get("uarts") or {}, data.get("inputs") or {}, data.get("console"))
+    idle = data.get("console_idle_ms")
+    if idle is not None and (not isinstance(idle, int) or idle <= 0):
+        raise ConfigError("%s: console_idle_ms %r is not a positive number of ms; rebuild it with "
+                          "edge-agent firmware compile-board --console-idle SECONDS" % (path, idle))
+    return BoardConfig(board, data.get("uarts") or {}, data.get("inputs") or {}, data.get("console"), idle)
 
 
 def _text_keys(value, depth=0):

@@ -3,7 +3,9 @@
 
 This module only moves bytes and gives the interpreter its *view* of the
 firmware (core/console.py lists what a view offers). One session at a
-time, renewed when it ends (Ctrl-D). ``uart`` is duck-typed like the bus
+time, renewed when it ends (Ctrl-D); a logged-in session idle for
+``idle_logout_ms`` (default 15 min) is logged out (a UART cannot tell that
+the cable was pulled). ``uart`` is duck-typed like the bus
 UARTs (firmware/uart_source.py): machine.UART on the ESP32 (UART0 after
 ``os.dupterm(None, 0)`` detaches the REPL, or a spare UART), a pty on the
 unix port. Nothing here can stop the firmware: a bug in a command is
@@ -19,6 +21,7 @@ from edge_agent.core import console as con
 from edge_agent.core import signals as sg
 
 READ_SIZE = 64
+TICK_MS = 1000  # how often idle sessions are looked for
 LOG_LINES = 20  # the `log` command's memory on a board: 20 lines, ~2 KiB
 ERROR_LINES = 5
 
@@ -68,9 +71,10 @@ class FirmwareView(con.View):
 
 
 class ConsolePort:
-    def __init__(self, firmware, uart, ring, trusted=None):
+    def __init__(self, firmware, uart, ring, trusted=None, idle_logout_ms=None):
         self.uart = uart
-        self.console = con.Console(FirmwareView(firmware, ring), trusted)
+        self.console = con.Console(FirmwareView(firmware, ring), trusted,
+                                   idle_logout_ms=idle_logout_ms or con.IDLE_LOGOUT_MS)
         self.session = None
         self.log = ring
 
@@ -86,7 +90,14 @@ class ConsolePort:
         if data:
             self.uart.write(data)
 
+    async def _tick(self):
+        while True:
+            await asyncio.sleep(TICK_MS / 1000)
+            self.console.tick()
+            self._send()
+
     async def run(self):
+        asyncio.create_task(self._tick())
         reader = asyncio.StreamReader(self.uart)
         while True:
             if self.session is None or self.session.closed:

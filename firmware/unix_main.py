@@ -21,6 +21,7 @@ Options (all optional but --board, --device, and --store or --flash):
     --clock-start MS         the clock's start, ms since the epoch (default: now)
     --telemetry-interval-ms N, --heap-log-ms N, --backoff-max-ms N, --grace-ms N
     --console PATH           serve the technician console on this pty
+    --console-idle-ms N      its idle logout (default: the board config's, else 15 min)
     --state DIR              where the command counters live (default: the store's path + ".state";
                              with --flash, /state)
     --duration S             stop cleanly after S real seconds
@@ -144,6 +145,7 @@ async def main(options):
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
                         trusted=trusted_operators(settings.operators, settings.secret),
                         console_uart=pty_uart(options["console"]) if "console" in options else None,
+                        console_idle_ms=int(options.get("console-idle-ms", "0")) or board_config.console_idle_ms,
                         state=FlashDir(state),
                         backoff_max_ms=int(backoff) if backoff else None)
     cfg.warn_plaintext(settings, firmware.log)  # as firmware/main.py: before the first connect

@@ -39,8 +39,8 @@ IDLE_CHECK_S = 1
 
 BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batch
 # One bundle is one contiguous bytes object (and its COSE envelope another):
-# 512 bytes, because a fragmented board heap refuses larger blocks (app.py).
-BUNDLE_MAX_BYTES = 512
+# 384 bytes, because a fragmented board heap refuses larger blocks (app.py).
+BUNDLE_MAX_BYTES = 384
 # Sealed messages in RAM at once: a batch of 32 records made up to 16
 # messages of up to ~570 bytes, all sealed before the first was sent (9 KiB
 # at once, in blocks a fragmented heap refused: the 32-bit 96 KiB day).

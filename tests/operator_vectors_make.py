@@ -87,7 +87,7 @@ def render():
         message = items[name]
         lines.append('    "%s": bytes.fromhex("%s"),' % (name, message.hex()))
         envelope = cose.parse(message)
-        tbs = cose._structure("Signature1", envelope.protected, envelope.payload, b"")
+        tbs = b"".join(cose._structure("Signature1", envelope.protected, envelope.payload, b""))  # pieces since 3458e48
         try:
             operator_public.verify(envelope.authenticator, tbs)
         except Exception:

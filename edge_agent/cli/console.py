@@ -34,12 +34,6 @@ ANSWER_TIMEOUT_S = 15.0
 RED = "\x1b[31m"
 YELLOW = "\x1b[33m"
 RESET = "\x1b[0m"
-WORDS = {
-    "quarantine": ["force", "release"],
-    "config": ["show"],
-    "echo": ["on", "off"],
-    "notices": ["on", "off"],
-}
 
 
 class ConsoleClientError(Exception):
@@ -349,26 +343,17 @@ class _Reader(threading.Thread):
 
 
 def _setup_completion(readline, session):
+    """Tab as on the device (core/console_words.py, the same table), with
+    the names the device listed when the session started."""
+    from edge_agent.core import console_words
     from edge_agent.core.console import COMMANDS
 
-    sensors = session.names("readings")
-    components = session.names("components")
-
-    def candidates(words):
-        if len(words) <= 1:
-            return sorted(COMMANDS)
-        first = words[0].lower()
-        if first == "help":
-            return sorted(COMMANDS)
-        if first == "quarantine" and len(words) == 3:
-            return components
-        if first == "readings" and len(words) == 2:
-            return sensors
-        return WORDS.get(first, []) if len(words) == 2 else []
+    names = {"SENSOR": session.names("readings"), "COMPONENT": session.names("components")}
 
     def complete(text, state):
-        words = readline.get_line_buffer()[: readline.get_endidx()].split(" ")
-        matches = [w + " " for w in candidates(words) if w.startswith(text)]
+        before = readline.get_line_buffer()[: readline.get_endidx()]
+        choices = console_words.candidates(COMMANDS, before, lambda kind: names.get(kind, []))
+        matches = [w + " " for w in choices if w.startswith(text)]
         return matches[state] if state < len(matches) else None
 
     readline.set_completer(complete)

@@ -25,6 +25,8 @@ def add_commands(top):
                           help="read SENSOR from a switch on GPIO PIN (pull-up); repeatable")
     compile_.add_argument("--console", metavar="ID[:TX:RX]",
                           help="serve the technician console on this UART (0: the USB port, REPL detached)")
+    compile_.add_argument("--console-idle", type=float, metavar="SECONDS",
+                          help="log a technician out after this long without a key (default 900: 15 min)")
     compile_.set_defaults(firmware_func=_cmd_compile)
 
     prov = sub.add_parser("provision", help="the device's settings CBOR: id, HMAC secret, broker, DER certs (mode 0600)")
@@ -71,7 +73,7 @@ def run(args):
 
 
 def _cmd_compile(args):
-    data = fb.compile_board(args.board, args.uart, args.input, args.console)
+    data = fb.compile_board(args.board, args.uart, args.input, args.console, args.console_idle)
     with open(args.output, "wb") as f:
         f.write(data)
     print("%s: %d bytes (board %s)" % (args.output, len(data), args.board))

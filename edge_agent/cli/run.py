@@ -134,7 +134,7 @@ def cmd_run(args):
     except StoreError as exc:
         raise UsageError("--store-dir %s: %s" % (store_dir, exc)) from None
     try:
-        console_server.attach(agent, args.console, args.console_socket)
+        console_server.attach(agent, args.console, args.console_socket, args.console_idle)
     except console_server.ConsoleConfigError as exc:
         raise UsageError(str(exc)) from None
     from edge_agent.deploy import service
@@ -185,6 +185,8 @@ def add_commands(sub):
                          help="serve the console on this serial port (repeatable; 115200 8N1)")
     console.add_argument("--console-socket", metavar="PATH",
                          help="serve the console on a local Unix socket (mode 0600, several sessions)")
+    console.add_argument("--console-idle", type=float, default=900.0, metavar="SECONDS",
+                         help="log a technician out after this long without a key (default %(default)g: 15 min)")
     store_group = store_cli.add_store_options(run)
     store_group.add_argument(
         "--store-segment-bytes", type=int, default=1024 * 1024, metavar="N",

@@ -9,13 +9,19 @@
                                  the UART, the socket (all its clients)
     session.feed(bytes)          the port's bytes; then
     session.take_output()        the bytes to write back
+    session.close(reason)        the line dropped (a pty hang-up, a socket
+                                 closed): the session ends, a login is
+                                 logged out and audited with ``reason``
     console.observe(signal)      every signal the device issues: kept for
                                  `alerts`/`components`, shown to sessions as
                                  notices between lines
+    console.tick()               every second or so: idle sessions are
+                                 logged out (then take_output() again)
 
-The line discipline (console_line.py) does the terminal; read-only commands
-are in console_show.py; this module does commands, sessions, authorization
-and audit. No I/O, no clock of its own: everything comes through the
+The line discipline (console_line.py, console_edit.py) does the terminal;
+command words, completion and `?` are in console_words.py; read-only
+commands are in console_show.py; this module does commands, sessions,
+authorization and audit. No I/O, no clock of its own: everything comes through the
 injected *view*, which the agent (console_server.py) or the firmware
 provides:
 
@@ -40,35 +46,31 @@ how it is configured and connected: `log` and `config show` need a session
 errors, who acted and the audit log (console_show.py). Privileged commands
 need a session opened with `login TOKEN`: a technician token (operator.py)
 signed by a trusted operator, bound to this device, not expired, with the
-command's scope. The session ends when the token expires or at `logout`.
+command's scope. The session ends when the token expires, at `logout`,
+after ``idle_logout_ms`` without a key (15 min by default), and when the
+adapter says the line dropped.
 
-Failed logins. Text that is not a token (not base64url, not COSE) is
-refused as malformed and is not a login attempt: not counted, not
-audited. A token that fails verification counts against its port (the
-session's ``port``: Ctrl-D or a new connection does not reset it): five in
-a row lock login on that port for 2 s, doubling up to 8 s, while tokens
-are not even checked. Other ports are not locked: a passer-by cannot lock
-the owner's technicians out, and a genuine token on the passer-by's port
-waits at most 8 s. (Guessing an Ed25519 signature or an HMAC-SHA256 tag is
-infeasible whatever the lockout; it only slows a script and bounds the
-work and the audits.)
+Failed logins (console_login.py): text that is not a token is no login
+attempt; a token that fails verification counts against its port (the
+session's ``port``: Ctrl-D or a new connection does not reset it), and
+five in a row lock login there for seconds, never the owner's technicians
+out of the device.
 
 Audit. Every privileged action, applied or refused by the device, and
-every login (accepted or refused) becomes an audit signal (audit.py,
-channel "console") that the view dispatches at alert priority. Failed
-logins are audited five at a time: then, for a quiet period of 30 s
-doubling up to an hour (device-wide), they are only counted, and the count
-goes out in one audit before the next one audited (or the next login).
-Commands refused because nobody is logged in, and text that is not a
-token, are not audited: anyone at the port can type them, and an
-unauthenticated flood must not evict stored data.
+every login (accepted or refused, console_login.py says how failures are
+rate-limited) and logout (by command, idle, the line dropping) becomes an
+audit signal (audit.py, channel "console") that the view dispatches at
+alert priority. Commands refused because nobody is logged in, and text
+that is not a token, are not audited: anyone at the port can type them,
+and an unauthenticated flood must not evict stored data.
 """
 
 from edge_agent.core import audit
 from edge_agent.core import component as cs
 from edge_agent.core import console_line as cl
+from edge_agent.core import console_login as logins
 from edge_agent.core import console_show as show
-from edge_agent.core import cose
+from edge_agent.core import console_words as words
 from edge_agent.core import operator as op
 from edge_agent.core import signals as sg
 from edge_agent.core.console_show import ConsoleError
@@ -115,61 +117,20 @@ class View:
         ]
 
 
-# Lockout: MAX_FAILURES failed logins in a row on a port lock login there
-# for FIRST_LOCK_MS, doubled at each further lockout, at most MAX_LOCK_MS.
-# Five tries forgive a mistyped paste; a few seconds slow a script, and are
-# all a passer-by can make the owner's technician wait.
-MAX_FAILURES = 5
-FIRST_LOCK_MS = 2000
-MAX_LOCK_MS = 8000
-# Audits of failed logins: MAX_FAILURES of them, then a quiet period of
-# FIRST_QUIET_MS doubling up to MAX_QUIET_MS (device-wide) in which they are
-# counted, not audited one by one: what an unauthenticated flood can add to
-# the store's alert lane stays at a few an hour.
-FIRST_QUIET_MS = 30000
-MAX_QUIET_MS = 3600000
+# A logged-in session with no key typed for this long is logged out (a
+# technician who walked away, a cable pulled where the port cannot tell).
+IDLE_LOGOUT_MS = 15 * 60 * 1000
+# Words this long may be tokens (~200-300 characters): never kept in history.
+TOKEN_LIKE = 40
 # Recent alerts kept for `alerts` and `ack` (the rest are in the store and
 # at the receiver).
 MAX_ALERTS = 20
 
 CHANNEL = audit.CHANNEL_CONSOLE
-
-
-class LoginGuard:
-    """Counts failures and locks after too many (on the injected clock):
-    login on a port, or the one-by-one audit of failed logins."""
-
-    def __init__(self, max_failures=MAX_FAILURES, first_lock_ms=FIRST_LOCK_MS, max_lock_ms=MAX_LOCK_MS):
-        self.max_failures = max_failures
-        self.first_lock_ms = first_lock_ms
-        self.max_lock_ms = max_lock_ms
-        self.failures = 0  # in a row, since the last lockout or success
-        self.lockouts = 0  # since the last success
-        self.locked_until_ms = None
-
-    def locked_for(self, now_ms):
-        """Milliseconds of lockout left (0: login allowed)."""
-        if self.locked_until_ms is None or now_ms >= self.locked_until_ms:
-            return 0
-        return self.locked_until_ms - now_ms
-
-    def failed(self, now_ms):
-        """Count a failure; return the lockout it starts in ms (0: none)."""
-        self.failures += 1
-        if self.failures < self.max_failures:
-            return 0
-        self.failures = 0
-        self.lockouts += 1
-        lock = self.first_lock_ms
-        for _ in range(self.lockouts - 1):
-            lock = min(lock * 2, self.max_lock_ms)
-        self.locked_until_ms = now_ms + lock
-        return lock
-
-    def succeeded(self):
-        self.failures = 0
-        self.lockouts = 0
-        self.locked_until_ms = None
+# The login limits, for `help login` and for tests.
+MAX_FAILURES = logins.MAX_FAILURES
+FIRST_LOCK_MS = logins.FIRST_LOCK_MS
+MAX_LOCK_MS = logins.MAX_LOCK_MS
 
 
 class AlertRecord:
@@ -235,15 +196,13 @@ ORDER = ("status", "readings", "components", "alerts", "buffer", "log", "config"
 
 
 class Console:
-    def __init__(self, view, trusted=None, max_line=cl.MAX_LINE):
+    def __init__(self, view, trusted=None, max_line=cl.MAX_LINE, idle_logout_ms=IDLE_LOGOUT_MS):
         """``trusted``: {operator kid bytes: verifier or HMAC key}
         (operator.verify_token); None or {} means nobody can log in."""
         self.view = view
-        self.trusted = trusted or {}
-        self.guards = {}  # port -> LoginGuard of its logins
-        self.audit_guard = LoginGuard(MAX_FAILURES, FIRST_QUIET_MS, MAX_QUIET_MS)
-        self.unaudited = 0  # failed logins counted in a quiet period, not yet audited
+        self.logins = logins.Logins(view, trusted)
         self.max_line = max_line
+        self.idle_logout_ms = idle_logout_ms
         self.sessions = []
         self.alerts = []  # AlertRecord, oldest first
         self.reasons = {}  # component id -> (reason of its last transition, as shown before login)
@@ -255,15 +214,15 @@ class Console:
         session.start()
         return session
 
-    def guard(self, port):
-        guard = self.guards.get(port)
-        if guard is None:
-            guard = self.guards[port] = LoginGuard()
-        return guard
-
     def close_session(self, session):
         if session in self.sessions:
             self.sessions.remove(session)
+
+    def tick(self):
+        """Log out sessions idle for idle_logout_ms (call it every second or so)."""
+        now = self.view.now_ms()
+        for session in list(self.sessions):
+            session.check_idle(now)
 
     def observe(self, signal):
         """A signal the device issued (numbered): remember what the console
@@ -325,6 +284,9 @@ class Session:
         self.busy = False
         self._held = []  # notices that arrived while a command ran
         self.line = cl.LineDiscipline(console.prompt(self), console.max_line)
+        self.line.completer = self._candidates
+        self.line.helper = self._context_help
+        self.last_input_ms = console.view.now_ms()
 
     def start(self):
         view = self.console.view
@@ -334,6 +296,10 @@ class Session:
 
     def feed(self, data):
         """Bytes from the terminal; the answer is in take_output()."""
+        now = self.view_now()
+        self.check_idle(now)  # a key after the idle limit comes too late: logged out first
+        if data:
+            self.last_input_ms = now
         self.line.receive(data)
         while not self.closed:
             event = self.line.next_event()
@@ -350,7 +316,7 @@ class Session:
                 for notice in held:
                     self.line.notice(notice)
             elif kind == cl.EOF:
-                self.close()
+                self.close("Ctrl-D")
 
     def take_output(self):
         return self.line.take_output()
@@ -363,14 +329,26 @@ class Session:
         else:
             self.line.notice(text)
 
-    def close(self):
-        """End the session (Ctrl-D, the connection closed)."""
+    def close(self, reason="session closed"):
+        """End the session (Ctrl-D, the connection closed, the line dropped);
+        ``reason`` goes into the logout's audit."""
         if self.closed:
             return
         if self.token is not None:
-            self._logout(self.view_now(), "session closed")
+            self._logout(self.view_now(), reason)
         self.closed = True
         self.console.close_session(self)
+
+    def check_idle(self, now):
+        """Log out a session that has typed nothing for idle_logout_ms."""
+        idle = now - self.last_input_ms
+        if self.token is None or self.closed or idle < self.console.idle_logout_ms:
+            return
+        subject = self.token.subject
+        limit = show.duration(self.console.idle_logout_ms)
+        self._logout(now, "idle for %s" % limit)
+        self.line.notice("session of %s ended: idle for %s; `login TOKEN` again" % (subject, limit),
+                         self.console.prompt(self))
 
     def view_now(self):
         return self.console.view.now_ms()
@@ -382,17 +360,27 @@ class Session:
 
     def _run_line(self, text):
         now = self.view_now()
-        words = text.split()
+        typed = text.split()
         prefix = self._expire(now)
-        if not words:
+        if not typed:
             self._reply(prefix, "")
             return
-        name, args = words[0].lower(), words[1:]
-        if name not in COMMANDS:
-            self._reply(prefix, "error: " + _unknown(name))
-            return
-        scope = COMMANDS[name][0]
         try:
+            name = words.resolve(typed[0].lower(), COMMANDS)
+        except words.Ambiguous as exc:
+            self._remember(text, None)
+            self._reply(prefix, "error: ambiguous command %r: %s; type more of it (Tab completes)"
+                        % (exc.word, " or ".join(exc.matches)))
+            return
+        self._remember(text, name)
+        if name is None:
+            self._reply(prefix, "error: " + _unknown(typed[0].lower()))
+            return
+        scope, usage = COMMANDS[name][0], COMMANDS[name][1]
+        try:
+            args = _spelled_out(usage, typed[1:])
+            if len(args) < words.required(usage):  # at any privilege level: what to type comes first
+                raise ConsoleError("usage: " + usage)
             if scope is not None:
                 self._authorize(name, scope)
             output = self._dispatch(name, args, now)
@@ -402,6 +390,30 @@ class Session:
             self.console.internal_errors.append("%s: %s: %s" % (name, type(exc).__name__, exc))
             output = "error: internal error in `%s` (%s: %s); the device carries on" % (name, type(exc).__name__, exc)
         self._reply(prefix, output)
+
+    def _remember(self, text, name):
+        """History for Up: not a login, nor any line with a word as long as
+        a token (a mistyped `lgoin TOKEN`): a token is a secret, and the
+        next person at the port could recall it."""
+        if name != "login" and not [w for w in text.split() if len(w) > TOKEN_LIKE]:
+            self.line.remember(text)
+
+    def _candidates(self, before):
+        return words.candidates(COMMANDS, before, self._names)
+
+    def _context_help(self, before):
+        return words.context_help(COMMANDS, ORDER, before, self._names)
+
+    def _names(self, kind):
+        """The device's names of a usage line's placeholder, for Tab and ?."""
+        device = self.console.view.device
+        if kind == "COMPONENT":
+            return list(device.health.components)
+        if kind == "SENSOR":
+            return list(device.board.sensors)
+        if kind == "ALERT":
+            return [str(alert.seq) for alert in self.console.alerts]
+        return []
 
     def _reply(self, prefix, output):
         self.line.set_prompt(self.console.prompt(self))
@@ -442,9 +454,12 @@ class Session:
         if len(args) > 1:
             raise ConsoleError("usage: help [COMMAND]")
         if args:
-            name = args[0].lower()
-            if name not in COMMANDS:
-                raise ConsoleError(_unknown(name))
+            try:
+                name = words.resolve(args[0].lower(), COMMANDS)
+            except words.Ambiguous as exc:
+                raise ConsoleError("help %s: could be %s" % (exc.word, " or ".join(exc.matches)))
+            if name is None:
+                raise ConsoleError(_unknown(args[0].lower()))
             scope, usage, summary, details = COMMANDS[name]
             lines = ["usage: " + usage, summary + "."]
             if scope == "read":
@@ -473,61 +488,14 @@ class Session:
     def _cmd_login(self, args, now):
         if len(args) != 1:
             raise ConsoleError("usage: login TOKEN (paste the whole token on one line)")
-        console = self.console
-        if not console.trusted:
-            raise ConsoleError("this device trusts no operator key, so nobody can log in; "
-                               "start the agent with a trusted-operators file")
-        try:  # text that is not a token is no login attempt: not counted, not audited
-            data = op.token_from_text(args[0])
-            cose.parse(data)
-        except (op.Rejection, cose.COSEError) as exc:
-            raise ConsoleError("login refused: malformed (%s); not a token, so not counted as a failed login"
-                               % getattr(exc, "detail", exc))
-        guard = console.guard(self.port)
-        locked = guard.locked_for(now)
-        if locked:
-            raise ConsoleError("login is locked for %s on this port after repeated failures; wait, then try again"
-                               % show.duration(locked))
-        device_id = console.view.device.device_id
-        try:
-            token = op.verify_token(data, console.trusted, device_id, now)
-        except op.Rejection as exc:
-            lock = guard.failed(now)
-            self._audit_failure(now, exc)
-            message = "login refused: %s (%s)" % (exc.reason, exc.detail)
-            if lock:
-                message += "; %d failed logins in a row: login locked for %s on this port" % (
-                    guard.max_failures, show.duration(lock))
-            raise ConsoleError(message)
-        guard.succeeded()
-        self._audit_unaudited(now)
-        console.audit_guard.succeeded()
+        token = self.console.logins.attempt(self.port, self.name, args[0], now)
         previous = self.token
         self.token = token
         self._audit(now, "console.login", self.name, previous.subject if previous else None, token.subject,
                     audit.APPLIED, "scopes %s until %s" % (",".join(token.scopes), show.utc(token.expires_ms)))
-        return "logged in as %s (operator %s); scopes %s; the session ends %s (in %s) or at `logout`" % (
-            token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
-            show.duration(token.expires_ms - now))
-
-    def _audit_failure(self, now, exc):
-        """Audit a failed login, or count it in a quiet period (LoginGuard's
-        lock on the audit, not on login)."""
-        console = self.console
-        if console.audit_guard.locked_for(now):
-            console.unaudited += 1
-            return
-        self._audit_unaudited(now)
-        console.audit_guard.failed(now)
-        self._audit(now, "console.login", self.name, None, None, audit.REFUSED,
-                    "%s: %s" % (exc.reason, exc.detail), who="unverified (operator %s)" % (exc.operator or "?"))
-
-    def _audit_unaudited(self, now):
-        count = self.console.unaudited
-        if count:
-            self.console.unaudited = 0
-            self._audit(now, "console.login", "console", None, None, audit.REFUSED,
-                        "rate-limited: %d more failed logins refused unaudited" % count, who="unverified")
+        return ("logged in as %s (operator %s); scopes %s; the session ends %s (in %s), after %s idle, "
+                "or at `logout`" % (token.subject, token.operator, ", ".join(token.scopes), show.utc(token.expires_ms),
+                                    show.duration(token.expires_ms - now), show.duration(self.console.idle_logout_ms)))
 
     def _cmd_logout(self, args, now):
         show._no_args("logout", args)
@@ -663,6 +631,19 @@ def _check_sensor(device, sensor, now):
         return "FAIL", "reads %s %s, outside %s to %s" % (show.num(reading.value), sensor.unit, show.num(sensor.low),
                                                           show.num(sensor.high))
     return "pass", "%s %s, %s ago" % (show.num(reading.value), sensor.unit, show.duration(age))
+
+
+def _spelled_out(usage, args):
+    """``args`` with abbreviated keywords (``quar f fan``: force) spelled
+    out, as the usage line names them; raises ConsoleError when ambiguous."""
+    spelled = list(args)
+    for i, (choices, _) in enumerate(words.arguments(usage)[:len(args)]):
+        if choices:
+            try:
+                spelled[i] = words.resolve(args[i].lower(), choices) or args[i]
+            except words.Ambiguous as exc:
+                raise ConsoleError("%r could be %s; usage: %s" % (exc.word, " or ".join(exc.matches), usage))
+    return spelled
 
 
 def _on_text(value):

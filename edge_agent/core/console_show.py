@@ -29,7 +29,7 @@ class ConsoleError(ValueError):
 # -- formatting helpers -------------------------------------------------------
 
 def duration(ms):
-    """'850 ms', '12 s', '3 min 20 s', '2 h 5 min', '3 d 4 h'."""
+    """'850 ms', '12 s', '3 min 20 s', '15 min', '2 h 5 min', '3 d 4 h'."""
     if ms < 0:
         ms = 0
     if ms < 1000:
@@ -38,10 +38,16 @@ def duration(ms):
     if s < 60:
         return "%d s" % s
     if s < 3600:
-        return "%d min %d s" % (s // 60, s % 60)
+        return _two(s // 60, "min", s % 60, "s")
     if s < 86400:
-        return "%d h %d min" % (s // 3600, s % 3600 // 60)
-    return "%d d %d h" % (s // 86400, s % 86400 // 3600)
+        return _two(s // 3600, "h", s % 3600 // 60, "min")
+    return _two(s // 86400, "d", s % 86400 // 3600, "h")
+
+
+def _two(big, big_unit, small, small_unit):
+    if small:
+        return "%d %s %d %s" % (big, big_unit, small, small_unit)
+    return "%d %s" % (big, big_unit)
 
 
 def ago(now_ms, then_ms):

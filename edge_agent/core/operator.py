@@ -122,6 +122,10 @@ class Rejection(ValueError):
         # replay, expired, another model): its name and args, for the audit.
         self.command_name = None
         self.command_args = None
+        # Set when a token's signature was good but the token is refused
+        # (expired, another device): who it names, for the audit.
+        self.verified = False
+        self.subject = None
 
 
 class Refused(Exception):
@@ -256,8 +260,9 @@ def _open(data, trusted):
         try:
             payload = envelope.verify_mac0(bytes(key))
         except cose.COSEError as exc:
-            reason = "bad-signature" if exc.reason == "bad-mac" else exc.reason
-            raise Rejection(reason, str(exc), operator)
+            if exc.reason != "bad-mac":
+                raise Rejection(exc.reason, str(exc), operator)
+            raise Rejection("bad-signature", _forged("HMAC-SHA256 tag", operator), operator)
     else:
         if envelope.tag != cose.TAG_SIGN1:
             raise Rejection("wrong-algorithm", "operator %r signs with Ed25519 here; expected COSE_Sign1"
@@ -265,7 +270,9 @@ def _open(data, trusted):
         try:
             payload = envelope.verify_sign1(lambda sig, msg: _accepts(key, sig, msg))
         except cose.COSEError as exc:
-            raise Rejection(exc.reason, str(exc), operator)
+            if exc.reason != "bad-signature":
+                raise Rejection(exc.reason, str(exc), operator)
+            raise Rejection("bad-signature", _forged("Ed25519 signature", operator), operator)
     try:
         body = cbor.loads(payload)
     except cbor.CBORError as exc:
@@ -282,6 +289,11 @@ def _open(data, trusted):
     if not isinstance(body.get(O_TARGET), str):
         raise Rejection("malformed", "target (key %d) must be text" % O_TARGET, operator)
     return operator, body
+
+
+def _forged(what, operator):
+    return ("the %s does not verify with the key of operator %r: the text was changed, or another key signed it"
+            % (what, operator))
 
 
 def _accepts(verify, signature, message):
@@ -322,6 +334,16 @@ def verify_token(data, trusted, device_id, now_ms):
     """Verify a technician token for this device; return a Token or raise
     Rejection."""
     operator, body = _open(data, trusted)
+    try:
+        return _token(body, device_id, now_ms, operator)
+    except Rejection as exc:  # signed by a trusted operator, so who it names is known
+        exc.verified = True
+        subject = body.get(O_SUBJECT)
+        exc.subject = subject if not check_name(subject) else None
+        raise
+
+
+def _token(body, device_id, now_ms, operator):
     _expect_type(body, TYPE_TOKEN, operator)
     subject = body.get(O_SUBJECT)
     if check_name(subject):

@@ -38,6 +38,7 @@ KEYS = {
     ("store", "segment_bytes"): ("store_segment_bytes", "positive int", "bytes"),
     ("console", "ports"): ("console", "paths", "a list of serial port paths"),
     ("console", "socket"): ("console_socket", "path", "a Unix socket path"),
+    ("console", "idle"): ("console_idle", "positive number", "seconds without a key before a technician is logged out"),
     ("downlink", "operators"): ("operators", "path", "the trusted operators file (TOML)"),
     ("downlink", "state_dir"): ("state_dir", "path", "a directory"),
     ("logging", "level"): ("log_level", "level", "one of " + ", ".join(LEVELS)),

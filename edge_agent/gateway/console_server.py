@@ -4,6 +4,12 @@
                              renewed when it ends (Ctrl-D) or the port reopens
     --console-socket PATH    a local Unix socket, mode 0600: several sessions
                              at once (`edge-agent console PATH`)
+    --console-idle SECONDS   idle logout (default 15 min)
+
+A session ends, and its login is logged out and audited, when the line
+drops: the other side of a pty hangs up (EIO), a serial port's carrier
+(DCD) goes from on to off (only ports that report it: a pty or a 3-wire
+cable cannot tell), a socket client goes away.
 
 The interpreter is the portable core's (edge_agent/core/console.py); this
 module only moves bytes and gives it its *view* of the agent (AgentView).
@@ -21,6 +27,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 import termios
 import tty
 
@@ -40,6 +47,8 @@ MAX_SOCKET_SESSIONS = 8
 LOG_LINES = 500
 ERROR_LINES = 20
 READ_SIZE = 4096
+# How often idle sessions are looked for (the idle limit is minutes).
+TICK_S = 1.0
 
 
 class ConsoleConfigError(ValueError):
@@ -144,12 +153,13 @@ class _Writer:
 
 
 class ConsoleServer:
-    def __init__(self, agent, trusted=None, serial_ports=(), socket_path=None):
+    def __init__(self, agent, trusted=None, serial_ports=(), socket_path=None, idle_logout_s=None):
         self.agent = agent
         self.ring = LogRing()
         logging.getLogger("edge_agent").addHandler(self.ring)
         self.view = AgentView(agent, self.ring)
-        self.console = con.Console(self.view, trusted)
+        idle_ms = con.IDLE_LOGOUT_MS if idle_logout_s is None else int(idle_logout_s * 1000)
+        self.console = con.Console(self.view, trusted, idle_logout_ms=idle_ms)
         self.serial_ports = list(serial_ports)
         self.socket_path = socket_path
         self.outputs = {}  # session -> _Writer or StreamWriter
@@ -188,16 +198,25 @@ class ConsoleServer:
         while self.console.internal_errors:
             log.error("console: internal error: %s", self.console.internal_errors.pop(0))
 
+    async def _tick(self):
+        """Idle logout: the core decides, this only asks every second."""
+        while True:
+            await asyncio.sleep(TICK_S)
+            try:
+                self.console.tick()
+                for session in list(self.console.sessions):
+                    self._send(session)
+            except Exception:  # the console must never stop the agent
+                log.exception("console: idle check failed")
+
     async def run(self):
         tasks = [asyncio.create_task(self._serve_serial(path), name="console-" + path) for path in self.serial_ports]
+        tasks.append(asyncio.create_task(self._tick(), name="console-idle"))
         server = None
         if self.socket_path is not None:
             server = await self._start_socket()
         try:
-            if tasks:
-                await asyncio.gather(*tasks)
-            else:
-                await asyncio.Event().wait()
+            await asyncio.gather(*tasks)
         finally:
             for task in tasks:
                 task.cancel()
@@ -239,13 +258,24 @@ class ConsoleServer:
         readable = asyncio.Event()
         loop.add_reader(fd, readable.set)
         session = None
+        why = "port closed"  # the session's end, for the logout's audit
+        carrier = _carrier(fd)  # True/False, None: this port cannot tell
         try:
             while True:
                 if session is None or session.closed:
                     session = self.console.open_session("serial " + path)
                     self.outputs[session] = writer
                     self._send(session)
-                await readable.wait()
+                try:
+                    await asyncio.wait_for(readable.wait(), TICK_S)
+                except asyncio.TimeoutError:
+                    now = _carrier(fd)
+                    if carrier and now is False:  # seen on, now off: the other end went away
+                        log.info("console %s: carrier lost; session ended", path)
+                        session.close("line dropped (carrier lost)")
+                        self.outputs.pop(session, None)
+                    carrier = now
+                    continue
                 readable.clear()
                 try:
                     data = os.read(fd, READ_SIZE)
@@ -253,9 +283,11 @@ class ConsoleServer:
                     continue
                 except OSError as exc:
                     if exc.errno == errno.EIO:  # a pty whose other side closed
+                        why = "line dropped (hang-up)"
                         return
                     raise
                 if not data:
+                    why = "line dropped (hang-up)"
                     return
                 self._feed(session, data)
                 if session.closed:
@@ -264,7 +296,9 @@ class ConsoleServer:
             loop.remove_reader(fd)
             writer.close()
             if session is not None:
-                session.close()
+                if not session.closed:
+                    log.info("console %s: %s; session ended", path, why)
+                session.close(why)
                 self.outputs.pop(session, None)
 
     # -- Unix socket -----------------------------------------------------------
@@ -303,7 +337,7 @@ class ConsoleServer:
         except Exception:  # a bug: this connection ends, the agent does not
             log.exception("console %s: failed; closing it", session.name)
         finally:
-            session.close()
+            session.close("connection closed")
             self._send(session)
             self.outputs.pop(session, None)
             writer.close()
@@ -328,6 +362,16 @@ def _open_serial(path):
         os.close(fd)
         raise
     return fd
+
+
+def _carrier(fd):
+    """The port's carrier detect (DCD): True or False, or None when the
+    port has no modem lines to ask (a pty: ENOTTY) or refuses."""
+    try:
+        status = struct.unpack("I", fcntl.ioctl(fd, termios.TIOCMGET, b"\0\0\0\0"))[0]
+    except OSError:
+        return None
+    return bool(status & termios.TIOCM_CAR)
 
 
 def _reason(exc):
@@ -362,17 +406,21 @@ def _unlink_socket(path):
         pass
 
 
-def attach(agent, serial_ports, socket_path):
+def attach(agent, serial_ports, socket_path, idle_logout_s=None):
     """Build the console server for ``agent`` on ``serial_ports`` (`run
     --console`) and ``socket_path`` (`--console-socket`, or None) and add it
     to the agent's services; None when no console was asked for. Logins are
     checked against the trusted operators of --operators, as the signed
-    downlink loaded them (it exists exactly when --operators was given)."""
+    downlink loaded them (it exists exactly when --operators was given).
+    ``idle_logout_s``: `--console-idle` (None: 15 min)."""
     if not serial_ports and not socket_path:
         return None
+    if idle_logout_s is not None and not 0 < idle_logout_s < 7 * 86400:
+        raise ConsoleConfigError("--console-idle %g: give seconds, more than 0 and less than a week (default 900)"
+                                 % idle_logout_s)
     trusted = agent.downlink.trusted if agent.downlink is not None else None
     if trusted is None:
         log.warning("console: no trusted operators (--operators): read-only commands only, nobody can log in")
-    server = ConsoleServer(agent, trusted, serial_ports, socket_path)
+    server = ConsoleServer(agent, trusted, serial_ports, socket_path, idle_logout_s)
     agent.services.append(server)
     return server

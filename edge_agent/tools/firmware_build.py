@@ -77,12 +77,13 @@ def parse_input(text, board):
     return sensor, int(pin)
 
 
-def compile_board(path, uarts=(), inputs=(), console=None):
+def compile_board(path, uarts=(), inputs=(), console=None, console_idle_s=None):
     """The CBOR config for the board file ``path``: validated first (raises
     BoardError listing every problem), then the parsed table as is, with
     the ESP32 wiring: ``uarts`` ['BUS=ID[:TX:RX]'] and ``inputs`` ['SENSOR=PIN'].
     Buses without a UART are not read on the device (an ESP32 has three).
-    ``console`` 'ID[:TX:RX]' serves the technician console on that UART."""
+    ``console`` 'ID[:TX:RX]' serves the technician console on that UART;
+    ``console_idle_s`` its idle logout (None: the core's 15 min)."""
     from edge_agent.boardfile import load_board
 
     board = load_board(path)  # every check the gateway makes, with the file name
@@ -94,6 +95,11 @@ def compile_board(path, uarts=(), inputs=(), console=None):
               "inputs": pins}
     if console:
         config["console"] = parse_uart("console=" + console, None)[1]
+    if console_idle_s is not None:
+        if not console or not 0 < console_idle_s < 7 * 86400:
+            raise FirmwareBuildError("--console-idle %g: give seconds, more than 0 and less than a week, with "
+                                     "--console" % console_idle_s)
+        config["console_idle_ms"] = int(console_idle_s * 1000)
     return cbor.dumps(config)
 
 

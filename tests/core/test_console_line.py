@@ -1,5 +1,7 @@
 """The console's line discipline, byte by byte, on both interpreters."""
 
+from vt_screen import VtScreen
+
 from edge_agent.core import console_line as cl
 
 
@@ -63,7 +65,7 @@ def test_ctrl_c_drops_the_half_typed_line():
 def test_ctrl_u_erases_the_line():
     events, out = _run(b"abc\x15status\r")
     assert _lines(events) == ["status"]
-    assert b"abc\b \b\b \b\b \bstatus" in out
+    assert b"abc\b\b\b   \b\b\bstatus" in out
 
 
 def test_ctrl_d_on_an_empty_line_is_eof_else_ignored():
@@ -71,7 +73,7 @@ def test_ctrl_d_on_an_empty_line_is_eof_else_ignored():
     assert events == [(cl.LINE, "abc"), (cl.EOF, None)]
 
 
-def test_arrow_keys_and_escape_sequences_are_ignored_whole():
+def test_keys_with_nothing_to_do_and_unknown_escape_sequences_are_ignored_whole():
     events, out = _run(b"st\x1b[Aat\x1b[1;5Cus\x1bOB\r")
     assert _lines(events) == ["status"]
     assert b"\x1b" not in out and b"[A" not in out
@@ -82,7 +84,7 @@ def test_a_broken_escape_sequence_does_not_swallow_enter_or_ctrl_c():
     assert events == [(cl.INTERRUPT, None), (cl.LINE, "status")]
 
 
-def test_tab_is_a_space():
+def test_tab_is_a_space_without_a_completer():
     events, _ = _run(b"help\tstatus\r")
     assert _lines(events) == ["help status"]
 
@@ -178,3 +180,183 @@ def test_multibyte_utf8_is_refused_not_mangled():
     events, out = _run("temp°\r".encode())
     assert _lines(events) == []
     assert b"2 bytes that are not text (first 0xc2 at column 5)" in out
+
+
+# -- line editing (VT100 keys), checked on the screen a terminal shows -------
+
+LEFT, RIGHT, UP, DOWN = b"\x1b[D", b"\x1b[C", b"\x1b[A", b"\x1b[B"
+HOME, END, DELETE = b"\x1b[H", b"\x1b[F", b"\x1b[3~"
+
+
+def _editing(keys, completer=None, helper=None, chunk=None):
+    """(discipline, screen) after typing ``keys`` at a 'dev> ' prompt."""
+    d = cl.LineDiscipline("dev> ")
+    d.completer = completer
+    d.helper = helper
+    d.show_prompt()
+    screen = VtScreen()
+    pieces = [keys] if chunk is None else [keys[i:i + chunk] for i in range(0, len(keys), chunk)]
+    for piece in pieces:
+        d.receive(piece)
+        while True:
+            event = d.next_event()
+            if event is None:
+                break
+            if event[0] == cl.LINE:
+                d.remember(event[1])
+                d.respond("ran " + event[1])
+    screen.feed(d.take_output())
+    return d, screen
+
+
+def _cursor_at(d, screen):
+    return screen.col == len("dev> ") + d.editor.cursor
+
+
+def test_left_three_times_then_a_key_inserts_there():
+    d, screen = _editing(b"statu" + LEFT * 3 + b"X")
+    assert d.partial() == "stXatu"
+    assert screen.line() == "dev> stXatu" and _cursor_at(d, screen)
+    d, screen = _editing(b"sttus" + LEFT * 3 + b"a\r")
+    assert "ran status" in screen.text()
+
+
+def test_application_mode_arrows_and_ctrl_b_f_move_too():
+    d, screen = _editing(b"ac\x1bODb\x02\x02\x06\x1bOC\x1bOCd")
+    assert d.partial() == "abcd" and screen.line() == "dev> abcd" and _cursor_at(d, screen)
+
+
+def test_home_end_and_their_other_spellings():
+    for home, end in ((HOME, END), (b"\x01", b"\x05"), (b"\x1b[1~", b"\x1b[4~"), (b"\x1bOH", b"\x1bOF"),
+                      (b"\x1b[7~", b"\x1b[8~")):
+        d, screen = _editing(b"tatu" + home + b"s" + end + b"s")
+        assert d.partial() == "status", (home, end)
+        assert screen.line() == "dev> status" and _cursor_at(d, screen)
+
+
+def test_delete_and_backspace_in_the_middle():
+    d, screen = _editing(b"staXtus" + LEFT * 4 + DELETE)
+    assert d.partial() == "status" and screen.line() == "dev> status" and _cursor_at(d, screen)
+    d, screen = _editing(b"staXtus" + LEFT * 3 + b"\x7f")
+    assert d.partial() == "status" and screen.line() == "dev> status" and _cursor_at(d, screen)
+    d, screen = _editing(b"statXus" + LEFT * 3 + b"\x04")  # Ctrl-D on a non-empty line deletes
+    assert d.partial() == "status" and screen.line() == "dev> status"
+
+
+def test_ctrl_k_u_w_cut_around_the_cursor():
+    d, screen = _editing(b"quarantine force fan" + LEFT * 3 + b"\x0b")
+    assert d.partial() == "quarantine force " and screen.line() == "dev> quarantine force"
+    d, screen = _editing(b"junk status" + LEFT * 6 + b"\x15")
+    assert d.partial() == "status" and screen.line() == "dev> status" and d.editor.cursor == 0
+    d, screen = _editing(b"quarantine force fan\x17\x17")
+    assert d.partial() == "quarantine " and screen.line() == "dev> quarantine"
+
+
+def test_up_and_down_recall_history_and_the_draft_comes_back():
+    d, screen = _editing(b"status\rhelp\rcomp" + UP + UP + UP)
+    assert d.partial() == "status" and screen.line() == "dev> status" and _cursor_at(d, screen)
+    d, screen = _editing(b"status\rhelp\rcomp" + UP + UP + DOWN + DOWN)
+    assert d.partial() == "comp" and screen.line() == "dev> comp"
+    d, screen = _editing(b"status\rhelp\r" + UP + UP + b"\x10\x0e\r")  # Ctrl-P, Ctrl-N too
+    assert screen.text().endswith("ran help\ndev>")
+
+
+def test_history_is_bounded_by_lines_and_characters():
+    d = cl.LineDiscipline("> ", history_lines=3, history_chars=20)
+    for line in ("a", "b", "b", "c", "d"):
+        d.remember(line)
+    assert d.editor.history == ["b", "c", "d"]  # a repeat is kept once
+    d.remember("x" * 19)  # 1 + 1 + 19 > 20 characters: the oldest goes
+    assert d.editor.history == ["d", "x" * 19]
+    d.remember("y" * 21)  # longer than the whole budget: not kept
+    d.remember("   ")
+    assert d.editor.history == ["d", "x" * 19]
+
+
+def _names(before):
+    words = before.split(" ")
+    if len(words) == 1:
+        return ["status", "selftest", "help", "components", "config"]
+    return ["cabinet_fan", "cabinet_light", "coolant"]
+
+
+def test_tab_completes_a_unique_word_and_adds_a_space():
+    d, screen = _editing(b"sta\t", completer=_names)
+    assert d.partial() == "status " and screen.line() == "dev> status" and _cursor_at(d, screen)
+    d, screen = _editing(b"quarantine force coo\t", completer=_names)
+    assert d.partial() == "quarantine force coolant "
+
+
+def test_tab_on_an_ambiguous_word_extends_it_then_lists_the_choices():
+    d, screen = _editing(b"quarantine force c\t", completer=_names)
+    assert d.partial() == "quarantine force c"  # cabinet_* and coolant agree on nothing more
+    assert "cabinet_fan  cabinet_light  coolant" in screen.text()
+    assert screen.line() == "dev> quarantine force c" and _cursor_at(d, screen)
+    d, screen = _editing(b"quarantine force cab\t", completer=_names)
+    assert d.partial() == "quarantine force cabinet_"
+    d, screen = _editing(b"x\t", completer=_names)  # nothing matches: a bell, nothing else
+    assert d.partial() == "x" and d.take_output() == b""
+
+
+def test_tab_in_the_middle_of_a_line_completes_the_word_before_the_cursor():
+    d, screen = _editing(b"co fan" + LEFT * 4 + b"m\t", completer=_names)
+    assert d.partial() == "components fan"
+    assert screen.line() == "dev> components fan" and _cursor_at(d, screen)
+
+
+def test_question_mark_shows_help_and_keeps_the_line():
+    d, screen = _editing(b"quarantine ?", helper=lambda before: "usage: quarantine force|release COMPONENT")
+    assert d.partial() == "quarantine "
+    assert "dev> quarantine ?\nusage: quarantine force|release COMPONENT\ndev> quarantine" in screen.text()
+
+
+def test_ctrl_l_redraws_and_clears_only_a_terminal_that_speaks_ansi():
+    d, screen = _editing(b"stat\x0c")
+    assert b"\x1b" not in d.take_output() and screen.line() == "dev> stat"
+    d, screen = _editing(b"stt" + LEFT + b"a\x0c")
+    assert screen.rows == ["dev> stat"] and _cursor_at(d, screen)  # cleared, then drawn at the top
+
+
+def test_a_dumb_terminal_gets_plain_lines_with_backspace():
+    d, screen = _editing(b"stat\x08\x08tus\rhelp\r")
+    assert screen.text() == "dev> sttus\nran sttus\ndev> help\nran help\ndev>"
+
+
+def test_echo_off_keeps_tab_and_question_mark_as_text():
+    d = cl.LineDiscipline("> ", echo=False)
+    d.completer = _names
+    d.helper = lambda before: "help"
+    d.receive(b"sta\t?\r")
+    assert d.next_event() == (cl.LINE, "sta ?")
+
+
+def test_completion_never_makes_a_line_longer_than_max():
+    d = cl.LineDiscipline("> ", max_line=4)
+    d.completer = _names
+    d.receive(b"sta\t")
+    assert d.next_event() is None
+    assert d.partial() == "sta"
+
+
+def test_garbage_on_a_line_stops_its_editing_until_enter():
+    d, screen = _editing(b"sta\xfftus" + LEFT + b"\r" + b"help\r")
+    # The arrow's ESC counts as one more non-text byte; its "[D" and "tus" are dropped.
+    assert "error: line ignored: 2 bytes that are not text (first 0xff at column 4)" in screen.text()
+    assert "ran help" in screen.text()
+
+
+def test_keys_split_across_reads_still_work():
+    d, screen = _editing(b"sttus" + LEFT * 3 + b"a" + HOME + DELETE + b"S", chunk=1)
+    assert d.partial() == "Status" and screen.line() == "dev> Status" and _cursor_at(d, screen)
+
+
+def test_a_notice_redraws_the_line_with_the_cursor_where_it_was():
+    d, screen = _editing(b"quarantine fan" + LEFT * 3)
+    d.notice("*** alert #4")
+    screen.feed(d.take_output())
+    assert screen.text().endswith("*** alert #4\ndev> quarantine fan")
+    assert _cursor_at(d, screen) and d.editor.cursor == len("quarantine ")
+    d.receive(b"force ")
+    d.next_event()
+    screen.feed(d.take_output())
+    assert screen.line() == "dev> quarantine force fan" and _cursor_at(d, screen)

@@ -146,3 +146,12 @@ def test_the_command_line_overrides_the_file(tmp_path):
                  "--telemetry-interval-ms", "10000", "--port", "a=/dev/X", "--console", "/dev/ttyS1")
     assert (args.board, args.telemetry_interval_ms, args.log_level) == ("other.toml", 10000, "debug")
     assert args.port == ["a=/dev/X"] and args.console == ["/dev/ttyS1"]  # replaced, not added to
+
+
+def test_the_console_s_idle_logout_is_a_key(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text("[console]\nidle = 600\n")
+    assert load_config(path) == {"console_idle": 600}
+    path.write_text("[console]\nidle = 0\n")
+    with pytest.raises(ConfigError, match="console.idle: must be above 0"):
+        load_config(path)

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 
+import mqtt_stream
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HERE = os.path.join(ROOT, "tests", "firmware")
 FIRMWARE = os.path.join(ROOT, "firmware")
@@ -191,23 +193,7 @@ class Relay:
 
 def client_packets(stream):
     """[(type, flags, body)] of a client->broker byte stream (plain TCP)."""
-    packets = []
-    at = 0
-    while at < len(stream):
-        first = stream[at]
-        length = 0
-        shift = 0
-        at += 1
-        while True:
-            byte = stream[at]
-            at += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        packets.append((first >> 4, first & 0x0F, bytes(stream[at:at + length])))
-        at += length
-    return packets
+    return mqtt_stream.packets(stream)
 
 
 def publish_pids(stream, dup):

@@ -47,6 +47,8 @@ def test_compile_board_is_the_validated_board_as_cbor(tmp_path):
     ([BOARD, "--uart", "uart7=1"], "no bus 'uart7'"),
     ([BOARD, "--uart", "uart0=two"], "write BUS=UART_ID"),
     ([BOARD, "--input", "door=4"], "no sensor 'door'"),
+    ([BOARD, "--console-idle", "60"], "--console-idle 60: give seconds, more than 0 and less than a week, with --console"),
+    ([BOARD, "--console", "0", "--console-idle", "0"], "--console-idle 0: give seconds"),
 ])
 def test_compile_board_refuses_bad_input_clearly(tmp_path, args, message):
     result = cli("compile-board", *args, "-o", str(tmp_path / "x.cbor"))
@@ -157,6 +159,29 @@ def test_the_device_warns_at_boot_without_tls(pki, tmp_path):
         "and --key)",
         "-- tls.cbor",
     ]
+
+
+def test_the_console_s_idle_logout_reaches_the_device(tmp_path):
+    out = tmp_path / "board.cbor"
+    result = cli("compile-board", BOARD, "--console", "0", "--console-idle", "120", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert cbor2.loads(out.read_bytes())["console_idle_ms"] == 120000
+    default = tmp_path / "default.cbor"
+    default.write_bytes(fb.compile_board(BOARD, console="0"))
+    damaged = tmp_path / "damaged.cbor"
+    data = cbor2.loads(default.read_bytes())
+    data["console_idle_ms"] = -5
+    damaged.write_bytes(cbor2.dumps(data))
+    script = tmp_path / "load.py"
+    script.write_text(
+        "import sys, config\n"
+        "print(config.load_board(sys.argv[1]).console_idle_ms, config.load_board(sys.argv[2]).console_idle_ms)\n"
+        "try:\n    config.load_board(sys.argv[3])\nexcept config.ConfigError as e:\n    print('refused:', e)\n")
+    result = micropython(str(script), str(out), str(default), str(damaged))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "120000 None"
+    assert lines[1].startswith("refused: ") and "console_idle_ms -5 is not a positive number of ms" in lines[1]
 
 
 def test_the_device_loads_its_config_and_refuses_damage(pki, tmp_path):

@@ -106,7 +106,7 @@ def socket_terminal(path, name="socket"):
 
 
 class Rig:
-    def __init__(self, pki, broker, directory, device_id):
+    def __init__(self, pki, broker, directory, device_id, extra=()):
         self.device_id = device_id
         self.directory = directory
         self.operator = create_operator(os.path.join(directory, "operator"), "ops-team")
@@ -125,7 +125,7 @@ class Rig:
         self.agent = Agent(pki, broker.port, identity_dir, sensors, extra=(
             "--console", self.console_pty.path, "--console-socket", self.socket_path,
             "--console", self.missing_port,
-            "--operators", self.operators_file))
+            "--operators", self.operators_file, *extra))
         self.agent.child.wait_for("console: socket", 20)
         self.agent.child.wait_for("console: serving", 20)
 

@@ -153,11 +153,12 @@ def test_refused_tokens_say_why(rig, term):
         (rig.token(device="console-2"), "wrong-device"),
         (tampered, None),
         (rig.token(operator=rogue), "bad-signature"),
-        ("0123-not-a-token!", "malformed"),
+        ("0123-not-a-token!", "not a technician token: paste the token from `edge-agent keys technician-token`"),
     ]
     for i, (text, reason) in enumerate(cases):
         answer = term.command("login " + text)
         assert answer.startswith("error: login refused: " + (reason or "")), (reason, answer)
+        assert "b'" not in answer, answer  # names as text (an Ed25519 operator here), never a bytes repr
         if i == 3:  # a good login resets the failure count (5 in a row lock: the next test)
             assert term.command("login " + good).startswith("logged in as alice")
             assert term.command("logout") == "logged out alice"
@@ -214,7 +215,7 @@ def test_an_alert_appears_between_lines_and_is_acknowledged(rig, term):
 
 def test_lockout_after_repeated_failures_is_the_port_s_for_seconds(rig, term):
     for _ in range(3):  # not tokens: no login attempts
-        assert "not counted as a failed login" in term.command("login AAAA")
+        assert "did not count as a failed login" in term.command("login AAAA")
     bad = rig.token(device="console-2")
     for _ in range(4):
         assert "login refused: wrong-device" in term.command("login " + bad)

@@ -8,11 +8,9 @@ null-modem cable between the technician's laptop and the device."""
 
 import os
 import select
-import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import fcntl
@@ -22,6 +20,7 @@ from simulator.fixtures.processes import ROOT, edge_agent_argv
 
 from conftest import Pty
 from console_rig import Rig
+from terminal_support import NullModem, Tmux, need_picocom
 
 pytestmark = pytest.mark.integration
 
@@ -35,30 +34,6 @@ def rig(pki, broker, tmp_path_factory):
     running.stop()
 
 
-class NullModem:
-    """Copies bytes both ways between two pty masters until stopped."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-        self.running = True
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        while self.running:
-            ready, _, _ = select.select([self.a, self.b], [], [], 0.05)
-            for fd in ready:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    continue
-                os.write(self.b if fd == self.a else self.a, data)
-
-    def stop(self):
-        self.running = False
-        self.thread.join(2)
-
-
 @pytest.fixture
 def cable(rig):
     """A second pty whose slave is 'the laptop's serial port', wired to the agent's console."""
@@ -69,50 +44,11 @@ def cable(rig):
     laptop.close()
 
 
-class Tmux:
-    def __init__(self, command):
-        self.socket = "ea-console-%d" % os.getpid()
-        self._tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "50", command)
-
-    def _tmux(self, *args):
-        return subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10,
-                              check=True).stdout
-
-    def keys(self, *keys, literal=False):
-        self._tmux("send-keys", "-t", "t", *(["-l"] if literal else []), *keys)
-
-    def screen(self):
-        return self._tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", "t")
-
-    def wait(self, text, timeout_s=10, count=1):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            screen = self.screen()
-            if screen.count(text) >= count:
-                return screen
-            if time.monotonic() > deadline:
-                raise AssertionError("%r not on the tmux screen (x%d) after %d s:\n%s" % (text, count, timeout_s, screen))
-            time.sleep(0.1)
-
-    def kill(self):
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10)
-
-
 def test_picocom_under_tmux(rig, cable):
-    if shutil.which("picocom") is None:
-        pytest.skip("picocom is not installed and `apt-get install picocom` was not possible here (make setup installs it)")
+    need_picocom()
     tmux = Tmux("picocom -q -b 115200 %s" % cable.path)
     try:
-        # picocom may not have opened the port yet when the first Enter is
-        # typed (a loaded CI machine): press Enter again, as a person would.
-        for _ in range(15):
-            tmux.keys("Enter")
-            try:
-                tmux.wait("%s> " % DEVICE, timeout_s=1)
-                break
-            except AssertionError:
-                continue
-        tmux.wait("%s> " % DEVICE)
+        tmux.wake("%s> " % DEVICE)
         tmux.keys("status", "Enter")
         tmux.wait("device      %s (board demo-gateway" % DEVICE)
         # A typo fixed with Backspace (picocom sends DEL), a half line dropped with Ctrl-C.
@@ -139,6 +75,43 @@ def test_picocom_under_tmux(rig, cable):
         assert "is busy: another program (picocom, screen, another console) has it open" in busy.stderr
         tmux.keys("logout", "Enter")
         tmux.wait("logged out carol")
+        tmux.keys("C-a", "C-x")  # picocom's exit
+    finally:
+        tmux.kill()
+
+
+def test_picocom_edits_lines_on_the_device(rig, cable):
+    """What a technician with a plain terminal gets from the device itself:
+    arrows, history, Tab completion, `?` help (issue 24)."""
+    need_picocom()
+    tmux = Tmux("picocom -q -b 115200 %s" % cable.path)
+    prompt = "%s> " % DEVICE
+    try:
+        tmux.wake(prompt)
+        # Left three times, then a key: it lands where the cursor is.
+        tmux.keys("sttus", "Left", "Left", "Left", "a")
+        tmux.wait_line(prompt + "status")
+        tmux.keys("Enter")
+        tmux.wait("device      %s (board demo-gateway" % DEVICE)
+        # Up recalls it; Home and Delete edit it; End and Enter run it.
+        tmux.keys("Up")
+        tmux.wait_line(prompt + "status")
+        tmux.keys("Home", "DC", "S", "End", "?")  # ? right after a word: the commands it may start
+        tmux.wait("Status?\n  status       uptime, versions")
+        tmux.wait_line(prompt + "Status")
+        tmux.keys(" ", "?")  # after a space: what comes next
+        tmux.wait("usage: status")
+        tmux.keys("C-u", "comp", "Tab")
+        tmux.wait_line(prompt + "components")  # (and a space: trailing blanks are not compared)
+        tmux.keys("Enter")
+        tmux.wait("coolant_loop (essential)")
+        # Tab completes keywords and the board's names; ambiguous, it lists them.
+        tmux.keys("quar", "Tab", "f", "Tab", "cab", "Tab")
+        tmux.wait_line(prompt + "quarantine force cabinet_fan")
+        tmux.keys("C-c", "readings c", "Tab")
+        tmux.wait("cabinet_temp  coolant_flow  coolant_temp")
+        tmux.keys("oolant_f", "Tab", "Enter")
+        tmux.wait("valid range")
         tmux.keys("C-a", "C-x")  # picocom's exit
     finally:
         tmux.kill()
