@@ -9,6 +9,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -189,3 +190,61 @@ def test_a_failure_inside_a_message_is_undone_alone_on_postgresql(tmp_path, post
     reason, detail = storage.query("SELECT reason, detail FROM rejections")[0]
     assert reason == "internal-error" and "refused by a test trigger" in detail and "storage_sql.py" in detail
     storage.close()
+
+
+@pytest.mark.integration
+def test_a_lost_postgresql_server_stops_the_receiver_with_a_clear_message(pki, broker, postgres_server, tmp_path):
+    """The database goes away mid-run (its connection is ended by the
+    server): the receiver says so and exits 1, without a traceback and
+    without acknowledging the message it could not store (the broker keeps
+    it for the next start, which stores it)."""
+    import asyncio
+
+    import aiomqtt
+    import psycopg
+
+    from edge_agent.broker import client_context
+    from simulator.fixtures.processes import Child, edge_agent_argv
+
+    identity = create_identity(str(tmp_path / "lost-1"), "lost-1")
+    registry_file = tmp_path / "devices.toml"
+    registry_file.write_text(identity.registry_entry())
+    url = postgres_server.create_database()
+    cert, key = pki.receiver("lost-rx")
+    argv = edge_agent_argv("receiver", "run", "--registry", str(registry_file), "--db", url, "--no-live",
+                           "--group", "", "--client-id", "lost-rx", "--broker", "127.0.0.1:%d" % broker.port,
+                           "--ca", pki.ca_cert, "--cert", cert, "--key", key)
+    publisher = client_context(pki.ca_cert, *pki.harness("lost-publisher"))
+
+    async def publish(seq):
+        signal = sg.Signal(sg.KIND_TELEMETRY, 3, T0, {0: []}, "lost-1", seq)
+        async with aiomqtt.Client("127.0.0.1", broker.port, tls_context=publisher) as client:
+            await client.publish(sg.topic("lost-1", signal.kind), identity.seal(signal.encode()), qos=1)
+
+    receiver = Child("lost-rx", argv, relay=False)
+    try:
+        receiver.wait_for("receiving", 20)
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE application_name = 'edge-agent receiver' AND datname = current_database()")
+        asyncio.run(publish(1))
+        assert receiver.process.wait(30) == 1, receiver.text()
+    finally:
+        receiver.stop()
+    text = receiver.text()
+    assert "database postgresql://edge_agent@127.0.0.1" in text and "failed" in text, text
+    assert "Traceback" not in text, text
+    # Not acknowledged: the next start gets it from its session and stores it.
+    receiver = Child("lost-rx-again", argv, relay=False)
+    try:
+        receiver.wait_for("receiving", 20)
+        deadline = time.monotonic() + 20
+        storage = open_storage(url)
+        try:
+            while storage.query("SELECT COUNT(*) FROM signals") != [(1,)]:
+                assert time.monotonic() < deadline, receiver.text()
+                time.sleep(0.1)
+        finally:
+            storage.close()
+    finally:
+        receiver.stop()
