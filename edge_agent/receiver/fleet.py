@@ -11,8 +11,9 @@ same part on each):
     a state change to quarantined   (quarantined, component) the event that caused it
                                                              is kept as evidence
 
-For each (model, component, condition) the watch keeps the devices that
-reported it and when: the device's time (a backlog delivered after an
+For each (model, component, condition) the watch keeps, in the database
+(table fleet_reports, so receivers sharing it count together), the devices
+that reported it and when: the device's time (a backlog delivered after an
 outage still counts when it happened), but never later than the report's
 arrival at the receiver. A device clock far ahead would otherwise move the
 window into the future and every real report out of it (one alert dated a
