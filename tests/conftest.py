@@ -251,3 +251,32 @@ def subscribe(pki):
         return asyncio.run(Subscriber(pki, port, topics).collect_until(predicate, timeout_s, action))
 
     return make
+
+
+# --- PostgreSQL: a real server for the receiver's PostgreSQL backend ---------
+
+from simulator.fixtures.postgres import Postgres, PostgresUnavailable  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (Debian's package, our own
+    cluster on a free loopback port); tests take a database each. Skipped,
+    saying why, where PostgreSQL is not installed."""
+    try:
+        server = Postgres().start()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A new, empty receiver database, once per backend: a SQLite file, or
+    a database of its own on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "receiver.sqlite")
+    return request.getfixturevalue("postgres_server").create_database()

@@ -23,22 +23,24 @@ def cmd_receiver_run(args):
 
     from edge_agent.receiver import display, fleet
     from edge_agent.receiver.service import Receiver
-    from edge_agent.receiver.storage import Storage
+    from edge_agent.receiver.storage import is_postgres_url
 
     os.umask(RUNTIME_UMASK)
     settings = broker_settings(args)
     registry = load_registry(args.registry)
-    _warn_if_readable(args.db)
-    storage = Storage(args.db)
+    if not is_postgres_url(args.db):
+        _warn_if_readable(args.db)
+    storage = _open(args.db)
     try:
         fleet_watch = fleet.from_args(args, registry, storage)
     except ValueError as exc:
+        storage.close()
         raise UsageError(str(exc)) from None
     receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id,
                         fleet=fleet_watch)
     console = Console()
     live = args.live if args.live is not None else console.is_terminal
-    log.info("receiver: %d registered devices, database %s", len(registry.devices), args.db)
+    log.info("receiver: %d registered devices, database %s", len(registry.devices), storage.name)
 
     async def main():
         show = display.show_live(receiver, console) if live else display.log_summaries(receiver, console)
@@ -46,9 +48,24 @@ def cmd_receiver_run(args):
 
     try:
         asyncio.run(run_until_signalled(main()))
+    except storage.FATAL_ERRORS as exc:
+        # Nothing of the batch was acknowledged: the broker delivers it again.
+        log.error("database %s failed: %s; stopping (unacknowledged messages stay with the broker)",
+                  storage.name, " ".join(str(exc).split()))
+        return EXIT_FAILED
     finally:
         storage.close()
     return EXIT_OK
+
+
+def _open(db):
+    """The storage for --db, or a UsageError saying what is wrong with it."""
+    from edge_agent.receiver.storage import StorageError, open_storage
+
+    try:
+        return open_storage(db)
+    except StorageError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _warn_if_readable(db):
@@ -72,11 +89,11 @@ def cmd_receiver_report(args):
     from rich.console import Console
 
     from edge_agent.receiver import display
-    from edge_agent.receiver.storage import Storage
+    from edge_agent.receiver.storage import is_postgres_url
 
-    if not os.path.exists(args.db):
+    if not is_postgres_url(args.db) and not os.path.exists(args.db):
         raise UsageError("--db %s: no such database; the receiver creates it on its first run" % args.db)
-    storage = Storage(args.db)
+    storage = _open(args.db)
     try:
         console = Console()
         if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -115,9 +132,11 @@ def add_commands(sub):
     receiver_sub = receiver.add_subparsers(dest="receiver_command", metavar="ACTION")
     receiver_sub.required = True
     receiver_run = receiver_sub.add_parser(
-        "run", help="subscribe, verify, drop duplicates, report gaps, store in SQLite")
+        "run", help="subscribe, verify, drop duplicates, report gaps, store in SQLite or PostgreSQL")
     receiver_run.add_argument("--registry", required=True, metavar="FILE", help="devices.toml: the devices' keys")
-    receiver_run.add_argument("--db", default="receiver.sqlite", metavar="FILE", help="SQLite database (created)")
+    receiver_run.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL",
+                              help="a SQLite file (created), or postgresql://user[:password]@host[:port]/database: "
+                                   "several receivers may share one (docs/receiver.md)")
     receiver_run.add_argument("--group", default="edge-agent-receivers",
                               help="shared-subscription group: instances in one group split the fleet; '' for none")
     receiver_run.add_argument("--client-id", help="a stable MQTT client id keeps this instance's session (and its "
@@ -128,6 +147,6 @@ def add_commands(sub):
     add_fleet_options(receiver_run)
     receiver_run.set_defaults(func=cmd_receiver_run)
     receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
-    receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE")
+    receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL")
     receiver_report.add_argument("--fail-on-gaps", action="store_true", help="exit 1 if any seq is missing")
     receiver_report.set_defaults(func=cmd_receiver_report)

@@ -94,7 +94,7 @@ def fleet_table(storage):
     """Fleet incidents and their advisories (receiver/fleet.py), or None."""
     from edge_agent.receiver.fleet import incidents
 
-    rows = incidents(storage.db)
+    rows = incidents(storage)
     if not rows:
         return None
     table = Table(title="fleet incidents", title_justify="left")

@@ -11,8 +11,9 @@ same part on each):
     a state change to quarantined   (quarantined, component) the event that caused it
                                                              is kept as evidence
 
-For each (model, component, condition) the watch keeps the devices that
-reported it and when: the device's time (a backlog delivered after an
+For each (model, component, condition) the watch keeps, in the database
+(table fleet_reports, so receivers sharing it count together), the devices
+that reported it and when: the device's time (a backlog delivered after an
 outage still counts when it happened), but never later than the report's
 arrival at the receiver. A device clock far ahead would otherwise move the
 window into the future and every real report out of it (one alert dated a
@@ -60,37 +61,6 @@ DEFAULT_WINDOW_MS = 10 * 60 * 1000
 DEFAULT_ADVISORY_TTL_S = 24 * 3600
 ADVISORY = "advisory"
 ADVISORY_ID_PREFIX = "incident-"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS fleet_incidents (
-    id          INTEGER PRIMARY KEY,
-    model       TEXT    NOT NULL,
-    component   TEXT    NOT NULL,
-    condition   TEXT    NOT NULL,   -- the class that crossed the threshold first
-    classes     TEXT    NOT NULL,   -- JSON {condition: devices} of every class seen on it
-    devices     TEXT    NOT NULL,   -- JSON [device, ...] that reported it
-    fleet_size  INTEGER NOT NULL,   -- N: the model's registered devices
-    threshold   INTEGER NOT NULL,
-    first_ms    INTEGER NOT NULL,   -- report time (device time, at most its arrival) of the first report in the window
-    raised_ms   INTEGER NOT NULL,   -- report time of the report that crossed the threshold
-    last_ms     INTEGER NOT NULL,   -- report time of the latest report
-    received_ms INTEGER NOT NULL,   -- receiver time when raised
-    advisory    TEXT                -- why none was sent (no operator key), or NULL
-);
-CREATE TABLE IF NOT EXISTS fleet_advisories (
-    incident    INTEGER NOT NULL,
-    device      TEXT    NOT NULL,
-    topic       TEXT    NOT NULL,
-    payload     BLOB    NOT NULL,   -- the signed command, as published
-    counter     INTEGER NOT NULL,
-    sent_ms     INTEGER,            -- broker PUBACK time, NULL until then
-    audit_seq   INTEGER,            -- the device's audit signal about it
-    audit_result TEXT,              -- applied / refused
-    audit_reason TEXT,
-    PRIMARY KEY (incident, device)
-) WITHOUT ROWID;
-"""
-
 
 def now_ms():
     return time.time_ns() // 1_000_000
@@ -147,37 +117,29 @@ class Incident:
 
 
 class FleetWatch:
-    """``registry``: the receiver's (device ids -> model, key); ``db``: the
-    receiver's sqlite3 connection (its transaction); ``operator``: an
+    """``registry``: the receiver's (device ids -> model, key); ``storage``:
+    the receiver's storage (its transaction: storage.py); ``operator``: an
     operator_keys.Operator that signs advisories, or None (incidents are
-    still recorded, with why no advisory went)."""
+    still recorded, with why no advisory went).
 
-    def __init__(self, registry, db, settings=None, operator=None, clock=now_ms):
+    Its state is in the database, not in memory (table fleet_reports, the
+    latest report time of each device per fault class, and the incidents),
+    and every decision reads it under the storage's fleet lock: receivers
+    sharing one PostgreSQL database count the same reports and raise each
+    incident once, and a restart carries on where the last one stopped."""
+
+    def __init__(self, registry, storage, settings=None, operator=None, clock=now_ms):
         self.registry = registry
-        self.db = db
+        self.storage = storage
         self.settings = settings or FleetSettings()
         self.operator = operator
         self.clock = clock
-        self.db.executescript(SCHEMA)
         self.models = {}  # model -> [device ids]
         for device_id, device in sorted(registry.devices.items()):
             if device.model:
                 self.models.setdefault(device.model, []).append(device_id)
-        self.reports = {}  # (model, component, condition) -> {device: last time_ms}
-        self.open = {}  # (model, component) -> Incident
         self.raised = []  # incidents raised by this process, for callers and tests
         self.raised_since_send = False  # the receiver publishes after its commit
-        self._load_open()
-        self._load_reports()
-
-    def reload(self):
-        """Forget the window and open incidents and read them again from
-        the database: after the receiver undid a message's writes (an
-        internal error), memory must not keep what the database lost."""
-        self.reports = {}
-        self.open = {}
-        self._load_open()
-        self._load_reports()
 
     # -- reports -------------------------------------------------------------
 
@@ -196,79 +158,62 @@ class FleetWatch:
         component, condition, _ = found
         window = self.settings.window_ms
         time_ms = report_time(signal.time_ms, received_ms)
-        seen = self.reports.setdefault((model, component, condition), {})
-        seen[signal.device] = max(seen.get(signal.device, 0), time_ms)
-        newest = max(seen.values())
-        for other in [d for d, t in seen.items() if t < newest - window]:
-            del seen[other]  # slid out of the window
-        incident = self.open.get((model, component))
+        self.storage.fleet_lock()
+        seen = self._report(model, component, condition, signal.device, time_ms)
+        incident = self._latest_incident(model, component)
         if incident is not None and time_ms > incident.last_ms + window:
-            self._close(incident)
-            incident = None
+            incident = None  # closed: quiet for a window
         if incident is not None:
             incident.classes.setdefault(condition, set()).add(signal.device)
             incident.devices.add(signal.device)
             incident.last_ms = max(incident.last_ms, time_ms)
-            self.db.execute("UPDATE fleet_incidents SET classes = ?, devices = ?, last_ms = ? WHERE id = ?",
-                            (_classes_json(incident.classes), json.dumps(sorted(incident.devices)),
-                             incident.last_ms, incident.id))
+            self.storage.execute("UPDATE fleet_incidents SET classes = ?, devices = ?, last_ms = ? WHERE id = ?",
+                                 (_classes_json(incident.classes), json.dumps(sorted(incident.devices)),
+                                  incident.last_ms, incident.id))
             return
         fleet = self.models.get(model, [])
         threshold = self.settings.threshold(len(fleet))
         if len(seen) >= threshold:
             self._raise(model, component, condition, seen, threshold, len(fleet), time_ms, received_ms)
 
+    def _report(self, model, component, condition, device, time_ms):
+        """Record the device's report; returns {device: report time} of the
+        class's reports within the window of its newest."""
+        self.storage.execute(
+            "INSERT INTO fleet_reports (model, component, condition, device, time_ms) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (model, component, condition, device) DO UPDATE SET time_ms = "
+            "CASE WHEN excluded.time_ms > fleet_reports.time_ms THEN excluded.time_ms ELSE fleet_reports.time_ms END",
+            (model, component, condition, device, time_ms))
+        key = (model, component, condition)
+        return dict(self.storage.query(
+            "SELECT device, time_ms FROM fleet_reports WHERE model = ? AND component = ? AND condition = ? "
+            "AND time_ms >= (SELECT MAX(time_ms) FROM fleet_reports WHERE model = ? AND component = ? "
+            "AND condition = ?) - ?", key + key + (self.settings.window_ms,)))
+
+    def _latest_incident(self, model, component):
+        """The (model, component)'s latest incident, open while reports keep
+        coming within a window of its last one; None if there is none."""
+        rows = self.storage.query(
+            "SELECT id, condition, classes, devices, last_ms FROM fleet_incidents "
+            "WHERE model = ? AND component = ? ORDER BY id DESC LIMIT 1", (model, component))
+        if not rows:
+            return None
+        incident_id, condition, classes, devices, last_ms = rows[0]
+        classes = dict((c, set(d)) for c, d in json.loads(classes).items())
+        return Incident(incident_id, model, component, condition, classes, set(json.loads(devices)), last_ms)
+
     def _raise(self, model, component, condition, seen, threshold, fleet_size, time_ms, received_ms):
         devices = set(seen)
-        cursor = self.db.execute(
+        incident_id = self.storage.execute(
             "INSERT INTO fleet_incidents (model, component, condition, classes, devices, fleet_size, threshold, "
-            "first_ms, raised_ms, last_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "first_ms, raised_ms, last_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (model, component, condition, _classes_json({condition: devices}), json.dumps(sorted(devices)),
              fleet_size, threshold, min(seen.values()), time_ms, time_ms, received_ms),
-        )
-        incident = Incident(cursor.lastrowid, model, component, condition, {condition: set(devices)}, devices, time_ms)
-        self.open[(model, component)] = incident
+        ).fetchone()[0]
+        incident = Incident(incident_id, model, component, condition, {condition: set(devices)}, devices, time_ms)
         self.raised.append(incident)
         self._queue_advisory(incident, len(devices), fleet_size)
         self.raised_since_send = True
-
-    def _close(self, incident):
-        del self.open[(incident.model, incident.component)]
-
-    def _load_open(self):
-        """Incidents still open at a restart keep absorbing their reports
-        (so a restart does not raise the same incident again)."""
-        rows = self.db.execute(
-            "SELECT id, model, component, condition, classes, devices, last_ms FROM fleet_incidents "
-            "WHERE id IN (SELECT MAX(id) FROM fleet_incidents GROUP BY model, component)").fetchall()
-        for incident_id, model, component, condition, classes, devices, last_ms in rows:
-            classes = dict((c, set(d)) for c, d in json.loads(classes).items())
-            self.open[(model, component)] = Incident(incident_id, model, component, condition, classes,
-                                                     set(json.loads(devices)), last_ms)
-
-    def _load_reports(self):
-        """At a restart, the window's reports come back from the stored
-        signals, so a restart in the middle of a fleet-wide fault does not
-        start the count again."""
-        from edge_agent.core import cbor
-
-        kinds = (sg.KIND_ALERT, sg.KIND_STATE)
-        # Report times as observe() takes them: device time, at most the arrival.
-        newest = self.db.execute("SELECT MAX(MIN(time_ms, received_ms)) FROM signals WHERE kind IN (?, ?)",
-                                 kinds).fetchone()
-        if not newest or newest[0] is None:
-            return
-        rows = self.db.execute("SELECT device, seq, kind, priority, MIN(time_ms, received_ms), body FROM signals "
-                               "WHERE kind IN (?, ?) AND MIN(time_ms, received_ms) >= ?",
-                               kinds + (newest[0] - self.settings.window_ms,))
-        for device_id, seq, kind, priority, time_ms, body in rows:
-            device = self.registry.devices.get(device_id)
-            if device is None or not device.model:
-                continue
-            found = fault_class(sg.Signal(kind, priority, time_ms, cbor.loads(body), device_id, seq))
-            if found is not None:
-                seen = self.reports.setdefault((device.model, found[0], found[1]), {})
-                seen[device_id] = max(seen.get(device_id, 0), time_ms)
 
     # -- advisories ------------------------------------------------------------
 
@@ -279,11 +224,17 @@ class FleetWatch:
 
     def _queue_advisory(self, incident, count, fleet_size):
         if self.operator is None:
-            self.db.execute("UPDATE fleet_incidents SET advisory = ? WHERE id = ?",
-                            ("not sent: the receiver has no operator key (--operator DIR)", incident.id))
+            self.storage.execute("UPDATE fleet_incidents SET advisory = ? WHERE id = ?",
+                                 ("not sent: the receiver has no operator key (--operator DIR)", incident.id))
             return
         target = "model:" + incident.model
-        counter = self.operator.next_counter(target)
+        # The operator's counter file is this host's; receivers elsewhere
+        # signed with their own copies: the database knows every counter
+        # the fleet's advisories used (read under the fleet lock).
+        used = self.storage.execute(
+            "SELECT MAX(a.counter) FROM fleet_advisories a JOIN fleet_incidents i ON i.id = a.incident "
+            "WHERE i.model = ?", (incident.model,)).fetchone()[0]
+        counter = max(self.operator.next_counter(target), (used or 0) + 1)
         args = {"text": self.advisory_text(incident, count, fleet_size),
                 "id": ADVISORY_ID_PREFIX + str(incident.id), "severity": self.settings.severity}
         issued = self.clock()
@@ -299,8 +250,8 @@ class FleetWatch:
                 if signed is None:
                     signed = self.operator.command(target, ADVISORY, args, counter, ttl, now_ms=issued)
                 topic, payload = op.topic_for_target(target), signed
-            self.db.execute("INSERT INTO fleet_advisories (incident, device, topic, payload, counter) "
-                            "VALUES (?, ?, ?, ?, ?)", (incident.id, device_id, topic, payload, counter))
+            self.storage.execute("INSERT INTO fleet_advisories (incident, device, topic, payload, counter) "
+                                 "VALUES (?, ?, ?, ?, ?)", (incident.id, device_id, topic, payload, counter))
         # Persisted before the commit that queues them: a counter is never
         # reused, even if this transaction is lost (a skipped counter is
         # harmless; a reused one is refused as a replay).
@@ -311,12 +262,13 @@ class FleetWatch:
         sql = "SELECT incident, device, topic, payload FROM fleet_advisories WHERE sent_ms IS NULL ORDER BY incident, device"
         if limit:
             sql += " LIMIT %d" % int(limit)
-        return self.db.execute(sql).fetchall()
+        return self.storage.query(sql)
 
     def mark_sent(self, sent, sent_ms):
         """``sent``: [(incident, device)] the broker acknowledged."""
-        self.db.executemany("UPDATE fleet_advisories SET sent_ms = ? WHERE incident = ? AND device = ?",
-                            [(sent_ms, incident, device) for incident, device in sent])
+        for incident, device in sent:
+            self.storage.execute("UPDATE fleet_advisories SET sent_ms = ? WHERE incident = ? AND device = ?",
+                                 (sent_ms, incident, device))
 
     def _audit(self, signal):
         body = signal.body
@@ -325,7 +277,7 @@ class FleetWatch:
         incident = _incident_id(body)
         if incident is None:
             return
-        self.db.execute(
+        self.storage.execute(
             "UPDATE fleet_advisories SET audit_seq = ?, audit_result = ?, audit_reason = ? "
             "WHERE incident = ? AND device = ? AND audit_seq IS NULL",
             (signal.seq, _audit_text(body.get(sg.U_RESULT)), _audit_text(body.get(sg.U_REASON)), incident,
@@ -349,7 +301,7 @@ def _incident_id(body):
         if isinstance(value, str):
             for word in value.replace(",", " ").replace(":", " ").split():
                 number = word[len(ADVISORY_ID_PREFIX):]
-                # An id has at most 18 digits (SQLite's integers); int() of
+                # An id has at most 18 digits (64-bit integers); int() of
                 # thousands of digits raises ValueError.
                 if word.startswith(ADVISORY_ID_PREFIX) and number.isdigit() and len(number) <= 18:
                     return int(number)
@@ -379,19 +331,18 @@ def _duration(ms):
 
 def incidents(db):
     """[(id, model, component, condition, devices, fleet_size, threshold, raised_ms, advisories,
-    sent, confirmed, note)] newest first; [] when the receiver never ran the watch."""
-    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'fleet_incidents'").fetchone()
-    if not exists:
-        return []
-    return db.execute(
+    sent, confirmed, note)] newest first. ``db``: a storage (storage.py), or a
+    sqlite3 connection to a receiver's database."""
+    rows = db.execute(
         """
-        SELECT i.id, i.model, i.component, i.condition, json_array_length(i.devices), i.fleet_size, i.threshold,
+        SELECT i.id, i.model, i.component, i.condition, i.devices, i.fleet_size, i.threshold,
                i.raised_ms, COUNT(a.device), COUNT(a.sent_ms),
-               SUM(CASE WHEN a.audit_result = 'applied' THEN 1 ELSE 0 END), i.advisory
+               CAST(SUM(CASE WHEN a.audit_result = 'applied' THEN 1 ELSE 0 END) AS BIGINT), i.advisory
         FROM fleet_incidents i LEFT JOIN fleet_advisories a ON a.incident = i.id
         GROUP BY i.id ORDER BY i.id DESC
         """
     ).fetchall()
+    return [tuple(row[:4]) + (len(json.loads(row[4])),) + tuple(row[5:]) for row in rows]
 
 
 # -- from `receiver run`'s options (edge_agent/cli/receiver.py) ------------------------
@@ -413,4 +364,4 @@ def from_args(args, registry, storage):
         operator = load_operator(args.operator) if args.operator else None
     except OperatorError as exc:
         raise ValueError("--operator: %s" % exc) from None
-    return FleetWatch(registry, storage.db, settings, operator)
+    return FleetWatch(registry, storage, settings, operator)

@@ -3,15 +3,15 @@
 Subscribes with an MQTT v5 shared subscription (``$share/<group>/ea/v1/+/+``)
 so several instances split a fleet between them, verifies every envelope
 against the registry, drops duplicates and reports gaps by (device, seq),
-and stores signals in SQLite. A message is acknowledged to the broker only
-after it is committed (manual PUBACK), so a receiver crash loses nothing:
-the broker redelivers what was not acknowledged.
+and stores signals (storage.py: SQLite or PostgreSQL). A message is
+acknowledged to the broker only after it is committed (manual PUBACK), so a
+receiver crash loses nothing: the broker redelivers what was not
+acknowledged.
 """
 
 import asyncio
 import logging
 import os
-import sqlite3
 import time
 import traceback
 
@@ -28,10 +28,16 @@ from edge_agent.receiver.storage import MAX_INTEGER
 log = logging.getLogger("edge_agent.receiver")
 
 SUBSCRIPTION = "%s/+/+" % sg.TOPIC_ROOT
-# Messages already waiting are committed together: one SQLite transaction
-# per message would cap the receiver at the disk's commit rate.
+# Messages already waiting are committed together: one transaction per
+# message would cap the receiver at the disk's commit rate.
 BATCH_MAX = 200
 ADVISORY_BATCH = 500
+# How often a receiver looks for advisories queued and not sent (another
+# receiver may have died between its commit and the broker's PUBACK).
+UNSENT_CHECK_S = 5.0
+# A batch the database gave up (a deadlock between receivers) is handled
+# again, at most this many times before the receiver stops.
+BATCH_ATTEMPTS = 5
 # Reconnect backoff: doubling from the first to the most, per outage.
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 15
@@ -90,12 +96,10 @@ class Receiver:
         self.storage.savepoint()
         try:
             outcome = self._handle(topic, payload, received_ms, retained)
-        except (sqlite3.OperationalError, MemoryError):
+        except self.storage.FATAL_ERRORS + (MemoryError,):
             raise
         except Exception as exc:
             self.storage.rollback_message()
-            if self.fleet is not None:
-                self.fleet.reload()  # its memory may hold what was just undone
             return self._internal_error(topic, payload, received_ms, exc)
         self.storage.release()
         return outcome
@@ -143,8 +147,13 @@ class Receiver:
                 fresh_bodies.append(body)
         if fresh:
             envelope_id = self.storage.store_envelope(payload)
-            for signal, body in zip(fresh, fresh_bodies):
-                self.storage.store_signal(signal, envelope_id, received_ms, body)
+            # Another receiver on the same database may store some first
+            # (a redelivery after a crash): the database decides what is new.
+            stored = [self.storage.store_signal(signal, envelope_id, received_ms, body)
+                      for signal, body in zip(fresh, fresh_bodies)]
+            fresh = [signal for signal, new in zip(fresh, stored) if new]
+            if not fresh:
+                self.storage.drop_envelope(envelope_id)
         # A message holds one device's signals: one row update for all of them.
         device = signals[0].device
         self.storage.seen(device, received_ms, len(signals) - len(fresh), fresh=len(fresh))
@@ -229,6 +238,7 @@ class Receiver:
             if self.fleet is not None:
                 await self._send_advisories(client)  # queued before a restart or outage
             messages = client.messages
+            unsent_checked = time.monotonic()
             while True:
                 batch = [await messages.__anext__()]
                 # Take only what is already queued. Never time out a pending
@@ -237,33 +247,69 @@ class Receiver:
                 # here: 1-4 of 300 messages missing).
                 while len(messages) and len(batch) < BATCH_MAX:
                     batch.append(await messages.__anext__())
-                received = now_ms()
-                self.storage.begin()
-                for message in batch:
-                    self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
-                self.storage.commit()
+                self._store_batch(batch)
                 for message in batch:
                     if message.qos > 0:
                         client._client.ack(message.mid, message.qos)
-                if self.fleet is not None and self.fleet.raised_since_send:
+                if self.fleet is not None and (self.fleet.raised_since_send
+                                               or time.monotonic() - unsent_checked > UNSENT_CHECK_S):
+                    unsent_checked = time.monotonic()
                     await self._send_advisories(client)
+
+    def _store_batch(self, batch):
+        """Handle and commit a batch. Sorted by device (a stable sort: each
+        device's messages keep their order), so receivers sharing a database
+        lock devices' rows in one order; a batch the database aborts anyway
+        (a deadlock) is undone and handled again, counters included."""
+        batch = sorted(batch, key=lambda message: str(message.topic).split("/")[2:3])
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            counters = self._counters()
+            received = now_ms()
+            self.storage.begin()
+            try:
+                for message in batch:
+                    self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
+                self.storage.commit()
+                return
+            except self.storage.RETRY_ERRORS as exc:
+                self.storage.rollback()
+                self._restore(counters)
+                if attempt == BATCH_ATTEMPTS:
+                    raise
+                log.warning("database aborted a batch of %d messages (%s); handling it again", len(batch),
+                            short(str(exc)))
+
+    def _counters(self):
+        return (self.accepted, self.duplicates, dict(self.rejected), self.ignored, dict(self.anomalies),
+                len(self.fleet.raised) if self.fleet is not None else 0)
+
+    def _restore(self, counters):
+        self.accepted, self.duplicates, self.rejected, self.ignored, self.anomalies, raised = counters
+        if self.fleet is not None:
+            del self.fleet.raised[raised:]
 
     async def _send_advisories(self, client):
         """Publish the fleet advisories queued in the database (QoS 1) and
         mark each sent at its PUBACK; what a crash interrupts goes at the
-        next session."""
+        next session. Receivers sharing a database take turns (the
+        storage's send lock): one publishes, the others skip."""
         self.fleet.raised_since_send = False
-        while True:
-            queued = self.fleet.unsent(limit=ADVISORY_BATCH)
-            if not queued:
-                return
-            # Rows of a model's devices share one message on the model's topic.
-            messages = dict(((topic, payload), None) for _, _, topic, payload in queued)
-            await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in messages))
-            self.storage.begin()
-            self.fleet.mark_sent([(incident, device) for incident, device, _, _ in queued], now_ms())
-            self.storage.commit()
-            log.warning("fleet: advisories for %d devices published in %d messages", len(queued), len(messages))
+        if not self.storage.try_send_lock():
+            return
+        try:
+            while True:
+                queued = self.fleet.unsent(limit=ADVISORY_BATCH)
+                if not queued:
+                    return
+                # Rows of a model's devices share one message on the model's topic.
+                messages = dict(((topic, payload), None) for _, _, topic, payload in queued)
+                await asyncio.gather(*(client.publish(topic, payload, qos=1) for topic, payload in messages))
+                self.storage.begin()
+                self.fleet.mark_sent([(incident, device) for incident, device, _, _ in queued], now_ms())
+                self.storage.commit()
+                log.warning("fleet: advisories for %d devices published in %d messages", len(queued), len(messages))
+        finally:
+            self.storage.send_unlock()
 
 
 def _status_problem(status, device):

@@ -3,8 +3,10 @@ model's N devices with the same fault class within a window raise one
 incident and queue a signed advisory per device of that model, which the
 devices' own verification (core/operator.py) accepts. Signals go through
 the receiver's real path: sealed by device identities, verified by the
-registry, stored in SQLite."""
+registry, stored in SQLite and in PostgreSQL (the ``db_url`` fixture: every
+test runs on both)."""
 
+import json
 import os
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -16,7 +18,7 @@ from edge_agent.keys.identity import EDDSA, HMAC256, Identity
 from edge_agent.keys.operators import create_operator
 from edge_agent.receiver import display, fleet
 from edge_agent.receiver.service import Receiver
-from edge_agent.receiver.storage import Storage
+from edge_agent.receiver.storage import open_storage
 from edge_agent.receiver.registry import Registry
 
 T0 = 1_800_000_000_000
@@ -42,12 +44,12 @@ def make_fleet(tmp_path, models, hmac_every=0):
 
 
 class Fleet:
-    def __init__(self, tmp_path, models, k=3, fraction=0.1, window_ms=10 * MINUTE, operator=True, hmac_every=0):
+    def __init__(self, tmp_path, db_url, models, k=3, fraction=0.1, window_ms=10 * MINUTE, operator=True, hmac_every=0):
         self.identities, self.registry = make_fleet(tmp_path, models, hmac_every)
-        self.storage = Storage(str(tmp_path / "receiver.sqlite"))
+        self.storage = open_storage(db_url)
         self.operator = create_operator(str(tmp_path / "operator"), "fleet-ops") if operator else None
         settings = fleet.FleetSettings(k=k, fraction=fraction, window_ms=window_ms)
-        self.watch = fleet.FleetWatch(self.registry, self.storage.db, settings, self.operator, clock=lambda: T0)
+        self.watch = fleet.FleetWatch(self.registry, self.storage, settings, self.operator, clock=lambda: T0)
         self.receiver = Receiver(None, self.registry, self.storage, fleet=self.watch)
         self.seq = dict((d, 0) for d in self.identities)
 
@@ -80,9 +82,9 @@ def trusted(operator):
     return {operator.kid: ed25519_verifier(bytes.fromhex(operator.public_key_hex()))}
 
 
-def test_k_of_n_raises_one_incident_and_advises_every_device_of_the_model(tmp_path):
+def test_k_of_n_raises_one_incident_and_advises_every_device_of_the_model(tmp_path, db_url):
     models = ["EA-A"] * 6 + ["EA-B"] * 4
-    f = Fleet(tmp_path, models, k=3)
+    f = Fleet(tmp_path, db_url, models, k=3)
     a_devices = [d for d, m in zip(sorted(f.identities), models) if m == "EA-A"]
     f.alert(a_devices[0], T0)
     f.alert(a_devices[1], T0 + MINUTE)
@@ -98,7 +100,7 @@ def test_k_of_n_raises_one_incident_and_advises_every_device_of_the_model(tmp_pa
     for device in a_devices[:4]:
         f.quarantined(device, T0 + 5 * MINUTE)
     assert len(f.watch.raised) == 1
-    rows = fleet.incidents(f.storage.db)
+    rows = fleet.incidents(f.storage)
     assert len(rows) == 1
     assert rows[0][4] == 4 and rows[0][5] == 6 and rows[0][6] == 3  # devices, N, threshold
     queued = f.watch.unsent()
@@ -120,8 +122,8 @@ def test_k_of_n_raises_one_incident_and_advises_every_device_of_the_model(tmp_pa
     assert f.operator.next_counter("model:EA-A") == 2  # persisted: never reused
 
 
-def test_window_slides_and_clears_do_not_count(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 5, k=3, window_ms=10 * MINUTE)
+def test_window_slides_and_clears_do_not_count(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 5, k=3, window_ms=10 * MINUTE)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 2 * MINUTE, active=False)  # a clear is not a report
@@ -133,8 +135,8 @@ def test_window_slides_and_clears_do_not_count(tmp_path):
     assert len(f.watch.raised) == 1
 
 
-def test_fraction_of_the_model_sets_the_threshold(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 10, k=2, fraction=0.5)
+def test_fraction_of_the_model_sets_the_threshold(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 10, k=2, fraction=0.5)
     devices = sorted(f.identities)
     for index, device in enumerate(devices[:4]):
         f.alert(device, T0 + index)
@@ -143,20 +145,20 @@ def test_fraction_of_the_model_sets_the_threshold(tmp_path):
     assert len(f.watch.raised) == 1
 
 
-def test_incident_closes_after_a_quiet_window_and_a_new_one_opens(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 4, k=2, window_ms=MINUTE)
+def test_incident_closes_after_a_quiet_window_and_a_new_one_opens(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 4, k=2, window_ms=MINUTE)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1000)
     f.alert(devices[2], T0 + 2 * MINUTE)
     f.alert(devices[3], T0 + 2 * MINUTE + 1000)
     assert len(f.watch.raised) == 2
-    counters = sorted(set(row[0] for row in f.storage.db.execute("SELECT counter FROM fleet_advisories")))
+    counters = sorted(set(row[0] for row in f.storage.query("SELECT counter FROM fleet_advisories")))
     assert counters == [1, 2]  # each advisory a fresh counter: neither is a replay of the other
 
 
-def test_hmac_devices_get_a_mac0_advisory_on_their_own_topic(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 4, k=2, hmac_every=2)
+def test_hmac_devices_get_a_mac0_advisory_on_their_own_topic(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 4, k=2, hmac_every=2)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1)
@@ -170,8 +172,8 @@ def test_hmac_devices_get_a_mac0_advisory_on_their_own_topic(tmp_path):
     assert queued[devices[0]][0] == op.model_command_topic("EA-A")
 
 
-def test_audit_signals_confirm_delivery_and_the_report_shows_it(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 3, k=2)
+def test_audit_signals_confirm_delivery_and_the_report_shows_it(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 3, k=2)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1)
@@ -184,7 +186,7 @@ def test_audit_signals_confirm_delivery_and_the_report_shows_it(tmp_path):
         signal = audit.audit_signal(T0 + 3, "fleet-ops", "advisory", "incident-%d" % incident, None, "recorded",
                                     audit.APPLIED, "", audit.CHANNEL_DOWNLINK)
         f.send(device, sg.KIND_AUDIT, T0 + 3, signal.body)
-    row = fleet.incidents(f.storage.db)[0]
+    row = fleet.incidents(f.storage)[0]
     assert (row[8], row[9], row[10]) == (3, 3, 2)  # queued, sent, applied
     from rich.console import Console
 
@@ -194,35 +196,37 @@ def test_audit_signals_confirm_delivery_and_the_report_shows_it(tmp_path):
     assert "fleet incidents" in text and "stuck on cabinet_fan" in text and "2 of 3" in text
 
 
-def test_without_an_operator_the_incident_says_why_no_advisory(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 3, k=2, operator=False)
+def test_without_an_operator_the_incident_says_why_no_advisory(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 3, k=2, operator=False)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1)
     assert f.watch.unsent() == []
-    assert "--operator" in fleet.incidents(f.storage.db)[0][11]
+    assert "--operator" in fleet.incidents(f.storage)[0][11]
 
 
-def test_a_restarted_receiver_does_not_raise_the_open_incident_again(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 4, k=2)
+def test_a_restarted_receiver_does_not_raise_the_open_incident_again(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 4, k=2)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.alert(devices[1], T0 + 1)
-    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    again = fleet.FleetWatch(f.registry, f.storage, f.watch.settings, f.operator, clock=lambda: T0)
     f.receiver.fleet = again
     f.alert(devices[2], T0 + 2)
     f.alert(devices[3], T0 + 3)
-    assert again.raised == [] and len(fleet.incidents(f.storage.db)) == 1
+    assert again.raised == [] and len(fleet.incidents(f.storage)) == 1
 
 
-def test_devices_without_a_model_and_commands_on_the_wire_are_ignored(tmp_path):
-    f = Fleet(tmp_path, [None, None, None], k=2)
+def test_devices_without_a_model_and_commands_on_the_wire_are_ignored(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, [None, None, None], k=2)
     devices = sorted(f.identities)
     for device in devices:
         f.alert(device, T0)
     assert f.watch.raised == []
     # The receiver sees device command topics under its wildcard: not signals, not rejections.
+    f.storage.begin()
     assert f.receiver.handle("ea/v1/fleet-01/cmd", b"\xa0", T0) == "command"
+    f.storage.commit()
     assert f.storage.rejection_counts() == {}
 
 
@@ -237,13 +241,13 @@ def test_settings_are_checked():
     assert fleet.FleetSettings(k=3, fraction=0.1).threshold(10) == 3
 
 
-def test_a_restarted_receiver_keeps_counting_the_window(tmp_path):
-    f = Fleet(tmp_path, ["EA-A"] * 4, k=3)
+def test_a_restarted_receiver_keeps_counting_the_window(tmp_path, db_url):
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 4, k=3)
     devices = sorted(f.identities)
     f.alert(devices[0], T0)
     f.quarantined(devices[1], T0 + 1)  # another class on the component
     f.alert(devices[1], T0 + 2)
-    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    again = fleet.FleetWatch(f.registry, f.storage, f.watch.settings, f.operator, clock=lambda: T0)
     f.receiver.fleet = again
     f.alert(devices[2], T0 + 3)  # the third stuck report, two of them from before the restart
     assert len(again.raised) == 1 and again.raised[0].condition == "stuck"
@@ -269,21 +273,21 @@ def test_receiver_run_refuses_bad_fleet_options(tmp_path):
 CENTURY = 100 * 365 * 24 * 60 * MINUTE
 
 
-def test_a_device_clock_a_century_ahead_does_not_switch_escalation_off(tmp_path):
+def test_a_device_clock_a_century_ahead_does_not_switch_escalation_off(tmp_path, db_url):
     """Issue 17 item 7: one alert dated 100 years ahead slid the window past
     every real report, so K real alerts raised nothing. A report now counts
     at the earlier of its device time and its arrival, and the device is
     flagged: its clock is off."""
-    f = Fleet(tmp_path, ["EA-A"] * 6, k=3)
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 6, k=3)
     devices = sorted(f.identities)
     f.alert(devices[5], T0 + CENTURY, received_ms=T0)
     for index in range(5):  # the review's case: five real alerts after it
         f.alert(devices[index], T0 + (index + 1) * MINUTE)
     assert len(f.watch.raised) == 1
-    incident = f.watch.raised[0]
-    assert incident.condition == "stuck" and incident.devices == set(devices)
-    first_ms, raised_ms, last_ms = f.storage.db.execute(
-        "SELECT first_ms, raised_ms, last_ms FROM fleet_incidents").fetchone()
+    assert f.watch.raised[0].condition == "stuck"
+    stored_devices, first_ms, raised_ms, last_ms = f.storage.query(
+        "SELECT devices, first_ms, raised_ms, last_ms FROM fleet_incidents")[0]
+    assert set(json.loads(stored_devices)) == set(devices)  # joined after it was raised
     # The far-future report counts at its arrival; nothing in the incident is dated a century ahead.
     assert (first_ms, raised_ms, last_ms) == (T0, T0 + 2 * MINUTE, T0 + 5 * MINUTE)
     # The clock is flagged, for the device and as a counted anomaly.
@@ -298,13 +302,13 @@ def test_a_device_clock_a_century_ahead_does_not_switch_escalation_off(tmp_path)
     assert "100 y ahead (1 signals)" in console.export_text()
 
 
-def test_a_far_future_report_stored_before_a_restart_does_not_switch_escalation_off(tmp_path):
+def test_a_far_future_report_stored_before_a_restart_does_not_switch_escalation_off(tmp_path, db_url):
     """The same after a restart: the window is rebuilt from the stored
     signals, where the far-future one is the newest by device time."""
-    f = Fleet(tmp_path, ["EA-A"] * 6, k=3)
+    f = Fleet(tmp_path, db_url, ["EA-A"] * 6, k=3)
     devices = sorted(f.identities)
     f.alert(devices[5], T0 + CENTURY, received_ms=T0)
-    again = fleet.FleetWatch(f.registry, f.storage.db, f.watch.settings, f.operator, clock=lambda: T0)
+    again = fleet.FleetWatch(f.registry, f.storage, f.watch.settings, f.operator, clock=lambda: T0)
     f.receiver.fleet = again
     f.alert(devices[0], T0 + MINUTE)
     assert again.raised == []

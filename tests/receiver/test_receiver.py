@@ -1,5 +1,6 @@
 """The reference receiver: verification, duplicates, gaps, storage, shared
-subscriptions, on a real broker and real SQLite."""
+subscriptions, on a real broker and real databases: SQLite, and PostgreSQL
+where a test is about storage (the ``db_url`` fixture runs it on both)."""
 
 import asyncio
 import contextlib
@@ -12,7 +13,7 @@ import pytest
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity
 from edge_agent.receiver.service import Receiver
-from edge_agent.receiver.storage import Storage
+from edge_agent.receiver.storage import Storage, open_storage
 from edge_agent.receiver.registry import Registry
 from edge_agent.broker import BrokerSettings, client_context
 from simulator.fixtures.broker import Mosquitto
@@ -42,9 +43,9 @@ def _settings(pki, broker, name):
     return BrokerSettings("127.0.0.1", broker.port, client_context(pki.ca_cert, cert, key))
 
 
-def test_handle_accepts_dedupes_rejects_and_finds_gaps(fleet, tmp_path):
+def test_handle_accepts_dedupes_rejects_and_finds_gaps(fleet, db_url):
     registry, devices = fleet
-    storage = Storage(str(tmp_path / "r.sqlite"))
+    storage = open_storage(db_url)
     receiver = Receiver(None, registry, storage)
     ed = devices["rx-ed"]
 
@@ -69,9 +70,10 @@ def test_handle_accepts_dedupes_rejects_and_finds_gaps(fleet, tmp_path):
     handle(_signal("rx-ed", 4))
     storage.commit()
     assert storage.gaps("rx-ed") == []
+    storage.close()
 
 
-def test_bodies_are_stored_as_signed(fleet, tmp_path):
+def test_bodies_are_stored_as_signed(fleet, db_url):
     """The receiver stores each body's bytes as the device signed them (no
     decoding and encoding again), for a lone signal and for a bundle; an
     envelope encoded otherwise than canonically has its body encoded by
@@ -79,7 +81,7 @@ def test_bodies_are_stored_as_signed(fleet, tmp_path):
     from edge_agent.core import bundle, cbor
 
     registry, devices = fleet
-    storage = Storage(str(tmp_path / "r.sqlite"))
+    storage = open_storage(db_url)
     receiver = Receiver(None, registry, storage)
     ed = devices["rx-ed"]
     rows = [[1700000000000 + i, "s%d" % i, 20.0 + i / 7.0, 0] for i in range(40)]
@@ -96,24 +98,26 @@ def test_bodies_are_stored_as_signed(fleet, tmp_path):
     assert receiver.handle("ea/v1/rx-ed/telemetry", ed.seal(odd), 1) == "accepted"
     assert receiver.handle("ea/v1/rx-ed/telemetry", ed.seal(odder), 1) == "accepted"
     storage.commit()
-    stored = dict(storage.db.execute("SELECT seq, body FROM signals"))
+    stored = dict(storage.query("SELECT seq, body FROM signals"))
     assert [stored[s.seq] for s in signals] == [cbor.dumps(s.body) for s in signals]
     assert stored[4] == odd_body and cbor.loads(stored[4]) == {0: [[1700000000004, "x", 1.0, 0]]}
     assert stored[5] == cbor.dumps(cbor.loads(odd_body)) != odd_body
     storage.close()
 
 
-def test_dedupe_survives_restart(fleet, tmp_path):
+def test_dedupe_survives_restart(fleet, db_url):
     registry, devices = fleet
-    path = str(tmp_path / "r.sqlite")
     data = devices["rx-ed"].seal(_signal("rx-ed", 7).encode())
     for expected in ("accepted", "duplicate"):
-        storage = Storage(path)
+        storage = open_storage(db_url)
         storage.begin()
         assert Receiver(None, registry, storage).handle("ea/v1/rx-ed/telemetry", data, 1) == expected
         storage.commit()
         storage.close()
-    assert Storage(path).gaps("rx-ed") == [(1, 6)]
+    storage = open_storage(db_url)
+    assert storage.gaps("rx-ed") == [(1, 6)]
+    assert storage.query("SELECT COUNT(*) FROM envelopes") == [(1,)]  # the duplicate's envelope is not kept
+    storage.close()
 
 
 async def _publish_all(settings, messages):

@@ -1,7 +1,8 @@
 """Issue 17, item 6 (the receiver's half): anyone on the broker can publish
 a device's retained status, so the receiver takes it as a claim that the
 device's own signed signals confirm or contradict (docs/receiver.md,
-"Online status"). Real keys, real SQLite, the receiver's real handler."""
+"Online status"). Real keys, real databases (SQLite and PostgreSQL), the
+receiver's real handler."""
 
 import sqlite3
 
@@ -12,20 +13,20 @@ from edge_agent.keys.identity import create_identity
 from edge_agent.receiver import display
 from edge_agent.receiver.registry import Registry
 from edge_agent.receiver.service import Receiver
-from edge_agent.receiver.storage import Storage
+from edge_agent.receiver.storage import SCHEMA_VERSION, open_storage
 
 T0 = 1_800_000_000_000
 
 
 class Site:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, db_url):
         self.identities = {}
         registry = Registry()
         for device_id in ("st-live", "st-board"):
             identity = create_identity(str(tmp_path / device_id), device_id)
             registry.add_entries(identity.registry_entry())
             self.identities[device_id] = identity
-        self.storage = Storage(str(tmp_path / "r.sqlite"))
+        self.storage = open_storage(db_url)
         self.receiver = Receiver(None, registry, self.storage)
         self.seq = 0
         self.sent = {}
@@ -52,8 +53,8 @@ class Site:
         return dict((row[0], row[8]) for row in self.storage.device_summary())
 
 
-def test_a_forged_offline_status_is_contradicted_by_the_next_signal(tmp_path):
-    site = Site(tmp_path)
+def test_a_forged_offline_status_is_contradicted_by_the_next_signal(tmp_path, db_url):
+    site = Site(tmp_path, db_url)
     assert site.status("st-live", True) == "status"
     assert site.presence() == {"st-live": "unconfirmed"}  # nothing signed from it yet
     assert site.signal() == "accepted"
@@ -74,8 +75,8 @@ def test_a_forged_offline_status_is_contradicted_by_the_next_signal(tmp_path):
     assert site.presence() == {"st-live": "yes"}
 
 
-def test_a_forged_online_status_shows_unconfirmed_and_never_for_an_unknown_board(tmp_path):
-    site = Site(tmp_path)
+def test_a_forged_online_status_shows_unconfirmed_and_never_for_an_unknown_board(tmp_path, db_url):
+    site = Site(tmp_path, db_url)
     # A registered board that never sent anything: shown, but unconfirmed, and never "seen".
     assert site.status("st-board", True) == "status"
     row = site.storage.device_summary()[0]
@@ -98,20 +99,34 @@ def test_a_forged_online_status_shows_unconfirmed_and_never_for_an_unknown_board
     assert "unconfirmed" in text and "st-ghost" not in text
 
 
-def test_a_version_1_database_gains_the_new_columns(tmp_path):
+def _execute_script(db_url, script):
+    """Run SQL on the database behind ``db_url`` directly, as an older
+    receiver would have written it."""
+    if db_url.startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(db_url, autocommit=True) as db:
+            for statement in script.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+    else:
+        with sqlite3.connect(db_url) as db:
+            db.executescript(script)
+
+
+def test_a_version_1_database_gains_the_new_columns(db_url):
     """Databases written before the status and clock columns open, keep
-    their rows, and say schema_version 2."""
-    path = str(tmp_path / "old.sqlite")
-    with sqlite3.connect(path) as db:
-        db.executescript(
-            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-            "INSERT INTO meta VALUES ('schema_version', '1');"
-            "CREATE TABLE devices (device TEXT PRIMARY KEY, first_seen_ms INTEGER NOT NULL, "
-            "last_seen_ms INTEGER NOT NULL, online INTEGER, duplicates INTEGER NOT NULL DEFAULT 0);"
-            "INSERT INTO devices VALUES ('old-1', 5, 6, 1, 0);")
-    storage = Storage(path)
+    their rows, and say the current schema_version; on both backends (the
+    migrations are shared)."""
+    _execute_script(db_url,
+                    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                    "INSERT INTO meta VALUES ('schema_version', '1');"
+                    "CREATE TABLE devices (device TEXT PRIMARY KEY, first_seen_ms BIGINT NOT NULL, "
+                    "last_seen_ms BIGINT NOT NULL, online BIGINT, duplicates BIGINT NOT NULL DEFAULT 0);"
+                    "INSERT INTO devices VALUES ('old-1', 5, 6, 1, 0);")
+    storage = open_storage(db_url)
     row = storage.device_summary()[0]
     assert row[0] == "old-1" and row[7] == 1 and row[8] == "unconfirmed" and row[9:] == (None, 0)
-    assert storage.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+    assert storage.query("SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
     storage.close()
-    Storage(path).close()  # and again: the columns are there now
+    open_storage(db_url).close()  # and again: the columns are there now
