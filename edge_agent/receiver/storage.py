@@ -38,7 +38,7 @@ def is_postgres_url(db):
     return db.startswith(("postgresql://", "postgres://"))
 
 
-def Storage(path):  # noqa: N802 (the SQLite storage under its name from before PostgreSQL)
+def Storage(path, durable=True):  # noqa: N802 (the SQLite storage under its name from before PostgreSQL)
     from edge_agent.receiver.storage_sqlite import SQLiteStorage
 
-    return SQLiteStorage(path)
+    return SQLiteStorage(path, durable=durable)

@@ -248,3 +248,16 @@ def test_a_lost_postgresql_server_stops_the_receiver_with_a_clear_message(pki, b
             storage.close()
     finally:
         receiver.stop()
+
+
+def test_sqlite_syncs_every_commit_unless_told_it_is_scratch(tmp_path):
+    # FULL (2) for a receiver (durable before acknowledged); NORMAL (1) only
+    # for the simulator's scratch database (simulator/scenarios/virtual.py).
+    from edge_agent.receiver.storage import Storage
+
+    for durable, level in ((True, 2), (False, 1)):
+        storage = Storage(str(tmp_path / ("r-%s.sqlite" % durable)), durable=durable)
+        try:
+            assert storage.db.execute("PRAGMA synchronous").fetchone()[0] == level
+        finally:
+            storage.close()
