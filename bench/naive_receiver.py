@@ -3,8 +3,10 @@ a backend team writes in an afternoon. aiomqtt (QoS 1, acknowledged by
 aiomqtt as each message is handed over), pycose to verify each COSE_Sign1
 with the device's Ed25519 key from the registry, cbor2 to decode the
 payload (one signal or a bundle of them), one INSERT per signal and one
-commit per message into SQLite (`--wal`: in WAL mode). No checks beyond the
-signature, no duplicates counted, no gaps, no alerts table.
+commit per message into SQLite (`--wal`: in WAL mode) or, when DB is a
+postgresql:// URL, PostgreSQL (psycopg 3, the server's default durability).
+No checks beyond the signature, no duplicates counted, no gaps, no alerts
+table.
 
 Run by bench/bench_receiver.py: naive_receiver.py REGISTRY DB PORT CLIENT_ID [--wal]
 It prints "receiving" once subscribed, as `edge-agent receiver run` does.
@@ -34,10 +36,18 @@ def keys(registry_path):
 
 async def main(registry_path, db_path, port, client_id, wal):
     by_kid = keys(registry_path)
-    db = sqlite3.connect(db_path)
-    if wal:
-        db.execute("PRAGMA journal_mode=WAL")
-    db.execute("CREATE TABLE IF NOT EXISTS signals (device TEXT, seq INTEGER, body BLOB, PRIMARY KEY (device, seq))")
+    if db_path.startswith("postgresql://"):
+        import psycopg
+
+        db = psycopg.connect(db_path)
+        db.execute("CREATE TABLE IF NOT EXISTS signals (device TEXT, seq BIGINT, body BYTEA, PRIMARY KEY (device, seq))")
+        insert = "INSERT INTO signals VALUES (%s, %s, %s) ON CONFLICT DO NOTHING"
+    else:
+        db = sqlite3.connect(db_path)
+        if wal:
+            db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS signals (device TEXT, seq INTEGER, body BLOB, PRIMARY KEY (device, seq))")
+        insert = "INSERT OR IGNORE INTO signals VALUES (?, ?, ?)"
     db.commit()
     properties = Properties(PacketTypes.CONNECT)
     properties.SessionExpiryInterval = 3600
@@ -52,8 +62,7 @@ async def main(registry_path, db_path, port, client_id, wal):
                 continue
             item = cbor2.loads(cose.payload)
             for signal in item if isinstance(item, list) else [item]:
-                db.execute("INSERT OR IGNORE INTO signals VALUES (?, ?, ?)",
-                           (signal[2], signal[3], cbor2.dumps(signal[6])))
+                db.execute(insert, (signal[2], signal[3], cbor2.dumps(signal[6])))
             db.commit()
 
 
