@@ -268,6 +268,8 @@ class Firmware:
         """On a clean stop: the pending telemetry batch into the store, then
         let the uplink send what it can within ``grace_ms`` (real time).
         Sensors are no longer read: what the store holds is final."""
+        for source in self.sources:
+            source.stopped = True
         for task in self._ingest:
             task.cancel()
         self.dispatch(self.device.flush(self.clock()))

@@ -32,6 +32,11 @@ class UartSource:
         self.bytes_read = 0
         self.bytes_written = 0
         self.errors = 0
+        # Set by a clean stop: bytes read after it are not fed. Cancelling
+        # the task is not enough: a wait_for whose read completed as it was
+        # cancelled returns the bytes (seen: a reading fed after the stop's
+        # last flush, stored at close and never sent).
+        self.stopped = False
 
     async def run(self):
         reader = asyncio.StreamReader(self.uart)
@@ -45,6 +50,8 @@ class UartSource:
                     self.log("warning", "bus %s: read failed (%s); retrying every %d ms" % (self.bus_id, exc, RETRY_MS))
                 await asyncio.sleep_ms(RETRY_MS) if hasattr(asyncio, "sleep_ms") else await asyncio.sleep(RETRY_MS / 1000)
                 continue
+            if self.stopped:
+                return
             if data:
                 self.bytes_read += len(data)
                 self.dispatch(self.device.feed(self.bus_id, data, self.clock()))

@@ -1,7 +1,8 @@
 """Several receivers, one PostgreSQL database, exactly once (issue 20):
 three `edge-agent receiver run` processes in one shared-subscription group
-on a real mosquitto, a fleet of signed devices publishing, one receiver
-killed (SIGKILL) mid-run and started again. Every (device, seq) is stored
+on a real mosquitto, a fleet of 200 signed devices publishing, two receivers
+killed (SIGKILL) mid-run, a third and two thirds of the way in, and started
+again. Every (device, seq) is stored
 once, nothing is missing, duplicates are counted, and fleet escalation,
 run by all three together, raises the incident once and publishes its
 advisory once: the same incident a single receiver on SQLite raises from
@@ -28,8 +29,8 @@ from simulator.fixtures.processes import Child, edge_agent_argv
 pytestmark = pytest.mark.integration
 
 MODEL = "EA-SHARE"
-DEVICES = 24
-SIGNALS = 50  # telemetry per device, then one alert from each of the first ALERTING devices
+DEVICES = 200
+SIGNALS = 20  # telemetry per device, then one alert from each of the first ALERTING devices
 ALERTING = 5
 REPLAYS = 40  # messages published twice: duplicates to drop and count
 RECEIVERS = 3
@@ -39,7 +40,7 @@ def _fleet(tmp_path):
     identities = {}
     lines = []
     for index in range(DEVICES):
-        device_id = "share-%02d" % index
+        device_id = "share-%03d" % index
         identity = create_identity(str(tmp_path / "ids" / device_id), device_id)
         lines.append(identity.registry_entry(model=MODEL))
         identities[device_id] = identity
@@ -111,10 +112,12 @@ def test_three_receivers_on_postgresql_store_every_signal_once_and_advise_once(p
         killed = {}
 
         def progress(count):
-            # A third of the way in, one receiver dies mid-batch and comes back.
-            if count == len(messages) // 3 and not killed:
-                receivers[0].kill()
-                killed["at"] = count
+            # A third and two thirds of the way in, a receiver dies mid-batch
+            # (each comes back once the devices have published).
+            for victim, at in ((0, len(messages) // 3), (1, 2 * len(messages) // 3)):
+                if count == at and victim not in killed:
+                    receivers[victim].kill()
+                    killed[victim] = count
 
         async def scenario():
             ready = asyncio.Event()
@@ -123,9 +126,11 @@ def test_three_receivers_on_postgresql_store_every_signal_once_and_advise_once(p
             await asyncio.wait_for(ready.wait(), 10)
             await _publish(harness, broker.port, messages, progress)
             await asyncio.sleep(0.5)
-            receivers[0] = receiver(0)  # the same client id: its session's unacknowledged messages come back
-            await asyncio.get_running_loop().run_in_executor(None, receivers[0].wait_for, "receiving", 20)
-            deadline = time.monotonic() + 60
+            for victim in sorted(killed):
+                # The same client id: its session's unacknowledged messages come back.
+                receivers[victim] = receiver(victim)
+                await asyncio.get_running_loop().run_in_executor(None, receivers[victim].wait_for, "receiving", 20)
+            deadline = time.monotonic() + 120
             expected = DEVICES * SIGNALS + ALERTING
             while time.monotonic() < deadline:
                 storage = open_storage(url)
@@ -141,7 +146,7 @@ def test_three_receivers_on_postgresql_store_every_signal_once_and_advise_once(p
             collector.cancel()
 
         asyncio.run(scenario())
-        assert killed, "the receiver was never killed"
+        assert sorted(killed) == [0, 1], "receivers killed: %s" % killed
     finally:
         for child in receivers:
             child.stop()
