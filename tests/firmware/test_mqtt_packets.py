@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
                                 "firmware"))
 
 import mqtt_packets as mp  # noqa: E402
+import mqtt_stream  # noqa: E402 (tests/: the captured-stream splitter the other tests use)
 
 # --- an independent encoder for what brokers send (spec section 3) ----------
 
@@ -196,17 +197,11 @@ def test_malformed_broker_packets_name_the_rule(data, message):
 
 
 def parse(data):
-    first = data[0]
-    n, shift, at = 0, 0, 1
-    while True:
-        byte = data[at]
-        at += 1
-        n |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    assert len(data) - at == n
-    return first, data[at:]
+    """(first byte, body) of one whole packet."""
+    found = mqtt_stream.packets(data)
+    assert len(found) == 1, found
+    kind, flags, body = found[0]
+    return kind << 4 | flags, body
 
 
 def fields(body, count):
