@@ -125,7 +125,7 @@ def test_no_puback_leaves_before_the_sync_of_its_rows(tmp_path):
     messages = [(sg.topic("dur-1", sg.KIND_TELEMETRY), identity.seal(_signal("dur-1", seq).encode()))
                 for seq in range(1, n + 1)]
     with Mosquitto(str(tmp_path / "broker")) as broker:
-        argv = ["strace", "-f", "-qq", "-yy", "-xx", "-s", "256", "-o", trace_file,
+        argv = ["strace", "-f", "-qq", "-yy", "-xx", "-s", "65536", "-o", trace_file,
                 "-e", "trace=write,pwrite64,writev,pwritev,pwritev2,sendto,sendmsg,fsync,fdatasync",
                 *_receiver_argv(registry_file, db, broker.port)]
         receiver = Child("receiver", argv, relay=False)
