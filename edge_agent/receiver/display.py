@@ -57,8 +57,9 @@ def devices_table(storage, with_gaps=False):
         row = [cell(device), presence, str(count), str(max_seq), str(missing), str(duplicates), str(active),
                _when(last_seen), clock_note(ahead_ms, anomalies)]
         if with_gaps:
-            lost, skipped = storage.missing(device)
-            row += [str(storage.boots(device)), _ranges(skipped), _ranges(lost)]
+            births = storage.births(device)
+            lost, skipped = storage.missing(device, births)
+            row += [str(len(births)), _ranges(skipped), _ranges(lost)]
         table.add_row(*row)
     return table
 

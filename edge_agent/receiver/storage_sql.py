@@ -286,18 +286,22 @@ class SQLStorage:
         except those a device skipped at a restart (see missing())."""
         return self.missing(device)[0]
 
-    def boots(self, device):
-        """How many birth signals of ``device`` are stored: one per start
-        of its agent or firmware that reached us."""
-        return self.execute("SELECT COUNT(*) FROM signals WHERE device = ? AND kind = ?",
-                            (device, sg.KIND_BIRTH)).fetchone()[0]
+    def births(self, device):
+        """The seqs of ``device``'s stored birth signals: one per start of its
+        agent or firmware that reached us."""
+        return {row[0] for row in self.query(
+            "SELECT seq FROM signals WHERE device = ? AND kind = ?", (device, sg.KIND_BIRTH))}
 
-    def missing(self, device):
+    def boots(self, device):
+        return len(self.births(device))
+
+    def missing(self, device, births=None):
         """(lost, skipped): missing ranges below the highest seq seen. A range
         that ends right below a birth signal's seq was skipped by the
-        device's sequencer at a restart (numbers never issued), not lost."""
-        births = {row[0] for row in self.query(
-            "SELECT seq FROM signals WHERE device = ? AND kind = ?", (device, sg.KIND_BIRTH))}
+        device's sequencer at a restart (numbers never issued), not lost.
+        ``births``: births(device), when the caller has it already."""
+        if births is None:
+            births = self.births(device)
         lost, skipped = [], []
         for gap in self._all_gaps(device):
             (skipped if gap[1] + 1 in births else lost).append(gap)
