@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "core"))
 
 from console_support import Screen, bench  # noqa: E402
+from line_feed import feed  # noqa: E402
 from vt_screen import VtScreen  # noqa: E402
 
 from edge_agent.core import console_line as cl  # noqa: E402
@@ -27,18 +28,8 @@ def _chunks(data, cuts):
     return pieces
 
 
-def _drain(discipline, pieces):
-    events = []
-    for piece in pieces:
-        discipline.receive(piece)
-        while True:
-            event = discipline.next_event()
-            if event is None:
-                break
-            events.append(event)
-            if event[0] == cl.LINE:
-                discipline.respond("ok")
-    return events
+def _drain(discipline, chunks):
+    return feed(discipline, chunks, lambda line: discipline.respond("ok"))
 
 
 @given(st.binary(max_size=3000), st.lists(st.integers(min_value=0), max_size=20), st.integers(8, 600))

@@ -1,5 +1,6 @@
 """The console's line discipline, byte by byte, on both interpreters."""
 
+from line_feed import feed, pieces
 from vt_screen import VtScreen
 
 from edge_agent.core import console_line as cl
@@ -10,17 +11,7 @@ def _run(data, prompt="> ", max_line=cl.MAX_LINE, echo=True, chunk=None):
     line with 'ok <line>'. Returns (events, output bytes)."""
     d = cl.LineDiscipline(prompt, max_line, echo)
     d.show_prompt()
-    events = []
-    pieces = [data] if chunk is None else [data[i:i + chunk] for i in range(0, len(data), chunk)]
-    for piece in pieces:
-        d.receive(piece)
-        while True:
-            event = d.next_event()
-            if event is None:
-                break
-            events.append(event)
-            if event[0] == cl.LINE:
-                d.respond("ok " + event[1])
+    events = feed(d, pieces(data, chunk), lambda line: d.respond("ok " + line))
     return events, d.take_output()
 
 
@@ -195,16 +186,12 @@ def _editing(keys, completer=None, helper=None, chunk=None):
     d.helper = helper
     d.show_prompt()
     screen = VtScreen()
-    pieces = [keys] if chunk is None else [keys[i:i + chunk] for i in range(0, len(keys), chunk)]
-    for piece in pieces:
-        d.receive(piece)
-        while True:
-            event = d.next_event()
-            if event is None:
-                break
-            if event[0] == cl.LINE:
-                d.remember(event[1])
-                d.respond("ran " + event[1])
+
+    def run(line):
+        d.remember(line)
+        d.respond("ran " + line)
+
+    feed(d, pieces(keys, chunk), run)
     screen.feed(d.take_output())
     return d, screen
 
