@@ -38,6 +38,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # mqtt_stream, which mqtt_support uses
 sys.path.insert(0, os.path.join(ROOT, "tests", "firmware"))
 
 import paho.mqtt.client as paho  # noqa: E402
