@@ -38,7 +38,8 @@ UNSENT_CHECK_S = 5.0
 # A batch the database gave up (a deadlock between receivers) is handled
 # again, at most this many times before the receiver stops.
 BATCH_ATTEMPTS = 5
-# Reconnect backoff: doubling from the first to the most, per outage.
+# Reconnect backoff: doubling from the first to the most, per outage
+# (of the broker, or of a PostgreSQL server).
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 15
 # A signal dated further than this ahead of the receiver's clock counts as
@@ -236,7 +237,7 @@ class Receiver:
             log.info("receiving %s on %s", self.topic_filter, s.describe())
             self.connected.set()
             if self.fleet is not None:
-                await self._send_advisories(client)  # queued before a restart or outage
+                await self._send_advisories_through_outages(client)  # queued before a restart or outage
             messages = client.messages
             unsent_checked = time.monotonic()
             while True:
@@ -247,14 +248,55 @@ class Receiver:
                 # here: 1-4 of 300 messages missing).
                 while len(messages) and len(batch) < BATCH_MAX:
                     batch.append(await messages.__anext__())
-                self._store_batch(batch)
+                await self._store_through_outages(batch)
                 for message in batch:
                     if message.qos > 0:
                         client._client.ack(message.mid, message.qos)
                 if self.fleet is not None and (self.fleet.raised_since_send
                                                or time.monotonic() - unsent_checked > UNSENT_CHECK_S):
                     unsent_checked = time.monotonic()
-                    await self._send_advisories(client)
+                    await self._send_advisories_through_outages(client)
+
+    async def _store_through_outages(self, batch):
+        """_store_batch, waiting out a lost database server: the batch
+        stays here unacknowledged (the broker holds back what follows)
+        while the storage reconnects with backoff, then it is handled again
+        from the start. A batch whose COMMIT went through just before the
+        connection broke is stored once all the same: its signals are then
+        duplicates of themselves (dropped, counted)."""
+        while True:
+            try:
+                self._store_batch(batch)
+                return
+            except self.storage.LOST_ERRORS as exc:
+                await self._reconnect_storage(exc, "a batch of %d messages, none acknowledged" % len(batch))
+
+    async def _send_advisories_through_outages(self, client):
+        try:
+            await self._send_advisories(client)
+        except self.storage.LOST_ERRORS as exc:
+            # What was not marked sent is sent at the next turn (at-least-once,
+            # as after a crash).
+            await self._reconnect_storage(exc, "fleet advisories, sent at the next turn")
+
+    async def _reconnect_storage(self, exc, waiting):
+        """Reconnect the storage after ``exc`` (its LOST_ERRORS), doubling the
+        wait from RECONNECT_FIRST_S to RECONNECT_MAX_S; the MQTT session
+        stays up meanwhile (the connect runs in a thread)."""
+        delay = RECONNECT_FIRST_S
+        log.warning("database %s lost (%s); %s; reconnecting in %.1f s", self.storage.name,
+                    self.storage.describe_error(exc), waiting, delay)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(self.storage.reconnect)
+            except self.storage.LOST_ERRORS as again:
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                log.warning("database %s: %s; reconnecting in %.1f s", self.storage.name,
+                            self.storage.describe_error(again), delay)
+                continue
+            log.warning("database %s: reconnected", self.storage.name)
+            return
 
     def _store_batch(self, batch):
         """Handle and commit a batch. Sorted by device (a stable sort: each
@@ -278,6 +320,9 @@ class Receiver:
                     raise
                 log.warning("database aborted a batch of %d messages (%s); handling it again", len(batch),
                             short(str(exc)))
+            except self.storage.LOST_ERRORS:
+                self._restore(counters)  # the transaction went with the connection
+                raise
 
     def _counters(self):
         return (self.accepted, self.duplicates, dict(self.rejected), self.ignored, dict(self.anomalies),

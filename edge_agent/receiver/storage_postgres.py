@@ -68,6 +68,9 @@ class PostgresStorage(SQLStorage):
     # TransactionRollback's subclasses, so each is named.
     RETRY_ERRORS = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected,
                     psycopg.errors.SerializationFailure)
+    # The connection is gone or unusable (the server stopped, restarted, or
+    # ended it): reconnect() and handle the batch again (service.py).
+    LOST_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
     types = TYPES
 
     def __init__(self, url):
@@ -80,15 +83,10 @@ class PostgresStorage(SQLStorage):
             raise StorageError("--db %s: not a PostgreSQL URL psycopg can read (%s); e.g. "
                                "postgresql://user:password@host:5432/database" % (self.name, _clean(exc, url))) from None
         try:
-            # autocommit: we issue BEGIN/COMMIT ourselves, so one transaction
-            # covers a batch of messages (as on SQLite).
-            self.db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
-                                      application_name="edge-agent receiver")
+            self._connect()
         except psycopg.Error as exc:
             raise StorageError("--db %s: cannot connect: %s" % (self.name, _clean(exc, url))) from None
-        self.db.adapters.register_dumper(str, _NulEscapingStrDumper)
         try:
-            self.execute("SET synchronous_commit = on")
             self.begin()
             try:
                 self.execute("SELECT pg_advisory_xact_lock(%d)" % MIGRATION_LOCK)  # receivers starting together
@@ -104,6 +102,29 @@ class PostgresStorage(SQLStorage):
         except StorageError:
             self.db.close()
             raise
+
+    def _connect(self):
+        # autocommit: we issue BEGIN/COMMIT ourselves, so one transaction
+        # covers a batch of messages (as on SQLite).
+        self.db = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S,
+                                  application_name="edge-agent receiver")
+        self.db.adapters.register_dumper(str, _NulEscapingStrDumper)
+        self.execute("SET synchronous_commit = on")
+
+    def reconnect(self):
+        """A new connection after LOST_ERRORS (the server restarted, the
+        network failed). Raises LOST_ERRORS while the server cannot be
+        reached; the caller retries with backoff. What the old connection
+        had not committed is gone with it (its batch was not acknowledged)."""
+        try:
+            self.db.close()
+        except psycopg.Error:
+            pass
+        self._connect()
+
+    def describe_error(self, exc):
+        """A database error for the log: one line, never the URL's password."""
+        return _clean(exc, self.url)
 
     def _execute(self, sql, params):
         if not params:

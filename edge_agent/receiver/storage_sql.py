@@ -113,11 +113,15 @@ class SQLStorage:
     ``types`` for SCHEMA, ``FATAL_ERRORS`` (the database's own failures,
     which stop a batch: nothing about the message) and ``RETRY_ERRORS``
     (a transaction the server gave up, e.g. a deadlock between receivers:
-    the batch is handled again), and implements ``_execute``, the
+    the batch is handled again), ``LOST_ERRORS`` with ``reconnect()`` for a
+    server connection, and implements ``_execute``, the
     migration's catalog queries and the locks."""
 
     FATAL_ERRORS = ()
     RETRY_ERRORS = ()
+    # A server connection lost (PostgreSQL): the receiver calls reconnect()
+    # with backoff and handles the batch again. None for a file (SQLite).
+    LOST_ERRORS = ()
     name = "?"  # for logs: a path, or a URL without its password
 
     # -- the connection ---------------------------------------------------
@@ -132,6 +136,10 @@ class SQLStorage:
 
     def close(self):
         self.db.close()
+
+    def describe_error(self, exc):
+        """A database error for the log, on one line."""
+        return " ".join(str(exc).split())
 
     def begin(self):
         self.execute("BEGIN")
