@@ -140,25 +140,12 @@ class Receiver:
         for signal in signals:
             if signal.seq > MAX_INTEGER or signal.time_ms > MAX_INTEGER:
                 raise Rejection("bad-signal", "seq or time beyond 2**63 - 1 (the receiver stores 64-bit integers)")
-        fresh = []
-        fresh_bodies = []
-        for signal, body in zip(signals, bodies):
-            if not self.storage.has(signal.device, signal.seq):
-                fresh.append(signal)
-                fresh_bodies.append(body)
-        if fresh:
-            envelope_id = self.storage.store_envelope(payload)
-            # Another receiver on the same database may store some first
-            # (a redelivery after a crash): the database decides what is new.
-            stored = [self.storage.store_signal(signal, envelope_id, received_ms, body)
-                      for signal, body in zip(fresh, fresh_bodies)]
-            fresh = [signal for signal, new in zip(fresh, stored) if new]
-            if not fresh:
-                self.storage.drop_envelope(envelope_id)
-        # A message holds one device's signals: one row update for all of them.
-        device = signals[0].device
-        self.storage.seen(device, received_ms, len(signals) - len(fresh), fresh=len(fresh))
-        self._check_clock(device, fresh, received_ms)
+        # The database decides what is new (a duplicate, or a redelivery
+        # another receiver on the same database stored first).
+        # A message holds one device's signals: one devices row update for all.
+        stored = self.storage.store_message(payload, signals, bodies, received_ms)
+        fresh = [signal for signal, new in zip(signals, stored) if new]
+        self._check_clock(signals[0].device, fresh, received_ms)
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
         if self.fleet is not None:

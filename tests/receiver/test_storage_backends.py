@@ -168,6 +168,40 @@ def test_text_with_nul_is_stored_on_both_backends(tmp_path, db_url):
     storage.close()
 
 
+def test_a_message_is_stored_in_one_go_with_duplicates_dropped_on_both_backends(tmp_path, db_url):
+    """storage.store_message (one statement on PostgreSQL): a bundle's
+    signals, a seq twice in it stored once, its envelope kept once; the same
+    bundle again stores nothing, keeps no envelope and counts its
+    duplicates; an alert lands in alerts once; the devices row records each
+    message."""
+    from edge_agent.core import bundle
+
+    identity, storage, receiver = _rig(str(tmp_path), db_url)
+    records = [sg.Signal(sg.KIND_TELEMETRY, 3, T0 + seq, {0: [[T0 + seq, "t", 1.5, 0]]}, "nul-1", seq).encode()
+               for seq in (1, 2, 2, 3)]
+    message = identity.seal(bundle.encode(records))
+    alert = sg.Signal(sg.KIND_ALERT, 1, T0 + 9, {sg.A_CONDITION: "stuck", sg.A_ACTIVE: True}, "nul-1", 4)
+    storage.begin()
+    outcomes = [receiver.handle("ea/v1/nul-1/telemetry", message, T0),
+                receiver.handle("ea/v1/nul-1/telemetry", message, T0 + 1),
+                receiver.handle("ea/v1/nul-1/alert", identity.seal(alert.encode()), T0 + 2),
+                receiver.handle("ea/v1/nul-1/alert", identity.seal(alert.encode()), T0 + 3)]
+    storage.commit()
+    assert outcomes == ["accepted", "duplicate", "accepted", "duplicate"]
+    assert (receiver.accepted, receiver.duplicates) == (4, 1 + 4 + 1)
+    assert storage.query("SELECT seq, time_ms FROM signals ORDER BY seq") == [(1, T0 + 1), (2, T0 + 2), (3, T0 + 3),
+                                                                              (4, T0 + 9)]
+    assert storage.query("SELECT COUNT(*) FROM envelopes") == [(2,)]
+    assert storage.query("SELECT seq, condition, active FROM alerts") == [(4, "stuck", 1)]
+    assert storage.query("SELECT first_seen_ms, last_seen_ms, duplicates, confirmed FROM devices") == [
+        (T0, T0 + 3, 6, 1)]
+    # A device's readings over a time range (the (device, time_ms) index).
+    between = storage.signals_between("nul-1", T0 + 2, T0 + 4)
+    assert [(t, seq) for t, seq, _ in between] == [(T0 + 2, 2), (T0 + 3, 3)]
+    assert bytes(between[0][2]) == sg.body_bytes(sg.decode(records[1]), records[1])
+    storage.close()
+
+
 def test_a_failure_inside_a_message_is_undone_alone_on_postgresql(tmp_path, postgres_server):
     """The receiver's per-message savepoint on PostgreSQL: a trigger that
     refuses one signal stands in for any failure half way through a
