@@ -24,7 +24,8 @@ one variant (the server's default durability).
 
 - ours x2: two `receiver run` processes in one shared-subscription group
   (two persistent sessions made first: mosquitto deals the backlog out
-  between them), on the same database.
+  between them), on one PostgreSQL database; on SQLite, which is one
+  receiver per file, each on a file of its own.
 
 Also printed: CPU per 1,000 readings (telemetry) or signals (alerts), from
 /proc (user+system), of the consumer process(es), of mosquitto and of the
@@ -207,22 +208,41 @@ def one_run(kind, workload, directory, identities, registry, size, round_number,
         for client_id in client_ids:
             asyncio.run(prime(broker.port, client_id, topic_filter))
         asyncio.run(publish(broker.port, messages))
-        db = postgres.create_database("bench") if postgres else os.path.join(run_dir, "rx.sqlite")
+        # SQLite is one receiver per file: two instances write a file each.
+        dbs = ([postgres.create_database("bench")] * instances if postgres else
+               [os.path.join(run_dir, "rx-%d.sqlite" % i) for i in range(instances)])
         consumers = []
         try:
-            for client_id in client_ids:
-                consumers.append(start_consumer(kind, registry, db, broker.port, client_id, run_dir))
-            started = time.monotonic()
-            cpu0 = sum(cpu_s(consumer.pid) for consumer in consumers)
-            broker0 = tree_cpu_s(broker.process.pid)
-            server0 = tree_cpu_s(postgres.process.pid) if postgres else 0
+            # Started together; the clock from the first "receiving" line
+            # (subscribed: the backlog starts to flow), each one's CPU from
+            # its own (its start-up is not the work measured).
+            logs = []
+            for client_id, db in zip(client_ids, dbs):
+                logs.append(os.path.join(run_dir, "%s.log" % client_id))
+                # Its output to a file: a pipe nobody reads would fill with
+                # its log lines (one per alert) and stop it.
+                with open(logs[-1], "w") as log:
+                    consumers.append(subprocess.Popen(consumer_argv(kind, registry, db, broker.port, client_id),
+                                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True))
+            cpu0 = {}
+            deadline = time.monotonic() + 60
+            while len(cpu0) < len(consumers):
+                for consumer, log_path in zip(consumers, logs):
+                    if consumer.pid not in cpu0 and receiving(consumer, log_path, kind, deadline):
+                        cpu0[consumer.pid] = cpu_s(consumer.pid)
+                        if len(cpu0) == 1:
+                            started = time.monotonic()
+                            broker0 = tree_cpu_s(broker.process.pid)
+                            server0 = tree_cpu_s(postgres.process.pid) if postgres else 0
+                time.sleep(0.01)
             deadline = started + 600
-            while stored(db) < signals:
+            while sum(stored(db) for db in set(dbs)) < signals:
                 if time.monotonic() > deadline or any(consumer.poll() is not None for consumer in consumers):
-                    sys.exit("bench_receiver: %s stored %d of %d signals" % (kind, stored(db), signals))
+                    sys.exit("bench_receiver: %s stored %d of %d signals" % (
+                        kind, sum(stored(db) for db in set(dbs)), signals))
                 time.sleep(0.05)
             elapsed = time.monotonic() - started
-            cpu = sum(cpu_s(consumer.pid) for consumer in consumers) - cpu0
+            cpu = sum(cpu_s(consumer.pid) - cpu0[consumer.pid] for consumer in consumers)
             broker_cpu = tree_cpu_s(broker.process.pid) - broker0
             server_cpu = tree_cpu_s(postgres.process.pid) - server0 if postgres else 0
         finally:
@@ -232,25 +252,17 @@ def one_run(kind, workload, directory, identities, registry, size, round_number,
     return elapsed, cpu, signals, readings, broker_cpu, server_cpu
 
 
-def start_consumer(kind, registry, db, port, client_id, run_dir):
-    """A consumer process, once it has subscribed (its "receiving" line:
-    the backlog starts to flow)."""
-    # Its output to a file: a pipe nobody reads would fill with its log
-    # lines (one per alert) and stop it.
-    log_path = os.path.join(run_dir, "%s.log" % client_id)
-    with open(log_path, "w") as log:
-        consumer = subprocess.Popen(consumer_argv(kind, registry, db, port, client_id), cwd=ROOT,
-                                    stdout=log, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while True:
+def receiving(consumer, log_path, kind, deadline):
+    """Whether the consumer has printed its "receiving" line; exits the
+    bench, with its log, if it stopped or did not in time."""
+    with open(log_path) as f:
+        if "receiving" in f.read():
+            return True
+    if consumer.poll() is not None or time.monotonic() > deadline:
+        consumer.kill()
         with open(log_path) as f:
-            if "receiving" in f.read():
-                return consumer
-        if consumer.poll() is not None or time.monotonic() > deadline:
-            consumer.kill()
-            with open(log_path) as f:
-                sys.exit("bench_receiver: %s did not start receiving:\n%s" % (kind, f.read()[-3000:]))
-        time.sleep(0.01)
+            sys.exit("bench_receiver: %s did not start receiving:\n%s" % (kind, f.read()[-3000:]))
+    return False
 
 
 def measure(backend, args, directory, identities, registry, postgres=None):
