@@ -140,6 +140,15 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_cpu_s():
+    """CPU seconds every core of the machine has spent busy so far (every
+    process: the other work on a shared machine too)."""
+    with open("/proc/stat") as f:
+        fields = [int(field) for field in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def tree_cpu_s(pid):
     """CPU seconds of ``pid`` and every process under it, with the children
     they have reaped (a PostgreSQL server is a process per connection)."""
@@ -195,7 +204,7 @@ def consumer_argv(kind, registry, db, port, client_id):
 
 def one_run(kind, workload, directory, identities, registry, size, round_number, postgres=None):
     """(seconds, consumer CPU s, signals, readings, broker CPU s, database
-    server CPU s) for ``kind`` to store a backlog of ``workload`` (in a
+    server CPU s, the whole machine's CPU s) for ``kind`` to store a backlog of ``workload`` (in a
     fresh database on ``postgres`` when given)."""
     run_dir = os.path.join(directory, "%s-%s-%d-%s" % (kind.replace(" ", "-"), workload, round_number,
                                                       "pg" if postgres else "sqlite"))
@@ -233,6 +242,7 @@ def one_run(kind, workload, directory, identities, registry, size, round_number,
                         if len(cpu0) == 1:
                             started = time.monotonic()
                             broker0 = tree_cpu_s(broker.process.pid)
+                            machine0 = machine_cpu_s()
                             server0 = tree_cpu_s(postgres.process.pid) if postgres else 0
                 time.sleep(0.01)
             deadline = started + 600
@@ -245,11 +255,12 @@ def one_run(kind, workload, directory, identities, registry, size, round_number,
             cpu = sum(cpu_s(consumer.pid) - cpu0[consumer.pid] for consumer in consumers)
             broker_cpu = tree_cpu_s(broker.process.pid) - broker0
             server_cpu = tree_cpu_s(postgres.process.pid) - server0 if postgres else 0
+            machine_cpu = machine_cpu_s() - machine0
         finally:
             for consumer in consumers:
                 consumer.kill()
                 consumer.wait()
-    return elapsed, cpu, signals, readings, broker_cpu, server_cpu
+    return elapsed, cpu, signals, readings, broker_cpu, server_cpu, machine_cpu
 
 
 def receiving(consumer, log_path, kind, deadline):
@@ -277,8 +288,8 @@ def measure(backend, args, directory, identities, registry, postgres=None):
             for kind in order:
                 run = one_run(kind, workload, directory, identities, registry, size, round_number, postgres)
                 results.setdefault((workload, kind), []).append(run)
-                print("  %-10s %-9s %-9s round %d: %7.2f s, %5.2f CPU s (broker %.2f, server %.2f)" % (
-                    backend, workload, kind, round_number + 1, run[0], run[1], run[4], run[5]), flush=True)
+                print("  %-10s %-9s %-9s round %d: %7.2f s, %5.2f CPU s (broker %.2f, server %.2f; machine %.2f)" % (
+                    backend, workload, kind, round_number + 1, run[0], run[1], run[4], run[5], run[6]), flush=True)
         results[(workload, "split")] = split(workload, identities, registry, size, directory, postgres)
     return kinds, results
 
@@ -334,14 +345,14 @@ def report(backend, kinds, results):
             elapsed = statistics.median(r[0] for r in runs)
             items = runs[0][3] or runs[0][2]  # readings, or signals for alerts
             rates[kind] = (runs[0][3] / elapsed, runs[0][2] / elapsed, elapsed,
-                           [statistics.median(r[i] for r in runs) for i in (1, 4, 5)], items)
+                           [statistics.median(r[i] for r in runs) for i in (1, 4, 5, 6)], items)
         best_naive = max(rates[kind][1] for kind in naives)
         for kind in kinds:
             readings_s, signals_s, _, cpus, items = rates[kind]
             print("%-10s %-9s %-10s %12s %10s %8.2fx   %s" % (
                 backend, workload, kind, "{:,.0f}".format(readings_s) if readings_s else "-",
                 "{:,.0f}".format(signals_s), signals_s / best_naive,
-                ", ".join("%.3f" % (cpu / items * 1e6) for cpu in cpus)))
+                ", ".join("%.3f" % (cpu / items * 1e6) for cpu in cpus[:3])))
         ratio = rates["ours"][1] / best_naive
         print("  %s %s: ours %.2fx the best naive variant (target >= %.1fx: %s); 2 instances %.2fx one" % (
             backend, workload, ratio, TARGET_RATIO, "met" if ratio >= TARGET_RATIO else "NOT met",
@@ -366,10 +377,11 @@ def report(backend, kinds, results):
 def bottleneck(rate, parts):
     """Where the next bottleneck sits, from a run's CPU (in cores: CPU
     seconds per second of the run) and the in-process split."""
-    _, _, elapsed, (consumer, broker, server), _ = rate
+    _, _, elapsed, (consumer, broker, server, machine), _ = rate
     busy = {"receiver": consumer / elapsed, "broker": broker / elapsed}
     if server:
         busy["database server"] = server / elapsed
+    busy["other work on the machine"] = max(machine - consumer - broker - server, 0) / elapsed
     own = max(("verify", "decode", "store"), key=lambda part: parts[part])
     own_share = parts[own] / max(parts["verify"] + parts["decode"] + parts["store"], 1e-9)
     total = sum(busy.values())
