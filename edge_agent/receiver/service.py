@@ -141,8 +141,8 @@ class Receiver:
             if signal.seq > MAX_INTEGER or signal.time_ms > MAX_INTEGER:
                 raise Rejection("bad-signal", "seq or time beyond 2**63 - 1 (the receiver stores 64-bit integers)")
         # The database decides what is new (a duplicate, or a redelivery
-        # another receiver on the same database stored first).
-        # A message holds one device's signals: one devices row update for all.
+        # another receiver on the same database stored first), and records
+        # the message in its device's row (a message holds one device's signals).
         stored = self.storage.store_message(payload, signals, bodies, received_ms)
         fresh = [signal for signal, new in zip(signals, stored) if new]
         self._check_clock(signals[0].device, fresh, received_ms)

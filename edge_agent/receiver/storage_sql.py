@@ -244,7 +244,7 @@ class SQLStorage:
         seen(). ``body``: the body's CBOR as received (signals.body_bytes),
         stored as is; None encodes ``signal.body``."""
         cursor = self.execute("INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                              _signal_row(signal, body, received_ms) + (envelope_id,))
+                              signal_row(signal, body, received_ms) + (envelope_id,))
         new = cursor.rowcount == 1
         if new and signal.kind == sg.KIND_ALERT:
             self._store_alert(signal)
@@ -258,8 +258,8 @@ class SQLStorage:
         is new; an envelope none of whose signals is new is not kept.
         ``bodies``: each body's CBOR as signed (None: encode ``signal.body``)."""
         envelope_id, inserted = self._insert_signals(
-            payload, [_signal_row(signal, body, received_ms) for signal, body in zip(signals, bodies)])
-        flags = _new_flags(signals, inserted)
+            payload, [signal_row(signal, body, received_ms) for signal, body in zip(signals, bodies)])
+        flags = new_flags(signals, inserted)
         if not any(flags):
             self.drop_envelope(envelope_id)
         for signal, new in zip(signals, flags):
@@ -285,7 +285,7 @@ class SQLStorage:
         return envelope_id, {row[0] for row in cursor.fetchall()}
 
     def _store_alert(self, signal):
-        self.execute("INSERT INTO alerts VALUES %s ON CONFLICT DO NOTHING" % ALERT_VALUES, _alert_row(signal))
+        self.execute("INSERT INTO alerts VALUES %s ON CONFLICT DO NOTHING" % ALERT_VALUES, alert_row(signal))
 
     def store_rejection(self, topic, reason, detail, payload, received_ms):
         self.execute(
@@ -432,7 +432,7 @@ def presence(online, confirmed):
     return CONTRADICTED if confirmed else OFFLINE
 
 
-def _new_flags(signals, inserted):
+def new_flags(signals, inserted):
     """A flag per signal: its seq is in ``inserted`` (a set, emptied). A seq
     twice in one bundle is stored once: its first is the new one."""
     flags = []
@@ -442,14 +442,14 @@ def _new_flags(signals, inserted):
     return flags
 
 
-def _alert_row(signal):
+def alert_row(signal):
     body = signal.body
     return (signal.device, signal.seq, signal.time_ms, signal.priority, _text(body.get(sg.A_CONDITION)),
             _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_SENSOR)), _text(body.get(sg.A_SEVERITY)),
             1 if body.get(sg.A_ACTIVE) else 0, _text(body.get(sg.A_TEXT)))
 
 
-def _signal_row(signal, body, received_ms):
+def signal_row(signal, body, received_ms):
     """A signals row up to its envelope column."""
     return (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
             cbor.dumps(signal.body) if body is None else body)
