@@ -36,6 +36,7 @@ import cbor2  # noqa: E402  (C encoder: the core's codec would take minutes for 
 
 from edge_agent.core import signals as sg  # noqa: E402
 from edge_agent.receiver.storage import open_storage  # noqa: E402
+from edge_agent.receiver.storage_sql import SIGNALS_BETWEEN  # noqa: E402
 from simulator.fixtures.postgres import Postgres, PostgresUnavailable  # noqa: E402
 
 T0 = 1767225600000  # 2026-01-01
@@ -125,11 +126,9 @@ def measure(storage, devices, hours, queries, seed=20):
 
 def plan(storage, backend):
     """The query plan of a day's query, one line."""
-    sql = ("SELECT time_ms, seq, body FROM signals WHERE device = ? AND time_ms >= ? AND time_ms < ? AND kind = ? "
-           "ORDER BY time_ms, seq")
     params = (device_name(0), T0, T0 + 24 * HOUR_MS, sg.KIND_TELEMETRY)
     prefix = "EXPLAIN QUERY PLAN " if backend == "sqlite" else "EXPLAIN "
-    return " | ".join(" ".join(str(c) for c in row) for row in storage.query(prefix + sql, params))
+    return " | ".join(" ".join(str(c) for c in row) for row in storage.query(prefix + SIGNALS_BETWEEN, params))
 
 
 def run(backend, devices, args, directory, postgres):

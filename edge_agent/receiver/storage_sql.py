@@ -103,6 +103,9 @@ SEEN_CONFLICT = (
     "confirmed = CASE WHEN excluded.confirmed > devices.confirmed THEN excluded.confirmed "
     "ELSE devices.confirmed END")
 ALERT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# A device's signals of a kind over a time range: storage.signals_between().
+SIGNALS_BETWEEN = ("SELECT time_ms, seq, body FROM signals WHERE device = ? AND time_ms >= ? AND time_ms < ? "
+                   "AND kind = ? ORDER BY time_ms, seq")
 
 # Rejections are evidence, not a log sink: keep at most this many payload
 # bytes each, so a flood of garbage cannot fill the disk quickly (MQTT
@@ -397,9 +400,7 @@ class SQLStorage:
         (device, time_ms) index answers it in time proportional to the rows
         returned, whatever the table holds (docs/receiver.md, "Time-range
         queries")."""
-        return self.query(
-            "SELECT time_ms, seq, body FROM signals WHERE device = ? AND time_ms >= ? AND time_ms < ? AND kind = ? "
-            "ORDER BY time_ms, seq", (device, start_ms, end_ms, kind))
+        return self.query(SIGNALS_BETWEEN, (device, start_ms, end_ms, kind))
 
     def recent_alerts(self, limit=10):
         return self.query(
