@@ -168,6 +168,11 @@ class PostgresStorage(SQLStorage):
             self.drop_envelope(envelope_id)
         return flags
 
+    def store_rejection(self, topic, reason, detail, payload, received_ms):
+        # A topic's NULs escaped before it is cut to MAX_REJECTED_TOPIC, not
+        # after (by the dumper): cut first, ten NULs would store 286 characters.
+        super().store_rejection(topic.replace("\x00", "\\x00"), reason, detail, payload, received_ms)
+
     # A message's savepoint is released with the next one's taken, in one
     # round trip (COMMIT releases the last): a round trip per message less.
     def begin(self):

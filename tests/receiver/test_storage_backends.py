@@ -20,6 +20,7 @@ from edge_agent.receiver.registry import Registry
 from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import SCHEMA_VERSION, StorageError, open_storage
 from edge_agent.receiver.storage_postgres import redact
+from edge_agent.receiver.storage_sql import MAX_REJECTED_TOPIC
 from simulator import ROOT
 
 SCHEMA2_DB = os.path.join(os.path.dirname(__file__), "data", "schema2.sqlite")
@@ -165,6 +166,11 @@ def test_text_with_nul_is_stored_on_both_backends(tmp_path, db_url):
     nul = "\\x00" if postgres else "\x00"
     assert storage.query("SELECT condition, text FROM alerts") == [("st%suck" % nul, "a%sb" % nul)]
     assert storage.query("SELECT topic FROM rejections") == [("ea/v1/nul-1%s/alert" % nul,)]
+    # A long topic is cut to its bound with its NULs escaped, not beyond it.
+    storage.begin()
+    receiver.handle("ea/v1/" + "\x00" * 10 + "a" * 300, b"\x00", T0)
+    storage.commit()
+    assert [len(t) for t, in storage.query("SELECT topic FROM rejections")][1] == MAX_REJECTED_TOPIC
     storage.close()
 
 
