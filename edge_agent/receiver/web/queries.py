@@ -1,0 +1,226 @@
+"""The web view's read queries over the receiver's storage (SQLite and
+PostgreSQL alike: storage_sql.py's SQL dialect, ``?`` placeholders). Read
+only, never on the receiver's hot path: the view opens its own connection.
+
+Bodies are stored as the device signed them (CBOR): model and agent
+version come from a device's latest birth signal, component states from its
+state signals, readings from its telemetry bundles."""
+
+from edge_agent.core import cbor
+from edge_agent.core import signals as sg
+
+# A telemetry signal is dated when its bundle was made; its readings are
+# older by up to the device's telemetry interval. A window's query reaches
+# this far back so the first readings of the window are not lost.
+BUNDLE_SPAN_MS = 10 * 60 * 1000
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1}
+
+
+def _body(blob):
+    try:
+        body = cbor.loads(bytes(blob))
+    except Exception:  # noqa: BLE001 (a body is a verified device's CBOR; one odd body must not break the page)
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _text(value):
+    return value if isinstance(value, str) else ""
+
+
+class FleetRow:
+    __slots__ = ("device", "presence", "last_seen_ms", "model", "agent", "signals", "missing", "repaired",
+                 "active_alerts", "quarantined")
+
+    def __init__(self, **values):
+        for name in self.__slots__:
+            setattr(self, name, values.get(name))
+
+
+def fleet(storage):
+    """One FleetRow per device the receiver has heard of, by device id."""
+    births = latest_births(storage)
+    quarantined = components_in_state(storage, sg.C_QUARANTINED)
+    repaired = repaired_seqs(storage)
+    rows = []
+    for (device, count, _max_seq, missing, _dups, active, last_seen, _online, presence, _ahead,
+         _anomalies) in storage.device_summary():
+        birth = births.get(device, {})
+        rows.append(FleetRow(
+            device=device, presence=presence, last_seen_ms=last_seen or None,
+            model=_text(birth.get(sg.B_MODEL)), agent=_text(birth.get(sg.B_AGENT)), signals=count,
+            missing=missing, repaired=repaired.get(device, 0), active_alerts=active,
+            quarantined=sorted(quarantined.get(device, ())),
+        ))
+    return rows
+
+
+def latest_births(storage, device=None):
+    """{device: birth body} of each device's latest birth signal."""
+    where, params = ("AND s.device = ?", (sg.KIND_BIRTH, device)) if device else ("", (sg.KIND_BIRTH,))
+    rows = storage.query(
+        "SELECT s.device, s.seq, s.body FROM signals s WHERE s.kind = ? %s ORDER BY s.device, s.seq" % where, params)
+    return {device: _body(body) for device, _seq, body in rows}
+
+
+def component_states(storage, device=None):
+    """{device: {component: state}}: each component's latest state signal."""
+    where, params = ("AND device = ?", (sg.KIND_STATE, device)) if device else ("", (sg.KIND_STATE,))
+    states = {}
+    for dev, body in storage.query(
+            "SELECT device, body FROM signals WHERE kind = ? %s ORDER BY device, seq" % where, params):
+        body = _body(body)
+        component = _text(body.get(sg.S_COMPONENT))
+        if component:
+            states.setdefault(dev, {})[component] = _text(body.get(sg.S_TO))
+    return states
+
+
+def components_in_state(storage, state):
+    return {device: {c for c, s in components.items() if s == state}
+            for device, components in component_states(storage).items()}
+
+
+def repaired_seqs(storage):
+    """{device: seqs repaired after being missing}. Gap repair is not built
+    yet (issue 22 leaves it to later work): nothing is repaired, so 0 for
+    every device until the repair's table exists to count from."""
+    return {}
+
+
+def device_known(storage, device):
+    return bool(storage.query("SELECT 1 FROM devices WHERE device = ?", (device,)))
+
+
+def time_span(storage, device):
+    """(first, last) device time of ``device``'s stored signals, or None."""
+    row = storage.query("SELECT MIN(time_ms), MAX(time_ms) FROM signals WHERE device = ?", (device,))[0]
+    return None if row[0] is None else (row[0], row[1])
+
+
+def readings(storage, device, start_ms, end_ms):
+    """{sensor: [(time_ms, value), ...]} in time order, from the telemetry
+    bundles of ``device`` in [start_ms, end_ms]; a sensor fault (null value)
+    is left out of the line (alerts mark it)."""
+    series = {}
+    for (blob,) in storage.query(
+            "SELECT body FROM signals WHERE device = ? AND kind = ? AND time_ms BETWEEN ? AND ? ORDER BY time_ms",
+            (device, sg.KIND_TELEMETRY, start_ms - BUNDLE_SPAN_MS, end_ms + BUNDLE_SPAN_MS)):
+        for row in _body(blob).get(sg.T_READINGS) or ():
+            if not isinstance(row, list) or len(row) < 3:
+                continue
+            time_ms, sensor, value = row[0], row[1], row[2]
+            if (isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(time_ms, int)
+                    and start_ms <= time_ms <= end_ms and isinstance(sensor, str)):
+                series.setdefault(sensor, []).append((time_ms, value))
+    for points in series.values():
+        points.sort()
+    return series
+
+
+class Alert:
+    __slots__ = ("device", "seq", "time_ms", "received_ms", "severity", "active", "condition", "component",
+                 "sensor", "text", "action", "value", "limits", "prediction")
+
+    def __init__(self, **values):
+        for name in self.__slots__:
+            setattr(self, name, values.get(name))
+
+    def to_json(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _alert(device, seq, time_ms, received_ms, body):
+    body = _body(body)
+    limits = body.get(sg.A_LIMITS)
+    prediction = body.get(sg.A_PREDICTION)
+    return Alert(device=device, seq=seq, time_ms=time_ms, received_ms=received_ms,
+                 severity=_text(body.get(sg.A_SEVERITY)), active=bool(body.get(sg.A_ACTIVE)),
+                 condition=_text(body.get(sg.A_CONDITION)), component=_text(body.get(sg.A_COMPONENT)),
+                 sensor=_text(body.get(sg.A_SENSOR)), text=_text(body.get(sg.A_TEXT)),
+                 action=_text(body.get(sg.A_ACTION)), value=_number(body.get(sg.A_VALUE)),
+                 limits=[_number(v) for v in limits[:2]] if isinstance(limits, list) and len(limits) >= 2 else None,
+                 prediction=_prediction(prediction) if isinstance(prediction, dict) else None)
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _prediction(body):
+    return {"crossing": _number(body.get(sg.P_CROSSING)), "earliest": _number(body.get(sg.P_EARLIEST)),
+            "latest": _number(body.get(sg.P_LATEST)), "threshold": _number(body.get(sg.P_THRESHOLD))}
+
+
+ALERT_COLUMNS = "device, seq, time_ms, received_ms, body"
+
+
+def device_alerts(storage, device, start_ms=None, end_ms=None):
+    """``device``'s alerts (raised and cleared), oldest first, optionally in a window."""
+    sql = "SELECT %s FROM signals WHERE device = ? AND kind = ?" % ALERT_COLUMNS
+    params = [device, sg.KIND_ALERT]
+    if start_ms is not None:
+        sql += " AND time_ms BETWEEN ? AND ?"
+        params += [start_ms, end_ms]
+    return [_alert(*row) for row in storage.query(sql + " ORDER BY time_ms, seq", tuple(params))]
+
+
+def alerts(storage, limit=500):
+    """The latest ``limit`` alerts of the fleet, each marked active when it is
+    a raise not cleared since (the latest of its condition, component and
+    sensor); active first, then by severity, newest first."""
+    rows = [_alert(*row) for row in storage.query(
+        "SELECT %s FROM signals WHERE kind = ? ORDER BY received_ms DESC, seq DESC LIMIT ?" % ALERT_COLUMNS,
+        (sg.KIND_ALERT, limit))]
+    latest = {}
+    for alert in sorted(rows, key=lambda a: (a.device, a.seq)):
+        latest[(alert.device, alert.condition, alert.component, alert.sensor)] = alert
+    current = {id(a) for a in latest.values()}
+    for alert in rows:
+        alert.active = alert.active and id(alert) in current
+    return sorted(rows, key=lambda a: (not a.active, SEVERITY_ORDER.get(a.severity, 2), -a.time_ms, a.device))
+
+
+def alerts_since(storage, received_ms, seqs_seen):
+    """Alerts stored at or after ``received_ms`` (receiver time), oldest
+    first, leaving out ``seqs_seen`` {(device, seq)}: what the live feed
+    has not pushed yet."""
+    rows = storage.query("SELECT %s FROM signals WHERE kind = ? AND received_ms >= ? ORDER BY received_ms, seq"
+                         % ALERT_COLUMNS, (sg.KIND_ALERT, received_ms))
+    return [_alert(*row) for row in rows if (row[0], row[1]) not in seqs_seen]
+
+
+def latest_received_ms(storage):
+    return storage.query("SELECT COALESCE(MAX(received_ms), 0) FROM signals")[0][0]
+
+
+def state_timeline(storage, device):
+    """[(time_ms, component, from, to, event, reason)] oldest first."""
+    timeline = []
+    for time_ms, body in storage.query(
+            "SELECT time_ms, body FROM signals WHERE device = ? AND kind = ? ORDER BY time_ms, seq",
+            (device, sg.KIND_STATE)):
+        body = _body(body)
+        timeline.append((time_ms, _text(body.get(sg.S_COMPONENT)), _text(body.get(sg.S_FROM)),
+                         _text(body.get(sg.S_TO)), _text(body.get(sg.S_EVENT)), _text(body.get(sg.S_REASON))))
+    return timeline
+
+
+def audit_trail(storage, device):
+    """[(time_ms, who, channel, action, target, result, reason)] oldest first."""
+    trail = []
+    for time_ms, body in storage.query(
+            "SELECT time_ms, body FROM signals WHERE device = ? AND kind = ? ORDER BY time_ms, seq",
+            (device, sg.KIND_AUDIT)):
+        body = _body(body)
+        trail.append((time_ms, _text(body.get(sg.U_WHO)), _text(body.get(sg.U_CHANNEL)),
+                      _text(body.get(sg.U_ACTION)), _text(body.get(sg.U_TARGET)), _text(body.get(sg.U_RESULT)),
+                      _text(body.get(sg.U_REASON))))
+    return trail
+
+
+def incidents(storage):
+    from edge_agent.receiver.fleet import incidents as fleet_incidents
+
+    return fleet_incidents(storage)

@@ -1,0 +1,119 @@
+"""The web view's pages, one handler each: the fleet, a device, the alerts
+(with fleet incidents), the live feed, logging in and out."""
+
+import asyncio
+
+from aiohttp import web
+
+from edge_agent.receiver.web import access as acc
+from edge_agent.receiver.web import pages, queries
+from edge_agent.receiver.web.state import ACCESS, FEED, READER
+from edge_agent.receiver.web.live import KEEPALIVE_S
+
+# The query string is input: bounded before it is used.
+MAX_QUERY_CHARS = 200
+
+
+def html(body):
+    return web.Response(text=body, content_type="text/html")
+
+
+def _param(request, name, default=""):
+    return request.query.get(name, default)[:MAX_QUERY_CHARS]
+
+
+async def fleet(request):
+    rows = await request.app[READER].run(queries.fleet)
+    q, show = _param(request, "q"), _param(request, "show")
+    sort_key, descending = _param(request, "sort", "device"), _param(request, "desc") == "1"
+    shown = pages.sort_fleet(pages.filter_fleet(rows, q, show), sort_key, descending)
+    return html(pages.page("fleet", pages.fleet(shown, len(rows), q, show, sort_key, descending), "fleet"))
+
+
+def _device_data(storage, device, window):
+    if not queries.device_known(storage, device):
+        return None
+    span = queries.time_span(storage, device)
+    if span is None:
+        span = (0, 1)
+    length = dict(pages.WINDOWS).get(window)
+    start_ms, end_ms = (span[1] - length, span[1]) if length else span
+    end_ms = max(end_ms, start_ms + 1)
+    info = next((row for row in queries.fleet(storage) if row.device == device), None)
+    return (info, (start_ms, end_ms), queries.readings(storage, device, start_ms, end_ms),
+            queries.device_alerts(storage, device), queries.state_timeline(storage, device),
+            queries.audit_trail(storage, device))
+
+
+async def device(request):
+    device_id = request.match_info["device"]
+    window = _param(request, "window", "all")
+    if window not in dict(pages.WINDOWS):
+        raise web.HTTPBadRequest(text="window=%s: use one of %s\n" % (
+            pages.text(window, 40), ", ".join(name for name, _ in pages.WINDOWS)))
+    data = await request.app[READER].run(_device_data, device_id, window)
+    if data is None:
+        raise web.HTTPNotFound(text="no device %s in this receiver's database\n" % pages.text(device_id, 80))
+    info, span, series, alerts, timeline, audit = data
+    body = pages.device_page(device_id, info, window, span, series, alerts, timeline, audit)
+    return html(pages.page("device " + device_id, body, "device"))
+
+
+async def alerts(request):
+    rows = await request.app[READER].run(queries.alerts)
+    incidents = await request.app[READER].run(queries.incidents)
+    return html(pages.page("alerts", pages.alerts_page(rows, incidents), "alerts"))
+
+
+async def events(request):
+    """Server-sent events: one ``alert`` event per new alert."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+    response.headers.update({"Content-Security-Policy": "default-src 'none'"})
+    await response.prepare(request)
+    feed = request.app[FEED]
+    queue = feed.subscribe()
+    try:
+        await response.write(b": live\n\n")
+        while True:
+            try:
+                message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except asyncio.TimeoutError:
+                message = ": keepalive\n\n"
+            await response.write(message.encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        feed.unsubscribe(queue)
+    return response
+
+
+async def login_form(request):
+    return html(pages.login("Enter the access token you were given."))
+
+
+async def login(request):
+    form = await request.post()
+    token = str(form.get("token", ""))[:1024]
+    if request.app[ACCESS].level(token) is None:
+        return web.Response(status=401, text=pages.login("That token is not valid here."), content_type="text/html")
+    response = web.HTTPSeeOther("/")
+    # HttpOnly: no script reads it; Strict: no other site's page sends it.
+    response.set_cookie(acc.COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/")
+    return response
+
+
+async def logout(request):
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(acc.COOKIE, path="/")
+    return response
+
+
+def add(app):
+    app.router.add_get("/", fleet)
+    app.router.add_get("/device/{device}", device)
+    app.router.add_get("/alerts", alerts)
+    app.router.add_get("/events", events)
+    app.router.add_get("/login", login_form)
+    app.router.add_post("/login", login)
+    app.router.add_get("/logout", logout)
