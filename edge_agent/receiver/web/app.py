@@ -54,21 +54,21 @@ def presented_token(request):
     return request.cookies.get(acc.COOKIE)
 
 
+def access_level(request):
+    """READ, WRITE or None: what the request's token or client certificate allows."""
+    peercert = request.transport.get_extra_info("peercert") if request.transport else None
+    return request.app[ACCESS].level(presented_token(request), peercert)
+
+
 @web.middleware
 async def check_access(request, handler):
-    """401 unless a token or a verified client certificate is presented;
-    ``request["access"]`` is READ or WRITE for the handlers."""
-    if not request.path.startswith(PUBLIC):
-        peercert = request.transport.get_extra_info("peercert") if request.transport else None
-        level = request.app[ACCESS].level(presented_token(request), peercert)
-        if level is None:
-            if "text/html" in request.headers.get("Accept", ""):
-                raise web.HTTPUnauthorized(text=pages.login("This view needs an access token."),
-                                           content_type="text/html", headers={"WWW-Authenticate": "Bearer"})
-            raise web.HTTPUnauthorized(text="401: an access token (Authorization: Bearer) or a client certificate "
-                                            "is needed\n", headers={"WWW-Authenticate": "Bearer"})
-        request["access"] = level
-        request["who"] = ("token" if presented_token(request) else acc.certificate_subject(peercert))
+    """401 unless a token or a verified client certificate is presented."""
+    if not request.path.startswith(PUBLIC) and access_level(request) is None:
+        if "text/html" in request.headers.get("Accept", ""):
+            raise web.HTTPUnauthorized(text=pages.login("This view needs an access token."),
+                                       content_type="text/html", headers={"WWW-Authenticate": "Bearer"})
+        raise web.HTTPUnauthorized(text="401: an access token (Authorization: Bearer) or a client certificate "
+                                        "is needed\n", headers={"WWW-Authenticate": "Bearer"})
     response = await handler(request)
     response.headers.update(SECURITY_HEADERS)
     return response
@@ -93,9 +93,13 @@ def make_app(open_storage, access):
         except asyncio.CancelledError:
             pass
 
+    async def end_streams(app):
+        app[FEED].close()
+
     async def close_reader(app):
         app[READER].close()
 
+    app.on_shutdown.append(end_streams)
     app.cleanup_ctx.append(feed)
     app.on_cleanup.append(close_reader)
     return app

@@ -58,6 +58,15 @@ class LiveFeed:
             self._seen.add((alert.device, alert.seq))
             self.publish("alert", alert.to_json())
 
+    def close(self):
+        """End every open stream (the server is stopping): None is the end."""
+        for queue in list(self.subscribers):
+            try:
+                queue.put_nowait(None)
+            except asyncio.QueueFull:
+                pass
+        self.subscribers.clear()
+
     def publish(self, event, data):
         message = "event: %s\ndata: %s\n\n" % (event, json.dumps(data, separators=(",", ":")))
         for queue in list(self.subscribers):

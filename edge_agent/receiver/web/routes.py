@@ -80,6 +80,8 @@ async def events(request):
                 message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
             except asyncio.TimeoutError:
                 message = ": keepalive\n\n"
+            if message is None:  # the server is stopping
+                break
             await response.write(message.encode())
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -100,13 +102,13 @@ async def login(request):
     response = web.HTTPSeeOther("/")
     # HttpOnly: no script reads it; Strict: no other site's page sends it.
     response.set_cookie(acc.COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/")
-    return response
+    raise response
 
 
 async def logout(request):
     response = web.HTTPSeeOther("/login")
     response.del_cookie(acc.COOKIE, path="/")
-    return response
+    raise response
 
 
 def add(app):
