@@ -139,7 +139,7 @@ def web_view(args):
     """A coroutine function serving the web view of --db until cancelled,
     from add_http_options's options; UsageError for bad ones."""
     from edge_agent.broker import TLSConfigError
-    from edge_agent.receiver.storage import open_storage
+    from edge_agent.receiver.storage import StorageError, open_storage
     from edge_agent.receiver.web import access as acc
     from edge_agent.receiver.web import app as web_app
 
@@ -160,7 +160,11 @@ def web_view(args):
                          "--http-cert/--http-key, or --http-insecure" % args.http)
 
     async def serve():
-        runner = await web_app.serve(web_app.make_app(lambda: open_storage(args.db), access), host, port, context)
+        try:
+            app = web_app.make_app(lambda: open_storage(args.db), access)
+        except StorageError as exc:
+            raise UsageError(str(exc)) from None
+        runner = await web_app.serve(app, host, port, context)
         try:
             await asyncio.Event().wait()
         finally:
@@ -174,7 +178,6 @@ def cmd_receiver_web(args):
 
     if not is_postgres_url(args.db) and not os.path.exists(args.db):
         raise UsageError("--db %s: no such database; the receiver creates it on its first run" % args.db)
-    _open(args.db).close()  # a bad --db is a usage error here, not a traceback on the reader's thread
     asyncio.run(run_until_signalled(web_view(args)()))
     return EXIT_OK
 

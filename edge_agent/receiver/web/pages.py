@@ -2,6 +2,7 @@
 came from a device or the broker is escaped (html.escape): device ids,
 alert texts and component names are attacker-controlled strings."""
 
+import json
 import os
 import string
 from html import escape
@@ -125,9 +126,12 @@ ALERT_HEADERS = ((None, "time"), (None, "device"), (None, "severity"), (None, "s
 def alert_rows(alerts, with_device=True):
     rows = []
     for a in alerts:
-        rows.append('<tr class="%s" data-device="%s" data-seq="%d" data-time="%d"><td>%s</td>%s<td class="%s">%s</td>'
-                    '<td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>'
-                    % ("active" if a.active else "cleared", text(a.device, 80), a.seq, a.time_ms, when(a.time_ms),
+        # data-key: the live feed finds the raises a clear ends (view.js)
+        key = escape(json.dumps([a.device, a.condition or "", a.component or "", a.sensor or ""],
+                                ensure_ascii=False, separators=(",", ":")))
+        rows.append('<tr class="%s" data-device="%s" data-seq="%d" data-time="%d" data-key="%s"><td>%s</td>%s'
+                    '<td class="%s">%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>'
+                    % ("active" if a.active else "cleared", text(a.device, 80), a.seq, a.time_ms, key, when(a.time_ms),
                        "<td>%s</td>" % device_link(a.device) if with_device else "", text(a.severity, 20),
                        text(a.severity, 20), "active" if a.active else "cleared", text(a.condition, 40),
                        text(a.component, 60), text(a.sensor, 60), text(a.text)))

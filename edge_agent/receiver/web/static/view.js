@@ -17,10 +17,21 @@ function when(ms) {
 function showAlert(alert) {
   const table = document.getElementById("alerts");
   if (table && document.body.dataset.page === "alerts") {
+    // A clear ends the raises of its condition, component and sensor shown so far.
+    const key = JSON.stringify([alert.device, alert.condition, alert.component, alert.sensor]);
+    if (!alert.active) {
+      for (const old of table.tBodies[0].rows) {
+        if (old.dataset.key === key && old.classList.contains("active")) {
+          old.classList.replace("active", "cleared");
+          old.cells[3].textContent = "cleared";
+        }
+      }
+    }
     const row = table.tBodies[0].insertRow(0);
     row.className = "new " + (alert.active ? "active" : "cleared");
     row.dataset.device = alert.device;
     row.dataset.seq = alert.seq;
+    row.dataset.key = key;
     cell(row, when(alert.time_ms));
     const link = document.createElement("a");
     link.href = "/device/" + encodeURIComponent(alert.device);
