@@ -15,7 +15,8 @@ from aiohttp import web
 from edge_agent.receiver.web import access as acc
 from edge_agent.receiver.web import pages, routes
 from edge_agent.receiver.web.live import LiveFeed
-from edge_agent.receiver.web.state import ACCESS, FEED, READER
+from edge_agent.receiver.web.series import BundleCache
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER
 
 log = logging.getLogger("edge_agent")
 
@@ -81,6 +82,7 @@ def make_app(open_storage, access):
     app[ACCESS] = access
     app[READER] = Reader(open_storage)
     app[FEED] = LiveFeed(app[READER])
+    app[BUNDLES] = BundleCache()
     routes.add(app)
     app.router.add_static("/static/", STATIC)
 

@@ -1,12 +1,13 @@
 """Sensor charts as server-side SVG: no JavaScript library, no CDN.
 
-Downsampling: a chart is ``width`` pixels wide, so a window of 30 days at
-1 Hz (2.6 million readings) would put ~2,900 readings on each pixel column.
-The readings are cut into one bucket per pixel column by time and each
-bucket keeps its minimum and its maximum, in the order they happened
-(min/max per pixel bucket, as RRDtool and Grafana's "min/max" do): the
-polyline has at most 2 points per pixel, and every spike and dip still
-shows at its height, which an average or a one-in-N sample would hide.
+Downsampling (series.py does it as it reads): a chart is WIDTH pixels
+wide, so a window of 30 days at 1 Hz (2.6 million readings) would put
+~2,900 readings on each pixel column. The readings are cut into one bucket
+per pixel column by time and each bucket keeps its minimum and its maximum,
+in the order they happened (min/max per pixel bucket, as RRDtool's MIN/MAX
+consolidation does): the polyline has at most 2 points per pixel, and every
+spike and dip still shows at its height, which an average or a one-in-N
+sample would hide.
 """
 
 import datetime
@@ -18,32 +19,6 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 48, 14, 26
 TICKS = 6
 
 
-def downsample(points, start_ms, end_ms, buckets):
-    """At most 2 points per bucket: each bucket's min and max, in time order."""
-    if len(points) <= 2 * buckets:
-        return points
-    span = max(1, end_ms - start_ms)
-    out = []
-    current, low, high = None, None, None
-    for point in points:
-        bucket = min(buckets - 1, (point[0] - start_ms) * buckets // span)
-        if bucket != current:
-            if current is not None:
-                out.extend((low, high) if low[0] <= high[0] else (high, low))
-                if low is high:
-                    out.pop()
-            current, low, high = bucket, point, point
-        elif point[1] < low[1]:
-            low = point
-        elif point[1] > high[1]:
-            high = point
-    if current is not None:
-        out.extend((low, high) if low[0] <= high[0] else (high, low))
-        if low is high:
-            out.pop()
-    return out
-
-
 def when(ms, fmt="%Y-%m-%d %H:%M:%S"):
     if ms is None:
         return ""
@@ -53,13 +28,11 @@ def when(ms, fmt="%Y-%m-%d %H:%M:%S"):
         return "?"
 
 
-def svg(sensor, points, start_ms, end_ms, alerts=(), limits=None, downsampled=True):
+def svg(sensor, points, start_ms, end_ms, alerts=(), limits=None):
     """One sensor's chart: its readings' line, its limits (dashed), its
     alerts (a marker at their time), predictions (the crossing marked, the
     interval from earliest to latest shaded). ``alerts``: queries.Alert of
-    this sensor. Returns (svg text, points drawn)."""
-    if downsampled:
-        points = downsample(points, start_ms, end_ms, WIDTH)
+    this sensor; ``points``: [(time_ms, value)] in time order, as drawn."""
     values = [v for _, v in points]
     for alert in alerts:
         if alert.prediction and alert.prediction.get("threshold") is not None:
@@ -125,7 +98,7 @@ def svg(sensor, points, start_ms, end_ms, alerts=(), limits=None, downsampled=Tr
                          % (x(prediction["crossing"]), x(prediction["crossing"]), TOP, TOP + HEIGHT,
                             when(prediction["crossing"])))
     parts.append("</svg>")
-    return "".join(parts), len(points)
+    return "".join(parts)
 
 
 def _num(value):

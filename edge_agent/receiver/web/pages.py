@@ -169,6 +169,7 @@ WINDOWS = (("1h", 3600000), ("6h", 6 * 3600000), ("24h", 86400000), ("7d", 7 * 8
 
 
 def device_page(device, info, window, span, series, alerts, timeline, audit):
+    """``series``: {sensor: (readings, [(time_ms, value)] to draw)}."""
     start_ms, end_ms = span
     links = " ".join('<a href="?window=%s"%s>%s</a>' % (name, ' class="current"' if name == window else "", name)
                      for name, _ in WINDOWS)
@@ -181,9 +182,9 @@ def device_page(device, info, window, span, series, alerts, timeline, audit):
     for sensor in sensors:
         mine = [a for a in alerts if a.sensor == sensor]
         limits = next((a.limits for a in reversed(mine) if a.limits), None)
-        svg, drawn = chart.svg(sensor, series.get(sensor, []), start_ms, end_ms, mine, limits)
+        count, points = series.get(sensor, (0, []))
         body.append('<h3>%s</h3><p class="chart-note">%d readings, %d points drawn</p>%s'
-                    % (text(sensor, 60), len(series.get(sensor, [])), drawn, svg))
+                    % (text(sensor, 60), count, len(points), chart.svg(sensor, points, start_ms, end_ms, mine, limits)))
     rows = ["<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>"
             % (when(t), text(component), text(before), text(after), text(event), text(reason))
             for t, component, before, after, event, reason in timeline]

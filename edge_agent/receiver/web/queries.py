@@ -4,15 +4,11 @@ only, never on the receiver's hot path: the view opens its own connection.
 
 Bodies are stored as the device signed them (CBOR): model and agent
 version come from a device's latest birth signal, component states from its
-state signals, readings from its telemetry bundles."""
+state signals, readings from its telemetry bundles (series.py)."""
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-
-# A telemetry signal is dated when its bundle was made; its readings are
-# older by up to the device's telemetry interval. A window's query reaches
-# this far back so the first readings of the window are not lost.
-BUNDLE_SPAN_MS = 10 * 60 * 1000
+from edge_agent.receiver.storage import presence
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
 
@@ -89,34 +85,22 @@ def repaired_seqs(storage):
     return {}
 
 
-def device_known(storage, device):
-    return bool(storage.query("SELECT 1 FROM devices WHERE device = ?", (device,)))
+def device_info(storage, device):
+    """A FleetRow with what the device page's header shows (presence, last
+    seen, model, agent), or None for a device never heard of."""
+    rows = storage.query("SELECT last_seen_ms, online, confirmed FROM devices WHERE device = ?", (device,))
+    if not rows:
+        return None
+    last_seen, online, confirmed = rows[0]
+    birth = latest_births(storage, device).get(device, {})
+    return FleetRow(device=device, presence=presence(online, confirmed), last_seen_ms=last_seen or None,
+                    model=_text(birth.get(sg.B_MODEL)), agent=_text(birth.get(sg.B_AGENT)))
 
 
 def time_span(storage, device):
     """(first, last) device time of ``device``'s stored signals, or None."""
     row = storage.query("SELECT MIN(time_ms), MAX(time_ms) FROM signals WHERE device = ?", (device,))[0]
     return None if row[0] is None else (row[0], row[1])
-
-
-def readings(storage, device, start_ms, end_ms):
-    """{sensor: [(time_ms, value), ...]} in time order, from the telemetry
-    bundles of ``device`` in [start_ms, end_ms]; a sensor fault (null value)
-    is left out of the line (alerts mark it)."""
-    series = {}
-    for (blob,) in storage.query(
-            "SELECT body FROM signals WHERE device = ? AND kind = ? AND time_ms BETWEEN ? AND ? ORDER BY time_ms",
-            (device, sg.KIND_TELEMETRY, start_ms - BUNDLE_SPAN_MS, end_ms + BUNDLE_SPAN_MS)):
-        for row in _body(blob).get(sg.T_READINGS) or ():
-            if not isinstance(row, list) or len(row) < 3:
-                continue
-            time_ms, sensor, value = row[0], row[1], row[2]
-            if (isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(time_ms, int)
-                    and start_ms <= time_ms <= end_ms and isinstance(sensor, str)):
-                series.setdefault(sensor, []).append((time_ms, value))
-    for points in series.values():
-        points.sort()
-    return series
 
 
 class Alert:

@@ -6,8 +6,8 @@ import asyncio
 from aiohttp import web
 
 from edge_agent.receiver.web import access as acc
-from edge_agent.receiver.web import pages, queries
-from edge_agent.receiver.web.state import ACCESS, FEED, READER
+from edge_agent.receiver.web import chart, pages, queries, series
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER
 from edge_agent.receiver.web.live import KEEPALIVE_S
 
 # The query string is input: bounded before it is used.
@@ -30,8 +30,9 @@ async def fleet(request):
     return html(pages.page("fleet", pages.fleet(shown, len(rows), q, show, sort_key, descending), "fleet"))
 
 
-def _device_data(storage, device, window):
-    if not queries.device_known(storage, device):
+def _device_data(storage, device, window, cache):
+    info = queries.device_info(storage, device)
+    if info is None:
         return None
     span = queries.time_span(storage, device)
     if span is None:
@@ -39,8 +40,8 @@ def _device_data(storage, device, window):
     length = dict(pages.WINDOWS).get(window)
     start_ms, end_ms = (span[1] - length, span[1]) if length else span
     end_ms = max(end_ms, start_ms + 1)
-    info = next((row for row in queries.fleet(storage) if row.device == device), None)
-    return (info, (start_ms, end_ms), queries.readings(storage, device, start_ms, end_ms),
+    charts = series.chart_series(storage, cache, device, start_ms, end_ms, chart.WIDTH)
+    return (info, (start_ms, end_ms), {sensor: (c.readings, c.points()) for sensor, c in charts.items()},
             queries.device_alerts(storage, device), queries.state_timeline(storage, device),
             queries.audit_trail(storage, device))
 
@@ -51,7 +52,7 @@ async def device(request):
     if window not in dict(pages.WINDOWS):
         raise web.HTTPBadRequest(text="window=%s: use one of %s\n" % (
             pages.text(window, 40), ", ".join(name for name, _ in pages.WINDOWS)))
-    data = await request.app[READER].run(_device_data, device_id, window)
+    data = await request.app[READER].run(_device_data, device_id, window, request.app[BUNDLES])
     if data is None:
         raise web.HTTPNotFound(text="no device %s in this receiver's database\n" % pages.text(device_id, 80))
     info, span, series, alerts, timeline, audit = data
