@@ -85,14 +85,14 @@ def repaired_seqs(storage):
     return {}
 
 
-def device_info(storage, device):
+def device_info(storage, device, birth):
     """A FleetRow with what the device page's header shows (presence, last
-    seen, model, agent), or None for a device never heard of."""
+    seen, model, agent from ``birth``, its latest birth's body), or None for
+    a device never heard of."""
     rows = storage.query("SELECT last_seen_ms, online, confirmed FROM devices WHERE device = ?", (device,))
     if not rows:
         return None
     last_seen, online, confirmed = rows[0]
-    birth = latest_births(storage, device).get(device, {})
     return FleetRow(device=device, presence=presence(online, confirmed), last_seen_ms=last_seen or None,
                     model=_text(birth.get(sg.B_MODEL)), agent=_text(birth.get(sg.B_AGENT)))
 
@@ -140,14 +140,39 @@ def _prediction(body):
 ALERT_COLUMNS = "device, seq, time_ms, received_ms, body"
 
 
-def device_alerts(storage, device, start_ms=None, end_ms=None):
-    """``device``'s alerts (raised and cleared), oldest first, optionally in a window."""
-    sql = "SELECT %s FROM signals WHERE device = ? AND kind = ?" % ALERT_COLUMNS
-    params = [device, sg.KIND_ALERT]
-    if start_ms is not None:
-        sql += " AND time_ms BETWEEN ? AND ?"
-        params += [start_ms, end_ms]
-    return [_alert(*row) for row in storage.query(sql + " ORDER BY time_ms, seq", tuple(params))]
+class History:
+    """One device's signals for its page, from one pass over its rows (a
+    device's rows are read once: a month at 1 Hz is ~43,000 bundles, and
+    each pass over them costs as much as the page's other work):
+    ``birth`` its latest birth's body, ``alerts`` (oldest first),
+    ``states`` [(time_ms, component, from, to, event, reason)], ``audit``
+    [(time_ms, who, channel, action, target, result, reason)], ``bundles``
+    [(seq, time_ms)] of its telemetry (bodies left in the database)."""
+
+    def __init__(self, storage, device):
+        self.birth, self.alerts, self.states, self.audit, self.bundles = {}, [], [], [], []
+        for seq, kind, time_ms, received_ms, body in storage.query(
+                "SELECT seq, kind, time_ms, received_ms, CASE WHEN kind = ? THEN NULL ELSE body END "
+                "FROM signals WHERE device = ? ORDER BY seq", (sg.KIND_TELEMETRY, device)):
+            if kind == sg.KIND_TELEMETRY:
+                self.bundles.append((seq, time_ms))
+            elif kind == sg.KIND_ALERT:
+                self.alerts.append(_alert(device, seq, time_ms, received_ms, body))
+            elif kind == sg.KIND_STATE:
+                b = _body(body)
+                self.states.append((time_ms, _text(b.get(sg.S_COMPONENT)), _text(b.get(sg.S_FROM)),
+                                    _text(b.get(sg.S_TO)), _text(b.get(sg.S_EVENT)), _text(b.get(sg.S_REASON))))
+            elif kind == sg.KIND_AUDIT:
+                b = _body(body)
+                self.audit.append((time_ms, _text(b.get(sg.U_WHO)), _text(b.get(sg.U_CHANNEL)),
+                                   _text(b.get(sg.U_ACTION)), _text(b.get(sg.U_TARGET)), _text(b.get(sg.U_RESULT)),
+                                   _text(b.get(sg.U_REASON))))
+            elif kind == sg.KIND_BIRTH:
+                self.birth = _body(body)
+        # Read in seq order; shown in time order (a sort keeps seq order within a time).
+        self.alerts.sort(key=lambda alert: alert.time_ms)
+        self.states.sort(key=lambda row: row[0])
+        self.audit.sort(key=lambda row: row[0])
 
 
 def alerts(storage, limit=500):
@@ -177,31 +202,6 @@ def alerts_since(storage, received_ms, seqs_seen):
 
 def latest_received_ms(storage):
     return storage.query("SELECT COALESCE(MAX(received_ms), 0) FROM signals")[0][0]
-
-
-def state_timeline(storage, device):
-    """[(time_ms, component, from, to, event, reason)] oldest first."""
-    timeline = []
-    for time_ms, body in storage.query(
-            "SELECT time_ms, body FROM signals WHERE device = ? AND kind = ? ORDER BY time_ms, seq",
-            (device, sg.KIND_STATE)):
-        body = _body(body)
-        timeline.append((time_ms, _text(body.get(sg.S_COMPONENT)), _text(body.get(sg.S_FROM)),
-                         _text(body.get(sg.S_TO)), _text(body.get(sg.S_EVENT)), _text(body.get(sg.S_REASON))))
-    return timeline
-
-
-def audit_trail(storage, device):
-    """[(time_ms, who, channel, action, target, result, reason)] oldest first."""
-    trail = []
-    for time_ms, body in storage.query(
-            "SELECT time_ms, body FROM signals WHERE device = ? AND kind = ? ORDER BY time_ms, seq",
-            (device, sg.KIND_AUDIT)):
-        body = _body(body)
-        trail.append((time_ms, _text(body.get(sg.U_WHO)), _text(body.get(sg.U_CHANNEL)),
-                      _text(body.get(sg.U_ACTION)), _text(body.get(sg.U_TARGET)), _text(body.get(sg.U_RESULT)),
-                      _text(body.get(sg.U_REASON))))
-    return trail
 
 
 def incidents(storage):

@@ -31,19 +31,17 @@ async def fleet(request):
 
 
 def _device_data(storage, device, window, cache):
-    info = queries.device_info(storage, device)
+    history = queries.History(storage, device)
+    info = queries.device_info(storage, device, history.birth)
     if info is None:
         return None
-    span = queries.time_span(storage, device)
-    if span is None:
-        span = (0, 1)
+    span = queries.time_span(storage, device) or (0, 1)
     length = dict(pages.WINDOWS).get(window)
     start_ms, end_ms = (span[1] - length, span[1]) if length else span
     end_ms = max(end_ms, start_ms + 1)
-    charts = series.chart_series(storage, cache, device, start_ms, end_ms, chart.WIDTH)
+    charts = series.chart_series(storage, cache, device, history.bundles, start_ms, end_ms, chart.WIDTH)
     return (info, (start_ms, end_ms), {sensor: (c.readings, c.points()) for sensor, c in charts.items()},
-            queries.device_alerts(storage, device), queries.state_timeline(storage, device),
-            queries.audit_trail(storage, device))
+            history.alerts, history.states, history.audit)
 
 
 async def device(request):

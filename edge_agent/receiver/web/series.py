@@ -124,12 +124,11 @@ class Buckets:
         return out
 
 
-def chart_series(storage, cache, device, start_ms, end_ms, buckets):
-    """{sensor: Buckets} of ``device``'s readings in [start_ms, end_ms]."""
-    bundles = storage.query(
-        "SELECT seq FROM signals WHERE device = ? AND kind = ? AND time_ms BETWEEN ? AND ? ORDER BY time_ms",
-        (device, sg.KIND_TELEMETRY, start_ms - BUNDLE_SPAN_MS, end_ms + BUNDLE_SPAN_MS))
-    seqs = [seq for (seq,) in bundles]
+def chart_series(storage, cache, device, bundles, start_ms, end_ms, buckets):
+    """{sensor: Buckets} of ``device``'s readings in [start_ms, end_ms];
+    ``bundles``: [(seq, time_ms)] of its telemetry signals (queries.History)."""
+    seqs = [seq for seq, time_ms in bundles
+            if start_ms - BUNDLE_SPAN_MS <= time_ms <= end_ms + BUNDLE_SPAN_MS]
     summaries = {seq: cache.get((device, seq)) for seq in seqs}
     for seq, blob in _bodies(storage, device, [seq for seq in seqs if summaries[seq] is None]):
         summaries[seq] = summarize(blob)

@@ -61,7 +61,8 @@ def test_min_and_max_per_column_match_every_reading(db_url, window_s):
         start = end - window_s * 1000
         cache = series.BundleCache()
         for attempt in ("cold", "warm"):
-            charts = series.chart_series(storage, cache, "dev-1", start, end, COLUMNS)
+            bundles = storage.query("SELECT seq, time_ms FROM signals WHERE device = 'dev-1'")
+            charts = series.chart_series(storage, cache, "dev-1", bundles, start, end, COLUMNS)
             assert sorted(charts) == ["flow", "temp"]
             for sensor, chart in charts.items():
                 low, high = _brute(every[sensor], start, end, COLUMNS)
