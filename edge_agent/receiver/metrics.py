@@ -4,11 +4,12 @@ with prometheus_client, on a registry of its own.
 What this process counted (signals stored per kind, duplicates, rejections
 per reason) comes from the Receiver's counters; what the database holds
 (devices online, missing seqs, tickets, the outbox's depth) from queries.
-Both are read by refresh(), on the receiver's event loop between batches
-(never from the HTTP server's thread, which must not touch the database
-connection), so a scrape sees committed numbers only. The ingest latency
-histogram is observed after each commit: from the batch's start to its
-commit, per message.
+Both are read on the receiver's event loop between batches (never from the
+HTTP server's thread, which must not touch the database connection), so a
+scrape sees committed numbers only: the counters after each commit, the
+queries every REFRESH_S (refresh()). The ingest latency histogram is
+observed after each commit: from the batch's start to its commit, per
+message.
 """
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -29,6 +30,7 @@ class ReceiverMetrics:
         self.receiver = receiver
         self.registry = CollectorRegistry()
         self.snapshot = {}
+        self.counters = {}
         self.latency = Histogram("edge_agent_receiver_ingest_seconds",
                                  "Time from handling a message to its commit (batch start to COMMIT)",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
@@ -38,14 +40,19 @@ class ReceiverMetrics:
     def _committed(self, messages, seconds):
         for _ in range(messages):
             self.latency.observe(seconds)
+        self._take_counters()
+
+    def _take_counters(self):
+        receiver = self.receiver
+        self.counters = {"stored": dict(receiver.stored_by_kind), "duplicates": receiver.duplicates,
+                         "rejected": dict(receiver.rejected), "connected": receiver.connected.is_set()}
 
     def refresh(self):
         """Take the numbers a scrape shows (on the event loop)."""
-        receiver, storage = self.receiver, self.receiver.storage
+        storage = self.receiver.storage
         summary = storage.device_summary()
+        self._take_counters()
         self.snapshot = {
-            "stored": dict(receiver.stored_by_kind), "duplicates": receiver.duplicates,
-            "rejected": dict(receiver.rejected), "connected": receiver.connected.is_set(),
             "devices": len(summary), "online": sum(1 for row in summary if row[8] == "yes"),
             "missing": sum(row[3] for row in summary),
             "tickets": dict(storage.query("SELECT state, COUNT(*) FROM tickets WHERE resolved_ms IS NULL "
@@ -54,9 +61,9 @@ class ReceiverMetrics:
         }
 
     def collect(self):
-        s = self.snapshot
-        if not s:
+        if not self.snapshot:
             return
+        s = dict(self.snapshot, **self.counters)
         stored = CounterMetricFamily("edge_agent_receiver_signals_stored", "Fresh signals stored by this process",
                                      labels=["kind"])
         for kind, count in sorted(s["stored"].items()):
