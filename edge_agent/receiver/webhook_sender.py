@@ -69,10 +69,20 @@ class WebhookSender:
 
         async def one(row):
             async with limit:
-                error = await self._post(session, row)
-            self._settle(row, error)
+                return await self._post(session, row)
 
-        await asyncio.gather(*(one(row) for row in rows))
+        errors = await asyncio.gather(*(one(row) for row in rows))
+        # One commit (one sync) for the claimed rows' outcomes, not one per
+        # row: a crash before it sends them again (at least once; the
+        # delivery id lets a target drop the repeat).
+        self.storage.begin()
+        try:
+            for row, error in zip(rows, errors):
+                self._settle(row, error)
+            self.storage.commit()
+        except BaseException:
+            self.storage.rollback()
+            raise
         return len(rows)
 
     async def _post(self, session, row):
