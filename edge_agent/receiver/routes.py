@@ -59,7 +59,14 @@ class Route:
         self.match = match  # key -> tuple of accepted values (globs for GLOB_KEYS)
 
     def __repr__(self):
-        return "Route(%r, %r, %s)" % (self.name, self.url, self.format)
+        return "Route(%r, %r, %s)" % (self.name, self.where, self.format)
+
+    @property
+    def where(self):
+        """The URL as it may be logged: scheme and host only (a Slack
+        webhook URL's path is itself a secret)."""
+        parts = urlsplit(self.url)
+        return "%s://%s/..." % (parts.scheme, parts.netloc.rpartition("@")[2])
 
     def accepts(self, values):
         """True if an alert with ``values`` (MATCH_KEYS -> str) goes here."""

@@ -4,8 +4,9 @@ it delivered, to retry, or dead. Runs beside the receiver on its event
 loop and its database connection: each database step is synchronous and
 short, so it never interleaves with the receiver's batch transaction.
 
-Never logged: a route's secret, the signature. Logged: the route's name,
-the row, the HTTP status or connection error.
+Never logged: a route's secret, the signature, the URL's path (a Slack
+webhook URL's path is a secret too). Logged: the route's name, the row,
+the HTTP status or connection error (with the URL cut out of it).
 """
 
 import asyncio
@@ -101,7 +102,7 @@ class WebhookSender:
         except asyncio.TimeoutError:
             return "no answer within %d s" % TIMEOUT_S
         except aiohttp.ClientError as exc:
-            return "%s: %s" % (type(exc).__name__, short(str(exc)))
+            return "%s: %s" % (type(exc).__name__, short(str(exc).replace(route.url, route.where)))
 
     def _settle(self, row, error):
         now = self.clock_ms()

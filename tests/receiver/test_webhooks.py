@@ -112,7 +112,7 @@ def test_alerts_are_routed_signed_and_delivered_with_their_ticket(db_url, fleet,
         assert len(cleared) == 2  # tracker and chat
         [tracked] = [message for message in cleared if "ticket" in message]
         assert tracked["event"] == "alert.cleared" and tracked["ticket"]["state"] == "cleared"
-    assert SECRET not in caplog.text and SECRET not in repr(routes.routes)
+    assert SECRET not in caplog.text and SECRET not in repr(routes.routes) and "/hook" not in repr(routes.routes)
     storage.close()
 
 
