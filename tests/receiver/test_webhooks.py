@@ -205,3 +205,44 @@ def test_a_secret_file_others_can_read_is_refused(tmp_path):
     with pytest.raises(RoutesError, match="readable by group or others.*chmod 600") as info:
         load_routes(str(path))
     assert SECRET not in str(info.value)
+
+
+def test_senders_of_several_receivers_on_one_postgresql_never_claim_a_row_twice(postgres_server, tmp_path):
+    """Four senders, each on its own connection, claim 400 due rows at
+    once, ten at a time: every row is claimed by exactly one of them
+    (FOR UPDATE SKIP LOCKED, and the lease checked again on the row)."""
+    import threading
+
+    url = postgres_server.create_database()
+    storage = open_storage(url)
+    routes = _routes(tmp_path, "http://127.0.0.1:9/hook")
+    now = time.time_ns() // 1_000_000
+    storage.begin()
+    for seq in range(400):
+        outbox.enqueue(storage, "tracker", "alert.raised", "pump-1", seq, None, b"{}", now)
+    storage.commit()
+    claimed = {}
+    start = threading.Barrier(4)
+
+    def sender(owner):
+        mine = open_storage(url)
+        start.wait()
+        taken = []
+        while True:
+            rows = outbox.claim(mine, owner, routes.by_name, now + 1, limit=10)
+            if not rows:
+                break
+            taken.extend(row["id"] for row in rows)
+        claimed[owner] = taken
+        mine.close()
+
+    threads = [threading.Thread(target=sender, args=("rx-%d" % i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    every = [row_id for taken in claimed.values() for row_id in taken]
+    assert len(every) == len(set(every)) == 400, {owner: len(taken) for owner, taken in claimed.items()}
+    assert sum(1 for taken in claimed.values() if taken) >= 2  # they did claim side by side
+    assert storage.query("SELECT COUNT(*) FROM outbox WHERE attempts = 1 AND lease_owner IS NOT NULL") == [(400,)]
+    storage.close()
