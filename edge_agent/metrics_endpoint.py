@@ -27,11 +27,18 @@ def parse_address(text, option="--metrics"):
 
 def serve(registry, address, what):
     """Start serving ``registry`` at ``address`` ((host, port)); returns the
-    server (call .shutdown()). Says so in the log, louder when not loopback."""
+    server (call .shutdown()), or None when it cannot listen: logged as an
+    error, and the agent or receiver runs on without metrics (a busy port
+    must not stop signals). Says so in the log, louder when not loopback."""
     from prometheus_client import start_http_server
 
     host, port = address
-    server, _ = start_http_server(port, addr=host, registry=registry)
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        log.error("%s metrics: cannot listen at %s:%d (%s); running on without metrics: free the port or "
+                  "choose another with --metrics", what, host, port, exc.strerror or exc)
+        return None
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:

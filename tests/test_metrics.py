@@ -134,3 +134,20 @@ def test_a_metrics_address_binds_loopback_unless_a_host_is_named(text, address):
 def test_a_bad_metrics_address_says_how_to_write_it(text):
     with pytest.raises(ValueError, match="write PORT .loopback. or HOST:PORT"):
         parse_address(text)
+
+
+def test_a_busy_metrics_port_is_logged_and_the_process_runs_on(caplog):
+    import socket
+
+    from prometheus_client import CollectorRegistry
+
+    from edge_agent.metrics_endpoint import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = taken.getsockname()
+        with caplog.at_level("ERROR", logger="edge_agent"):
+            assert serve(CollectorRegistry(), address, "agent") is None
+    assert "cannot listen at 127.0.0.1:%d" % address[1] in caplog.text
+    assert "running on without metrics" in caplog.text

@@ -75,10 +75,9 @@ async def _metrics(receiver, address):
 
     metrics = ReceiverMetrics(receiver)
     metrics.refresh()
-    try:
-        server = serve(metrics.registry, address, "receiver")
-    except OSError as exc:
-        raise UsageError("--metrics %s:%d: cannot listen: %s" % (address[0], address[1], exc.strerror)) from None
+    server = serve(metrics.registry, address, "receiver")
+    if server is None:
+        return
     try:
         while True:
             await asyncio.sleep(REFRESH_S)

@@ -50,6 +50,8 @@ class AgentMetrics:
         """Serve until cancelled (an agent service: Agent.services)."""
         self.refresh()
         server = serve(self.registry, self.address, "agent")
+        if server is None:
+            return
         try:
             while True:
                 await asyncio.sleep(REFRESH_S)
