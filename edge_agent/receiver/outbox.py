@@ -86,6 +86,12 @@ def failed(storage, row, owner, error, now_ms, routes):
     return dead
 
 
+def release(storage, owner):
+    """Hand back ``owner``'s leases on rows not delivered (a clean stop)."""
+    storage.execute("UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = ? AND %s"
+                    % WHERE_PENDING, (owner,))
+
+
 def requeue(storage, row_id, now_ms):
     """Send a dead letter again (its attempts start over); False if
     ``row_id`` is not a dead letter."""

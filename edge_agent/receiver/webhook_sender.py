@@ -52,14 +52,19 @@ class WebhookSender:
     async def run(self):
         """Deliver until cancelled."""
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "edge-agent-receiver"}) as session:
-            while True:
-                if not await self.deliver_due(session):
-                    try:
-                        await asyncio.wait_for(self.wake.wait(), self.poll_s)
-                    except asyncio.TimeoutError:
-                        pass
-                    self.wake.clear()
+        try:
+            async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "edge-agent-receiver"}) as session:
+                while True:
+                    if not await self.deliver_due(session):
+                        try:
+                            await asyncio.wait_for(self.wake.wait(), self.poll_s)
+                        except asyncio.TimeoutError:
+                            pass
+                        self.wake.clear()
+        finally:
+            # A clean stop (SIGTERM) hands back what was in flight at once;
+            # after a crash the leases expire instead (outbox.LEASE_MS).
+            outbox.release(self.storage, self.owner)
 
     async def deliver_due(self, session):
         """Claim and post what is due; returns how many rows it tried."""

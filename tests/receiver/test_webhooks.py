@@ -167,6 +167,9 @@ def test_a_leased_row_is_not_claimed_twice_and_an_expired_lease_is_taken_over(db
     # rx-a's late answer cannot mark a row it no longer holds.
     outbox.delivered(storage, later[0]["id"], "rx-a", now + outbox.LEASE_MS + 2)
     assert outbox.rows(storage, outbox.PENDING) and not outbox.rows(storage, outbox.DELIVERED)
+    # rx-b stops cleanly: its leases are handed back, another sender takes them at once.
+    outbox.release(storage, "rx-b")
+    assert len(outbox.claim(storage, "rx-d", routes.by_name, now + outbox.LEASE_MS + 3)) == 2
     # Rows of a route this receiver does not know are left to one that does.
     assert outbox.claim(storage, "rx-c", {"other": None}, now + 10 * outbox.LEASE_MS) == []
     storage.close()
