@@ -4,10 +4,12 @@ acknowledgement audited, alerts out of order, one ticket per key when two
 receivers on one PostgreSQL open it at once, and the upgrade from schema 3.
 Real SQLite, a real PostgreSQL server, real keys."""
 
+import os
 import shutil
 import threading
 
 import pytest
+from alert_support import T0, alert
 
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity
@@ -16,27 +18,7 @@ from edge_agent.receiver.registry import Registry
 from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import SCHEMA_VERSION, open_storage
 
-import os
-
 SCHEMA3_DB = os.path.join(os.path.dirname(__file__), "data", "schema3.sqlite")
-T0 = 1_800_000_000_000
-
-
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ids")
-    identities = {d: create_identity(str(directory / d), d) for d in ("pump-1", "pump-2")}
-    registry = Registry()
-    registry.add_entries("\n".join(i.registry_entry(model="EA-PUMP") for i in identities.values()))
-    return identities, registry
-
-
-def alert(identities, device, seq, active, condition="out_of_range", component="coolant_pump", severity="critical"):
-    body = {sg.A_CONDITION: condition, sg.A_COMPONENT: component, sg.A_SENSOR: "coolant_temp", sg.A_ACTIVE: active,
-            sg.A_SEVERITY: severity, sg.A_TEXT: "coolant %s" % ("high" if active else "back in range"),
-            sg.A_ACTION: "check the coolant pump (part CP-7)" if active else "", sg.A_VALUE: 97.5}
-    signal = sg.Signal(sg.KIND_ALERT, 0 if active else 2, T0 + seq * 1000, body, device, seq)
-    return sg.topic(device, sg.KIND_ALERT), identities[device].seal(signal.encode())
 
 
 def handle(receiver, *messages):

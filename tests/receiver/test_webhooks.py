@@ -15,7 +15,7 @@ import time
 
 import aiohttp
 import pytest
-from test_tickets import alert, fleet  # noqa: F401 (fleet is a fixture)
+from alert_support import alert
 from webhook_target import WebhookTarget
 
 from edge_agent.receiver import outbox, tickets, webhooks
@@ -63,7 +63,7 @@ def _independent_check(headers, body):
     assert abs(int(fields["t"]) - time.time()) < 60
 
 
-def test_alerts_are_routed_signed_and_delivered_with_their_ticket(db_url, fleet, tmp_path, caplog):  # noqa: F811
+def test_alerts_are_routed_signed_and_delivered_with_their_ticket(db_url, fleet, tmp_path, caplog):
     identities, registry = fleet
     storage = open_storage(db_url)
     with WebhookTarget() as target:
@@ -116,7 +116,7 @@ def test_alerts_are_routed_signed_and_delivered_with_their_ticket(db_url, fleet,
     storage.close()
 
 
-def test_a_target_that_keeps_failing_gets_a_dead_letter_after_the_limit(db_url, fleet, tmp_path):  # noqa: F811
+def test_a_target_that_keeps_failing_gets_a_dead_letter_after_the_limit(db_url, fleet, tmp_path):
     identities, registry = fleet
     storage = open_storage(db_url)
     with WebhookTarget(status=503) as target:
@@ -151,7 +151,7 @@ def test_a_target_that_keeps_failing_gets_a_dead_letter_after_the_limit(db_url, 
     storage.close()
 
 
-def test_a_leased_row_is_not_claimed_twice_and_an_expired_lease_is_taken_over(db_url, fleet, tmp_path):  # noqa: F811
+def test_a_leased_row_is_not_claimed_twice_and_an_expired_lease_is_taken_over(db_url, fleet, tmp_path):
     identities, registry = fleet
     storage = open_storage(db_url)
     routes = _routes(tmp_path, "http://127.0.0.1:9/hook")
