@@ -18,7 +18,7 @@ service across the internet). Printed: deliveries/s (median of the rounds),
 the sender process's CPU per delivery (time.process_time: the machine is
 shared), and the ratio ours/naive.
 
-Run: .venv/bin/python bench/bench_webhooks.py [--alerts 1000] [--rounds 3] [--latency-ms 0 50]
+Run: .venv/bin/python bench/bench_webhooks.py [--alerts 500] [--rounds 3] [--latency-ms 0 50]
 """
 
 import argparse
@@ -112,7 +112,7 @@ async def naive(url, alerts, _directory):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--alerts", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0, 50])
     args = parser.parse_args()
