@@ -137,3 +137,33 @@ def test_a_schema_3_database_is_upgraded_and_new_alerts_open_tickets(tmp_path, f
     [ticket] = tickets.tickets(storage)
     assert (ticket["device"], ticket["state"], ticket["action"]) == ("old-1", "open", "replace the fan")
     storage.close()
+
+
+def test_tickets_are_listed_and_acknowledged_from_the_command_line(tmp_path, fleet):
+    import subprocess
+    import sys
+
+    from simulator import ROOT
+
+    identities, registry = fleet
+    db = str(tmp_path / "receiver.sqlite")
+    storage = open_storage(db)
+    handle(Receiver(None, registry, storage), alert(identities, "pump-2", 1, True))
+    [ticket] = tickets.tickets(storage)
+    storage.close()
+
+    def cli(*argv):
+        return subprocess.run([sys.executable, "-m", "edge_agent", "receiver", *argv, "--db", db], cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    listed = cli("tickets")
+    assert listed.returncode == 0 and "#%d open" % ticket["id"] in listed.stdout, listed
+    assert "pump-2/coolant_pump out_of_range" in listed.stdout and "action: check the coolant pump" in listed.stdout
+    acked = cli("ack", str(ticket["id"]), "--who", "alice", "--note", "on it")
+    assert acked.returncode == 0 and "acknowledged by alice" in acked.stdout, acked
+    again = cli("ack", str(ticket["id"]), "--who", "bob")
+    assert again.returncode == 1 and "is acknowledged (by alice): nothing to acknowledge" in again.stdout, again
+    assert cli("outbox", "--requeue", "7").returncode == 1  # no such dead letter
+    missing = subprocess.run([sys.executable, "-m", "edge_agent", "receiver", "tickets", "--db",
+                              str(tmp_path / "none.sqlite")], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "no such database" in missing.stderr, missing
