@@ -7,6 +7,7 @@ import asyncio
 import datetime
 import getpass
 import os
+import sys
 import time
 
 from edge_agent.cli.common import EXIT_FAILED, EXIT_OK, UsageError
@@ -132,7 +133,7 @@ def cmd_ack(args):
         ticket = tickets.acknowledge(storage, args.ticket, args.who or getpass.getuser(), args.note,
                                      time.time_ns() // 1_000_000)
     except tickets.TicketError as exc:
-        print("edge-agent: %s" % exc)
+        print("edge-agent: %s" % exc, file=sys.stderr)
         return EXIT_FAILED
     finally:
         storage.close()

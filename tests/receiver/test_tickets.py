@@ -162,7 +162,7 @@ def test_tickets_are_listed_and_acknowledged_from_the_command_line(tmp_path, fle
     acked = cli("ack", str(ticket["id"]), "--who", "alice", "--note", "on it")
     assert acked.returncode == 0 and "acknowledged by alice" in acked.stdout, acked
     again = cli("ack", str(ticket["id"]), "--who", "bob")
-    assert again.returncode == 1 and "is acknowledged (by alice): nothing to acknowledge" in again.stdout, again
+    assert again.returncode == 1 and "is acknowledged (by alice): nothing to acknowledge" in again.stderr, again
     assert cli("outbox", "--requeue", "7").returncode == 1  # no such dead letter
     missing = subprocess.run([sys.executable, "-m", "edge_agent", "receiver", "tickets", "--db",
                               str(tmp_path / "none.sqlite")], cwd=ROOT, capture_output=True, text=True, timeout=60)
