@@ -12,11 +12,10 @@ import os
 
 from aiohttp import web
 
-from edge_agent.receiver.web import access as acc
 from edge_agent.receiver.web import pages, routes
 from edge_agent.receiver.web.live import LiveFeed
 from edge_agent.receiver.web.series import BundleCache
-from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, access_level
 
 log = logging.getLogger("edge_agent")
 
@@ -46,19 +45,6 @@ class Reader:
     def close(self):
         self._pool.submit(self.storage.close).result()
         self._pool.shutdown()
-
-
-def presented_token(request):
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer ":
-        return header[7:].strip()
-    return request.cookies.get(acc.COOKIE)
-
-
-def access_level(request):
-    """READ, WRITE or None: what the request's token or client certificate allows."""
-    peercert = request.transport.get_extra_info("peercert") if request.transport else None
-    return request.app[ACCESS].level(presented_token(request), peercert)
 
 
 @web.middleware

@@ -138,7 +138,7 @@ def alert_rows(alerts, with_device=True):
     return rows
 
 
-def alerts_page(alerts, incidents):
+def alerts_page(alerts, incidents, open_tickets, can_write):
     body = ["<h2>alerts</h2><p>active first, then by severity; new alerts appear here as they arrive</p>",
             table("alerts", ALERT_HEADERS, alert_rows(alerts)), "<h2>fleet incidents and advisories</h2>"]
     rows = []
@@ -152,14 +152,37 @@ def alerts_page(alerts, incidents):
     body.append(table("incidents", ((None, "id"), (None, "raised"), (None, "model"), (None, "fault class"),
                                     (None, "devices"), (None, "threshold"), (None, "advisories"),
                                     (None, "applied")), rows) if rows else "<p>no fleet incident</p>")
-    body.append(TICKETS_PLACE)
+    body.append("<h2>tickets</h2><p>unresolved, newest change first (edge_agent/receiver/tickets.py)%s</p>"
+                % ("" if can_write else "; acknowledging needs the write token"))
+    body.append(tickets_table(open_tickets, can_write) if open_tickets else "<p>no unresolved ticket</p>")
     return "".join(body)
 
 
-# Tickets come from the alert-routing work (issue 22, branch ops-routing):
-# their list and acknowledge button go here once its tables exist.
-TICKETS_PLACE = ('<h2>tickets</h2><p class="placeholder" id="tickets-placeholder">tickets are not built yet: '
-                 'this is where they will be listed and acknowledged</p>')
+TICKET_HEADERS = ((None, "ticket"), (None, "device"), (None, "component"), (None, "condition"), (None, "state"),
+                  (None, "severity"), (None, "opened"), (None, "alerts"), (None, "action"), (None, "acknowledged"))
+
+
+def tickets_table(tickets, can_write, with_device=True):
+    """Tickets (tickets.py's dicts); with write access, an acknowledge form
+    on each that may be acknowledged (open, or cleared)."""
+    from edge_agent.receiver.tickets import ACK_TRANSITIONS
+
+    rows = []
+    for t in tickets:
+        acked = "%s at %s%s" % (text(t["acked_by"], 100), when(t["acked_ms"]),
+                                ": " + text(t["ack_note"]) if t["ack_note"] else "") if t["acked_by"] else ""
+        if can_write and t["state"] in ACK_TRANSITIONS:
+            acked = ('<form class="ack" method="post" action="/tickets/%d/ack"><input name="who" required '
+                     'maxlength="80" placeholder="your name"> <input name="note" maxlength="1000" placeholder="note">'
+                     ' <button type="submit">acknowledge</button></form>' % t["id"])
+        rows.append('<tr id="ticket-%d" data-ticket="%d" data-state="%s"><td class="num">%d</td>%s<td>%s</td><td>%s</td>'
+                    '<td>%s</td><td class="%s">%s</td><td>%s</td><td class="num">%d</td><td>%s</td><td>%s</td></tr>'
+                    % (t["id"], t["id"], escape(t["state"]), t["id"],
+                       "<td>%s</td>" % device_link(t["device"]) if with_device else "", text(t["component"], 60),
+                       text(t["condition"], 40), text(t["state"], 20), text(t["severity"], 20), text(t["severity"], 20),
+                       when(t["opened_ms"]), t["alerts"] or 0, text(t["action"]), acked))
+    headers = TICKET_HEADERS if with_device else tuple(h for h in TICKET_HEADERS if h[1] != "device")
+    return table("tickets", headers, rows)
 
 
 # -- device -----------------------------------------------------------------------------
@@ -168,7 +191,7 @@ WINDOWS = (("1h", 3600000), ("6h", 6 * 3600000), ("24h", 86400000), ("7d", 7 * 8
            ("30d", 30 * 86400000), ("all", None))
 
 
-def device_page(device, info, window, span, series, alerts, timeline, audit):
+def device_page(device, info, window, span, series, alerts, timeline, audit, device_tickets=(), can_write=False):
     """``series``: {sensor: (readings, [(time_ms, value)] to draw)}."""
     start_ms, end_ms = span
     links = " ".join('<a href="?window=%s"%s>%s</a>' % (name, ' class="current"' if name == window else "", name)
@@ -191,6 +214,8 @@ def device_page(device, info, window, span, series, alerts, timeline, audit):
     body.append("<h2>component states</h2>")
     body.append(table("states", ((None, "time"), (None, "component"), (None, "from"), (None, "to"),
                                  (None, "event"), (None, "reason")), rows) if rows else "<p>no state change</p>")
+    body.append("<h2>tickets</h2>")
+    body.append(tickets_table(device_tickets, can_write, with_device=False) if device_tickets else "<p>no ticket</p>")
     body.append("<h2>alerts</h2>")
     body.append(table("device-alerts", tuple(h for h in ALERT_HEADERS if h[1] != "device"),
                       alert_rows(list(reversed(alerts)), with_device=False)) if alerts else "<p>no alert</p>")

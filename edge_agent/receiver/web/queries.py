@@ -6,6 +6,8 @@ Bodies are stored as the device signed them (CBOR): model and agent
 version come from a device's latest birth signal, component states from its
 state signals, readings from its telemetry bundles (series.py)."""
 
+import time
+
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 from edge_agent.receiver.storage import presence
@@ -202,6 +204,10 @@ def alerts_since(storage, received_ms, seqs_seen):
 
 def latest_received_ms(storage):
     return storage.query("SELECT COALESCE(MAX(received_ms), 0) FROM signals")[0][0]
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
 
 
 def incidents(storage):

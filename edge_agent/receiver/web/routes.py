@@ -6,12 +6,17 @@ import asyncio
 from aiohttp import web
 
 from edge_agent.receiver.web import access as acc
+from edge_agent.receiver import tickets
 from edge_agent.receiver.web import chart, pages, queries, series
-from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, access_level
 from edge_agent.receiver.web.live import KEEPALIVE_S
 
 # The query string is input: bounded before it is used.
 MAX_QUERY_CHARS = 200
+UNRESOLVED = (tickets.OPEN, tickets.ACKNOWLEDGED, tickets.CLEARED)
+# Who acknowledged, as audited: the name typed in, and where (tickets.MAX_WHO bounds the whole).
+WEB_SUFFIX = " (web view)"
+MAX_WHO_CHARS = tickets.MAX_WHO - len(WEB_SUFFIX)
 
 
 def html(body):
@@ -41,7 +46,7 @@ def _device_data(storage, device, window, cache):
     end_ms = max(end_ms, start_ms + 1)
     charts = series.chart_series(storage, cache, device, history.bundles, start_ms, end_ms, chart.WIDTH)
     return (info, (start_ms, end_ms), {sensor: (c.readings, c.points()) for sensor, c in charts.items()},
-            history.alerts, history.states, history.audit)
+            history.alerts, history.states, history.audit, tickets.tickets(storage, device=device, limit=50))
 
 
 async def device(request):
@@ -53,15 +58,44 @@ async def device(request):
     data = await request.app[READER].run(_device_data, device_id, window, request.app[BUNDLES])
     if data is None:
         raise web.HTTPNotFound(text="no device %s in this receiver's database\n" % pages.text(device_id, 80))
-    info, span, series, alerts, timeline, audit = data
-    body = pages.device_page(device_id, info, window, span, series, alerts, timeline, audit)
+    info, span, charts, alerts, timeline, audit, device_tickets = data
+    body = pages.device_page(device_id, info, window, span, charts, alerts, timeline, audit, device_tickets,
+                             access_level(request) == acc.WRITE)
     return html(pages.page("device " + device_id, body, "device"))
 
 
 async def alerts(request):
     rows = await request.app[READER].run(queries.alerts)
     incidents = await request.app[READER].run(queries.incidents)
-    return html(pages.page("alerts", pages.alerts_page(rows, incidents), "alerts"))
+    unresolved = await request.app[READER].run(tickets.tickets, UNRESOLVED, None, 200)
+    body = pages.alerts_page(rows, incidents, unresolved, access_level(request) == acc.WRITE)
+    return html(pages.page("alerts", body, "alerts"))
+
+
+async def acknowledge(request):
+    """POST /tickets/ID/ack (who, note): the write token only; audited by
+    tickets.acknowledge (who, when, note) as "NAME (web view)"."""
+    if access_level(request) != acc.WRITE:
+        raise web.HTTPForbidden(text="acknowledging a ticket needs the write token (--http-write-token-file)\n")
+    # The cookie is SameSite=Strict already; a form posted from another origin is refused too.
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != "%s://%s" % (request.scheme, request.host):
+        raise web.HTTPForbidden(text="a form from another site (Origin %s) may not acknowledge\n"
+                                     % pages.text(origin, 100))
+    try:
+        ticket_id = int(request.match_info["ticket"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such ticket\n") from None
+    form = await request.post()
+    who = str(form.get("who", "")).strip()
+    if not who:
+        raise web.HTTPBadRequest(text="who: the name of the person acknowledging is required\n")
+    try:
+        await request.app[READER].run(tickets.acknowledge, ticket_id, who[:MAX_WHO_CHARS] + WEB_SUFFIX,
+                                      str(form.get("note", "")), queries.now_ms())
+    except tickets.TicketError as exc:
+        raise web.HTTPConflict(text="%s\n" % exc) from None
+    raise web.HTTPSeeOther("/alerts#ticket-%d" % ticket_id)
 
 
 async def events(request):
@@ -115,6 +149,7 @@ def add(app):
     app.router.add_get("/device/{device}", device)
     app.router.add_get("/alerts", alerts)
     app.router.add_get("/events", events)
+    app.router.add_post("/tickets/{ticket}/ack", acknowledge)
     app.router.add_get("/login", login_form)
     app.router.add_post("/login", login)
     app.router.add_get("/logout", logout)

@@ -9,6 +9,8 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -134,7 +136,53 @@ def test_alerts_page_lists_active_first_by_severity(filled):
         states = [state for state, _, _ in rows]
         assert states == ["active", "active", "cleared", "cleared"], rows
         assert rows[0][1] == "web-1"  # critical before warning
-        assert "no fleet incident" in html and 'id="tickets-placeholder"' in html
+        assert "no fleet incident" in html
+
+
+def _post(url, fields, token=None, origin=None):
+    data = urllib.parse.urlencode(fields).encode()
+    request = urllib.request.Request(url, data=data)
+    if token:
+        request.add_header("Authorization", "Bearer " + token)
+    if origin:
+        request.add_header("Origin", origin)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+
+    try:
+        with urllib.request.build_opener(NoRedirect).open(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_tickets_are_listed_and_only_the_write_token_acknowledges_audited(filled):
+    db, fleet = filled
+    with serving(db) as base:
+        html = get(base + "/alerts")[1]
+        rows = re.findall(r'<tr id="ticket-(\d+)" data-ticket="\d+" data-state="(\w+)">(.*?)</tr>', html)
+        assert len(rows) == 1 and rows[0][1] == "open" and "web-1" in rows[0][2] and "out_of_range" in rows[0][2]
+        ticket = int(rows[0][0])
+        assert 'action="/tickets/%d/ack"' % ticket not in html  # read access: no form
+        assert 'action="/tickets/%d/ack"' % ticket in get(base + "/alerts", token=WRITE_TOKEN)[1]
+        assert 'id="ticket-%d"' % ticket in get(base + "/device/web-1")[1]
+        url = base + "/tickets/%d/ack" % ticket
+        assert _post(url, {"who": "mallory"})[0] == 401
+        assert _post(url, {"who": "mallory"}, READ_TOKEN)[0] == 403
+        assert _post(url, {"who": "mallory"}, WRITE_TOKEN, origin="https://evil.example")[0] == 403
+        assert _post(url, {"who": " "}, WRITE_TOKEN)[0] == 400
+        assert _post(base + "/tickets/999/ack", {"who": "alice"}, WRITE_TOKEN)[0] == 409
+        assert _post(url, {"who": "alice", "note": "pump swap booked"}, WRITE_TOKEN, origin=base)[0] == 303
+        status, text = _post(url, {"who": "bob"}, WRITE_TOKEN)
+        assert status == 409 and "acknowledged" in text and "alice (web view)" in text
+        row = fleet.storage.query("SELECT state, acked_by, ack_note FROM tickets WHERE id = ?", (ticket,))[0]
+        assert row == ("acknowledged", "alice (web view)", "pump swap booked")
+        audit = fleet.storage.query("SELECT who, action, note FROM ticket_audit WHERE ticket = ?", (ticket,))
+        assert audit == [("alice (web view)", "acknowledge", "pump swap booked")]
+        html = get(base + "/alerts")[1]
+        assert "alice (web view) at" in html and "pump swap booked" in html
 
 
 def test_a_new_alert_reaches_the_live_feed_within_two_seconds(filled):
