@@ -40,7 +40,7 @@ class LiveFeed:
         self.subscribers.discard(queue)
 
     async def run(self):
-        self._cursor = await self.reader.run(queries.latest_received_ms)
+        self._cursor = await self.reader.run(queries.latest_alert_received_ms)
         # What is stored already is on the pages: only what comes after is news.
         self._seen = {(a.device, a.seq) for a in await self.reader.run(queries.alerts_since, self._cursor, set())}
         while True:

@@ -197,13 +197,15 @@ def alerts_since(storage, received_ms, seqs_seen):
     """Alerts stored at or after ``received_ms`` (receiver time), oldest
     first, leaving out ``seqs_seen`` {(device, seq)}: what the live feed
     has not pushed yet."""
-    rows = storage.query("SELECT %s FROM signals WHERE kind = ? AND received_ms >= ? ORDER BY received_ms, seq"
-                         % ALERT_COLUMNS, (sg.KIND_ALERT, received_ms))
+    # kind as a literal: the partial index signals_alert_arrival (storage_sql.py) is used only then
+    rows = storage.query("SELECT %s FROM signals WHERE kind = %d AND received_ms >= ? ORDER BY received_ms, seq"
+                         % (ALERT_COLUMNS, sg.KIND_ALERT), (received_ms,))
     return [_alert(*row) for row in rows if (row[0], row[1]) not in seqs_seen]
 
 
-def latest_received_ms(storage):
-    return storage.query("SELECT COALESCE(MAX(received_ms), 0) FROM signals")[0][0]
+def latest_alert_received_ms(storage):
+    return storage.query("SELECT COALESCE(MAX(received_ms), 0) FROM signals WHERE kind = %d"
+                         % sg.KIND_ALERT)[0][0]
 
 
 def now_ms():

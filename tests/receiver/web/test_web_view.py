@@ -250,3 +250,23 @@ def test_the_command_refuses_without_a_token_or_off_loopback_in_clear(filled, tm
     done = _web("--db", db, "--http", "nowhere", "--http-token-file", str(token), env=env)
     assert done.returncode == 2 and "HOST:PORT" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_live_feed_reads_alerts_by_their_index_not_every_signal(tmp_path):
+    """The feed polls twice a second: on a database of months of telemetry a
+    scan of every signal per poll would be the receiver's heaviest query."""
+    from edge_agent.receiver.storage import Storage
+    from edge_agent.receiver.web import queries
+
+    storage = Storage(str(tmp_path / "plan.sqlite"))
+    try:
+        captured = []
+        query = storage.query
+        storage.query = lambda sql, params=(): captured.append((sql, params)) or query(sql, params)
+        queries.alerts_since(storage, 0, set())
+        queries.latest_alert_received_ms(storage)
+        for sql, params in captured:
+            plan = " ".join(str(row) for row in query("EXPLAIN QUERY PLAN " + sql, params))
+            assert "signals_alert_arrival" in plan and "SCAN signals" not in plan, plan
+    finally:
+        storage.close()
