@@ -100,17 +100,18 @@ def fleet_page(storage):
 
 def device_page(storage, cache):
     """The view's device page: ``cache`` a fresh BundleCache (cold: every bundle decoded) or a used one (warm)."""
-    info, span, charts, alerts, timeline, audit = routes._device_data(storage, CHART_DEVICE, "30d", cache)
-    return pages.page("device", pages.device_page(CHART_DEVICE, info, "30d", span, charts, alerts, timeline, audit),
-                      "device")
+    info, span, charts, alerts, timeline, audit, tickets = routes.device_data(storage, CHART_DEVICE, "30d", cache)
+    return pages.page("device", pages.device_page(CHART_DEVICE, info, "30d", span, charts, alerts, timeline, audit,
+                                                  tickets), "device")
 
 
 def naive_device_page(storage):
     """The same page drawing every reading: no downsampling, no cache."""
-    info, span, _, alerts, timeline, audit = routes._device_data(storage, CHART_DEVICE, "30d", series.BundleCache())
+    info, span, _, alerts, timeline, audit, tickets = routes.device_data(storage, CHART_DEVICE, "30d",
+                                                                          series.BundleCache())
     every = {sensor: (len(points), points) for sensor, points in series.readings(storage, CHART_DEVICE, *span).items()}
-    return pages.page("device", pages.device_page(CHART_DEVICE, info, "30d", span, every, alerts, timeline, audit),
-                      "device")
+    return pages.page("device", pages.device_page(CHART_DEVICE, info, "30d", span, every, alerts, timeline, audit,
+                                                  tickets), "device")
 
 
 def http(url):

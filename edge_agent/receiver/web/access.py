@@ -90,15 +90,6 @@ class Access:
         return None
 
 
-def certificate_subject(peercert):
-    """'CN=alice' of a verified client certificate (ssl's getpeercert() form)."""
-    for rdn in (peercert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return "CN=%s" % value
-    return "certificate"
-
-
 def server_context(cert_file, key_file, client_ca=None):
     """The HTTPS context: this server's certificate and key; with
     ``client_ca``, clients may present a certificate it signed (verified;

@@ -10,7 +10,7 @@ import time
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from edge_agent.receiver.storage import presence
+from edge_agent.receiver import storage as receiver_storage
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
 
@@ -54,20 +54,17 @@ def fleet(storage):
     return rows
 
 
-def latest_births(storage, device=None):
+def latest_births(storage):
     """{device: birth body} of each device's latest birth signal."""
-    where, params = ("AND s.device = ?", (sg.KIND_BIRTH, device)) if device else ("", (sg.KIND_BIRTH,))
-    rows = storage.query(
-        "SELECT s.device, s.seq, s.body FROM signals s WHERE s.kind = ? %s ORDER BY s.device, s.seq" % where, params)
+    rows = storage.query("SELECT device, seq, body FROM signals WHERE kind = ? ORDER BY device, seq", (sg.KIND_BIRTH,))
     return {device: _body(body) for device, _seq, body in rows}
 
 
-def component_states(storage, device=None):
+def component_states(storage):
     """{device: {component: state}}: each component's latest state signal."""
-    where, params = ("AND device = ?", (sg.KIND_STATE, device)) if device else ("", (sg.KIND_STATE,))
     states = {}
-    for dev, body in storage.query(
-            "SELECT device, body FROM signals WHERE kind = ? %s ORDER BY device, seq" % where, params):
+    for dev, body in storage.query("SELECT device, body FROM signals WHERE kind = ? ORDER BY device, seq",
+                                   (sg.KIND_STATE,)):
         body = _body(body)
         component = _text(body.get(sg.S_COMPONENT))
         if component:
@@ -95,7 +92,7 @@ def device_info(storage, device, birth):
     if not rows:
         return None
     last_seen, online, confirmed = rows[0]
-    return FleetRow(device=device, presence=presence(online, confirmed), last_seen_ms=last_seen or None,
+    return FleetRow(device=device, presence=receiver_storage.presence(online, confirmed), last_seen_ms=last_seen or None,
                     model=_text(birth.get(sg.B_MODEL)), agent=_text(birth.get(sg.B_AGENT)))
 
 

@@ -35,7 +35,8 @@ async def fleet(request):
     return html(pages.page("fleet", pages.fleet(shown, len(rows), q, show, sort_key, descending), "fleet"))
 
 
-def _device_data(storage, device, window, cache):
+def device_data(storage, device, window, cache):
+    """What the device page shows (on the reader's thread), or None for an unknown device."""
     history = queries.History(storage, device)
     info = queries.device_info(storage, device, history.birth)
     if info is None:
@@ -55,7 +56,7 @@ async def device(request):
     if window not in dict(pages.WINDOWS):
         raise web.HTTPBadRequest(text="window=%s: use one of %s\n" % (
             pages.text(window, 40), ", ".join(name for name, _ in pages.WINDOWS)))
-    data = await request.app[READER].run(_device_data, device_id, window, request.app[BUNDLES])
+    data = await request.app[READER].run(device_data, device_id, window, request.app[BUNDLES])
     if data is None:
         raise web.HTTPNotFound(text="no device %s in this receiver's database\n" % pages.text(device_id, 80))
     info, span, charts, alerts, timeline, audit, device_tickets = data

@@ -8,7 +8,6 @@ import re
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ import pytest
 
 from edge_agent.receiver.web import access as acc
 from simulator import ROOT
-from web_support import (HOSTILE_TEXT, READ_TOKEN, T0, WRITE_TOKEN, demo_fleet, get, now_ms, serving)
+from web_support import (READ_TOKEN, T0, WRITE_TOKEN, demo_fleet, get, now_ms, serving)
 
 pytestmark = pytest.mark.integration
 
