@@ -269,3 +269,29 @@ def test_the_live_feed_reads_alerts_by_their_index_not_every_signal(tmp_path):
             assert "signals_alert_arrival" in plan and "SCAN signals" not in plan, plan
     finally:
         storage.close()
+
+
+def test_a_prediction_is_marked_and_its_interval_shaded(filled):
+    from edge_agent.core import signals as sg
+
+    db, fleet = filled
+    fleet.send("web-2", sg.KIND_ALERT, T0 + 30_000, {
+        sg.A_CONDITION: "predicted_failure", sg.A_COMPONENT: "coolant", sg.A_SENSOR: "coolant_temp",
+        sg.A_SEVERITY: "warning", sg.A_TEXT: "trending up", sg.A_ACTIVE: True,
+        sg.A_PREDICTION: {sg.P_CROSSING: T0 + 90_000, sg.P_EARLIEST: T0 + 60_000, sg.P_LATEST: T0 + 110_000,
+                          sg.P_THRESHOLD: 90.0, sg.P_LEVEL: 76.0, sg.P_SLOPE: 0.5}})
+    with serving(db) as base:
+        html = get(base + "/device/web-2")[1]
+        svg = html.split('<svg class="chart"')[1].split("</svg>")[0]
+        start, end = int(re.search(r'data-start="(\d+)"', svg).group(1)), int(re.search(r'data-end="(\d+)"', svg).group(1))
+        shaded = re.search(r'<rect class="predicted-interval" x="([\d.]+)" y="\d+" width="([\d.]+)"', svg)
+        assert shaded, svg
+        x0, width = float(shaded.group(1)), float(shaded.group(2))
+        from edge_agent.receiver.web import chart
+
+        def x(ms):
+            return chart.LEFT + (min(max(ms, start), end) - start) * chart.WIDTH / (end - start)
+
+        assert abs(x0 - x(T0 + 60_000)) < 0.1 and abs(x0 + width - x(T0 + 110_000)) < 0.2
+        assert 'class="predicted-crossing"' in svg and "predicted to reach 90" in svg
+        assert 'data-condition="predicted_failure"' in svg
