@@ -15,7 +15,7 @@ import time
 
 import aiohttp
 import pytest
-from alert_support import alert
+from alert_support import alert, fleet  # noqa: F401 (fleet: a fixture)
 from webhook_target import WebhookTarget
 
 from edge_agent.receiver import outbox, tickets, webhooks
