@@ -18,6 +18,7 @@ delivery (its answer lost) can drop the repeat.
 import hashlib
 import hmac
 import json
+import math
 import time
 
 from edge_agent.core import signals as sg
@@ -67,7 +68,7 @@ def payload(fmt, event, device, model, alert, ticket):
         document = _slack(event, device, model, alert, ticket)
     else:
         document = {"event": event, "device": device, "model": model, "alert": alert, "ticket": ticket}
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _slack(event, device, model, alert, ticket):
@@ -128,4 +129,7 @@ def _text(value):
 
 
 def _number(value):
-    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    # JSON has no NaN or infinity (json.dumps would write invalid JSON): null.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None

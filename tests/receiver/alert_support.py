@@ -1,6 +1,9 @@
 """Signed alerts for the ticket and webhook tests: a small fleet of real
-identities (the ``fleet`` fixture, in conftest.py) and alert messages as
-a device seals them."""
+identities (the ``fleet`` fixture: import it into the test module) and
+alert messages as a device seals them. (Not a conftest.py here: tests
+import the top conftest by that name.)"""
+
+import pytest
 
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity
@@ -15,6 +18,12 @@ def make_fleet(directory):
     registry = Registry()
     registry.add_entries("\n".join(i.registry_entry(model="EA-PUMP") for i in identities.values()))
     return identities, registry
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """Two signed pumps and their registry."""
+    return make_fleet(tmp_path_factory.mktemp("ids"))
 
 
 def alert(identities, device, seq, active, condition="out_of_range", component="coolant_pump", severity="critical"):

@@ -9,7 +9,7 @@ import shutil
 import threading
 
 import pytest
-from alert_support import T0, alert
+from alert_support import T0, alert, fleet  # noqa: F401 (fleet: a fixture)
 
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity

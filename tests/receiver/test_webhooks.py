@@ -15,7 +15,7 @@ import time
 
 import aiohttp
 import pytest
-from alert_support import alert
+from alert_support import alert, fleet  # noqa: F401 (fleet: a fixture)
 from webhook_target import WebhookTarget
 
 from edge_agent.receiver import outbox, tickets, webhooks
@@ -249,3 +249,21 @@ def test_senders_of_several_receivers_on_one_postgresql_never_claim_a_row_twice(
     assert sum(1 for taken in claimed.values() if taken) >= 2  # they did claim side by side
     assert storage.query("SELECT COUNT(*) FROM outbox WHERE attempts = 1 AND lease_owner IS NOT NULL") == [(400,)]
     storage.close()
+
+
+@pytest.mark.parametrize("fmt", ["json", "slack"])
+def test_an_odd_alert_body_still_makes_valid_json(fmt):
+    """A device signs what it likes: NaN and infinite readings become null,
+    fields of the wrong type empty, and the body is valid JSON."""
+    from edge_agent.core import signals as sg
+
+    body = {sg.A_VALUE: float("nan"), sg.A_LIMITS: [float("-inf"), 2 ** 70], sg.A_TEXT: 5, sg.A_SEVERITY: ["x"],
+            sg.A_CONDITION: "out_of_range\u0000\u202e", sg.A_ACTIVE: "yes"}
+    signal = sg.Signal(sg.KIND_ALERT, 0, 1, body, "pump-\u00e9", 1)
+    document = json.loads(webhooks.payload(fmt, "alert.raised", signal.device, "", webhooks.alert_fields(signal),
+                                           None))
+    if fmt == "json":
+        assert document["alert"]["value"] is None and document["alert"]["limits"] == [None, 2 ** 70]
+        assert document["alert"]["text"] == "" and document["alert"]["severity"] == ""
+    else:
+        assert "pump-\u00e9" in document["blocks"][1]["elements"][0]["text"]
