@@ -15,9 +15,10 @@ Measured, medians of --rounds:
   this process (time.process_time: the machine is shared);
 - the page over HTTP from `edge-agent receiver web` (a process of its own)
   in wall time, and its size.
-The naive device page is measured once (it takes long). Browser rendering
-is not measured here (tests/receiver/web/test_web_browser.py opens the pages
-in Chromium): a 2.6-million-point SVG is ~50 MB that a browser must parse.
+- where Debian's chromium is installed, the browser's own page load time
+  (navigation start to the end of the load event, headless Chromium):
+  the view's pages from the server, the naive page from a file.
+The naive device page is measured once (it takes long).
 
 Run: .venv/bin/python bench/bench_web.py [--devices 1000] [--days 30] [--rounds 3]
 """
@@ -36,6 +37,7 @@ sys.path.insert(0, ROOT)
 from edge_agent.core import signals as sg  # noqa: E402
 from edge_agent.receiver.storage import Storage  # noqa: E402
 from edge_agent.receiver.web import pages, queries, routes, series  # noqa: E402
+from simulator.fixtures import browser  # noqa: E402
 from simulator.fixtures.broker import free_port  # noqa: E402
 from simulator.fixtures.processes import Child, edge_agent_argv  # noqa: E402
 
@@ -122,6 +124,28 @@ def http(url):
     return time.perf_counter() - started, size
 
 
+def browser_loads(base, naive_file, rounds):
+    """{page: median load ms} in headless Chromium, or the reason it cannot run."""
+    try:
+        driver = browser.chromium()
+    except browser.BrowserUnavailable as exc:
+        return str(exc)
+    try:
+        from selenium.webdriver.common.by import By
+
+        driver.set_page_load_timeout(900)
+        driver.get(base + "/login")
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        driver.find_element(By.ID, "login").click()
+        pages_ms = {"fleet": [browser.load_ms(driver, base + "/") for _ in range(rounds)],
+                    "device": [browser.load_ms(driver, base + "/device/%s?window=30d" % CHART_DEVICE)
+                               for _ in range(rounds)],
+                    "naive": [browser.load_ms(driver, "file://" + naive_file)]}
+        return {page: statistics.median(values) for page, values in pages_ms.items()}
+    finally:
+        driver.quit()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
@@ -157,6 +181,10 @@ def main():
         fleet_http = [http(base + "/") for _ in range(args.rounds)]
         # The first load decodes every bundle; the next ones find their summaries cached.
         device_http = [http(base + "/device/%s?window=30d" % CHART_DEVICE) for _ in range(args.rounds + 1)]
+        naive_file = os.path.join(work, "naive.html")
+        with open(naive_file, "w") as f:
+            f.write(naive_html)
+        in_browser = browser_loads(base, naive_file, args.rounds)
     finally:
         web.stop()
 
@@ -173,6 +201,12 @@ def main():
           % (naive_cpu, format(len(naive_html.encode()), ",")))
     print("naive / downsampled: server CPU %.1fx (first load), %.0fx (cached); page size %.0fx"
           % (naive_cpu / median(cold_cpu), naive_cpu / median(warm_cpu), len(naive_html.encode()) / device_http[0][1]))
+    if isinstance(in_browser, str):
+        print("in the browser: not measured (%s)" % in_browser)
+    else:
+        print("in the browser (headless Chromium, load event): fleet %.0f ms, device page (cached) %.0f ms, "
+              "naive device page %.0f ms (%.0fx)" % (in_browser["fleet"], in_browser["device"], in_browser["naive"],
+                                                     in_browser["naive"] / in_browser["device"]))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from simulator import ROOT
+from simulator.fixtures import browser
 from simulator.fixtures.broker import free_port
 from simulator.fixtures.processes import Child, edge_agent_argv
 from simulator.scenarios import spec as sc
@@ -29,29 +30,15 @@ from web_support import READ_TOKEN, get
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ARTIFACTS = os.path.join(ROOT, "build", "test-artifacts", "web")
 LIVE_LIMIT_MS = 2000
 
 
 def _browser():
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.path.exists(path)]
-    if missing:
-        pytest.skip("no %s: `make setup` installs Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver)" % " or ".join(missing))
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("selenium is not installed: pip install -e '.[dev]'")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    # As root (CI) Chromium runs only without its sandbox; /dev/shm may be small in containers.
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        return browser.chromium()
+    except browser.BrowserUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 class LiveView:
