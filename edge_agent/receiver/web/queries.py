@@ -78,9 +78,11 @@ def components_in_state(storage, state):
 
 
 def repaired_seqs(storage):
-    """{device: seqs repaired after being missing}. Gap repair is not built
-    yet (issue 22 leaves it to later work): nothing is repaired, so 0 for
-    every device until the repair's table exists to count from."""
+    """{device: seqs repaired after being missing}: empty (0 for every
+    device) until gap repair is merged. Its branch (repair-receiver) keeps
+    repair_ranges (device, state, first_seq, last_seq); then this becomes
+    SELECT device, SUM(last_seq - first_seq + 1) FROM repair_ranges
+    WHERE state = 'repaired' GROUP BY device."""
     return {}
 
 
