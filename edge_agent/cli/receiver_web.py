@@ -60,7 +60,7 @@ def web_view(args):
 
     async def serve():
         try:
-            app = web_app.make_app(lambda: open_storage(args.db), access)
+            app = await web_app.make_app(lambda: open_storage(args.db), access)
         except StorageError as exc:
             raise UsageError(str(exc)) from None
         runner = await web_app.serve(app, host, port, context)

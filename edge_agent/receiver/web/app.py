@@ -33,17 +33,25 @@ PUBLIC = ("/login", "/static/")
 
 class Reader:
     """The view's storage on a thread of its own: ``await run(f, *args)``
-    calls ``f(storage, *args)`` there."""
+    calls ``f(storage, *args)`` there. Opened with ``await open()``: opening
+    may wait for the database's write lock (the schema check), which in
+    `receiver run --http` the receiver on this same event loop may hold, so
+    the loop must keep running meanwhile."""
 
     def __init__(self, open_storage):
+        self._open_storage = open_storage
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="web-db")
-        self.storage = self._pool.submit(open_storage).result()
+        self.storage = None
+
+    async def open(self):
+        self.storage = await asyncio.get_running_loop().run_in_executor(self._pool, self._open_storage)
 
     async def run(self, function, *args):
         return await asyncio.get_running_loop().run_in_executor(self._pool, function, self.storage, *args)
 
-    def close(self):
-        self._pool.submit(self.storage.close).result()
+    async def close(self):
+        if self.storage is not None:
+            await asyncio.get_running_loop().run_in_executor(self._pool, self.storage.close)
         self._pool.shutdown()
 
 
@@ -61,12 +69,17 @@ async def check_access(request, handler):
     return response
 
 
-def make_app(open_storage, access):
+async def make_app(open_storage, access):
     """The view over the storage ``open_storage()`` returns (called on the
-    reader's thread)."""
+    reader's thread); raises what it raises (StorageError)."""
     app = web.Application(middlewares=[check_access])
     app[ACCESS] = access
     app[READER] = Reader(open_storage)
+    try:
+        await app[READER].open()
+    except BaseException:
+        await app[READER].close()
+        raise
     app[FEED] = LiveFeed(app[READER])
     app[BUNDLES] = BundleCache()
     routes.add(app)
@@ -85,7 +98,7 @@ def make_app(open_storage, access):
         app[FEED].close()
 
     async def close_reader(app):
-        app[READER].close()
+        await app[READER].close()
 
     app.on_shutdown.append(end_streams)
     app.cleanup_ctx.append(feed)

@@ -96,6 +96,10 @@ async def acknowledge(request):
                                       str(form.get("note", "")), queries.now_ms())
     except tickets.TicketError as exc:
         raise web.HTTPConflict(text="%s\n" % exc) from None
+    except request.app[READER].storage.FATAL_ERRORS as exc:
+        # e.g. SQLite's "database is locked" while a receiver writes: nothing changed
+        raise web.HTTPServiceUnavailable(text="the database is busy, nothing was acknowledged; try again (%s)\n"
+                                              % " ".join(str(exc).split())) from None
     raise web.HTTPSeeOther("/alerts#ticket-%d" % ticket_id)
 
 

@@ -110,7 +110,8 @@ def serving(db, access=None, ssl_context=None, host="127.0.0.1"):
 
     async def main():
         try:
-            runner = await web_app.serve(web_app.make_app(lambda: open_storage(db), access), host, port, ssl_context)
+            app = await web_app.make_app(lambda: open_storage(db), access)
+            runner = await web_app.serve(app, host, port, ssl_context)
         except BaseException as exc:  # noqa: BLE001 (reported to the test)
             failure.append(exc)
             started.set()
