@@ -1,15 +1,16 @@
 """The web view's pages, one handler each: the fleet, a device, the alerts
-(with fleet incidents), the live feed, logging in and out."""
+(with fleet incidents and tickets), acknowledging a ticket, the live feed,
+logging in and out."""
 
 import asyncio
 
 from aiohttp import web
 
-from edge_agent.receiver.web import access as acc
 from edge_agent.receiver import tickets
+from edge_agent.receiver.web import access as acc
 from edge_agent.receiver.web import chart, pages, queries, series
-from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, access_level
 from edge_agent.receiver.web.live import KEEPALIVE_S
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, access_level
 
 # The query string is input: bounded before it is used.
 MAX_QUERY_CHARS = 200
