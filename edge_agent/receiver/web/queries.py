@@ -180,9 +180,10 @@ def alerts(storage, limit=500):
     """The latest ``limit`` alerts of the fleet, each marked active when it is
     a raise not cleared since (the latest of its condition, component and
     sensor); active first, then by severity, newest first."""
+    # kind as a literal: the partial index signals_alert_arrival serves it, not a scan of every signal
     rows = [_alert(*row) for row in storage.query(
-        "SELECT %s FROM signals WHERE kind = ? ORDER BY received_ms DESC, seq DESC LIMIT ?" % ALERT_COLUMNS,
-        (sg.KIND_ALERT, limit))]
+        "SELECT %s FROM signals WHERE kind = %d ORDER BY received_ms DESC, seq DESC LIMIT ?"
+        % (ALERT_COLUMNS, sg.KIND_ALERT), (limit,))]
     latest = {}
     for alert in sorted(rows, key=lambda a: (a.device, a.seq)):
         latest[(alert.device, alert.condition, alert.component, alert.sensor)] = alert
