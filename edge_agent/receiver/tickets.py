@@ -65,7 +65,8 @@ def alert_key(body):
 def observe(storage, signal, received_ms):
     """Open, join or change the ticket of a freshly stored alert ``signal``;
     returns the ticket as a dict (after the change), or None for a clear
-    that no ticket waits for (its raise came before tickets existed)."""
+    that no ticket waits for (its raise is late, or came before tickets
+    existed: see _early_clears)."""
     component, condition = alert_key(signal.body)
     raised = bool(signal.body.get(sg.A_ACTIVE))
     if raised:
@@ -78,6 +79,7 @@ def observe(storage, signal, received_ms):
              signal.seq),
         ).fetchone()
         if row is not None:
+            _early_clears(storage, row[0], signal, component, condition, received_ms)
             return _join(storage, row[0], signal)
     ticket = _unresolved(storage, signal.device, component, condition)
     if ticket is None:
@@ -97,6 +99,27 @@ def observe(storage, signal, received_ms):
                 (state, signal.time_ms, received_ms, signal.seq, received_ms if state == RESOLVED else None,
                  ticket["id"]))
     return _join(storage, ticket["id"], signal)
+
+
+def _early_clears(storage, ticket_id, signal, component, condition, received_ms):
+    """A raise that opens a ticket may come after its own clear (the lanes
+    forward raises first, but a clear can still win: a raise evicted and
+    sent again, a device's lanes draining in another order). Clears of the
+    key newer than the raise and on no ticket join it; the newest sets it
+    cleared. (A newer raise would have opened the ticket already.)"""
+    clears = storage.query(
+        "SELECT seq, time_ms FROM alerts a WHERE device = ? AND COALESCE(component, '') = ? "
+        "AND COALESCE(condition, '') = ? AND active = 0 AND seq > ? "
+        "AND NOT EXISTS (SELECT 1 FROM ticket_alerts t WHERE t.device = a.device AND t.seq = a.seq) ORDER BY seq",
+        (signal.device, component, condition, signal.seq))
+    if not clears:
+        return
+    for seq, _ in clears:
+        storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (signal.device, seq, ticket_id))
+    seq, time_ms = clears[-1]
+    storage.execute("UPDATE tickets SET state = ?, cleared_ms = ?, last_seq = ?, alerts = alerts + ? WHERE id = ?",
+                    (ALERT_TRANSITIONS[(CLEAR, OPEN)], time_ms, seq, len(clears), ticket_id))
 
 
 def _join(storage, ticket_id, signal):
