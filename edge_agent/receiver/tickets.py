@@ -135,11 +135,13 @@ def _unresolved(storage, device, component, condition):
     return rows[0] if rows else None
 
 
-def acknowledge(storage, ticket_id, who, note, now_ms):
+def acknowledge(storage, ticket_id, who, note, now_ms, routing=None):
     """``who`` acknowledges ticket ``ticket_id`` (with an optional note):
     open becomes acknowledged, cleared becomes resolved; audited in
     ticket_audit. Its own transaction; the caller must have checked that
-    ``who`` may write. Returns the ticket; raises TicketError."""
+    ``who`` may write. ``routing`` (routing.AlertRouting, or None): queue
+    the webhooks of routes that take acknowledgements, in the same
+    transaction. Returns the ticket; raises TicketError."""
     who = _checked(who, "who", MAX_WHO, required=True)
     note = _checked(note or "", "note", MAX_NOTE)
     storage.begin()
@@ -161,6 +163,8 @@ def acknowledge(storage, ticket_id, who, note, now_ms):
                         (state, who, now_ms, note, now_ms, now_ms if state == RESOLVED else None, ticket_id))
         storage.execute("INSERT INTO ticket_audit (ticket, time_ms, who, action, note) VALUES (?, ?, ?, ?, ?)",
                         (ticket_id, now_ms, who, "acknowledge", note))
+        if routing is not None:
+            routing.acknowledged(ticket(storage, ticket_id), now_ms)
         storage.commit()
     except BaseException:
         storage.rollback()
