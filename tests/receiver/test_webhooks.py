@@ -159,7 +159,12 @@ def test_a_target_that_keeps_failing_gets_a_dead_letter_after_the_limit(db_url, 
         assert outbox.requeue(storage, dead[0]["id"], int(time.time() * 1000)) is False
         storage.commit()
         asyncio.run(_deliver(sender))
+        delivered_ms = outbox.rows(storage, outbox.DELIVERED)[0]["delivered_ms"]
         assert outbox.rows(storage, outbox.DELIVERED)[0]["id"] == dead[0]["id"]
+        # Delivered rows are pruned after KEEP_DELIVERED_MS; the dead letter stays.
+        assert outbox.prune(storage, delivered_ms + outbox.KEEP_DELIVERED_MS) == 0
+        assert outbox.prune(storage, delivered_ms + outbox.KEEP_DELIVERED_MS + 1) == 1
+        assert outbox.depth(storage) == {"chat": {"dead": 1}} or outbox.depth(storage) == {"tracker": {"dead": 1}}
     storage.close()
 
 
