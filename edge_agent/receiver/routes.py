@@ -124,7 +124,8 @@ def _policy(path, table):
         raise RoutesError("%s must be a table" % where)
     unknown = set(table) - {"max_attempts", "first_retry", "max_retry"}
     if unknown:
-        raise RoutesError("%s: unknown key %s (max_attempts, first_retry, max_retry)" % (where, ", ".join(sorted(unknown))))
+        raise RoutesError("%s: unknown key %s (max_attempts, first_retry, max_retry)"
+                          % (where, ", ".join(sorted(unknown))))
     policy = {}
     attempts = table.get("max_attempts", MAX_ATTEMPTS)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 1000:
