@@ -85,6 +85,7 @@ def test_agent_and_receiver_metrics_are_scraped_and_queried(pki, broker, start_a
 
         # The agent: every lane's depth and bytes, the uplink, the component states, the bad frame.
         assert _value(agent_samples, "edge_agent_uplink_connected") == 1
+        assert _value(agent_samples, "process_resident_memory_bytes") > 0
         assert _value(agent_samples, "edge_agent_store_records", lane="0") is not None
         assert _value(agent_samples, "edge_agent_store_bytes", lane="3") is not None
         age = _value(agent_samples, "edge_agent_uplink_last_puback_age_seconds")

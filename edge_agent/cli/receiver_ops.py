@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from edge_agent.cli.common import EXIT_FAILED, EXIT_OK, UsageError
+from edge_agent.cli.common import EXIT_FAILED, EXIT_OK, UsageError, load_registry
 
 
 def add_run_options(parser):
@@ -130,8 +130,11 @@ def cmd_ack(args):
 
     storage = open_existing(args.db)
     try:
+        # --routes: the acknowledgement's webhooks, queued for the running receiver's sender.
+        acked = routing(args, storage, load_registry(args.registry) if args.registry else None) \
+            if args.routes else None
         ticket = tickets.acknowledge(storage, args.ticket, args.who or getpass.getuser(), args.note,
-                                     time.time_ns() // 1_000_000)
+                                     time.time_ns() // 1_000_000, routing=acked)
     except tickets.TicketError as exc:
         print("edge-agent: %s" % exc, file=sys.stderr)
         return EXIT_FAILED
@@ -173,6 +176,9 @@ def add_commands(receiver_sub):
     ack.add_argument("ticket", type=int, help="the ticket's number (receiver tickets)")
     ack.add_argument("--who", help="who acknowledges (default: the login name)")
     ack.add_argument("--note", default="", help="what is being done about it")
+    ack.add_argument("--routes", metavar="FILE", help="the receiver's routes file: queue the webhooks of routes "
+                     "that take acknowledgements (a tracker mirroring the ticket); the running receiver sends them")
+    ack.add_argument("--registry", metavar="FILE", help="devices.toml, for routes that match devices' models")
     ack.set_defaults(func=cmd_ack)
     box = receiver_sub.add_parser("outbox", help="webhook deliveries: pending, delivered, dead letters")
     box.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL")

@@ -15,7 +15,7 @@ never touches them.
 import asyncio
 import time
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge_agent.core import component as cp
@@ -31,6 +31,7 @@ class AgentMetrics:
         self.registry = CollectorRegistry()
         self.snapshot = {}
         self.registry.register(self)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     def refresh(self):
         agent = self.agent

@@ -12,7 +12,7 @@ observed after each commit: from the batch's start to its commit, per
 message.
 """
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge_agent.core import signals as sg
@@ -35,6 +35,7 @@ class ReceiverMetrics:
                                  "Time from handling a message to its commit (batch start to COMMIT)",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
         self.registry.register(self)
+        ProcessCollector(registry=self.registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         receiver.on_commit.append(self._committed)
 
     def _committed(self, messages, seconds):

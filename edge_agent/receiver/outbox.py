@@ -20,6 +20,9 @@ DELIVERED = "delivered"
 DEAD = "dead"
 # A lease outlives the slowest attempt (webhook_sender's timeout) with room.
 LEASE_MS = 60_000
+# Delivered rows are kept this long (what was sent, for people and the
+# view), then pruned; pending rows and dead letters are never pruned.
+KEEP_DELIVERED_MS = 30 * 24 * 3600 * 1000
 MAX_ERROR = 300
 
 COLUMNS = ("id", "route", "event", "device", "seq", "ticket", "payload", "created_ms", "attempts", "next_ms",
@@ -90,6 +93,12 @@ def release(storage, owner):
     """Hand back ``owner``'s leases on rows not delivered (a clean stop)."""
     storage.execute("UPDATE outbox SET lease_owner = NULL, lease_until_ms = NULL WHERE lease_owner = ? AND %s"
                     % WHERE_PENDING, (owner,))
+
+
+def prune(storage, now_ms, keep_ms=KEEP_DELIVERED_MS):
+    """Delete rows delivered more than ``keep_ms`` ago; returns how many."""
+    return storage.execute("DELETE FROM outbox WHERE delivered_ms IS NOT NULL AND delivered_ms < ?",
+                           (now_ms - keep_ms,)).rowcount
 
 
 def requeue(storage, row_id, now_ms):

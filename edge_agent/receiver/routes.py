@@ -17,7 +17,7 @@ policy (docs/operator-view.md, "Alert routing").
     device = ["pump-*"]
     condition = ["out_of_range", "predicted_failure"]
     component = ["coolant_pump"]
-    event = ["raised", "cleared"]               # the default: both
+    event = ["raised", "cleared"]               # the default: these and "acknowledged"
 
 Secrets never sit in the routes file (it is copied around, committed) and
 are never logged: a route names a file (readable by its owner only) or an
@@ -33,7 +33,7 @@ from edge_agent.keys.identity import load_toml
 from edge_agent.keys.operators import OperatorError, parse_duration
 
 FORMATS = ("json", "slack")
-EVENTS = ("raised", "cleared")
+EVENTS = ("raised", "cleared", "acknowledged")
 MATCH_KEYS = ("severity", "model", "device", "condition", "component", "event")
 GLOB_KEYS = ("model", "device")
 ROUTE_KEYS = ("name", "url", "format", "secret_file", "secret_env") + MATCH_KEYS
@@ -124,7 +124,8 @@ def _policy(path, table):
         raise RoutesError("%s must be a table" % where)
     unknown = set(table) - {"max_attempts", "first_retry", "max_retry"}
     if unknown:
-        raise RoutesError("%s: unknown key %s (max_attempts, first_retry, max_retry)" % (where, ", ".join(sorted(unknown))))
+        raise RoutesError("%s: unknown key %s (max_attempts, first_retry, max_retry)"
+                          % (where, ", ".join(sorted(unknown))))
     policy = {}
     attempts = table.get("max_attempts", MAX_ATTEMPTS)
     if not isinstance(attempts, int) or isinstance(attempts, bool) or not 1 <= attempts <= 1000:

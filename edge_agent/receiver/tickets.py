@@ -65,7 +65,8 @@ def alert_key(body):
 def observe(storage, signal, received_ms):
     """Open, join or change the ticket of a freshly stored alert ``signal``;
     returns the ticket as a dict (after the change), or None for a clear
-    that no ticket waits for (its raise came before tickets existed)."""
+    that no ticket waits for (its raise is late, or came before tickets
+    existed: see _early_clears)."""
     component, condition = alert_key(signal.body)
     raised = bool(signal.body.get(sg.A_ACTIVE))
     if raised:
@@ -78,6 +79,7 @@ def observe(storage, signal, received_ms):
              signal.seq),
         ).fetchone()
         if row is not None:
+            _early_clears(storage, row[0], signal, component, condition, received_ms)
             return _join(storage, row[0], signal)
     ticket = _unresolved(storage, signal.device, component, condition)
     if ticket is None:
@@ -99,6 +101,27 @@ def observe(storage, signal, received_ms):
     return _join(storage, ticket["id"], signal)
 
 
+def _early_clears(storage, ticket_id, signal, component, condition, received_ms):
+    """A raise that opens a ticket may come after its own clear (the lanes
+    forward raises first, but a clear can still win: a raise evicted and
+    sent again, a device's lanes draining in another order). Clears of the
+    key newer than the raise and on no ticket join it; the newest sets it
+    cleared. (A newer raise would have opened the ticket already.)"""
+    clears = storage.query(
+        "SELECT seq, time_ms FROM alerts a WHERE device = ? AND COALESCE(component, '') = ? "
+        "AND COALESCE(condition, '') = ? AND active = 0 AND seq > ? "
+        "AND NOT EXISTS (SELECT 1 FROM ticket_alerts t WHERE t.device = a.device AND t.seq = a.seq) ORDER BY seq",
+        (signal.device, component, condition, signal.seq))
+    if not clears:
+        return
+    for seq, _ in clears:
+        storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (signal.device, seq, ticket_id))
+    seq, time_ms = clears[-1]
+    storage.execute("UPDATE tickets SET state = ?, cleared_ms = ?, last_seq = ?, alerts = alerts + ? WHERE id = ?",
+                    (ALERT_TRANSITIONS[(CLEAR, OPEN)], time_ms, seq, len(clears), ticket_id))
+
+
 def _join(storage, ticket_id, signal):
     storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     (signal.device, signal.seq, ticket_id))
@@ -112,11 +135,13 @@ def _unresolved(storage, device, component, condition):
     return rows[0] if rows else None
 
 
-def acknowledge(storage, ticket_id, who, note, now_ms):
+def acknowledge(storage, ticket_id, who, note, now_ms, routing=None):
     """``who`` acknowledges ticket ``ticket_id`` (with an optional note):
     open becomes acknowledged, cleared becomes resolved; audited in
     ticket_audit. Its own transaction; the caller must have checked that
-    ``who`` may write. Returns the ticket; raises TicketError."""
+    ``who`` may write. ``routing`` (routing.AlertRouting, or None): queue
+    the webhooks of routes that take acknowledgements, in the same
+    transaction. Returns the ticket; raises TicketError."""
     who = _checked(who, "who", MAX_WHO, required=True)
     note = _checked(note or "", "note", MAX_NOTE)
     storage.begin()
@@ -138,6 +163,8 @@ def acknowledge(storage, ticket_id, who, note, now_ms):
                         (state, who, now_ms, note, now_ms, now_ms if state == RESOLVED else None, ticket_id))
         storage.execute("INSERT INTO ticket_audit (ticket, time_ms, who, action, note) VALUES (?, ?, ?, ?, ?)",
                         (ticket_id, now_ms, who, "acknowledge", note))
+        if routing is not None:
+            routing.acknowledged(ticket(storage, ticket_id), now_ms)
         storage.commit()
     except BaseException:
         storage.rollback()

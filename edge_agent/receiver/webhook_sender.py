@@ -31,6 +31,8 @@ CLAIM_BATCH = 64
 # How often the sender looks for due rows when nothing woke it (another
 # receiver's rows, retries coming due).
 POLL_S = 1.0
+# How often delivered rows past outbox.KEEP_DELIVERED_MS are pruned.
+PRUNE_S = 3600.0
 
 
 def now_ms():
@@ -52,9 +54,13 @@ class WebhookSender:
     async def run(self):
         """Deliver until cancelled."""
         timeout = aiohttp.ClientTimeout(total=TIMEOUT_S)
+        pruned = time.monotonic() - PRUNE_S
         try:
             async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": "edge-agent-receiver"}) as session:
                 while True:
+                    if time.monotonic() - pruned >= PRUNE_S:
+                        pruned = time.monotonic()
+                        outbox.prune(self.storage, self.clock_ms())
                     if not await self.deliver_due(session):
                         try:
                             await asyncio.wait_for(self.wake.wait(), self.poll_s)

@@ -56,16 +56,16 @@ def ticket_fields(ticket):
     """What a tracker needs to mirror the ticket (tickets.COLUMNS, minus
     what repeats the alert)."""
     keys = ("id", "state", "device", "component", "condition", "severity", "action", "opened_ms", "alerts",
-            "acked_by", "acked_ms", "cleared_ms", "resolved_ms")
+            "acked_by", "acked_ms", "ack_note", "cleared_ms", "resolved_ms")
     return {key: ticket.get(key) for key in keys} if ticket else None
 
 
 def payload(fmt, event, device, model, alert, ticket):
-    """The body (bytes) of one delivery: ``event`` "alert.raised" or
-    "alert.cleared", ``alert`` from alert_fields, ``ticket`` from
-    ticket_fields (or None)."""
+    """The body (bytes) of one delivery: ``event`` "alert.raised",
+    "alert.cleared" (``alert`` from alert_fields, ``ticket`` from
+    ticket_fields or None) or "ticket.acknowledged" (``alert`` None)."""
     if fmt == "slack":
-        document = _slack(event, device, model, alert, ticket)
+        document = _slack(event, device, model, alert, ticket) if alert else _slack_ticket(device, model, ticket)
     else:
         document = {"event": event, "device": device, "model": model, "alert": alert, "ticket": ticket}
     return json.dumps(document, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
@@ -86,6 +86,18 @@ def _slack(event, device, model, alert, ticket):
                                          ", acknowledged by %s" % ticket["acked_by"] if ticket["acked_by"] else ""))
     text = "\n".join(line for line in lines if line)
     context = "device %s%s, seq %d" % (device, " (model %s)" % model if model else "", alert["seq"])
+    return {"text": text, "blocks": [
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},
+    ]}
+
+
+def _slack_ticket(device, model, ticket):
+    text = ":eyes: Ticket #%d %s by %s: %s on %s/%s" % (
+        ticket["id"], ticket["state"], ticket["acked_by"], ticket["condition"], device, ticket["component"] or "-")
+    if ticket["ack_note"]:
+        text += "\n" + ticket["ack_note"]
+    context = "device %s%s" % (device, " (model %s)" % model if model else "")
     return {"text": text, "blocks": [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text": context}]},

@@ -71,7 +71,8 @@ def test_a_ticket_opens_joins_is_acknowledged_and_resolves(db_url, fleet):
 
 def test_an_older_alert_joins_its_ticket_without_changing_it(db_url, fleet):
     """After an outage a device's lanes forward its raises before its
-    clears: a clear older than the raise that set the state changes nothing."""
+    clears: a clear older than the raise that set the state changes nothing;
+    a clear that beats its own raise is taken by the ticket the raise opens."""
     identities, registry = fleet
     storage = open_storage(db_url)
     receiver = Receiver(None, registry, storage)
@@ -79,6 +80,13 @@ def test_an_older_alert_joins_its_ticket_without_changing_it(db_url, fleet):
     handle(receiver, alert(identities, "pump-1", 2, False))  # cleared between the two raises, arriving last
     [ticket] = tickets.tickets(storage)
     assert (ticket["state"], ticket["alerts"], ticket["last_seq"]) == ("open", 3, 3)
+    # Another key: its clear arrives before its raise; the late raise opens the ticket, which takes the clear.
+    handle(receiver, alert(identities, "pump-2", 5, False))
+    assert tickets.tickets(storage, device="pump-2") == []
+    handle(receiver, alert(identities, "pump-2", 4, True))
+    [late] = tickets.tickets(storage, device="pump-2")
+    assert (late["state"], late["alerts"], late["last_seq"], late["cleared_ms"]) == ("cleared", 2, 5, T0 + 5000)
+    assert [a["seq"] for a in tickets.ticket_detail(storage, late["id"])["alerts"]] == [4, 5]
     storage.close()
 
 

@@ -112,6 +112,18 @@ def test_alerts_are_routed_signed_and_delivered_with_their_ticket(db_url, fleet,
         assert len(cleared) == 2  # tracker and chat
         [tracked] = [message for message in cleared if "ticket" in message]
         assert tracked["event"] == "alert.cleared" and tracked["ticket"]["state"] == "cleared"
+        # Someone acknowledges it (resolved: it had cleared): the tracker and the chat hear of it.
+        tickets.acknowledge(storage, tracked["ticket"]["id"], "alice", "pump swapped", time.time_ns() // 1_000_000,
+                            routing=routing)
+        asyncio.run(_deliver(sender))
+        acked = {headers["X-EdgeAgent-Event"]: json.loads(body) for headers, body in target.bodies()[5:]}
+        assert len(target.bodies()) == 7 and list(acked) == ["ticket.acknowledged"]
+        messages = [json.loads(body) for _, body in target.bodies()[5:]]
+        [mirror] = [message for message in messages if "ticket" in message]
+        assert mirror["alert"] is None and (mirror["ticket"]["state"], mirror["ticket"]["acked_by"],
+                                            mirror["ticket"]["ack_note"]) == ("resolved", "alice", "pump swapped")
+        [chat] = [message for message in messages if "text" in message]
+        assert "resolved by alice" in chat["text"] and "pump swapped" in chat["text"]
     assert SECRET not in caplog.text and SECRET not in repr(routes.routes) and "/hook" not in repr(routes.routes)
     storage.close()
 
@@ -147,7 +159,12 @@ def test_a_target_that_keeps_failing_gets_a_dead_letter_after_the_limit(db_url, 
         assert outbox.requeue(storage, dead[0]["id"], int(time.time() * 1000)) is False
         storage.commit()
         asyncio.run(_deliver(sender))
+        delivered_ms = outbox.rows(storage, outbox.DELIVERED)[0]["delivered_ms"]
         assert outbox.rows(storage, outbox.DELIVERED)[0]["id"] == dead[0]["id"]
+        # Delivered rows are pruned after KEEP_DELIVERED_MS; the dead letter stays.
+        assert outbox.prune(storage, delivered_ms + outbox.KEEP_DELIVERED_MS) == 0
+        assert outbox.prune(storage, delivered_ms + outbox.KEEP_DELIVERED_MS + 1) == 1
+        assert outbox.depth(storage) == {"chat": {"dead": 1}} or outbox.depth(storage) == {"tracker": {"dead": 1}}
     storage.close()
 
 
