@@ -54,13 +54,14 @@ def web_view(args):
             context = acc.server_context(args.http_cert, args.http_key, args.http_ca)
     except (acc.AccessError, TLSConfigError) as exc:
         raise UsageError(str(exc)) from None
+    routes, registry = _ack_routes(args)
     if context is None and not acc.is_loopback(host) and not args.http_insecure:
         raise UsageError("--http %s: plaintext HTTP off this machine would send the token in clear: give "
                          "--http-cert/--http-key, or --http-insecure" % args.http)
 
     async def serve():
         try:
-            app = await web_app.make_app(lambda: open_storage(args.db), access)
+            app = await web_app.make_app(lambda: open_storage(args.db), access, routes, registry)
         except StorageError as exc:
             raise UsageError(str(exc)) from None
         runner = await web_app.serve(app, host, port, context)
@@ -70,6 +71,21 @@ def web_view(args):
             await runner.cleanup()
 
     return serve
+
+
+def _ack_routes(args):
+    """(routes, registry) for the webhooks of acknowledgements made in the
+    view: `receiver run`'s --routes and --registry, or `receiver web`'s."""
+    from edge_agent.cli.common import load_registry
+    from edge_agent.receiver.routes import RoutesError, load_routes
+
+    if not getattr(args, "routes", None):
+        return None, None
+    try:
+        routes = load_routes(args.routes)
+    except RoutesError as exc:
+        raise UsageError(str(exc)) from None
+    return routes, load_registry(args.registry) if getattr(args, "registry", None) else None
 
 
 def cmd_receiver_web(args):
@@ -85,4 +101,8 @@ def add_commands(receiver_sub):
     receiver_web = receiver_sub.add_parser("web", help="the fleet web view of a receiver's database (no broker)")
     receiver_web.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL")
     add_http_options(receiver_web, required=True)
+    receiver_web.add_argument("--routes", metavar="FILE",
+                              help="the receiver's routes file: acknowledgements made in the view queue the webhooks "
+                                   "of routes that take them; the running receiver sends them")
+    receiver_web.add_argument("--registry", metavar="FILE", help="devices.toml, for routes that match devices' models")
     receiver_web.set_defaults(func=cmd_receiver_web)

@@ -12,10 +12,11 @@ import os
 
 from aiohttp import web
 
+from edge_agent.receiver.routing import AlertRouting
 from edge_agent.receiver.web import pages, routes
 from edge_agent.receiver.web.live import LiveFeed
 from edge_agent.receiver.web.series import BundleCache
-from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, access_level
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, ROUTING, access_level
 
 log = logging.getLogger("edge_agent")
 
@@ -69,18 +70,22 @@ async def check_access(request, handler):
     return response
 
 
-async def make_app(open_storage, access):
+async def make_app(open_storage, access, ack_routes=None, registry=None):
     """The view over the storage ``open_storage()`` returns (called on the
-    reader's thread); raises what it raises (StorageError)."""
+    reader's thread); raises what it raises (StorageError). ``ack_routes``
+    (receiver.routes.Routes) and ``registry``: acknowledgements queue the webhooks
+    of routes that take them, as `receiver ack --routes` does."""
     app = web.Application(middlewares=[check_access])
     app[ACCESS] = access
     app[READER] = Reader(open_storage)
+    app[FEED] = LiveFeed(app[READER])
     try:
         await app[READER].open()
+        await app[FEED].start()
     except BaseException:
         await app[READER].close()
         raise
-    app[FEED] = LiveFeed(app[READER])
+    app[ROUTING] = AlertRouting(app[READER].storage, ack_routes, registry) if ack_routes else None
     app[BUNDLES] = BundleCache()
     routes.add(app)
     app.router.add_static("/static/", STATIC)

@@ -39,10 +39,14 @@ class LiveFeed:
     def unsubscribe(self, queue):
         self.subscribers.discard(queue)
 
-    async def run(self):
+    async def start(self):
+        """Before the view serves: what is stored now is on the pages, only
+        what comes after is news (an alert stored between this and the first
+        page is on that page and pushed too: shown, never lost)."""
         self._cursor = await self.reader.run(queries.latest_alert_received_ms)
-        # What is stored already is on the pages: only what comes after is news.
         self._seen = {(a.device, a.seq) for a in await self.reader.run(queries.alerts_since, self._cursor, set())}
+
+    async def run(self):
         while True:
             await asyncio.sleep(POLL_S)
             try:

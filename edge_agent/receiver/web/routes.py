@@ -10,7 +10,7 @@ from edge_agent.receiver import tickets
 from edge_agent.receiver.web import access as acc
 from edge_agent.receiver.web import chart, pages, queries, series
 from edge_agent.receiver.web.live import KEEPALIVE_S
-from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, access_level
+from edge_agent.receiver.web.state import ACCESS, BUNDLES, FEED, READER, ROUTING, access_level
 
 # The query string is input: bounded before it is used.
 MAX_QUERY_CHARS = 200
@@ -76,7 +76,8 @@ async def alerts(request):
 
 async def acknowledge(request):
     """POST /tickets/ID/ack (who, note): the write token only; audited by
-    tickets.acknowledge (who, when, note) as "NAME (web view)"."""
+    tickets.acknowledge (who, when, note) as "NAME (web view)", and with
+    --routes its webhooks queued in the same transaction."""
     if access_level(request) != acc.WRITE:
         raise web.HTTPForbidden(text="acknowledging a ticket needs the write token (--http-write-token-file)\n")
     # The cookie is SameSite=Strict already; a form posted from another origin is refused too.
@@ -94,7 +95,7 @@ async def acknowledge(request):
         raise web.HTTPBadRequest(text="who: the name of the person acknowledging is required\n")
     try:
         await request.app[READER].run(tickets.acknowledge, ticket_id, who[:MAX_WHO_CHARS] + WEB_SUFFIX,
-                                      str(form.get("note", "")), queries.now_ms())
+                                      str(form.get("note", "")), queries.now_ms(), request.app[ROUTING])
     except tickets.TicketError as exc:
         raise web.HTTPConflict(text="%s\n" % exc) from None
     except request.app[READER].storage.FATAL_ERRORS as exc:

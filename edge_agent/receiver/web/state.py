@@ -11,6 +11,7 @@ ACCESS = web.AppKey("access", Access)
 READER = web.AppKey("reader", object)  # app.Reader: the storage on its own thread
 FEED = web.AppKey("feed", LiveFeed)
 BUNDLES = web.AppKey("bundles", BundleCache)  # used on the reader's thread only
+ROUTING = web.AppKey("routing", object)  # routing.AlertRouting for acknowledgements' webhooks, or None
 
 
 def presented_token(request):

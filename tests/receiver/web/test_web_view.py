@@ -184,6 +184,28 @@ def test_tickets_are_listed_and_only_the_write_token_acknowledges_audited(filled
         assert "alice (web view) at" in html and "pump swap booked" in html
 
 
+def test_an_acknowledgement_in_the_view_queues_the_webhooks_of_routes_that_take_it(filled, tmp_path):
+    """As `receiver ack --routes` does: the tracker mirroring tickets hears
+    of it (queued in the outbox with the acknowledgement; the receiver's
+    sender posts it)."""
+    import json
+
+    from edge_agent.receiver.routes import load_routes
+
+    db, fleet = filled
+    routes_file = tmp_path / "routes.toml"
+    routes_file.write_text('[[route]]\nname = "tracker"\nurl = "https://tracker.example/hook"\n'
+                           'secret_env = "EA_TEST_WEB_HOOK"\nevent = ["acknowledged"]\n')
+    routes = load_routes(str(routes_file), environ={"EA_TEST_WEB_HOOK": "s" * 32})
+    [(ticket,)] = fleet.storage.query("SELECT id FROM tickets")
+    with serving(db, routes=routes) as base:
+        assert _post(base + "/tickets/%d/ack" % ticket, {"who": "alice", "note": "on it"}, WRITE_TOKEN)[0] == 303
+    [(route, event, payload)] = fleet.storage.query("SELECT route, event, payload FROM outbox")
+    assert (route, event) == ("tracker", "ticket.acknowledged")
+    body = json.loads(bytes(payload))
+    assert (body["ticket"]["acked_by"], body["ticket"]["ack_note"]) == ("alice (web view)", "on it")
+
+
 def test_a_new_alert_reaches_the_live_feed_within_two_seconds(filled):
     db, fleet = filled
     with serving(db) as base:

@@ -99,8 +99,9 @@ def demo_fleet(directory, db):
 
 
 @contextlib.contextmanager
-def serving(db, access=None, ssl_context=None, host="127.0.0.1"):
-    """The view of ``db`` on a free port; yields its base URL."""
+def serving(db, access=None, ssl_context=None, host="127.0.0.1", routes=None):
+    """The view of ``db`` on a free port; yields its base URL. ``routes``:
+    routes.Routes for acknowledgements' webhooks."""
     access = access or acc.Access(READ_TOKEN, WRITE_TOKEN)
     port = free_port()
     loop = asyncio.new_event_loop()
@@ -110,7 +111,7 @@ def serving(db, access=None, ssl_context=None, host="127.0.0.1"):
 
     async def main():
         try:
-            app = await web_app.make_app(lambda: open_storage(db), access)
+            app = await web_app.make_app(lambda: open_storage(db), access, routes)
             runner = await web_app.serve(app, host, port, ssl_context)
         except BaseException as exc:  # noqa: BLE001 (reported to the test)
             failure.append(exc)
