@@ -38,7 +38,6 @@ import time  # noqa: E402
 
 from edge_agent.core import device as dv  # noqa: E402
 from edge_agent.receiver.registry import Registry  # noqa: E402
-from edge_agent.receiver.storage import Storage  # noqa: E402
 from simulator.hardware import physics  # noqa: E402
 from simulator.scenarios import spec as sc  # noqa: E402
 from simulator.scenarios import virtual as scenario_run  # noqa: E402
@@ -106,7 +105,7 @@ def breakdown(spec, all_in_us):
     registry = Registry()
     registry.add_entries(identity.registry_entry(include_secret=True))
     workdir = tempfile.mkdtemp(prefix="ea-bench-")
-    storage = Storage(os.path.join(workdir, "receiver.sqlite"), durable=False)  # as the run's
+    storage = scenario_run.scratch_receiver(os.path.join(workdir, "receiver.sqlite"))  # as the run's
     clock = time.process_time
     spent = [0.0] * 6
     n = 0
