@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS signals (
 ){without_rowid};
 -- A device's readings over a time range: WHERE device = ? AND time_ms BETWEEN ? AND ?
 CREATE INDEX IF NOT EXISTS signals_device_time ON signals (device, time_ms);
+-- Alerts by arrival: the web view's live feed asks for those stored since
+-- its last poll (receiver/web/live.py). Partial: only alerts are indexed,
+-- so telemetry, most of the traffic, pays nothing for it.
+CREATE INDEX IF NOT EXISTS signals_alert_arrival ON signals (received_ms) WHERE kind = 1;
 -- Each COSE message as received, once (a bundle carries many signals),
 -- so any stored signal can be verified again later.
 CREATE TABLE IF NOT EXISTS envelopes (id {id}, data {blob} NOT NULL);
