@@ -78,6 +78,8 @@ class PostgresStorage(SQLStorage):
     LOST_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError)
     types = TYPES
     _release_pending = False
+    FOR_UPDATE = " FOR UPDATE"
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url):
         self.url = url
