@@ -918,6 +918,15 @@ class Store:
                 total += seg.end + fmt.SEAL_SIZE
         return total
 
+    def rolled_lanes(self):
+        """Lanes holding a sealed segment (more than the one in use): a
+        replay window rolls through them, oldest first (repair.py)."""
+        out = []
+        for lane in self._lanes:
+            if len(lane.segments) > 1 or (lane.segments and lane.segments[0] is not lane.active):
+                out.append(lane.number)
+        return out
+
     def _trim_window(self):
         """Drop the window's segments past its age, then its oldest past its
         byte bound; True if any went."""
