@@ -39,12 +39,13 @@ DURABILITY = (
 )
 
 
-# The gateway's replay window: 8 MiB, a quarter of the default 32 MiB
-# store, holds ~4 days of the demo board's telemetry (docs/benchmarks.md:
-# ~2 MiB a day), so a receiver down over a long weekend can still be
-# repaired; 7 days bounds what a device keeps of signals it has delivered.
-WINDOW_BYTES = 8 * 1024 * 1024
-WINDOW_HOURS = 168.0
+# The gateway's replay window: 16 MiB, half the default 32 MiB store (it
+# gives way to new records first, so it never costs the backlog room),
+# holds ~30 hours of the demo board's signals (bench/bench_window.py: 12.3
+# MiB a day, docs/benchmarks.md): a receiver down for a day can still be
+# repaired. 48 hours bounds what a device keeps of signals it delivered.
+WINDOW_BYTES = 16 * 1024 * 1024
+WINDOW_HOURS = 48.0
 
 
 def add_commands(subparsers):
