@@ -276,7 +276,10 @@ class ReplayService:
         out = []
         entry = self.queue[0]
         repair = entry[0]
-        records, entry[1] = self.store.scan(entry[1], self.scan_records)
+        # No more records scanned than may be sent now: the pace holds
+        # record by record, never a burst paid for by a long silence.
+        due = int(self.allowance)
+        records, entry[1] = self.store.scan(entry[1], due if due < self.scan_records else self.scan_records)
         for lane, record in records:
             if repair.claim(record):
                 out.append((lane, record))
