@@ -138,7 +138,7 @@ def run_inspect(args, console=None):
         return EXIT_USAGE
     state = recovery.load(fs, args.lanes, repair=False)
     table = Table(title="store %s" % os.path.abspath(args.directory))
-    for column in ("lane", "depth", "bytes", "oldest", "segments", "unsealed", "acked through"):
+    for column in ("lane", "depth", "bytes", "of which acked", "oldest", "segments", "unsealed", "acked through"):
         table.add_column(column, justify="left" if column in ("lane", "oldest") else "right")
     total = 0
     for lane in range(args.lanes):
@@ -151,13 +151,15 @@ def run_inspect(args, console=None):
             "%d %s" % (lane, LANE_NAMES.get(lane, "")),
             "{:,}".format(depth),
             "{:,}".format(nbytes),
+            "{:,}".format(recovery.acked_bytes(segments, state.acks[lane])),
             _when(oldest),
             str(count),
             str(unsealed),
             "seg %d @%d" % (ack[0], ack[1]) if ack[0] else "-",
         )
     console.print(table)
-    console.print("total %s bytes in segments" % "{:,}".format(total))
+    console.print("total %s bytes in segments (acknowledged ones: the replay window's, kept for gap repair)"
+                  % "{:,}".format(total))
     _print_last_recovery(fs, console)
     if state.report.discards:
         console.print("[yellow]reading it now, an open would discard:[/yellow]")

@@ -205,8 +205,7 @@ class Batch:
         return "Batch(lane %d, %d records, end %r)" % (self.lane, len(self.records), self.end)
 
 
-def _wholly_acked(seg, ack):
-    return ack[0] > seg.segno or (ack[0] == seg.segno and ack[1] >= seg.end)
+_wholly_acked = recovery.wholly_acked
 
 
 class _Segment:
