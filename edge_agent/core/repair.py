@@ -258,6 +258,7 @@ class ReplayService:
         signal = repair.answer(now_ms, self.store.window_bytes > 0, self.store.rolled_lanes())
         if repair.held:
             self.queue.append([repair, None])
+            self.store.window_pinned = True  # what it promised stays until sent
             if self.last_ms is None:
                 self.last_ms = now_ms
         return signal, "sending %d of %d seqs, %d gone" % (repair.held, repair.total, repair.total - repair.held)
@@ -285,8 +286,10 @@ class ReplayService:
                 out.append((lane, record))
         if entry[1] is None:
             # Scanned through: what was not found meanwhile left the window
-            # (the receiver asks again, and hears "gone").
+            # to make room for new records (the receiver asks again, and
+            # hears "gone").
             self.queue.pop(0)
+            self.store.window_pinned = bool(self.queue)
         self.allowance -= len(out)
         self.served += len(out)
         return out, (0 if self.queue else None)

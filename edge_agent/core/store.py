@@ -271,6 +271,11 @@ class Store:
                                   "age bound)")
         self.window_bytes = window_bytes
         self.window_ms = window_ms
+        # True while a gap repair is served from the window (repair.py): its
+        # bounds are not enforced meanwhile (a repair lasts at most 4096
+        # records at the replay rate), so what the repair promised is still
+        # there to send; room for new records still takes the window first.
+        self.window_pinned = False
         self.fs = fs
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
@@ -933,7 +938,7 @@ class Store:
         """Drop the window's segments past its age, then its oldest past its
         byte bound; True if any went (nothing without a window, or while
         the disk is full: compaction then removes them all)."""
-        if not self.window_bytes or self._full:
+        if not self.window_bytes or self._full or self.window_pinned:
             return False
         removed = False
         if self.window_ms:

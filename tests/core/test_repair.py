@@ -275,3 +275,34 @@ def test_the_pace_holds_record_by_record_never_a_burst():
         store.close()
     finally:
         fs.destroy()
+
+
+def test_the_window_keeps_what_a_repair_promised_until_it_is_sent():
+    from store_support import FilesDir, drain
+
+    fs = FilesDir()
+    try:
+        store = _served_store(fs, 60, window_bytes=1024)
+        service = repair.ReplayService(store, rate=20)
+        signal, _ = service.accept(_replay_command([[1, 60]]), NOW)
+        promised = [seq for first, last in signal.body[sg.R_SENDING] for seq in range(first, last + 1)]
+        # More is sent and acknowledged meanwhile: the window would let the oldest go.
+        for seq in range(61, 121):
+            store.append(2, sg.Signal(sg.KIND_TELEMETRY, 2, NOW, {0: seq}, "unit-17", seq).encode(), seq)
+        drain(store)
+        store.sync()
+        assert store.window_bytes_held() > 1024
+        sent = []
+        now = NOW
+        while True:
+            records, wait = service.take(now)
+            sent += [sg.seq_of(r) for _, r in records]
+            if wait is None:
+                break
+            now += wait
+        assert sorted(sent) == promised
+        store.sync()  # served: the bound holds again
+        assert store.window_bytes_held() <= 1024 and not store.window_pinned
+        store.close()
+    finally:
+        fs.destroy()
