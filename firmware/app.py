@@ -100,14 +100,15 @@ class Firmware:
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
                  telemetry_max_readings=TELEMETRY_MAX_READINGS,
                  trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None,
-                 console_idle_ms=None):
+                 console_idle_ms=None, operator_scopes=None):
         """``trusted``: the operators whose signed commands this device
         takes (commands.trusted_operators), with ``state`` (a FlashDir) for
         their counters; None takes no commands (nothing is subscribed).
         ``console_uart``: serve the technician console there (logins take
         tokens from the same operators); None: no console, and its modules
         are not even imported (RAM); ``console_idle_ms``: its idle logout
-        (None: the core's 15 min)."""
+        (None: the core's 15 min); ``operator_scopes``: operators limited
+        to some scopes (config.DeviceSettings.scopes)."""
         ring = None
         if console_uart is not None:
             from console_port import LogRing
@@ -137,7 +138,7 @@ class Firmware:
         if trusted:
             from commands import Commands  # here: a board without operators never loads it (RAM)
 
-            self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log)
+            self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log, operator_scopes)
             uplink_options["commands"] = self.commands
         else:
             log("info", "no trusted operators: signed commands are not taken (provision --operator NAME)")

@@ -11,6 +11,8 @@
                   "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
                   "insecure": True when provisioned with --insecure (no TLS, chosen),
                   "operators": [names] whose Mac0 commands the device takes,
+                  "scopes": {name: [scopes]} of operators limited to those
+                  scopes' commands (provision --operator NAME:replay),
                   "wifi": {"ssid", "password"} (absent: the network is up already)}
 
 The board is validated again here by the same core code as on the
@@ -128,6 +130,8 @@ class DeviceSettings:
         self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
         self.insecure = data.get("insecure") is True  # plaintext chosen at provisioning (--insecure)
         self.operators = data.get("operators") or []  # operator names whose signed commands count
+        scopes = data.get("scopes") or {}
+        self.scopes = dict((name, tuple(scopes[name])) for name in scopes)  # operator -> scopes (check_scope)
         self.wifi = data.get("wifi")  # {"ssid", "password"} on a board; None on the unix port
 
     def __repr__(self):  # never show the secret

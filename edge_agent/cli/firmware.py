@@ -39,8 +39,9 @@ def add_commands(top):
                       help="no TLS: plaintext MQTT to a test broker only (needed when --ca/--cert/--key are not "
                            "given; recorded in the settings, and the board logs a warning at every boot)")
     prov.add_argument("--keepalive", type=int, default=30, metavar="S")
-    prov.add_argument("--operator", action="append", default=[], metavar="NAME",
-                      help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable")
+    prov.add_argument("--operator", action="append", default=[], metavar="NAME[:SCOPES]",
+                      help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable. "
+                           "NAME:replay: only gap-repair requests from it (a receiver's key), nothing else")
     prov.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (password from $EA_WIFI_PASSWORD, never argv)")
     prov.add_argument("-o", "--output", required=True, metavar="FILE")
     prov.set_defaults(firmware_func=_cmd_provision)

@@ -168,11 +168,26 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
                                  "at every boot)")
     from edge_agent.core.operator import check_name
 
-    for name in operators:
+    from edge_agent.core.operator import check_operator_scopes
+
+    names = []
+    scopes = {}
+    for entry in operators:
+        # NAME, or NAME:SCOPE[,SCOPE]: an operator that may send only those
+        # scopes' commands (a receiver's repair key: rx:replay).
+        name, _, listed = entry.partition(":")
         problem = check_name(name)
         if problem:
-            raise FirmwareBuildError("--operator %r: %s" % (name, problem))
-    settings["operators"] = list(operators)
+            raise FirmwareBuildError("--operator %r: %s" % (entry, problem))
+        if listed:
+            problem = check_operator_scopes(listed.split(","))
+            if problem:
+                raise FirmwareBuildError("--operator %r: %s; write NAME:replay" % (entry, problem))
+            scopes[name] = listed.split(",")
+        names.append(name)
+    settings["operators"] = names
+    if scopes:
+        settings["scopes"] = scopes
     if wifi_ssid:
         settings["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
     return cbor.dumps(settings)
