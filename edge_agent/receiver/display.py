@@ -113,7 +113,8 @@ def fleet_table(storage):
 def repair_table(storage):
     """Gap repair (receiver/repair.py): per device, the ranges repaired,
     still pending (asked how many times) and lost for good (the device's
-    reason), under a title saying whether repair is on; None if it never ran."""
+    reason), after a line saying whether repair is on and the totals; None
+    if it never ran."""
     from edge_agent.receiver import repair
 
     state = repair.status(storage)
@@ -121,10 +122,13 @@ def repair_table(storage):
     if state is None and not rows:
         return None
     totals = repair.counts(storage)
-    title = ("gap repair: %s; %d seqs repaired, %d pending, %d lost for good; %d requests (%d answered, %d refused)"
-             % (state or "off", totals["repaired"], totals["pending"], totals["lost"], totals["requests"],
-                totals["requests_answered"], totals["requests_refused"]))
-    table = Table(title=title, title_justify="left")
+    # A line of its own: a table's title wraps at the table's width.
+    summary = Text("gap repair: %s; %d seqs repaired, %d pending, %d lost for good; %d requests (%d answered, "
+                   "%d refused)" % (state or "off", totals["repaired"], totals["pending"], totals["lost"],
+                                    totals["requests"], totals["requests_answered"], totals["requests_refused"]))
+    if not rows:
+        return summary
+    table = Table(title="gap repair by device", title_justify="left")
     for column in ("device", "repaired", "pending", "lost for good"):
         table.add_column(column)
     for device, lists in sorted(rows.items()):
@@ -132,7 +136,7 @@ def repair_table(storage):
                    for r in lists[repair.PENDING]]
         lost = ["%s (%s)" % (_ranges([r[:2]]), r[2]) for r in lists[repair.LOST]]
         table.add_row(cell(device), _ranges(lists[repair.REPAIRED]), _listed(pending), cell(_listed(lost), 400))
-    return table
+    return Group(summary, table)
 
 
 def _listed(items, shown=10):

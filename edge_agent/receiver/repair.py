@@ -41,17 +41,17 @@ import logging
 import time
 
 from edge_agent.core import operator as op
+from edge_agent.core import repair as core
 from edge_agent.core import signals as sg
 
 log = logging.getLogger("edge_agent.receiver.repair")
 
-REPLAY = "replay"
 REQUEST_PREFIX = "repair-"
 # One request's bounds (docs/wire-format.md): a device refuses more.
-MAX_RANGES = 32
-MAX_SEQS = 4096
+MAX_RANGES = core.MAX_RANGES
+MAX_SEQS = core.MAX_SEQS
 # A device accepts at most one replay per 10 s: never ask it sooner.
-MIN_INTERVAL_MS = 10_000
+MIN_INTERVAL_MS = core.REPLAY_EVERY_MS
 DEFAULT_SETTLE_MS = 10_000
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_BACKOFF_MS = 10 * 60 * 1000
@@ -67,13 +67,6 @@ COMMAND_TTL_S = 300
 PENDING = "pending"
 REPAIRED = "repaired"
 LOST = "lost"
-GONE_REASONS = ("outside-window", "not-held")
-
-# The repair answer (kind 8) body's keys (docs/wire-format.md).
-KIND_REPAIR = 8
-R_REQUEST = 0
-R_SENDING = 1
-R_GONE = 2
 
 
 def now_ms():
@@ -167,9 +160,9 @@ class RepairLoop:
     def observe(self, signal, received_ms):
         """A fresh, verified signal (inside the receiver's transaction)."""
         self.dirty.add(signal.device)
-        if signal.kind == KIND_REPAIR:
+        if signal.kind == sg.KIND_REPAIR:
             self._answer(signal, received_ms)
-        elif signal.kind == sg.KIND_AUDIT and signal.body.get(sg.U_ACTION) == REPLAY:
+        elif signal.kind == sg.KIND_AUDIT and signal.body.get(sg.U_ACTION) == core.COMMAND:
             self._audit(signal)
 
     def _answer(self, signal, received_ms):
@@ -327,10 +320,10 @@ class RepairLoop:
             piece.due_ms = now + self._backoff(piece.attempts)
         from edge_agent.keys.operators import OperatorError
 
-        args = {"ranges": ranges, "request": REQUEST_PREFIX + str(request_id)}
         try:
-            payload = self.operator.command(device, REPLAY, args, counter, COMMAND_TTL_S, now_ms=now,
-                                            device_secret=self.registry.devices[device].secret)
+            payload = self.operator.replay_command(device, ranges, REQUEST_PREFIX + str(request_id), counter,
+                                                   COMMAND_TTL_S, now_ms=now,
+                                                   device_secret=self.registry.devices[device].secret)
         except OperatorError as exc:
             raise RepairError(str(exc)) from None
         log.info("device %s: asking for %d seqs (%s), request %d, attempt %d", device, total,
@@ -397,11 +390,11 @@ def parse_answer(body):
     a repair signal's body, or why it cannot be read (a sentence)."""
     if not isinstance(body, dict):
         return "the body is not a map"
-    request = body.get(R_REQUEST)
+    request = body.get(sg.R_REQUEST)
     if not isinstance(request, str):
         return "request (key 0) is not text"
-    sending = _ranges(body.get(R_SENDING, []), 2)
-    gone = _ranges(body.get(R_GONE, []), 3)
+    sending = _ranges(body.get(sg.R_SENDING, []), 2)
+    gone = _ranges(body.get(sg.R_GONE, []), 3)
     if sending is None:
         return "sending (key 1) is not a list of [first, last]"
     if gone is None:
