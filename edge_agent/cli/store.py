@@ -39,6 +39,14 @@ DURABILITY = (
 )
 
 
+# The gateway's replay window: 8 MiB, a quarter of the default 32 MiB
+# store, holds ~4 days of the demo board's telemetry (docs/benchmarks.md:
+# ~2 MiB a day), so a receiver down over a long weekend can still be
+# repaired; 7 days bounds what a device keeps of signals it has delivered.
+WINDOW_BYTES = 8 * 1024 * 1024
+WINDOW_HOURS = 168.0
+
+
 def add_commands(subparsers):
     """Add `store inspect` and `store verify` to an argparse subparsers object."""
     store = subparsers.add_parser(
@@ -87,12 +95,23 @@ def add_store_options(parser):
     group.add_argument(
         "--sync-ms", type=int, default=st.DEFAULT_SYNC_MS, metavar="MS", help="fsync MS ms after the first unsynced"
     )
+    group.add_argument(
+        "--store-window-bytes", type=int, default=WINDOW_BYTES, metavar="N",
+        help="replay window: acknowledged signals kept, up to N bytes of them, so a receiver can ask for what "
+        "the broker lost (gap repair, docs/store.md); the first to go when room is needed; 0: none "
+        "(default %(default)s)",
+    )
+    group.add_argument(
+        "--store-window-hours", type=float, default=WINDOW_HOURS, metavar="H",
+        help="replay window: keep acknowledged signals at most H hours (default %(default)g; 0: no age bound)",
+    )
     return group
 
 
 def store_options(args):
     """Store keyword arguments from options added by add_store_options."""
-    return {"max_bytes": args.store_max_bytes, "sync_every": args.sync_every, "sync_ms": args.sync_ms}
+    return {"max_bytes": args.store_max_bytes, "sync_every": args.sync_every, "sync_ms": args.sync_ms,
+            "window_bytes": args.store_window_bytes, "window_ms": int(args.store_window_hours * 3600 * 1000)}
 
 
 def _open_dir(directory, console):

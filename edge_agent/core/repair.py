@@ -150,10 +150,15 @@ class Repair:
             self.bits[index >> 3] |= 1 << (index & 7)
             self.held += 1
 
-    def wanted(self, record):
-        """True when ``record`` is one this repair republishes."""
+    def claim(self, record):
+        """True when ``record`` is one this repair republishes, the first
+        time only (its bit is cleared: ``held`` counts what is left)."""
         index = self._index(sg.seq_of(record))
-        return index >= 0 and bool(self.bits[index >> 3] & (1 << (index & 7)))
+        if index < 0 or not self.bits[index >> 3] & (1 << (index & 7)):
+            return False
+        self.bits[index >> 3] &= ~(1 << (index & 7)) & 0xFF
+        self.held -= 1
+        return True
 
     def answer(self, now_ms, window_on):
         """The repair signal (unnumbered): every requested seq in one of
@@ -183,3 +188,90 @@ def _extend(runs, seq, reason):
             run[1] = seq
             return
     runs.append([seq, seq] if reason is None else [seq, seq, reason])
+
+
+# Records republished per second at most (the protocol's replay_rate): a
+# gateway's 200 repairs a full request (4096) in ~20 s, a fraction of a
+# broker's usual per-client rate; a board's 20 keeps its Wi-Fi and heap
+# for live signals.
+RATE_GATEWAY = 200
+RATE_BOARD = 20
+# Stored records read per scan call: a gateway reads on through a window
+# of megabytes; a board holds at most this many records in RAM at once.
+SCAN_RECORDS_GATEWAY = 256
+SCAN_RECORDS_BOARD = 4
+
+
+class ReplayService:
+    """The device's repairs over its ``store``: ``accept`` a verified
+    replay command (its answer, the repair signal, comes back for the
+    caller to number and store), then ``take`` the held records, at most
+    ``rate`` per second, for the uplink to publish when nothing urgent
+    waits. Several repairs in service (up to MAX_SEQS seqs) go in turn."""
+
+    def __init__(self, store, rate=RATE_GATEWAY, scan_records=SCAN_RECORDS_GATEWAY, limiter=None):
+        self.store = store
+        self.rate = rate
+        self.scan_records = scan_records
+        self.limiter = limiter or ReplayLimiter()
+        self.queue = []  # [repair, scan position] in service, oldest first
+        self.allowance = 0.0
+        self.last_ms = None
+        self.served = 0  # records republished (handed to the uplink)
+
+    @property
+    def serving(self):
+        """Seqs accepted and not yet handed to the uplink."""
+        left = 0
+        for repair, _ in self.queue:
+            left += repair.held
+        return left
+
+    def accept(self, command, now_ms):
+        """(repair signal, summary for the audit), or raise op.Refused
+        (bad-args, too-large, rate-limited). Scans the whole store once,
+        streaming (the answer must be complete: sending or gone)."""
+        request, ranges = parse_request(command)
+        repair = Repair(request, ranges)
+        refusal = self.limiter.refusal(now_ms, repair.total, self.serving)
+        if refusal is not None:
+            raise refusal
+        position = None
+        while True:
+            records, position = self.store.scan(position, self.scan_records)
+            for _, record in records:
+                repair.mark(record)
+            if position is None:
+                break
+        signal = repair.answer(now_ms, self.store.window_bytes > 0)
+        if repair.held:
+            self.queue.append([repair, None])
+            if self.last_ms is None:
+                self.last_ms = now_ms
+        return signal, "sending %d of %d seqs, %d gone" % (repair.held, repair.total, repair.total - repair.held)
+
+    def take(self, now_ms):
+        """Records due now, [(lane, record bytes)], and the ms to wait for
+        more (0: more are due at once; None: nothing left to serve)."""
+        if not self.queue:
+            return [], None
+        if self.last_ms is not None:
+            # At most a second's worth at once: a quiet minute is no licence to burst.
+            self.allowance = min(float(self.rate), self.allowance + (now_ms - self.last_ms) * self.rate / 1000.0)
+        self.last_ms = now_ms
+        if self.allowance < 1:
+            return [], int((1 - self.allowance) * 1000 / self.rate) + 1
+        out = []
+        entry = self.queue[0]
+        repair = entry[0]
+        records, entry[1] = self.store.scan(entry[1], self.scan_records)
+        for lane, record in records:
+            if repair.claim(record):
+                out.append((lane, record))
+        if entry[1] is None:
+            # Scanned through: what was not found meanwhile left the window
+            # (the receiver asks again, and hears "gone").
+            self.queue.pop(0)
+        self.allowance -= len(out)
+        self.served += len(out)
+        return out, (0 if self.queue else None)

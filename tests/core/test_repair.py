@@ -98,7 +98,8 @@ def test_the_answer_puts_every_requested_seq_in_sending_or_gone():
     assert (signal.kind, signal.priority, signal.kind_name) == (sg.KIND_REPAIR, sg.PRIORITY_HIGH, "repair")
     assert signal.body == {sg.R_REQUEST: "rx-1/7", sg.R_SENDING: [[5, 6], [9, 9], [12, 12]],
                            sg.R_GONE: [[3, 4, "not-held"], [7, 8, "not-held"], [13, 14, "not-held"]]}
-    assert [answer.wanted(_record(seq)) for seq in (4, 5, 12, 40)] == [False, True, True, False]
+    assert [answer.claim(_record(seq)) for seq in (4, 5, 12, 40, 5)] == [False, True, True, False, False]
+    assert answer.held == 2
 
 
 def test_below_the_oldest_record_kept_or_without_a_window_a_seq_is_outside_it():
@@ -119,3 +120,120 @@ def test_one_request_per_ten_seconds_and_4096_seqs_in_service():
     assert limiter.refusal(NOW + 9999, 1, 0).reason == "rate-limited"
     assert limiter.refusal(NOW + 10000, 97, 4000).reason == "rate-limited"
     assert limiter.refusal(NOW + 10000, 96, 4000) is None
+
+
+def _served_store(fs, count=60, window_bytes=1024):
+    from store_support import drain, open_store
+
+    store = open_store(fs, segment_bytes=512, max_bytes=64 * 1024, window_bytes=window_bytes)
+    for seq in range(1, count + 1):
+        lane = 1 if seq % 10 == 0 and seq > 40 else 2
+        store.append(lane, sg.Signal(sg.KIND_ALERT if lane == 1 else sg.KIND_TELEMETRY, lane, NOW + seq,
+                                     {0: seq}, "unit-17", seq).encode(), seq)
+    drain(store)
+    store.sync()
+    return store
+
+
+def _replay_command(ranges, request="rx-1/1"):
+    return op.Command("replay", {"ranges": ranges, "request": request}, 1, "rx", NOW + 60000, NOW, "unit-17")
+
+
+def test_a_repair_is_answered_from_the_window_and_served_paced_unchanged():
+    from store_support import FilesDir
+
+    fs = FilesDir()
+    try:
+        store = _served_store(fs)
+        originals = dict((sg.seq_of(r), r) for _, r in store.scan(None, 1000)[0])
+        floor = min(originals)
+        assert 1 < floor < 40  # the window let the oldest go
+        service = repair.ReplayService(store, rate=20, scan_records=4)
+        signal, summary = service.accept(_replay_command([[1, 45], [61, 62]]), NOW)
+        assert signal.body[sg.R_SENDING] == [[floor, 45]]
+        assert signal.body[sg.R_GONE] == [[1, floor - 1, "outside-window"], [61, 62, "not-held"]]
+        assert summary == "sending %d of 47 seqs, %d gone" % (46 - floor, 1 + floor)
+        assert service.serving == 46 - floor
+        sent = []
+        now = NOW
+        for _ in range(1000):
+            records, wait = service.take(now)
+            sent += records
+            if wait is None:
+                break
+            now += wait if wait else 0
+        assert sorted(sg.seq_of(r) for _, r in sent) == list(range(floor, 46))
+        assert all(originals[sg.seq_of(r)] == r for _, r in sent)  # the stored bytes, unchanged
+        assert [lane for lane, r in sent if sg.seq_of(r) > 40 and sg.seq_of(r) % 10 == 0] == []  # 50, 60: not asked
+        # Paced: at most 20 a second (the first second's allowance starts empty).
+        assert now - NOW >= (len(sent) - 20) * 1000 // 20
+        assert service.serving == 0 and service.served == len(sent)
+        # A second request within 10 s is refused, later one is taken.
+        assert raises(op.Refused, service.accept, _replay_command([[1, 2]]), NOW + 9000).reason == "rate-limited"
+        assert service.accept(_replay_command([[45, 45]]), NOW + 10000)[0].body[sg.R_SENDING] == [[45, 45]]
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_without_a_window_only_unsent_records_are_held():
+    from store_support import FilesDir, open_store
+
+    fs = FilesDir()
+    try:
+        store = _served_store(fs, 20, window_bytes=0)
+        store.append(2, sg.Signal(sg.KIND_TELEMETRY, 2, NOW, {}, "unit-17", 21).encode(), 21)  # not yet sent
+        service = repair.ReplayService(store)
+        signal, _ = service.accept(_replay_command([[5, 22]]), NOW)
+        # What is still on disk is held (unsent, and the acknowledged tail
+        # of the segment in use); without a window everything else is
+        # outside it.
+        sending = signal.body[sg.R_SENDING]
+        assert len(sending) == 1 and 5 < sending[0][0] <= 21 and sending[0][1] == 21
+        assert signal.body[sg.R_GONE] == [[5, sending[0][0] - 1, "outside-window"], [22, 22, "outside-window"]]
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_the_command_flow_audits_every_replay_applied_or_refused():
+    from store_support import FilesDir
+
+    from edge_agent.core import board as bd
+    from edge_agent.core import device as dv
+    from edge_agent.core.command_flow import CommandFlow
+    from support import copy_board
+
+    class Flow(CommandFlow):
+        def _save_counters(self):
+            pass
+
+    fs = FilesDir()
+    try:
+        store = _served_store(fs)
+        out = []
+        device = dv.Device(bd.board_from_dict(copy_board(), "demo.toml"), "unit-17")
+        flow = Flow(device, "EA-TEST-1", TRUSTED, op.Counters(), lambda: NOW, out.extend, lambda *a: None, SCOPES)
+        flow.on_message("t", _message("replay", REQUEST))
+        assert [s.kind for s in out] == [sg.KIND_AUDIT]  # no store attached yet: refused, audited
+        assert out[0].body[sg.U_REASON].startswith("no-store:")
+        flow.replays = repair.ReplayService(store)
+        flow.on_message("t", _message("replay", {"ranges": [[50, 60]], "request": "rx-1/2"}, counter=2))
+        flow.on_message("t", _message("replay", {"ranges": [[50, 60]], "request": "rx-1/3"}, counter=3))
+        flow.on_message("t", _message("replay", {"ranges": [[1, 5000]], "request": "rx-1/4"}, counter=4))
+        flow.on_message("t", _message("replay", {"ranges": [[1, 5]], "request": "rx-1/5"}, "ops", counter=5))
+        flow.on_message("t", _message("replay", {"ranges": [[1, 5]], "request": "rx-1/6"}, counter=4))
+        kinds = [s.kind for s in out[1:]]
+        assert kinds == [sg.KIND_REPAIR] + [sg.KIND_AUDIT] * 5
+        assert out[1].body[sg.R_REQUEST] == "rx-1/2" and out[1].body[sg.R_SENDING] == [[50, 60]]
+        audits = [(s.body[sg.U_WHO], s.body[sg.U_ACTION], s.body[sg.U_TARGET], s.body[sg.U_RESULT],
+                   s.body[sg.U_REASON].split(":")[0]) for s in out[2:]]
+        assert audits == [("rx", "replay", "rx-1/2", "applied", ""),
+                          ("rx", "replay", "rx-1/3", "refused", "rate-limited"),
+                          ("rx", "replay", "rx-1/4", "refused", "too-large"),
+                          ("ops", "replay", "rx-1/5", "refused", "wrong-scope"),
+                          ("rx", "replay", "rx-1/6", "refused", "replay")]
+        assert out[2].body[sg.U_AFTER] == "sending 11 of 11 seqs, 0 gone"
+        store.close()
+    finally:
+        fs.destroy()
