@@ -60,6 +60,7 @@ MAX_BACKOFF_MS = 10 * 60 * 1000
 GATEWAY_RATE = 200
 BOARD_RATE = 20
 TICK_S = 2.0
+MAX_SEQ = 2 ** 63 - 1  # the storage's largest integer
 # A request sat undelivered this long is refused by the device (expired):
 # by then the receiver has asked again.
 COMMAND_TTL_S = 300
@@ -152,6 +153,10 @@ class RepairLoop:
         # Devices to look at in the next pass: every one at the start (gaps
         # from before), then those with fresh signals.
         self.dirty = set(registry.devices)
+        # device -> (the highest seq its last committed pass read, the
+        # restart skips below it: a late signal from before the restart
+        # can turn part of one into a gap).
+        self.scanned = {}
         self.requests_sent = 0
         self._warned = set()
 
@@ -235,7 +240,7 @@ class RepairLoop:
                     self.storage.rollback()
                     self.dirty.add(device)  # another receiver is on it: next time
                     continue
-                request = self._plan(device, now)
+                request, scanned = self._plan(device, now)
                 self.storage.commit()
             except self.storage.RETRY_ERRORS:
                 self.storage.rollback()
@@ -248,20 +253,24 @@ class RepairLoop:
             except BaseException:
                 self.storage.rollback()
                 raise
+            if scanned[0] is not None:
+                self.scanned[device] = scanned  # committed: the next pass starts there
             if request is not None:
                 outgoing.append(request)
         return outgoing
 
     def _plan(self, device, now):
-        gaps, skipped = self.storage.missing(device)
+        """Update ``device``'s ranges and maybe write a request; returns
+        (request or None, the highest seq scanned)."""
         lost = self._lost(device)
+        pieces = self._pending(device)
+        gaps, skipped, top = self._gaps(device, [(p.first, p.last) for p in pieces] + [r[:2] for r in lost])
         # A lost seq that arrived after all (in flight when the device
         # answered), or turned out skipped at a restart, is not lost.
         still_lost = [(f, l, reason) for first, last, reason in lost for f, l in intersect([(first, last)], gaps)]
         if still_lost != lost:
             self._rewrite_lost(device, lost, still_lost)
         wanted = subtract(gaps, [r[:2] for r in still_lost])
-        pieces = self._pending(device)
         kept, repaired = [], []
         for piece in pieces:
             span = [(piece.first, piece.last)]
@@ -279,7 +288,51 @@ class RepairLoop:
                 "INSERT INTO repair_ranges (device, state, first_seq, last_seq, found_ms, attempts, request, done_ms) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (device, REPAIRED, first, last, piece.found_ms, piece.attempts,
                                                     piece.request, now))
-        return request
+        return request, (top, skipped)
+
+    def _gaps(self, device, known):
+        """(lost, skipped, highest seq stored): the device's gaps as
+        storage.missing() judges them, within the ``known`` ranges (pending
+        and lost) and above the highest seq the last pass scanned. A stored
+        seq stays stored, so what lies below that and outside ``known`` was
+        judged already, but for the restart skips: a pass reads those and the
+        signals that came since, not the device's whole history."""
+        since, skips = self.scanned.get(device, (None, []))
+        if since is None:
+            lost, skipped = self.storage.missing(device)
+            top = self.storage.query("SELECT MAX(seq) FROM signals WHERE device = ?", (device,))[0][0]
+            return lost, skipped, top
+        lost, skipped = [], []
+        rows = self.storage.query(
+            "SELECT seq, next, next_kind FROM (SELECT seq, LEAD(seq) OVER (ORDER BY seq) AS next, "
+            "LEAD(kind) OVER (ORDER BY seq) AS next_kind FROM signals WHERE device = ? AND seq >= ?) AS g "
+            "WHERE next IS NULL OR next - seq > 1 ORDER BY seq", (device, since))
+        top = since
+        for seq, after, after_kind in rows:
+            if after is None:
+                top = seq
+            else:
+                (skipped if after_kind == sg.KIND_BIRTH else lost).append((seq + 1, after - 1))
+        for first, last in known + skips:
+            within_lost, within_skipped = self._gaps_within(device, first, last)
+            lost += within_lost
+            skipped += within_skipped
+        return sorted(lost), sorted(skipped), top
+
+    def _gaps_within(self, device, first, last):
+        """(lost, skipped): the seqs of [first, last] not stored, as ranges; a
+        range right below a stored birth is skipped."""
+        rows = self.storage.query("SELECT seq, kind FROM signals WHERE device = ? AND seq >= ? AND seq <= ? "
+                                  "ORDER BY seq", (device, first, last + 1 if last < MAX_SEQ else last))
+        lost, skipped = [], []
+        start = first
+        for seq, kind in rows + [(last + 1, None)]:
+            if seq > start:
+                (skipped if kind == sg.KIND_BIRTH else lost).append((start, min(seq - 1, last)))
+            start = seq + 1
+            if start > last:
+                break
+        return lost, skipped
 
     def _ask(self, device, pieces, now):
         """Write and sign a request for the due ``pieces`` (updated in place,

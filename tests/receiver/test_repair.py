@@ -261,3 +261,27 @@ def test_a_malformed_answer_is_stored_as_a_signal_and_changes_nothing(rig):
     assert rig.ranges("gw-1")[repair.PENDING] == [(2, 2, 1)]
     assert rig.storage.has("gw-1", 4)
     assert json.loads(rig.storage.query("SELECT ranges FROM repair_requests")[0][0]) == [[2, 2]]
+
+
+def test_each_pass_reads_only_what_came_since_and_still_judges_as_report_does(rig):
+    """After its first pass a device's pass scans the seqs above the last
+    one it read plus its pending ranges: rounds of signals arriving out of
+    order (late ones filling gaps, births marking restart skips) leave the
+    pending ranges equal to the gaps `report` lists, every round."""
+    import random
+
+    rng = random.Random(21)
+    issued = list(range(1, 400))
+    births = {1, 120, 121, 300}  # 121: a birth right after one (a restart at once)
+    arrived = set()
+    for round_ in range(12):
+        batch = [s for s in issued if s not in arrived and rng.random() < 0.3 and s <= 40 * (round_ + 1)]
+        for seq in sorted(batch):
+            rig.deliver("gw-1", [seq], sg.KIND_BIRTH if seq in births else sg.KIND_TELEMETRY,
+                        {0: "agent"} if seq in births else None)
+        arrived.update(batch)
+        rig.step(0)  # the clock stands still: settling, nothing is asked
+        pending = [r[:2] for r in rig.ranges("gw-1")[repair.PENDING]]
+        assert pending == rig.storage.gaps("gw-1"), round_
+    assert rig.loop.scanned["gw-1"][0] == max(arrived)
+    assert repair.counts(rig.storage)["requests"] == 0
