@@ -39,7 +39,12 @@ from uplink import Uplink
 # A board's store: 256 KiB of flash in 16 KiB segments (eviction frees a
 # segment at a time); 4 lanes, one per priority. Group commit every 50
 # records or 500 ms (flash wear: at most 2 commits a second).
-STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500}
+STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500,
+                 "window_bytes": 64 * 1024, "window_ms": 24 * 3600 * 1000}
+# The replay window (docs/store.md): 64 KiB, four segments, a quarter of the
+# store's flash, holds ~9 hours of the demo board's telemetry sent by a
+# board (docs/benchmarks.md), for a receiver to ask for what a broker lost;
+# at most a day. Provisioning may change it (firmware provision --window-bytes).
 # The core store's buffers are sized for a Pi: 16 KiB read-ahead, 8 KiB of
 # appends held before a write, an 8 KiB ack journal written whole. On a
 # board each is one contiguous allocation, and a long-running MicroPython
@@ -140,9 +145,14 @@ class Firmware:
 
             self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log, operator_scopes)
             uplink_options["commands"] = self.commands
+            from edge_agent.core.repair import RATE_BOARD, SCAN_RECORDS_BOARD, ReplayService
+
+            self.commands.replays = ReplayService(self.store, RATE_BOARD, SCAN_RECORDS_BOARD)
         else:
             log("info", "no trusted operators: signed commands are not taken (provision --operator NAME)")
-        self.uplink = Uplink(client, identity, self.store, log, **uplink_options)
+        self.uplink = Uplink(client, identity, self.store, log, clock=clock, **uplink_options)
+        if self.commands is not None:
+            self.uplink.replays = self.commands.replays
         self.outputs = PinOutputs(output_pins or {})
         self.evictions = EvictionTally()
         self.sources = []

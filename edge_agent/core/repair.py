@@ -120,7 +120,7 @@ class Repair:
         self.total = total
         self.bits = bytearray((total + 7) // 8)
         self.held = 0
-        self.floor = None  # the lowest seq seen in the store (the window's oldest)
+        self.floors = {}  # lane -> the lowest seq it holds
 
     def _index(self, seq):
         ranges = self.ranges
@@ -138,13 +138,13 @@ class Repair:
             return -1
         return self.starts[low] + seq - first
 
-    def mark(self, record):
-        """Count one stored record (its bytes) during the scan."""
+    def mark(self, record, lane=0):
+        """Count one stored record (its bytes, its lane) during the scan."""
         seq = sg.seq_of(record)
         if seq is None:
             return
-        if self.floor is None or seq < self.floor:
-            self.floor = seq
+        if lane not in self.floors or seq < self.floors[lane]:
+            self.floors[lane] = seq
         index = self._index(seq)
         if index >= 0 and not self.bits[index >> 3] & (1 << (index & 7)):
             self.bits[index >> 3] |= 1 << (index & 7)
@@ -160,13 +160,25 @@ class Repair:
         self.held -= 1
         return True
 
-    def answer(self, now_ms, window_on):
+    def floor(self, rolled):
+        """The seq below which a missing one is outside the window: the
+        highest of the oldest seqs of the lanes in ``rolled`` (those with a
+        sealed segment: the window rolls through them, so their oldest
+        record is where it stops); with none, the oldest seq held. A lane
+        of one young segment (a birth, the last few audits) says nothing
+        about what the window let go."""
+        floors = [self.floors[lane] for lane in rolled if lane in self.floors]
+        if floors:
+            return max(floors)
+        return min(self.floors.values()) if self.floors else None
+
+    def answer(self, now_ms, window_on, rolled=()):
         """The repair signal (unnumbered): every requested seq in one of
         sending or gone. Without a window nothing acknowledged is kept, so
         whatever is not held is outside it."""
         sending = []
         gone = []
-        floor = self.floor if window_on else None
+        floor = self.floor(rolled) if window_on else None
         for number, (first, last) in enumerate(self.ranges):
             start = self.starts[number]
             for seq in range(first, last + 1):
@@ -239,11 +251,11 @@ class ReplayService:
         position = None
         while True:
             records, position = self.store.scan(position, self.scan_records)
-            for _, record in records:
-                repair.mark(record)
+            for lane, record in records:
+                repair.mark(record, lane)
             if position is None:
                 break
-        signal = repair.answer(now_ms, self.store.window_bytes > 0)
+        signal = repair.answer(now_ms, self.store.window_bytes > 0, self.store.rolled_lanes())
         if repair.held:
             self.queue.append([repair, None])
             if self.last_ms is None:

@@ -918,6 +918,15 @@ class Store:
                 total += seg.end + fmt.SEAL_SIZE
         return total
 
+    def rolled_lanes(self):
+        """Lanes holding a sealed segment (more than the one in use): a
+        replay window rolls through them, oldest first (repair.py)."""
+        out = []
+        for lane in self._lanes:
+            if len(lane.segments) > 1 or (lane.segments and lane.segments[0] is not lane.active):
+                out.append(lane.number)
+        return out
+
     def _trim_window(self):
         """Drop the window's segments past its age, then its oldest past its
         byte bound; True if any went."""
@@ -1187,6 +1196,7 @@ class Store:
             data = self._segment_bytes(seg, offset, asked)
             size = len(data)
             pos = 0
+            need = 0
             while pos < size and len(out) < max_records:
                 reason, start, length, record_type = fmt.check_record(data, pos, size)
                 if reason is None and record_type == fmt.TYPE_DATA:
@@ -1194,13 +1204,14 @@ class Store:
                     pos = start + length
                     continue
                 if reason == fmt.TORN and offset + start + length <= seg.end:
-                    break  # the record continues past this read
+                    need = fmt.RECORD_HEADER + length  # the record continues past this read
+                    break
                 following = fmt.find_next_record(memoryview(data), pos + 1, size)
                 return offset + (size if following < 0 else following)
             if pos:
                 return offset + pos
-            if size == asked and asked < seg.end - offset:
-                want = size + fmt.MAX_PAYLOAD  # a record larger than READ_AHEAD: read it whole
+            if size == asked and need > asked:
+                want = need  # a record larger than READ_AHEAD: read it, and only it, whole
                 continue
             return seg.end  # nothing readable from here (a file shorter than written): past it
 

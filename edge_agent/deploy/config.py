@@ -38,7 +38,7 @@ KEYS = {
     ("store", "segment_bytes"): ("store_segment_bytes", "positive int", "bytes"),
     ("store", "window_bytes"): ("store_window_bytes", "int >= 0", "bytes of acknowledged signals kept for repair, 0: none"),
     ("store", "window_hours"): ("store_window_hours", "number >= 0", "hours, 0: no age bound"),
-    ("agent", "replay_rate"): ("replay_rate", "positive number", "repaired signals per second"),
+    ("downlink", "replay_rate"): ("replay_rate", "positive number", "repaired signals per second"),
     ("console", "ports"): ("console", "paths", "a list of serial port paths"),
     ("console", "socket"): ("console_socket", "path", "a Unix socket path"),
     ("console", "idle"): ("console_idle", "positive number", "seconds without a key before a technician is logged out"),

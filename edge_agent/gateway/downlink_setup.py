@@ -1,8 +1,10 @@
 """The signed downlink prepared before the Agent exists (`edge-agent run
 --operators FILE [--state-dir DIR]`): load the trusted operators (no file,
 no downlink: there is no default trust), boot the config (overlay, trial,
-rollback: config_update.py), attach a Downlink to the agent, and
-re-execute the agent when a config update asks for a restart.
+rollback: config_update.py), attach a Downlink to the agent, with a gap
+repair service over its store (core/repair.py, served by the uplink at
+``replay_rate``), and re-execute the agent when a config update asks for
+a restart.
 """
 
 import logging
@@ -26,6 +28,7 @@ class Setup:
     def __init__(self, trusted, state_dir, config, board, boot_signals, scopes=None):
         self.trusted = trusted
         self.scopes = scopes or {}
+        self.replay_rate = None  # repaired records/s (run --replay-rate); None: the core's gateway default
         self.state_dir = state_dir
         self.config = config
         self.board = board
@@ -42,6 +45,10 @@ class Setup:
                                  agent.clock, agent._dispatch, request_restart=self._restart,
                                  acknowledge=lambda alert, who, now: _acknowledge(agent, alert, who, now),
                                  scopes=self.scopes)
+        from edge_agent.core.repair import RATE_GATEWAY, ReplayService
+
+        self.downlink.replays = ReplayService(agent.store, rate=self.replay_rate or RATE_GATEWAY)
+        agent.uplink.replays = self.downlink.replays
         agent.uplink.listen(self.downlink.topics(), self.downlink.on_message, self.downlink.on_connect)
         for signal in self.boot_signals:
             agent._dispatch([agent.device.number(signal)])

@@ -93,13 +93,24 @@ def test_the_answer_puts_every_requested_seq_in_sending_or_gone():
     for seq in (1, 5, 6, 9, 12, 40):
         answer.mark(_record(seq))
     answer.mark(_record(5))  # twice in the store: once in the answer
-    assert answer.held == 4 and answer.floor == 1
+    assert answer.held == 4 and answer.floor(()) == 1
     signal = answer.answer(NOW, True)
     assert (signal.kind, signal.priority, signal.kind_name) == (sg.KIND_REPAIR, sg.PRIORITY_HIGH, "repair")
     assert signal.body == {sg.R_REQUEST: "rx-1/7", sg.R_SENDING: [[5, 6], [9, 9], [12, 12]],
                            sg.R_GONE: [[3, 4, "not-held"], [7, 8, "not-held"], [13, 14, "not-held"]]}
     assert [answer.claim(_record(seq)) for seq in (4, 5, 12, 40, 5)] == [False, True, True, False, False]
     assert answer.held == 2
+
+
+def test_the_window_floor_is_set_by_the_lanes_it_rolls_through():
+    answer = repair.Repair("r", [[1, 30]])
+    answer.mark(_record(1), 2)  # a birth alone in its lane
+    for seq in range(20, 26):
+        answer.mark(_record(seq), 3)  # telemetry: the window dropped 2..19
+    answer.mark(_record(28), 1)  # a recent audit
+    assert answer.floor([3]) == 20 and answer.floor([]) == 1
+    assert answer.answer(NOW, True, [3]).body[sg.R_GONE] == [[2, 19, "outside-window"], [26, 27, "not-held"],
+                                                             [29, 30, "not-held"]]
 
 
 def test_below_the_oldest_record_kept_or_without_a_window_a_seq_is_outside_it():
