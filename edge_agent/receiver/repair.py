@@ -50,8 +50,11 @@ REQUEST_PREFIX = "repair-"
 # One request's bounds (docs/wire-format.md): a device refuses more.
 MAX_RANGES = core.MAX_RANGES
 MAX_SEQS = core.MAX_SEQS
-# A device accepts at most one replay per 10 s: never ask it sooner.
-MIN_INTERVAL_MS = core.REPLAY_EVERY_MS
+# A device accepts at most one replay per 10 s, by its clock, from when the
+# last one reached it: never ask sooner, with a margin for a first request
+# that took longer to arrive than the next (seen: refused "the last was
+# accepted 9,988 ms ago" for a request sent 10,057 ms after the last).
+MIN_INTERVAL_MS = core.REPLAY_EVERY_MS + 2000
 DEFAULT_SETTLE_MS = 10_000
 DEFAULT_TIMEOUT_MS = 30_000
 MAX_BACKOFF_MS = 10 * 60 * 1000

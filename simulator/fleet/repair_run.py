@@ -21,6 +21,7 @@ bench/bench_repair.py.
 
 import asyncio
 import os
+import sqlite3
 import time
 
 from .broker import FleetBroker
@@ -45,11 +46,13 @@ class StockBroker(FleetBroker):
 
 class RepairRun(FleetRun):
     def __init__(self, spec, events, max_queued=100, settle="2s", timeout="5s", repair_wait_s=120.0,
-                 window_bytes=128 * 1024, **kwargs):
-        """``window_bytes``: each device's replay window (0: none, so every
-        request is answered "gone")."""
+                 window_bytes=128 * 1024, store=None, **kwargs):
+        """``window_bytes``: each device's replay window (0: none: a device
+        holds only what its store has not dropped yet, the rest is "gone");
+        ``store``: more store options (e.g. small segments, dropped sooner)."""
         super().__init__(spec, **kwargs)
         options = spec.scenario.store_options
+        options.update(store or {})
         options["window_bytes"] = window_bytes
         options["max_bytes"] = max(options.get("max_bytes", 0), 2 * window_bytes)  # room for live records too
         self.events = sorted(events, key=lambda e: e[1])
@@ -82,9 +85,13 @@ class RepairRun(FleetRun):
             await _sleep_until(self.t0_ms + at_ms)
             if action == "receiver_down":
                 self.phase = "receiver down"
-                await loop.run_in_executor(None, self.receiver.stop)
+                await loop.run_in_executor(self.broker_executor, self.receiver.stop)
                 await _sleep_until(self.t0_ms + at_ms + for_ms)
-                await loop.run_in_executor(None, self._start_receiver)
+                # Started from the broker's control thread, which lives to the
+                # end of the run: a child dies with the thread that started it
+                # (dying_with_parent), and the loop's default executor's
+                # threads end with _main, before the repair is waited for.
+                await loop.run_in_executor(self.broker_executor, self._start_receiver)
                 self.receiver_up_ms.append(now_ms())
             elif action == "broker_kill":
                 self.phase = "broker killed"
@@ -97,16 +104,27 @@ class RepairRun(FleetRun):
             self.phase = "running"
 
     def _wait_for_receiver(self):
-        """Until every issued seq is stored (repair takes a settle delay and
-        timeouts, not just a drain), or repair_wait_s."""
+        """Until every issued seq is stored or lost for good (repair takes a
+        settle delay and timeouts, not just a drain), or repair_wait_s."""
         issued = dict((d.device_id, d.last_seq()) for d in self.devices)
         deadline = time.monotonic() + self.repair_wait_s
         while time.monotonic() < deadline:
-            stored = self._stored_counts()
-            if all(stored.get(device, (0, 0))[0] >= last for device, last in issued.items()):
+            accounted = self._accounted()
+            if all(accounted.get(device, 0) >= last for device, last in issued.items()):
                 break
             time.sleep(0.5)
-        self.all_stored_ms = now_ms()
+
+    def _accounted(self):
+        """{device: seqs stored + seqs lost for good}."""
+        try:
+            with _read_db(self.db_path) as db:
+                counts = dict(db.execute("SELECT device, COUNT(*) FROM signals GROUP BY device"))
+                for device, lost in db.execute("SELECT device, SUM(last_seq - first_seq + 1) FROM repair_ranges "
+                                               "WHERE state = 'lost' GROUP BY device"):
+                    counts[device] = counts.get(device, 0) + lost
+                return counts
+        except sqlite3.Error:
+            return {}
 
     def _judge(self):
         from edge_agent.receiver import repair
