@@ -101,4 +101,4 @@ def test_a_receiver_down_ten_minutes_gets_every_signal_back(tmp_path):
                     repair_wait_s=900, window_bytes=1024 * 1024)
     result = run.run()
     figures = _check_all_repaired(run, result)
-    assert figures["repaired"] >= 50 * 500, figures
+    assert figures["repaired"] >= 10000, figures  # ~0.57 seqs per device-second of downtime in the scaled run
