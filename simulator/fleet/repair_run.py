@@ -62,6 +62,7 @@ class RepairRun(FleetRun):
         self.repair_wait_s = repair_wait_s
         self.receiver_up_ms = []  # each restart of the receiver: when it subscribed again
         self.broker_kills = 0
+        self.accounted_ms = None  # when every issued seq was stored or lost for good, by the books too
 
     def _new_broker(self, directory):
         return StockBroker(directory, self.pki, self.max_queued)
@@ -103,28 +104,41 @@ class RepairRun(FleetRun):
                 raise ValueError("unknown repair run event %r" % (action,))
             self.phase = "running"
 
-    def _wait_for_receiver(self):
-        """Until every issued seq is stored or lost for good (repair takes a
-        settle delay and timeouts, not just a drain), or repair_wait_s."""
-        issued = dict((d.device_id, d.last_seq()) for d in self.devices)
+    async def _drain(self, progress):
+        """The devices' stores drained, the devices stay up (serving repairs)
+        until the receiver has every seq they issued, or lost it for good:
+        repair takes a settle delay, timeouts and re-asks, not just a
+        drain. At most repair_wait_s."""
+        drained = await super()._drain(progress)
         deadline = time.monotonic() + self.repair_wait_s
-        while time.monotonic() < deadline:
-            accounted = self._accounted()
-            if all(accounted.get(device, 0) >= last for device, last in issued.items()):
-                break
-            time.sleep(0.5)
+        while time.monotonic() < deadline and not self._all_accounted():
+            self._show(progress)
+            await asyncio.sleep(0.5)
+        self.accounted_ms = now_ms()
+        return drained
+
+    def _wait_for_receiver(self):
+        self._all_accounted()  # done in _drain, while the devices were up
+
+    def _all_accounted(self):
+        """Every issued seq stored or lost for good, and the receiver's
+        books say so (no range pending: a pass runs every 2 s)."""
+        issued = dict((d.device_id, d.last_seq()) for d in self.devices)
+        accounted, pending = self._accounted()
+        return not pending and all(accounted.get(device, 0) >= last for device, last in issued.items())
 
     def _accounted(self):
-        """{device: seqs stored + seqs lost for good}."""
+        """({device: seqs stored + seqs lost for good}, pending ranges)."""
         try:
             with _read_db(self.db_path) as db:
                 counts = dict(db.execute("SELECT device, COUNT(*) FROM signals GROUP BY device"))
                 for device, lost in db.execute("SELECT device, SUM(last_seq - first_seq + 1) FROM repair_ranges "
                                                "WHERE state = 'lost' GROUP BY device"):
                     counts[device] = counts.get(device, 0) + lost
-                return counts
+                pending = db.execute("SELECT COUNT(*) FROM repair_ranges WHERE state = 'pending'").fetchone()[0]
+                return counts, pending
         except sqlite3.Error:
-            return {}
+            return {}, 0
 
     def _judge(self):
         from edge_agent.receiver import repair
