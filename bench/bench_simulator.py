@@ -13,7 +13,15 @@ Both clocks are printed: wall time (what a CI job waits) and this
 process's CPU time (what the code costs; steadier when the 2 shared cores
 are busy with other work).
 
+The CPU time of a run still moves by 10-30 % between runs on the shared
+VM, more than most single changes gain. ``--instructions`` counts the 1 Hz
+case's work per reading in instructions under callgrind instead (a run of
+SHORT minus a run of LONG simulated minutes, so imports and setup cancel
+out): it repeats to a few instructions whatever else the machine does, and
+is the figure to compare two trees by (about 2 min; needs valgrind).
+
 Run: .venv/bin/python bench/bench_simulator.py   (part of `make bench`)
+     .venv/bin/python bench/bench_simulator.py --instructions
 """
 
 import os
@@ -22,13 +30,14 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import gc  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
 from edge_agent.core import device as dv  # noqa: E402
 from edge_agent.receiver.registry import Registry  # noqa: E402
-from edge_agent.receiver.storage import Storage  # noqa: E402
 from simulator.hardware import physics  # noqa: E402
 from simulator.scenarios import spec as sc  # noqa: E402
 from simulator.scenarios import virtual as scenario_run  # noqa: E402
@@ -96,7 +105,7 @@ def breakdown(spec, all_in_us):
     registry = Registry()
     registry.add_entries(identity.registry_entry(include_secret=True))
     workdir = tempfile.mkdtemp(prefix="ea-bench-")
-    storage = Storage(os.path.join(workdir, "receiver.sqlite"), durable=False)  # as the run's
+    storage = scenario_run.scratch_receiver(os.path.join(workdir, "receiver.sqlite"))  # as the run's
     clock = time.process_time
     spent = [0.0] * 6
     n = 0
@@ -160,7 +169,55 @@ def breakdown(spec, all_in_us):
               target_us, sum(spent[:2]) / n * 1e6, sum(spent[2:]) / n * 1e6))
 
 
+# --instructions: the 1 Hz case for SHORT and LONG simulated minutes; their
+# difference is LONG - SHORT minutes of readings (60 telemetry messages
+# per 10 minutes), every per-reading and per-message cost included.
+SHORT_MIN, LONG_MIN = 1, 11
+
+
+def count_child(minutes):
+    """The --count-child process run under callgrind: the 1 Hz case for
+    ``minutes`` simulated minutes; prints its readings."""
+    spec = spec_for("b32-1s", "%dm" % minutes, hardware=board32(1000))
+    result = scenario_run.run(spec, record=False)
+    assert result.passed, [o.evidence for o in result.outcomes]
+    print(result.readings_count)
+    return 0
+
+
+def instructions_per_reading():
+    """User-space instructions per reading of the 1 Hz case, all in,
+    counted by callgrind (PYTHONHASHSEED fixed: the same run each time).
+    None when valgrind is not installed."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    counts = []
+    readings = []
+    for minutes in (SHORT_MIN, LONG_MIN):
+        command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+                   os.path.abspath(__file__), "--count-child", str(minutes)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        match = re.search(r"Collected : (\d+)", done.stderr)
+        if match is None:
+            raise RuntimeError("no instruction count from callgrind:\n" + done.stderr[-2000:])
+        counts.append(int(match.group(1)))
+        readings.append(int(done.stdout.split()[-1]))
+    return (counts[1] - counts[0]) / (readings[1] - readings[0])
+
+
 def main():
+    if sys.argv[1:2] == ["--count-child"]:
+        return count_child(int(sys.argv[2]))
+    if sys.argv[1:2] == ["--instructions"]:
+        per_reading = instructions_per_reading()
+        if per_reading is None:
+            print("valgrind is not installed: apt-get install valgrind")
+            return 1
+        print("%s, %d to %d simulated minutes: %.0f instructions per reading, all in (callgrind)" % (
+            TARGET_CASE, SHORT_MIN, LONG_MIN, per_reading))
+        return 0
     speeds = {}
     print("%-34s %12s %10s %10s %9s %15s %14s" % ("device", "simulated", "wall s", "readings", "signals", "sim s / wall s",
                                                  "sim s / CPU s"))
@@ -187,4 +244,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,11 +1,13 @@
 """`edge-agent receiver run` and `receiver report`: the reference receiver
-(edge_agent/receiver/) from the command line."""
+(edge_agent/receiver/) from the command line; its operations commands and
+options are receiver_ops.py's, its web view's receiver_web.py's."""
 
 import asyncio
 import logging
 import os
 import stat
 
+from edge_agent.cli import receiver_ops, receiver_web
 from edge_agent.cli.common import (EXIT_FAILED, EXIT_OK, UsageError, add_broker_options, broker_settings,
                                    load_registry, run_until_signalled)
 
@@ -30,22 +32,26 @@ def cmd_receiver_run(args):
     registry = load_registry(args.registry)
     if not is_postgres_url(args.db):
         _warn_if_readable(args.db)
+    metrics_address = receiver_ops.metrics_address(args)
     storage = _open(args.db)
     try:
         fleet_watch = fleet.from_args(args, registry, storage)
+        routing = receiver_ops.routing(args, storage, registry)
         repair_loop = repair.from_args(args, registry, storage)
-    except ValueError as exc:
+    except (ValueError, UsageError) as exc:
         storage.close()
         raise UsageError(str(exc)) from None
     receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id,
-                        fleet=fleet_watch, repair=repair_loop)
+                        fleet=fleet_watch, routing=routing, repair=repair_loop)
     console = Console()
     live = args.live if args.live is not None else console.is_terminal
     log.info("receiver: %d registered devices, database %s", len(registry.devices), storage.name)
+    view = receiver_web.web_view(args) if args.http else None
 
     async def main():
         show = display.show_live(receiver, console) if live else display.log_summaries(receiver, console)
-        await asyncio.gather(receiver.run(), show)
+        await asyncio.gather(receiver.run(), show, *receiver_ops.tasks(receiver, routing, metrics_address),
+                             *([view()] if view else []))
 
     try:
         asyncio.run(run_until_signalled(main()))
@@ -90,11 +96,8 @@ def cmd_receiver_report(args):
     from rich.console import Console
 
     from edge_agent.receiver import display
-    from edge_agent.receiver.storage import is_postgres_url
 
-    if not is_postgres_url(args.db) and not os.path.exists(args.db):
-        raise UsageError("--db %s: no such database; the receiver creates it on its first run" % args.db)
-    storage = _open(args.db)
+    storage = receiver_ops.open_existing(args.db)
     try:
         console = Console()
         if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -161,9 +164,13 @@ def add_commands(sub):
     receiver_run.add_argument("--no-live", dest="live", action="store_false", help="summary lines instead")
     add_broker_options(receiver_run)
     add_fleet_options(receiver_run)
+    receiver_ops.add_run_options(receiver_run)
+    receiver_web.add_http_options(receiver_run, required=False)
     add_repair_options(receiver_run)
     receiver_run.set_defaults(func=cmd_receiver_run)
     receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
     receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL")
     receiver_report.add_argument("--fail-on-gaps", action="store_true", help="exit 1 if any seq is missing")
     receiver_report.set_defaults(func=cmd_receiver_report)
+    receiver_ops.add_commands(receiver_sub)
+    receiver_web.add_commands(receiver_sub)

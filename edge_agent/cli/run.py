@@ -94,6 +94,15 @@ def with_config(parser, argv, args):
     return parser.parse_args(argv)
 
 
+def _metrics_address(text):
+    from edge_agent.metrics_endpoint import parse_address
+
+    try:
+        return parse_address(text) if text else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def cmd_run(args):
     from edge_agent.core.store import StoreError
     from edge_agent.gateway import console_server
@@ -104,6 +113,7 @@ def cmd_run(args):
         if getattr(args, dest) is None:
             where = (" or %s in %s" % (key, args.config)) if args.config else (" (or %s in --config FILE)" % key)
             raise UsageError("no %s: give %s%s" % (dest, option, where))
+    metrics_address = _metrics_address(args.metrics)
     os.umask(RUN_UMASK)  # before anything is created; a restart on a new config (exec) keeps it
     board = load_board(args.board)
     identity = load_identity(args.identity)
@@ -139,6 +149,10 @@ def cmd_run(args):
         console_server.attach(agent, args.console, args.console_socket, args.console_idle)
     except console_server.ConsoleConfigError as exc:
         raise UsageError(str(exc)) from None
+    if args.metrics:
+        from edge_agent.gateway import metrics
+
+        metrics.attach(agent, metrics_address)
     from edge_agent.deploy import service
 
     service.attach(agent)  # READY, STATUS and watchdog pings under systemd ($NOTIFY_SOCKET)
@@ -189,6 +203,9 @@ def add_commands(sub):
                          help="serve the console on a local Unix socket (mode 0600, several sessions)")
     console.add_argument("--console-idle", type=float, default=900.0, metavar="SECONDS",
                          help="log a technician out after this long without a key (default %(default)g: 15 min)")
+    run.add_argument("--metrics", metavar="[HOST:]PORT",
+                     help="serve Prometheus metrics at http://HOST:PORT/metrics: store, uplink, bad frames, "
+                          "component states (a bare port binds 127.0.0.1; docs/operator-view.md)")
     store_group = store_cli.add_store_options(run)
     store_group.add_argument(
         "--store-segment-bytes", type=int, default=1024 * 1024, metavar="N",

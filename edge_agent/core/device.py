@@ -173,7 +173,7 @@ class Device:
         self._route(health_out, now_ms, outputs)
         outputs.extend(self._poll_triage(now_ms))
         outputs.extend(self._flush_if_due(now_ms))
-        return outputs, self._deadline()
+        return outputs, self.next_deadline()
 
     def force(self, component_id, now_ms, who="operator"):
         """Quarantine a component by hand (console, signed command): its
@@ -229,11 +229,9 @@ class Device:
 
     def next_deadline(self):
         """When ``poll`` next has work (after a ``feed`` or ``ingest`` moved it)."""
-        return self._deadline()
-
-    def _deadline(self):
         # Asked fresh: a reading may have moved the health or triage timers
         # (computed here, once per poll, rather than after every reading).
+        # The simulator asks after every reading: no call in between.
         due = self._batch_due_ms
         t = self.health.deadline()
         if t is not None and (due is None or t < due):
@@ -346,7 +344,7 @@ class Device:
         judged = health.on_reading(reading)
         if judged:
             self._route(judged, now_ms, outputs)
-        if health.sends_telemetry(sensor.id):
+        if sensor.id not in health.isolated_sensors:  # health.sends_telemetry, without a call per reading
             batch = self._batch
             if batch and len(batch) + 1 < self.telemetry_max_readings:
                 batch.append([reading.time_ms, reading.sensor, reading.value, reading.quality])  # _add_to_batch's usual case

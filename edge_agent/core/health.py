@@ -136,6 +136,10 @@ class HealthEngine:
         # and a reading moves at most its own sensor's dropout deadline.
         self._due = None
         self._due_valid = False
+        # Sensors of isolated components (quarantined, in service, forced):
+        # their readings are neither judged nor sent. Kept by _transition,
+        # so a reading asks one set instead of its component's state.
+        self.isolated_sensors = set()
 
     # -- inputs ---------------------------------------------------------------
 
@@ -147,11 +151,11 @@ class HealthEngine:
             self._start(now)
         sid = reading.sensor
         self.latest[sid] = reading
+        out = []
+        if sid in self.isolated_sensors:
+            return out
         watch = self.watches[sid]
         health = self._health_of[sid]
-        out = []
-        if health is not None and health.state in cs.ISOLATED:
-            return out
         dropout = watch.dropout
         due_before = watch.dropout_deadline() if dropout is not None else None
         changes = watch.observe(reading)
@@ -301,8 +305,7 @@ class HealthEngine:
     def sends_telemetry(self, sensor_id):
         """False while the sensor's component is isolated: its readings are
         not trusted (ignored, switched out, or unpowered)."""
-        health = self._health_of[sensor_id]
-        return health is None or health.state not in cs.ISOLATED
+        return sensor_id not in self.isolated_sensors
 
     def substitutes(self, sensor_id):
         """Sensors whose telemetry this sensor's reading stands in for now
@@ -396,6 +399,11 @@ class HealthEngine:
         before = health.state
         health.state = cs.next_state(before, event)
         health.since_ms = now
+        ids = [watch.sensor.id for watch in health.watches]
+        if health.state in cs.ISOLATED:
+            self.isolated_sensors.update(ids)
+        else:
+            self.isolated_sensors.difference_update(ids)
         self.transitions += 1
         body = {
             sg.S_COMPONENT: health.component.id,

@@ -13,6 +13,7 @@ import os
 import tomllib
 
 from edge_agent.core.board_types import Problem
+from edge_agent.metrics_endpoint import parse_address
 
 GPIO_CHOICES = ("auto", "gpiod", "simulated", "none")
 LEVELS = ("debug", "info", "warning", "error")
@@ -45,6 +46,7 @@ KEYS = {
     ("downlink", "operators"): ("operators", "path", "the trusted operators file (TOML)"),
     ("downlink", "state_dir"): ("state_dir", "path", "a directory"),
     ("logging", "level"): ("log_level", "level", "one of " + ", ".join(LEVELS)),
+    ("metrics", "address"): ("metrics", "metrics address", "[HOST:]PORT for Prometheus (a bare port: loopback)"),
 }
 TABLES = sorted({table for table, _ in KEYS})
 EXAMPLE = "the annotated example: edge-agent service install --print-config, or docs/deploy.md"
@@ -147,6 +149,12 @@ def _convert(name, value, kind, words, base, problems):
         if not isinstance(value, str) or not value:
             return bad("must be a string, got %s" % _kind(value), "write address = \"mqtt.example.com:8883\"")
         return value
+    if kind == "metrics address":
+        try:
+            parse_address(value if isinstance(value, (str, int)) and not isinstance(value, bool) else "", "address")
+        except ValueError:
+            return bad("%r is not [HOST:]PORT" % (value,), "write address = \"127.0.0.1:9108\" (or a port: 9108)")
+        return str(value)
     if kind == "ports":
         if not isinstance(value, dict) or not value:
             return bad("must be a table of bus = \"/dev/...\", got %s" % _kind(value),

@@ -118,6 +118,7 @@ class Uplink:
         self.online = asyncio.Event()
         self.client = None  # the connected client, during a session
         self.published = 0  # signals acknowledged by the broker
+        self.last_puback_monotonic = None  # when the last batch was acknowledged (the metrics')
         self.messages = 0  # MQTT messages acknowledged
         self.connects = 0
         # Seams for the fleet simulator (simulator/fleet/run.py): jitter False
@@ -262,6 +263,7 @@ class Uplink:
             await self._send(client, batch)
             self.store.ack(batch.lane, batch.end)
             self.published += len(batch.records)
+            self.last_puback_monotonic = time.monotonic()
             if batch.lane > URGENT_PRIORITY:
                 await self.pacer.spend(len(batch.records))
 

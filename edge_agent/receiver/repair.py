@@ -527,6 +527,13 @@ def ranges(storage):
     return out
 
 
+def repaired_by_device(storage):
+    """{device: seqs repaired} (the web view's fleet page)."""
+    return dict((device, int(seqs)) for device, seqs in storage.query(
+        "SELECT device, SUM(last_seq - first_seq + 1) FROM repair_ranges WHERE state = ? GROUP BY device",
+        (REPAIRED,)))
+
+
 def counts(storage):
     """Counters for metrics: seqs repaired, pending and lost for good, and
     requests sent, answered and refused (the whole database)."""

@@ -23,6 +23,7 @@ from edge_agent.core import cbor
 from edge_agent.core import signals as sg
 from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
+from edge_agent.receiver.routing import AlertRouting
 from edge_agent.receiver.storage import MAX_INTEGER
 
 log = logging.getLogger("edge_agent.receiver")
@@ -61,15 +62,17 @@ def now_ms():
 
 class Receiver:
     def __init__(self, settings, registry, storage, group="edge-agent-receivers", client_id=None, fleet=None,
-                 repair=None):
+                 routing=None, repair=None):
         """``fleet``: a receiver.fleet.FleetWatch (fleet-wide escalation and
-        advisories), or None. ``repair``: a receiver.repair.RepairLoop (asks
-        devices for missing seqs), or None."""
+        advisories), or None. ``routing``: a receiver.routing.AlertRouting
+        (tickets and webhooks); by default tickets only. ``repair``: a
+        receiver.repair.RepairLoop (asks devices for missing seqs), or None."""
         self.settings = settings
         self.fleet = fleet
         self.repair = repair
         self.registry = registry
         self.storage = storage
+        self.routing = routing if routing is not None else AlertRouting(storage, registry=registry)
         self.group = group
         self.client_id = client_id
         self.accepted = 0
@@ -77,6 +80,8 @@ class Receiver:
         self.rejected = {}
         self.ignored = 0
         self.anomalies = {}  # e.g. "clock-ahead": signals dated ahead of our clock
+        self.stored_by_kind = {}  # kind -> fresh signals stored (the metrics')
+        self.on_commit = []  # callables(messages, seconds handling and committing them): metrics
         self._clock_warned = set()
         self.connected = asyncio.Event()
 
@@ -163,6 +168,10 @@ class Receiver:
         self._check_clock(device, fresh, received_ms)
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
+        for signal in fresh:
+            self.stored_by_kind[signal.kind] = self.stored_by_kind.get(signal.kind, 0) + 1
+            if signal.kind == sg.KIND_ALERT:
+                self.routing.observe(signal, received_ms)
         if self.fleet is not None:
             for signal in fresh:
                 self.fleet.observe(signal, received_ms)
@@ -277,12 +286,15 @@ class Receiver:
         batch = sorted(batch, key=lambda message: str(message.topic).split("/")[2:3])
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             counters = self._counters()
+            started = time.monotonic()
             received = now_ms()
             self.storage.begin()
             try:
                 for message in batch:
                     self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
                 self.storage.commit()
+                for callback in self.on_commit:
+                    callback(len(batch), time.monotonic() - started)
                 return
             except self.storage.RETRY_ERRORS as exc:
                 self.storage.rollback()
@@ -294,10 +306,11 @@ class Receiver:
 
     def _counters(self):
         return (self.accepted, self.duplicates, dict(self.rejected), self.ignored, dict(self.anomalies),
-                len(self.fleet.raised) if self.fleet is not None else 0)
+                len(self.fleet.raised) if self.fleet is not None else 0, dict(self.stored_by_kind))
 
     def _restore(self, counters):
-        self.accepted, self.duplicates, self.rejected, self.ignored, self.anomalies, raised = counters
+        (self.accepted, self.duplicates, self.rejected, self.ignored, self.anomalies, raised,
+         self.stored_by_kind) = counters
         if self.fleet is not None:
             del self.fleet.raised[raised:]
 

@@ -71,6 +71,8 @@ class PostgresStorage(SQLStorage):
     RETRY_ERRORS = (psycopg.errors.TransactionRollback, psycopg.errors.DeadlockDetected,
                     psycopg.errors.SerializationFailure)
     types = TYPES
+    FOR_UPDATE = " FOR UPDATE"
+    SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url):
         self.url = url

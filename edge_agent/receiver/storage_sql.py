@@ -10,8 +10,10 @@ from edge_agent.core import signals as sg
 # 1: the first tables. 2: devices' status and clock columns. 3: fleet state
 # (incidents, advisories, each device's latest report per fault class) in
 # the schema, and the (device, time_ms) index for time-range queries.
-# 4: gap repair (repair.py): the ranges asked for and their fate, the requests.
-SCHEMA_VERSION = 4
+# 4: tickets, their alerts and audit trail (tickets.py), the webhook outbox
+# (outbox.py). 5: gap repair (repair.py): the ranges asked for and their
+# fate, the requests.
+SCHEMA_VERSION = 5
 
 # Column types by backend: {int} is 64-bit, {id} an id the database assigns.
 SCHEMA = """
@@ -29,6 +31,10 @@ CREATE TABLE IF NOT EXISTS signals (
 ){without_rowid};
 -- A device's readings over a time range: WHERE device = ? AND time_ms BETWEEN ? AND ?
 CREATE INDEX IF NOT EXISTS signals_device_time ON signals (device, time_ms);
+-- Alerts by arrival: the web view's live feed asks for those stored since
+-- its last poll (receiver/web/live.py). Partial: only alerts are indexed,
+-- so telemetry, most of the traffic, pays nothing for it.
+CREATE INDEX IF NOT EXISTS signals_alert_arrival ON signals (received_ms) WHERE kind = 1;
 -- Each COSE message as received, once (a bundle carries many signals),
 -- so any stored signal can be verified again later.
 CREATE TABLE IF NOT EXISTS envelopes (id {id}, data {blob} NOT NULL);
@@ -81,6 +87,54 @@ CREATE TABLE IF NOT EXISTS fleet_reports (
     time_ms {int} NOT NULL,
     PRIMARY KEY (model, component, condition, device)
 ){without_rowid};
+-- Tickets (tickets.py, docs/operator-view.md): one per (device, component,
+-- condition) until resolved: the partial unique index is what makes
+-- receivers sharing a database open exactly one.
+CREATE TABLE IF NOT EXISTS tickets (
+    id          {id},
+    device      TEXT    NOT NULL,
+    component   TEXT    NOT NULL,   -- '' when the alert named none
+    condition   TEXT    NOT NULL,
+    state       TEXT    NOT NULL,   -- open, acknowledged, cleared, resolved
+    severity    TEXT, text TEXT, action TEXT,   -- from the latest raised alert
+    opened_ms   {int}   NOT NULL,   -- device time of the alert that opened it
+    updated_ms  {int}   NOT NULL,   -- receiver time of the last change
+    last_seq    {int}   NOT NULL,   -- the alert that set the state (older ones join, change nothing)
+    alerts      {int}   NOT NULL,   -- alerts joined
+    acked_by TEXT, acked_ms {int}, ack_note TEXT,
+    cleared_ms  {int},              -- device time of the clear
+    resolved_ms {int}               -- receiver time it was resolved
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tickets_unresolved ON tickets (device, component, condition)
+    WHERE resolved_ms IS NULL;
+CREATE TABLE IF NOT EXISTS ticket_alerts (
+    device TEXT NOT NULL, seq {int} NOT NULL, ticket {int} NOT NULL,
+    PRIMARY KEY (device, seq)
+){without_rowid};
+CREATE INDEX IF NOT EXISTS ticket_alerts_ticket ON ticket_alerts (ticket);
+-- What people did to a ticket here (acknowledge), with who and when.
+CREATE TABLE IF NOT EXISTS ticket_audit (
+    id {id}, ticket {int} NOT NULL, time_ms {int} NOT NULL,
+    who TEXT NOT NULL, action TEXT NOT NULL, note TEXT
+);
+-- The webhook outbox (outbox.py): written in the alert's transaction,
+-- delivered by a sender holding a lease on the row.
+CREATE TABLE IF NOT EXISTS outbox (
+    id          {id},
+    route       TEXT    NOT NULL,   -- the route's name in the routes file
+    event       TEXT    NOT NULL,   -- alert.raised, alert.cleared
+    device      TEXT    NOT NULL,
+    seq         {int}   NOT NULL,   -- the alert's
+    ticket      {int},
+    payload     {blob}  NOT NULL,   -- the body as posted (JSON)
+    created_ms  {int}   NOT NULL,
+    attempts    {int}   NOT NULL DEFAULT 0,
+    next_ms     {int}   NOT NULL,   -- due from then
+    lease_owner TEXT, lease_until_ms {int},   -- the sender delivering it, until when
+    delivered_ms {int}, dead_ms {int},
+    last_error  TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_ms) WHERE delivered_ms IS NULL AND dead_ms IS NULL;
 -- Gap repair (repair.py, docs/receiver.md "Gap repair"): each device's
 -- missing seq ranges the receiver asks for, and what became of them.
 CREATE TABLE IF NOT EXISTS repair_ranges (
@@ -153,6 +207,11 @@ class SQLStorage:
 
     FATAL_ERRORS = ()
     RETRY_ERRORS = ()
+    # Appended to a SELECT of rows to change: lock them until the
+    # transaction ends; or skip rows another writer locked (claiming outbox
+    # rows). PostgreSQL's; SQLite has one writer at a time.
+    FOR_UPDATE = ""
+    SKIP_LOCKED = ""
     name = "?"  # for logs: a path, or a URL without its password
 
     # -- the connection ---------------------------------------------------

@@ -213,6 +213,21 @@ def format_t(t_ms):
     return "t+" + format_duration(t_ms - physics.T0)
 
 
+def scratch_receiver(path):
+    """The receiver's SQLite storage for a virtual run: a scratch database
+    that no broker acknowledgement depends on and nobody opens again after
+    the run (not even after a simulated power cut, which is the device's).
+    Beyond durable=False, its rollback journal stays in memory and nothing
+    is synced: a commit per message is then 35-40 % cheaper (CPU time,
+    about 110 -> 70 us for a 320-reading message), the same SQL with the
+    same results. Not ":memory:": a long dense run stores about 50 bytes a
+    reading, which belongs on disk."""
+    storage = Storage(path, durable=False)
+    storage.db.execute("PRAGMA journal_mode=MEMORY")
+    storage.db.execute("PRAGMA synchronous=OFF")
+    return storage
+
+
 def identity_for(device_id, seed):
     """A deterministic Ed25519 identity (a simulation key, never a real one)."""
     raw = hashlib.sha256(("edge-agent simulator %s %d" % (device_id, seed)).encode()).digest()
@@ -235,7 +250,7 @@ class VirtualDevice:
         self.identity = identity_for(spec.device_id, seed)
         self.registry = Registry()
         self.registry.add_entries(self.identity.registry_entry(model=self.board.model, include_secret=True))
-        self.receiver = Storage(os.path.join(workdir, "receiver.sqlite"), durable=False)  # scratch: no OS crash here
+        self.receiver = scratch_receiver(os.path.join(workdir, "receiver.sqlite"))
         # The reference receiver's own code path, without the MQTT session.
         self.reception = Receiver(None, self.registry, self.receiver)
         self.sha = hashlib.sha256()

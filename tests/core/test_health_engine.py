@@ -95,6 +95,40 @@ def test_failed_probes_back_off_then_escalate():
     assert states(out) == ["ok"] and gpio(out) == [("fan_power", True)]
 
 
+def test_isolated_sensors_follow_every_state_change():
+    # A reading asks engine.isolated_sensors instead of its component's
+    # state (kept by _transition): after every step through quarantine,
+    # probes, service, release and force the set must be what the states say.
+    engine = HealthEngine(health_board(fan=STUCK_FAN, fan_rules=STUCK_RULE))
+    seen = []
+
+    def check():
+        state = engine.state_of("fan")
+        seen.append(state)
+        expected = set()
+        for health in engine.components.values():
+            if health.state in cs.ISOLATED:
+                expected.update(watch.sensor.id for watch in health.watches)
+        assert engine.isolated_sensors == expected, (state, engine.isolated_sensors)
+        assert engine.sends_telemetry("fan_rpm") == (state not in cs.ISOLATED)
+
+    check()
+    _, t = _run(engine, "fan_rpm", [1200] * 20, 0)
+    check()
+    for _ in range(2):
+        engine.poll(engine.deadline())
+        check()
+        _, t = _run(engine, "fan_rpm", [1200] * 20, t + 120000)
+        check()
+    engine.release("fan", t)
+    check()
+    engine.force("fan", t + 1)
+    check()
+    engine.release("fan", t + 2)
+    check()
+    assert seen == ["ok", "quarantined", "probing", "quarantined", "probing", "service", "ok", "forced", "ok"]
+
+
 def test_one_spike_does_not_quarantine():
     engine = HealthEngine(health_board(fan=STUCK_FAN, fan_rules=[{"kind": "jump", "max_step": 1000}]))
     values = [1200] * 5 + [4900] + [1200] * 10

@@ -63,6 +63,8 @@ def test_the_shipped_example_names_every_key_and_loads():
     ("[broker]\ninsecure = true\nca = 'ca.pem'\n", "broker.insecure", "turns TLS off"),
     ("[broker]\ncert = 'c.pem'\n", "broker.cert", "cert and key go together"),
     ("[logging]\nlevel = 'verbose'\n", "logging.level", "not one of debug, info, warning, error"),
+    ("[metrics]\naddress = 'localhost'\n", "metrics.address", "is not [HOST:]PORT"),
+    ("[metrics]\naddress = true\n", "metrics.address", "write address = \"127.0.0.1:9108\""),
     ("[agent\nboard = 1", "(top level)", "not valid TOML"),
 ])
 def test_bad_files_name_the_file_the_key_and_a_fix(tmp_path, content, key, words):
@@ -155,3 +157,9 @@ def test_the_console_s_idle_logout_is_a_key(tmp_path):
     path.write_text("[console]\nidle = 0\n")
     with pytest.raises(ConfigError, match="console.idle: must be above 0"):
         load_config(path)
+
+
+def test_a_metrics_port_alone_is_accepted(tmp_path):
+    path = tmp_path / "agent.toml"
+    path.write_text("[metrics]\naddress = 9108\n")
+    assert load_config(str(path))["metrics"] == "9108"

@@ -204,18 +204,22 @@ def test_one_receiver_decides_a_device_at_a_time(tmp_path, db_url):
     first.storage.close()
 
 
-def test_a_schema_3_database_gets_the_repair_tables(db_url):
+def test_a_schema_4_database_gets_the_repair_tables(db_url):
+    """Schema 4 (tickets and the outbox, before repair) opens as schema 5
+    with the repair tables, its rows kept."""
     storage = open_storage(db_url)
     storage.begin()
     storage.execute("DROP TABLE repair_ranges")
     storage.execute("DROP TABLE repair_requests")
-    storage.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    storage.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    storage.store_signal(sg.Signal(sg.KIND_TELEMETRY, 3, T0, {0: []}, "old-1", 3), storage.store_envelope(b""), T0)
     storage.commit()
     storage.close()
     storage = open_storage(db_url)
     assert storage.query("SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert repair.counts(storage)["requests"] == 0 and repair.ranges(storage) == {}
+    assert storage.gaps("old-1") == [(1, 2)]
     storage.close()
 
 

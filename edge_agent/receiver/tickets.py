@@ -1,0 +1,251 @@
+"""Tickets: each raised alert opens or joins the ticket of its (device,
+component, condition), so a failing part is one thing for people to
+handle, however many alerts it raises (docs/operator-view.md, "Tickets").
+
+The lifecycle, as a table (event, state) -> new state:
+
+    raised        none -> open            open, acknowledged -> (same)   cleared -> open
+    cleared       open -> cleared         acknowledged -> resolved      cleared -> cleared
+    acknowledge   open -> acknowledged    cleared -> resolved           (anything else: TicketError)
+
+A ticket is resolved when its condition has cleared and someone
+acknowledged it, in either order; a later raise opens a new ticket. Alerts
+reach the receiver out of order (a device's lanes forward raises before
+clears after an outage), so only an alert newer (by the device's seq) than
+the one that last set the state changes it; older ones join the ticket.
+
+Everything here runs inside the caller's transaction: the ticket changes
+with the alert that changed it. The partial unique index on unresolved
+(device, component, condition) lets receivers sharing a PostgreSQL database
+open exactly one ticket per key: the second insert waits for the first's
+commit and joins it (``ON CONFLICT ... DO UPDATE``).
+"""
+
+from edge_agent.core import cbor
+from edge_agent.core import signals as sg
+
+OPEN = "open"
+ACKNOWLEDGED = "acknowledged"
+CLEARED = "cleared"
+RESOLVED = "resolved"
+STATES = (OPEN, ACKNOWLEDGED, CLEARED, RESOLVED)
+
+RAISED = "raised"
+CLEAR = "cleared"
+# (event, state) -> new state; an event absent for a state changes nothing.
+ALERT_TRANSITIONS = {
+    (RAISED, OPEN): OPEN,
+    (RAISED, ACKNOWLEDGED): ACKNOWLEDGED,
+    (RAISED, CLEARED): OPEN,
+    (CLEAR, OPEN): CLEARED,
+    (CLEAR, ACKNOWLEDGED): RESOLVED,
+    (CLEAR, CLEARED): CLEARED,
+}
+ACK_TRANSITIONS = {OPEN: ACKNOWLEDGED, CLEARED: RESOLVED}
+
+# Who and a note come from people (the web view, the command line): bounded.
+MAX_WHO = 100
+MAX_NOTE = 1000
+
+COLUMNS = ("id", "device", "component", "condition", "state", "severity", "text", "action", "opened_ms",
+           "updated_ms", "last_seq", "alerts", "acked_by", "acked_ms", "ack_note", "cleared_ms", "resolved_ms")
+SELECT = "SELECT %s FROM tickets" % ", ".join(COLUMNS)
+
+
+class TicketError(ValueError):
+    """A ticket cannot be acknowledged (unknown, already acknowledged or
+    resolved, a bad name or note): the message says why."""
+
+
+def alert_key(body):
+    """(component, condition) of an alert body; '' for what it lacks."""
+    return _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_CONDITION))
+
+
+def observe(storage, signal, received_ms):
+    """Open, join or change the ticket of a freshly stored alert ``signal``;
+    returns the ticket as a dict (after the change), or None for a clear
+    that no ticket waits for (its raise is late, or came before tickets
+    existed: see _early_clears)."""
+    component, condition = alert_key(signal.body)
+    raised = bool(signal.body.get(sg.A_ACTIVE))
+    if raised:
+        row = storage.execute(
+            "INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, "
+            "updated_ms, last_seq, alerts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            "ON CONFLICT (device, component, condition) WHERE resolved_ms IS NULL DO NOTHING RETURNING id",
+            (signal.device, component, condition, OPEN, _text(signal.body.get(sg.A_SEVERITY)),
+             _text(signal.body.get(sg.A_TEXT)), _text(signal.body.get(sg.A_ACTION)), signal.time_ms, received_ms,
+             signal.seq),
+        ).fetchone()
+        if row is not None:
+            _early_clears(storage, row[0], signal, component, condition, received_ms)
+            return _join(storage, row[0], signal)
+    ticket = _unresolved(storage, signal.device, component, condition)
+    if ticket is None:
+        return None
+    if signal.seq > ticket["last_seq"]:
+        state = ALERT_TRANSITIONS.get((RAISED if raised else CLEAR, ticket["state"]), ticket["state"])
+        if raised:
+            storage.execute(
+                "UPDATE tickets SET state = ?, severity = ?, text = ?, action = ?, cleared_ms = NULL, updated_ms = ?, "
+                "last_seq = ? WHERE id = ?",
+                (state, _text(signal.body.get(sg.A_SEVERITY)), _text(signal.body.get(sg.A_TEXT)),
+                 _text(signal.body.get(sg.A_ACTION)), received_ms, signal.seq, ticket["id"]))
+        else:
+            storage.execute(
+                "UPDATE tickets SET state = ?, cleared_ms = ?, updated_ms = ?, last_seq = ?, resolved_ms = ? "
+                "WHERE id = ?",
+                (state, signal.time_ms, received_ms, signal.seq, received_ms if state == RESOLVED else None,
+                 ticket["id"]))
+    return _join(storage, ticket["id"], signal)
+
+
+def _early_clears(storage, ticket_id, signal, component, condition, received_ms):
+    """A raise that opens a ticket may come after its own clear (the lanes
+    forward raises first, but a clear can still win: a raise evicted and
+    sent again, a device's lanes draining in another order). Clears of the
+    key newer than the raise and on no ticket join it; the newest sets it
+    cleared. (A newer raise would have opened the ticket already.)"""
+    clears = storage.query(
+        "SELECT seq, time_ms FROM alerts a WHERE device = ? AND COALESCE(component, '') = ? "
+        "AND COALESCE(condition, '') = ? AND active = 0 AND seq > ? "
+        "AND NOT EXISTS (SELECT 1 FROM ticket_alerts t WHERE t.device = a.device AND t.seq = a.seq) ORDER BY seq",
+        (signal.device, component, condition, signal.seq))
+    if not clears:
+        return
+    for seq, _ in clears:
+        storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                        (signal.device, seq, ticket_id))
+    seq, time_ms = clears[-1]
+    storage.execute("UPDATE tickets SET state = ?, cleared_ms = ?, last_seq = ?, alerts = alerts + ? WHERE id = ?",
+                    (ALERT_TRANSITIONS[(CLEAR, OPEN)], time_ms, seq, len(clears), ticket_id))
+
+
+def _join(storage, ticket_id, signal):
+    storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (signal.device, signal.seq, ticket_id))
+    storage.execute("UPDATE tickets SET alerts = alerts + 1 WHERE id = ?", (ticket_id,))
+    return ticket(storage, ticket_id)
+
+
+def _unresolved(storage, device, component, condition):
+    rows = _dicts(storage.query(SELECT + " WHERE device = ? AND component = ? AND condition = ? "
+                                "AND resolved_ms IS NULL", (device, component, condition)))
+    return rows[0] if rows else None
+
+
+def acknowledge(storage, ticket_id, who, note, now_ms, routing=None):
+    """``who`` acknowledges ticket ``ticket_id`` (with an optional note):
+    open becomes acknowledged, cleared becomes resolved; audited in
+    ticket_audit. Its own transaction; the caller must have checked that
+    ``who`` may write. ``routing`` (routing.AlertRouting, or None): queue
+    the webhooks of routes that take acknowledgements, in the same
+    transaction. Returns the ticket; raises TicketError."""
+    who = _checked(who, "who", MAX_WHO, required=True)
+    note = _checked(note or "", "note", MAX_NOTE)
+    storage.begin()
+    try:
+        # Lock the row (PostgreSQL) so two people acknowledging at once see
+        # each other: the second is told who was first.
+        rows = _dicts(storage.query(SELECT + " WHERE id = ?" + storage.FOR_UPDATE,
+                                    (ticket_id,)))
+        if not rows:
+            raise TicketError("no ticket %s" % ticket_id)
+        current = rows[0]
+        state = ACK_TRANSITIONS.get(current["state"])
+        if state is None:
+            raise TicketError("ticket %d is %s%s: nothing to acknowledge" % (
+                ticket_id, current["state"],
+                " (by %s)" % current["acked_by"] if current["acked_by"] else ""))
+        storage.execute("UPDATE tickets SET state = ?, acked_by = ?, acked_ms = ?, ack_note = ?, updated_ms = ?, "
+                        "resolved_ms = ? WHERE id = ?",
+                        (state, who, now_ms, note, now_ms, now_ms if state == RESOLVED else None, ticket_id))
+        storage.execute("INSERT INTO ticket_audit (ticket, time_ms, who, action, note) VALUES (?, ?, ?, ?, ?)",
+                        (ticket_id, now_ms, who, "acknowledge", note))
+        if routing is not None:
+            routing.acknowledged(ticket(storage, ticket_id), now_ms)
+        storage.commit()
+    except BaseException:
+        storage.rollback()
+        raise
+    return ticket(storage, ticket_id)
+
+
+# --- queries (the web view's and the webhooks') -----------------------------
+
+def ticket(storage, ticket_id):
+    """One ticket as a dict (COLUMNS), or None."""
+    rows = _dicts(storage.query(SELECT + " WHERE id = ?", (ticket_id,)))
+    return rows[0] if rows else None
+
+
+def tickets(storage, states=None, device=None, limit=100):
+    """Tickets, newest change first, as dicts; ``states``: only these
+    (e.g. (OPEN, ACKNOWLEDGED, CLEARED): the unresolved)."""
+    where, params = [], []
+    if states:
+        where.append("state IN (%s)" % ", ".join("?" * len(states)))
+        params.extend(states)
+    if device is not None:
+        where.append("device = ?")
+        params.append(device)
+    sql = SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY updated_ms DESC, id DESC LIMIT ?"
+    return _dicts(storage.query(sql, params + [limit]))
+
+
+def ticket_detail(storage, ticket_id):
+    """A ticket with what belongs to it: ``alerts`` (device seq order:
+    seq, time_ms, severity, active, text), ``audit`` (this receiver's:
+    time_ms, who, action, note) and ``device_audits`` (the device's audit
+    signals about the component since the ticket opened: seq, time_ms,
+    who, action, result, reason, channel). None if there is no such ticket."""
+    found = ticket(storage, ticket_id)
+    if found is None:
+        return None
+    found["alerts"] = [dict(zip(("seq", "time_ms", "severity", "active", "text"), row)) for row in storage.query(
+        "SELECT a.seq, a.time_ms, a.severity, a.active, a.text FROM ticket_alerts t "
+        "JOIN alerts a ON a.device = t.device AND a.seq = t.seq WHERE t.ticket = ? ORDER BY a.seq", (ticket_id,))]
+    found["audit"] = [dict(zip(("time_ms", "who", "action", "note"), row)) for row in storage.query(
+        "SELECT time_ms, who, action, note FROM ticket_audit WHERE ticket = ? ORDER BY id", (ticket_id,))]
+    found["device_audits"] = _device_audits(storage, found)
+    return found
+
+
+def _device_audits(storage, found):
+    # An audit names its target (a component id) inside its CBOR body: the
+    # device's audits since the ticket opened are read and filtered here.
+    audits = []
+    for seq, time_ms, body in storage.query(
+            "SELECT seq, time_ms, body FROM signals WHERE device = ? AND kind = ? AND time_ms >= ? ORDER BY seq",
+            (found["device"], sg.KIND_AUDIT, found["opened_ms"])):
+        try:
+            audit = cbor.loads(bytes(body))
+        except cbor.CBORError:
+            continue
+        if isinstance(audit, dict) and found["component"] and audit.get(sg.U_TARGET) == found["component"]:
+            audits.append({"seq": seq, "time_ms": time_ms, "who": audit.get(sg.U_WHO),
+                           "action": audit.get(sg.U_ACTION), "result": audit.get(sg.U_RESULT),
+                           "reason": audit.get(sg.U_REASON), "channel": audit.get(sg.U_CHANNEL)})
+    return audits
+
+
+def _dicts(rows):
+    return [dict(zip(COLUMNS, row)) for row in rows]
+
+
+def _checked(value, name, limit, required=False):
+    if not isinstance(value, str):
+        raise TicketError("%s must be text" % name)
+    value = value.strip()
+    if required and not value:
+        raise TicketError("%s is required: the name of the person acknowledging" % name)
+    if len(value) > limit:
+        raise TicketError("%s is longer than %d characters" % (name, limit))
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise TicketError("%s holds control characters" % name)
+    return value
+
+
+def _text(value):
+    return value if isinstance(value, str) else ""
