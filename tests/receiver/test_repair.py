@@ -289,3 +289,22 @@ def test_each_pass_reads_only_what_came_since_and_still_judges_as_report_does(ri
         assert pending == rig.storage.gaps("gw-1"), round_
     assert rig.loop.scanned["gw-1"][0] == max(arrived)
     assert repair.counts(rig.storage)["requests"] == 0
+
+
+def test_the_receivers_metrics_show_the_repair_figures(rig):
+    from edge_agent.receiver.metrics import ReceiverMetrics
+
+    rig.deliver("gw-1", [1, 5])
+    rig.step(0)
+    [(request_id, _, _)] = rig.step(SETTLE)
+    rig.loop.mark_sent([request_id], rig.now)
+    rig.answer("gw-1", 6, "repair-%d" % request_id, sending=[(2, 3)], gone=[(4, 4, "not-held")])
+    rig.deliver("gw-1", [2])
+    rig.step(0)
+    metrics = ReceiverMetrics(rig.receiver)
+    metrics.refresh()
+    samples = dict(((m.name, tuple(sorted(s.labels.items()))), s.value) for m in metrics.collect() for s in m.samples)
+    assert [samples[("edge_agent_receiver_repair_seqs", (("state", state),))] for state in
+            ("repaired", "pending", "lost")] == [1, 1, 1]
+    assert [samples[("edge_agent_receiver_repair_requests", (("outcome", outcome),))] for outcome in
+            ("sent", "answered", "refused")] == [1, 1, 0]
