@@ -40,11 +40,14 @@ from uplink import Uplink
 # segment at a time); 4 lanes, one per priority. Group commit every 50
 # records or 500 ms (flash wear: at most 2 commits a second).
 STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500,
-                 "window_bytes": 64 * 1024, "window_ms": 24 * 3600 * 1000}
-# The replay window (docs/store.md): 64 KiB, four segments, a quarter of the
-# store's flash, holds ~9 hours of the demo board's telemetry sent by a
-# board (docs/benchmarks.md), for a receiver to ask for what a broker lost;
-# at most a day. Provisioning may change it (firmware provision --window-bytes).
+                 "window_bytes": 128 * 1024, "window_ms": 24 * 3600 * 1000}
+# The replay window (docs/store.md): 128 KiB, eight segments, half the
+# store's flash (it gives way to new records first). The demo board's
+# signals cost a board ~15 MiB a day (8 readings a signal: 30 bytes a
+# reading, bench/bench_window.py), so it holds ~12 minutes at that rate:
+# what a broker drops in a short outage, not a receiver down for a day. A
+# board with more flash is provisioned a bigger one (firmware provision
+# --window-bytes) and a bigger store; at most a day.
 # The core store's buffers are sized for a Pi: 16 KiB read-ahead, 8 KiB of
 # appends held before a write, an 8 KiB ack journal written whole. On a
 # board each is one contiguous allocation, and a long-running MicroPython

@@ -44,7 +44,7 @@ def add_commands(top):
                            "NAME:replay: only gap-repair requests from it (a receiver's key), nothing else")
     prov.add_argument("--window-bytes", type=int, metavar="N",
                       help="the store's replay window: acknowledged signals kept for gap repair, up to N bytes of "
-                           "flash (default 65536 of the 256 KiB store; 0: none)")
+                           "flash (default 131072 of the 256 KiB store; 0: none)")
     prov.add_argument("--window-hours", type=float, metavar="H",
                       help="keep acknowledged signals at most H hours (default 24; 0: no age bound)")
     prov.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (password from $EA_WIFI_PASSWORD, never argv)")

@@ -39,12 +39,13 @@ DURABILITY = (
 )
 
 
-# The gateway's replay window: 8 MiB, a quarter of the default 32 MiB
-# store, holds ~4 days of the demo board's telemetry (docs/benchmarks.md:
-# ~2 MiB a day), so a receiver down over a long weekend can still be
-# repaired; 7 days bounds what a device keeps of signals it has delivered.
-WINDOW_BYTES = 8 * 1024 * 1024
-WINDOW_HOURS = 168.0
+# The gateway's replay window: 16 MiB, half the default 32 MiB store (it
+# gives way to new records first, so it never costs the backlog room),
+# holds ~30 hours of the demo board's signals (bench/bench_window.py: 12.3
+# MiB a day, docs/benchmarks.md): a receiver down for a day can still be
+# repaired. 48 hours bounds what a device keeps of signals it delivered.
+WINDOW_BYTES = 16 * 1024 * 1024
+WINDOW_HOURS = 48.0
 
 
 def add_commands(subparsers):
@@ -137,7 +138,7 @@ def run_inspect(args, console=None):
         return EXIT_USAGE
     state = recovery.load(fs, args.lanes, repair=False)
     table = Table(title="store %s" % os.path.abspath(args.directory))
-    for column in ("lane", "depth", "bytes", "oldest", "segments", "unsealed", "acked through"):
+    for column in ("lane", "depth", "bytes", "of which acked", "oldest", "segments", "unsealed", "acked through"):
         table.add_column(column, justify="left" if column in ("lane", "oldest") else "right")
     total = 0
     for lane in range(args.lanes):
@@ -150,13 +151,15 @@ def run_inspect(args, console=None):
             "%d %s" % (lane, LANE_NAMES.get(lane, "")),
             "{:,}".format(depth),
             "{:,}".format(nbytes),
+            "{:,}".format(recovery.acked_bytes(segments, state.acks[lane])),
             _when(oldest),
             str(count),
             str(unsealed),
             "seg %d @%d" % (ack[0], ack[1]) if ack[0] else "-",
         )
     console.print(table)
-    console.print("total %s bytes in segments" % "{:,}".format(total))
+    console.print("total %s bytes in segments (acknowledged ones: the replay window's, kept for gap repair)"
+                  % "{:,}".format(total))
     _print_last_recovery(fs, console)
     if state.report.discards:
         console.print("[yellow]reading it now, an open would discard:[/yellow]")

@@ -258,6 +258,7 @@ class ReplayService:
         signal = repair.answer(now_ms, self.store.window_bytes > 0, self.store.rolled_lanes())
         if repair.held:
             self.queue.append([repair, None])
+            self.store.window_pinned = True  # what it promised stays until sent
             if self.last_ms is None:
                 self.last_ms = now_ms
         return signal, "sending %d of %d seqs, %d gone" % (repair.held, repair.total, repair.total - repair.held)
@@ -276,14 +277,19 @@ class ReplayService:
         out = []
         entry = self.queue[0]
         repair = entry[0]
-        records, entry[1] = self.store.scan(entry[1], self.scan_records)
+        # No more records scanned than may be sent now: the pace holds
+        # record by record, never a burst paid for by a long silence.
+        due = int(self.allowance)
+        records, entry[1] = self.store.scan(entry[1], due if due < self.scan_records else self.scan_records)
         for lane, record in records:
             if repair.claim(record):
                 out.append((lane, record))
         if entry[1] is None:
             # Scanned through: what was not found meanwhile left the window
-            # (the receiver asks again, and hears "gone").
+            # to make room for new records (the receiver asks again, and
+            # hears "gone").
             self.queue.pop(0)
+            self.store.window_pinned = bool(self.queue)
         self.allowance -= len(out)
         self.served += len(out)
         return out, (0 if self.queue else None)

@@ -205,8 +205,7 @@ class Batch:
         return "Batch(lane %d, %d records, end %r)" % (self.lane, len(self.records), self.end)
 
 
-def _wholly_acked(seg, ack):
-    return ack[0] > seg.segno or (ack[0] == seg.segno and ack[1] >= seg.end)
+_wholly_acked = recovery.wholly_acked
 
 
 class _Segment:
@@ -272,6 +271,11 @@ class Store:
                                   "age bound)")
         self.window_bytes = window_bytes
         self.window_ms = window_ms
+        # True while a gap repair is served from the window (repair.py): its
+        # bounds are not enforced meanwhile (a repair lasts at most 4096
+        # records at the replay rate), so what the repair promised is still
+        # there to send; room for new records still takes the window first.
+        self.window_pinned = False
         self.fs = fs
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
@@ -367,6 +371,7 @@ class Store:
         # Segments wholly acknowledged before the crash can go now.
         for lane in self._lanes:
             self._compact(lane)
+        self._trim_window()
 
     # -- writing ---------------------------------------------------------
 
@@ -632,6 +637,7 @@ class Store:
         freed = False
         for lane in self._lanes:
             freed = self._compact(lane, True) or freed
+        freed = self._trim_window() or freed
         while True:
             if self._full and freed:
                 self._retry_writes()  # removed files may have made room
@@ -758,6 +764,7 @@ class Store:
         freed = False
         for lane in self._lanes:
             freed = self._compact(lane) or freed
+        freed = self._trim_window() or freed
         if not done and freed:
             done = self._sync_once()  # acknowledged segments made room
         if not done:
@@ -882,7 +889,7 @@ class Store:
         removed = False
         active_too = active_too or self._full
         if self.window_bytes and not self._full:
-            return self._trim_window()  # the replay window keeps them, within its bounds
+            return False  # the replay window keeps them: _trim_window, once per sync, holds its bounds
         while lane.segments:
             seg = lane.segments[0]
             if not _wholly_acked(seg, lane.ack):
@@ -929,7 +936,10 @@ class Store:
 
     def _trim_window(self):
         """Drop the window's segments past its age, then its oldest past its
-        byte bound; True if any went."""
+        byte bound; True if any went (nothing without a window, or while
+        the disk is full: compaction then removes them all)."""
+        if not self.window_bytes or self._full or self.window_pinned:
+            return False
         removed = False
         if self.window_ms:
             cutoff = self._last_ms - self.window_ms

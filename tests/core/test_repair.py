@@ -159,25 +159,29 @@ def test_a_repair_is_answered_from_the_window_and_served_paced_unchanged():
         originals = dict((sg.seq_of(r), r) for _, r in store.scan(None, 1000)[0])
         floor = min(originals)
         assert 1 < floor < 40  # the window let the oldest go
-        service = repair.ReplayService(store, rate=20, scan_records=4)
+        service = repair.ReplayService(store, rate=20, scan_records=256)
         signal, summary = service.accept(_replay_command([[1, 45], [61, 62]]), NOW)
         assert signal.body[sg.R_SENDING] == [[floor, 45]]
         assert signal.body[sg.R_GONE] == [[1, floor - 1, "outside-window"], [61, 62, "not-held"]]
         assert summary == "sending %d of 47 seqs, %d gone" % (46 - floor, 1 + floor)
         assert service.serving == 46 - floor
         sent = []
+        batches = []
         now = NOW
         for _ in range(1000):
             records, wait = service.take(now)
             sent += records
+            batches.append(records)
             if wait is None:
                 break
             now += wait if wait else 0
         assert sorted(sg.seq_of(r) for _, r in sent) == list(range(floor, 46))
         assert all(originals[sg.seq_of(r)] == r for _, r in sent)  # the stored bytes, unchanged
         assert [lane for lane, r in sent if sg.seq_of(r) > 40 and sg.seq_of(r) % 10 == 0] == []  # 50, 60: not asked
-        # Paced: at most 20 a second (the first second's allowance starts empty).
+        # Paced: at most 20 a second (the first second's allowance starts
+        # empty), and never more than a second's worth at once.
         assert now - NOW >= (len(sent) - 20) * 1000 // 20
+        assert max(len(batch) for batch in batches) <= 20
         assert service.serving == 0 and service.served == len(sent)
         # A second request within 10 s is refused, later one is taken.
         assert raises(op.Refused, service.accept, _replay_command([[1, 2]]), NOW + 9000).reason == "rate-limited"
@@ -245,6 +249,60 @@ def test_the_command_flow_audits_every_replay_applied_or_refused():
                           ("ops", "replay", "rx-1/5", "refused", "wrong-scope"),
                           ("rx", "replay", "rx-1/6", "refused", "replay")]
         assert out[2].body[sg.U_AFTER] == "sending 11 of 11 seqs, 0 gone"
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_the_pace_holds_record_by_record_never_a_burst():
+    from store_support import FilesDir
+
+    fs = FilesDir()
+    try:
+        store = _served_store(fs, 300, window_bytes=64 * 1024)
+        service = repair.ReplayService(store, rate=20, scan_records=256)
+        service.accept(_replay_command([[1, 300]]), NOW)
+        now = NOW
+        sizes = []
+        while True:
+            records, wait = service.take(now)
+            sizes.append(len(records))
+            if wait is None:
+                break
+            now += wait
+        assert sum(sizes) == 300 and max(sizes) <= 20
+        assert (now - NOW) // 1000 >= 300 // 20 - 1  # 20 a second, start to end
+        store.close()
+    finally:
+        fs.destroy()
+
+
+def test_the_window_keeps_what_a_repair_promised_until_it_is_sent():
+    from store_support import FilesDir, drain
+
+    fs = FilesDir()
+    try:
+        store = _served_store(fs, 60, window_bytes=1024)
+        service = repair.ReplayService(store, rate=20)
+        signal, _ = service.accept(_replay_command([[1, 60]]), NOW)
+        promised = [seq for first, last in signal.body[sg.R_SENDING] for seq in range(first, last + 1)]
+        # More is sent and acknowledged meanwhile: the window would let the oldest go.
+        for seq in range(61, 121):
+            store.append(2, sg.Signal(sg.KIND_TELEMETRY, 2, NOW, {0: seq}, "unit-17", seq).encode(), seq)
+        drain(store)
+        store.sync()
+        assert store.window_bytes_held() > 1024
+        sent = []
+        now = NOW
+        while True:
+            records, wait = service.take(now)
+            sent += [sg.seq_of(r) for _, r in records]
+            if wait is None:
+                break
+            now += wait
+        assert sorted(sent) == promised
+        store.sync()  # served: the bound holds again
+        assert store.window_bytes_held() <= 1024 and not store.window_pinned
         store.close()
     finally:
         fs.destroy()

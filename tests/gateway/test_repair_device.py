@@ -184,11 +184,24 @@ def test_a_device_killed_while_serving_a_repair_restarts_cleanly_and_answers_aga
     agent.child.kill()  # a power cut mid-repair (5 records/s: most still to send)
     agent = start(start_agent, broker, device, pty, operators)
     # It does not resume; asked again, it answers and serves it all.
-    second = subscribe(broker.port, everything,
-                       lambda ms: repairs(ms) and all(seq_counts(ms).get(seq, 0) >= 1
-                                                       for seq in seqs_in(repairs(ms)[0].body[sg.R_SENDING])),
-                       timeout_s=30, action=lambda: publish(pki, broker.port, [
-                           (topic, rx.replay_command(device, [[1, newest]], "rq-k2", 2, 600))]))
+    got = []
+
+    def served(ms):
+        got[:] = ms
+        return repairs(ms) and all(seq_counts(ms).get(seq, 0) >= 1 for seq in seqs_in(repairs(ms)[0].body[sg.R_SENDING]))
+
+    try:
+        second = subscribe(broker.port, everything, served, timeout_s=30, action=lambda: publish(pki, broker.port, [
+                               (topic, rx.replay_command(device, [[1, newest]], "rq-k2", 2, 600))]))
+    except AssertionError:
+        print(agent.child.text()[-5000:])
+        answer = repairs(got)
+        if answer:
+            counts = seq_counts(got)
+            kinds = dict((s.seq, (s.kind, s.priority)) for t, p, s in signals_of(seen + first))
+            missing = [seq for seq in seqs_in(answer[0].body[sg.R_SENDING]) if seq not in counts]
+            print("MISSING", answer[0].body, [(seq, kinds.get(seq)) for seq in missing])
+        raise
     answer = repairs(second)[0]
     assert answer.body[sg.R_REQUEST] == "rq-k2"
     assert sorted(seqs_in(answer.body[sg.R_SENDING]) + seqs_in(answer.body[sg.R_GONE])) == list(range(1, newest + 1))
