@@ -23,7 +23,7 @@ RUNTIME_UMASK = 0o077
 def cmd_receiver_run(args):
     from rich.console import Console
 
-    from edge_agent.receiver import display, fleet
+    from edge_agent.receiver import display, fleet, repair
     from edge_agent.receiver.service import Receiver
     from edge_agent.receiver.storage import is_postgres_url
 
@@ -37,11 +37,12 @@ def cmd_receiver_run(args):
     try:
         fleet_watch = fleet.from_args(args, registry, storage)
         routing = receiver_ops.routing(args, storage, registry)
+        repair_loop = repair.from_args(args, registry, storage)
     except (ValueError, UsageError) as exc:
         storage.close()
         raise UsageError(str(exc)) from None
     receiver = Receiver(settings, registry, storage, group=args.group or None, client_id=args.client_id,
-                        fleet=fleet_watch, routing=routing)
+                        fleet=fleet_watch, routing=routing, repair=repair_loop)
     console = Console()
     live = args.live if args.live is not None else console.is_terminal
     log.info("receiver: %d registered devices, database %s", len(registry.devices), storage.name)
@@ -130,6 +131,21 @@ def add_fleet_options(parser):
     group.add_argument("--no-fleet", action="store_true", help="no fleet escalation")
 
 
+def add_repair_options(parser):
+    from edge_agent.receiver.repair import DEFAULT_SETTLE_MS, DEFAULT_TIMEOUT_MS
+
+    group = parser.add_argument_group(
+        "gap repair (docs/receiver.md)",
+        "with --repair-key, missing seqs are asked back from their device with a signed replay command")
+    group.add_argument("--repair-key", metavar="DIR",
+                       help="operator key that signs replay requests (`edge-agent keys operator-init`); devices "
+                            "trust it with scopes = [\"replay\"]. Without it gaps are reported, never asked for")
+    group.add_argument("--repair-settle", default="%ds" % (DEFAULT_SETTLE_MS // 1000), metavar="DURATION",
+                       help="how long a gap may fill on its own before it is asked for (default %(default)s)")
+    group.add_argument("--repair-timeout", default="%ds" % (DEFAULT_TIMEOUT_MS // 1000), metavar="DURATION",
+                       help="ask again for what has not come after this, doubled per attempt (default %(default)s)")
+
+
 def add_commands(sub):
     receiver = sub.add_parser("receiver", help="the reference receiver (cloud side)")
     receiver_sub = receiver.add_subparsers(dest="receiver_command", metavar="ACTION")
@@ -150,6 +166,7 @@ def add_commands(sub):
     add_fleet_options(receiver_run)
     receiver_ops.add_run_options(receiver_run)
     receiver_web.add_http_options(receiver_run, required=False)
+    add_repair_options(receiver_run)
     receiver_run.set_defaults(func=cmd_receiver_run)
     receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
     receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL")

@@ -110,12 +110,51 @@ def fleet_table(storage):
     return table
 
 
+def repair_table(storage):
+    """Gap repair (receiver/repair.py): per device, the ranges repaired,
+    still pending (asked how many times) and lost for good (the device's
+    reason), after a line saying whether repair is on and the totals; None
+    if it never ran."""
+    from edge_agent.receiver import repair
+
+    state = repair.status(storage)
+    rows = repair.ranges(storage)
+    if state is None and not rows:
+        return None
+    totals = repair.counts(storage)
+    # A line of its own: a table's title wraps at the table's width.
+    summary = Text("gap repair: %s; %d seqs repaired, %d pending, %d lost for good; %d requests (%d answered, "
+                   "%d refused)" % (state or "off", totals["repaired"], totals["pending"], totals["lost"],
+                                    totals["requests"], totals["requests_answered"], totals["requests_refused"]))
+    if not rows:
+        return summary
+    table = Table(title="gap repair by device", title_justify="left")
+    for column in ("device", "repaired", "pending", "lost for good"):
+        table.add_column(column)
+    for device, lists in sorted(rows.items()):
+        pending = ["%s (asked %d)" % (_ranges([r[:2]]), r[2]) if r[2] else "%s (settling)" % _ranges([r[:2]])
+                   for r in lists[repair.PENDING]]
+        lost = ["%s (%s)" % (_ranges([r[:2]]), r[2]) for r in lists[repair.LOST]]
+        table.add_row(cell(device), _ranges(lists[repair.REPAIRED]), _listed(pending), cell(_listed(lost), 400))
+    return Group(summary, table)
+
+
+def _listed(items, shown=10):
+    text = ", ".join(items[:shown])
+    if len(items) > shown:
+        text += " ... (%d more)" % (len(items) - shown)
+    return text
+
+
 def report(storage):
     """The full picture from the database alone (no broker needed)."""
     tables = [devices_table(storage, with_gaps=True), alerts_table(storage, 20)]
     incidents = fleet_table(storage)
     if incidents is not None:
         tables.append(incidents)
+    repairs = repair_table(storage)
+    if repairs is not None:
+        tables.append(repairs)
     counts = storage.rejection_counts()
     if counts:
         table = Table(title="rejected", title_justify="left")

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from edge_agent.core import signals as sg
-from edge_agent.receiver import outbox, tickets
+from edge_agent.receiver import outbox, repair, tickets
 
 # How often refresh() runs while the receiver is up.
 REFRESH_S = 5.0
@@ -59,6 +59,7 @@ class ReceiverMetrics:
             "tickets": dict(storage.query("SELECT state, COUNT(*) FROM tickets WHERE resolved_ms IS NULL "
                                           "GROUP BY state")),
             "outbox": outbox.depth(storage),
+            "repair": repair.counts(storage),
         }
 
     def collect(self):
@@ -95,3 +96,13 @@ class ReceiverMetrics:
             for state in (outbox.PENDING, outbox.DELIVERED, outbox.DEAD):
                 depth.add_metric([route, state], states.get(state, 0))
         yield depth
+        seqs = GaugeMetricFamily("edge_agent_receiver_repair_seqs", "Seqs in gap repair: repaired, pending, lost "
+                                 "for good (device answered gone)", labels=["state"])
+        requests = GaugeMetricFamily("edge_agent_receiver_repair_requests", "Replay requests: sent (PUBACK), "
+                                     "answered, refused by the device", labels=["outcome"])
+        for state in (repair.REPAIRED, repair.PENDING, repair.LOST):
+            seqs.add_metric([state], s["repair"][state])
+        for outcome in ("sent", "answered", "refused"):
+            requests.add_metric([outcome], s["repair"]["requests_" + outcome])
+        yield seqs
+        yield requests

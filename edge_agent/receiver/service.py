@@ -63,12 +63,14 @@ def now_ms():
 
 class Receiver:
     def __init__(self, settings, registry, storage, group="edge-agent-receivers", client_id=None, fleet=None,
-                 routing=None):
+                 routing=None, repair=None):
         """``fleet``: a receiver.fleet.FleetWatch (fleet-wide escalation and
         advisories), or None. ``routing``: a receiver.routing.AlertRouting
-        (tickets and webhooks); by default tickets only."""
+        (tickets and webhooks); by default tickets only. ``repair``: a
+        receiver.repair.RepairLoop (asks devices for missing seqs), or None."""
         self.settings = settings
         self.fleet = fleet
+        self.repair = repair
         self.registry = registry
         self.storage = storage
         self.routing = routing if routing is not None else AlertRouting(storage, registry=registry)
@@ -161,6 +163,9 @@ class Receiver:
         if self.fleet is not None:
             for signal in fresh:
                 self.fleet.observe(signal, received_ms)
+        if self.repair is not None:
+            for signal in fresh:
+                self.repair.observe(signal, received_ms)
         return fresh
 
     def _check_clock(self, device, fresh, received_ms):
@@ -235,24 +240,31 @@ class Receiver:
             self.connected.set()
             if self.fleet is not None:
                 await self._send_advisories_through_outages(client)  # queued before a restart or outage
-            messages = client.messages
-            unsent_checked = time.monotonic()
-            while True:
-                batch = [await messages.__anext__()]
-                # Take only what is already queued. Never time out a pending
-                # __anext__ (wait_for): aiomqtt cancels its queue.get task,
-                # and a message that task already dequeued is lost (seen
-                # here: 1-4 of 300 messages missing).
-                while len(messages) and len(batch) < BATCH_MAX:
-                    batch.append(await messages.__anext__())
-                await self._store_through_outages(batch)
-                for message in batch:
-                    if message.qos > 0:
-                        client._client.ack(message.mid, message.qos)
-                if self.fleet is not None and (self.fleet.raised_since_send
-                                               or time.monotonic() - unsent_checked > UNSENT_CHECK_S):
-                    unsent_checked = time.monotonic()
-                    await self._send_advisories_through_outages(client)
+            if self.repair is None:
+                await self._receive(client)
+            else:
+                await _until_one_fails(self._receive(client), self.repair.run(client))
+
+    async def _receive(self, client):
+        """Handle the session's messages, batch by batch, until it ends."""
+        messages = client.messages
+        unsent_checked = time.monotonic()
+        while True:
+            batch = [await messages.__anext__()]
+            # Take only what is already queued. Never time out a pending
+            # __anext__ (wait_for): aiomqtt cancels its queue.get task,
+            # and a message that task already dequeued is lost (seen
+            # here: 1-4 of 300 messages missing).
+            while len(messages) and len(batch) < BATCH_MAX:
+                batch.append(await messages.__anext__())
+            await self._store_through_outages(batch)
+            for message in batch:
+                if message.qos > 0:
+                    client._client.ack(message.mid, message.qos)
+            if self.fleet is not None and (self.fleet.raised_since_send
+                                           or time.monotonic() - unsent_checked > UNSENT_CHECK_S):
+                unsent_checked = time.monotonic()
+                await self._send_advisories_through_outages(client)
 
     async def _store_through_outages(self, batch):
         """_store_batch, waiting out a lost database server: the batch
@@ -372,6 +384,20 @@ def _status_problem(status, device):
     if not isinstance(status.get(sg.K_ONLINE), bool):
         return "online (key 7) must be true or false, got %s" % short(status.get(sg.K_ONLINE))
     return None
+
+
+async def _until_one_fails(*coroutines):
+    """Run the coroutines together until one raises (its exception
+    propagates as is) or all end; the others are cancelled."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _where(exc):

@@ -36,6 +36,8 @@ SEND_LOCK = 0x65612D736E64
 # A signals row up to its envelope column, typed: rows of a VALUES list
 # share one type per column, and psycopg sends a small int as smallint.
 SIGNAL_VALUES = "(?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::bytea)"
+# Gap repair locks one device at a time: the two-key form, (this, hashtext(device)).
+REPAIR_LOCK = 0x65615250  # "eaRP", a 32-bit key
 
 
 class _NulEscapingStrDumper(StrDumper):
@@ -216,6 +218,13 @@ class PostgresStorage(SQLStorage):
 
     def send_unlock(self):
         self.execute("SELECT pg_advisory_unlock(%d)" % SEND_LOCK)
+
+    def repair_lock(self, device, wait=True):
+        # Two devices may hash alike: they then share a lock, which only
+        # serialises them.
+        function = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        row = self.execute("SELECT %s(%d, hashtext(?))::text" % (function, REPAIR_LOCK), (device,)).fetchone()
+        return row[0] != "false"
 
 
 def _clean(exc, url):

@@ -11,8 +11,9 @@ from edge_agent.core import signals as sg
 # (incidents, advisories, each device's latest report per fault class) in
 # the schema, and the (device, time_ms) index for time-range queries.
 # 4: tickets, their alerts and audit trail (tickets.py), the webhook outbox
-# (outbox.py).
-SCHEMA_VERSION = 4
+# (outbox.py). 5: gap repair (repair.py): the ranges asked for and their
+# fate, the requests.
+SCHEMA_VERSION = 5
 
 # Column types by backend: {int} is 64-bit, {id} an id the database assigns.
 SCHEMA = """
@@ -134,6 +135,40 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_error  TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (next_ms) WHERE delivered_ms IS NULL AND dead_ms IS NULL;
+-- Gap repair (repair.py, docs/receiver.md "Gap repair"): each device's
+-- missing seq ranges the receiver asks for, and what became of them.
+CREATE TABLE IF NOT EXISTS repair_ranges (
+    device      TEXT    NOT NULL,
+    state       TEXT    NOT NULL,   -- pending / repaired / lost
+    first_seq   {int}   NOT NULL,
+    last_seq    {int}   NOT NULL,
+    found_ms    {int}   NOT NULL,   -- when the receiver first saw the gap
+    due_ms      {int},              -- pending: when to ask (again)
+    attempts    {int}   NOT NULL DEFAULT 0,   -- requests that asked for it
+    request     {int},              -- repair_requests.id of the latest
+    reason      TEXT,               -- lost: the device's reason (outside-window, not-held)
+    done_ms     {int},              -- repaired / lost: when
+    PRIMARY KEY (device, state, first_seq)
+){without_rowid};
+-- Each replay command sent: its id (as "repair-<id>") travels in the
+-- command and comes back in the device's answer. Its counter is the
+-- per-(signer, device) command counter: the database keeps them, so
+-- receivers sharing it never reuse one.
+CREATE TABLE IF NOT EXISTS repair_requests (
+    id          {id},
+    device      TEXT    NOT NULL,
+    signer      TEXT    NOT NULL,   -- the repair key's name (the command's kid)
+    counter     {int}   NOT NULL,
+    ranges      TEXT    NOT NULL,   -- JSON [[first, last], ...] asked for
+    seqs        {int}   NOT NULL,
+    created_ms  {int}   NOT NULL,
+    sent_ms     {int},              -- broker PUBACK time
+    answered_ms {int},              -- the device's repair signal: when it came
+    sending     {int},              -- ... how many seqs it said it republishes
+    gone        {int},              -- ... and how many it no longer holds
+    refused     TEXT                -- the device's audit of a refusal: its reason
+);
+CREATE INDEX IF NOT EXISTS repair_requests_device ON repair_requests (device, signer, counter);
 """
 
 # Columns added after version 1, with how to add them to an older database.
@@ -382,6 +417,12 @@ class SQLStorage:
 
     def send_unlock(self):
         pass
+
+    def repair_lock(self, device, wait=True):
+        """Until the transaction ends, this receiver alone decides
+        ``device``'s gap repair (repair.py). ``wait`` False: True if taken
+        now, False if another receiver holds it (skip the device this time)."""
+        return True
 
     # --- queries ---------------------------------------------------------
 

@@ -163,7 +163,7 @@ class FleetRun:
         # fleet to the broker; each device's own key signs its signals.
         self.client_cert = self.pki.client("fleet-devices")
         self.receiver_cert = self.pki.client("receiver")
-        self.broker = FleetBroker(os.path.join(self.workdir, "broker"), self.pki).start()
+        self.broker = self._new_broker(os.path.join(self.workdir, "broker")).start()
         self.operator = create_operator(os.path.join(self.workdir, "operator"), "fleet-ops")
         self.operators_path = os.path.join(self.workdir, "operators.toml")
         with open(self.operators_path, "w") as f:
@@ -175,6 +175,13 @@ class FleetRun:
             for index, identity in enumerate(self.identities):
                 f.write(identity.registry_entry(model=spec.model_of(index), include_secret=True))
         self.db_path = os.path.join(self.workdir, "receiver.sqlite")
+
+    def _new_broker(self, directory):
+        return FleetBroker(directory, self.pki)
+
+    def _receiver_options(self):
+        """More `receiver run` options (a subclass's: repair_run.py)."""
+        return []
 
     def _identities(self):
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -206,7 +213,7 @@ class FleetRun:
             "--client-id", RECEIVER_ID, "--group", "", "--operator", os.path.join(self.workdir, "operator"),
             "--fleet-k", str(spec.receiver_k), "--fleet-fraction", repr(spec.receiver_fraction),
             "--fleet-window", "%ds" % max(1, spec.receiver_window_ms // 1000), "--keepalive", "5",
-            *self._broker_args(self.receiver_cert))
+            *self._receiver_options(), *self._broker_args(self.receiver_cert))
         self.receiver = Child("receiver", argv, relay=False)
         self.receiver.wait_for("receiving", 30)
 
@@ -243,20 +250,20 @@ class FleetRun:
 
     def _downlink(self, identity, board, store_dir):
         """The agent's signed downlink (edge_agent/gateway/downlink.py), trusting the
-        fleet's operator: its Ed25519 key, or for an HMAC board its own
-        secret (a small board checks a COSE_Mac0 under it)."""
+        operators of the fleet's operators file (with their scopes): their
+        Ed25519 keys, or for an HMAC board its own secret under each
+        operator's name (a small board checks a COSE_Mac0 under it)."""
         from edge_agent.gateway.downlink_setup import Setup
-        from edge_agent.keys.operators import load_trusted
+        from edge_agent.keys.operators import load_operators
 
+        if self.trusted is None:
+            self.trusted, self.scopes = load_operators(self.operators_path)
+        trusted = self.trusted
         if identity.device_id in self.secrets:
-            trusted = {self.operator.kid: self.secrets[identity.device_id]}
-        else:
-            if self.trusted is None:
-                self.trusted = load_trusted(self.operators_path)
-            trusted = self.trusted
+            trusted = dict((kid, self.secrets[identity.device_id]) for kid in self.trusted)
         state_dir = os.path.join(os.path.dirname(store_dir), "state")
         os.makedirs(state_dir, exist_ok=True)
-        return Setup(trusted, state_dir, None, board, [])
+        return Setup(trusted, state_dir, None, board, [], scopes=self.scopes)
 
     def _on_connect(self, device):
         at = now_ms()

@@ -121,13 +121,13 @@ def test_two_receivers_raising_at_once_open_one_ticket(fleet, postgres_server):
 def test_a_schema_3_database_is_upgraded_and_new_alerts_open_tickets(tmp_path, fleet):
     """data/schema3.sqlite was written by the receiver before tickets
     (make_schema3_db.py): old-1 raised, old-2 raised and cleared. It opens
-    as schema 4 with its alerts; alerts stored before the upgrade have no
+    as the current schema (4 added tickets, 5 gap repair) with its alerts; alerts stored before the upgrade have no
     ticket (a clear of one changes nothing), a new raise opens one."""
     path = str(tmp_path / "receiver.sqlite")
     shutil.copy(SCHEMA3_DB, path)
     storage = open_storage(path)
     assert storage.query("SELECT value FROM meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION == 5
     assert storage.query("SELECT device, seq, active FROM alerts ORDER BY device, seq") == [
         ("old-1", 1, 1), ("old-2", 1, 1), ("old-2", 2, 0)]
     assert tickets.tickets(storage) == [] and storage.query("SELECT COUNT(*) FROM outbox") == [(0,)]

@@ -10,6 +10,7 @@ import time
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
+from edge_agent.receiver import repair
 from edge_agent.receiver import storage as receiver_storage
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1}
@@ -78,12 +79,8 @@ def components_in_state(storage, state):
 
 
 def repaired_seqs(storage):
-    """{device: seqs repaired after being missing}: empty (0 for every
-    device) until gap repair is merged. Its branch (repair-receiver) keeps
-    repair_ranges (device, state, first_seq, last_seq); then this becomes
-    SELECT device, SUM(last_seq - first_seq + 1) FROM repair_ranges
-    WHERE state = 'repaired' GROUP BY device."""
-    return {}
+    """{device: seqs repaired after being missing} (receiver/repair.py)."""
+    return repair.repaired_by_device(storage)
 
 
 def device_info(storage, device, birth):
