@@ -200,7 +200,7 @@ def test_the_core_imports_only_the_core():
 
 
 SHARED = {"edge_agent", "edge_agent.atomic_file", "edge_agent.boardfile", "edge_agent.broker",
-          "edge_agent.metrics_endpoint"}
+          "edge_agent.metrics_endpoint", "edge_agent.tasks"}
 # What each folder of the product may import besides the core and SHARED:
 # the command line sits on top, the roles beside each other do not mix.
 MAY_IMPORT = {

@@ -53,6 +53,7 @@ from edge_agent.core import bundle
 from edge_agent.core import signals as sg
 from edge_agent.core.operator import MAX_COMMAND_BYTES
 from edge_agent.core.signals import status_payload, status_topic
+from edge_agent.tasks import until_one_fails
 
 log = logging.getLogger("edge_agent.gateway.uplink")
 
@@ -228,16 +229,8 @@ class Uplink:
         log.info("listening for signed commands on %s", ", ".join(self.subscriptions))
         if self.on_subscribed is not None:
             self.on_subscribed()
-        tasks = [asyncio.create_task(self._pump(client)), asyncio.create_task(self._receive(client))]
-        try:
-            # Either ends only by raising (the link failed): end the session.
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                task.result()
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+        # Either ends only by raising (the link failed): end the session.
+        await until_one_fails(self._pump(client), self._receive(client))
 
     async def _receive(self, client):
         async for message in client.messages:

@@ -25,6 +25,7 @@ from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
 from edge_agent.receiver.routing import AlertRouting
 from edge_agent.receiver.storage import MAX_INTEGER
+from edge_agent.tasks import until_one_fails
 
 log = logging.getLogger("edge_agent.receiver")
 
@@ -243,7 +244,7 @@ class Receiver:
             if self.repair is None:
                 await self._receive(client)
             else:
-                await _until_one_fails(self._receive(client), self.repair.run(client))
+                await until_one_fails(self._receive(client), self.repair.run(client))
 
     async def _receive(self, client):
         """Handle the session's messages, batch by batch, until it ends."""
@@ -384,20 +385,6 @@ def _status_problem(status, device):
     if not isinstance(status.get(sg.K_ONLINE), bool):
         return "online (key 7) must be true or false, got %s" % short(status.get(sg.K_ONLINE))
     return None
-
-
-async def _until_one_fails(*coroutines):
-    """Run the coroutines together until one raises (its exception
-    propagates as is) or all end; the others are cancelled."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            task.result()
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _where(exc):
