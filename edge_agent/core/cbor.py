@@ -173,8 +173,8 @@ _unpack_from = struct.unpack_from
 MAX_CACHED_TEXTS = 256
 # Off, every row takes the general paths (the tests compare the two).
 ROW_SHORTCUTS = True
-_row_heads = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
-_byte_texts = {}  # UTF-8 bytes -> str
+_row_heads: dict = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
+_byte_texts: dict = {}  # UTF-8 bytes -> str
 # A row with an id of n bytes and a double, for unpack: [0x84, 0x1b] time
 # [text head] id [0xfb] double quality; made on first use (a board's heap).
 _ROW_FORMATS = [None] * 24
