@@ -79,7 +79,11 @@ class Sequencer:
 
 
 class Device:
-    health: "HealthEngine"  # typed for mypyc (`make accelerate`)
+    # Typed for mypyc (`make accelerate`): what ingest touches per reading.
+    health: "HealthEngine"
+    stats: dict
+    _batch: list
+    telemetry_max_readings: int
 
     def __init__(
         self,

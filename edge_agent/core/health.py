@@ -50,7 +50,7 @@ EVIDENCE = 6
 MAX_BACKOFF_MS = 86400000
 
 
-def _any_bad(watches):
+def _any_bad(watches: "list[rules.SensorWatch]") -> bool:
     for watch in watches:
         if watch.bad_rules:
             return True
@@ -73,6 +73,8 @@ class ComponentHealth:
     # Rule alerts raised but never cleared because a probe reset their
     # rules: (watch, rule, since_ms), cleared when the component is back.
     unresolved: "Any" = ()
+    state: str
+    watches: "list[rules.SensorWatch]"
 
     def __init__(self, component, watches):
         self.component = component
@@ -89,7 +91,14 @@ class ComponentHealth:
 
 
 class HealthEngine:
+    # Typed for mypyc (`make accelerate`): what on_reading touches per reading.
     watches: "dict[str, rules.SensorWatch]"
+    latest: dict
+    predictors: dict
+    isolated_sensors: set
+    _health_of: "dict[str, ComponentHealth | None]"
+    _stand_ins: dict
+
     def __init__(self, board):
         self.board = board
         self.latest = {}  # sensor id -> last Reading (shared with the watches)
