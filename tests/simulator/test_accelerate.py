@@ -100,12 +100,12 @@ sys.exit(rc)
 """
 
 
-def test_the_core_tests_pass_against_the_compiled_modules(built):
+def test_the_core_and_model_tests_pass_against_the_compiled_modules(built):
     # Type hints are checked at run time in compiled code: a hint narrower
     # than what a caller passes would fail here, not in the plain runs.
     tests = ["tests/core/test_cbor.py", "tests/test_cbor_fast_paths.py", "tests/core/test_health_rules.py",
              "tests/core/test_health_engine.py", "tests/core/test_device.py", "tests/core/test_level_shift.py",
-             "tests/core/test_link_loss.py"]
+             "tests/core/test_link_loss.py", "tests/simulator/test_physics_draws.py"]
     env = dict(os.environ, EA_ACCELERATED_DIR=built)
     done = subprocess.run([sys.executable, "-c", PYTEST_CHILD] + tests, cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
