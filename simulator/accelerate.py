@@ -109,13 +109,18 @@ def enable():
     if isinstance(found, str):
         status = "plain Python: " + found
         return status
+    # A module imported before the simulator (the CLI imports the CBOR
+    # codec) stays the plain one; the compiled ones call it like any other.
     loaded = [module for module in MODULES if module in sys.modules]
-    if loaded:
-        # Imported before the simulator: mixing the two would be confusing.
-        status = "plain Python: %s already imported" % ", ".join(loaded)
+    for module in loaded:
+        del found[module]
+    if len(loaded) == len(MODULES):
+        status = "plain Python: all of them imported before the simulator"
         return status
     sys.meta_path.insert(0, _Finder(found))
     status = "compiled (mypyc, %s)" % build_dir()
+    if loaded:
+        status += ", except %s (imported before the simulator)" % ", ".join(loaded)
     return status
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -22,6 +23,7 @@ SCENARIOS = ["power_cut", "stuck_fan", "step_held_30d", "sensor_fault_code", "co
 
 CHILD = """
 import sys
+import xml.etree.ElementTree as ET
 from simulator import accelerate
 from simulator.scenarios import spec as sc
 from simulator.scenarios import virtual as run
@@ -90,6 +92,7 @@ def test_no_build_or_another_python_means_plain_modules(tmp_path):
 
 PYTEST_CHILD = """
 import sys
+import xml.etree.ElementTree as ET
 import simulator  # first: the compiled modules go on the path before anything imports the core
 from simulator import accelerate
 import pytest
@@ -111,3 +114,22 @@ def test_the_core_and_model_tests_pass_against_the_compiled_modules(built):
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout and "failed" not in done.stdout
+
+
+def _cli_digest(name, env_extra, tmp_path):
+    """`edge-agent sim run` as a user runs it: the CLI imports the CBOR
+    codec before the simulator, so that one stays plain (status says so)."""
+    junit = str(tmp_path / ("%s-%d.xml" % (name, len(env_extra.get("EA_ACCELERATED_DIR", "")))))
+    env = dict(os.environ, PYTHONHASHSEED="0", **env_extra)
+    done = subprocess.run([sys.executable, "-m", "edge_agent", "sim", "run", os.path.join("simulator", "scenarios",
+                          name + ".toml"), "--quiet", "--junit", junit], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    props = ET.parse(junit).getroot().find("testsuite").find("properties")
+    return dict((p.get("name"), p.get("value")) for p in props)["signal_log_sha256"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS[:3])
+def test_sim_run_from_the_cli_gives_the_same_signal_log(built, name, tmp_path):
+    assert _cli_digest(name, {"EA_ACCELERATED_DIR": built}, tmp_path) == _cli_digest(
+        name, {"EA_ACCELERATE": "0"}, tmp_path)
