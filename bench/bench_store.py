@@ -12,7 +12,9 @@ least every 100 records. Two phases each:
 
 Contenders (docs/benchmarks.md discusses each):
 
-- edge-agent store: sync_every=100, acks made durable per batch (sync()).
+- edge-agent store: sync_every=100, acks made durable per batch (sync()),
+  with the gateway's default replay window (--window-bytes, 16 MiB: the
+  acknowledged segments are kept, not removed; 0: none).
 - persist-queue SQLiteAckQueue: its defaults; it commits on every put and
   every ack (it forces auto_commit), so it cannot batch.
 - persist-queue Queue (file): chunksize=100, so it fsyncs every 100 puts;
@@ -60,6 +62,7 @@ import cbor2
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edge_agent.atomic_file import sync_directory  # noqa: E402
+from edge_agent.cli.store import WINDOW_BYTES  # noqa: E402
 from edge_agent.core.store import READ_AHEAD, Store  # noqa: E402
 from edge_agent.gateway.store_posix import PosixDir  # noqa: E402
 
@@ -86,9 +89,11 @@ def _now_ms():
 
 class EdgeAgentStore:
     name = "edge-agent store"
+    window_bytes = WINDOW_BYTES  # main() sets --window-bytes
 
     def __init__(self, directory):
-        self.store = Store(PosixDir(directory), _now_ms(), sync_every=BATCH, sync_ms=60000, max_bytes=1 << 30)
+        self.store = Store(PosixDir(directory), _now_ms(), sync_every=BATCH, sync_ms=60000, max_bytes=1 << 30,
+                           window_bytes=self.window_bytes)
 
     def put(self, signals):
         append = self.store.append
@@ -372,7 +377,8 @@ def put_instructions(records, scratch):
     counts = []
     for store_put, floor_put in ((0, 0), (records, 0), (0, records)):
         command = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-                   os.path.abspath(__file__), "--put-child", str(store_put), str(floor_put)]
+                   os.path.abspath(__file__), "--put-child", str(store_put), str(floor_put),
+                   "--window-bytes", str(EdgeAgentStore.window_bytes)]
         if scratch:
             command += ["--dir", scratch]
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -449,8 +455,11 @@ def main(argv=None):
     parser.add_argument(
         "--instructions", type=int, default=10000, help="records for the callgrind instruction count (0: skip)"
     )
+    parser.add_argument("--window-bytes", type=int, default=WINDOW_BYTES,
+                        help="the store's replay window (default %(default)s, the gateway's; 0: none)")
     parser.add_argument("--put-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    EdgeAgentStore.window_bytes = args.window_bytes
     if args.put_child:
         return put_child(*args.put_child, scratch=args.dir)
     from rich.console import Console  # not in --put-child, which callgrind runs 50x slower
@@ -458,8 +467,8 @@ def main(argv=None):
     console = Console(width=120)
     signals = make_signals(args.records)
     console.print(
-        "%d CBOR signals of %d-%d bytes; every contender fsyncs at least every %d records"
-        % (len(signals), min(map(len, signals)), max(map(len, signals)), BATCH)
+        "%d CBOR signals of %d-%d bytes; every contender fsyncs at least every %d records; the store's replay "
+        "window: %d bytes" % (len(signals), min(map(len, signals)), max(map(len, signals)), BATCH, args.window_bytes)
     )
     # Round 1 runs every contender (persist-queue's once, tens of seconds
     # each); later rounds the fast three, the order reversed every other

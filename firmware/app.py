@@ -39,7 +39,15 @@ from uplink import Uplink
 # A board's store: 256 KiB of flash in 16 KiB segments (eviction frees a
 # segment at a time); 4 lanes, one per priority. Group commit every 50
 # records or 500 ms (flash wear: at most 2 commits a second).
-STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500}
+STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_every": 50, "sync_ms": 500,
+                 "window_bytes": 128 * 1024, "window_ms": 24 * 3600 * 1000}
+# The replay window (docs/store.md): 128 KiB, eight segments, half the
+# store's flash (it gives way to new records first). The demo board's
+# signals cost a board ~15 MiB a day (8 readings a signal: 30 bytes a
+# reading, bench/bench_window.py), so it holds ~12 minutes at that rate:
+# what a broker drops in a short outage, not a receiver down for a day. A
+# board with more flash is provisioned a bigger one (firmware provision
+# --window-bytes) and a bigger store; at most a day.
 # The core store's buffers are sized for a Pi: 16 KiB read-ahead, 8 KiB of
 # appends held before a write, an 8 KiB ack journal written whole. On a
 # board each is one contiguous allocation, and a long-running MicroPython
@@ -100,14 +108,15 @@ class Firmware:
                  speed=1, store_options=None, telemetry_interval_ms=dv.DEFAULT_TELEMETRY_INTERVAL_MS,
                  telemetry_max_readings=TELEMETRY_MAX_READINGS,
                  trusted=None, state=None, heap_log_ms=HEAP_LOG_MS, backoff_max_ms=None, console_uart=None,
-                 console_idle_ms=None):
+                 console_idle_ms=None, operator_scopes=None):
         """``trusted``: the operators whose signed commands this device
         takes (commands.trusted_operators), with ``state`` (a FlashDir) for
         their counters; None takes no commands (nothing is subscribed).
         ``console_uart``: serve the technician console there (logins take
         tokens from the same operators); None: no console, and its modules
         are not even imported (RAM); ``console_idle_ms``: its idle logout
-        (None: the core's 15 min)."""
+        (None: the core's 15 min); ``operator_scopes``: operators limited
+        to some scopes (config.DeviceSettings.scopes)."""
         ring = None
         if console_uart is not None:
             from console_port import LogRing
@@ -137,11 +146,16 @@ class Firmware:
         if trusted:
             from commands import Commands  # here: a board without operators never loads it (RAM)
 
-            self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log)
+            self.commands = Commands(self.device, trusted, state, clock, self.dispatch, log, operator_scopes)
             uplink_options["commands"] = self.commands
+            from edge_agent.core.repair import RATE_BOARD, SCAN_RECORDS_BOARD, ReplayService
+
+            self.commands.replays = ReplayService(self.store, RATE_BOARD, SCAN_RECORDS_BOARD)
         else:
             log("info", "no trusted operators: signed commands are not taken (provision --operator NAME)")
-        self.uplink = Uplink(client, identity, self.store, log, **uplink_options)
+        self.uplink = Uplink(client, identity, self.store, log, clock=clock, **uplink_options)
+        if self.commands is not None:
+            self.uplink.replays = self.commands.replays
         self.outputs = PinOutputs(output_pins or {})
         self.evictions = EvictionTally()
         self.sources = []

@@ -39,11 +39,12 @@ COUNTERS_NAME = "counters.cbor"
 
 
 class Commands(CommandFlow):
-    def __init__(self, device, trusted, state, clock, dispatch, log):
+    def __init__(self, device, trusted, state, clock, dispatch, log, scopes=None):
         """``state``: a FlashDir for the counters file; ``dispatch``: the
-        firmware's path into the store."""
+        firmware's path into the store; ``scopes``: operators limited to
+        some scopes (config.DeviceSettings.scopes)."""
         self.state = state
-        super().__init__(device, device.board.model, trusted, self._load(), clock, dispatch, log)
+        super().__init__(device, device.board.model, trusted, self._load(), clock, dispatch, log, scopes)
 
     def _load(self):
         if COUNTERS_NAME not in self.state.list():

@@ -11,6 +11,10 @@
                   "tls": {"ca", "cert", "key"} (DER; absent: plaintext),
                   "insecure": True when provisioned with --insecure (no TLS, chosen),
                   "operators": [names] whose Mac0 commands the device takes,
+                  "scopes": {name: [scopes]} of operators limited to those
+                  scopes' commands (provision --operator NAME:replay),
+                  "window_bytes", "window_ms": the store's replay window
+                  (absent: app.py's STORE_OPTIONS; 0 bytes: none),
                   "wifi": {"ssid", "password"} (absent: the network is up already)}
 
 The board is validated again here by the same core code as on the
@@ -128,7 +132,18 @@ class DeviceSettings:
         self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
         self.insecure = data.get("insecure") is True  # plaintext chosen at provisioning (--insecure)
         self.operators = data.get("operators") or []  # operator names whose signed commands count
+        scopes = data.get("scopes") or {}
+        self.scopes = dict((name, tuple(scopes[name])) for name in scopes)  # operator -> scopes (check_scope)
         self.wifi = data.get("wifi")  # {"ssid", "password"} on a board; None on the unix port
+        # The replay window, when provisioned (firmware provision --window-bytes/--window-hours).
+        self.store_options = {}
+        for key in ("window_bytes", "window_ms"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError("%s: %s %r is not a whole number >= 0; re-provision the device" % (path, key, value))
+            self.store_options[key] = value
 
     def __repr__(self):  # never show the secret
         return "DeviceSettings(%r, broker %s:%s, %s)" % (self.device_id, self.host, self.port,

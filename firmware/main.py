@@ -102,6 +102,7 @@ async def run():
     firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client_for(settings),
                         FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs,
                         trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE),
+                        operator_scopes=settings.scopes, store_options=settings.store_options,
                         console_uart=console_uart(board_config.console),
                         console_idle_ms=board_config.console_idle_ms)
     cfg.warn_plaintext(settings, firmware.log)  # before the first connect; on the console's log too

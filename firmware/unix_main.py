@@ -144,6 +144,7 @@ async def main(options):
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
                         heap_log_ms=int(options.get("heap-log-ms", "5000")),
                         trusted=trusted_operators(settings.operators, settings.secret),
+                        operator_scopes=settings.scopes, store_options=settings.store_options,
                         console_uart=pty_uart(options["console"]) if "console" in options else None,
                         console_idle_ms=int(options.get("console-idle-ms", "0")) or board_config.console_idle_ms,
                         state=FlashDir(state),

@@ -14,6 +14,12 @@ Per session (the same rules as the gateway's edge_agent/gateway/uplink.py):
             alerts one per message, the rest in bundles (one MAC each)
             await every PUBACK, then store.ack(batch)
 
+Gap repair (``replays``, the core's repair.ReplayService, set by app.py
+when the board takes commands): between batches, when no alert waits,
+the records a receiver asked for again are republished unchanged, a few
+at a time (the service's rate: 20/s on a board), never acknowledged in
+the store (they were already).
+
 A lost link ends the session; the next one starts after a backoff with
 full jitter (a fleet that lost its broker together must not return
 together), doubling up to ``backoff_max_ms``. Memory: a batch is at most
@@ -70,7 +76,7 @@ def client_for(settings):
 
 class Uplink:
     def __init__(self, client, identity, store, log, commands=None, backoff_max_ms=BACKOFF_MAX_MS,
-                 batch_records=BATCH_RECORDS):
+                 batch_records=BATCH_RECORDS, clock=None):
         """``commands``: firmware/commands.py's Commands (its ``topics()`` are
         subscribed, their messages go to its ``on_message``); None: no
         subscription."""
@@ -88,6 +94,9 @@ class Uplink:
         self.messages = 0
         self.connects = 0
         self.failures = 0
+        self.clock = clock  # ms, for pacing gap repairs
+        self.replays = None  # a repair.ReplayService (app.py), or None
+        self.replayed = 0
         client.on_message = self.on_message
 
     def notify(self):
@@ -139,28 +148,52 @@ class Uplink:
         while True:
             self.wakeup.clear()
             batch = self.store.read(max_records=self.batch_records)
+            wait_ms = None
+            if batch is None or batch.lane > URGENT_PRIORITY:
+                wait_ms = await self._replay(client)
             if batch is None:
                 if not client.connected:
                     raise OSError("link lost: %s" % (client.error,))
+                if wait_ms == 0:
+                    continue
+                idle = IDLE_CHECK_S if wait_ms is None else min(IDLE_CHECK_S, wait_ms / 1000)
                 try:
-                    await asyncio.wait_for(self.wakeup.wait(), IDLE_CHECK_S)
+                    await asyncio.wait_for(self.wakeup.wait(), idle)
                 except asyncio.TimeoutError:
                     pass
                 continue
-            groups = bundle.group_for_publish(batch.records, batch.lane <= URGENT_PRIORITY, BUNDLE_MAX_BYTES)
-            # Pipelined a window at a time: a window's messages are in
-            # flight together, and only its sealed messages are in RAM.
-            for first in range(0, len(groups), PUBLISH_WINDOW):
-                publishes = []
-                for kind, records in groups[first:first + PUBLISH_WINDOW]:
-                    payload = records[0] if len(records) == 1 else bundle.encode(records)
-                    publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload),
-                                                    qos=1))
-                payload = None  # the last bundle: only its sealed copy is needed now
-                await asyncio.gather(*publishes)
+            self.messages += await self._publish(client, batch.records, batch.lane <= URGENT_PRIORITY)
             self.store.ack(batch.lane, batch.end)
             self.published += len(batch.records)
-            self.messages += len(groups)
+
+    async def _replay(self, client):
+        """Republish what a gap repair has due now (urgent records alone);
+        the ms until more is due (0: at once), None when none is served."""
+        if self.replays is None:
+            return None
+        records, wait_ms = self.replays.take(self.clock())
+        for is_urgent in (True, False):
+            group = [record for lane, record in records if (lane <= URGENT_PRIORITY) == is_urgent]
+            if group:
+                await self._publish(client, group, is_urgent)
+        self.replayed += len(records)
+        return wait_ms
+
+    async def _publish(self, client, records, urgent):
+        """Publish ``records`` (alerts and urgent ones alone, the rest in
+        bundles), await every PUBACK; the number of messages."""
+        groups = bundle.group_for_publish(records, urgent, BUNDLE_MAX_BYTES)
+        # Pipelined a window at a time: a window's messages are in
+        # flight together, and only its sealed messages are in RAM.
+        for first in range(0, len(groups), PUBLISH_WINDOW):
+            publishes = []
+            for kind, items in groups[first:first + PUBLISH_WINDOW]:
+                payload = items[0] if len(items) == 1 else bundle.encode(items)
+                publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload),
+                                                qos=1))
+            payload = None  # the last bundle: only its sealed copy is needed now
+            await asyncio.gather(*publishes)
+        return len(groups)
 
     async def announce_offline(self):
         """A clean stop: say offline ourselves (a clean DISCONNECT does not

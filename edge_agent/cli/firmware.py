@@ -39,8 +39,14 @@ def add_commands(top):
                       help="no TLS: plaintext MQTT to a test broker only (needed when --ca/--cert/--key are not "
                            "given; recorded in the settings, and the board logs a warning at every boot)")
     prov.add_argument("--keepalive", type=int, default=30, metavar="S")
-    prov.add_argument("--operator", action="append", default=[], metavar="NAME",
-                      help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable")
+    prov.add_argument("--operator", action="append", default=[], metavar="NAME[:SCOPES]",
+                      help="take signed commands (COSE_Mac0 under the device secret) from this operator; repeatable. "
+                           "NAME:replay: only gap-repair requests from it (a receiver's key), nothing else")
+    prov.add_argument("--window-bytes", type=int, metavar="N",
+                      help="the store's replay window: acknowledged signals kept for gap repair, up to N bytes of "
+                           "flash (default 131072 of the 256 KiB store; 0: none)")
+    prov.add_argument("--window-hours", type=float, metavar="H",
+                      help="keep acknowledged signals at most H hours (default 24; 0: no age bound)")
     prov.add_argument("--wifi-ssid", metavar="SSID", help="Wi-Fi network (password from $EA_WIFI_PASSWORD, never argv)")
     prov.add_argument("-o", "--output", required=True, metavar="FILE")
     prov.set_defaults(firmware_func=_cmd_provision)
@@ -85,7 +91,8 @@ def _cmd_provision(args):
     if not sep or not port.isdigit():
         raise fb.FirmwareBuildError("--broker %s: write HOST:PORT, e.g. 192.168.1.10:8883" % args.broker)
     data = fb.provision(args.identity, host, int(port), args.ca, args.cert, args.key, args.keepalive, args.wifi_ssid,
-                     os.environ.get("EA_WIFI_PASSWORD"), args.operator, insecure=args.insecure)
+                     os.environ.get("EA_WIFI_PASSWORD"), args.operator, insecure=args.insecure,
+                     window_bytes=args.window_bytes, window_hours=args.window_hours)
     atomic_write(args.output, data, mode=0o600)  # 0600 from the first byte
     print("%s: %d bytes, mode 0600 (holds the device's secret: copy it to the device only)" % (args.output, len(data)))
     if args.insecure:

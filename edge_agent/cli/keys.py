@@ -135,7 +135,12 @@ def cmd_operator_init(args):
 
 
 def cmd_operator_entry(args):
-    sys.stdout.write(load_operator(args.dir).public_entry())
+    from edge_agent.keys.operators import OperatorError
+
+    try:
+        sys.stdout.write(load_operator(args.dir).public_entry(args.scopes))
+    except OperatorError as exc:
+        raise UsageError(str(exc)) from None
     return EXIT_OK
 
 
@@ -186,6 +191,9 @@ def add_commands(sub):
 
     entry = keys_sub.add_parser("operator-entry", help="print the trusted-operators block for an operator")
     entry.add_argument("dir")
+    entry.add_argument("--scopes", nargs="+", metavar="SCOPE",
+                       help="limit the operator to these scopes' commands: %s (a receiver's repair key: replay; "
+                            "without it, every command but replay)" % ", ".join(op.OPERATOR_SCOPES))
     entry.set_defaults(func=cmd_operator_entry)
 
     token = keys_sub.add_parser("technician-token", help="sign a short-lived console token for one device")

@@ -1,12 +1,13 @@
 """`edge-agent receiver run` and `receiver report`: the reference receiver
-(edge_agent/receiver/) from the command line."""
+(edge_agent/receiver/) from the command line; its operations commands and
+options are receiver_ops.py's, its web view's receiver_web.py's."""
 
 import asyncio
 import logging
 import os
 import stat
 
-from edge_agent.cli import receiver_ops
+from edge_agent.cli import receiver_ops, receiver_web
 from edge_agent.cli.common import (EXIT_FAILED, EXIT_OK, UsageError, add_broker_options, broker_settings,
                                    load_registry, run_until_signalled)
 
@@ -44,10 +45,12 @@ def cmd_receiver_run(args):
     console = Console()
     live = args.live if args.live is not None else console.is_terminal
     log.info("receiver: %d registered devices, database %s", len(registry.devices), storage.name)
+    view = receiver_web.web_view(args) if args.http else None
 
     async def main():
         show = display.show_live(receiver, console) if live else display.log_summaries(receiver, console)
-        await asyncio.gather(receiver.run(), show, *receiver_ops.tasks(receiver, routing, metrics_address))
+        await asyncio.gather(receiver.run(), show, *receiver_ops.tasks(receiver, routing, metrics_address),
+                             *([view()] if view else []))
 
     try:
         asyncio.run(run_until_signalled(main()))
@@ -146,9 +149,11 @@ def add_commands(sub):
     add_broker_options(receiver_run)
     add_fleet_options(receiver_run)
     receiver_ops.add_run_options(receiver_run)
+    receiver_web.add_http_options(receiver_run, required=False)
     receiver_run.set_defaults(func=cmd_receiver_run)
     receiver_report = receiver_sub.add_parser("report", help="devices, gaps, alerts and rejections from the database")
     receiver_report.add_argument("--db", default="receiver.sqlite", metavar="FILE|URL")
     receiver_report.add_argument("--fail-on-gaps", action="store_true", help="exit 1 if any seq is missing")
     receiver_report.set_defaults(func=cmd_receiver_report)
     receiver_ops.add_commands(receiver_sub)
+    receiver_web.add_commands(receiver_sub)

@@ -127,6 +127,8 @@ def cmd_run(args):
     except SetupError as exc:
         raise UsageError(str(exc)) from None
     board = secure.board if secure is not None else board  # with a remote config overlay
+    if secure is not None:
+        secure.replay_rate = args.replay_rate
     gpio = open_gpio(args.gpio, board)
     try:
         agent = Agent(
@@ -216,4 +218,8 @@ def add_commands(sub):
                                "commands on ea/v1/<device>/cmd; without it the agent takes no commands")
     downlink.add_argument("--state-dir", metavar="DIR",
                           help="command counters and remote config (default: IDENTITY/state)")
+    downlink.add_argument("--replay-rate", type=float, metavar="N",
+                          help="gap repair: republish at most N signals/s a receiver asked for again (signed "
+                               "replay commands from an operator with the replay scope; default 200), only while "
+                               "no alert waits")
     run.set_defaults(func=cmd_run, with_config=with_config)

@@ -39,6 +39,15 @@ DURABILITY = (
 )
 
 
+# The gateway's replay window: 16 MiB, half the default 32 MiB store (it
+# gives way to new records first, so it never costs the backlog room),
+# holds ~30 hours of the demo board's signals (bench/bench_window.py: 12.3
+# MiB a day, docs/benchmarks.md): a receiver down for a day can still be
+# repaired. 48 hours bounds what a device keeps of signals it delivered.
+WINDOW_BYTES = 16 * 1024 * 1024
+WINDOW_HOURS = 48.0
+
+
 def add_commands(subparsers):
     """Add `store inspect` and `store verify` to an argparse subparsers object."""
     store = subparsers.add_parser(
@@ -87,12 +96,23 @@ def add_store_options(parser):
     group.add_argument(
         "--sync-ms", type=int, default=st.DEFAULT_SYNC_MS, metavar="MS", help="fsync MS ms after the first unsynced"
     )
+    group.add_argument(
+        "--store-window-bytes", type=int, default=WINDOW_BYTES, metavar="N",
+        help="replay window: acknowledged signals kept, up to N bytes of them, so a receiver can ask for what "
+        "the broker lost (gap repair, docs/store.md); the first to go when room is needed; 0: none "
+        "(default %(default)s)",
+    )
+    group.add_argument(
+        "--store-window-hours", type=float, default=WINDOW_HOURS, metavar="H",
+        help="replay window: keep acknowledged signals at most H hours (default %(default)g; 0: no age bound)",
+    )
     return group
 
 
 def store_options(args):
     """Store keyword arguments from options added by add_store_options."""
-    return {"max_bytes": args.store_max_bytes, "sync_every": args.sync_every, "sync_ms": args.sync_ms}
+    return {"max_bytes": args.store_max_bytes, "sync_every": args.sync_every, "sync_ms": args.sync_ms,
+            "window_bytes": args.store_window_bytes, "window_ms": int(args.store_window_hours * 3600 * 1000)}
 
 
 def _open_dir(directory, console):
@@ -118,7 +138,7 @@ def run_inspect(args, console=None):
         return EXIT_USAGE
     state = recovery.load(fs, args.lanes, repair=False)
     table = Table(title="store %s" % os.path.abspath(args.directory))
-    for column in ("lane", "depth", "bytes", "oldest", "segments", "unsealed", "acked through"):
+    for column in ("lane", "depth", "bytes", "of which acked", "oldest", "segments", "unsealed", "acked through"):
         table.add_column(column, justify="left" if column in ("lane", "oldest") else "right")
     total = 0
     for lane in range(args.lanes):
@@ -131,13 +151,15 @@ def run_inspect(args, console=None):
             "%d %s" % (lane, LANE_NAMES.get(lane, "")),
             "{:,}".format(depth),
             "{:,}".format(nbytes),
+            "{:,}".format(recovery.acked_bytes(segments, state.acks[lane])),
             _when(oldest),
             str(count),
             str(unsealed),
             "seg %d @%d" % (ack[0], ack[1]) if ack[0] else "-",
         )
     console.print(table)
-    console.print("total %s bytes in segments" % "{:,}".format(total))
+    console.print("total %s bytes in segments (acknowledged ones: the replay window's, kept for gap repair)"
+                  % "{:,}".format(total))
     _print_last_recovery(fs, console)
     if state.report.discards:
         console.print("[yellow]reading it now, an open would discard:[/yellow]")

@@ -64,6 +64,9 @@ def target_of(name, args):
         return None
     if name == "config.update":
         return "board"
+    if name == "replay":  # the receiver's id for the request (repair.py)
+        value = args.get("request")
+        return value if isinstance(value, str) and value else None
     value = args.get("component" if name.startswith("quarantine.") else "alert" if name == "alert.ack" else
                      "id" if name == "advisory" else None)
     if not isinstance(value, str):
@@ -90,13 +93,18 @@ class CommandFlow:
     every platform (raise op.Refused), and may override
     ``_applied(command)``, called once the applied audit is out.
     ``dispatch(outputs)``: the platform's path into the store;
-    ``log(level, text)``, level "warning" or "error"."""
+    ``log(level, text)``, level "warning" or "error"; ``scopes``: {operator
+    name: scopes} of the operators trusted with scopes (operator.check_scope).
+    ``replays``: a repair.ReplayService over the device's store, set by the
+    platform once the store is open (None: `replay` is refused)."""
 
-    def __init__(self, device, model, trusted, counters, clock, dispatch, log):
+    def __init__(self, device, model, trusted, counters, clock, dispatch, log, scopes=None):
         self.device = device
         self.device_id = device.device_id
         self.model = model
         self.trusted = trusted
+        self.scopes = scopes or {}
+        self.replays = None
         self.counters = counters
         self.clock = clock
         self.dispatch = dispatch
@@ -152,7 +160,8 @@ class CommandFlow:
     def _handle(self, topic, payload):
         now = self.clock()
         try:
-            command = op.verify_command(payload, self.trusted, self.device_id, self.model, now, self.counters)
+            command = op.verify_command(payload, self.trusted, self.device_id, self.model, now, self.counters,
+                                        self.scopes)
         except op.Rejection as exc:
             self.refused += 1
             authentic = exc.reason not in UNAUTHENTICATED
@@ -171,6 +180,8 @@ class CommandFlow:
                 before, after, outputs = op.apply_quarantine(self.device, command, now)
                 self.dispatch(outputs)
                 note = command.args.get("note", "")
+            elif command.name == "replay":
+                before, after, note = self._replay(command, now)
             else:
                 before, after, note = self._apply(command, now)
         except op.Refused as exc:
@@ -187,6 +198,15 @@ class CommandFlow:
         self._emit(audit.audit_signal(now, command.operator, command.name, target, before, after, audit.APPLIED,
                                       note, audit.CHANNEL_DOWNLINK))
         self._applied(command)
+
+    def _replay(self, command, now):
+        """Accept a gap repair (repair.py): the repair signal goes out now,
+        the held records after it, paced by the platform's uplink."""
+        if self.replays is None:
+            raise op.Refused("no-store", "this device has no store to repair from")
+        signal, summary = self.replays.accept(command, now)
+        self._emit(signal)
+        return None, summary, ""
 
     def _applied(self, command):
         """After the applied audit: nothing unless the platform needs it."""

@@ -68,6 +68,7 @@ COMMANDS = {
     "alert.ack": {"alert": "text"},
     "config.update": {"patch": "patch"},
     "advisory": {"text": "text"},
+    "replay": {"ranges": "own", "request": "own"},
 }
 OPTIONAL_ARGS = {
     "advisory": {"id": "text", "severity": "text", "patch": "patch"},
@@ -77,6 +78,20 @@ OPTIONAL_ARGS = {
     "alert.ack": {"note": "text"},
 }
 ADVISORY_SEVERITIES = ("info", "warning", "critical")
+# Commands whose args are checked by their own handler once the command is
+# verified (repair.py for `replay`): a refusal then names the operator, is
+# always audited and spends the counter (reasons bad-args, too-large), as
+# the repair protocol asks (docs/wire-format.md). check_command checks only
+# that such args are a map.
+OWN_ARGS = ("replay",)
+
+# Operator scopes (the trusted-operators file's `scopes = [...]`, a board's
+# provisioned `--operator NAME:replay`): command name -> the scope it needs.
+# An operator listed without scopes may send every command but these (what
+# operators could always do); one with scopes, only the commands its scopes
+# name. A receiver's key asking devices for lost signals needs nothing else.
+SCOPED_COMMANDS = {"replay": "replay"}
+OPERATOR_SCOPES = ("replay",)
 # Board tables a remote config patch may change (config_patch.py applies
 # it): not the schema, nor the board's name and model (advisories target
 # the model: a patch must not move a device into another fleet).
@@ -109,7 +124,7 @@ class Rejection(ValueError):
     too-large, malformed, unsupported-version, unknown-operator,
     wrong-algorithm, bad-signature, wrong-type, bad-command, bad-scope,
     wrong-device, wrong-model, expired, not-yet-valid, too-long-lived,
-    replay, stale-counter. ``detail`` is a sentence for people.
+    replay, stale-counter, wrong-scope. ``detail`` is a sentence for people.
     ``operator`` is the claimed kid (unauthenticated unless the signature
     was checked)."""
 
@@ -224,6 +239,9 @@ def _is_uint(value):
     # A CBOR uint (major type 0): a bignum (tag 2) is no counter or time,
     # and CPython cannot even print one of more than 4300 digits.
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_UINT
+
+
+is_uint = _is_uint
 
 
 def _is_text_list(value):
@@ -383,6 +401,9 @@ def _shown(value):
     return "a value of type %s" % type(value).__name__
 
 
+shown = _shown
+
+
 def check_command(name, args):
     """None if ``name`` and ``args`` form a known command, else why not.
     Used by both the signer (refuse to sign nonsense) and the verifier."""
@@ -396,6 +417,8 @@ def check_command(name, args):
     for arg in args:
         if not isinstance(arg, str):
             return "%s: argument names must be text, not %s" % (name, _shown(arg))
+    if name in OWN_ARGS:
+        return None
     optional = OPTIONAL_ARGS.get(name, {})
     for arg, kind in required.items():
         if arg not in args:
@@ -470,15 +493,44 @@ def topic_for_target(target):
     return command_topic(target)
 
 
-def verify_command(data, trusted, device_id, model, now_ms, last_counter):
+def check_operator_scopes(scopes):
+    """None if ``scopes`` (a trusted operator's, from a file) is a usable
+    list of operator scopes, else why not."""
+    if not _is_text_list(scopes) or not scopes:
+        return "scopes must be a non-empty list of text (known: %s)" % ", ".join(OPERATOR_SCOPES)
+    for scope in scopes:
+        if scope not in OPERATOR_SCOPES:
+            return "unknown scope %s (known: %s)" % (_shown(scope), ", ".join(OPERATOR_SCOPES))
+    return None
+
+
+def check_scope(operator, name, scopes):
+    """Raise Rejection("wrong-scope") unless ``operator``, whose scopes are
+    ``scopes`` (a tuple, or None: listed without scopes), may send command
+    ``name``."""
+    needed = SCOPED_COMMANDS.get(name)
+    if scopes is None:
+        if needed is None:
+            return
+        held = "the default (every command but %s)" % ", ".join(sorted(SCOPED_COMMANDS))
+    else:
+        if needed is not None and needed in scopes:
+            return
+        held = ", ".join(scopes)
+    raise Rejection("wrong-scope", "%s may not send %s: its scopes are %s" % (operator, name, held), operator)
+
+
+def verify_command(data, trusted, device_id, model, now_ms, last_counter, scopes=None):
     """Verify a downlink command for this device (or its ``model``); return a
     Command or raise Rejection. ``last_counter`` is the last accepted
     counter of the command's stream: an int, or a Counters (anything with
-    ``last(operator, target)``). The caller records the new counter
+    ``last(operator, target)``). ``scopes``: {operator name: tuple of
+    OPERATOR_SCOPES} for the operators listed with scopes (None or absent:
+    the default, check_scope). The caller records the new counter
     (Counters.advance) only once the command is applied."""
     operator, body = _open(data, trusted)
     try:
-        return _command(body, operator, device_id, model, now_ms, last_counter)
+        return _command(body, operator, device_id, model, now_ms, last_counter, (scopes or {}).get(operator))
     except Rejection as exc:
         if isinstance(body.get(O_TYPE), str) and body[O_TYPE] == TYPE_COMMAND and isinstance(body.get(O_NAME), str):
             exc.command_name = body[O_NAME]
@@ -488,13 +540,14 @@ def verify_command(data, trusted, device_id, model, now_ms, last_counter):
         raise
 
 
-def _command(body, operator, device_id, model, now_ms, last_counter):
+def _command(body, operator, device_id, model, now_ms, last_counter, scopes):
     _expect_type(body, TYPE_COMMAND, operator)
     name = body.get(O_NAME)
     args = body.get(O_ARGS, {})
     problem = check_command(name, args)
     if problem:
         raise Rejection("bad-command", problem, operator)
+    check_scope(operator, name, scopes)
     counter = body.get(O_COUNTER)
     if not _is_uint(counter) or counter == 0:
         raise Rejection("malformed", "counter (key %d) must be an integer >= 1" % O_COUNTER, operator)

@@ -39,6 +39,7 @@ KIND_AUDIT = 4
 KIND_BIRTH = 5
 KIND_DEATH = 6
 KIND_EVICTIONS = 7
+KIND_REPAIR = 8
 
 # The MQTT topic level for each kind: ea/v1/<device>/<name>.
 KIND_NAMES = {
@@ -49,6 +50,7 @@ KIND_NAMES = {
     KIND_BIRTH: "birth",
     KIND_DEATH: "death",
     KIND_EVICTIONS: "evictions",
+    KIND_REPAIR: "repair",
 }
 
 PRIORITY_CRITICAL = 0
@@ -279,3 +281,46 @@ U_AFTER = 4  # any: state after (null if refused)
 U_RESULT = 5  # tstr: "applied" or "refused"
 U_REASON = 6  # tstr: why refused, or the operator's note
 U_CHANNEL = 7  # tstr: "console", "downlink"
+
+# Repair body keys (kind 8): the device's answer to a signed `replay`
+# command (repair.py, docs/wire-format.md). Every seq the request named is
+# in exactly one of R_SENDING and R_GONE.
+R_REQUEST = 0  # tstr: the receiver's id for the request, echoed
+R_SENDING = 1  # [[first, last], ...]: held, republished unchanged after this signal
+R_GONE = 2  # [[first, last, reason], ...]: reason "outside-window" or "not-held"
+
+
+def seq_of(record):
+    """The seq of a stored signal (``record``: its bytes as Signal.encode
+    writes them, a canonical map whose keys 0-3 come first), read from its
+    first bytes without decoding the rest: the replay window is scanned
+    record by record (repair.py). None for bytes of any other shape."""
+    try:
+        # {0: 1, 1: kind (< 24), 2: device text, 3: seq, ...}
+        if record[0] != 0xA7 or record[1] != 0 or record[2] != 1 or record[3] != 1 or record[4] > 23 \
+                or record[5] != 2:
+            return None
+        length, pos = _head_at(record, 6, 0x60)
+        if length is None or record[pos + length] != 3:
+            return None
+        return _head_at(record, pos + length + 1, 0)[0]
+    except IndexError:
+        return None
+
+
+def _head_at(data, pos, major_bits):
+    """(argument, position after the head) of the CBOR head at ``pos`` if
+    its major type is ``major_bits`` (0x00 uint, 0x60 text), else (None, pos)."""
+    first = data[pos]
+    if first & 0xE0 != major_bits:
+        return None, pos
+    info = first & 0x1F
+    if info < 24:
+        return info, pos + 1
+    if info > 27:
+        return None, pos
+    size = 1 << (info - 24)
+    value = 0
+    for i in range(size):
+        value = (value << 8) | data[pos + 1 + i]
+    return value, pos + 1 + size

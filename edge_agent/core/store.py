@@ -23,6 +23,14 @@ Theory of operation (docs/store.md has the full rules and the format).
 - Compaction. At each sync, sealed segments wholly acknowledged are
   removed. The active one stays until it is full (appends go on in the
   same file), unless eviction needs its space or the disk is full.
+- Replay window (``window_bytes`` > 0). Wholly acknowledged segments are
+  kept instead, up to ``window_bytes`` of them (sealed ones counted) and,
+  with ``window_ms``, while they are younger than that (a segment is as
+  old as the next one of its lane is: all its records came before), oldest
+  dropped first. ``scan`` reads them back, streaming, to answer a gap
+  repair (repair.py). They never stand in the way of new records: when
+  room is needed they go first, oldest first, before any unacknowledged
+  record, and all at once while the disk is full.
 - Bound. The bytes of all segments (each counted with the seal it will
   end with) never exceed ``max_bytes``. To make room the store evicts whole
   segments: the least urgent lane first, oldest segment first, and never
@@ -197,6 +205,9 @@ class Batch:
         return "Batch(lane %d, %d records, end %r)" % (self.lane, len(self.records), self.end)
 
 
+_wholly_acked = recovery.wholly_acked
+
+
 class _Segment:
     __slots__ = ("segno", "name", "first_ms", "end", "count", "handle", "pieces", "limit", "synced_end", "file_end",
                  "file_count")
@@ -241,6 +252,8 @@ class Store:
         sync_every=DEFAULT_SYNC_EVERY,
         sync_ms=DEFAULT_SYNC_MS,
         hold_bytes=DEFAULT_HOLD_BYTES,
+        window_bytes=0,
+        window_ms=0,
     ):
         if not 1 <= lanes <= 16:
             raise StoreUsageError("lanes must be 1-16, got %r" % lanes)
@@ -253,6 +266,16 @@ class Store:
             )
         if sync_every < 1 or sync_ms < 0:
             raise StoreUsageError("sync_every must be >= 1 and sync_ms >= 0")
+        if window_bytes < 0 or window_ms < 0:
+            raise StoreUsageError("window_bytes and window_ms must be >= 0 (0 bytes: no replay window; 0 ms: no "
+                                  "age bound)")
+        self.window_bytes = window_bytes
+        self.window_ms = window_ms
+        # True while a gap repair is served from the window (repair.py): its
+        # bounds are not enforced meanwhile (a repair lasts at most 4096
+        # records at the replay rate), so what the repair promised is still
+        # there to send; room for new records still takes the window first.
+        self.window_pinned = False
         self.fs = fs
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
@@ -280,6 +303,7 @@ class Store:
             "disk_errors": 0,  # writes that failed with EIO (ridden out like a full disk)
             "removals_deferred": 0,  # segment removals a full disk refused (retried)
             "segments": 0,  # segment files started (each a create, later a remove)
+            "window_dropped": 0,  # acknowledged segments the replay window let go (bound, age, room)
         }
         self.evicted_by_lane = [0] * lanes
         self._reports = []
@@ -347,6 +371,7 @@ class Store:
         # Segments wholly acknowledged before the crash can go now.
         for lane in self._lanes:
             self._compact(lane)
+        self._trim_window()
 
     # -- writing ---------------------------------------------------------
 
@@ -612,12 +637,16 @@ class Store:
         freed = False
         for lane in self._lanes:
             freed = self._compact(lane, True) or freed
+        freed = self._trim_window() or freed
         while True:
             if self._full and freed:
                 self._retry_writes()  # removed files may have made room
             freed = False
             if self._fits(self._room_needed(incoming.active, size)):
                 return True
+            if self.window_bytes and self._drop_oldest_window_segment(True):
+                freed = True  # the replay window gives way first: acknowledged already
+                continue
             victim = None
             for lane in reversed(self._lanes):
                 if lane.number < incoming.number:
@@ -735,6 +764,7 @@ class Store:
         freed = False
         for lane in self._lanes:
             freed = self._compact(lane) or freed
+        freed = self._trim_window() or freed
         if not done and freed:
             done = self._sync_once()  # acknowledged segments made room
         if not done:
@@ -858,9 +888,11 @@ class Store:
             self._retry_removals()
         removed = False
         active_too = active_too or self._full
+        if self.window_bytes and not self._full:
+            return False  # the replay window keeps them: _trim_window, once per sync, holds its bounds
         while lane.segments:
             seg = lane.segments[0]
-            if lane.ack[0] < seg.segno or (lane.ack[0] == seg.segno and lane.ack[1] < seg.end):
+            if not _wholly_acked(seg, lane.ack):
                 return removed
             if seg is lane.active and not active_too:
                 return removed
@@ -869,12 +901,89 @@ class Store:
             removed = True
         return removed
 
+    # -- replay window ---------------------------------------------------
+
+    def _window_candidates(self):
+        """Per lane, its oldest segment if it is a sealed, wholly
+        acknowledged one (what the window would drop next), with its
+        lane: [(lane, segment)]."""
+        out = []
+        for lane in self._lanes:
+            if lane.segments:
+                seg = lane.segments[0]
+                if seg is not lane.active and _wholly_acked(seg, lane.ack):
+                    out.append((lane, seg))
+        return out
+
+    def window_bytes_held(self):
+        """Bytes of the sealed, wholly acknowledged segments kept."""
+        total = 0
+        for lane in self._lanes:
+            for seg in lane.segments:
+                if seg is lane.active or not _wholly_acked(seg, lane.ack):
+                    break
+                total += seg.end + fmt.SEAL_SIZE
+        return total
+
+    def rolled_lanes(self):
+        """Lanes holding a sealed segment (more than the one in use): a
+        replay window rolls through them, oldest first (repair.py)."""
+        out = []
+        for lane in self._lanes:
+            if len(lane.segments) > 1 or (lane.segments and lane.segments[0] is not lane.active):
+                out.append(lane.number)
+        return out
+
+    def _trim_window(self):
+        """Drop the window's segments past its age, then its oldest past its
+        byte bound; True if any went (nothing without a window, or while
+        the disk is full: compaction then removes them all)."""
+        if not self.window_bytes or self._full or self.window_pinned:
+            return False
+        removed = False
+        if self.window_ms:
+            cutoff = self._last_ms - self.window_ms
+            for lane in self._lanes:
+                # A segment is as old as its successor's first record.
+                while len(lane.segments) > 1 and lane.segments[0] is not lane.active and \
+                        _wholly_acked(lane.segments[0], lane.ack) and lane.segments[1].first_ms < cutoff:
+                    self._drop_window_segment(lane)
+                    removed = True
+        held = self.window_bytes_held()
+        while held > self.window_bytes:
+            held -= self._drop_oldest_window_segment()
+            removed = True
+        return removed
+
+    def _drop_oldest_window_segment(self, active_too=False):
+        """Drop the window's oldest segment (by first record time, any
+        lane; with ``active_too`` a wholly acknowledged active segment may
+        go too); its bytes, 0 if the window is empty."""
+        oldest = None
+        for lane in self._lanes:
+            if lane.segments:
+                seg = lane.segments[0]
+                if (active_too or seg is not lane.active) and _wholly_acked(seg, lane.ack) and \
+                        (oldest is None or seg.first_ms < oldest[1].first_ms):
+                    oldest = (lane, seg)
+        if oldest is None:
+            return 0
+        return self._drop_window_segment(oldest[0])
+
+    def _drop_window_segment(self, lane):
+        seg = lane.segments.pop(0)
+        self._drop_segment(lane, seg)
+        self.stats["window_dropped"] += 1
+        return seg.end + fmt.SEAL_SIZE
+
     def close(self):
         """Seal the active segments and make everything durable."""
         if self._closed:
             return
         for lane in self._lanes:
-            self._compact(lane, True)  # a wholly acknowledged active segment needs no seal
+            # A wholly acknowledged active segment needs no seal (the
+            # window keeps it, sealed, for the next run).
+            self._compact(lane, True)
             seg = lane.active
             if seg is not None:
                 seg.pieces.append(fmt.encode_seal(seg.count, seg.end))
@@ -1058,6 +1167,72 @@ class Store:
         lane.cursor = (segno, offset, index)
         self.stats["read"] += len(records)
         return Batch(lane.number, records, lane.cursor)
+
+    def scan(self, position=None, max_records=64):
+        """Every stored record, acknowledged (the replay window) or not,
+        lane by lane, oldest first, from ``position`` (None: the start):
+        ([(lane, payload)], the position to go on from, or None at the
+        end). A gap repair's lookup (repair.py): rare, so it reads the
+        files READ_AHEAD bytes at a time (a larger record whole) and holds
+        no more than ``max_records`` records, whatever the window's size.
+        A damaged record is stepped over; a segment removed between calls
+        is skipped. Reading and acknowledging are not disturbed."""
+        number, segno, offset = position or (0, 0, 0)
+        out = []
+        while number < len(self._lanes) and len(out) < max_records:
+            lane = self._lanes[number]
+            seg = None
+            for candidate in lane.segments:
+                if candidate.segno >= segno:
+                    seg = candidate
+                    break
+            if seg is None:
+                number, segno, offset = number + 1, 0, 0
+                continue
+            if seg.segno != segno or offset < fmt.SEGMENT_HEADER:
+                segno, offset = seg.segno, fmt.SEGMENT_HEADER
+            if offset >= seg.end:
+                segno, offset = segno + 1, 0
+                continue
+            offset = self._scan_chunk(number, seg, offset, out, max_records)
+        return out, ((number, segno, offset) if number < len(self._lanes) else None)
+
+    def _scan_chunk(self, number, seg, offset, out, max_records):
+        """Records of ``seg`` from ``offset`` into ``out``, one read's worth;
+        where the next read starts."""
+        want = READ_AHEAD
+        while True:
+            asked = min(want, seg.end - offset)
+            data = self._segment_bytes(seg, offset, asked)
+            size = len(data)
+            pos = 0
+            need = 0
+            while pos < size and len(out) < max_records:
+                reason, start, length, record_type = fmt.check_record(data, pos, size)
+                if reason is None and record_type == fmt.TYPE_DATA:
+                    out.append((number, data[start:start + length]))
+                    pos = start + length
+                    continue
+                if reason == fmt.TORN and offset + start + length <= seg.end:
+                    need = fmt.RECORD_HEADER + length  # the record continues past this read
+                    break
+                following = fmt.find_next_record(memoryview(data), pos + 1, size)
+                return offset + (size if following < 0 else following)
+            if pos:
+                return offset + pos
+            if size == asked and need > asked:
+                want = need  # a record larger than READ_AHEAD: read it, and only it, whole
+                continue
+            return seg.end  # nothing readable from here (a file shorter than written): past it
+
+    def _segment_bytes(self, seg, offset, n):
+        """``n`` bytes of ``seg`` from ``offset``: from its file, or from RAM
+        for records not written yet (a full disk, the write buffer)."""
+        if offset + n > seg.file_end and seg.pieces and not self._full:
+            self._drain(seg)
+        if offset < seg.file_end:
+            return self.fs.read(seg.name, offset, min(n, seg.file_end - offset))
+        return self._ram_bytes(seg, offset, n)
 
     def _ram_bytes(self, seg, offset, n):
         """Bytes ``offset``.. of ``seg`` that are not in its file yet."""

@@ -303,6 +303,22 @@ def summarize_lane(segments, ack):
     return depth, nbytes, len(segments), oldest
 
 
+def wholly_acked(seg, ack):
+    """True when every record of ``seg`` is at or before ``ack``."""
+    return ack[0] > seg.segno or (ack[0] == seg.segno and ack[1] >= seg.end)
+
+
+def acked_bytes(segments, ack):
+    """Bytes (with seals) of the lane's wholly acknowledged segments, the
+    oldest ones: with a replay window, what it keeps (store.md)."""
+    total = 0
+    for seg in segments:
+        if not wholly_acked(seg, ack):
+            break
+        total += seg.end + fmt.SEAL_SIZE
+    return total
+
+
 def unacked_in(seg, ack):
     """How many of ``seg``'s records come after the acknowledged position
     ``ack`` (none in an older segment: it awaits compaction)."""

@@ -37,6 +37,9 @@ KEYS = {
     ("store", "sync_every"): ("sync_every", "positive int", "records"),
     ("store", "sync_ms"): ("sync_ms", "positive int", "milliseconds"),
     ("store", "segment_bytes"): ("store_segment_bytes", "positive int", "bytes"),
+    ("store", "window_bytes"): ("store_window_bytes", "int >= 0", "bytes of acknowledged signals kept for repair, 0: none"),
+    ("store", "window_hours"): ("store_window_hours", "number >= 0", "hours, 0: no age bound"),
+    ("downlink", "replay_rate"): ("replay_rate", "positive number", "repaired signals per second"),
     ("console", "ports"): ("console", "paths", "a list of serial port paths"),
     ("console", "socket"): ("console_socket", "path", "a Unix socket path"),
     ("console", "idle"): ("console_idle", "positive number", "seconds without a key before a technician is logged out"),
@@ -122,13 +125,16 @@ def _convert(name, value, kind, words, base, problems):
         if not isinstance(value, str) or not value:
             return bad("must be a path (a string), got %s" % _kind(value), "write %s = \"/path\": %s" % (name.split(".")[1], words))
         return os.path.join(base, value)
-    if kind in ("positive int", "positive number"):
-        types = (int,) if kind == "positive int" else (int, float)
+    if kind in ("positive int", "positive number", "int >= 0", "number >= 0"):
+        whole = kind in ("positive int", "int >= 0")
+        types = (int,) if whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, types):
-            return bad("must be a %s, got %s" % ("whole number" if kind == "positive int" else "number", _kind(value)),
+            return bad("must be a %s, got %s" % ("whole number" if whole else "number", _kind(value)),
                        "write a number without quotes (%s)" % words)
-        if value <= 0:
+        if kind.startswith("positive") and value <= 0:
             return bad("must be above 0, got %s" % value, "give a positive value (%s)" % words)
+        if value < 0:
+            return bad("must be 0 or more, got %s" % value, "give 0 or a positive value (%s)" % words)
         return value
     if kind == "bool":
         if not isinstance(value, bool):

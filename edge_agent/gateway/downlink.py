@@ -54,15 +54,16 @@ def _log(level, text):
 
 class Downlink(CommandFlow):
     def __init__(self, device, model, trusted, state_dir, config, clock, dispatch, request_restart=None,
-                 acknowledge=None):
+                 acknowledge=None, scopes=None):
         """``device``: the core Device; ``dispatch(outputs)``: the agent's
         path into the store; ``config``: a config_update.ConfigState (or
         None: config updates refused); ``request_restart()``: restart the
         agent on a staged config; ``acknowledge(alert, who, now_ms) ->
         (before, after)``: marks the alert in the console's list, raising
-        KeyError or ValueError for an unknown one (None: only recorded)."""
+        KeyError or ValueError for an unknown one (None: only recorded);
+        ``scopes``: operators limited to some scopes (keys/operators.py)."""
         self.counters_path = os.path.join(state_dir, COUNTERS_FILE)
-        super().__init__(device, model, trusted, load_counters(self.counters_path), clock, dispatch, _log)
+        super().__init__(device, model, trusted, load_counters(self.counters_path), clock, dispatch, _log, scopes)
         self.config = config
         self.request_restart = request_restart or _restart_self
         self.acknowledge = acknowledge

@@ -1,8 +1,10 @@
 """The signed downlink prepared before the Agent exists (`edge-agent run
 --operators FILE [--state-dir DIR]`): load the trusted operators (no file,
 no downlink: there is no default trust), boot the config (overlay, trial,
-rollback: config_update.py), attach a Downlink to the agent, and
-re-execute the agent when a config update asks for a restart.
+rollback: config_update.py), attach a Downlink to the agent, with a gap
+repair service over its store (core/repair.py, served by the uplink at
+``replay_rate``), and re-execute the agent when a config update asks for
+a restart.
 """
 
 import logging
@@ -23,8 +25,10 @@ class SetupError(ValueError):
 class Setup:
     """What `run` needs for the downlink, prepared before the Agent exists."""
 
-    def __init__(self, trusted, state_dir, config, board, boot_signals):
+    def __init__(self, trusted, state_dir, config, board, boot_signals, scopes=None):
         self.trusted = trusted
+        self.scopes = scopes or {}
+        self.replay_rate = None  # repaired records/s (run --replay-rate); None: the core's gateway default
         self.state_dir = state_dir
         self.config = config
         self.board = board
@@ -39,7 +43,12 @@ class Setup:
 
         self.downlink = Downlink(agent.device, self.board.model, self.trusted, self.state_dir, self.config,
                                  agent.clock, agent._dispatch, request_restart=self._restart,
-                                 acknowledge=lambda alert, who, now: _acknowledge(agent, alert, who, now))
+                                 acknowledge=lambda alert, who, now: _acknowledge(agent, alert, who, now),
+                                 scopes=self.scopes)
+        from edge_agent.core.repair import RATE_GATEWAY, ReplayService
+
+        self.downlink.replays = ReplayService(agent.store, rate=self.replay_rate or RATE_GATEWAY)
+        agent.uplink.replays = self.downlink.replays
         agent.uplink.listen(self.downlink.topics(), self.downlink.on_message, self.downlink.on_connect)
         for signal in self.boot_signals:
             agent._dispatch([agent.device.number(signal)])
@@ -94,10 +103,10 @@ def setup(operators_path, state_dir, board_path, board, port_overrides):
     from edge_agent.gateway.agent import now_ms
     from edge_agent.gateway.config_update import ConfigState
     from edge_agent.gateway.downlink import DownlinkError, load_counters
-    from edge_agent.keys.operators import OperatorError, load_trusted
+    from edge_agent.keys.operators import OperatorError, load_operators
 
     try:
-        trusted = load_trusted(operators_path)
+        trusted, scopes = load_operators(operators_path)
     except OperatorError as exc:
         raise SetupError("--operators: %s" % exc) from None
     with open(board_path, "rb") as f:
@@ -108,4 +117,4 @@ def setup(operators_path, state_dir, board_path, board, port_overrides):
         board, signals = config.boot(now_ms())
     except (DownlinkError, OSError, BoardError) as exc:
         raise SetupError("--state-dir %s: %s" % (state_dir, exc)) from None
-    return Setup(trusted, state_dir, config, board, signals)
+    return Setup(trusted, state_dir, config, board, signals, scopes)

@@ -21,6 +21,13 @@ Pacing: ``drain_rate`` (signals/s) throttles the non-urgent lanes only, so
 a fleet coming back online does not flatten the broker while alerts still
 go at once. Reconnects back off exponentially with full jitter.
 
+Gap repair (``replays``, a core repair.ReplayService): records a receiver
+asked for again are republished unchanged between batches, only when no
+record of priority 0-1 waits (an alert read first is sent first) and at
+the service's own rate; they are not acknowledged in the store (they were
+already). A replayed signal of priority 0-1 goes alone, the others in
+bundles, as when they were first sent.
+
 Listening for signed commands (``listen()``), the session is MQTT 5 so the
 agent can tell the broker the largest packet it takes (Maximum Packet
 Size on CONNECT, MAX_PACKET_BYTES: one command of the core's bound plus
@@ -124,6 +131,8 @@ class Uplink:
         self.subscriptions = []
         self.on_message = None
         self.on_subscribed = None
+        self.replays = None  # a repair.ReplayService (downlink_setup.py), or None
+        self.replayed = 0  # records republished for a gap repair
 
     def listen(self, topics, on_message, on_subscribed=None):
         """Receive on ``topics`` from the next session on. The session is
@@ -239,8 +248,17 @@ class Uplink:
         while True:
             self.wakeup.clear()
             batch = self.store.read(max_records=BATCH_RECORDS)
+            wait_ms = None
+            if batch is None or batch.lane > URGENT_PRIORITY:
+                wait_ms = await self._replay(client)
             if batch is None:
-                await self.wakeup.wait()
+                if wait_ms is None:
+                    await self.wakeup.wait()
+                elif wait_ms:
+                    try:
+                        await asyncio.wait_for(self.wakeup.wait(), wait_ms / 1000)
+                    except asyncio.TimeoutError:
+                        pass
                 continue
             await self._send(client, batch)
             self.store.ack(batch.lane, batch.end)
@@ -249,9 +267,28 @@ class Uplink:
             if batch.lane > URGENT_PRIORITY:
                 await self.pacer.spend(len(batch.records))
 
+    async def _replay(self, client):
+        """Republish what a gap repair has due now; the ms until more is
+        due (0: at once), None when no repair is in service."""
+        if self.replays is None:
+            return None
+        records, wait_ms = self.replays.take(int(time.time() * 1000))
+        urgent = [record for lane, record in records if lane <= URGENT_PRIORITY]
+        rest = [record for lane, record in records if lane > URGENT_PRIORITY]
+        for group, is_urgent in ((urgent, True), (rest, False)):
+            if group:
+                await self._publish(client, group, is_urgent)
+        self.replayed += len(records)
+        return wait_ms
+
     async def _send(self, client, batch):
         """Publish a batch and wait for every PUBACK."""
-        groups = group_for_publish(batch.records, urgent=batch.lane <= URGENT_PRIORITY)
+        await self._publish(client, batch.records, batch.lane <= URGENT_PRIORITY)
+
+    async def _publish(self, client, records, urgent):
+        """Publish records, alone or bundled (group_for_publish), and wait
+        for every PUBACK."""
+        groups = group_for_publish(records, urgent=urgent)
         publishes = []
         for kind, records in groups:
             payload = records[0] if len(records) == 1 else bundle.encode(records)

@@ -13,6 +13,11 @@ operator-entry DIR` prints the block a device's trusted-operators file
     [operators.ops-team]
     public_key = "<64 hex digits>"
 
+An entry may add ``scopes = ["replay"]``: that operator (a receiver's key
+asking devices for lost signals) may then send only `replay` commands;
+without ``scopes`` an operator sends every command but `replay`
+(operator.check_scope, docs/security.md).
+
 Private material is never printed or logged (Operator's repr shows only the
 name); key files readable by group or others are refused, as for device
 identities (identity.py).
@@ -58,9 +63,17 @@ class Operator:
     def public_key_hex(self):
         return public_key_bytes(self._private_key).hex()
 
-    def public_entry(self):
-        """The TOML block a device's trusted-operators file needs."""
-        return '[operators.%s]\npublic_key = "%s"\n' % (self.name, self.public_key_hex())
+    def public_entry(self, scopes=None):
+        """The TOML block a device's trusted-operators file needs (with
+        ``scopes``, a list of op.OPERATOR_SCOPES, that operator may send
+        only the commands they name)."""
+        entry = '[operators.%s]\npublic_key = "%s"\n' % (self.name, self.public_key_hex())
+        if scopes:
+            problem = op.check_operator_scopes(list(scopes))
+            if problem:
+                raise OperatorError("--scopes: " + problem)
+            entry += "scopes = [%s]\n" % ", ".join('"%s"' % scope for scope in scopes)
+        return entry
 
     def _seal(self, payload, device_secret):
         if device_secret is not None:  # an HMAC board: COSE_Mac0 under its secret
@@ -104,6 +117,25 @@ class Operator:
                                 "smaller patch (several config.update commands)" % (name, len(message),
                                                                                    op.MAX_COMMAND_BYTES))
         return message
+
+    def replay_command(self, device_id, ranges, request, counter, ttl_s, now_ms=None, device_secret=None):
+        """A signed `replay` command (COSE bytes) asking ``device_id`` to
+        republish the seqs of ``ranges`` ([[first, last], ...], ascending,
+        at most 32 ranges and 4096 seqs) under the receiver's ``request``
+        id (1-40 characters), echoed in the device's repair signal
+        (docs/wire-format.md). ``device_secret``: an HMAC board's secret
+        (COSE_Mac0). The device trusts it only from an operator listed with
+        scopes = ["replay"]."""
+        from edge_agent.core import repair
+
+        ranges = [list(r) if isinstance(r, tuple) else r for r in ranges]
+        problem = repair.request_problem(ranges, request)
+        if problem:
+            raise OperatorError("replay: " + problem)
+        if op.check_name(device_id) or device_id.startswith(op.MODEL_PREFIX):
+            raise OperatorError("replay: the target must be one device id, not %r" % (device_id,))
+        return self.command(device_id, repair.COMMAND, {"ranges": ranges, "request": request},
+                            counter, ttl_s, now_ms=now_ms, device_secret=device_secret)
 
     # Counters: the next counter per target, persisted so the operator
     # never reuses one (a reused counter is refused as a replay).
@@ -169,6 +201,14 @@ def load_trusted(path):
     """{operator kid bytes: verify} from a trusted-operators TOML file.
     There is no default: a missing or empty file is an error, so a device
     never trusts anyone by accident."""
+    return load_operators(path)[0]
+
+
+def load_operators(path):
+    """(trusted, scopes) from a trusted-operators TOML file: ``trusted`` as
+    load_trusted gives it, ``scopes`` {operator name: tuple of scopes} for
+    the entries that list ``scopes`` (the others send every command but
+    `replay`: operator.check_scope)."""
     data = load_toml(path, OperatorError, "%s: not found; create it from `edge-agent keys operator-entry "
                      "OPERATOR_DIR` output" % path)
     if os.stat(path).st_mode & stat.S_IWOTH:
@@ -178,12 +218,20 @@ def load_trusted(path):
     if not isinstance(entries, dict) or not entries:
         raise OperatorError("%s: no [operators.NAME] entries; a device trusts no operator by default" % path)
     trusted = {}
+    scopes = {}
     problems = []
     for name, entry in sorted(entries.items()):
         problem = op.check_name(name)
         if problem:
             problems.append("operators.%s: %s" % (name, problem))
             continue
+        if isinstance(entry, dict) and "scopes" in entry:
+            problem = op.check_operator_scopes(entry["scopes"])
+            if problem:
+                problems.append("operators.%s: %s; write e.g. scopes = [\"replay\"], or no scopes for every "
+                                "command but replay" % (name, problem))
+                continue
+            scopes[name] = tuple(entry["scopes"])
         try:
             trusted[name.encode()] = ed25519_verifier_from_hex(entry.get("public_key") if isinstance(entry, dict)
                                                                else None, OperatorError)
@@ -191,7 +239,7 @@ def load_trusted(path):
             problems.append("operators.%s: %s" % (name, exc))
     if problems:
         raise OperatorError("%s:\n  %s" % (path, "\n  ".join(problems)))
-    return trusted
+    return trusted, scopes
 
 
 def parse_duration(text):

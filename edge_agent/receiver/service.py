@@ -39,7 +39,8 @@ UNSENT_CHECK_S = 5.0
 # A batch the database gave up (a deadlock between receivers) is handled
 # again, at most this many times before the receiver stops.
 BATCH_ATTEMPTS = 5
-# Reconnect backoff: doubling from the first to the most, per outage.
+# Reconnect backoff: doubling from the first to the most, per outage
+# (of the broker, or of a PostgreSQL server).
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 15
 # A signal dated further than this ahead of the receiver's clock counts as
@@ -145,25 +146,12 @@ class Receiver:
         for signal in signals:
             if signal.seq > MAX_INTEGER or signal.time_ms > MAX_INTEGER:
                 raise Rejection("bad-signal", "seq or time beyond 2**63 - 1 (the receiver stores 64-bit integers)")
-        fresh = []
-        fresh_bodies = []
-        for signal, body in zip(signals, bodies):
-            if not self.storage.has(signal.device, signal.seq):
-                fresh.append(signal)
-                fresh_bodies.append(body)
-        if fresh:
-            envelope_id = self.storage.store_envelope(payload)
-            # Another receiver on the same database may store some first
-            # (a redelivery after a crash): the database decides what is new.
-            stored = [self.storage.store_signal(signal, envelope_id, received_ms, body)
-                      for signal, body in zip(fresh, fresh_bodies)]
-            fresh = [signal for signal, new in zip(fresh, stored) if new]
-            if not fresh:
-                self.storage.drop_envelope(envelope_id)
-        # A message holds one device's signals: one row update for all of them.
-        device = signals[0].device
-        self.storage.seen(device, received_ms, len(signals) - len(fresh), fresh=len(fresh))
-        self._check_clock(device, fresh, received_ms)
+        # The database decides what is new (a duplicate, or a redelivery
+        # another receiver on the same database stored first), and records
+        # the message in its device's row (a message holds one device's signals).
+        stored = self.storage.store_message(payload, signals, bodies, received_ms)
+        fresh = [signal for signal, new in zip(signals, stored) if new]
+        self._check_clock(signals[0].device, fresh, received_ms)
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
         for signal in fresh:
@@ -246,7 +234,7 @@ class Receiver:
             log.info("receiving %s on %s", self.topic_filter, s.describe())
             self.connected.set()
             if self.fleet is not None:
-                await self._send_advisories(client)  # queued before a restart or outage
+                await self._send_advisories_through_outages(client)  # queued before a restart or outage
             messages = client.messages
             unsent_checked = time.monotonic()
             while True:
@@ -257,14 +245,55 @@ class Receiver:
                 # here: 1-4 of 300 messages missing).
                 while len(messages) and len(batch) < BATCH_MAX:
                     batch.append(await messages.__anext__())
-                self._store_batch(batch)
+                await self._store_through_outages(batch)
                 for message in batch:
                     if message.qos > 0:
                         client._client.ack(message.mid, message.qos)
                 if self.fleet is not None and (self.fleet.raised_since_send
                                                or time.monotonic() - unsent_checked > UNSENT_CHECK_S):
                     unsent_checked = time.monotonic()
-                    await self._send_advisories(client)
+                    await self._send_advisories_through_outages(client)
+
+    async def _store_through_outages(self, batch):
+        """_store_batch, waiting out a lost database server: the batch
+        stays here unacknowledged (the broker holds back what follows)
+        while the storage reconnects with backoff, then it is handled again
+        from the start. A batch whose COMMIT went through just before the
+        connection broke is stored once all the same: its signals are then
+        duplicates of themselves (dropped, counted)."""
+        while True:
+            try:
+                self._store_batch(batch)
+                return
+            except self.storage.LOST_ERRORS as exc:
+                await self._reconnect_storage(exc, "a batch of %d messages, none acknowledged" % len(batch))
+
+    async def _send_advisories_through_outages(self, client):
+        try:
+            await self._send_advisories(client)
+        except self.storage.LOST_ERRORS as exc:
+            # What was not marked sent is sent at the next turn (at-least-once,
+            # as after a crash).
+            await self._reconnect_storage(exc, "fleet advisories, sent at the next turn")
+
+    async def _reconnect_storage(self, exc, waiting):
+        """Reconnect the storage after ``exc`` (its LOST_ERRORS), doubling the
+        wait from RECONNECT_FIRST_S to RECONNECT_MAX_S; the MQTT session
+        stays up meanwhile (the connect runs in a thread)."""
+        delay = RECONNECT_FIRST_S
+        log.warning("database %s lost (%s); %s; reconnecting in %.1f s", self.storage.name,
+                    self.storage.describe_error(exc), waiting, delay)
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                await asyncio.to_thread(self.storage.reconnect)
+            except self.storage.LOST_ERRORS as again:
+                delay = min(delay * 2, RECONNECT_MAX_S)
+                log.warning("database %s: %s; reconnecting in %.1f s", self.storage.name,
+                            self.storage.describe_error(again), delay)
+                continue
+            log.warning("database %s: reconnected", self.storage.name)
+            return
 
     def _store_batch(self, batch):
         """Handle and commit a batch. Sorted by device (a stable sort: each
@@ -291,6 +320,9 @@ class Receiver:
                     raise
                 log.warning("database aborted a batch of %d messages (%s); handling it again", len(batch),
                             short(str(exc)))
+            except self.storage.LOST_ERRORS:
+                self._restore(counters)  # the transaction went with the connection
+                raise
 
     def _counters(self):
         return (self.accepted, self.duplicates, dict(self.rejected), self.ignored, dict(self.anomalies),

@@ -30,6 +30,10 @@ CREATE TABLE IF NOT EXISTS signals (
 ){without_rowid};
 -- A device's readings over a time range: WHERE device = ? AND time_ms BETWEEN ? AND ?
 CREATE INDEX IF NOT EXISTS signals_device_time ON signals (device, time_ms);
+-- Alerts by arrival: the web view's live feed asks for those stored since
+-- its last poll (receiver/web/live.py). Partial: only alerts are indexed,
+-- so telemetry, most of the traffic, pays nothing for it.
+CREATE INDEX IF NOT EXISTS signals_alert_arrival ON signals (received_ms) WHERE kind = 1;
 -- Each COSE message as received, once (a bundle carries many signals),
 -- so any stored signal can be verified again later.
 CREATE TABLE IF NOT EXISTS envelopes (id {id}, data {blob} NOT NULL);
@@ -143,6 +147,20 @@ DEVICE_COLUMNS = (
     ("clock_anomalies", "{int} NOT NULL DEFAULT 0"),
 )
 
+# The devices row of a verified message, after its (device, first_seen_ms,
+# last_seen_ms, duplicates, confirmed) values: storage.seen().
+SEEN_CONFLICT = (
+    "ON CONFLICT (device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
+    "first_seen_ms = CASE WHEN devices.first_seen_ms = 0 THEN excluded.first_seen_ms "
+    "ELSE devices.first_seen_ms END, "
+    "duplicates = devices.duplicates + excluded.duplicates, "
+    "confirmed = CASE WHEN excluded.confirmed > devices.confirmed THEN excluded.confirmed "
+    "ELSE devices.confirmed END")
+ALERT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# A device's signals of a kind over a time range: storage.signals_between().
+SIGNALS_BETWEEN = ("SELECT time_ms, seq, body FROM signals WHERE device = ? AND time_ms >= ? AND time_ms < ? "
+                   "AND kind = ? ORDER BY time_ms, seq")
+
 # Rejections are evidence, not a log sink: keep at most this many payload
 # bytes each, so a flood of garbage cannot fill the disk quickly (MQTT
 # topics can be 64 KiB long: they are cut too).
@@ -163,11 +181,15 @@ class SQLStorage:
     ``types`` for SCHEMA, ``FATAL_ERRORS`` (the database's own failures,
     which stop a batch: nothing about the message) and ``RETRY_ERRORS``
     (a transaction the server gave up, e.g. a deadlock between receivers:
-    the batch is handled again), and implements ``_execute``, the
+    the batch is handled again), ``LOST_ERRORS`` with ``reconnect()`` for a
+    server connection, and implements ``_execute``, the
     migration's catalog queries and the locks."""
 
     FATAL_ERRORS = ()
     RETRY_ERRORS = ()
+    # A server connection lost (PostgreSQL): the receiver calls reconnect()
+    # with backoff and handles the batch again. None for a file (SQLite).
+    LOST_ERRORS = ()
     # Appended to a SELECT of rows to change: lock them until the
     # transaction ends; or skip rows another writer locked (claiming outbox
     # rows). PostgreSQL's; SQLite has one writer at a time.
@@ -187,6 +209,10 @@ class SQLStorage:
 
     def close(self):
         self.db.close()
+
+    def describe_error(self, exc):
+        """A database error for the log, on one line."""
+        return " ".join(str(exc).split())
 
     def begin(self):
         self.execute("BEGIN")
@@ -264,12 +290,7 @@ class SQLStorage:
         on the broker can replay a recorded message)."""
         self.execute(
             "INSERT INTO devices (device, first_seen_ms, last_seen_ms, duplicates, confirmed) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (device) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
-            "first_seen_ms = CASE WHEN devices.first_seen_ms = 0 THEN excluded.first_seen_ms "
-            "ELSE devices.first_seen_ms END, "
-            "duplicates = devices.duplicates + excluded.duplicates, "
-            "confirmed = CASE WHEN excluded.confirmed > devices.confirmed THEN excluded.confirmed "
-            "ELSE devices.confirmed END",
+            + SEEN_CONFLICT,
             (device, received_ms, received_ms, duplicates, 1 if fresh else 0),
         )
 
@@ -284,21 +305,49 @@ class SQLStorage:
         (by this receiver or another). The caller records the message with
         seen(). ``body``: the body's CBOR as received (signals.body_bytes),
         stored as is; None encodes ``signal.body``."""
-        cursor = self.execute(
-            "INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
-             cbor.dumps(signal.body) if body is None else body, envelope_id),
-        )
+        cursor = self.execute("INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                              signal_row(signal, body, received_ms) + (envelope_id,))
         new = cursor.rowcount == 1
         if new and signal.kind == sg.KIND_ALERT:
-            body = signal.body
-            self.execute(
-                "INSERT INTO alerts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (signal.device, signal.seq, signal.time_ms, signal.priority, _text(body.get(sg.A_CONDITION)),
-                 _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_SENSOR)), _text(body.get(sg.A_SEVERITY)),
-                 1 if body.get(sg.A_ACTIVE) else 0, _text(body.get(sg.A_TEXT))),
-            )
+            self._store_alert(signal)
         return new
+
+    def store_message(self, payload, signals, bodies, received_ms):
+        """Store a verified message of one device: its envelope, each of its
+        signals not stored before (by this receiver or another: the primary
+        key decides, in the same statement) with the alerts among them, and
+        the device's seen() row. Returns a flag per signal, True where it
+        is new; an envelope none of whose signals is new is not kept.
+        ``bodies``: each body's CBOR as signed (None: encode ``signal.body``)."""
+        envelope_id, inserted = self._insert_signals(
+            payload, [signal_row(signal, body, received_ms) for signal, body in zip(signals, bodies)])
+        flags = new_flags(signals, inserted)
+        if not any(flags):
+            self.drop_envelope(envelope_id)
+        for signal, new in zip(signals, flags):
+            if new and signal.kind == sg.KIND_ALERT:
+                self._store_alert(signal)
+        fresh = sum(flags)
+        self.seen(signals[0].device, received_ms, len(signals) - fresh, fresh=fresh)
+        return flags
+
+    def _insert_signals(self, payload, rows):
+        """Insert the envelope and the signal rows (each without its envelope
+        column), skipping (device, seq) already stored: (envelope id, set
+        of the seqs inserted). One statement for all the rows (a bundle
+        holds up to bundle.MAX_BUNDLE_SIGNALS: 8,000 parameters, within
+        both backends' limits)."""
+        envelope_id = self.store_envelope(payload)
+        params = []
+        for row in rows:
+            params.extend(row)
+            params.append(envelope_id)
+        cursor = self.execute("INSERT INTO signals VALUES %s ON CONFLICT DO NOTHING RETURNING seq"
+                              % ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows)), params)
+        return envelope_id, {row[0] for row in cursor.fetchall()}
+
+    def _store_alert(self, signal):
+        self.execute("INSERT INTO alerts VALUES %s ON CONFLICT DO NOTHING" % ALERT_VALUES, alert_row(signal))
 
     def store_rejection(self, topic, reason, detail, payload, received_ms):
         self.execute(
@@ -403,6 +452,15 @@ class SQLStorage:
             summary.append(row[:3] + (row[3] - skipped,) + row[4:8] + (presence(row[7], row[8]),) + row[9:])
         return summary
 
+    def signals_between(self, device, start_ms, end_ms, kind=sg.KIND_TELEMETRY):
+        """``device``'s signals of ``kind`` dated (device time) from
+        ``start_ms`` up to, not including, ``end_ms``: [(time_ms, seq, body)]
+        in time order, each body the CBOR the device signed. The
+        (device, time_ms) index answers it in time proportional to the rows
+        returned, whatever the table holds (docs/receiver.md, "Time-range
+        queries")."""
+        return self.query(SIGNALS_BETWEEN, (device, start_ms, end_ms, kind))
+
     def recent_alerts(self, limit=10):
         return self.query(
             "SELECT device, seq, time_ms, severity, active, text FROM alerts ORDER BY time_ms DESC, seq DESC LIMIT ?",
@@ -432,6 +490,29 @@ def presence(online, confirmed):
     if online:
         return ONLINE if confirmed else UNCONFIRMED
     return CONTRADICTED if confirmed else OFFLINE
+
+
+def new_flags(signals, inserted):
+    """A flag per signal: its seq is in ``inserted`` (a set, emptied). A seq
+    twice in one bundle is stored once: its first is the new one."""
+    flags = []
+    for signal in signals:
+        flags.append(signal.seq in inserted)
+        inserted.discard(signal.seq)
+    return flags
+
+
+def alert_row(signal):
+    body = signal.body
+    return (signal.device, signal.seq, signal.time_ms, signal.priority, _text(body.get(sg.A_CONDITION)),
+            _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_SENSOR)), _text(body.get(sg.A_SEVERITY)),
+            1 if body.get(sg.A_ACTIVE) else 0, _text(body.get(sg.A_TEXT)))
+
+
+def signal_row(signal, body, received_ms):
+    """A signals row up to its envelope column."""
+    return (signal.device, signal.seq, signal.kind, signal.priority, signal.time_ms, received_ms,
+            cbor.dumps(signal.body) if body is None else body)
 
 
 def _text(value):

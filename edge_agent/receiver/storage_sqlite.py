@@ -36,7 +36,13 @@ class SQLiteStorage(SQLStorage):
             # database no broker acknowledgement depends on: the simulator's
             # virtual runs, where a sync per drain would cost more than the run.
             self.db.execute("PRAGMA synchronous=%s" % ("FULL" if durable else "NORMAL"))
-            self.begin()
+            # IMMEDIATE: the migration reads the schema, then writes; a
+            # deferred transaction whose read snapshot another process's
+            # commit made stale cannot become a writer and fails at once
+            # with "database is locked" (no busy wait): a view or report
+            # opened while a receiver starts on the same file. Taking the
+            # write lock first waits for the other (timeout above) instead.
+            self.execute("BEGIN IMMEDIATE")
             try:
                 self._migrate()
             except BaseException:
@@ -45,6 +51,14 @@ class SQLiteStorage(SQLStorage):
             self.commit()
         except sqlite3.DatabaseError as exc:
             raise StorageError("--db %s: not a receiver database SQLite can open (%s)" % (path, exc)) from None
+
+    def begin(self):
+        # Every transaction we begin writes (a batch, a ticket's
+        # acknowledgement, the outbox): take the write lock first, as the
+        # migration does, so a writer that finds another process's commit
+        # waits for it (the busy timeout) instead of failing at once with
+        # "database is locked" when its deferred read turns into a write.
+        self.execute("BEGIN IMMEDIATE")
 
     def _execute(self, sql, params):
         return self.db.execute(sql, params)

@@ -137,7 +137,7 @@ def _der_key(path):
 
 
 def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_s=30, wifi_ssid=None,
-              wifi_password=None, operators=(), insecure=False):
+              wifi_password=None, operators=(), insecure=False, window_bytes=None, window_hours=None):
     """The device settings CBOR: device id, its HMAC secret, the broker and,
     for TLS, the CA, client certificate and key in DER. Secret material:
     write it with atomic_write(path, data, mode=0o600) and never print it.
@@ -168,11 +168,34 @@ def provision(identity_dir, host, port, ca=None, cert=None, key=None, keepalive_
                                  "at every boot)")
     from edge_agent.core.operator import check_name
 
-    for name in operators:
+    from edge_agent.core.operator import check_operator_scopes
+
+    names = []
+    scopes = {}
+    for entry in operators:
+        # NAME, or NAME:SCOPE[,SCOPE]: an operator that may send only those
+        # scopes' commands (a receiver's repair key: rx:replay).
+        name, _, listed = entry.partition(":")
         problem = check_name(name)
         if problem:
-            raise FirmwareBuildError("--operator %r: %s" % (name, problem))
-    settings["operators"] = list(operators)
+            raise FirmwareBuildError("--operator %r: %s" % (entry, problem))
+        if listed:
+            problem = check_operator_scopes(listed.split(","))
+            if problem:
+                raise FirmwareBuildError("--operator %r: %s; write NAME:replay" % (entry, problem))
+            scopes[name] = listed.split(",")
+        names.append(name)
+    settings["operators"] = names
+    if scopes:
+        settings["scopes"] = scopes
+    if window_bytes is not None:
+        if window_bytes < 0:
+            raise FirmwareBuildError("--window-bytes %d: give 0 (no replay window) or more" % window_bytes)
+        settings["window_bytes"] = window_bytes
+    if window_hours is not None:
+        if window_hours < 0:
+            raise FirmwareBuildError("--window-hours %g: give 0 (no age bound) or more" % window_hours)
+        settings["window_ms"] = int(window_hours * 3600 * 1000)
     if wifi_ssid:
         settings["wifi"] = {"ssid": wifi_ssid, "password": wifi_password or ""}
     return cbor.dumps(settings)

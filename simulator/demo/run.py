@@ -18,7 +18,10 @@ scenario files from the library.
 2. prediction, on a virtual clock: the library scenario
    simulator/scenarios/bearing_wear.toml (75 simulated days of a bearing
    wearing out, through the real health engine, store, sealing and
-   receiver); its PNG report .demo/bearing_wear.png is the last line.
+   receiver); its PNG report .demo/bearing_wear.png.
+3. the fleet web view over the live run's receiver database (web.py): its
+   URL (and token file) is the last line; open while the demo ends, and
+   kept open until Ctrl-C with EA_DEMO_KEEP=1.
 
 Everything started is stopped at the end (process groups, so nothing is
 left behind), and the exit status is 0 only if every expectation held.
@@ -85,6 +88,7 @@ def main():
     workdir = tempfile.mkdtemp(prefix="edge-agent-demo-")
     os.makedirs(REPORT_DIR, exist_ok=True)
     reports = []
+    view = None
     ok = False
     try:
         step("live: scenario simulator/scenarios/demo_live.toml on real processes: mosquitto (mutual TLS, ACL), the "
@@ -99,6 +103,10 @@ def main():
         step("predicting a failure days ahead: scenario simulator/scenarios/bearing_wear.toml, "
              "75 simulated days on a virtual clock")
         reports.append(run_library_scenario("bearing_wear.toml", os.path.join(REPORT_DIR, "bearing_wear.png")))
+        step("the fleet web view (edge-agent receiver web) over the live run's receiver database")
+        from . import web as demo_web
+
+        view = demo_web.start(os.path.join(workdir, "live", "receiver.sqlite"), workdir, "demo-001")
         ok = True
         step("signed alerts verified and stored, the failing fan quarantined and its power cut, noise, a "
              "partition and a power cut ridden out with nothing missing, a failure predicted days ahead: "
@@ -108,6 +116,11 @@ def main():
         print("\ndemo failed: %s" % exc, file=sys.stderr)
         return 1
     finally:
+        if view is not None:
+            if ok and os.environ.get("EA_DEMO_KEEP"):
+                say("web view: %s (token in %s)" % (view[1], view[2]))
+                demo_web.wait_for_ctrl_c(view[0])
+            view[0].stop()
         if os.environ.get("EA_DEMO_KEEP"):
             kept = "kept %s (EA_DEMO_KEEP): certificates, store, receiver database, process logs" % workdir
         else:
@@ -117,6 +130,10 @@ def main():
         say("demo %s" % ("passed" if ok else "FAILED"))
         for path in reports:
             say("scenario report: %s" % os.path.relpath(path, ROOT))
+        if view is not None:
+            say("web view of the live run: %s (token in %s; %s)" % (
+                view[1], view[2], "stopped: Ctrl-C ended it" if os.environ.get("EA_DEMO_KEEP")
+                else "stopped with the demo: EA_DEMO_KEEP=1 keeps it open"))
 
 
 if __name__ == "__main__":

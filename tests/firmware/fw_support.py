@@ -65,15 +65,17 @@ class Rig:
         self.bus = bus
         self.output = output
 
-    def provision(self, broker_port, operators=(), insecure=False):
+    def provision(self, broker_port, operators=(), insecure=False, **options):
         """The device settings: mutual TLS with the pki, or ``insecure``
-        (plaintext MQTT, `firmware provision --insecure`)."""
+        (plaintext MQTT, `firmware provision --insecure`); ``options``:
+        fb.provision's others (window_bytes, window_hours)."""
         identity = os.path.join(self.directory, "identity")
         if insecure:
-            data = fb.provision(identity, "127.0.0.1", broker_port, operators=operators, insecure=True)
+            data = fb.provision(identity, "127.0.0.1", broker_port, operators=operators, insecure=True, **options)
         else:
             cert, key = self.pki.client(self.device_id)
-            data = fb.provision(identity, "127.0.0.1", broker_port, self.pki.ca_cert, cert, key, operators=operators)
+            data = fb.provision(identity, "127.0.0.1", broker_port, self.pki.ca_cert, cert, key, operators=operators,
+                                **options)
         atomic_write(self.device_cbor, data, mode=0o600)
 
     def firmware_argv(self, uart_path, *extra, heap=None, rom=None, micropython=None, frozen=False):

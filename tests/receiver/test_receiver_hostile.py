@@ -346,7 +346,7 @@ def test_an_unforeseen_exception_becomes_an_internal_error_rejection(tmp_path, c
     assert rig.storage.db.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0] == 2
     reason, detail = rig.storage.db.execute("SELECT reason, detail FROM rejections").fetchone()
     assert reason == "internal-error" and detail.startswith("IntegrityError: refused by a test trigger \\x1b[2J")
-    assert "storage_sql.py" in detail and "store_signal" in detail  # where, as code positions
+    assert "storage_sql.py" in detail and "_insert_signals" in detail  # where, as code positions
     assert rig.receiver.rejected == {"internal-error": 1}
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == 1 and "internal error" in logged[0] and "\x1b" not in logged[0]
