@@ -8,7 +8,8 @@ the simulator package is imported, ``enable()`` puts the compiled modules
 first on the import path, but only if every one of them was built from the
 sources as they are now (a SHA-256 per source in the build's manifest);
 otherwise nothing compiled is used and ``status`` says why. Stale compiled
-code never runs against newer sources.
+code never runs against newer sources. A module already imported before
+the simulator (the CLI imports the CBOR codec) stays the plain one.
 
 EA_ACCELERATE=0 turns it off; EA_ACCELERATED_DIR points at another build.
 """
@@ -78,7 +79,7 @@ def check(directory):
         if name.endswith("__mypyc" + SUFFIX):
             files[name[:-len(SUFFIX)]] = os.path.join(directory, name)
     missing = [path for path in files.values() if not os.path.exists(path)]
-    if missing or len(files) == len(MODULES):
+    if missing or len(files) == len(MODULES):  # a file gone, or no shared library
         return "incomplete build (%s): make accelerate" % (", ".join(missing) or "no shared library")
     return files
 
