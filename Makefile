@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 MICROPYPATH := .:tests/core:.frozen
 PYTEST_ARGS ?=
 
-.PHONY: all setup mosquitto picocom strace postgresql chromium prometheus demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32
+.PHONY: all setup mosquitto picocom strace postgresql chromium prometheus demo test test-micropython test-cpython bench torture scenarios clean help firmware flash firmware-check micropython32 accelerate
 
 all: help
 
@@ -25,6 +25,7 @@ help:
 	@echo "make flash PORT=/dev/ttyUSB0 - copy build/firmware to a board with mpremote and reset it"
 	@echo "make firmware-check - type-check the firmware against micropython-esp32-stubs"
 	@echo "make micropython32 MICROPYTHON_SRC=DIR [MICROPYTHON_LIB=DIR] - a 32-bit MicroPython from source into build/micropython32"
+	@echo "make accelerate - optional: compile the simulator's per-reading path with mypyc into build/accelerated"
 	@echo "make clean   - remove the virtualenv and generated files"
 
 setup: $(STAMP) mosquitto picocom strace postgresql chromium prometheus
@@ -175,6 +176,13 @@ firmware-check: setup
 micropython32:
 	@test -n "$(MICROPYTHON_SRC)" || { echo "make micropython32 MICROPYTHON_SRC=DIR [MICROPYTHON_LIB=DIR]: DIR is a micropython/micropython checkout (docs/firmware.md)"; exit 2; }
 	$(PYTHON) -m edge_agent.tools.micropython32 --src "$(MICROPYTHON_SRC)" $(if $(MICROPYTHON_LIB),--lib "$(MICROPYTHON_LIB)") $(MP32_ARGS)
+
+# Optional, CPython only: mypyc compiles the per-reading path (the modules
+# simulator/accelerate.py lists) into build/accelerated/, which the simulator
+# uses only while every source still matches its digest in the build's
+# manifest (docs/simulator.md, Speed). Needs a C compiler; about 30 s.
+accelerate: $(STAMP)
+	$(BIN)/python -m simulator.accelerate_build
 
 clean:
 	rm -rf $(VENV) .demo build *.egg-info .hypothesis

@@ -16,3 +16,9 @@ network in software, for development, CI and the demo.
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
+
+# The compiled per-reading path, when `make accelerate` built it from these
+# very sources (simulator/accelerate.py); otherwise the plain modules.
+from . import accelerate  # noqa: E402
+
+accelerate.enable()

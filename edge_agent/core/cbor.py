@@ -34,6 +34,12 @@ Undefined     simple 23 (decodes to the UNDEFINED singleton)
 
 import struct
 
+# Names for annotations only (mypyc, `make accelerate`): never imported at run
+# time, so MicroPython, which ignores annotations, needs no typing module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Nesting deeper than this is refused. MicroPython's C stack allows roughly
 # 40-60 recursive Python calls on an ESP32; 32 levels leaves room for callers,
 # and no signal we define nests deeper than 4.
@@ -173,11 +179,11 @@ _unpack_from = struct.unpack_from
 MAX_CACHED_TEXTS = 256
 # Off, every row takes the general paths (the tests compare the two).
 ROW_SHORTCUTS = True
-_row_heads = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
-_byte_texts = {}  # UTF-8 bytes -> str
+_row_heads: dict = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
+_byte_texts: dict = {}  # UTF-8 bytes -> str
 # A row with an id of n bytes and a double, for unpack: [0x84, 0x1b] time
 # [text head] id [0xfb] double quality; made on first use (a board's heap).
-_ROW_FORMATS = [None] * 24
+_ROW_FORMATS: list = [None] * 24
 
 
 def _row_head(sensor):
@@ -198,7 +204,7 @@ def _sort_key(encoded_key):
     return (len(encoded_key), encoded_key)
 
 
-def _encode(value, out, depth):
+def _encode(value: "Any", out: bytearray, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise CBOREncodeError("nesting deeper than %d levels" % MAX_DEPTH)
     # The common exact types first, by type (telemetry is lists of ints,
@@ -375,6 +381,9 @@ def _half_to_float(bits):
 
 class _Reader:
     __slots__ = ("data", "pos", "end")
+    # Typed for mypyc (`make accelerate`); data is bytes or a memoryview.
+    pos: int
+    end: int
 
     def __init__(self, data):
         self.data = data
@@ -413,7 +422,7 @@ class _Reader:
             "reserved additional information %d at offset %d" % (info, self.pos - 1)
         )
 
-    def item(self, depth):
+    def item(self, depth: int) -> "Any":
         if depth > MAX_DEPTH:
             raise CBORDecodeError("nesting deeper than %d levels" % MAX_DEPTH)
         start = self.pos
@@ -488,14 +497,14 @@ class _Reader:
             return magnitude if n == 2 else -1 - magnitude
         return Tag(n, value)
 
-    def short_array(self, n, depth):
+    def short_array(self, n: int, depth: int) -> list:
         """The items of a definite array; its scalars read inline."""
         if depth > MAX_DEPTH:
             return [self.item(depth) for _ in range(n)]  # raises
         data = self.data
         end = self.end
         rows = ROW_SHORTCUTS and depth < MAX_DEPTH
-        result = []
+        result: list = []
         append = result.append
         pos = self.pos
         for _ in range(n):

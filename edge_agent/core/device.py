@@ -24,6 +24,12 @@ Counters in ``stats`` record everything the pipeline saw, including every
 rejected frame by reason, so the console and tests can inspect it.
 """
 
+# Names for annotations only (mypyc, `make accelerate`): never imported at run
+# time, so MicroPython, which ignores annotations, needs no typing module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 from edge_agent.core import decoders
 from edge_agent.core import frames as fr
 from edge_agent.core.outputs import WriteRegisters
@@ -73,6 +79,12 @@ class Sequencer:
 
 
 class Device:
+    # Typed for mypyc (`make accelerate`): what ingest touches per reading.
+    health: "HealthEngine"
+    stats: dict
+    _batch: list
+    telemetry_max_readings: int
+
     def __init__(
         self,
         board,
@@ -324,21 +336,21 @@ class Device:
             reading = rd.Reading(now_ms, sensor.id, None, rd.FAULT, event.value)
         self._on_reading(sensor, reading, now_ms, outputs)
 
-    def ingest(self, reading, now_ms):
+    def ingest(self, reading: "rd.Reading", now_ms: int) -> list:
         """A reading from a source without frames (a GPIO input, a decoder
         that is not a serial bus, the simulator's virtual clock). Returns
         outputs like ``feed``."""
         sensor = self.board.sensors.get(reading.sensor)
         if sensor is None:
             raise KeyError("no sensor %r on board %s" % (reading.sensor, self.board.name))
-        outputs = []
+        outputs: list = []
         self._on_reading(sensor, reading, now_ms, outputs)
         due = self._batch_due_ms
         if due is not None and now_ms >= due and self._batch:
             outputs.extend(self._emit_batch(now_ms))
         return outputs
 
-    def _on_reading(self, sensor, reading, now_ms, outputs):
+    def _on_reading(self, sensor: "Any", reading: "rd.Reading", now_ms: int, outputs: list) -> None:
         self.stats["readings"] += 1
         health = self.health
         judged = health.on_reading(reading)

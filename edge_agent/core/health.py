@@ -29,6 +29,12 @@ after ``max_probes`` failed probes it stays isolated (SERVICE) and a person
 is asked to act.
 """
 
+# Names for annotations only (mypyc, `make accelerate`): never imported at run
+# time, so MicroPython, which ignores annotations, needs no typing module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 from edge_agent.core import component as cs
 from edge_agent.core import predict as pr
 from edge_agent.core import reading as rd
@@ -44,7 +50,7 @@ EVIDENCE = 6
 MAX_BACKOFF_MS = 86400000
 
 
-def _any_bad(watches):
+def _any_bad(watches: "list[rules.SensorWatch]") -> bool:
     for watch in watches:
         if watch.bad_rules:
             return True
@@ -57,16 +63,18 @@ class ComponentHealth:
     instance only once they change: on MicroPython each instance attribute
     is a slot in the instance's own table (``__slots__`` is ignored there)."""
 
-    since_ms = None
+    since_ms: "Any" = None
     probes_failed = 0
-    next_probe_ms = None
-    probe_started_ms = None
-    duty_next_ms = None
+    next_probe_ms: "Any" = None
+    probe_started_ms: "Any" = None
+    duty_next_ms: "Any" = None
     duty_off = False
-    culprit = None  # the sensor named in the component's open alert
+    culprit: "Any" = None  # the sensor named in the component's open alert
     # Rule alerts raised but never cleared because a probe reset their
     # rules: (watch, rule, since_ms), cleared when the component is back.
-    unresolved = ()
+    unresolved: "Any" = ()
+    state: str
+    watches: "list[rules.SensorWatch]"
 
     def __init__(self, component, watches):
         self.component = component
@@ -83,6 +91,14 @@ class ComponentHealth:
 
 
 class HealthEngine:
+    # Typed for mypyc (`make accelerate`): what on_reading touches per reading.
+    watches: "dict[str, rules.SensorWatch]"
+    latest: dict
+    predictors: dict
+    isolated_sensors: set
+    _health_of: "dict[str, ComponentHealth | None]"
+    _stand_ins: dict
+
     def __init__(self, board):
         self.board = board
         self.latest = {}  # sensor id -> last Reading (shared with the watches)
@@ -143,7 +159,7 @@ class HealthEngine:
 
     # -- inputs ---------------------------------------------------------------
 
-    def on_reading(self, reading):
+    def on_reading(self, reading: "rd.Reading") -> list:
         """Judge one reading; return outputs (proposed alert Signals, state
         Signals, SetOutputs)."""
         now = reading.time_ms
@@ -151,7 +167,7 @@ class HealthEngine:
             self._start(now)
         sid = reading.sensor
         self.latest[sid] = reading
-        out = []
+        out: list = []
         if sid in self.isolated_sensors:
             return out
         watch = self.watches[sid]

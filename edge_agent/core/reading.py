@@ -1,5 +1,11 @@
 """A reading: one sample of one sensor at one time."""
 
+# Names for annotations only (mypyc, `make accelerate`): never imported at run
+# time, so MicroPython, which ignores annotations, needs no typing module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # Quality of a reading. GOOD: the sensor delivered a number. FAULT: the
 # sensor itself reported an error (value is None, ``code`` says which).
 GOOD = 0
@@ -14,10 +20,10 @@ class Reading:
     # and code default on the class. On MicroPython every instance
     # attribute is a slot in the instance's own table (``__slots__`` is
     # ignored there), and a device keeps each sensor's last reading.
-    quality = GOOD
-    code = None
+    quality: int = 0  # GOOD (mypyc takes only a literal as a class default)
+    code: "Any" = None
 
-    def __init__(self, time_ms, sensor, value, quality=GOOD, code=None):
+    def __init__(self, time_ms: int, sensor: str, value: "Any", quality: int = GOOD, code: "Any" = None) -> None:
         self.time_ms = time_ms
         self.sensor = sensor
         self.value = value

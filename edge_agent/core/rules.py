@@ -24,6 +24,12 @@ default) also make the component's evaluation bad (component.py).
 
 from array import array
 
+# Names for annotations only (mypyc, `make accelerate`): never imported at run
+# time, so MicroPython, which ignores annotations, needs no typing module.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 
@@ -52,23 +58,24 @@ class Rule:
     health): a quiet rule is its spec and nothing else.
     """
 
+    spec: "Any" = None
     active = False
-    since_ms = None
+    since_ms: "Any" = None
     detail = ""
-    clear_since = None  # first reading past the clear level (clear_for_s)
+    clear_since: "Any" = None  # first reading past the clear level (clear_for_s)
 
     def __init__(self, spec):
         self.spec = spec
 
     @property
-    def kind(self):
+    def kind(self) -> str:
         return self.spec.kind
 
     @property
-    def health(self):
+    def health(self) -> bool:
         return self.spec.health
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         raise NotImplementedError
 
     def reset(self):
@@ -83,17 +90,20 @@ class Rule:
 class _Implicit(Rule):
     """A rule every sensor has, not declared in the board file."""
 
-    spec = None
-    health = True
-
     def __init__(self):
         pass
 
+    @property
+    def health(self) -> bool:
+        return True
+
 
 class RangeCheck(_Implicit):
-    kind = OUT_OF_RANGE
+    @property
+    def kind(self) -> str:
+        return OUT_OF_RANGE
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         sensor = watch.sensor
         if sensor.low <= reading.value <= sensor.high:
             return False
@@ -102,14 +112,16 @@ class RangeCheck(_Implicit):
 
 
 class FaultCheck(_Implicit):
-    kind = SENSOR_FAULT
+    @property
+    def kind(self) -> str:
+        return SENSOR_FAULT
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         return False  # a good reading clears it; FAULT readings are handled by SensorWatch
 
 
 class Threshold(Rule):
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
         value = reading.value
         unit = watch.sensor.unit
@@ -125,10 +137,10 @@ class Threshold(Rule):
 
 
 class Stuck(Rule):
-    anchor = None
+    anchor: "Any" = None
     anchor_ms = 0
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
         if self.anchor is None or abs(reading.value - self.anchor) > p["epsilon"]:
             self.anchor = reading.value
@@ -147,9 +159,9 @@ class Stuck(Rule):
 
 
 class Flatline(Rule):
-    rail_since = None
+    rail_since: "Any" = None
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
         low, high = p["rails"] if p["rails"] is not None else (watch.sensor.low, watch.sensor.high)
         tol = p["tolerance"]
@@ -173,7 +185,7 @@ class Flatline(Rule):
 
 
 class Rate(Rule):
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         previous = watch.previous
         if previous is None or reading.time_ms <= previous.time_ms:
             return False
@@ -187,9 +199,9 @@ class Rate(Rule):
 
 
 class Jump(Rule):
-    level = None
+    level: "Any" = None
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         value = reading.value
         if self.level is None:
             self.level = value
@@ -228,12 +240,12 @@ class LevelShift(Rule):
     baseline, or ``accept`` takes the new level as the baseline (the sensor
     was recalibrated, or a technician acknowledged the alert)."""
 
-    base = None
+    base: "Any" = None
     base_ms = 0
     up = 0.0
     down = 0.0
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
         value = reading.value
         t = reading.time_ms
@@ -274,11 +286,11 @@ class LevelShift(Rule):
 
 
 class Disagree(Rule):
-    apart_since = None
-    latest = None  # the engine's map of last readings, set by SensorWatch
+    apart_since: "Any" = None
+    latest: "Any" = None  # the engine's map of last readings, set by SensorWatch
     partner_ms = 0  # the slower sample period of the two
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
         other = self.latest.get(p["with"])
         # Compare only with a fresh good reading: a silent or faulty partner
@@ -313,7 +325,7 @@ class Dropout(Rule):
     toward the component's state (board_health refuses health = true), and
     the first reading clears it."""
 
-    def judge(self, reading, watch):
+    def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         return False  # any reading clears a dropout
 
     def due(self, now_ms, last_ms):
@@ -362,10 +374,12 @@ class SensorWatch:
     Fields at their usual value are class attributes (see Rule).
     """
 
-    dropout = None  # the dropout rule, if declared
-    ev_other = None
+    dropout: "Any" = None  # the dropout rule, if declared
+    rules: "list[Rule]"
+    judged: "tuple[Rule, ...]"
+    ev_other: "dict | None" = None
     ev_count = 0  # readings recorded as evidence, ever (the ring's position)
-    previous = None  # last good Reading
+    previous: "Any" = None  # last good Reading
     bad_rules = 0  # active health rules (the component's evaluation)
 
     def __init__(self, sensor, component, board, latest, start_ms=None):
@@ -395,7 +409,7 @@ class SensorWatch:
         self.last_ms = start_ms  # last reading of any quality (dropout)
 
     @property
-    def evidence(self):
+    def evidence(self) -> list:
         """[[time_ms, sensor, value-or-null], ...], oldest first."""
         rows = []
         sid = self.sensor.id
@@ -414,7 +428,7 @@ class SensorWatch:
         s = self.sensor
         return "%s to %s %s" % (num(s.low), num(s.high), s.unit)
 
-    def observe(self, reading):
+    def observe(self, reading: "rd.Reading") -> "Any":
         """Judge one reading; return the Changes (a list, or an empty tuple
         for the usual reading that changes nothing)."""
         t = reading.time_ms
@@ -434,14 +448,14 @@ class SensorWatch:
         if reading.quality == _FAULT:
             # A fault report says nothing about the value rules: they keep
             # their state until the next number arrives.
-            changes = []
+            changes: "Any" = []
             fault = self.rules[1]
             fault.detail = "reports fault %r" % (reading.code,)
             self._set(fault, True, reading, changes)
             if self.dropout is not None:
                 self._set(self.dropout, False, reading, changes)
             return changes
-        rules = self.judged
+        rules: "tuple[Rule, ...] | list[Rule]" = self.judged
         if self.rules[1].active or (self.dropout is not None and self.dropout.active):
             rules = self.rules  # a clear to report, in rule order
         changes = ()
@@ -476,7 +490,7 @@ class SensorWatch:
             return None
         return self.last_ms + self.dropout.spec.params["for_ms"]
 
-    def _set(self, rule, active, reading, changes):
+    def _set(self, rule: Rule, active: bool, reading: "Any", changes: "Any") -> None:
         if active == rule.active:
             return
         rule.active = active
