@@ -16,6 +16,7 @@ Used by tests/receiver/test_shared_repair.py.
 """
 
 import asyncio
+import os
 
 from .repair_run import RepairRun
 from .run import now_ms, _sleep_until
@@ -31,6 +32,8 @@ class SharedRepairRun(RepairRun):
         self.group = group
         self.receivers = []
         self.receiver_kills = 0
+        self.children = []  # every receiver process started, killed ones too (their logs)
+        self.exited = []  # "name: code" of receivers that ended on their own (none should)
 
     def _setup(self):
         super()._setup()
@@ -46,7 +49,9 @@ class SharedRepairRun(RepairRun):
         from ..fixtures.processes import Child
 
         client_id = "%s-rx-%d" % (self.group, index)
-        return Child("receiver-%d" % index, self._receiver_argv(client_id, self.group), relay=False)
+        child = Child("receiver-%d" % index, self._receiver_argv(client_id, self.group), relay=False)
+        self.children.append(child)
+        return child
 
     def _restart_victim(self):
         self.receivers[VICTIM] = self.receiver = self._receiver_child(VICTIM)
@@ -65,8 +70,13 @@ class SharedRepairRun(RepairRun):
         self.receiver_up_ms.append(now_ms())
 
     def _stop(self):
+        self.exited = ["%s: exit %s" % (child.name, child.process.returncode) for child in self.receivers
+                       if child.process.poll() is not None]
         for child in self.receivers:
             child.stop()
+        for number, child in enumerate(self.children):
+            with open(os.path.join(self.workdir, "%s.%d.log" % (child.name, number)), "w") as f:
+                f.write(child.text() + "\n")
         self.result.receiver_tail = "\n".join("%s: %s" % (child.name, line) for child in self.receivers
                                               for line in child.lines[-8:])
         self.receiver = None  # stopped above

@@ -21,6 +21,7 @@ import pytest
 from simulator import ROOT
 from simulator.fleet import spec as fleet_spec
 from simulator.fleet.repair_run import stored_once
+from simulator.fleet.run import summary_lines
 from simulator.fleet.shared_run import SharedRepairRun
 
 pytestmark = pytest.mark.integration
@@ -61,6 +62,7 @@ def _spec(duration, count):
 def _check_exactly_once(run, result):
     evidence = "\n".join("%s %s: %s" % ("PASS" if ok else "FAIL", e.kind, text) for e, ok, text in result.outcomes)
     assert result.passed, evidence + "\nreceivers:\n" + result.receiver_tail
+    assert run.exited == [], "%s (logs in %s)" % (run.exited, run.workdir)
     assert result.lost == 0 and result.stored == result.issued, result.missing_by_device
     assert stored_once(run.db_path) == []
     figures = result.repair
@@ -78,6 +80,9 @@ def _run(tmp_path, postgres_server, duration, count, events, **kwargs):
     run = SharedRepairRun(_spec(duration, count), events, postgres_server.create_database(),
                           group="share-%d" % os.getpid(), workdir=str(tmp_path / "work"), quiet=True, **kwargs)
     result = run.run()
+    # Shown with -s (the figures of a run, for docs/receiver.md).
+    print("\n".join(summary_lines(result)), "\n  repair:", dict((k, v) for k, v in result.repair.items() if k != "ranges"),
+          "\n  receiver kills %d, broker kills %d" % (run.receiver_kills, run.broker_kills))
     return run, result
 
 
