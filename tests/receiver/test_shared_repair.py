@@ -54,7 +54,8 @@ kind = "advisory"
 
 def _spec(duration, count):
     text = open(REPAIR_50).read().replace('duration = "40s"', 'duration = "%s"' % duration)
-    text = text.replace("count = 50", "count = %d" % count)
+    text = text.replace("count = 50", "count = %d" % count).replace(
+        'name = "fleet of 50', 'name = "fleet of %d, 3 receivers on PostgreSQL' % count)
     text = text.replace("faulty = 0", 'faulty = %d\nfaulty_model = "EA-FLEET-1"' % FAULTY)
     return fleet_spec.from_dict(tomllib.loads(text + FAULT), REPAIR_50)
 
