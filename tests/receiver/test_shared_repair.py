@@ -70,8 +70,9 @@ def _check_exactly_once(run, result):
     assert figures["pending"] == 0 and figures["lost"] == 0, figures
     assert len(result.incidents) == 1, result.incidents
     incident = result.incidents[0]
-    assert incident[1:4] == ("EA-FLEET-1", "cabinet_fan", "stuck") and incident[4] >= 5, incident
     advised = result.advisory["EA-FLEET-1"]
+    # What one receiver raises from these devices: every faulty one, of the model's fleet, at k = 5.
+    assert incident[1:7] == ("EA-FLEET-1", "cabinet_fan", "stuck", FAULTY, advised["devices"], 5), incident
     # One advisory per device of the model (the fleet_advisories key), each applied: no second incident's.
     assert incident[8] == incident[9] == advised["devices"] == advised["applied"], (incident, advised)
     return figures
