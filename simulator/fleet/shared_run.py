@@ -19,7 +19,7 @@ import asyncio
 import os
 
 from .repair_run import RepairRun
-from .run import now_ms, _sleep_until
+from .run import _sleep_until, now_ms
 
 VICTIM = 0  # the receiver the timeline kills
 

@@ -83,7 +83,8 @@ def _run(tmp_path, postgres_server, duration, count, events, **kwargs):
                           group="share-%d" % os.getpid(), workdir=str(tmp_path / "work"), quiet=True, **kwargs)
     result = run.run()
     # Shown with -s (the figures of a run, for docs/receiver.md).
-    print("\n".join(summary_lines(result)), "\n  repair:", dict((k, v) for k, v in result.repair.items() if k != "ranges"),
+    figures = dict((name, value) for name, value in result.repair.items() if name != "ranges")
+    print("\n".join(summary_lines(result)), "\n  repair:", figures,
           "\n  receiver kills %d, broker kills %d" % (run.receiver_kills, run.broker_kills))
     return run, result
 
