@@ -317,7 +317,11 @@ class RepairLoop:
             else:
                 (skipped if after_kind == sg.KIND_BIRTH else lost).append((seq + 1, after - 1))
         for first, last in known + skips:
-            within_lost, within_skipped = self._gaps_within(device, first, last)
+            # Above ``since`` the scan found them already: a range another
+            # receiver found (several on one database) may lie there.
+            if first > since:
+                continue
+            within_lost, within_skipped = self._gaps_within(device, first, min(last, since))
             lost += within_lost
             skipped += within_skipped
         return sorted(lost), sorted(skipped), top

@@ -21,11 +21,10 @@ bench/bench_repair.py.
 
 import asyncio
 import os
-import sqlite3
 import time
 
 from .broker import FleetBroker
-from .run import FleetRun, _read_db, _sleep_until, now_ms
+from .run import READ_ERRORS, FleetRun, _read_db, _sleep_until, now_ms
 
 REPAIR_KEY = "rx-repair"
 
@@ -81,28 +80,31 @@ class RepairRun(FleetRun):
                 self.timeout]
 
     async def _timeline(self):
-        loop = asyncio.get_running_loop()
         for action, at_ms, for_ms in self.events:
             await _sleep_until(self.t0_ms + at_ms)
-            if action == "receiver_down":
-                self.phase = "receiver down"
-                await loop.run_in_executor(self.broker_executor, self.receiver.stop)
-                await _sleep_until(self.t0_ms + at_ms + for_ms)
-                # Started from the broker's control thread, which lives to the
-                # end of the run: a child dies with the thread that started it
-                # (dying_with_parent), and the loop's default executor's
-                # threads end with _main, before the repair is waited for.
-                await loop.run_in_executor(self.broker_executor, self._start_receiver)
-                self.receiver_up_ms.append(now_ms())
-            elif action == "broker_kill":
-                self.phase = "broker killed"
-                await loop.run_in_executor(self.broker_executor, self.broker.kill)
-                self.broker_kills += 1
-                await _sleep_until(self.t0_ms + at_ms + for_ms)
-                await loop.run_in_executor(self.broker_executor, self.broker.start)
-            else:
-                raise ValueError("unknown repair run event %r" % (action,))
+            await self._event(action, at_ms, for_ms)
             self.phase = "running"
+
+    async def _event(self, action, at_ms, for_ms):
+        loop = asyncio.get_running_loop()
+        if action == "receiver_down":
+            self.phase = "receiver down"
+            await loop.run_in_executor(self.broker_executor, self.receiver.stop)
+            await _sleep_until(self.t0_ms + at_ms + for_ms)
+            # Started from the broker's control thread, which lives to the
+            # end of the run: a child dies with the thread that started it
+            # (dying_with_parent), and the loop's default executor's
+            # threads end with _main, before the repair is waited for.
+            await loop.run_in_executor(self.broker_executor, self._start_receiver)
+            self.receiver_up_ms.append(now_ms())
+        elif action == "broker_kill":
+            self.phase = "broker killed"
+            await loop.run_in_executor(self.broker_executor, self.broker.kill)
+            self.broker_kills += 1
+            await _sleep_until(self.t0_ms + at_ms + for_ms)
+            await loop.run_in_executor(self.broker_executor, self.broker.start)
+        else:
+            raise ValueError("unknown repair run event %r" % (action,))
 
     async def _drain(self, progress):
         """The devices' stores drained, the devices stay up (serving repairs)
@@ -137,15 +139,15 @@ class RepairRun(FleetRun):
                     counts[device] = counts.get(device, 0) + lost
                 pending = db.execute("SELECT COUNT(*) FROM repair_ranges WHERE state = 'pending'").fetchone()[0]
                 return counts, pending
-        except sqlite3.Error:
+        except READ_ERRORS:
             return {}, 0
 
     def _judge(self):
         from edge_agent.receiver import repair
-        from edge_agent.receiver.storage import Storage
+        from edge_agent.receiver.storage import open_storage
 
         super()._judge()
-        storage = Storage(self.db_path)
+        storage = open_storage(self.db_path)
         try:
             figures = repair.counts(storage)
             figures["ranges"] = repair.ranges(storage)
@@ -157,7 +159,8 @@ class RepairRun(FleetRun):
         self.result.repair = figures
 
 
-def stored_once(db_path):
-    """[(device, seq, copies)] stored more than once: none, by the primary key."""
-    with _read_db(db_path) as db:
+def stored_once(db):
+    """[(device, seq, copies)] stored more than once: none, by the primary key.
+    ``db``: a SQLite path or a postgresql:// URL."""
+    with _read_db(db) as db:
         return db.execute("SELECT device, seq, COUNT(*) FROM signals GROUP BY device, seq HAVING COUNT(*) > 1").fetchall()

@@ -205,17 +205,21 @@ class FleetRun:
                 "--key", cert[1]]
 
     def _start_receiver(self):
-        from ..fixtures.processes import Child, edge_agent_argv
+        from ..fixtures.processes import Child
+
+        self.receiver = Child("receiver", self._receiver_argv(RECEIVER_ID, ""), relay=False)
+        self.receiver.wait_for("receiving", 30)
+
+    def _receiver_argv(self, client_id, group):
+        from ..fixtures.processes import edge_agent_argv
 
         spec = self.spec
-        argv = edge_agent_argv(
+        return edge_agent_argv(
             "receiver", "run", "--registry", self.registry_path, "--db", self.db_path, "--no-live",
-            "--client-id", RECEIVER_ID, "--group", "", "--operator", os.path.join(self.workdir, "operator"),
+            "--client-id", client_id, "--group", group, "--operator", os.path.join(self.workdir, "operator"),
             "--fleet-k", str(spec.receiver_k), "--fleet-fraction", repr(spec.receiver_fraction),
             "--fleet-window", "%ds" % max(1, spec.receiver_window_ms // 1000), "--keepalive", "5",
             *self._receiver_options(), *self._broker_args(self.receiver_cert))
-        self.receiver = Child("receiver", argv, relay=False)
-        self.receiver.wait_for("receiving", 30)
 
     def _devices(self, start_ms):
         from edge_agent.broker import BrokerSettings, client_context
@@ -407,7 +411,7 @@ class FleetRun:
             with _read_db(self.db_path) as db:
                 return dict((row[0], (row[1], row[2])) for row in db.execute(
                     "SELECT device, COUNT(*), MAX(seq) FROM signals GROUP BY device"))
-        except sqlite3.Error:
+        except READ_ERRORS:
             return {}
 
     def _stop(self):
@@ -575,17 +579,38 @@ def _ranges(seqs):
 
 
 class _read_db:
-    """A read-only connection to the receiver's database (WAL: the receiver
-    may be writing)."""
+    """A connection to the receiver's database: read-only on a SQLite file
+    (WAL: the receiver may be writing), the receiver's storage on a
+    postgresql:// URL (several receivers share it: shared_run.py). Either
+    runs ``execute(sql, params)`` with ``?`` placeholders."""
 
-    def __init__(self, path):
-        self.db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+    def __init__(self, db):
+        from edge_agent.receiver.storage import is_postgres_url, open_storage
+
+        if is_postgres_url(db):
+            self.db = open_storage(db)
+        else:
+            self.db = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
 
     def __enter__(self):
         return self.db
 
     def __exit__(self, *exc):
         self.db.close()
+
+
+def _read_errors():
+    from edge_agent.receiver.storage import StorageError
+
+    try:
+        import psycopg
+    except ImportError:  # SQLite only
+        return (sqlite3.Error, StorageError)
+    return (sqlite3.Error, StorageError, psycopg.Error)
+
+
+# What reading the receiver's database mid-run may raise (it is being written, or not created yet).
+READ_ERRORS = _read_errors()
 
 
 async def _sleep_until(at_ms):

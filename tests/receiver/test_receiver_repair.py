@@ -308,3 +308,22 @@ def test_the_receivers_metrics_show_the_repair_figures(rig):
             ("repaired", "pending", "lost")] == [1, 1, 1]
     assert [samples[("edge_agent_receiver_repair_requests", (("outcome", outcome),))] for outcome in
             ("sent", "answered", "refused")] == [1, 1, 0]
+
+
+def test_a_receiver_joining_ranges_another_found_above_its_last_scan_asks_each_seq_once(tmp_path, db_url):
+    """Two receivers on one database: the second finds gaps above the highest
+    seq the first has scanned and writes them pending; the first's next pass
+    sees them both as pending and in its scan of what came since, and keeps
+    each once (it wrote them twice: a duplicate key that ended the receiver,
+    or overlapping ranges a request cannot hold)."""
+    first = Rig(tmp_path, db_url)
+    second_loop = repair.RepairLoop(first.registry, open_storage(db_url), first.operator, clock=lambda: first.now)
+    first.deliver("gw-1", [1, 2])
+    assert first.step(0) == []  # scanned up to 2
+    first.deliver("gw-1", [4, 6])
+    assert second_loop.pass_(first.now) == []  # the second finds 3 and 5 first
+    [(request_id, _, payload)] = first.step(SETTLE)
+    assert first.open_command("gw-1", payload).args["ranges"] == [[3, 3], [5, 5]]
+    assert first.ranges("gw-1")[repair.PENDING] == [(3, 3, 1), (5, 5, 1)]
+    second_loop.storage.close()
+    first.storage.close()
