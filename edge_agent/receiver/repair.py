@@ -63,6 +63,9 @@ MAX_BACKOFF_MS = 10 * 60 * 1000
 GATEWAY_RATE = 200
 BOARD_RATE = 20
 TICK_S = 2.0
+# After a pass fails unexpectedly (a bug, a damaged table): the receiver
+# keeps storing signals, and the loop tries again this much later.
+FAILED_PASS_PAUSE_S = 60.0
 MAX_SEQ = 2 ** 63 - 1  # the storage's largest integer
 # A request sat undelivered this long is refused by the device (expired):
 # by then the receiver has asked again.
@@ -412,6 +415,14 @@ class RepairLoop:
                 # in the database, and the devices marked dirty are kept.
                 self.dirty |= dirty
                 log.warning("gap repair: pass skipped, database lost (%s)", self.storage.describe_error(exc))
+                continue
+            except Exception:
+                # The loop runs beside the message loop and ends the session if
+                # it raises: a fault of repair must not stop the intake.
+                self.dirty |= dirty
+                log.exception("gap repair: a pass failed (signals are still received and stored); trying again "
+                              "in %.0f s", FAILED_PASS_PAUSE_S)
+                await asyncio.sleep(FAILED_PASS_PAUSE_S)
                 continue
             if outgoing:
                 await asyncio.gather(*(client.publish(topic, payload, qos=1) for _, topic, payload in outgoing))

@@ -327,3 +327,28 @@ def test_a_receiver_joining_ranges_another_found_above_its_last_scan_asks_each_s
     assert first.ranges("gw-1")[repair.PENDING] == [(3, 3, 1), (5, 5, 1)]
     second_loop.storage.close()
     first.storage.close()
+
+
+def test_a_failing_pass_is_logged_and_the_repair_loop_goes_on(rig, monkeypatch, caplog):
+    """The loop runs beside the message loop, and a session ends when either
+    raises: a pass that fails (here a real fault, its table gone) is logged
+    and tried again, never ends the receiver's intake."""
+    import asyncio
+
+    monkeypatch.setattr(repair, "TICK_S", 0.01)
+    monkeypatch.setattr(repair, "FAILED_PASS_PAUSE_S", 0.01)
+    rig.deliver("gw-1", [1, 2, 5])
+    rig.storage.execute("DROP TABLE repair_ranges")
+
+    async def run_a_while():
+        task = asyncio.ensure_future(rig.loop.run(client=None))
+        await asyncio.sleep(0.3)
+        alive = not task.done()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return alive
+
+    assert asyncio.run(run_a_while())
+    failures = [r for r in caplog.records if "gap repair: a pass failed" in r.getMessage()]
+    assert len(failures) >= 2, [r.getMessage() for r in caplog.records]
+    assert "gw-1" in rig.loop.dirty  # looked at again once the fault is gone
