@@ -39,8 +39,7 @@ from edge_agent.core import signals as sg  # noqa: E402
 from edge_agent.receiver.storage import Storage  # noqa: E402
 from edge_agent.receiver.web import pages, queries, routes, series  # noqa: E402
 from simulator.fixtures import browser  # noqa: E402
-from simulator.fixtures.broker import free_port  # noqa: E402
-from simulator.fixtures.processes import Child, edge_agent_argv  # noqa: E402
+from simulator.fixtures.web_view import serve_view  # noqa: E402
 
 T0 = 1767225600000  # 2026-01-01
 BUNDLE = 60
@@ -171,15 +170,8 @@ def main():
     naive_cpu, naive_html = cpu(naive_device_page, storage)
     storage.close()
 
-    token = os.path.join(work, "token")
-    with open(token, "w") as f:
-        f.write(TOKEN + "\n")
-    port = free_port()
-    web = Child("web", edge_agent_argv("receiver", "web", "--db", db, "--http", "127.0.0.1:%d" % port,
-                                       "--http-token-file", token), relay=False)
+    web, base = serve_view(db, TOKEN, os.path.join(work, "token"), timeout_s=60)
     try:
-        web.wait_for("web view: http://", 60)
-        base = "http://127.0.0.1:%d" % port
         fleet_http = [http(base + "/") for _ in range(args.rounds)]
         # The first load decodes every bundle; the next ones find their summaries cached.
         device_http = [http(base + "/device/%s?window=30d" % CHART_DEVICE) for _ in range(args.rounds + 1)]

@@ -9,8 +9,8 @@ import secrets
 import urllib.error
 import urllib.request
 
-from ..fixtures.broker import free_port
-from ..fixtures.processes import Child, edge_agent_argv, say
+from ..fixtures.processes import say
+from ..fixtures.web_view import serve_view
 
 
 def _status(url, token=None):
@@ -27,14 +27,9 @@ def start(db, workdir, device):
     os.makedirs(workdir, exist_ok=True)
     token_file = os.path.join(workdir, "web-token")
     token = secrets.token_hex(32)
-    with open(os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(token + "\n")
-    port = free_port()
-    child = Child("web", edge_agent_argv("receiver", "web", "--db", db, "--http", "127.0.0.1:%d" % port,
-                                         "--http-token-file", token_file), relay=False)
+    child, base = serve_view(db, token, token_file)
     try:
-        child.wait_for("web view: http://", 30)
-        url = "http://127.0.0.1:%d/" % port
+        url = base + "/"
         if _status(url)[0] != 401:
             raise RuntimeError("the web view answered without a token")
         status, page = _status(url, token)

@@ -22,8 +22,7 @@ import pytest
 
 from simulator import ROOT
 from simulator.fixtures import browser
-from simulator.fixtures.broker import free_port
-from simulator.fixtures.processes import Child, edge_agent_argv
+from simulator.fixtures.web_view import serve_view
 from simulator.scenarios import spec as sc
 from simulator.scenarios.live import run as scenario_live
 from web_support import READ_TOKEN, get
@@ -62,17 +61,10 @@ class LiveView:
         while not _has_devices_table(self.db):
             assert time.monotonic() < deadline and self.thread.is_alive(), "the live receiver never made its database"
             time.sleep(0.1)
-        token = os.path.join(os.path.dirname(self.workdir), "token")
-        with open(os.open(token, os.O_WRONLY | os.O_CREAT, 0o600), "w") as f:
-            f.write(READ_TOKEN + "\n")
-        port = free_port()
-        self.base = "http://127.0.0.1:%d" % port
-        self.web = Child("web", edge_agent_argv("receiver", "web", "--db", self.db, "--http", "127.0.0.1:%d" % port,
-                                                "--http-token-file", token), relay=False)
         try:
-            self.web.wait_for("web view: http://", 30)
+            self.web, self.base = serve_view(self.db, READ_TOKEN, os.path.join(os.path.dirname(self.workdir), "token"))
         except RuntimeError as exc:
-            raise AssertionError("%s:\n%s" % (exc, self.web.text())) from None
+            raise AssertionError(str(exc)) from None
         from selenium.webdriver.common.by import By
 
         self.open("/login")
