@@ -40,10 +40,13 @@ def _same(a, b):
     """Equality that treats -0.0 and 0.0 as different and NaN as itself."""
     if isinstance(a, float) and isinstance(b, float):
         return (a == b and math.copysign(1, a) == math.copysign(1, b)) or (a != a and b != b)
-    if isinstance(a, list) and isinstance(b, list):
+    if isinstance(a, (list, tuple)) and type(a) is type(b):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+        # Each item matched by _same, not by lookup: a key holding a NaN (a
+        # tuple made from an array key) is never found in the other dict.
+        return len(a) == len(b) and all(any(_same(ka, kb) and _same(va, vb) for kb, vb in b.items())
+                                        for ka, va in a.items())
     if isinstance(a, cbor.Tag) and isinstance(b, cbor.Tag):
         return a.tag == b.tag and _same(a.value, b.value)
     return type(a) is type(b) and a == b

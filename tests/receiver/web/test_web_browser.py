@@ -66,10 +66,14 @@ class LiveView:
         except RuntimeError as exc:
             raise AssertionError(str(exc)) from None
         from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
 
         self.open("/login")
         self.driver.find_element(By.ID, "token").send_keys(READ_TOKEN)
         self.driver.find_element(By.ID, "login").click()
+        # click() returns before the form's answer has set the session cookie:
+        # a page opened sooner is sent back to the login form.
+        WebDriverWait(self.driver, 30).until(lambda driver: not driver.current_url.endswith("/login"))
         return self
 
     def open(self, path):
