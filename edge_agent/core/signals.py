@@ -152,6 +152,9 @@ class Signal:
         )
 
 
+_ENVELOPE_HEAD = bytes((0xA7, K_VERSION, VERSION, K_KIND))  # a map of 7; version; the kind's key
+
+
 def body_bytes(signal, record):
     """The bytes of ``signal``'s body inside ``record``, the signal's own
     bytes as received, or None. Found without encoding the body: when the
@@ -159,8 +162,11 @@ def body_bytes(signal, record):
     to the body's key (a 7-entry map whose keys 0-5 hold these values, as
     Signal.encode writes it), the body (key 6, the last entry) is the rest.
     A record encoded otherwise (by another encoder) gives None."""
-    head = cbor.dumps({K_VERSION: VERSION, K_KIND: signal.kind, K_DEVICE: signal.device, K_SEQ: signal.seq,
-                       K_TIME: signal.time_ms, K_PRIORITY: signal.priority, K_BODY: None})[:-1]
+    # cbor.dumps of the map up to the body's key, built directly (the keys
+    # 0-6 are one byte each, so canonical order is their order).
+    uint = cbor._encode_int
+    head = b"".join((_ENVELOPE_HEAD, uint(signal.kind), b"\x02", cbor.dumps(signal.device), b"\x03",
+                     uint(signal.seq), b"\x04", uint(signal.time_ms), b"\x05", uint(signal.priority), b"\x06"))
     if len(record) > len(head) and bytes(record[:len(head)]) == head:
         return bytes(record[len(head):])
     return None

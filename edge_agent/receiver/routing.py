@@ -18,9 +18,10 @@ class AlertRouting:
 
     def observe(self, signal, received_ms):
         """A fresh alert was stored (inside the batch's transaction)."""
-        ticket = tickets.observe(self.storage, signal, received_ms)
+        ticket_id = tickets.observe(self.storage, signal, received_ms)
         if not self.routes.routes:
             return
+        ticket = tickets.ticket(self.storage, ticket_id) if ticket_id is not None else None
         alert = webhooks.alert_fields(signal)
         event = "raised" if alert["active"] else "cleared"
         model = self._model(signal.device)
