@@ -224,16 +224,17 @@ def load_identity(directory):
     raise IdentityError("%s: algorithm must be one of %s, not %r" % (manifest, ", ".join(ALGORITHMS), algorithm))
 
 
-def ed25519_verifier_from_hex(text, error):
-    """ed25519_verifier for a public key written as 64 hex digits (as
-    devices.toml and trusted-operators files hold it), else ``error``."""
+def ed25519_verifier_from_hex(text, error, make=None):
+    """ed25519_verifier (or ``make``'s verifier) for a public key written
+    as 64 hex digits (as devices.toml and trusted-operators files hold
+    it), else ``error``."""
     try:
         raw = bytes.fromhex(text) if isinstance(text, str) else b""
     except ValueError:
         raw = b""
     if len(raw) != 32:
         raise error("public_key must be 64 hex digits (a raw Ed25519 public key)")
-    return ed25519_verifier(raw)
+    return (make or ed25519_verifier)(raw)
 
 
 def ed25519_verifier(public_key_raw):

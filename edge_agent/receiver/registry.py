@@ -25,7 +25,7 @@ import tomllib
 from edge_agent.core import bundle, cose
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import EDDSA, HMAC256, ed25519_verifier_from_hex
-from edge_agent.receiver import quick_telemetry
+from edge_agent.receiver import ed25519, quick_telemetry
 from edge_agent.receiver.printable import short, text
 
 # A rejection's detail is kept in the database and logged: bounded.
@@ -179,8 +179,8 @@ def _device(device_id, entry):
     algorithm = entry.get("algorithm")
     model = entry.get("model")
     if algorithm == EDDSA:
-        return Device(device_id, algorithm, model, verify=ed25519_verifier_from_hex(entry.get("public_key"),
-                                                                                    RegistryError))
+        return Device(device_id, algorithm, model, verify=ed25519_verifier_from_hex(
+            entry.get("public_key"), RegistryError, make=ed25519.verifier))
     if algorithm == HMAC256:
         try:
             secret = bytes.fromhex(entry.get("secret", ""))
