@@ -312,23 +312,35 @@ class Receiver:
         """Handle and commit a batch. Sorted by device (a stable sort: each
         device's messages keep their order), so receivers sharing a database
         lock devices' rows in one order; a batch the database aborts anyway
-        (a deadlock) is undone and handled again, counters included."""
+        (a deadlock) is undone and handled again, counters included.
+
+        Messages are first handled without a savepoint each (two statements
+        fewer a message: on PostgreSQL, a round trip). The rare message that
+        raises (handle()'s internal-error case) undoes the batch, which is
+        then handled again under a savepoint per message, so that message
+        alone is rejected and the others are stored as before."""
         batch = sorted(batch, key=lambda message: str(message.topic).split("/")[2:3])
-        for attempt in range(1, BATCH_ATTEMPTS + 1):
+        guarded = False
+        attempt = 0
+        while True:
             counters = self._counters()
             started = time.monotonic()
             received = now_ms()
             self.storage.begin()
             try:
-                for message in batch:
-                    self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
+                self._handle_batch(batch, received, guarded)
                 self.storage.commit()
                 for callback in self.on_commit:
                     callback(len(batch), time.monotonic() - started)
                 return
+            except _MessageFailed:
+                self.storage.rollback()
+                self._restore(counters)
+                guarded = True
             except self.storage.RETRY_ERRORS as exc:
                 self.storage.rollback()
                 self._restore(counters)
+                attempt += 1
                 if attempt == BATCH_ATTEMPTS:
                     raise
                 log.warning("database aborted a batch of %d messages (%s); handling it again", len(batch),
@@ -336,6 +348,19 @@ class Receiver:
             except self.storage.LOST_ERRORS:
                 self._restore(counters)  # the transaction went with the connection
                 raise
+
+    def _handle_batch(self, batch, received, guarded):
+        for message in batch:
+            topic, payload, retained = str(message.topic), bytes(message.payload), bool(message.retain)
+            if guarded:
+                self.handle(topic, payload, received, retained)
+                continue
+            try:
+                self._handle(topic, payload, received, retained)
+            except self.storage.FATAL_ERRORS + (MemoryError,):
+                raise
+            except Exception as exc:
+                raise _MessageFailed() from exc
 
     def _counters(self):
         return (self.accepted, self.duplicates, dict(self.rejected), self.ignored, dict(self.anomalies),
@@ -369,6 +394,10 @@ class Receiver:
                 log.warning("fleet: advisories for %d devices published in %d messages", len(queued), len(messages))
         finally:
             self.storage.send_unlock()
+
+
+class _MessageFailed(Exception):
+    """A message raised while its batch was handled without savepoints."""
 
 
 def _status_problem(status, device):

@@ -62,47 +62,58 @@ def alert_key(body):
     return _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_CONDITION))
 
 
+def _after(event, state_column):
+    """SQL for ALERT_TRANSITIONS' new state after ``event`` (constants of
+    this module, not data) from the state in ``state_column``."""
+    cases = " ".join("WHEN '%s' THEN '%s'" % (state, new) for (on, state), new in ALERT_TRANSITIONS.items()
+                     if on == event)
+    return "CASE %s %s ELSE %s END" % (state_column, cases, state_column)
+
+
+# A raise opens its key's ticket or, in the same statement, changes the
+# unresolved one (when it is newer than the ticket's last alert). New
+# tickets start with alerts = 1, so ``alerts`` returned as 1 means opened.
+_RAISE = (
+    "INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, updated_ms, "
+    "last_seq, alerts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+    "ON CONFLICT (device, component, condition) WHERE resolved_ms IS NULL DO UPDATE SET alerts = tickets.alerts + 1, "
+    + ", ".join("%s = CASE WHEN excluded.last_seq > tickets.last_seq THEN %s ELSE tickets.%s END" % (column, value, column)
+                for column, value in (("state", _after(RAISED, "tickets.state")), ("severity", "excluded.severity"),
+                                      ("text", "excluded.text"), ("action", "excluded.action"),
+                                      ("cleared_ms", "NULL"), ("updated_ms", "excluded.updated_ms"),
+                                      ("last_seq", "excluded.last_seq")))
+    + " RETURNING id, alerts")
+# A clear changes the unresolved ticket of its key, if any (the state only
+# when the clear is newer than the ticket's last alert).
+_CLEAR = (
+    "UPDATE tickets SET alerts = alerts + 1, "
+    + ", ".join("%s = CASE WHEN ? > last_seq THEN %s ELSE %s END" % (column, value, column)
+                for column, value in (("state", _after(CLEAR, "state")), ("cleared_ms", "?"), ("updated_ms", "?"),
+                                      ("resolved_ms", "CASE WHEN %s = '%s' THEN ? END" % (_after(CLEAR, "state"),
+                                                                                          RESOLVED)),
+                                      ("last_seq", "?")))
+    + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL RETURNING id")
+
+
 def observe(storage, signal, received_ms):
     """Open, join or change the ticket of a freshly stored alert ``signal``;
     returns the ticket's id, or None for a clear that no ticket waits for
     (its raise is late, or came before tickets existed: see
-    _early_clears). Each alert costs a few statements: the receiver runs
-    this for every one."""
+    _early_clears). Two statements an alert (three for a raise that opens
+    a ticket): the receiver runs this for every one."""
     body = signal.body
     component, condition = alert_key(body)
-    raised = bool(body.get(sg.A_ACTIVE))
-    if raised:
-        row = storage.execute(
-            "INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, "
-            "updated_ms, last_seq, alerts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
-            "ON CONFLICT (device, component, condition) WHERE resolved_ms IS NULL DO NOTHING RETURNING id",
-            (signal.device, component, condition, OPEN, _text(body.get(sg.A_SEVERITY)),
-             _text(body.get(sg.A_TEXT)), _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms,
-             signal.seq),
-        ).fetchone()
-        if row is not None:
-            _early_clears(storage, row[0], signal, component, condition, received_ms)
-            return _join(storage, row[0], signal)
-    found = storage.query("SELECT id, state, last_seq FROM tickets WHERE device = ? AND component = ? "
-                          "AND condition = ? AND resolved_ms IS NULL", (signal.device, component, condition))
-    if not found:
-        return None
-    ticket_id, state, last_seq = found[0]
-    if signal.seq <= last_seq:
-        storage.execute("UPDATE tickets SET alerts = alerts + 1 WHERE id = ?", (ticket_id,))
-    elif raised:
-        storage.execute(
-            "UPDATE tickets SET state = ?, severity = ?, text = ?, action = ?, cleared_ms = NULL, updated_ms = ?, "
-            "last_seq = ?, alerts = alerts + 1 WHERE id = ?",
-            (ALERT_TRANSITIONS.get((RAISED, state), state), _text(body.get(sg.A_SEVERITY)),
-             _text(body.get(sg.A_TEXT)), _text(body.get(sg.A_ACTION)), received_ms, signal.seq, ticket_id))
-    else:
-        state = ALERT_TRANSITIONS.get((CLEAR, state), state)
-        storage.execute(
-            "UPDATE tickets SET state = ?, cleared_ms = ?, updated_ms = ?, last_seq = ?, resolved_ms = ?, "
-            "alerts = alerts + 1 WHERE id = ?",
-            (state, signal.time_ms, received_ms, signal.seq, received_ms if state == RESOLVED else None, ticket_id))
-    return _join(storage, ticket_id, signal)
+    if body.get(sg.A_ACTIVE):
+        ticket_id, alerts = storage.execute(_RAISE, (
+            signal.device, component, condition, OPEN, _text(body.get(sg.A_SEVERITY)), _text(body.get(sg.A_TEXT)),
+            _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms, signal.seq)).fetchone()
+        if alerts == 1:
+            _early_clears(storage, ticket_id, signal, component, condition, received_ms)
+        return _join(storage, ticket_id, signal)
+    seq = signal.seq
+    row = storage.execute(_CLEAR, (seq, seq, signal.time_ms, seq, received_ms, seq, received_ms, seq, seq,
+                                   signal.device, component, condition)).fetchone()
+    return _join(storage, row[0], signal) if row is not None else None
 
 
 def _early_clears(storage, ticket_id, signal, component, condition, received_ms):

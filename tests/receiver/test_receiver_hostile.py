@@ -16,6 +16,7 @@ import sqlite3
 import tempfile
 import time
 
+import aiomqtt
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -350,6 +351,26 @@ def test_an_unforeseen_exception_becomes_an_internal_error_rejection(tmp_path, c
     assert rig.receiver.rejected == {"internal-error": 1}
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == 1 and "internal error" in logged[0] and "\x1b" not in logged[0]
+    rig.storage.close()
+
+
+def test_a_batch_with_a_failing_message_is_handled_again_message_by_message(tmp_path):
+    """The receiver handles a batch without savepoints first; a message that
+    fails half way (the trigger) undoes the batch, which is handled again
+    under a savepoint per message: the others are stored once, the failing
+    one rejected once, counted once."""
+    rig = Rig(str(tmp_path))
+    rig.storage.db.execute("CREATE TRIGGER refuse BEFORE INSERT ON signals WHEN NEW.seq = 13 "
+                           "BEGIN SELECT RAISE(ABORT, 'refused by a test trigger'); END")
+    ed = rig.identities["hx-ed"]
+    batch = [aiomqtt.Message("ea/v1/hx-ed/telemetry", ed.seal(sg.Signal(
+        sg.KIND_TELEMETRY, 3, T0, {0: [[T0, "s", 1.5, 0]]}, "hx-ed", seq).encode()), 1, False, seq, None)
+        for seq in (12, 13, 14)]
+    rig.receiver._store_batch(batch)
+    assert [r[0] for r in rig.storage.db.execute("SELECT seq FROM signals ORDER BY seq")] == [12, 14]
+    assert rig.storage.db.execute("SELECT COUNT(*) FROM envelopes").fetchone()[0] == 2
+    assert [r[0] for r in rig.storage.db.execute("SELECT reason FROM rejections")] == ["internal-error"]
+    assert (rig.receiver.accepted, rig.receiver.rejected) == (2, {"internal-error": 1})
     rig.storage.close()
 
 

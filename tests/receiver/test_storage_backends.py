@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import aiomqtt
 import pytest
 
 from edge_agent.core import signals as sg
@@ -238,6 +239,27 @@ def test_a_failure_inside_a_message_is_undone_alone_on_postgresql(tmp_path, post
     assert storage.query("SELECT COUNT(*) FROM envelopes") == [(2,)]
     reason, detail = storage.query("SELECT reason, detail FROM rejections")[0]
     assert reason == "internal-error" and "refused by a test trigger" in detail and "storage_sql.py" in detail
+    storage.close()
+
+
+def test_a_batch_with_a_failing_message_is_handled_again_message_by_message(tmp_path, postgres_server):
+    """The receiver handles a batch without savepoints first; a message that
+    fails half way (the trigger) undoes the batch, which is handled again
+    under a savepoint per message: the others are stored once, the failing
+    one rejected once, and the counters count each message once."""
+    identity, storage, receiver = _rig(str(tmp_path), postgres_server.create_database())
+    storage.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF NEW.seq = 13 THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; RETURN NEW; END $$")
+    storage.execute("CREATE TRIGGER refuse BEFORE INSERT ON signals FOR EACH ROW EXECUTE FUNCTION refuse()")
+    batch = [aiomqtt.Message("ea/v1/nul-1/telemetry", identity.seal(sg.Signal(
+        sg.KIND_TELEMETRY, 3, T0, {0: [[T0, "s", 1.5, 0]]}, "nul-1", seq).encode()), 1, False, seq, None)
+        for seq in (12, 13, 14)]
+    receiver._store_batch(batch)
+    assert storage.query("SELECT seq FROM signals ORDER BY seq") == [(12,), (14,)]
+    assert storage.query("SELECT reason FROM rejections") == [("internal-error",)]
+    assert (receiver.accepted, receiver.rejected) == (2, {"internal-error": 1})
+    receiver._store_batch(batch[:1] + batch[2:])  # redelivered: duplicates, counted once each
+    assert (receiver.accepted, receiver.duplicates) == (2, 2)
     storage.close()
 
 
