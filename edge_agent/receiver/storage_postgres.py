@@ -82,6 +82,7 @@ class PostgresStorage(SQLStorage):
     _release_pending = False
     FOR_UPDATE = " FOR UPDATE"
     SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    DATA_MODIFYING_WITH = True
 
     def __init__(self, url):
         self.url = url

@@ -230,6 +230,9 @@ class SQLStorage:
     # rows). PostgreSQL's; SQLite has one writer at a time.
     FOR_UPDATE = ""
     SKIP_LOCKED = ""
+    # Whether a statement may hold INSERT/UPDATE in a WITH clause (tickets.py
+    # then changes a ticket and links its alert in one round trip).
+    DATA_MODIFYING_WITH = False
     name = "?"  # for logs: a path, or a URL without its password
 
     # -- the connection ---------------------------------------------------

@@ -104,16 +104,33 @@ def observe(storage, signal, received_ms):
     body = signal.body
     component, condition = alert_key(body)
     if body.get(sg.A_ACTIVE):
-        ticket_id, alerts = storage.execute(_RAISE, (
+        ticket_id, alerts = _change_and_join(storage, _RAISE, (
             signal.device, component, condition, OPEN, _text(body.get(sg.A_SEVERITY)), _text(body.get(sg.A_TEXT)),
-            _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms, signal.seq)).fetchone()
+            _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms, signal.seq), signal)
         if alerts == 1:
             _early_clears(storage, ticket_id, signal, component, condition, received_ms)
-        return _join(storage, ticket_id, signal)
+        return ticket_id
     seq = signal.seq
-    row = storage.execute(_CLEAR, (seq, seq, signal.time_ms, seq, received_ms, seq, received_ms, seq, seq,
-                                   signal.device, component, condition)).fetchone()
-    return _join(storage, row[0], signal) if row is not None else None
+    row = _change_and_join(storage, _CLEAR, (seq, seq, signal.time_ms, seq, received_ms, seq, received_ms, seq, seq,
+                                             signal.device, component, condition), signal)
+    return row[0] if row is not None else None
+
+
+_JOIN = "INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+
+
+def _change_and_join(storage, sql, params, signal):
+    """Run ``sql`` (returning the ticket's id first) and link ``signal`` to
+    the ticket it returns; its row, or None. In one round trip where the
+    database allows it (PostgreSQL: a data-modifying WITH)."""
+    if storage.DATA_MODIFYING_WITH:
+        return storage.execute("WITH t AS (%s), j AS (INSERT INTO ticket_alerts (device, seq, ticket) "
+                               "SELECT ?, ?, id FROM t ON CONFLICT DO NOTHING) SELECT * FROM t" % sql,
+                               params + (signal.device, signal.seq)).fetchone()
+    row = storage.execute(sql, params).fetchone()
+    if row is not None:
+        storage.execute(_JOIN, (signal.device, signal.seq, row[0]))
+    return row
 
 
 def _early_clears(storage, ticket_id, signal, component, condition, received_ms):
@@ -130,18 +147,10 @@ def _early_clears(storage, ticket_id, signal, component, condition, received_ms)
     if not clears:
         return
     for seq, _ in clears:
-        storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                        (signal.device, seq, ticket_id))
+        storage.execute(_JOIN, (signal.device, seq, ticket_id))
     seq, time_ms = clears[-1]
     storage.execute("UPDATE tickets SET state = ?, cleared_ms = ?, last_seq = ?, alerts = alerts + ? WHERE id = ?",
                     (ALERT_TRANSITIONS[(CLEAR, OPEN)], time_ms, seq, len(clears), ticket_id))
-
-
-def _join(storage, ticket_id, signal):
-    """Link the alert to its ticket (whose count the caller raised)."""
-    storage.execute("INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                    (signal.device, signal.seq, ticket_id))
-    return ticket_id
 
 
 def acknowledge(storage, ticket_id, who, note, now_ms, routing=None):
