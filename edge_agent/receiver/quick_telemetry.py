@@ -65,13 +65,22 @@ class QuickSignal(sg.Signal):
         self.device = device
         self.seq = seq
         self.raw_body = raw_body
-        self._decoded = None
+        self._decoded = _UNDECODED
 
     @property
     def body(self):
-        if self._decoded is None:
+        if self._decoded is _UNDECODED:
             self._decoded = cbor.loads(self.raw_body)
         return self._decoded
+
+    @body.setter
+    def body(self, value):
+        # As on any Signal (the simulator drops bodies it has delivered).
+        self._decoded = value
+        self.raw_body = None
+
+
+_UNDECODED = object()
 
 
 def open_payload(payload):

@@ -191,3 +191,11 @@ def test_it_stands_aside_for_what_it_does_not_know():
     for payload in (two_devices, not_utf8):
         assert quick_telemetry.open_payload(payload) is None
         assert core_path(payload) is None  # and the core refuses it, with its reason
+
+
+def test_a_quick_signal_body_can_be_replaced_as_any_signal_body():
+    (signal,), _ = quick_telemetry.open_payload(_device_signal(1, [[T0, "s01", 1.5, 0]]))
+    signal.body = None  # as the simulator does once a signal is delivered
+    assert signal.body is None and signal.raw_body is None
+    signal.body = {sg.T_READINGS: []}
+    assert signal.body == {sg.T_READINGS: []}
