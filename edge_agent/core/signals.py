@@ -306,17 +306,18 @@ def seq_of(record):
         if record[0] != 0xA7 or record[1] != 0 or record[2] != 1 or record[3] != 1 or record[4] > 23 \
                 or record[5] != 2:
             return None
-        length, pos = _head_at(record, 6, 0x60)
+        length, pos = head_at(record, 6, 0x60)
         if length is None or record[pos + length] != 3:
             return None
-        return _head_at(record, pos + length + 1, 0)[0]
+        return head_at(record, pos + length + 1, 0)[0]
     except IndexError:
         return None
 
 
-def _head_at(data, pos, major_bits):
+def head_at(data, pos, major_bits):
     """(argument, position after the head) of the CBOR head at ``pos`` if
-    its major type is ``major_bits`` (0x00 uint, 0x60 text), else (None, pos)."""
+    its major type is ``major_bits`` (0x00 uint, 0x60 text, 0x80 array), else
+    (None, pos); IndexError where the bytes end first."""
     first = data[pos]
     if first & 0xE0 != major_bits:
         return None, pos

@@ -164,20 +164,17 @@ def _head(data, pos, major_bits, canonical=False):
     """(argument, position after the head) of a definite head of major type
     ``major_bits`` at ``pos``, else (None, pos); ``canonical``: only the
     shortest head for its argument (as Signal.encode writes envelopes)."""
-    if pos >= len(data):
+    try:
+        value, after = sg.head_at(data, pos, major_bits)
+    except IndexError:  # cut short
         return None, pos
-    first = data[pos]
-    if first & 0xE0 != major_bits:
+    if value is None or (canonical and after - pos != _SHORTEST_HEAD[_size_class(value)]):
         return None, pos
-    info = first & 0x1F
-    if info < 24:
-        return info, pos + 1
-    if info > 27:
-        return None, pos
-    size = 1 << (info - 24)
-    if pos + 1 + size > len(data):
-        return None, pos
-    value = int.from_bytes(data[pos + 1:pos + 1 + size], "big")
-    if canonical and (value < 24 or value >> (4 * size) == 0):
-        return None, pos  # a shorter head holds it
-    return value, pos + 1 + size
+    return value, after
+
+
+_SHORTEST_HEAD = (1, 2, 3, 5, 9)  # bytes of the canonical head, by _size_class
+
+
+def _size_class(value):
+    return 0 if value < 24 else 1 if value < 0x100 else 2 if value < 0x10000 else 3 if value < 0x100000000 else 4
