@@ -18,6 +18,9 @@ LIMIT = 80  # characters of the value itself; the summary of what was cut comes 
 def text(value, limit=LIMIT):
     """``value`` (a str) escaped and cut to ``limit`` characters, with the
     cut said: 'abc...(+997 chars)'."""
+    head = value[:limit]
+    if head.isprintable() and "\\" not in head:  # nearly always: one C call, no loop
+        return head if len(value) <= limit else "%s...(+%d chars)" % (head, len(value) - limit)
     out = []
     for ch in value[:limit]:
         if ch == "\\":

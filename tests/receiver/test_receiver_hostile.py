@@ -25,7 +25,7 @@ from edge_agent.core import cbor, cose
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import create_identity
 from edge_agent.keys.operators import create_operator
-from edge_agent.receiver import display, fleet
+from edge_agent.receiver import display, fleet, printable
 from edge_agent.receiver.registry import Registry
 from edge_agent.receiver.service import Receiver
 from edge_agent.receiver.storage import open_storage
@@ -444,3 +444,20 @@ def test_the_crashing_messages_no_longer_stop_a_real_receiver(pki, broker, tmp_p
     # (so receivers sharing a database lock rows in one order): either order.
     assert sorted(reasons[:2]) == ["bad-status", "malformed"] and reasons[2:] == ["bad-status"], reasons
     assert "Traceback" not in receiver.text()
+
+
+def _escaped_char_by_char(value, limit):
+    """printable.text's meaning, spelt out: each character of the first
+    ``limit`` escaped or kept, then what was cut."""
+    out = "".join("\\\\" if ch == "\\" else ch if ch.isprintable() else
+                  "\\x%02x" % ord(ch) if ord(ch) < 0x100 else "\\u%04x" % ord(ch) if ord(ch) < 0x10000 else
+                  "\\U%08x" % ord(ch) for ch in value[:limit])
+    return out + ("...(+%d chars)" % (len(value) - limit) if len(value) > limit else "")
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=120), st.integers(0, 100))
+def test_printable_text_escapes_every_character_that_is_not_printable(value, limit):
+    """printable.text's shortcut (a printable text without a backslash is
+    itself) gives what escaping character by character gives."""
+    assert printable.text(value, limit) == _escaped_char_by_char(value, limit)
