@@ -39,6 +39,7 @@ _ROW = rb"\x84" + _UINT + _ASCII_TEXT + _VALUE + _UINT
 _ENVELOPE_START = bytes((0xA7, sg.K_VERSION, sg.VERSION, sg.K_KIND, sg.KIND_TELEMETRY, sg.K_DEVICE))
 _BODY_START = bytes((0xA1, sg.T_READINGS))  # a map of one entry, the readings
 
+MIN_ROW_BYTES = 5  # 84, a one-byte time, an empty name, a one-byte value and quality
 _rows_patterns = {}  # row count -> compiled (?:ROW){count}
 MAX_PATTERNS = 256
 
@@ -124,13 +125,15 @@ def _signal(payload, pos):
     if length is None:
         return None
     raw = payload[pos:pos + length]
+    if len(raw) != length:
+        return None
     device = _devices.get(raw)
     if device is None:
         try:
             device = raw.decode("ascii")
         except UnicodeError:
             return None
-        if sg.check_device_id(device) is not None or len(raw) != length:
+        if sg.check_device_id(device) is not None:
             return None
         if len(_devices) < MAX_DEVICES:
             _devices[raw] = device
@@ -151,8 +154,8 @@ def _signal(payload, pos):
     if payload[body_start:body_start + 2] != _BODY_START:
         return None
     count, pos = _head(payload, body_start + 2, 0x80)
-    if count is None:
-        return None
+    if count is None or count > (len(payload) - pos) // MIN_ROW_BYTES:
+        return None  # more rows than the bytes could hold (and no pattern for a huge count)
     matched = _rows(count).match(payload, pos)
     if matched is None:
         return None

@@ -130,6 +130,7 @@ def test_the_shortcut_agrees_with_the_core_on_damaged_telemetry(payload, data):
 def test_the_shortcut_agrees_with_the_core_on_any_bytes(payload):
     assert_agrees(payload)
     assert_agrees(bytes.fromhex("a70001010202") + payload)  # a telemetry envelope's start, then anything
+    assert_agrees(_device_signal(1, [])[:-1] + payload)  # up to the readings' array head, then anything
 
 
 def _device_signal(seq, rows):
@@ -153,8 +154,8 @@ def test_it_answers_for_telemetry_as_devices_write_it():
 
 def test_it_stands_aside_for_what_it_does_not_know():
     """Other kinds, other body keys, a non-ASCII sensor name, a bundle of
-    two devices, a non-canonical envelope, a name that is not UTF-8: the
-    core's path decides."""
+    two devices, a non-canonical envelope, a name that is not UTF-8, more
+    rows declared than the bytes hold: the core's path decides."""
     row = [T0, "s01", 1.5, 0]
     alert = sg.Signal(sg.KIND_ALERT, 1, T0, {sg.A_TEXT: "hot"}, DEVICE, 1).encode()
     extra_key = sg.Signal(sg.KIND_TELEMETRY, 3, T0, {sg.T_READINGS: [row], 1: "x"}, DEVICE, 1).encode()
@@ -166,7 +167,9 @@ def test_it_stands_aside_for_what_it_does_not_know():
         assert core_path(payload) is not None  # yet valid: the core takes it
     two_devices = bundle.encode([_device_signal(1, [row]), other])
     not_utf8 = _device_signal(1, [row]).replace(b"cs01", b"cs\xff1")
-    for payload in (two_devices, not_utf8):
+    empty = _device_signal(1, [])  # its body ends with 80, an empty array
+    huge = [empty[:-1] + bytes.fromhex(head) for head in ("9b0000010000000000", "9bffffffffffffffff", "9a7fffffff")]
+    for payload in [two_devices, not_utf8] + huge:
         assert quick_telemetry.open_payload(payload) is None
         assert core_path(payload) is None  # and the core refuses it, with its reason
 
