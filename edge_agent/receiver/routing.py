@@ -17,8 +17,16 @@ class AlertRouting:
         self.queued = False  # set when a delivery was queued: wakes the sender
 
     def observe(self, signal, received_ms):
-        """A fresh alert was stored (inside the batch's transaction)."""
-        ticket_id = tickets.observe(self.storage, signal, received_ms)
+        """A fresh alert was stored (inside the batch's transaction): its
+        ticket is changed here, then its routes."""
+        self._route(signal, received_ms, tickets.observe(self.storage, signal, received_ms))
+
+    def observe_changed(self, signal, received_ms, row):
+        """The same for an alert whose ticket the storage changed in the
+        statement that stored it (storage.store_alert returned ``row``)."""
+        self._route(signal, received_ms, tickets.finish(self.storage, signal, row))
+
+    def _route(self, signal, received_ms, ticket_id):
         if not self.routes.routes:
             return
         ticket = tickets.ticket(self.storage, ticket_id) if ticket_id is not None else None

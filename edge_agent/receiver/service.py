@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
+from edge_agent.receiver import tickets
 from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
 from edge_agent.receiver.routing import AlertRouting
@@ -152,14 +153,23 @@ class Receiver:
         # The database decides what is new (a duplicate, or a redelivery
         # another receiver on the same database stored first), and records
         # the message in its device's row (a message holds one device's signals).
-        stored = self.storage.store_message(payload, signals, bodies, received_ms)
+        changed = {}  # an alert's ticket, changed in the statement that stored it
+        if len(signals) == 1 and signals[0].kind == sg.KIND_ALERT:
+            alert = signals[0]
+            new, changed[alert.seq] = self.storage.store_alert(payload, alert, bodies[0], received_ms,
+                                                               tickets.change(alert, received_ms))
+            stored = [new]
+        else:
+            stored = self.storage.store_message(payload, signals, bodies, received_ms)
         fresh = [signal for signal, new in zip(signals, stored) if new]
         self._check_clock(signals[0].device, fresh, received_ms)
         self.accepted += len(fresh)
         self.duplicates += len(signals) - len(fresh)
         for signal in fresh:
             self.stored_by_kind[signal.kind] = self.stored_by_kind.get(signal.kind, 0) + 1
-            if signal.kind == sg.KIND_ALERT:
+            if signal.seq in changed:
+                self.routing.observe_changed(signal, received_ms, changed[signal.seq])
+            elif signal.kind == sg.KIND_ALERT:
                 self.routing.observe(signal, received_ms)
         if self.fleet is not None:
             for signal in fresh:

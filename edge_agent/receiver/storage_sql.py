@@ -192,6 +192,11 @@ SEEN_CONFLICT = (
     "confirmed = CASE WHEN excluded.confirmed > devices.confirmed THEN excluded.confirmed "
     "ELSE devices.confirmed END")
 ALERT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# A ticket statement (tickets.change) holds FRESH where the storage puts
+# whether its alert is new: always, run after the alert was stored; or, in
+# the statement that stores it (PostgreSQL), whether the insert took it.
+FRESH = "(/*fresh*/ 1 = 1)"
+TICKET_JOIN = "INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 # A device's signals of a kind over a time range: storage.signals_between().
 SIGNALS_BETWEEN = ("SELECT time_ms, seq, body FROM signals WHERE device = ? AND time_ms >= ? AND time_ms < ? "
                    "AND kind = ? ORDER BY time_ms, seq")
@@ -230,9 +235,6 @@ class SQLStorage:
     # rows). PostgreSQL's; SQLite has one writer at a time.
     FOR_UPDATE = ""
     SKIP_LOCKED = ""
-    # Whether a statement may hold INSERT/UPDATE in a WITH clause (tickets.py
-    # then changes a ticket and links its alert in one round trip).
-    DATA_MODIFYING_WITH = False
     name = "?"  # for logs: a path, or a URL without its password
 
     # -- the connection ---------------------------------------------------
@@ -383,6 +385,22 @@ class SQLStorage:
         cursor = self.execute("INSERT INTO signals VALUES %s ON CONFLICT DO NOTHING RETURNING seq"
                               % ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows)), params)
         return envelope_id, {row[0] for row in cursor.fetchall()}
+
+    def store_alert(self, payload, signal, body, received_ms, ticket_change):
+        """store_message for a message of one alert, and when the alert is
+        new, its ticket's statement ``ticket_change`` (tickets.change) with
+        the alert's link to the ticket: (new, the statement's row or None)."""
+        new = self.store_message(payload, [signal], [body], received_ms)[0]
+        return new, (self.change_ticket(ticket_change[0], ticket_change[1], signal) if new else None)
+
+    def change_ticket(self, sql, params, signal):
+        """Run a ticket statement (tickets.change, returning the ticket's id
+        first) for a stored alert and link ``signal`` to the ticket it
+        returns; its row, or None."""
+        row = self.execute(sql, params).fetchone()
+        if row is not None:
+            self.execute(TICKET_JOIN, (signal.device, signal.seq, row[0]))
+        return row
 
     def _store_alert(self, signal):
         self.execute("INSERT INTO alerts VALUES %s ON CONFLICT DO NOTHING" % ALERT_VALUES, alert_row(signal))

@@ -23,6 +23,7 @@ commit and joins it (``ON CONFLICT ... DO UPDATE``).
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
+from edge_agent.receiver.storage_sql import FRESH, TICKET_JOIN
 
 OPEN = "open"
 ACKNOWLEDGED = "acknowledged"
@@ -73,9 +74,10 @@ def _after(event, state_column):
 # A raise opens its key's ticket or, in the same statement, changes the
 # unresolved one (when it is newer than the ticket's last alert). New
 # tickets start with alerts = 1, so ``alerts`` returned as 1 means opened.
+# FRESH: where the storage says whether the alert is new (storage_sql.py).
 _RAISE = (
     "INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, updated_ms, "
-    "last_seq, alerts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+    "last_seq, alerts) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 WHERE " + FRESH + " "
     "ON CONFLICT (device, component, condition) WHERE resolved_ms IS NULL DO UPDATE SET alerts = tickets.alerts + 1, "
     + ", ".join("%s = CASE WHEN excluded.last_seq > tickets.last_seq THEN %s ELSE tickets.%s END" % (column, value, column)
                 for column, value in (("state", _after(RAISED, "tickets.state")), ("severity", "excluded.severity"),
@@ -92,48 +94,48 @@ _CLEAR = (
                                       ("resolved_ms", "CASE WHEN %s = '%s' THEN ? END" % (_after(CLEAR, "state"),
                                                                                           RESOLVED)),
                                       ("last_seq", "?")))
-    + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL RETURNING id")
+    + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL AND " + FRESH
+    + " RETURNING id, alerts")
+
+
+def change(signal, received_ms):
+    """The statement that opens, joins or changes the ticket of alert
+    ``signal`` once it is stored, as (sql, params): the storage runs it
+    (storage.change_ticket, or store_alert with the alert itself) and links
+    the alert to the ticket it returns; then finish()."""
+    body = signal.body
+    component, condition = alert_key(body)
+    if body.get(sg.A_ACTIVE):
+        return _RAISE, (signal.device, component, condition, OPEN, _text(body.get(sg.A_SEVERITY)),
+                        _text(body.get(sg.A_TEXT)), _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms,
+                        signal.seq)
+    seq = signal.seq
+    return _CLEAR, (seq, seq, signal.time_ms, seq, received_ms, seq, received_ms, seq, seq, signal.device, component,
+                    condition)
+
+
+def finish(storage, signal, row):
+    """After change()'s statement returned ``row`` (id, alerts) or None:
+    the ticket's id, or None for a clear that no ticket waits for (its
+    raise is late, or came before tickets existed: see _early_clears)."""
+    if row is None:
+        return None
+    ticket_id, alerts = row
+    if alerts == 1 and signal.body.get(sg.A_ACTIVE):
+        _early_clears(storage, ticket_id, signal, *alert_key(signal.body))
+    return ticket_id
 
 
 def observe(storage, signal, received_ms):
     """Open, join or change the ticket of a freshly stored alert ``signal``;
-    returns the ticket's id, or None for a clear that no ticket waits for
-    (its raise is late, or came before tickets existed: see
-    _early_clears). Two statements an alert (three for a raise that opens
-    a ticket): the receiver runs this for every one."""
-    body = signal.body
-    component, condition = alert_key(body)
-    if body.get(sg.A_ACTIVE):
-        ticket_id, alerts = _change_and_join(storage, _RAISE, (
-            signal.device, component, condition, OPEN, _text(body.get(sg.A_SEVERITY)), _text(body.get(sg.A_TEXT)),
-            _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms, signal.seq), signal)
-        if alerts == 1:
-            _early_clears(storage, ticket_id, signal, component, condition, received_ms)
-        return ticket_id
-    seq = signal.seq
-    row = _change_and_join(storage, _CLEAR, (seq, seq, signal.time_ms, seq, received_ms, seq, received_ms, seq, seq,
-                                             signal.device, component, condition), signal)
-    return row[0] if row is not None else None
+    returns the ticket's id, or None (finish()). The receiver stores a
+    message of one alert and changes its ticket in one go instead
+    (storage.store_alert)."""
+    sql, params = change(signal, received_ms)
+    return finish(storage, signal, storage.change_ticket(sql, params, signal))
 
 
-_JOIN = "INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
-
-
-def _change_and_join(storage, sql, params, signal):
-    """Run ``sql`` (returning the ticket's id first) and link ``signal`` to
-    the ticket it returns; its row, or None. In one round trip where the
-    database allows it (PostgreSQL: a data-modifying WITH)."""
-    if storage.DATA_MODIFYING_WITH:
-        return storage.execute("WITH t AS (%s), j AS (INSERT INTO ticket_alerts (device, seq, ticket) "
-                               "SELECT ?, ?, id FROM t ON CONFLICT DO NOTHING) SELECT * FROM t" % sql,
-                               params + (signal.device, signal.seq)).fetchone()
-    row = storage.execute(sql, params).fetchone()
-    if row is not None:
-        storage.execute(_JOIN, (signal.device, signal.seq, row[0]))
-    return row
-
-
-def _early_clears(storage, ticket_id, signal, component, condition, received_ms):
+def _early_clears(storage, ticket_id, signal, component, condition):
     """A raise that opens a ticket may come after its own clear (the lanes
     forward raises first, but a clear can still win: a raise evicted and
     sent again, a device's lanes draining in another order). Clears of the
@@ -147,7 +149,7 @@ def _early_clears(storage, ticket_id, signal, component, condition, received_ms)
     if not clears:
         return
     for seq, _ in clears:
-        storage.execute(_JOIN, (signal.device, seq, ticket_id))
+        storage.execute(TICKET_JOIN, (signal.device, seq, ticket_id))
     seq, time_ms = clears[-1]
     storage.execute("UPDATE tickets SET state = ?, cleared_ms = ?, last_seq = ?, alerts = alerts + ? WHERE id = ?",
                     (ALERT_TRANSITIONS[(CLEAR, OPEN)], time_ms, seq, len(clears), ticket_id))
