@@ -142,9 +142,6 @@ class Envelope:
 def parse(data):
     """Parse a tagged COSE_Sign1 or COSE_Mac0 without verifying it. Raises
     COSEError (reason "malformed") for anything else, whatever the bytes."""
-    envelope = _parse_own_layout(data)
-    if envelope is not None:
-        return envelope
     try:
         item = cbor.loads(data)
     except cbor.CBORError as exc:
@@ -184,59 +181,3 @@ def parse(data):
         raise COSEError("malformed", "%s is %d bytes, expected %d" % (
             "signature" if item.tag == TAG_SIGN1 else "MAC tag", len(authenticator), expected_size))
     return Envelope(item.tag, alg, kid, payload, protected, authenticator)
-
-
-def _parse_own_layout(data):
-    """The Envelope of a message laid out as sign1() and mac0() write it,
-    read by hand (a receiver parses one per message: the general decoder
-    took a fifth of its time for an alert); None for any other bytes,
-    which parse()'s general path then reads and judges. What it accepts,
-    the general path accepts as the same Envelope (tested with
-    hypothesis): #6.17/18 in one byte, an array of 4, the protected map
-    {1: alg in one byte, 4: kid} as its only content, an empty unprotected
-    map, and nothing after the authenticator."""
-    size = len(data)
-    if size < 12 or data[1] != 0x84 or (data[0] != 0xD2 and data[0] != 0xD1):
-        return None
-    length, pos = _bstr_head(data, 2)
-    end = pos + length
-    # protected: a2 01 <alg> 04 <kid bstr>, the alg -24..23 in one byte
-    if length < 6 or end > size or data[pos] != 0xA2 or data[pos + 1] != HEADER_ALG or data[pos + 3] != HEADER_KID:
-        return None
-    alg = data[pos + 2]
-    if alg < 0x18:
-        pass
-    elif 0x20 <= alg < 0x38:
-        alg = -1 - (alg - 0x20)
-    else:
-        return None
-    kid_length, kid_start = _bstr_head(data, pos + 4)
-    if kid_start + kid_length != end or not 0 < kid_length <= MAX_KID or end >= size or data[end] != 0xA0:
-        return None
-    length, payload_start = _bstr_head(data, end + 1)
-    payload_end = payload_start + length
-    if length < 0 or payload_end >= size:
-        return None
-    length, authenticator_start = _bstr_head(data, payload_end)
-    tag = data[0] & 0x1F
-    if length != (ED25519_SIGNATURE_SIZE if tag == TAG_SIGN1 else HMAC_SIZE) or authenticator_start + length != size:
-        return None
-    return Envelope(tag, alg, bytes(data[kid_start:end]), bytes(data[payload_start:payload_end]),
-                    bytes(data[pos:end]), bytes(data[authenticator_start:size]))
-
-
-def _bstr_head(data, pos):
-    """(length, start) of the byte string whose definite head is at ``pos``;
-    a length that cannot be right (-1) for anything else."""
-    if pos >= len(data):
-        return -1, pos
-    first = data[pos]
-    if 0x40 <= first < 0x58:
-        return first - 0x40, pos + 1
-    if first == 0x58 and pos + 1 < len(data):
-        return data[pos + 1], pos + 2
-    if first == 0x59 and pos + 2 < len(data):
-        return (data[pos + 1] << 8) | data[pos + 2], pos + 3
-    if first == 0x5A and pos + 4 < len(data):
-        return (data[pos + 1] << 24) | (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4], pos + 5
-    return -1, pos

@@ -25,7 +25,7 @@ import tomllib
 from edge_agent.core import bundle, cose
 from edge_agent.core import signals as sg
 from edge_agent.keys.identity import EDDSA, HMAC256, ed25519_verifier_from_hex
-from edge_agent.receiver import ed25519, quick_telemetry
+from edge_agent.receiver import ed25519, quick_cose, quick_telemetry
 from edge_agent.receiver.printable import short, text
 
 # A rejection's detail is kept in the database and logged: bounded.
@@ -117,7 +117,7 @@ class Registry:
         signal's body as the bytes that were signed (signals.body_bytes), or
         None for a signal whose envelope was not encoded canonically."""
         try:
-            envelope = cose.parse(data)
+            envelope = quick_cose.parse(data)
         except cose.COSEError as exc:
             raise Rejection("malformed", str(exc)) from None
         try:
