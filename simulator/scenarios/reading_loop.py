@@ -1,0 +1,64 @@
+"""The virtual run's innermost loop (virtual.py): readings back to back,
+from the sensor models into the core Device, while nothing else is due.
+
+Nearly every step of a dense run is one of these, so the loop is its own
+module, typed for mypyc (`make accelerate`, simulator/accelerate.py): there
+the Device's methods are direct C calls and the queue's integers unboxed.
+"""
+
+import heapq
+from typing import Any, Callable, Optional
+
+from edge_agent.core.device import Device
+
+
+class Batch:
+    """What ``read`` did: the last reading time taken off the queue (None
+    if none was), the readings ingested and the queue steps taken."""
+
+    def __init__(self, now: Optional[int], readings: int, steps: int) -> None:
+        self.now = now
+        self.readings = readings
+        self.steps = steps
+
+
+def read(queue: "list[tuple[int, int]]", limit: int, periods: "list[int]", powers: "list[Any]",
+         samplers: "list[Callable[[int], Any]]", series_of: "list[Any]", record: bool,
+         device: Optional[Device], gpio_state: "Optional[dict]",
+         dispatch: "Callable[[list, int], None]") -> Batch:
+    """Take the readings queued before ``limit`` in (time, sensor index)
+    order, each sensor queued again a period later. A device that is off
+    (None) reads nothing; an unpowered sensor (its ``powers`` output off in
+    ``gpio_state``) is silent. Only the device's deadline can move while
+    readings arrive (a reading starts a telemetry batch or moves a dropout
+    timer): the limit follows it, and a reading with outputs is dispatched
+    and ends the batch, so the caller looks at everything again."""
+    now: Optional[int] = None
+    count = 0
+    steps = 0
+    while queue and queue[0][0] < limit:
+        t, i = queue[0]
+        heapq.heapreplace(queue, (t + periods[i], i))
+        steps += 1
+        now = t
+        if device is None or gpio_state is None:
+            continue
+        power = powers[i]
+        if power and not gpio_state[power]:
+            continue  # unpowered: silent
+        reading = samplers[i](t)
+        if reading is None:
+            continue
+        count += 1
+        if record:
+            series = series_of[i]
+            series[0].append(t)
+            series[1].append(reading.value)
+        outputs = device.ingest(reading, t)
+        if outputs:
+            dispatch(outputs, t)
+            break
+        t_dev = device.next_deadline()
+        if t_dev is not None and t_dev < limit:
+            limit = t_dev
+    return Batch(now, count, steps)
