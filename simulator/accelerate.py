@@ -23,11 +23,12 @@ import sys
 from . import ROOT
 
 # The modules compiled, as imported: the sensor models, the core Device and
-# its health engine and rules, the readings, the CBOR codec, and the virtual
-# run's reading loop. Their class defaults that are None carry a type hint,
-# or mypyc would type them None.
+# its health engine, component states and rules, the readings, the CBOR
+# codec, and the virtual run's reading loop. Their class defaults that are
+# None carry a type hint, or mypyc would type them None.
 MODULES = (
     "edge_agent.core.reading",
+    "edge_agent.core.component",
     "edge_agent.core.rules",
     "edge_agent.core.health",
     "edge_agent.core.triage",

@@ -28,23 +28,24 @@ from array import array
 # time, so MicroPython, which ignores annotations, needs no typing module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 
-OUT_OF_RANGE = "out_of_range"
-SENSOR_FAULT = "sensor_fault"
+# Final: constants to mypyc, not a module lookup per reading.
+OUT_OF_RANGE: "Final" = "out_of_range"
+SENSOR_FAULT: "Final" = "sensor_fault"
 
 # How many recent readings a sensor keeps as evidence for alerts and state
 # signals: enough to show a stuck or jumping value, small on a 32-sensor ESP32.
-EVIDENCE = 5
+EVIDENCE: "Final" = 5
 
-_FAULT = rd.FAULT
+_FAULT: "Final" = rd.FAULT
 
 # Jump: weight of a new reading in the running level. 0.25 follows a real
 # step within ~8 readings while one spike moves the level by only a quarter.
-JUMP_ALPHA = 0.25
+JUMP_ALPHA: "Final" = 0.25
 
 
 class Rule:
@@ -375,7 +376,7 @@ class SensorWatch:
     """
 
     dropout: "Any" = None  # the dropout rule, if declared
-    rules: "list[Rule]"
+    rules: "tuple[Rule, ...]"
     judged: "tuple[Rule, ...]"
     ev_other: "dict | None" = None
     ev_count = 0  # readings recorded as evidence, ever (the ring's position)
@@ -385,10 +386,10 @@ class SensorWatch:
     def __init__(self, sensor, component, board, latest, start_ms=None):
         self.sensor = sensor
         self.component = component
-        self.rules = [RangeCheck(), FaultCheck()]
+        rules = [RangeCheck(), FaultCheck()]
         for spec in sensor.rules:
             rule = RULE_CLASSES[spec.kind](spec)
-            self.rules.append(rule)
+            rules.append(rule)
             if spec.kind == "dropout":
                 self.dropout = rule
             elif spec.kind == "disagree":
@@ -399,7 +400,8 @@ class SensorWatch:
                 rule.partner_ms = max(other.period_ms if other else 0, sensor.period_ms)
         # The sensor's fault report and dropout only ever clear on a good
         # reading: while both are inactive they are not asked.
-        self.judged = tuple([r for r in self.rules if r.kind != SENSOR_FAULT and r is not self.dropout])
+        self.rules = tuple(rules)  # fixed from here: a tuple is smaller than a list on MicroPython
+        self.judged = tuple([r for r in rules if r.kind != SENSOR_FAULT and r is not self.dropout])
         # Evidence ring: times and values of the last EVIDENCE readings,
         # unboxed, at ev_count % EVIDENCE onwards. A value that is not a
         # float (None for a fault report, an int from a counter) is kept as
@@ -455,7 +457,7 @@ class SensorWatch:
             if self.dropout is not None:
                 self._set(self.dropout, False, reading, changes)
             return changes
-        rules: "tuple[Rule, ...] | list[Rule]" = self.judged
+        rules = self.judged
         if self.rules[1].active or (self.dropout is not None and self.dropout.active):
             rules = self.rules  # a clear to report, in rule order
         changes = ()
