@@ -75,6 +75,7 @@ class Sequencer:
 class Device:
     # Typed for mypyc (`make accelerate`): what ingest touches per reading.
     health: "HealthEngine"
+    triage: "Triage"
     stats: dict
     _sensors: dict
     _batch: list
