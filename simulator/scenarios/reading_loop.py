@@ -12,6 +12,23 @@ from typing import Any, Callable, Optional
 from edge_agent.core.device import Device
 
 
+class ReadingQueue:
+    """The sensors by the time of their next reading, ties in sensor index
+    order (the index is the sensor's rank by id): a heap of ints
+    ``time << shift | index``, which orders as (time, index) tuples would,
+    compared and stored without a tuple per reading."""
+
+    def __init__(self, first_times: "list[int]") -> None:
+        self.shift = max(1, len(first_times).bit_length())
+        self.mask = (1 << self.shift) - 1
+        self.heap = [t << self.shift | i for i, t in enumerate(first_times)]
+        heapq.heapify(self.heap)
+
+    def first(self) -> Optional[int]:
+        """When the next reading is due (None when no sensor is queued)."""
+        return self.heap[0] >> self.shift if self.heap else None
+
+
 class Batch:
     """What ``read`` did: the last reading time taken off the queue (None
     if none was), the readings ingested and the queue steps taken."""
@@ -22,23 +39,31 @@ class Batch:
         self.steps = steps
 
 
-def read(queue: "list[tuple[int, int]]", limit: int, periods: "list[int]", powers: "list[Any]",
+def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[Any]",
          samplers: "list[Callable[[int], Any]]", series_of: "list[Any]", record: bool,
          device: Optional[Device], gpio_state: "Optional[dict]",
          dispatch: "Callable[[list, int], None]") -> Batch:
-    """Take the readings queued before ``limit`` in (time, sensor index)
-    order, each sensor queued again a period later. A device that is off
-    (None) reads nothing; an unpowered sensor (its ``powers`` output off in
-    ``gpio_state``) is silent. Only the device's deadline can move while
-    readings arrive (a reading starts a telemetry batch or moves a dropout
-    timer): the limit follows it, and a reading with outputs is dispatched
-    and ends the batch, so the caller looks at everything again."""
+    """Take the readings queued before ``limit``, each sensor queued again
+    a period later. A device that is off (None) reads nothing; an unpowered
+    sensor (its ``powers`` output off in ``gpio_state``) is silent. Only the
+    device's deadline can move while readings arrive (a reading starts a
+    telemetry batch or moves a dropout timer): the limit follows it, and a
+    reading with outputs is dispatched and ends the batch, so the caller
+    looks at everything again."""
+    heap = queue.heap
+    shift = queue.shift
+    mask = queue.mask
+    replace = heapq.heapreplace
     now: Optional[int] = None
     count = 0
     steps = 0
-    while queue and queue[0][0] < limit:
-        t, i = queue[0]
-        heapq.heapreplace(queue, (t + periods[i], i))
+    while heap:
+        key = heap[0]
+        t = key >> shift
+        if t >= limit:
+            break
+        i = key & mask
+        replace(heap, key + (periods[i] << shift))
         steps += 1
         now = t
         if device is None or gpio_state is None:

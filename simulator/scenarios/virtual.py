@@ -37,7 +37,6 @@ publish order) is byte-identical between runs.
 """
 
 import hashlib
-import heapq
 import os
 import shutil
 import tempfile
@@ -432,11 +431,10 @@ def _run(spec, seed, result, workdir, console, quiet, record):
     result.models = models
     vd = VirtualDevice(spec, seed, workdir, result, record=record)
     end = result.end_ms
-    # The reading queue holds (t, index): the index is the sensor's rank
-    # by id, so ties go in id order; per-sensor lookups are list indexes.
+    # The reading queue: each sensor's next reading time, by its index (its
+    # rank by id, so ties go in id order); per-sensor lookups are list indexes.
     ids = sorted(models)
-    queue = [(physics.T0 + i, i) for i in range(len(ids))]
-    heapq.heapify(queue)
+    queue = reading_loop.ReadingQueue([physics.T0 + i for i in range(len(ids))])
     periods = [models[sid].period_ms for sid in ids]
     powers = [models[sid].power_output for sid in ids]
     samplers = [models[sid].sampler() for sid in ids]
@@ -482,7 +480,7 @@ def _run(spec, seed, result, workdir, console, quiet, record):
             t_dev = vd.device.next_deadline() if vd.on else None
             t_store = vd.store_due if vd.on else None
             t_evict = vd.evictions.due_ms if vd.on else None
-            t_read = queue[0][0] if queue else None
+            t_read = queue.first()
             best = None
             which = None
             for t, name in ((t_event, "event"), (t_dev, "device"), (t_store, "store"), (t_evict, "evict"),
