@@ -244,7 +244,8 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
         append = out.append
         extend = out.extend
         rows = ROW_SHORTCUTS and depth < MAX_DEPTH
-        for item in value:
+        items: list = value  # a list: iterated as one under mypyc
+        for item in items:
             # Scalars inline: one call per container instead of per item.
             t = type(item)
             if t is list and rows and len(item) == 4:
@@ -254,9 +255,9 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
                 sensor = row_items[1]
                 reading = row_items[2]
                 quality = row_items[3]
-                # Times from 2**32 to 2**62 (beyond, the general path: one
-                # compare of small ints for mypyc, the same bytes).
-                if (type(time_ms) is int and 0x100000000 <= time_ms < 0x4000000000000000 and type(sensor) is str
+                # Times from 2**32 to 2**62 - 1 (beyond, the general path,
+                # the same bytes): compared as small ints under mypyc.
+                if (type(time_ms) is int and 0x100000000 <= time_ms <= 0x3FFFFFFFFFFFFFFF and type(sensor) is str
                         and type(quality) is int and 0 <= quality < 24):
                     t = type(reading)
                     if t is float and reading == reading:

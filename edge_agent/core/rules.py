@@ -22,6 +22,7 @@ page anyone sixty times a minute. ``health`` rules (all but threshold, by
 default) also make the component's evaluation bad (component.py).
 """
 
+import sys
 from array import array
 
 # Names for annotations only (mypyc, `make accelerate`): never imported at run
@@ -42,6 +43,18 @@ SENSOR_FAULT: "Final" = "sensor_fault"
 EVIDENCE: "Final" = 5
 
 _FAULT: "Final" = rd.FAULT
+
+# The evidence ring of a SensorWatch (times, values): unboxed arrays on
+# MicroPython, the smaller on a 32-sensor board; lists on CPython, where an
+# array's item write parses a format string each time (about 450
+# instructions, twice a reading) and the reading's own objects are kept.
+_RING_ARRAYS = sys.implementation.name == "micropython"
+
+
+def _ring(typecode, zero):
+    if _RING_ARRAYS:
+        return array(typecode, [zero] * EVIDENCE)
+    return [zero] * EVIDENCE
 
 # Jump: weight of a new reading in the running level. 0.25 follows a real
 # step within ~8 readings while one spike moves the level by only a quarter.
@@ -369,8 +382,8 @@ class SensorWatch:
 
     Per reading this is the hot path of the whole device (32 sensors at
     1 Hz on an ESP32), so it allocates nothing that outlives the reading:
-    the evidence is a ring (times in an int64 ``array``, values in a
-    float64 one), and rules that only ever clear on a good reading (the
+    the evidence is a ring (on MicroPython times in an int64 ``array``,
+    values in a float64 one; lists on CPython: ``_ring``), and rules that only ever clear on a good reading (the
     sensor's fault report, dropout) are not asked while they are inactive.
     Fields at their usual value are class attributes (see Rule).
     """
@@ -402,12 +415,12 @@ class SensorWatch:
         # reading: while both are inactive they are not asked.
         self.rules = tuple(rules)  # fixed from here: a tuple is smaller than a list on MicroPython
         self.judged = tuple([r for r in rules if r.kind != SENSOR_FAULT and r is not self.dropout])
-        # Evidence ring: times and values of the last EVIDENCE readings,
-        # unboxed, at ev_count % EVIDENCE onwards. A value that is not a
+        # Evidence ring: times and values of the last EVIDENCE readings
+        # (unboxed on MicroPython), at ev_count % EVIDENCE onwards. A value that is not a
         # float (None for a fault report, an int from a counter) is kept as
         # is in ev_other, {slot: value}, made on first use.
-        self.ev_t = array("q", [0] * EVIDENCE)
-        self.ev_v = array("d", [0.0] * EVIDENCE)
+        self.ev_t = _ring("q", 0)
+        self.ev_v = _ring("d", 0.0)
         self.last_ms = start_ms  # last reading of any quality (dropout)
 
     @property
