@@ -54,7 +54,7 @@ def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[An
     shift = queue.shift
     mask = queue.mask
     replace = heapq.heapreplace
-    now: Optional[int] = None
+    last = 0  # the last time taken (an int, not boxed per reading), when steps > 0
     count = 0
     steps = 0
     while heap:
@@ -65,7 +65,7 @@ def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[An
         i = key & mask
         replace(heap, key + (periods[i] << shift))
         steps += 1
-        now = t
+        last = t
         if device is None or gpio_state is None:
             continue
         power = powers[i]
@@ -86,4 +86,4 @@ def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[An
         t_dev = device.next_deadline()
         if t_dev is not None and t_dev < limit:
             limit = t_dev
-    return Batch(now, count, steps)
+    return Batch(last if steps else None, count, steps)
