@@ -261,8 +261,9 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
                         and type(quality) is int and 0 <= quality < 24):
                     t = type(reading)
                     if t is float and reading == reading:
-                        row_format, encoded, size = _row_heads.get(sensor) or _row_head(sensor)
-                        row = _pack(row_format, 0x84, 0x1B, time_ms, encoded, 0xFB, reading, quality)
+                        head: tuple = _row_heads.get(sensor) or _row_head(sensor)  # typed: indexed, not unpacked
+                        size: int = head[2]
+                        row: bytes = _pack(head[0], 0x84, 0x1B, time_ms, head[1], 0xFB, reading, quality)
                         # The double as is when single cannot hold it (see
                         # _encode_float: nearly every reading).
                         if row[size + 18] or row[size + 17] or row[size + 16] or row[size + 15] & 0x1F:

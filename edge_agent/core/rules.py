@@ -391,6 +391,8 @@ class SensorWatch:
     dropout: "Any" = None  # the dropout rule, if declared
     rules: "tuple[Rule, ...]"
     judged: "tuple[Rule, ...]"
+    ev_t: list  # the ring (_ring): lists on CPython, the only place mypyc's checks run
+    ev_v: list
     ev_other: "dict | None" = None
     ev_count = 0  # readings recorded as evidence, ever (the ring's position)
     previous: "Any" = None  # last good Reading
