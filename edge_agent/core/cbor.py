@@ -259,8 +259,7 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
                 # the same bytes): compared as small ints under mypyc.
                 if (type(time_ms) is int and 0x100000000 <= time_ms <= 0x3FFFFFFFFFFFFFFF and type(sensor) is str
                         and type(quality) is int and 0 <= quality < 24):
-                    t = type(reading)
-                    if t is float and reading == reading:
+                    if type(reading) is float and reading == reading:  # a number (not NaN), compared unboxed
                         head: tuple = _row_heads.get(sensor) or _row_head(sensor)  # typed: indexed, not unpacked
                         size: int = head[2]
                         row: bytes = _pack(head[0], 0x84, 0x1B, time_ms, head[1], 0xFB, reading, quality)

@@ -78,6 +78,7 @@ class Device:
     triage: "Triage"
     stats: dict
     _sensors: dict
+    _batch_due_ms: "int | None"
     _batch: list
     telemetry_max_readings: int
 
@@ -236,7 +237,7 @@ class Device:
         for a component one of whose sensors has lost its link (link_lost)."""
         return dict((cid, self.health.shown_state(cid)) for cid in self.health.components)
 
-    def next_deadline(self):
+    def next_deadline(self) -> "int | None":
         """When ``poll`` next has work (after a ``feed`` or ``ingest`` moved it)."""
         # Asked fresh: a reading may have moved the health or triage timers
         # (computed here, once per poll, rather than after every reading).
