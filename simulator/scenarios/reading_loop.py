@@ -6,7 +6,7 @@ module, typed for mypyc (`make accelerate`, simulator/accelerate.py): there
 the Device's methods are direct C calls and the queue's integers unboxed.
 """
 
-import heapq
+import bisect
 from typing import Any, Callable, Optional
 
 from edge_agent.core.device import Device
@@ -14,19 +14,20 @@ from edge_agent.core.device import Device
 
 class ReadingQueue:
     """The sensors by the time of their next reading, ties in sensor index
-    order (the index is the sensor's rank by id): a heap of ints
-    ``time << shift | index``, which orders as (time, index) tuples would,
-    compared and stored without a tuple per reading."""
+    order (the index is the sensor's rank by id): a sorted list of ints
+    ``time << shift | index`` (unique, ordered as (time, index) tuples
+    would be). A sensor read is queued again a period later: appended when
+    that is the latest time queued, as it always is when the sensors share
+    one period (no search, no tuple), else inserted by bisection."""
 
     def __init__(self, first_times: "list[int]") -> None:
         self.shift = max(1, len(first_times).bit_length())
         self.mask = (1 << self.shift) - 1
-        self.heap = [t << self.shift | i for i, t in enumerate(first_times)]
-        heapq.heapify(self.heap)
+        self.keys = sorted([t << self.shift | i for i, t in enumerate(first_times)])
 
     def first(self) -> Optional[int]:
         """When the next reading is due (None when no sensor is queued)."""
-        return self.heap[0] >> self.shift if self.heap else None
+        return self.keys[0] >> self.shift if self.keys else None
 
 
 class Batch:
@@ -50,20 +51,24 @@ def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[An
     telemetry batch or moves a dropout timer): the limit follows it, and a
     reading with outputs is dispatched and ends the batch, so the caller
     looks at everything again."""
-    heap = queue.heap
+    keys = queue.keys
     shift = queue.shift
     mask = queue.mask
-    replace = heapq.heapreplace
     last = 0  # the last time taken (an int, not boxed per reading), when steps > 0
     count = 0
     steps = 0
-    while heap:
-        key = heap[0]
+    while keys:
+        key = keys[0]
         t = key >> shift
         if t >= limit:
             break
         i = key & mask
-        replace(heap, key + (periods[i] << shift))
+        del keys[0]
+        again = key + (periods[i] << shift)
+        if not keys or again > keys[-1]:
+            keys.append(again)
+        else:
+            bisect.insort(keys, again)
         steps += 1
         last = t
         if device is None or gpio_state is None:
