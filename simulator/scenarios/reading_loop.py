@@ -63,7 +63,7 @@ def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[An
         if t >= limit:
             break
         i = key & mask
-        del keys[0]
+        keys.pop(0)
         again = key + (periods[i] << shift)
         if not keys or again > keys[-1]:
             keys.append(again)
