@@ -69,7 +69,9 @@ class Rule:
     (``__slots__`` is ignored there), each attribute a 16-byte slot on the
     64-bit unix port. So what is usually at its default lives on the class
     (inactive, no detail, no running state) and on the board's spec (kind,
-    health): a quiet rule is its spec and nothing else.
+    health): a quiet rule is its spec and nothing else (stuck and jump also
+    keep the one parameter every reading reads: about 1 KiB for a 32-sensor
+    board, the price of a load instead of two lookups under mypyc).
     """
 
     spec: "Any" = None
@@ -153,10 +155,15 @@ class Threshold(Rule):
 class Stuck(Rule):
     anchor: "Any" = None
     anchor_ms = 0
+    epsilon: "Any"  # the spec's, read by every reading: on the rule, one load under mypyc
+
+    def __init__(self, spec: "Any") -> None:
+        self.spec = spec  # as Rule's (mypyc's build fails on a call to Rule.__init__ here)
+        self.epsilon = spec.params["epsilon"]
 
     def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
-        if self.anchor is None or abs(reading.value - self.anchor) > p["epsilon"]:
+        if self.anchor is None or abs(reading.value - self.anchor) > self.epsilon:
             self.anchor = reading.value
             self.anchor_ms = reading.time_ms
             return False
@@ -214,6 +221,11 @@ class Rate(Rule):
 
 class Jump(Rule):
     level: "Any" = None
+    max_step: "Any"  # the spec's, read by every reading: on the rule, one load under mypyc
+
+    def __init__(self, spec: "Any") -> None:
+        self.spec = spec  # as Stuck's
+        self.max_step = spec.params["max_step"]
 
     def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         value = reading.value
@@ -222,7 +234,7 @@ class Jump(Rule):
             return False
         level = self.level
         self.level = level + JUMP_ALPHA * (value - level)
-        step = self.spec.params["max_step"]
+        step = self.max_step
         # Away from both the recent level and the last reading: a steady
         # ramp lags the level (by 3 readings' change at alpha 0.25) but
         # moves little between readings, so it is not a jump.
