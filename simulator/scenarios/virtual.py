@@ -220,11 +220,14 @@ def scratch_receiver(path):
     Beyond durable=False, its rollback journal stays in memory and nothing
     is synced: a commit per message is then 35-40 % cheaper (CPU time,
     about 110 -> 70 us for a 320-reading message), the same SQL with the
-    same results. Not ":memory:": a long dense run stores about 50 bytes a
-    reading, which belongs on disk."""
+    same results. Its one connection keeps the file locked from its first
+    write to the end: no lock, unlock and header check per commit (about 13
+    system calls a message fewer). Not ":memory:": a long dense run stores
+    about 50 bytes a reading, which belongs on disk."""
     storage = Storage(path, durable=False)
     storage.db.execute("PRAGMA journal_mode=MEMORY")
     storage.db.execute("PRAGMA synchronous=OFF")
+    storage.db.execute("PRAGMA locking_mode=EXCLUSIVE")
     return storage
 
 
