@@ -16,18 +16,21 @@ class ReadingQueue:
     """The sensors by the time of their next reading, ties in sensor index
     order (the index is the sensor's rank by id): a sorted list of ints
     ``time << shift | index`` (unique, ordered as (time, index) tuples
-    would be). A sensor read is queued again a period later: appended when
-    that is the latest time queued, as it always is when the sensors share
-    one period (no search, no tuple), else inserted by bisection."""
+    would be), from ``head`` on. A sensor read is queued again a period
+    later: appended when that is the latest time queued, as it always is
+    when the sensors share one period (no search, no tuple), else inserted
+    by bisection; the part taken is dropped once it is as long as the rest,
+    so taking one moves nothing."""
 
     def __init__(self, first_times: "list[int]") -> None:
         self.shift = max(1, len(first_times).bit_length())
         self.mask = (1 << self.shift) - 1
         self.keys = sorted([t << self.shift | i for i, t in enumerate(first_times)])
+        self.head = 0
 
     def first(self) -> Optional[int]:
         """When the next reading is due (None when no sensor is queued)."""
-        return self.keys[0] >> self.shift if self.keys else None
+        return self.keys[self.head] >> self.shift if self.head < len(self.keys) else None
 
 
 class Batch:
@@ -52,23 +55,28 @@ def read(queue: ReadingQueue, limit: int, periods: "list[int]", powers: "list[An
     reading with outputs is dispatched and ends the batch, so the caller
     looks at everything again."""
     keys = queue.keys
+    head = queue.head
     shift = queue.shift
     mask = queue.mask
     last = 0  # the last time taken (an int, not boxed per reading), when steps > 0
     count = 0
     steps = 0
-    while keys:
-        key = keys[0]
+    while head < len(keys):
+        key = keys[head]
         t = key >> shift
         if t >= limit:
             break
         i = key & mask
-        keys.pop(0)
+        head += 1
         again = key + (periods[i] << shift)
-        if not keys or again > keys[-1]:
+        if head == len(keys) or again > keys[-1]:
             keys.append(again)
         else:
-            bisect.insort(keys, again)
+            bisect.insort(keys, again, head)
+        if head >= len(keys) - head:
+            del keys[:head]
+            head = 0
+        queue.head = head
         steps += 1
         last = t
         if device is None or gpio_state is None:
