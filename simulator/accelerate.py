@@ -23,16 +23,19 @@ import sys
 from . import ROOT
 
 # The modules compiled, as imported: the sensor models, the core Device and
-# its health engine and rules, the readings, the CBOR codec. Their class
-# defaults that are None carry a type hint, or mypyc would type them None.
+# its health engine, component states and rules, the readings, the CBOR
+# codec, and the virtual run's reading loop. Their class defaults that are
+# None carry a type hint, or mypyc would type them None.
 MODULES = (
     "edge_agent.core.reading",
+    "edge_agent.core.component",
     "edge_agent.core.rules",
     "edge_agent.core.health",
     "edge_agent.core.triage",
     "edge_agent.core.device",
     "edge_agent.core.cbor",
     "simulator.hardware.physics",
+    "simulator.scenarios.reading_loop",
 )
 DEFAULT_DIR = os.path.join(ROOT, "build", "accelerated")
 MANIFEST = "manifest.txt"  # "module sha256-of-its-source" lines, then "python EXT_SUFFIX"

@@ -38,12 +38,12 @@ import struct
 # time, so MicroPython, which ignores annotations, needs no typing module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 # Nesting deeper than this is refused. MicroPython's C stack allows roughly
 # 40-60 recursive Python calls on an ESP32; 32 levels leaves room for callers,
 # and no signal we define nests deeper than 4.
-MAX_DEPTH = 32
+MAX_DEPTH: "Final" = 32
 
 
 class CBORError(ValueError):
@@ -168,9 +168,10 @@ def _encode_float(value):
     return single
 
 
-_pack = struct.pack
-_unpack = struct.unpack
-_unpack_from = struct.unpack_from
+# Final: constants to mypyc (`make accelerate`), not a module lookup per row.
+_pack: "Final" = struct.pack
+_unpack: "Final" = struct.unpack
+_unpack_from: "Final" = struct.unpack_from
 
 # Telemetry rows, [time_ms, sensor, value, quality], are nearly all of a
 # device's CBOR (and of a receiver's): both directions have a shortcut for
@@ -179,7 +180,7 @@ _unpack_from = struct.unpack_from
 MAX_CACHED_TEXTS = 256
 # Off, every row takes the general paths (the tests compare the two).
 ROW_SHORTCUTS = True
-_row_heads: dict = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
+_row_heads: "Final[dict]" = {}  # sensor id (str) -> (struct format of a row with a double, the id's encoding, its length)
 _byte_texts: dict = {}  # UTF-8 bytes -> str
 # A row with an id of n bytes and a double, for unpack: [0x84, 0x1b] time
 # [text head] id [0xfb] double quality; made on first use (a board's heap).
@@ -243,18 +244,25 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
         append = out.append
         extend = out.extend
         rows = ROW_SHORTCUTS and depth < MAX_DEPTH
-        for item in value:
+        items: list = value  # a list: iterated as one under mypyc
+        for item in items:
             # Scalars inline: one call per container instead of per item.
             t = type(item)
             if t is list and rows and len(item) == 4:
                 # A telemetry row: [uint64 time, str, float or None, small uint].
-                time_ms, sensor, reading, quality = item
-                if (type(time_ms) is int and 0x100000000 <= time_ms <= 0xFFFFFFFFFFFFFFFF and type(sensor) is str
+                row_items: list = item
+                time_ms = row_items[0]
+                sensor = row_items[1]
+                reading = row_items[2]
+                quality = row_items[3]
+                # Times from 2**32 to 2**62 - 1 (beyond, the general path,
+                # the same bytes): compared as small ints under mypyc.
+                if (type(time_ms) is int and 0x100000000 <= time_ms <= 0x3FFFFFFFFFFFFFFF and type(sensor) is str
                         and type(quality) is int and 0 <= quality < 24):
-                    t = type(reading)
-                    if t is float and reading == reading:
-                        row_format, encoded, size = _row_heads.get(sensor) or _row_head(sensor)
-                        row = _pack(row_format, 0x84, 0x1B, time_ms, encoded, 0xFB, reading, quality)
+                    if type(reading) is float and reading == reading:  # a number (not NaN), compared unboxed
+                        head: tuple = _row_heads.get(sensor) or _row_head(sensor)  # typed: indexed, not unpacked
+                        size: int = head[2]
+                        row: bytes = _pack(head[0], 0x84, 0x1B, time_ms, head[1], 0xFB, reading, quality)
                         # The double as is when single cannot hold it (see
                         # _encode_float: nearly every reading).
                         if row[size + 18] or row[size + 17] or row[size + 16] or row[size + 15] & 0x1F:

@@ -24,12 +24,6 @@ Counters in ``stats`` record everything the pipeline saw, including every
 rejected frame by reason, so the console and tests can inspect it.
 """
 
-# Names for annotations only (mypyc, `make accelerate`): never imported at run
-# time, so MicroPython, which ignores annotations, needs no typing module.
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 from edge_agent.core import decoders
 from edge_agent.core import frames as fr
 from edge_agent.core.outputs import WriteRegisters
@@ -81,7 +75,10 @@ class Sequencer:
 class Device:
     # Typed for mypyc (`make accelerate`): what ingest touches per reading.
     health: "HealthEngine"
+    triage: "Triage"
     stats: dict
+    _sensors: dict
+    _batch_due_ms: "int | None"
     _batch: list
     telemetry_max_readings: int
 
@@ -99,6 +96,7 @@ class Device:
         if telemetry_interval_ms <= 0 or telemetry_max_readings <= 0:
             raise ValueError("telemetry interval and batch size must be positive")
         self.board = board
+        self._sensors = board.sensors  # looked up per reading: a typed dict for mypyc
         self.device_id = device_id
         self.sequencer = sequencer or Sequencer()
         self.telemetry_interval_ms = telemetry_interval_ms
@@ -239,7 +237,7 @@ class Device:
         for a component one of whose sensors has lost its link (link_lost)."""
         return dict((cid, self.health.shown_state(cid)) for cid in self.health.components)
 
-    def next_deadline(self):
+    def next_deadline(self) -> "int | None":
         """When ``poll`` next has work (after a ``feed`` or ``ingest`` moved it)."""
         # Asked fresh: a reading may have moved the health or triage timers
         # (computed here, once per poll, rather than after every reading).
@@ -334,29 +332,30 @@ class Device:
             reading = rd.Reading(now_ms, sensor.id, event.value)
         else:
             reading = rd.Reading(now_ms, sensor.id, None, rd.FAULT, event.value)
-        self._on_reading(sensor, reading, now_ms, outputs)
+        self._on_reading(reading, now_ms, outputs)
 
     def ingest(self, reading: "rd.Reading", now_ms: int) -> list:
         """A reading from a source without frames (a GPIO input, a decoder
         that is not a serial bus, the simulator's virtual clock). Returns
         outputs like ``feed``."""
-        sensor = self.board.sensors.get(reading.sensor)
-        if sensor is None:
+        if reading.sensor not in self._sensors:
             raise KeyError("no sensor %r on board %s" % (reading.sensor, self.board.name))
         outputs: list = []
-        self._on_reading(sensor, reading, now_ms, outputs)
+        self._on_reading(reading, now_ms, outputs)
         due = self._batch_due_ms
         if due is not None and now_ms >= due and self._batch:
             outputs.extend(self._emit_batch(now_ms))
         return outputs
 
-    def _on_reading(self, sensor: "Any", reading: "rd.Reading", now_ms: int, outputs: list) -> None:
+    def _on_reading(self, reading: "rd.Reading", now_ms: int, outputs: list) -> None:
+        """A reading of a sensor of this board (``reading.sensor`` is its id)."""
         self.stats["readings"] += 1
         health = self.health
         judged = health.on_reading(reading)
         if judged:
             self._route(judged, now_ms, outputs)
-        if sensor.id not in health.isolated_sensors:  # health.sends_telemetry, without a call per reading
+        sid = reading.sensor
+        if sid not in health.isolated_sensors:  # health.sends_telemetry, without a call per reading
             batch = self._batch
             if batch and len(batch) + 1 < self.telemetry_max_readings:
                 batch.append([reading.time_ms, reading.sensor, reading.value, reading.quality])  # _add_to_batch's usual case
@@ -364,8 +363,8 @@ class Device:
                 self._add_to_batch(reading.time_ms, reading.sensor, reading.value, reading.quality, now_ms, outputs)
         else:
             self.stats["quarantined_readings"] += 1
-        if reading.quality == rd.GOOD and sensor.id in health._stand_ins:
-            for stand_in in health.substitutes(sensor.id):
+        if reading.quality == rd.GOOD and health._stand_ins and sid in health._stand_ins:
+            for stand_in in health.substitutes(sid):
                 self._add_to_batch(reading.time_ms, stand_in, reading.value, rd.SUBSTITUTED, now_ms, outputs)
 
     def _add_to_batch(self, time_ms, sensor_id, value, quality, now_ms, outputs):

@@ -75,6 +75,7 @@ class ComponentHealth:
     unresolved: "Any" = ()
     state: str
     watches: "list[rules.SensorWatch]"
+    debounce: "cs.Debounce"
 
     def __init__(self, component, watches):
         self.component = component
@@ -189,7 +190,7 @@ class HealthEngine:
                 health.debounce.good_run += 1
             else:
                 self._evaluate(health, now, out)
-        if sid in self.predictors and reading.quality == rd.GOOD:
+        if self.predictors and sid in self.predictors and reading.quality == rd.GOOD:
             for predictor in self.predictors[reading.sensor]:
                 change = predictor.add(now, reading.value)
                 if change is not None:

@@ -4,15 +4,16 @@
 # time, so MicroPython, which ignores annotations, needs no typing module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 # Quality of a reading. GOOD: the sensor delivered a number. FAULT: the
 # sensor itself reported an error (value is None, ``code`` says which).
-GOOD = 0
-FAULT = 1
+# Final: a constant to mypyc, not a module lookup per reading.
+GOOD: "Final" = 0
+FAULT: "Final" = 1
 # SUBSTITUTED: only in telemetry. The sensor's component is quarantined with
 # ``switch``, and the value is its redundant sensor's reading.
-SUBSTITUTED = 2
+SUBSTITUTED: "Final" = 2
 
 
 class Reading:

@@ -22,29 +22,43 @@ page anyone sixty times a minute. ``health`` rules (all but threshold, by
 default) also make the component's evaluation bad (component.py).
 """
 
+import sys
 from array import array
 
 # Names for annotations only (mypyc, `make accelerate`): never imported at run
 # time, so MicroPython, which ignores annotations, needs no typing module.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Final
 
 from edge_agent.core import reading as rd
 from edge_agent.core import signals as sg
 
-OUT_OF_RANGE = "out_of_range"
-SENSOR_FAULT = "sensor_fault"
+# Final: constants to mypyc, not a module lookup per reading.
+OUT_OF_RANGE: "Final" = "out_of_range"
+SENSOR_FAULT: "Final" = "sensor_fault"
 
 # How many recent readings a sensor keeps as evidence for alerts and state
 # signals: enough to show a stuck or jumping value, small on a 32-sensor ESP32.
-EVIDENCE = 5
+EVIDENCE: "Final" = 5
 
-_FAULT = rd.FAULT
+_FAULT: "Final" = rd.FAULT
+
+# The evidence ring of a SensorWatch (times, values): unboxed arrays on
+# MicroPython, the smaller on a 32-sensor board; lists on CPython, where an
+# array's item write parses a format string each time (about 450
+# instructions, twice a reading) and the reading's own objects are kept.
+_RING_ARRAYS = sys.implementation.name == "micropython"
+
+
+def _ring(typecode, zero):
+    if _RING_ARRAYS:
+        return array(typecode, [zero] * EVIDENCE)
+    return [zero] * EVIDENCE
 
 # Jump: weight of a new reading in the running level. 0.25 follows a real
 # step within ~8 readings while one spike moves the level by only a quarter.
-JUMP_ALPHA = 0.25
+JUMP_ALPHA: "Final" = 0.25
 
 
 class Rule:
@@ -55,7 +69,9 @@ class Rule:
     (``__slots__`` is ignored there), each attribute a 16-byte slot on the
     64-bit unix port. So what is usually at its default lives on the class
     (inactive, no detail, no running state) and on the board's spec (kind,
-    health): a quiet rule is its spec and nothing else.
+    health): a quiet rule is its spec and nothing else (stuck and jump also
+    keep the one parameter every reading reads: about 1 KiB for a 32-sensor
+    board, the price of a load instead of two lookups under mypyc).
     """
 
     spec: "Any" = None
@@ -139,10 +155,15 @@ class Threshold(Rule):
 class Stuck(Rule):
     anchor: "Any" = None
     anchor_ms = 0
+    epsilon: "Any"  # the spec's, read by every reading: on the rule, one load under mypyc
+
+    def __init__(self, spec: "Any") -> None:
+        self.spec = spec  # as Rule's (mypyc's build fails on a call to Rule.__init__ here)
+        self.epsilon = spec.params["epsilon"]
 
     def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         p = self.spec.params
-        if self.anchor is None or abs(reading.value - self.anchor) > p["epsilon"]:
+        if self.anchor is None or abs(reading.value - self.anchor) > self.epsilon:
             self.anchor = reading.value
             self.anchor_ms = reading.time_ms
             return False
@@ -200,6 +221,11 @@ class Rate(Rule):
 
 class Jump(Rule):
     level: "Any" = None
+    max_step: "Any"  # the spec's, read by every reading: on the rule, one load under mypyc
+
+    def __init__(self, spec: "Any") -> None:
+        self.spec = spec  # as Stuck's
+        self.max_step = spec.params["max_step"]
 
     def judge(self, reading: "rd.Reading", watch: "SensorWatch") -> bool:
         value = reading.value
@@ -208,7 +234,7 @@ class Jump(Rule):
             return False
         level = self.level
         self.level = level + JUMP_ALPHA * (value - level)
-        step = self.spec.params["max_step"]
+        step = self.max_step
         # Away from both the recent level and the last reading: a steady
         # ramp lags the level (by 3 readings' change at alpha 0.25) but
         # moves little between readings, so it is not a jump.
@@ -368,15 +394,17 @@ class SensorWatch:
 
     Per reading this is the hot path of the whole device (32 sensors at
     1 Hz on an ESP32), so it allocates nothing that outlives the reading:
-    the evidence is a ring (times in an int64 ``array``, values in a
-    float64 one), and rules that only ever clear on a good reading (the
+    the evidence is a ring (on MicroPython times in an int64 ``array``,
+    values in a float64 one; lists on CPython: ``_ring``), and rules that only ever clear on a good reading (the
     sensor's fault report, dropout) are not asked while they are inactive.
     Fields at their usual value are class attributes (see Rule).
     """
 
     dropout: "Any" = None  # the dropout rule, if declared
-    rules: "list[Rule]"
+    rules: "tuple[Rule, ...]"
     judged: "tuple[Rule, ...]"
+    ev_t: list  # the ring (_ring): lists on CPython, the only place mypyc's checks run
+    ev_v: list
     ev_other: "dict | None" = None
     ev_count = 0  # readings recorded as evidence, ever (the ring's position)
     previous: "Any" = None  # last good Reading
@@ -385,10 +413,10 @@ class SensorWatch:
     def __init__(self, sensor, component, board, latest, start_ms=None):
         self.sensor = sensor
         self.component = component
-        self.rules = [RangeCheck(), FaultCheck()]
+        rules = [RangeCheck(), FaultCheck()]
         for spec in sensor.rules:
             rule = RULE_CLASSES[spec.kind](spec)
-            self.rules.append(rule)
+            rules.append(rule)
             if spec.kind == "dropout":
                 self.dropout = rule
             elif spec.kind == "disagree":
@@ -399,13 +427,14 @@ class SensorWatch:
                 rule.partner_ms = max(other.period_ms if other else 0, sensor.period_ms)
         # The sensor's fault report and dropout only ever clear on a good
         # reading: while both are inactive they are not asked.
-        self.judged = tuple([r for r in self.rules if r.kind != SENSOR_FAULT and r is not self.dropout])
-        # Evidence ring: times and values of the last EVIDENCE readings,
-        # unboxed, at ev_count % EVIDENCE onwards. A value that is not a
+        self.rules = tuple(rules)  # fixed from here: a tuple is smaller than a list on MicroPython
+        self.judged = tuple([r for r in rules if r.kind != SENSOR_FAULT and r is not self.dropout])
+        # Evidence ring: times and values of the last EVIDENCE readings
+        # (unboxed on MicroPython), at ev_count % EVIDENCE onwards. A value that is not a
         # float (None for a fault report, an int from a counter) is kept as
         # is in ev_other, {slot: value}, made on first use.
-        self.ev_t = array("q", [0] * EVIDENCE)
-        self.ev_v = array("d", [0.0] * EVIDENCE)
+        self.ev_t = _ring("q", 0)
+        self.ev_v = _ring("d", 0.0)
         self.last_ms = start_ms  # last reading of any quality (dropout)
 
     @property
@@ -455,7 +484,7 @@ class SensorWatch:
             if self.dropout is not None:
                 self._set(self.dropout, False, reading, changes)
             return changes
-        rules: "tuple[Rule, ...] | list[Rule]" = self.judged
+        rules = self.judged
         if self.rules[1].active or (self.dropout is not None and self.dropout.active):
             rules = self.rules  # a clear to report, in rule order
         changes = ()

@@ -40,41 +40,63 @@ crosses a limit).
 
 import math
 import random
+from typing import Any, Callable, Final
 
 from edge_agent.core import reading as rd
 from .battery import Battery
 
-T0 = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
-DAY_MS = 86400000
-HOUR_MS = 3600000
-TWO_PI = 2 * math.pi
-_sin = math.sin
-_cos = math.cos
-_log = math.log
-_sqrt = math.sqrt
-_Reading = rd.Reading
+# Final: constants to mypyc (`make accelerate`), not a lookup per use. The
+# per-sample code calls math.sin etc. by name: mypyc makes those C calls
+# on unboxed floats, where an alias would be a generic call.
+T0: Final = 1767225600000  # 2026-01-01 00:00 UTC: scenarios start at midnight
+DAY_MS: Final = 86400000
+HOUR_MS: Final = 3600000
+TWO_PI: Final = 2 * math.pi
 
 # Standard normals are drawn a block at a time (see PhysicalSensor._gauss).
 NORMALS_BLOCK = 256
 
 
-def _normal_block(rng, n):
+def _normal_block(rng: Any, n: int) -> "list[float]":
     """The next ``n`` standard normals of ``rng.gauss``, in order: the same
     arithmetic as CPython's Random.gauss (a pair from two random() calls,
     Box-Muller), without a Python call per number."""
     random = rng.random
-    out = []
-    append = out.append
+    out: "list[float]" = []
     pending = rng.gauss_next  # the second of a pair gauss() already made
     if pending is not None:
         rng.gauss_next = None
-        append(pending)
+        out.append(pending)
     for _ in range(n // 2):
-        x2pi = random() * TWO_PI
-        g2rad = _sqrt(-2.0 * _log(1.0 - random()))
-        append(_cos(x2pi) * g2rad)
-        append(_sin(x2pi) * g2rad)
+        u1: float = random()  # random() returns a float: the hints convert nothing
+        u2: float = random()
+        x2pi = u1 * TWO_PI
+        g2rad = math.sqrt(-2.0 * math.log(1.0 - u2))
+        out.append(math.cos(x2pi) * g2rad)
+        out.append(math.sin(x2pi) * g2rad)
     return out
+
+
+def round3(value: float) -> float:
+    """``round(value, 3)``, bit for bit, without its decimal conversion
+    (about a third of a steady sample's time). round() rounds the exact
+    binary value of ``value`` to the nearest multiple of 0.001 (ties to
+    even) and returns the double nearest that decimal, which is what
+    ``n / 1000.0`` returns for the integer n: so n is found from the
+    product ``value * 1000.0``, whose rounding error (under 1e-7 below
+    1e9) decides nothing unless the fraction is within 1e-6 of a half;
+    those, the huge, NaN and a result of zero (its sign) go to round().
+    Callers pass a float (never an int: round() would return an int)."""
+    y = value * 1000.0
+    if -1e9 < y < 1e9:
+        n = math.floor(y)
+        fraction = y - n
+        if fraction < 0.499999 or fraction > 0.500001:
+            if fraction > 0.5:
+                n += 1
+            if n != 0:
+                return n / 1000.0
+    return round(value, 3)
 
 
 def _blocks_match_gauss():
@@ -137,6 +159,13 @@ class PhysicalSensor:
     """``params`` is the scenario's [sensors.ID] table (validated), with
     defaults filled in by the caller; ``start_ms`` is the scenario's T0."""
 
+    # Typed for mypyc (`make accelerate`): what a steady sample touches.
+    # float only where the value is a float whatever the params say.
+    _normals: "list[float]"
+    _next_normal: int
+    _weather: float
+    _weather_until: int  # the weather holds before this time (ms): its hour's end
+
     def __init__(self, sensor_id, period_ms, process, params, seed, start_ms=T0, power_output=""):
         if process not in PROCESSES:
             raise ValueError("unknown process %r" % process)
@@ -154,6 +183,7 @@ class PhysicalSensor:
         self._next_normal = 0
         self._weather = 0.0
         self._weather_hour = None
+        self._weather_until = -(2 ** 61)  # none drawn yet: the first sample draws it
         # Parameters read on every sample, looked up once.
         self._level = self.params.get("level", 0.0)
         self._cycle_amp = self.params.get("cycle", 0.0)
@@ -211,6 +241,7 @@ class PhysicalSensor:
         while self._weather_hour is None or self._weather_hour < hour:
             self._weather_hour = hour if self._weather_hour is None else self._weather_hour + 1
             self._weather = 0.98 * self._weather + self._gauss(0, sd)
+        self._weather_until = self.start_ms + (hour + 1) * HOUR_MS
         return self._weather
 
     def true_value(self, t_ms, faults_now=()):
@@ -314,60 +345,59 @@ class PhysicalSensor:
         same bits)."""
         elapsed = t_ms - self.start_ms
         day = elapsed / DAY_MS
-        wh = self._weather_hour
-        weather = self._weather if wh is not None and wh >= elapsed // HOUR_MS else self._weather_at(t_ms)
-        value = self._level + self._cycle_amp * _sin(TWO_PI * (day - self._phase)) + weather
+        weather = self._weather if t_ms < self._weather_until else self._weather_at(t_ms)
+        value = self._level + self._cycle_amp * math.sin(TWO_PI * (day - self._phase)) + weather
         noise_sd = self._noise
         value += self._gauss(0, noise_sd) if noise_sd else 0.0
-        quantum = self.quantum
-        if quantum > 0:
-            return _Reading(t_ms, self.id, round(round(value / quantum) * quantum, 9))
-        return _Reading(t_ms, self.id, round(value, 3))
+        return rd.Reading(t_ms, self.id, self._quantise(value))
 
-    def _steady_sampler(self):
+    def _steady_sampler(self) -> "Callable[[int], rd.Reading]":
         """_steady as a closure: its parameters are locals, the noise's
         normals are taken from the block in place, and a flat sensor (no
         daily cycle, a level that is not zero) skips the sine: level + 0.0 *
-        sin(x) is level, bit for bit, whatever the sine's sign."""
-        start = self.start_ms
-        level = self._level
-        amp = self._cycle_amp
-        phase = self._phase
-        noise_sd = self._noise
-        quantum = self.quantum
-        sid = self.id
+        sin(x) is level, bit for bit, whatever the sine's sign. The
+        parameters are floats here (an int level or noise is converted
+        exactly, as the arithmetic with a float would), typed for mypyc."""
+        start: int = self.start_ms
+        level = float(self._level)
+        amp = float(self._cycle_amp)
+        phase: float = self._phase
+        noise_sd = float(self._noise)
+        noisy = bool(self._noise)
+        quantum: float = self.quantum
+        sid: str = self.id
         flat = amp == 0 and level != 0
-        gauss = self._gauss
-        weather_at = self._weather_at
+        me = self
 
-        def sample(t_ms):
-            elapsed = t_ms - start
-            wh = self._weather_hour
-            weather = self._weather if wh is not None and wh >= elapsed // HOUR_MS else weather_at(t_ms)
+        def sample(t_ms: int) -> "rd.Reading":
+            if t_ms < me._weather_until:
+                weather = me._weather
+            else:
+                weather = float(me._weather_at(t_ms))
             if flat:
                 value = level + weather
             else:
-                value = level + amp * _sin(TWO_PI * (elapsed / DAY_MS - phase)) + weather
-            if noise_sd:
-                i = self._next_normal
-                normals = self._normals
+                value = level + amp * math.sin(TWO_PI * ((t_ms - start) / DAY_MS - phase)) + weather
+            if noisy:
+                i = me._next_normal
+                normals = me._normals
                 if i < len(normals):
-                    self._next_normal = i + 1
-                    value += 0 + normals[i] * noise_sd
+                    me._next_normal = i + 1
+                    value += 0.0 + normals[i] * noise_sd
                 else:
-                    value += gauss(0, noise_sd)
+                    value += float(me._gauss(0, noise_sd))
             else:
                 value += 0.0
             if quantum > 0:
-                return _Reading(t_ms, sid, round(round(value / quantum) * quantum, 9))
-            return _Reading(t_ms, sid, round(value, 3))
+                return rd.Reading(t_ms, sid, round(round(value / quantum) * quantum, 9))
+            return rd.Reading(t_ms, sid, round3(value))
 
         return sample
 
     def _quantise(self, value):
         if self.quantum > 0:
             return round(round(value / self.quantum) * self.quantum, 9)
-        return round(value, 3)
+        return round3(value)
 
     def first_crossing(self, above=None, below=None, end_ms=None):
         """When a fresh copy first sends a value above ``above`` (or below

@@ -97,8 +97,9 @@ import simulator  # first: the compiled modules go on the path before anything i
 from simulator import accelerate
 import pytest
 rc = pytest.main(["-q", "-x", "-p", "no:cacheprovider"] + sys.argv[1:])
-from edge_agent.core import cbor, device, health, rules
-assert all(accelerate.compiled(m) for m in (cbor, device, health, rules)), accelerate.status
+from edge_agent.core import cbor, component, device, health, rules
+from simulator.scenarios import reading_loop
+assert all(accelerate.compiled(m) for m in (cbor, component, device, health, rules, reading_loop)), accelerate.status
 sys.exit(rc)
 """
 
@@ -108,7 +109,8 @@ def test_the_core_and_model_tests_pass_against_the_compiled_modules(built):
     # than what a caller passes would fail here, not in the plain runs.
     tests = ["tests/core/test_cbor.py", "tests/test_cbor_fast_paths.py", "tests/core/test_health_rules.py",
              "tests/core/test_health_engine.py", "tests/core/test_device.py", "tests/core/test_level_shift.py",
-             "tests/core/test_link_loss.py", "tests/simulator/test_physics_draws.py"]
+             "tests/core/test_link_loss.py", "tests/simulator/test_physics_draws.py",
+             "tests/simulator/test_reading_loop.py"]
     env = dict(os.environ, EA_ACCELERATED_DIR=built)
     done = subprocess.run([sys.executable, "-c", PYTEST_CHILD] + tests, cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)

@@ -4,11 +4,13 @@ bit (a scenario's signal log digest depends on every one of them):
 - normals drawn a block at a time are Random.gauss's, in the same order;
 - a faultless steady sensor's sampler (a closure, the sine skipped when
   there is no daily cycle) reads what _steady reads with rng.gauss;
-- faulted sensors (noise bursts, weather, noise) read the same either way.
+- faulted sensors (noise bursts, weather, noise) read the same either way;
+- round3 is round(x, 3), bit for bit.
 """
 
 import random
 
+import hypothesis
 import pytest
 
 from simulator.hardware import physics
@@ -68,3 +70,29 @@ def test_faulted_sensors_read_the_same_with_blocks(monkeypatch):
     fast = run()
     _plain(monkeypatch)
     assert fast == run()
+
+
+def _same_as_round(values):
+    for x in values:
+        assert repr(physics.round3(x)) == repr(round(x, 3)), x
+
+
+def test_round3_is_round_to_3_digits_bit_for_bit():
+    rng = random.Random(3)
+    # Readings of every scale and sign, the halves between two thousandths
+    # (as near as a double gets: the cases the shortcut hands to round()),
+    # their neighbours, zeros of both signs, and what is not a number.
+    values = [rng.uniform(-200.0, 200.0) for _ in range(20000)]
+    values += [rng.gauss(0, 1) * 10 ** rng.randint(-6, 12) for _ in range(20000)]
+    halves = [(2 * k + 1) / 2000.0 for k in range(-30000, 30000, 7)]
+    values += halves + [h + d for h in halves for d in (1e-12, -1e-12, 1e-7, -1e-7)]
+    values += [0.0, -0.0, 0.0004, -0.0004, 0.0005, -0.0005, 0.0006, -0.0006, 1e-300, -1e-300,
+               999999.9995, -999999.9995, 1e6 + 0.0005, 2.0 ** 52, -(2.0 ** 53) - 2]
+    _same_as_round(values)
+    assert repr(physics.round3(float("inf"))) == "inf" and repr(physics.round3(float("-inf"))) == "-inf"
+    assert physics.round3(float("nan")) != physics.round3(float("nan"))
+
+
+@hypothesis.given(hypothesis.strategies.floats(allow_nan=False, allow_infinity=False))
+def test_round3_matches_round_on_any_double(x):
+    _same_as_round([x])
