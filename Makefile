@@ -139,7 +139,10 @@ test-cpython: setup
 	@echo "==> all tests on CPython"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: setup
+# The simulator's figures are taken with the compiled per-reading path
+# (make accelerate, ~20 s), as a CI pipeline running scenarios would use it;
+# bench_simulator.py prints which it ran, and EA_ACCELERATE=0 the plain one.
+bench: setup accelerate
 	@set -e; for script in bench/bench_*.py; do \
 		echo "==> $$script"; $(BIN)/python $$script; done
 
