@@ -56,6 +56,11 @@ PUBLISH_WINDOW = 4
 # up to BUNDLE_MAX_BYTES) goes out in two writes. 2 KiB instead of 4 saves
 # 4 KiB of heap (measured: MQTTClient(max_packet=4096) holds 14 KiB).
 MAX_PACKET = 2048
+# A board without operators subscribes to nothing (clean session), so the
+# broker only sends acks (CONNACK, PUBACK, SUBACK, PINGRESP: 2-5 bytes); a
+# larger packet is refused as too large and the link restarts. Saves the
+# 2 KiB buffer where no command can come.
+MAX_PACKET_NO_COMMANDS = 64
 BACKOFF_FIRST_MS = 500
 BACKOFF_MAX_MS = 30000
 URGENT_PRIORITY = sg.PRIORITY_HIGH
@@ -68,10 +73,19 @@ def will_for(device_id):
 
 def client_for(settings):
     """The MQTT client for ``settings`` (config.DeviceSettings): TLS when
-    provisioned with it, our last will, this module's packet size."""
-    ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
+    provisioned with it, our last will, this module's packet size (small
+    when no operator may send commands). The DER credentials are dropped
+    from ``settings`` once mbedTLS has parsed them (into its own heap, the
+    IDF heap on a board): ~1 KiB of GC heap; ``settings.tls`` then holds
+    the context, so it still says TLS."""
+    ssl = None
+    if settings.tls:
+        tls = settings.tls
+        ssl = tls.get("context") or tls_context(tls["ca"], tls["cert"], tls["key"])
+        settings.tls = {"context": ssl}
+    max_packet = MAX_PACKET if settings.operators else MAX_PACKET_NO_COMMANDS
     return MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
-                      will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET)
+                      will=will_for(settings.device_id), ssl=ssl, max_packet=max_packet)
 
 
 class Uplink:

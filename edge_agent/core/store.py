@@ -72,7 +72,6 @@ tuples compare in log order. Consumers treat them as opaque.
 
 import struct
 import sys
-from array import array
 
 from edge_agent.core import cbor
 from edge_agent.core import store_format as fmt
@@ -97,15 +96,18 @@ except AttributeError:  # MicroPython's struct has no Struct
 
 # CRC-32 of the 4 length bytes, precomputed for small records (most
 # signals): the record CRC continues from it over the payload, so the hot
-# path packs the header once. On MicroPython an array of 512 unsigned words,
-# 2 KiB: a list would be 4 KiB on a 64-bit port, and on a 32-bit board most
-# CRCs (those >= 2**30) would be big-int objects of ~32 bytes each, ~14 KiB
-# in all. CPython keeps the list: indexing it makes no new int (the put
-# benchmark's margin over its floor is a few percent).
-_WORD_CRCS_UPTO = 512
-_WORD_CRCS = [_crc32(_pack("<I", n)) for n in range(_WORD_CRCS_UPTO)]
+# path packs the header once (the put benchmark's margin over its floor is
+# a few percent). CPython only: on MicroPython the table would be 2 KiB of
+# a board's heap held for good (an array of 512 words; a list of big ints
+# on 32 bits, ~14 KiB, is built first), so there the fast paths are off
+# (_WORD_CRCS_UPTO 0) and every record takes the general path, whose CRC
+# runs over the length word too (docs/firmware.md, "The memory budget").
 if sys.implementation.name == "micropython":
-    _WORD_CRCS = array("I", _WORD_CRCS)
+    _WORD_CRCS_UPTO = 0
+    _WORD_CRCS = ()
+else:
+    _WORD_CRCS_UPTO = 512
+    _WORD_CRCS = [_crc32(_pack("<I", n)) for n in range(_WORD_CRCS_UPTO)]
 
 DEFAULT_LANES = 4
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
