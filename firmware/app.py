@@ -58,10 +58,11 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal.
 STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16}
-# cbor.dumps encodes into one reserved block instead of a buffer reallocated
-# at every append (core/cbor.py DUMPS_RESERVE): room for a telemetry signal
-# of TELEMETRY_MAX_READINGS readings; a longer encoding grows past it.
-CBOR_DUMPS_RESERVE = 384
+# cbor.dumps encodes into one buffer made once and kept, instead of a
+# buffer reallocated at every append (core/cbor.py DUMPS_RESERVE): room for
+# the largest signals of the memory day (450 bytes); a longer encoding
+# grows it.
+CBOR_DUMPS_RESERVE = 512
 # Readings per telemetry batch: the gateway's 200 cost ~16 KiB of lists and
 # floats on the 64-bit port, and the CBOR encoder's list of pieces grows
 # to 2-4 KiB (measured: MemoryError in Device._add_to_batch and in

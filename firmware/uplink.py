@@ -202,10 +202,12 @@ class Uplink:
         for first in range(0, len(groups), PUBLISH_WINDOW):
             publishes = []
             for kind, items in groups[first:first + PUBLISH_WINDOW]:
-                payload = items[0] if len(items) == 1 else bundle.encode(items)
+                # A bundle and its envelope stay pieces (the records as the
+                # store read them): no block of a message's size is needed.
+                payload = items[0] if len(items) == 1 else bundle.encode_pieces(items)
                 publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload),
                                                 qos=1))
-            payload = None  # the last bundle: only its sealed copy is needed now
+            payload = None
             await asyncio.gather(*publishes)
         return len(groups)
 

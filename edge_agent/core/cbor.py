@@ -344,22 +344,28 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
         raise CBOREncodeError("cannot encode a value of type %s" % type(value).__name__)
 
 
-# Bytes of room ``dumps`` reserves before it encodes. CPython grows a
-# bytearray geometrically, so 0 there; MicroPython reallocates it to the
-# exact new size at every append, and each move leaves a hole behind: a
-# board sets this to its largest record (firmware/app.py), so an encoding
-# reuses one block of that size and leaves no trail.
+# Bytes of room ``dumps`` encodes into. CPython grows a bytearray
+# geometrically, so 0 there (a new bytearray per call); MicroPython
+# reallocates it to the exact new size at every append, and each move
+# leaves a hole behind: a board sets this to its largest record
+# (firmware/app.py), and dumps then encodes into one buffer of that size,
+# made at its first call and kept (_reserved), so only the result is
+# allocated, at its final size: a fragmented heap is asked for one block,
+# not two (a 32-bit board's 80 KiB day failed on the reserve of each call).
 DUMPS_RESERVE = 0
+_reserved = None  # type: bytearray | None
 
 
 def dumps(value):
     """Encode ``value`` as deterministic CBOR bytes."""
     # One bytearray grown in place: single-byte heads are appended as ints
     # (no bytes object each, no table of them), and no list of pieces.
-    reserve = DUMPS_RESERVE
-    if reserve:
-        out = bytearray(reserve)
-        out[:] = b""  # empty, its room kept
+    global _reserved
+    if DUMPS_RESERVE:
+        out = _reserved
+        if out is None:
+            out = _reserved = bytearray(DUMPS_RESERVE)
+        out[:] = b""  # empty, its room kept (dumps never runs inside itself)
     else:
         out = bytearray()
     _encode(value, out, 0)
