@@ -23,8 +23,9 @@ the store (they were already).
 A lost link ends the session; the next one starts after a backoff with
 full jitter (a fleet that lost its broker together must not return
 together), doubling up to ``backoff_max_ms``. Memory: a batch is at most
-``batch_records`` records (their bytes are held until acknowledged), and
-bundles are built per publish, so the peak is about one batch twice.
+``batch_records`` records and BATCH_BYTES of them (their bytes are held
+until acknowledged), and a bundle and its envelope are pieces of those
+records, never copies, so the peak is about one batch.
 
 ``client`` is firmware/mqtt_client.py's MQTTClient (``client_for``: the
 broker, TLS and the last will); this loop only connects and publishes,
@@ -44,6 +45,11 @@ from mqtt_packets import MQTTError, Will
 IDLE_CHECK_S = 1
 
 BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batch
+# A batch's records are in RAM together, each its own block: after a
+# reconnect with a backlog, 32 records were up to ~10 KiB spread over a
+# fragmented heap (the 32-bit day through broker restarts). At least one
+# record is read whatever its size.
+BATCH_BYTES = 2048
 # One bundle is one contiguous bytes object (and its COSE envelope another):
 # 384 bytes, because a fragmented board heap refuses larger blocks (app.py).
 BUNDLE_MAX_BYTES = 384
@@ -161,7 +167,7 @@ class Uplink:
     async def _pump(self, client):
         while True:
             self.wakeup.clear()
-            batch = self.store.read(max_records=self.batch_records)
+            batch = self.store.read(max_records=self.batch_records, max_bytes=BATCH_BYTES)
             wait_ms = None
             if batch is None or batch.lane > URGENT_PRIORITY:
                 wait_ms = await self._replay(client)

@@ -425,7 +425,14 @@ class Store:
             seg = self._segment_for(state, size, now_ms)
             if seg is None:
                 return False
-        seg.pieces.append(fmt.encode_record(payload))
+        if type(payload) is bytes:
+            # Its header and the payload itself (immutable) wait as two
+            # pieces, joined at the write: a board's heap is not asked for
+            # a second block of the record's size.
+            seg.pieces.append(fmt.record_header(payload))
+            seg.pieces.append(payload)
+        else:
+            seg.pieces.append(fmt.encode_record(payload))
         seg.end += size
         seg.count += 1
         self.bytes += size
