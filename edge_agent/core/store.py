@@ -159,6 +159,19 @@ REASON_DISK_FULL_EVICTED = "disk full: oldest segment evicted"
 REASON_DISK_FULL_DROPPED = "disk full and the RAM hold full of more urgent data: new record dropped"
 
 
+_blank = b""
+
+
+def _blank_journal():
+    """The zeros a new journal is written with: one bytes object made at
+    the first use and kept (shared by every store), not a new one after
+    each checkpoint (on a board, a 513-byte block a fragmented heap refused)."""
+    global _blank
+    if len(_blank) != JOURNAL_LIMIT * fmt.JOURNAL_ENTRY:
+        _blank = bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY)
+    return _blank
+
+
 class StoreError(Exception):
     """Base of the store's errors."""
 
@@ -843,7 +856,7 @@ class Store:
                 self._checkpoint_acks()
             else:
                 if self._journal is None:
-                    self.fs.write_file(fmt.JOURNAL_NAME, bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY))
+                    self.fs.write_file(fmt.JOURNAL_NAME, _blank_journal())
                     self._dir_dirty = True  # a new file: its name must be made durable
                     self._journal = self.fs.open_update(fmt.JOURNAL_NAME)
                 entries = []
