@@ -163,8 +163,8 @@ _blank = b""
 
 
 def _blank_journal():
-    """The zeros a new journal is written with: one bytes object made at
-    the first use and kept (shared by every store), not a new one after
+    """The zeros a new journal is written with: one bytes object made when
+    a store opens and kept (shared by every store), not a new one after
     each checkpoint (on a board, a 513-byte block a fragmented heap refused)."""
     global _blank
     if len(_blank) != JOURNAL_LIMIT * fmt.JOURNAL_ENTRY:
@@ -304,6 +304,7 @@ class Store:
         self._seal_limit = segment_bytes - fmt.SEAL_SIZE
         # Read here, not at import: the firmware lowers WRITE_BUFFER first.
         self._write_buffer = getattr(fs, "write_buffer", 0) or WRITE_BUFFER
+        _blank_journal()  # early: on a board, before the heap is fragmented
         self._lane_count = lanes
         self.appended = 0  # records appended (counted at each sync)
         self.stats = {
@@ -438,14 +439,7 @@ class Store:
             seg = self._segment_for(state, size, now_ms)
             if seg is None:
                 return False
-        if type(payload) is bytes:
-            # Its header and the payload itself (immutable) wait as two
-            # pieces, joined at the write: a board's heap is not asked for
-            # a second block of the record's size.
-            seg.pieces.append(fmt.record_header(payload))
-            seg.pieces.append(payload)
-        else:
-            seg.pieces.append(fmt.encode_record(payload))
+        seg.pieces.append(fmt.encode_record(payload))
         seg.end += size
         seg.count += 1
         self.bytes += size

@@ -175,13 +175,8 @@ def parse_ack_name(name):
 
 
 def encode_record(payload, record_type=TYPE_DATA):
-    return record_header(payload, record_type) + payload
-
-
-def record_header(payload, record_type=TYPE_DATA):
-    """The record's 8 bytes before its payload: length word and CRC."""
     word = struct.pack("<I", len(payload) | (record_type << 28))
-    return word + struct.pack("<I", crc32(payload, crc32(word)))
+    return word + struct.pack("<I", crc32(payload, crc32(word))) + payload
 
 
 def encode_segment_header(lane, segno, first_ms):
