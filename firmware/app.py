@@ -194,7 +194,9 @@ class Firmware:
                 if self.console is not None:
                     self.console.on_signal(item)
                 urgent = item.kind == sg.KIND_ALERT and item.priority <= sg.PRIORITY_HIGH
-                kept = self.store.append(item.priority, item.encode(), self.clock(), urgent=urgent)
+                # The encoding is a view the store copies into its record
+                # (cbor.dumps_transient): one block of the signal's size.
+                kept = self.store.append(item.priority, item.encode(transient=True), self.clock(), urgent=urgent)
                 if not kept:
                     self.log("error", "store full of more urgent data: %s #%d dropped" % (item.kind_name, item.seq))
                 if item.kind == sg.KIND_ALERT:

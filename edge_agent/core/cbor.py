@@ -360,16 +360,32 @@ def dumps(value):
     """Encode ``value`` as deterministic CBOR bytes."""
     # One bytearray grown in place: single-byte heads are appended as ints
     # (no bytes object each, no table of them), and no list of pieces.
-    global _reserved
-    if DUMPS_RESERVE:
-        out = _reserved
-        if out is None:
-            out = _reserved = bytearray(DUMPS_RESERVE)
-        out[:] = b""  # empty, its room kept (dumps never runs inside itself)
-    else:
-        out = bytearray()
+    out = _buffer()
     _encode(value, out, 0)
     return bytes(out)
+
+
+def dumps_transient(value):
+    """dumps() without its copy where a board set DUMPS_RESERVE: a
+    memoryview of the kept buffer, valid until the next encoding (the
+    caller copies what it keeps and drops the view: the store's record is
+    that copy, so an alert costs one block of its size, not two);
+    elsewhere the bytes."""
+    out = _buffer()
+    _encode(value, out, 0)
+    return memoryview(out) if out is _reserved else bytes(out)
+
+
+def _buffer():
+    """The bytearray to encode into: the kept one, emptied, or a new one."""
+    global _reserved
+    if not DUMPS_RESERVE:
+        return bytearray()
+    out = _reserved
+    if out is None:
+        out = _reserved = bytearray(DUMPS_RESERVE)
+    out[:] = b""  # empty, its room kept (encodings never nest)
+    return out
 
 
 def _hashable(value):

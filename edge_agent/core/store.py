@@ -392,7 +392,8 @@ class Store:
     # -- writing ---------------------------------------------------------
 
     def append(self, lane, payload, now_ms, urgent=False):
-        """Store ``payload`` (bytes) in ``lane``. Returns True when stored,
+        """Store ``payload`` (bytes, or a buffer the store copies before it
+        returns: cbor.dumps_transient's view) in ``lane``. Returns True when stored,
         False when the store is full of more urgent data (the record is
         dropped and reported). ``urgent`` syncs at once (for alerts)."""
         # The hot path (the benchmark's put): a small record, a valid lane,

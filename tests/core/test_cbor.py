@@ -229,6 +229,12 @@ def test_a_reserve_changes_no_encoding():
         kept = cbor._reserved
         assert [cbor.dumps(v) for v in reversed(values)] == plain[::-1]
         assert cbor._reserved is kept  # one buffer for every call
+        # The transient encoding is a view of that buffer, good until the next.
+        for value, encoded in zip(values, plain):
+            view = cbor.dumps_transient(value)
+            assert type(view) is memoryview and bytes(view) == encoded
+            del view  # CPython refuses to empty a buffer a view still holds
     finally:
         cbor.DUMPS_RESERVE = saved
         cbor._reserved = None
+    assert cbor.dumps_transient(values[3]) == plain[3]  # without a reserve: the bytes
