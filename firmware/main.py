@@ -95,12 +95,16 @@ def hardware(board_config):
 async def run():
     import config as cfg  # here: dropped once the firmware is built
 
-    board_config = cfg.load_board(BOARD)
     settings = cfg.load_device(DEVICE)
+    # The MQTT client first: its buffers and TLS context (~1.7 KiB in one
+    # block) are the largest long-lived blocks, and loading the board leaves
+    # holes behind (the validator is dropped after it).
+    client = client_for(settings)
+    board_config = cfg.load_board(BOARD)
     if settings.wifi:
         join_wifi(settings.wifi)
     uarts, outputs, inputs = hardware(board_config)
-    firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client_for(settings),
+    firmware = Firmware(board_config.board, HmacIdentity(settings.device_id, settings.secret), client,
                         FlashDir(STORE), uarts, clock, log, output_pins=outputs, input_pins=inputs,
                         trusted=trusted_operators(settings.operators, settings.secret), state=FlashDir(STATE),
                         operator_scopes=settings.scopes, store_options=settings.store_options,
