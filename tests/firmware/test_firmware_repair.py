@@ -52,7 +52,7 @@ def test_the_firmware_serves_a_repair_from_flash_within_its_heap_budget(port, pk
     failed 1 run in 3 with a fragmented heap (MemoryError allocating the
     513-byte ack journal while streaming, before any repair;
     docs/firmware.md). Not yet measured at the memory day's lower ROMFS
-    budget (HEAP32, 136 KiB)."""
+    budget (HEAP32, 120 KiB)."""
     import asyncio
 
     budget, micropython = HEAP_BUDGET, None
