@@ -37,7 +37,7 @@ HEAP_BUDGET = int(os.environ.get("EA_FIRMWARE_HEAP", str(240 * 1024)))
 # The 32-bit stand-in's heap (edge_agent/tools/micropython32.py), unless
 # EA_FIRMWARE32_HEAP says otherwise: the smallest that passed 3 in 3, steady
 # and through 20 broker restarts (docs/firmware.md, "Toward 64 KiB"): frozen
-# 80 KiB steady and 88 KiB with restarts (80 passed 2 in 3), under issue
+# 80 KiB steady and 88 KiB with restarts (80 passed 10 in 11), under issue
 # 19's floor of 96 KiB (the 64 KiB stretch is not met: 72 KiB fails
 # mid-day); ROMFS, 120 KiB both days (its code's names and objects take
 # ~35 KiB more heap than frozen). What fails first is fragmentation: a
