@@ -129,7 +129,7 @@ class DeviceSettings:
         self.keepalive_s = broker.get("keepalive_s", 30)
         if not isinstance(self.host, str) or not isinstance(self.port, int):
             raise ConfigError("%s: broker host and port missing; re-provision with --broker HOST:PORT" % path)
-        self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes, or None
+        self.tls = data.get("tls")  # {"ca", "cert", "key"} DER bytes (uplink.client_for: {"context"}), or None
         self.insecure = data.get("insecure") is True  # plaintext chosen at provisioning (--insecure)
         self.operators = data.get("operators") or []  # operator names whose signed commands count
         scopes = data.get("scopes") or {}

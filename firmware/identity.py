@@ -21,8 +21,10 @@ class HmacIdentity:
         return "HmacIdentity(%r)" % self.device_id
 
     def seal(self, payload):
-        """``payload`` (a signal or a bundle) in a COSE_Mac0 envelope."""
-        return cose.mac0(payload, self.kid, self._secret)
+        """``payload`` (a signal's bytes, or a bundle's pieces: a tuple) in a
+        COSE_Mac0 envelope, as a tuple of pieces the MQTT client sends one
+        after another (cose.mac0_pieces): never one block of its size."""
+        return cose.mac0_pieces(payload, self.kid, self._secret)
 
 
 def trusted_operators(names, secret):

@@ -408,22 +408,22 @@ class MQTTClient:
         if self._writer is None:
             raise NotConnected("not connected to the broker: connect() first")
 
-    async def _write(self, first, second=None):
+    async def _write(self, packet):
         if self._draining:  # (no connection: _write_now raises NotConnected)
             await self._writable()
-        await self._write_now(first, second)
+        await self._write_now(packet)
 
-    async def _write_now(self, first, second=None):
-        """Write one packet (optionally in two parts); the caller has just
-        awaited _writable(). A failure ends the connection and raises
-        ConnectionLost."""
+    async def _write_now(self, first, rest=()):
+        """Write one packet (optionally in more parts: ``rest``); the caller
+        has just awaited _writable(). A failure ends the connection and
+        raises ConnectionLost."""
         writer = self._writer
         if writer is None:
             raise NotConnected("not connected to the broker: connect() first")
         try:
             writer.write(first)
-            if second is not None:
-                writer.write(second)
+            for part in rest:
+                writer.write(part)
             # CPython: always drain (it returns at once unless the transport
             # is paused). MicroPython: only when bytes are left over; its
             # drain() would otherwise still yield once, and on the unix port
@@ -459,13 +459,19 @@ class MQTTClient:
         topic_bytes = self._topic_bytes
         if self._draining or self._writer is None:
             await self._writable()
+        pieces = payload if type(payload) is tuple else (payload,)
+        size = 0
+        for piece in pieces:
+            size += len(piece)
         # No await between filling the transmit buffer and writing it.
-        end = publish_header_into(self._tx, topic_bytes, len(payload), qos, retain, dup, pid)
-        if end + len(payload) <= len(self._tx):  # one write of one buffer
-            self._tx_mv[end:end + len(payload)] = payload
-            await self._write_now(self._tx_mv[:end + len(payload)])
+        end = publish_header_into(self._tx, topic_bytes, size, qos, retain, dup, pid)
+        if end + size <= len(self._tx):  # one write of one buffer
+            for piece in pieces:
+                self._tx_mv[end:end + len(piece)] = piece
+                end += len(piece)
+            await self._write_now(self._tx_mv[:end])
         else:  # larger than the buffer: header from the buffer, the payload as it is
-            await self._write_now(self._tx_mv[:end], payload)
+            await self._write_now(self._tx_mv[:end], pieces)
 
     # --- publish -----------------------------------------------------------
 
@@ -480,8 +486,10 @@ class MQTTClient:
     async def publish(self, topic, payload, qos=0, retain=False):
         """Publish; with qos=1 return once the broker's PUBACK arrives (across
         reconnects when clean_session=False). At most max_inflight QoS 1
-        publishes wait at once; more wait here for a free slot. Raises
-        NotConnected, ConnectionLost."""
+        publishes wait at once; more wait here for a free slot. ``payload``:
+        bytes (or str), or a tuple of bytes pieces sent one after another,
+        never joined (a board's heap need not find one block for the
+        message; firmware/uplink.py). Raises NotConnected, ConnectionLost."""
         check_topic_name(topic)
         check_qos(qos)
         if isinstance(payload, str):

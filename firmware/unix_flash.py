@@ -65,10 +65,15 @@ class FilePartition:
         return 0  # init, deinit, sync: nothing to do (writes are not buffered)
 
     def blank(self):
-        """True if the first block is erased: never formatted."""
-        head = bytearray(BLOCK)
-        self.readblocks(0, head)
-        return head == b"\xff" * BLOCK
+        """True if the first block is erased: never formatted. Read 512
+        bytes at a time: the start's heap may have no free 4 KiB block (the
+        64-bit port's, once the store stopped building its CRC table)."""
+        head = bytearray(_ERASED)
+        for offset in range(0, BLOCK, _ERASED):
+            self.readblocks(0, head, offset)
+            if head != self.erased:
+                return False
+        return True
 
 
 def mount_flash(path, size, mount_point):

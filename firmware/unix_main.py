@@ -20,6 +20,7 @@ Options (all optional but --board, --device, and --store or --flash):
     --clock-speed N          the clock runs N times real time (a simulated day in seconds)
     --clock-start MS         the clock's start, ms since the epoch (default: now)
     --telemetry-interval-ms N, --heap-log-ms N, --backoff-max-ms N, --grace-ms N
+    --gc-threshold BYTES     collect after this many bytes allocated (default app.GC_THRESHOLD; 0: off)
     --console PATH           serve the technician console on this pty
     --console-idle-ms N      its idle logout (default: the board config's, else 15 min)
     --state DIR              where the command counters live (default: the store's path + ".state";
@@ -36,8 +37,7 @@ import asyncio
 import sys
 import time
 
-import config as cfg
-from app import Firmware
+from app import GC_THRESHOLD, Firmware
 from identity import HmacIdentity, trusted_operators
 from store_flash import FlashDir
 from unix_hw import SimPin, pty_uart
@@ -114,8 +114,11 @@ async def watch_stdin(stop):
 
 
 async def main(options):
-    board_config = cfg.load_board(options["board"])
+    import config as cfg  # here: dropped once the firmware is built (as firmware/main.py)
+
     settings = cfg.load_device(options["device"])
+    client = client_for(settings)  # first, as firmware/main.py: the largest long-lived blocks
+    board_config = cfg.load_board(options["board"])
     board = board_config.board
     speed = int(options.get("clock-speed", "1"))
     start = options.get("clock-start")
@@ -138,7 +141,7 @@ async def main(options):
         input_pins[sensor_id] = SimPin(sensor_id, path)
     backoff = options.get("backoff-max-ms")
     store, state = store_dirs(options)
-    firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client_for(settings),
+    firmware = Firmware(board, HmacIdentity(settings.device_id, settings.secret), client,
                         FlashDir(store),
                         uarts, clock, log, output_pins=output_pins, input_pins=input_pins, speed=speed,
                         telemetry_interval_ms=int(options.get("telemetry-interval-ms", "10000")),
@@ -148,8 +151,13 @@ async def main(options):
                         console_uart=pty_uart(options["console"]) if "console" in options else None,
                         console_idle_ms=int(options.get("console-idle-ms", "0")) or board_config.console_idle_ms,
                         state=FlashDir(state),
-                        backoff_max_ms=int(backoff) if backoff else None)
+                        backoff_max_ms=int(backoff) if backoff else None,
+                        gc_threshold=int(options.get("gc-threshold", GC_THRESHOLD)))
     cfg.warn_plaintext(settings, firmware.log)  # as firmware/main.py: before the first connect
+    # Nothing holds the config module after this (its classes' instances
+    # gone): the collector takes it back (~0.6 KiB of a 32-bit board's heap).
+    cfg.forget(("config",))
+    del board_config, settings, cfg
     stop = asyncio.Event()
     running = asyncio.create_task(firmware.run())
     watcher = asyncio.create_task(watch_stdin(stop))

@@ -23,8 +23,9 @@ the store (they were already).
 A lost link ends the session; the next one starts after a backoff with
 full jitter (a fleet that lost its broker together must not return
 together), doubling up to ``backoff_max_ms``. Memory: a batch is at most
-``batch_records`` records (their bytes are held until acknowledged), and
-bundles are built per publish, so the peak is about one batch twice.
+``batch_records`` records and BATCH_BYTES of them (their bytes are held
+until acknowledged), and a bundle and its envelope are pieces of those
+records, never copies, so the peak is about one batch.
 
 ``client`` is firmware/mqtt_client.py's MQTTClient (``client_for``: the
 broker, TLS and the last will); this loop only connects and publishes,
@@ -44,6 +45,11 @@ from mqtt_packets import MQTTError, Will
 IDLE_CHECK_S = 1
 
 BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batch
+# A batch's records are in RAM together, each its own block: after a
+# reconnect with a backlog, 32 records were up to ~10 KiB spread over a
+# fragmented heap (the 32-bit day through broker restarts). At least one
+# record is read whatever its size.
+BATCH_BYTES = 2048
 # One bundle is one contiguous bytes object (and its COSE envelope another):
 # 384 bytes, because a fragmented board heap refuses larger blocks (app.py).
 BUNDLE_MAX_BYTES = 384
@@ -56,6 +62,11 @@ PUBLISH_WINDOW = 4
 # up to BUNDLE_MAX_BYTES) goes out in two writes. 2 KiB instead of 4 saves
 # 4 KiB of heap (measured: MQTTClient(max_packet=4096) holds 14 KiB).
 MAX_PACKET = 2048
+# A board without operators subscribes to nothing (clean session), so the
+# broker only sends acks (CONNACK, PUBACK, SUBACK, PINGRESP: 2-5 bytes); a
+# larger packet is refused as too large and the link restarts. Saves the
+# 2 KiB buffer where no command can come.
+MAX_PACKET_NO_COMMANDS = 64
 BACKOFF_FIRST_MS = 500
 BACKOFF_MAX_MS = 30000
 URGENT_PRIORITY = sg.PRIORITY_HIGH
@@ -68,10 +79,19 @@ def will_for(device_id):
 
 def client_for(settings):
     """The MQTT client for ``settings`` (config.DeviceSettings): TLS when
-    provisioned with it, our last will, this module's packet size."""
-    ssl = tls_context(settings.tls["ca"], settings.tls["cert"], settings.tls["key"]) if settings.tls else None
+    provisioned with it, our last will, this module's packet size (small
+    when no operator may send commands). The DER credentials are dropped
+    from ``settings`` once mbedTLS has parsed them (into its own heap, the
+    IDF heap on a board): ~1 KiB of GC heap; ``settings.tls`` then holds
+    the context, so it still says TLS."""
+    ssl = None
+    if settings.tls:
+        tls = settings.tls
+        ssl = tls.get("context") or tls_context(tls["ca"], tls["cert"], tls["key"])
+        settings.tls = {"context": ssl}
+    max_packet = MAX_PACKET if settings.operators else MAX_PACKET_NO_COMMANDS
     return MQTTClient(settings.host, settings.port, "ea-" + settings.device_id, keepalive_s=settings.keepalive_s,
-                      will=will_for(settings.device_id), ssl=ssl, max_packet=MAX_PACKET)
+                      will=will_for(settings.device_id), ssl=ssl, max_packet=max_packet)
 
 
 class Uplink:
@@ -147,7 +167,7 @@ class Uplink:
     async def _pump(self, client):
         while True:
             self.wakeup.clear()
-            batch = self.store.read(max_records=self.batch_records)
+            batch = self.store.read(max_records=self.batch_records, max_bytes=BATCH_BYTES)
             wait_ms = None
             if batch is None or batch.lane > URGENT_PRIORITY:
                 wait_ms = await self._replay(client)
@@ -188,10 +208,12 @@ class Uplink:
         for first in range(0, len(groups), PUBLISH_WINDOW):
             publishes = []
             for kind, items in groups[first:first + PUBLISH_WINDOW]:
-                payload = items[0] if len(items) == 1 else bundle.encode(items)
+                # A bundle and its envelope stay pieces (the records as the
+                # store read them): no block of a message's size is needed.
+                payload = items[0] if len(items) == 1 else bundle.encode_pieces(items)
                 publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload),
                                                 qos=1))
-            payload = None  # the last bundle: only its sealed copy is needed now
+            payload = None
             await asyncio.gather(*publishes)
         return len(groups)
 

@@ -21,12 +21,17 @@ MAX_BUNDLE_SIGNALS = 1000
 
 def encode(records):
     """The bundle of ``records`` (each a signal's CBOR bytes)."""
+    # One join: the head and the records in one allocation of the final size.
+    return b"".join(encode_pieces(records))
+
+
+def encode_pieces(records):
+    """The bundle of ``records`` as a tuple of pieces (its head, then the
+    records themselves), never joined: a board seals and sends them one
+    after another (cose.mac0_pieces)."""
     if not records:
         raise ValueError("a bundle holds at least one signal")
-    # One join: the head and the records in one allocation of the final size.
-    parts = [cbor._head(4, len(records))]
-    parts.extend(records)
-    return b"".join(parts)
+    return (cbor._head(4, len(records)),) + tuple(records)
 
 
 def group_for_publish(records, urgent, max_bytes):

@@ -344,26 +344,48 @@ def _encode(value: "Any", out: bytearray, depth: int) -> None:
         raise CBOREncodeError("cannot encode a value of type %s" % type(value).__name__)
 
 
-# Bytes of room ``dumps`` reserves before it encodes. CPython grows a
-# bytearray geometrically, so 0 there; MicroPython reallocates it to the
-# exact new size at every append, and each move leaves a hole behind: a
-# board sets this to its largest record (firmware/app.py), so an encoding
-# reuses one block of that size and leaves no trail.
+# Bytes of room ``dumps`` encodes into. CPython grows a bytearray
+# geometrically, so 0 there (a new bytearray per call); MicroPython
+# reallocates it to the exact new size at every append, and each move
+# leaves a hole behind: a board sets this to its largest record
+# (firmware/app.py), and dumps then encodes into one buffer of that size,
+# made at its first call and kept (_reserved), so only the result is
+# allocated, at its final size: a fragmented heap is asked for one block,
+# not two (a 32-bit board's 80 KiB day failed on the reserve of each call).
 DUMPS_RESERVE = 0
+_reserved = None  # type: bytearray | None
 
 
 def dumps(value):
     """Encode ``value`` as deterministic CBOR bytes."""
     # One bytearray grown in place: single-byte heads are appended as ints
     # (no bytes object each, no table of them), and no list of pieces.
-    reserve = DUMPS_RESERVE
-    if reserve:
-        out = bytearray(reserve)
-        out[:] = b""  # empty, its room kept
-    else:
-        out = bytearray()
+    out = _buffer()
     _encode(value, out, 0)
     return bytes(out)
+
+
+def dumps_transient(value):
+    """dumps() without its copy where a board set DUMPS_RESERVE: a
+    memoryview of the kept buffer, valid until the next encoding (the
+    caller copies what it keeps and drops the view: the store's record is
+    that copy, so an alert costs one block of its size, not two);
+    elsewhere the bytes."""
+    out = _buffer()
+    _encode(value, out, 0)
+    return memoryview(out) if out is _reserved else bytes(out)
+
+
+def _buffer():
+    """The bytearray to encode into: the kept one, emptied, or a new one."""
+    global _reserved
+    if not DUMPS_RESERVE:
+        return bytearray()
+    out = _reserved
+    if out is None:
+        out = _reserved = bytearray(DUMPS_RESERVE)
+    out[:] = b""  # empty, its room kept (encodings never nest)
+    return out
 
 
 def _hashable(value):

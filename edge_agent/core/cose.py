@@ -61,21 +61,40 @@ class COSEError(ValueError):
 _CONTEXTS = {"Signature1": b"\x6aSignature1", "MAC0": b"\x64MAC0"}
 
 
+def _pieces(payload):
+    """``payload`` (bytes, or a tuple of bytes pieces: the payload is their
+    concatenation) as (pieces, length)."""
+    if type(payload) is not tuple:
+        return (payload,), len(payload)
+    size = 0
+    for piece in payload:
+        size += len(piece)
+    return payload, size
+
+
 def _structure(context, protected, payload, external_aad):
     """The Sig_structure / MAC_structure, CBOR [context, protected,
     external_aad, payload], as pieces whose concatenation is its encoding:
-    the payload is not copied into it (a board's heap is short of room for
-    a second copy of each message, and of blocks that size)."""
-    return [b"\x84", _CONTEXTS[context], cbor._head(2, len(protected)), protected,
-            cbor._head(2, len(external_aad)), external_aad, cbor._head(2, len(payload)), payload]
+    the payload (bytes or a tuple of pieces) is not copied into it (a
+    board's heap is short of room for a second copy of each message, and
+    of blocks that size)."""
+    pieces, size = _pieces(payload)
+    parts = [b"\x84", _CONTEXTS[context], cbor._head(2, len(protected)), protected,
+             cbor._head(2, len(external_aad)), external_aad, cbor._head(2, size)]
+    parts.extend(pieces)
+    return parts
 
 
 def _message(tag, protected, payload, authenticator):
-    """The bytes of cbor.dumps(Tag(tag, [protected, {}, payload,
-    authenticator])), joined in one allocation of the final size (dumps
+    """The pieces of cbor.dumps(Tag(tag, [protected, {}, payload,
+    authenticator])): joined, in one allocation of the final size (dumps
     would grow a buffer through the payload and copy it once more)."""
-    return b"".join((cbor._head(6, tag), b"\x84", cbor._head(2, len(protected)), protected, b"\xa0",
-                     cbor._head(2, len(payload)), payload, cbor._head(2, len(authenticator)), authenticator))
+    pieces, size = _pieces(payload)
+    parts = [cbor._head(6, tag), b"\x84", cbor._head(2, len(protected)), protected, b"\xa0", cbor._head(2, size)]
+    parts.extend(pieces)
+    parts.append(cbor._head(2, len(authenticator)))
+    parts.append(authenticator)
+    return parts
 
 
 def _payload_bytes(payload):
@@ -90,17 +109,24 @@ def sign1(payload, kid, signer, external_aad=b""):
     signature = signer(b"".join(_structure("Signature1", protected, payload, external_aad)))
     if len(signature) != ED25519_SIGNATURE_SIZE:
         raise COSEError("bad-signer", "the signer returned %d bytes, Ed25519 signatures are 64" % len(signature))
-    return _message(TAG_SIGN1, protected, payload, signature)
+    return b"".join(_message(TAG_SIGN1, protected, payload, signature))
 
 
 def mac0(payload, kid, key, external_aad=b""):
     """A tagged COSE_Mac0 around ``payload`` with HMAC-SHA256 under ``key``."""
+    return b"".join(mac0_pieces(_payload_bytes(payload), kid, key, external_aad))
+
+
+def mac0_pieces(payload, kid, key, external_aad=b""):
+    """mac0() as a tuple of bytes pieces whose concatenation is the message;
+    ``payload`` is bytes or a tuple of bytes pieces. Nothing is joined: a
+    board sends the pieces one after another (firmware/uplink.py), so
+    neither the payload nor the message needs one block of its size."""
     if len(key) < MIN_HMAC_KEY:
         raise COSEError("weak-key", "HMAC keys must be at least %d bytes, got %d" % (MIN_HMAC_KEY, len(key)))
-    payload = _payload_bytes(payload)
     protected = cbor.dumps({HEADER_ALG: ALG_HMAC_256, HEADER_KID: kid})
     tag = hmac_sha256_parts(key, _structure("MAC0", protected, payload, external_aad))
-    return _message(TAG_MAC0, protected, payload, tag)
+    return tuple(_message(TAG_MAC0, protected, payload, tag))
 
 
 class Envelope:

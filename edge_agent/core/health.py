@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 from edge_agent.core import component as cs
-from edge_agent.core import predict as pr
 from edge_agent.core import reading as rd
 from edge_agent.core import rules
 from edge_agent.core import signals as sg
@@ -114,6 +113,10 @@ class HealthEngine:
         for sensor in board.sensors.values():
             spec = sensor.predict
             if spec is not None:
+                # Here, not at import: a board whose rules predict nothing
+                # never loads it (1 KiB of a 32-bit board's heap).
+                from edge_agent.core import predict as pr
+
                 self.predictors[sensor.id] = [
                     pr.Predictor(limit, direction, spec.horizon_ms, spec.history_days)
                     for limit, direction in ((spec.above, "above"), (spec.below, "below"))

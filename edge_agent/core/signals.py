@@ -137,10 +137,13 @@ class Signal:
             K_BODY: self.body,
         }
 
-    def encode(self):
+    def encode(self, transient=False):
+        """The signal's CBOR bytes; ``transient``: cbor.dumps_transient's
+        (on a board, a view valid until the next encoding, for a caller
+        that copies it at once: the firmware's store append)."""
         if self.device is None or self.seq is None:
             raise SignalError("a signal needs a device id and a seq before it is encoded")
-        return cbor.dumps(self.to_map())
+        return (cbor.dumps_transient if transient else cbor.dumps)(self.to_map())
 
     def __repr__(self):
         return "Signal(%s, prio=%d, seq=%r, t=%d, %r)" % (

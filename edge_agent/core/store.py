@@ -72,7 +72,6 @@ tuples compare in log order. Consumers treat them as opaque.
 
 import struct
 import sys
-from array import array
 
 from edge_agent.core import cbor
 from edge_agent.core import store_format as fmt
@@ -97,15 +96,18 @@ except AttributeError:  # MicroPython's struct has no Struct
 
 # CRC-32 of the 4 length bytes, precomputed for small records (most
 # signals): the record CRC continues from it over the payload, so the hot
-# path packs the header once. On MicroPython an array of 512 unsigned words,
-# 2 KiB: a list would be 4 KiB on a 64-bit port, and on a 32-bit board most
-# CRCs (those >= 2**30) would be big-int objects of ~32 bytes each, ~14 KiB
-# in all. CPython keeps the list: indexing it makes no new int (the put
-# benchmark's margin over its floor is a few percent).
-_WORD_CRCS_UPTO = 512
-_WORD_CRCS = [_crc32(_pack("<I", n)) for n in range(_WORD_CRCS_UPTO)]
+# path packs the header once (the put benchmark's margin over its floor is
+# a few percent). CPython only: on MicroPython the table would be 2 KiB of
+# a board's heap held for good (an array of 512 words; a list of big ints
+# on 32 bits, ~14 KiB, is built first), so there the fast paths are off
+# (_WORD_CRCS_UPTO 0) and every record takes the general path, whose CRC
+# runs over the length word too (docs/firmware.md, "The memory budget").
 if sys.implementation.name == "micropython":
-    _WORD_CRCS = array("I", _WORD_CRCS)
+    _WORD_CRCS_UPTO = 0
+    _WORD_CRCS = ()
+else:
+    _WORD_CRCS_UPTO = 512
+    _WORD_CRCS = [_crc32(_pack("<I", n)) for n in range(_WORD_CRCS_UPTO)]
 
 DEFAULT_LANES = 4
 DEFAULT_MAX_BYTES = 32 * 1024 * 1024
@@ -155,6 +157,19 @@ DISK_OK = "disk-ok"  # the held records were written: the disk takes writes agai
 LOST = "lost"  # closing on a full disk: records held in RAM could not be written
 REASON_DISK_FULL_EVICTED = "disk full: oldest segment evicted"
 REASON_DISK_FULL_DROPPED = "disk full and the RAM hold full of more urgent data: new record dropped"
+
+
+_blank = b""
+
+
+def _blank_journal():
+    """The zeros a new journal is written with: one bytes object made when
+    a store opens and kept (shared by every store), not a new one after
+    each checkpoint (on a board, a 513-byte block a fragmented heap refused)."""
+    global _blank
+    if len(_blank) != JOURNAL_LIMIT * fmt.JOURNAL_ENTRY:
+        _blank = bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY)
+    return _blank
 
 
 class StoreError(Exception):
@@ -289,6 +304,7 @@ class Store:
         self._seal_limit = segment_bytes - fmt.SEAL_SIZE
         # Read here, not at import: the firmware lowers WRITE_BUFFER first.
         self._write_buffer = getattr(fs, "write_buffer", 0) or WRITE_BUFFER
+        _blank_journal()  # early: on a board, before the heap is fragmented
         self._lane_count = lanes
         self.appended = 0  # records appended (counted at each sync)
         self.stats = {
@@ -376,7 +392,8 @@ class Store:
     # -- writing ---------------------------------------------------------
 
     def append(self, lane, payload, now_ms, urgent=False):
-        """Store ``payload`` (bytes) in ``lane``. Returns True when stored,
+        """Store ``payload`` (bytes, or a buffer the store copies before it
+        returns: cbor.dumps_transient's view) in ``lane``. Returns True when stored,
         False when the store is full of more urgent data (the record is
         dropped and reported). ``urgent`` syncs at once (for alerts)."""
         # The hot path (the benchmark's put): a small record, a valid lane,
@@ -834,7 +851,7 @@ class Store:
                 self._checkpoint_acks()
             else:
                 if self._journal is None:
-                    self.fs.write_file(fmt.JOURNAL_NAME, bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY))
+                    self.fs.write_file(fmt.JOURNAL_NAME, _blank_journal())
                     self._dir_dirty = True  # a new file: its name must be made durable
                     self._journal = self.fs.open_update(fmt.JOURNAL_NAME)
                 entries = []

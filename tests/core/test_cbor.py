@@ -214,14 +214,27 @@ def test_telemetry_rows_take_a_shortcut_with_the_same_bytes_and_values():
 
 
 def test_a_reserve_changes_no_encoding():
-    # A board encodes into a reserved block (firmware/app.py sets
-    # DUMPS_RESERVE): the bytes must be the same, shorter or longer than it.
+    # A board encodes into a reserved block, made once and kept
+    # (firmware/app.py sets DUMPS_RESERVE): the bytes must be the same,
+    # shorter or longer than it, and after a longer one (it grew) a short
+    # one carries nothing of it.
     values = [0, b"", [], {"a": [1.5, None, "x" * 40]}, [[1767225600000 + i, "s%d" % i, i * 0.25, 0] for i in range(40)]]
     plain = [cbor.dumps(v) for v in values]
     saved = cbor.DUMPS_RESERVE
     try:
         cbor.DUMPS_RESERVE = 64
+        cbor._reserved = None
         assert [cbor.dumps(v) for v in values] == plain
         assert len(plain[-1]) > 64 and type(cbor.dumps(values[-1])) is bytes
+        kept = cbor._reserved
+        assert [cbor.dumps(v) for v in reversed(values)] == plain[::-1]
+        assert cbor._reserved is kept  # one buffer for every call
+        # The transient encoding is a view of that buffer, good until the next.
+        for value, encoded in zip(values, plain):
+            view = cbor.dumps_transient(value)
+            assert type(view) is memoryview and bytes(view) == encoded
+            del view  # CPython refuses to empty a buffer a view still holds
     finally:
         cbor.DUMPS_RESERVE = saved
+        cbor._reserved = None
+    assert cbor.dumps_transient(values[3]) == plain[3]  # without a reserve: the bytes

@@ -256,3 +256,19 @@ def test_messages_are_the_canonical_cbor_of_their_structure_at_every_head_size()
     # A bytearray or a memoryview payload gives the same message as bytes.
     assert cose.mac0(bytearray(PAYLOAD), b"unit-17", KEY) == cose.mac0(memoryview(PAYLOAD), b"unit-17", KEY) == cose.mac0(
         PAYLOAD, b"unit-17", KEY)
+
+
+def test_mac0_pieces_join_to_mac0_of_the_joined_payload():
+    # The board's uplink seals a bundle as pieces and sends them unjoined.
+    from edge_agent.core import bundle
+
+    records = [PAYLOAD, b"", bytes(range(200)), PAYLOAD * 3]
+    pieces = bundle.encode_pieces(records)
+    assert b"".join(pieces) == bundle.encode(records)
+    for payload in (pieces, (PAYLOAD,), PAYLOAD, ()):
+        sealed = cose.mac0_pieces(payload, b"unit-17", KEY)
+        assert type(sealed) is tuple
+        joined = b"".join(payload) if type(payload) is tuple else payload
+        assert b"".join(sealed) == cose.mac0(joined, b"unit-17", KEY)
+        assert cose.parse(b"".join(sealed)).verify_mac0(KEY) == joined
+    assert raises(cose.COSEError, cose.mac0_pieces, (PAYLOAD,), b"unit-17", b"short").reason == "weak-key"

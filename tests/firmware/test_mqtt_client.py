@@ -72,7 +72,8 @@ async def wait_for_messages(messages, predicate, timeout_s=10):
 
 
 def test_pubsub_over_mutual_tls_with_aiomqtt_on_the_other_end(interp, broker, device_tls, peer_tls):
-    """Ours publishes QoS 1 (each returns on PUBACK) and QoS 0; aiomqtt
+    """Ours publishes QoS 1 (each returns on PUBACK; two payloads in
+    pieces, joined on the wire) and QoS 0; aiomqtt
     receives them. aiomqtt publishes commands at QoS 1 and 0; ours receives
     them and echoes them back."""
     topic = "ea/v1/" + unique("fw")
@@ -93,12 +94,13 @@ def test_pubsub_over_mutual_tls_with_aiomqtt_on_the_other_end(interp, broker, de
                 lines = await device.finish()
             finally:
                 device.kill()
-            await wait_for_messages(messages, lambda m: len(m) >= 8)
+            await wait_for_messages(messages, lambda m: len(m) >= 10)
             listener.cancel()
         assert "GOT %s/cmd reboot qos=1" % topic in lines
         assert "GOT %s/cmd blink qos=0" % topic in lines
         up = [(payload, qos) for t, payload, qos in messages if t == topic + "/up"]
-        assert up == [(b"m0", 1), (b"m1", 1), (b"m2", 1), (b"m3", 1), (b"m4", 1), (b"q0", 0)]
+        assert up == [(b"m0", 1), (b"m1", 1), (b"m2", 1), (b"m3", 1), (b"m4", 1), (b"pieces", 1),
+                      (b"x" * 300 + b"y" * 300, 1), (b"q0", 0)]
         assert sorted(p for t, p, _ in messages if t == topic + "/echo") == [b"blink", b"reboot"]
 
     asyncio.run(run())
