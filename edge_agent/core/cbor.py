@@ -360,7 +360,7 @@ def dumps(value):
     """Encode ``value`` as deterministic CBOR bytes."""
     # One bytearray grown in place: single-byte heads are appended as ints
     # (no bytes object each, no table of them), and no list of pieces.
-    out = _buffer()
+    out = _buffer() if DUMPS_RESERVE else bytearray()  # no call on CPython's hot path
     _encode(value, out, 0)
     return bytes(out)
 
@@ -371,16 +371,14 @@ def dumps_transient(value):
     caller copies what it keeps and drops the view: the store's record is
     that copy, so an alert costs one block of its size, not two);
     elsewhere the bytes."""
-    out = _buffer()
+    out = _buffer() if DUMPS_RESERVE else bytearray()
     _encode(value, out, 0)
     return memoryview(out) if out is _reserved else bytes(out)
 
 
 def _buffer():
-    """The bytearray to encode into: the kept one, emptied, or a new one."""
+    """The kept bytearray to encode into (DUMPS_RESERVE set), emptied."""
     global _reserved
-    if not DUMPS_RESERVE:
-        return bytearray()
     out = _reserved
     if out is None:
         out = _reserved = bytearray(DUMPS_RESERVE)

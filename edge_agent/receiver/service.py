@@ -153,11 +153,12 @@ class Receiver:
         # The database decides what is new (a duplicate, or a redelivery
         # another receiver on the same database stored first), and records
         # the message in its device's row (a message holds one device's signals).
-        changed = {}  # an alert's ticket, changed in the statement that stored it
-        if len(signals) == 1 and signals[0].kind == sg.KIND_ALERT:
-            alert = signals[0]
-            new, changed[alert.seq] = self.storage.store_alert(payload, alert, bodies[0], received_ms,
-                                                               tickets.change(alert, received_ms))
+        # A message of one alert: its ticket changes in the statement that
+        # stores it (storage.store_alert), ``ticket_row`` what that returned.
+        alone = len(signals) == 1 and signals[0].kind == sg.KIND_ALERT
+        if alone:
+            new, ticket_row = self.storage.store_alert(payload, signals[0], bodies[0], received_ms,
+                                                       tickets.change(signals[0], received_ms))
             stored = [new]
         else:
             stored = self.storage.store_message(payload, signals, bodies, received_ms)
@@ -167,8 +168,8 @@ class Receiver:
         self.duplicates += len(signals) - len(fresh)
         for signal in fresh:
             self.stored_by_kind[signal.kind] = self.stored_by_kind.get(signal.kind, 0) + 1
-            if signal.seq in changed:
-                self.routing.observe_changed(signal, received_ms, changed[signal.seq])
+            if alone:
+                self.routing.observe_changed(signal, received_ms, ticket_row)
             elif signal.kind == sg.KIND_ALERT:
                 self.routing.observe(signal, received_ms)
         if self.fleet is not None:
