@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from edge_agent.receiver import tickets
+from edge_agent.receiver import alert_waves, tickets
 from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
 from edge_agent.receiver.routing import AlertRouting
@@ -57,6 +57,9 @@ STATUS = "status"  # a registered device's status, stored as a claim
 IGNORED = "ignored"  # a retained status of a device not in the registry, replayed by the broker
 COMMAND = "command"  # a downlink command to a device: not ours to judge
 INTERNAL_ERROR = "internal-error"  # a bug met by this message: rejected, never a crash
+# Only while a batch is handled without savepoints (_handle_batch): a single
+# alert held to be stored with the batch's others (alert_waves.py).
+WAITING = "waiting"
 
 
 def now_ms():
@@ -86,6 +89,10 @@ class Receiver:
         self.stored_by_kind = {}  # kind -> fresh signals stored (the metrics')
         self.on_commit = []  # callables(messages, seconds handling and committing them): metrics
         self._clock_warned = set()
+        # Single alerts waiting to be stored in waves, while a batch is
+        # handled without savepoints; None otherwise (each stored at once).
+        self._waiting = None
+        self._waiting_ms = None
         self.connected = asyncio.Event()
 
     @property
@@ -125,12 +132,13 @@ class Receiver:
             fresh = self.accept(topic, payload, received_ms)
         except Rejection as exc:
             return self._reject(topic, exc.reason, exc.detail, payload, received_ms)
-        for signal in fresh:
-            if signal.kind == sg.KIND_ALERT and signal.body.get(sg.A_ACTIVE):
-                log.warning("alert %s #%d: %s", signal.device, signal.seq, short(signal.body.get(sg.A_TEXT)))
+        if fresh is None:
+            return WAITING
+        _log_alerts(fresh)
         return ACCEPTED if fresh else DUPLICATE
 
     def _reject(self, topic, reason, detail, payload, received_ms):
+        self._store_waiting_alerts()
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
         self.storage.store_rejection(topic, reason, detail, payload, received_ms)
         log.warning("rejected message on %s: %s: %s", short(topic), reason, detail)
@@ -144,7 +152,8 @@ class Receiver:
     def accept(self, topic, payload, received_ms):
         """Verify and store one signal message (a signal or a bundle) inside
         the current transaction; return its signals not stored before
-        (duplicates are counted and dropped). Raises Rejection."""
+        (duplicates are counted and dropped), or None for a single alert
+        left waiting (_handle_batch). Raises Rejection."""
         bodies = []  # each signal's body as signed: stored as is, not encoded again
         signals = self.registry.open_signals(payload, topic, bodies)
         for signal in signals:
@@ -154,14 +163,38 @@ class Receiver:
         # another receiver on the same database stored first), and records
         # the message in its device's row (a message holds one device's signals).
         # A message of one alert: its ticket changes in the statement that
-        # stores it (storage.store_alert), ``ticket_row`` what that returned.
+        # stores it (storage.store_alerts), or with the batch's other alerts.
         alone = len(signals) == 1 and signals[0].kind == sg.KIND_ALERT
         if alone:
-            new, ticket_row = self.storage.store_alert(payload, signals[0], bodies[0], received_ms,
-                                                       tickets.change(signals[0], received_ms))
-            stored = [new]
-        else:
-            stored = self.storage.store_message(payload, signals, bodies, received_ms)
+            alert = (payload, signals[0], bodies[0], tickets.change(signals[0], received_ms))
+            if self._waiting is not None:
+                if self._waiting and received_ms != self._waiting_ms:
+                    self._store_waiting_alerts()  # a wave is stored at one time of arrival
+                self._waiting.append(alert)
+                self._waiting_ms = received_ms
+                return None
+            (new, ticket_row), = self.storage.store_alerts([alert], received_ms)
+            return self._stored(signals, [new], received_ms, ticket_row)
+        self._store_waiting_alerts()
+        return self._stored(signals, self.storage.store_message(payload, signals, bodies, received_ms), received_ms)
+
+    def _store_waiting_alerts(self):
+        """Store the single alerts waiting (accept()), wave by wave, each
+        wave's followed up before the next is stored."""
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        received_ms = self._waiting_ms
+        for wave in alert_waves.waves(waiting):
+            for (_, signal, _, _), (new, ticket_row) in zip(wave, self.storage.store_alerts(wave, received_ms)):
+                _log_alerts(self._stored([signal], [new], received_ms, ticket_row))
+
+    def _stored(self, signals, stored, received_ms, ticket_row=None):
+        """Follow up a message's signals once stored (``stored``: a new flag
+        each): counters, clock check, tickets and routes, fleet escalation,
+        gap repair. ``ticket_row``: for a single alert, what its ticket's
+        statement returned. Returns the new signals."""
+        alone = len(signals) == 1 and signals[0].kind == sg.KIND_ALERT
         fresh = [signal for signal, new in zip(signals, stored) if new]
         self._check_clock(signals[0].device, fresh, received_ms)
         self.accepted += len(fresh)
@@ -195,6 +228,7 @@ class Receiver:
                         device, duration(max(ahead)), duration(CLOCK_SKEW_MS))
 
     def _status(self, device, topic, payload, received_ms, retained):
+        self._store_waiting_alerts()  # a status and fresh signals set the device's row in their order
         # Status messages are retained and written by the broker itself (the
         # last will), so they cannot be signed: anyone who can publish can
         # forge one. They are a claim about the device that its signed
@@ -361,17 +395,30 @@ class Receiver:
                 raise
 
     def _handle_batch(self, batch, received, guarded):
-        for message in batch:
-            topic, payload, retained = str(message.topic), bytes(message.payload), bool(message.retain)
-            if guarded:
-                self.handle(topic, payload, received, retained)
-                continue
-            try:
-                self._handle(topic, payload, received, retained)
-            except self.storage.FATAL_ERRORS + (MemoryError,):
-                raise
-            except Exception as exc:
-                raise _MessageFailed() from exc
+        if guarded:
+            for message in batch:
+                self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
+            return
+        # Without savepoints, single alerts wait and are stored together.
+        self._waiting = []
+        try:
+            for message in batch:
+                self._unguarded(self._handle, str(message.topic), bytes(message.payload), received,
+                                bool(message.retain))
+            self._unguarded(self._store_waiting_alerts)
+        finally:
+            self._waiting = None
+
+    def _unguarded(self, step, *args):
+        """``step(*args)`` with what a message raises made _MessageFailed
+        (the batch is handled again, guarded); the database's own failures
+        pass as they are."""
+        try:
+            step(*args)
+        except self.storage.FATAL_ERRORS + (MemoryError,):
+            raise
+        except Exception as exc:
+            raise _MessageFailed() from exc
 
     def _counters(self):
         return (self.accepted, self.duplicates, dict(self.rejected), self.ignored, dict(self.anomalies),
@@ -409,6 +456,13 @@ class Receiver:
 
 class _MessageFailed(Exception):
     """A message raised while its batch was handled without savepoints."""
+
+
+def _log_alerts(fresh):
+    """A log line for each raised alert among ``fresh`` signals."""
+    for signal in fresh:
+        if signal.kind == sg.KIND_ALERT and signal.body.get(sg.A_ACTIVE):
+            log.warning("alert %s #%d: %s", signal.device, signal.seq, short(signal.body.get(sg.A_TEXT)))
 
 
 def _status_problem(status, device):

@@ -393,6 +393,13 @@ class SQLStorage:
         new = self.store_message(payload, [signal], [body], received_ms)[0]
         return new, (self.change_ticket(ticket_change[0], ticket_change[1], signal) if new else None)
 
+    def store_alerts(self, alerts, received_ms):
+        """store_alert for each of ``alerts``, (payload, signal, body, ticket
+        change) of single-alert messages, at most one per ticket key and per
+        (device, seq) (alert_waves.py): [(new, row)] in their order.
+        PostgreSQL stores them in one statement."""
+        return [self.store_alert(payload, signal, body, received_ms, change) for payload, signal, body, change in alerts]
+
     def change_ticket(self, sql, params, signal):
         """Run a ticket statement (tickets.change, returning the ticket's id
         first) for a stored alert and link ``signal`` to the ticket it

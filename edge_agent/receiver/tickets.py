@@ -63,6 +63,11 @@ def alert_key(body):
     return _text(body.get(sg.A_COMPONENT)), _text(body.get(sg.A_CONDITION))
 
 
+def alert_action(body):
+    """The action text a raised alert gives its ticket; '' if none."""
+    return _text(body.get(sg.A_ACTION))
+
+
 def _after(event, state_column):
     """SQL for ALERT_TRANSITIONS' new state after ``event`` (constants of
     this module, not data) from the state in ``state_column``."""
@@ -75,27 +80,36 @@ def _after(event, state_column):
 # unresolved one (when it is newer than the ticket's last alert). New
 # tickets start with alerts = 1, so ``alerts`` returned as 1 means opened.
 # FRESH: where the storage says whether the alert is new (storage_sql.py).
-_RAISE = (
-    "INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, updated_ms, "
-    "last_seq, alerts) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 WHERE " + FRESH + " "
+RAISE_INTO = ("INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, "
+              "updated_ms, last_seq, alerts) ")
+RAISE_CONFLICT = (
     "ON CONFLICT (device, component, condition) WHERE resolved_ms IS NULL DO UPDATE SET alerts = tickets.alerts + 1, "
     + ", ".join("%s = CASE WHEN excluded.last_seq > tickets.last_seq THEN %s ELSE tickets.%s END" % (column, value, column)
                 for column, value in (("state", _after(RAISED, "tickets.state")), ("severity", "excluded.severity"),
                                       ("text", "excluded.text"), ("action", "excluded.action"),
                                       ("cleared_ms", "NULL"), ("updated_ms", "excluded.updated_ms"),
-                                      ("last_seq", "excluded.last_seq")))
-    + " RETURNING id, alerts")
+                                      ("last_seq", "excluded.last_seq"))))
+_RAISE = (RAISE_INTO + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 WHERE " + FRESH + " " + RAISE_CONFLICT
+          + " RETURNING id, alerts")
+
+
+def clear_set(seq, time_ms, received_ms):
+    """The SET clause of a clear: its ticket's state changes only when the
+    clear (``seq``, at device time ``time_ms``, stored at ``received_ms``:
+    SQL expressions) is newer than the ticket's last alert."""
+    return "alerts = alerts + 1, " + ", ".join(
+        "%s = CASE WHEN %s > last_seq THEN %s ELSE %s END" % (column, seq, value, column)
+        for column, value in (("state", _after(CLEAR, "state")), ("cleared_ms", time_ms), ("updated_ms", received_ms),
+                              ("resolved_ms", "CASE WHEN %s = '%s' THEN %s END" % (_after(CLEAR, "state"), RESOLVED,
+                                                                                  received_ms)),
+                              ("last_seq", seq)))
+
+
 # A clear changes the unresolved ticket of its key, if any (the state only
 # when the clear is newer than the ticket's last alert).
-_CLEAR = (
-    "UPDATE tickets SET alerts = alerts + 1, "
-    + ", ".join("%s = CASE WHEN ? > last_seq THEN %s ELSE %s END" % (column, value, column)
-                for column, value in (("state", _after(CLEAR, "state")), ("cleared_ms", "?"), ("updated_ms", "?"),
-                                      ("resolved_ms", "CASE WHEN %s = '%s' THEN ? END" % (_after(CLEAR, "state"),
-                                                                                          RESOLVED)),
-                                      ("last_seq", "?")))
-    + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL AND " + FRESH
-    + " RETURNING id, alerts")
+_CLEAR = ("UPDATE tickets SET " + clear_set("?", "?", "?")
+          + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL AND " + FRESH
+          + " RETURNING id, alerts")
 
 
 def change(signal, received_ms):
@@ -107,7 +121,7 @@ def change(signal, received_ms):
     component, condition = alert_key(body)
     if body.get(sg.A_ACTIVE):
         return _RAISE, (signal.device, component, condition, OPEN, _text(body.get(sg.A_SEVERITY)),
-                        _text(body.get(sg.A_TEXT)), _text(body.get(sg.A_ACTION)), signal.time_ms, received_ms,
+                        _text(body.get(sg.A_TEXT)), alert_action(body), signal.time_ms, received_ms,
                         signal.seq)
     seq = signal.seq
     return _CLEAR, (seq, seq, signal.time_ms, seq, received_ms, seq, received_ms, seq, seq, signal.device, component,
