@@ -357,7 +357,8 @@ class Receiver:
         """Handle and commit a batch. Sorted by device (a stable sort: each
         device's messages keep their order), so receivers sharing a database
         lock devices' rows in one order; a batch the database aborts anyway
-        (a deadlock) is undone and handled again, counters included.
+        (a deadlock) is undone and handled again message by message,
+        counters included.
 
         Messages are first handled without a savepoint each (two statements
         fewer a message: on PostgreSQL, a round trip). The rare message that
@@ -385,6 +386,10 @@ class Receiver:
             except self.storage.RETRY_ERRORS as exc:
                 self.storage.rollback()
                 self._restore(counters)
+                # Again message by message: a wave of alerts (alert_waves.py)
+                # locks its tickets in no set order; one message at a time, in
+                # device order, receivers lock rows in one order.
+                guarded = True
                 attempt += 1
                 if attempt == BATCH_ATTEMPTS:
                     raise

@@ -145,3 +145,22 @@ def test_a_status_between_alerts_of_a_batch_keeps_its_place(db_url, fleet):
     # The alert confirmed the device first; the status that followed is unconfirmed until a fresh signal.
     assert storage.query("SELECT online, confirmed FROM devices") == [(1, 0)]
     storage.close()
+
+
+def test_a_wave_that_fails_undoes_its_batch_which_is_handled_again_message_by_message(fleet, postgres_server):
+    """A statement storing a wave raises (a trigger refuses one alert): the
+    batch is undone and handled again under a savepoint per message, so
+    that alert alone is rejected and the others are stored, counted once."""
+    identities, registry = fleet
+    storage = open_storage(postgres_server.create_database())
+    receiver = Receiver(None, registry, storage)
+    storage.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                    "IF NEW.seq = 13 THEN RAISE EXCEPTION 'refused by a test trigger'; END IF; RETURN NEW; END $$")
+    storage.execute("CREATE TRIGGER refuse BEFORE INSERT ON signals FOR EACH ROW EXECUTE FUNCTION refuse()")
+    receiver._store_batch([aiomqtt.Message(*alert(identities, "pump-1", seq, seq != 14), 1, False, seq, None)
+                           for seq in (12, 13, 14)])
+    assert storage.query("SELECT seq FROM signals ORDER BY seq") == [(12,), (14,)]
+    assert storage.query("SELECT reason FROM rejections") == [("internal-error",)]
+    assert (receiver.accepted, receiver.rejected) == (2, {"internal-error": 1})
+    assert storage.query("SELECT state, alerts FROM tickets") == [("cleared", 2)]
+    storage.close()
