@@ -33,6 +33,7 @@ and hands the client's messages to ``commands`` (firmware/commands.py).
 """
 
 import asyncio
+import gc
 import random
 
 from edge_agent.core import bundle
@@ -143,6 +144,10 @@ class Uplink:
     async def _session(self):
         client = self.client
         try:
+            # The last connection's objects (TLS socket, streams, tasks) freed
+            # first, so the new ones take the lowest holes that fit them
+            # instead of scattering through a fragmented heap (docs/firmware.md).
+            gc.collect()
             await client.connect()
             self.connects += 1
             self.store.rewind()
