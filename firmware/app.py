@@ -126,6 +126,9 @@ class Firmware:
         (None: the core's 15 min); ``operator_scopes``: operators limited
         to some scopes (config.DeviceSettings.scopes); ``gc_threshold``:
         bytes allocated between collections (0: only when the heap is full)."""
+        if gc_threshold:  # first: the store's recovery and the rest make short-lived objects too
+            gc.collect()
+            gc.threshold(gc_threshold)
         ring = None
         if console_uart is not None:
             from console_port import LogRing
@@ -183,9 +186,6 @@ class Firmware:
 
             self.console = ConsolePort(self, console_uart, ring, trusted, console_idle_ms)
         self._wakeup = asyncio.Event()
-        if gc_threshold:
-            gc.collect()
-            gc.threshold(gc_threshold)
         self._ingest = []
         self.heap_min_free = None
         self.alerts = 0
