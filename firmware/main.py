@@ -99,7 +99,7 @@ async def run():
     # holes behind (the validator is dropped after it).
     client = client_for(settings)
     board_config = cfg.load_board(BOARD)
-    # The rest of the code only now: its ~25 KiB of small objects (function
+    # The rest of the code only now: its ~20 KiB of small objects (function
     # objects, classes, module dicts) fill the holes the board's loading
     # left, so the heap's free space after start is one piece, not holes
     # between long-lived objects (docs/firmware.md).
