@@ -77,8 +77,9 @@ HEAP_LOG_MS = 5000  # real time between gc.mem_free() log lines
 # only when an allocation fails: the pipeline's short-lived objects are
 # freed while they are still few, so the next ones reuse the same low
 # holes instead of spreading over the heap between long-lived ones. On the
-# 32-bit stand-in the day in 80 KiB failed every run without it and passes
-# with it (docs/firmware.md, "Toward 64 KiB").
+# 32-bit stand-in the day in 80 KiB failed every run without it and passed
+# with it (docs/firmware.md, "A 32-bit stand-in"). Set before Firmware
+# builds anything: the store's recovery makes short-lived objects too.
 GC_THRESHOLD = 4096
 
 
@@ -126,6 +127,9 @@ class Firmware:
         (None: the core's 15 min); ``operator_scopes``: operators limited
         to some scopes (config.DeviceSettings.scopes); ``gc_threshold``:
         bytes allocated between collections (0: only when the heap is full)."""
+        if gc_threshold:  # first (GC_THRESHOLD)
+            gc.collect()
+            gc.threshold(gc_threshold)
         ring = None
         if console_uart is not None:
             from console_port import LogRing
@@ -183,9 +187,6 @@ class Firmware:
 
             self.console = ConsolePort(self, console_uart, ring, trusted, console_idle_ms)
         self._wakeup = asyncio.Event()
-        if gc_threshold:
-            gc.collect()
-            gc.threshold(gc_threshold)
         self._ingest = []
         self.heap_min_free = None
         self.alerts = 0

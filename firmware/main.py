@@ -8,13 +8,11 @@ firmware/unix_main.py with simulated hardware.
 """
 
 import asyncio
+import gc
 import time
 
 import machine
 
-from app import Firmware
-from identity import HmacIdentity, trusted_operators
-from store_flash import FlashDir
 from uplink import client_for
 
 BOARD = "/board.cbor"
@@ -101,6 +99,15 @@ async def run():
     # holes behind (the validator is dropped after it).
     client = client_for(settings)
     board_config = cfg.load_board(BOARD)
+    # The rest of the code only now: its ~20 KiB of small objects (function
+    # objects, classes, module dicts) fill the holes the board's loading
+    # left, so the heap's free space after start is one piece, not holes
+    # between long-lived objects (docs/firmware.md).
+    gc.collect()
+    from app import Firmware
+    from identity import HmacIdentity, trusted_operators
+    from store_flash import FlashDir
+
     if settings.wifi:
         join_wifi(settings.wifi)
     uarts, outputs, inputs = hardware(board_config)

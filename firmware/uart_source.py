@@ -37,12 +37,18 @@ class UartSource:
         # cancelled returns the bytes (seen: a reading fed after the stop's
         # last flush, stored at close and never sent).
         self.stopped = False
+        # Every read lands in this one buffer (readinto), fed as a view of
+        # what arrived: read(CHUNK) asked the heap for a new 257-byte block
+        # at every read, and after a reconnect with a backlog a fragmented
+        # 72 KiB heap had none (docs/firmware.md). The decoders copy what
+        # they keep.
+        self._buffer = memoryview(bytearray(CHUNK))
 
     async def run(self):
         reader = asyncio.StreamReader(self.uart)
         while True:
             try:
-                data = await (self._ask(reader) if self.writes else reader.read(CHUNK))
+                data = await (self._ask(reader) if self.writes else self._read(reader))
             except OSError as exc:
                 # A UART does not fail; a pty does when its other end closes.
                 self.errors += 1
@@ -56,9 +62,14 @@ class UartSource:
                 self.bytes_read += len(data)
                 self.dispatch(self.device.feed(self.bus_id, data, self.clock()))
 
+    async def _read(self, reader):
+        """What has arrived (a view of the buffer; empty when nothing has:
+        machine.UART.readinto returns None then)."""
+        return self._buffer[: await reader.readinto(self._buffer) or 0]
+
     async def _ask(self, reader):
         """Send what the core asks, then wait for bytes or its deadline.
-        Returns the bytes read (b"" when the deadline came first)."""
+        Returns the bytes read (empty when the deadline came first)."""
         now = self.clock()
         outputs, send, deadline = self.device.poll_bus(self.bus_id, now)
         if outputs:
@@ -68,6 +79,6 @@ class UartSource:
             self.bytes_written += len(send)
         wait_ms = MAX_WAIT_MS if deadline is None else min(MAX_WAIT_MS, max(0, deadline - now))
         try:
-            return await asyncio.wait_for(reader.read(CHUNK), wait_ms / 1000)
+            return await asyncio.wait_for(self._read(reader), wait_ms / 1000)
         except asyncio.TimeoutError:
             return b""

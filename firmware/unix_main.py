@@ -34,13 +34,10 @@ the hardware objects differ (firmware/unix_hw.py).
 """
 
 import asyncio
+import gc
 import sys
 import time
 
-from app import GC_THRESHOLD, Firmware
-from identity import HmacIdentity, trusted_operators
-from store_flash import FlashDir
-from unix_hw import SimPin, pty_uart
 from uplink import client_for
 
 USAGE = ("usage: unix_main.py --board FILE --device FILE (--store DIR | --flash FILE) [--uart BUS=PATH] ..."
@@ -120,6 +117,14 @@ async def main(options):
     client = client_for(settings)  # first, as firmware/main.py: the largest long-lived blocks
     board_config = cfg.load_board(options["board"])
     board = board_config.board
+    # The rest of the code after the board, as firmware/main.py: its many
+    # small objects fill the holes that loading the board leaves.
+    gc.collect()
+    from app import GC_THRESHOLD, Firmware
+    from identity import HmacIdentity, trusted_operators
+    from store_flash import FlashDir
+    from unix_hw import SimPin, pty_uart
+
     speed = int(options.get("clock-speed", "1"))
     start = options.get("clock-start")
     clock = make_clock(speed, int(start) if start is not None else None)
