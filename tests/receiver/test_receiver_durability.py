@@ -37,7 +37,10 @@ pytestmark = pytest.mark.integration
 MQTT_PUBACK = 4  # control packet type (MQTT 5, 2.2.1)
 
 
-def _signal(device, seq):
+def _signal(device, seq, kind=sg.KIND_TELEMETRY):
+    if kind == sg.KIND_ALERT:  # raised and cleared in turn: each a ticket's change (alert_waves.py)
+        body = {sg.A_CONDITION: "stuck", sg.A_COMPONENT: "fan", sg.A_ACTIVE: seq % 2 == 1, sg.A_TEXT: "fan stuck"}
+        return sg.Signal(sg.KIND_ALERT, sg.PRIORITY_HIGH, 1700000000000 + seq, body, device, seq)
     return sg.Signal(sg.KIND_TELEMETRY, sg.PRIORITY_LOW, 1700000000000 + seq, {0: []}, device, seq)
 
 
@@ -144,15 +147,15 @@ def test_no_puback_leaves_before_the_sync_of_its_rows(tmp_path):
     assert 0 < syncs <= pubacks  # a sync per batch commit, not one per message necessarily
 
 
-def _kill_and_restart(registry_file, db, port, kills, seed, n):
+def _kill_and_restart(registry_file, db, port, kills, seed, n, kind=sg.KIND_TELEMETRY):
     """Publish ``n`` signals over the run (QoS 1, paced, from a thread of
     their own) while the receiver, a persistent session (the broker keeps
     and resends what it has not had a PUBACK for), is killed with SIGKILL
     ``kills`` times at random points and started again; returns the seqs
-    stored."""
+    stored. ``kind``: telemetry, or single alerts (stored in waves)."""
     identity = create_identity(os.path.join(os.path.dirname(db), "dur-kill"), "dur-kill")
     registry_file.write_text(identity.registry_entry())
-    messages = [(sg.topic("dur-kill", sg.KIND_TELEMETRY), identity.seal(_signal("dur-kill", seq).encode()))
+    messages = [(sg.topic("dur-kill", kind), identity.seal(_signal("dur-kill", seq, kind).encode()))
                 for seq in range(1, n + 1)]
     rng = random.Random(seed)
     argv = _receiver_argv(registry_file, db, port, client_id="dur-kill-receiver")
@@ -188,11 +191,13 @@ def _kill_and_restart(registry_file, db, port, kills, seed, n):
 PUBLISH_PAUSE_S = 0.02
 
 
+@pytest.mark.parametrize("kind", [pytest.param(sg.KIND_TELEMETRY, id="telemetry"),
+                                  pytest.param(sg.KIND_ALERT, id="alerts")])
 @pytest.mark.parametrize("kills", [pytest.param(10, id="10-kills"),
                                    pytest.param(100, id="100-kills", marks=pytest.mark.torture)])
-def test_a_receiver_killed_at_random_points_loses_nothing(tmp_path, kills):
+def test_a_receiver_killed_at_random_points_loses_nothing(tmp_path, kills, kind):
     n = 40 * kills
     with Mosquitto(str(tmp_path / "broker")) as broker:
         stored = _kill_and_restart(tmp_path / "devices.toml", str(tmp_path / "rx.sqlite"), broker.port, kills,
-                                   seed=kills, n=n)
+                                   seed=kills, n=n, kind=kind)
     assert stored == list(range(1, n + 1)), "missing %s" % sorted(set(range(1, n + 1)) - set(stored))[:20]
