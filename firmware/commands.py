@@ -36,6 +36,8 @@ from edge_agent.core import operator as op
 from edge_agent.core.command_flow import LOG_TEXT, CommandFlow, alert_number
 
 COUNTERS_NAME = "counters.cbor"
+# A counter per (operator, target): a few hundred bytes on a real board.
+MAX_COUNTERS_BYTES = 65536
 
 
 class Commands(CommandFlow):
@@ -49,9 +51,8 @@ class Commands(CommandFlow):
     def _load(self):
         if COUNTERS_NAME not in self.state.list():
             return op.Counters()
-        data = self.state.read(COUNTERS_NAME, 0, 65536)
         try:
-            return op.Counters.from_map(cbor.loads(data))
+            return op.Counters.from_map(cbor.loads(self.state.read_file(COUNTERS_NAME, MAX_COUNTERS_BYTES)))
         except (ValueError, cbor.CBORError) as exc:
             # Starting from zero would reopen every unexpired command to replay.
             raise ValueError("%s: unreadable (%s); restore it, or delete it only once every command sent "

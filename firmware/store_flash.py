@@ -276,6 +276,16 @@ class FlashDir:
     def size(self, name):
         return os.stat(self._p(name))[6]
 
+    def read_file(self, name, limit):
+        """A whole small file (the command counters), read in one block of
+        its own size: MicroPython's ``f.read(n)`` takes an n-byte block
+        first, whatever the file holds, and a board's heap has no 64 KiB
+        block to give. ValueError if it is larger than ``limit`` bytes."""
+        size = self.size(name)
+        if size > limit:
+            raise ValueError("%d bytes, more than the %d a board reads" % (size, limit))
+        return self.read(name, 0, size)
+
     def read(self, name, offset, n):
         # The store reads a segment in batches: keep the last file open.
         # But on littlefs an open file keeps the size it had when opened:

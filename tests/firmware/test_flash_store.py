@@ -105,3 +105,29 @@ def test_a_file_that_lost_committed_bytes_is_a_clear_error_never_a_retry_loop(tm
     result = mp_flash_store(str(tmp_path / "short"), "short", timeout=30)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.strip().startswith("ok short file:"), result.stdout
+
+
+def test_a_small_state_file_is_read_in_a_block_of_its_size(tmp_path):
+    """The command counters are read in a block of the file's size: asking
+    f.read(65536), as the firmware did, takes a 64 KiB block first on
+    MicroPython, whatever the file holds, and a board's heap has none (on
+    the unix port in 48 KiB: MemoryError). A file larger than the limit is
+    a clear ValueError."""
+    script = (
+        "import store_flash\n"
+        "d = store_flash.FlashDir(%r)\n"
+        "d.write_file('counters.cbor', b'\\xa0')\n"
+        "print(d.read_file('counters.cbor', 65536))\n"
+        "try:\n"
+        "    d.read_file('counters.cbor', 0)\n"
+        "except ValueError as exc:\n"
+        "    print('refused:', exc)\n"
+        "try:\n"
+        "    d.read('counters.cbor', 0, 65536)\n"
+        "except MemoryError:\n"
+        "    print('read(65536): MemoryError')\n" % str(tmp_path))
+    result = subprocess.run([MICROPYTHON, "-X", "heapsize=48k", "-c", script], capture_output=True, text=True,
+                            cwd=ROOT, env=dict(os.environ, MICROPYPATH=FIRMWARE_PATH), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == ["b'\\xa0'", "refused: 1 bytes, more than the 0 a board reads",
+                                          "read(65536): MemoryError"]
