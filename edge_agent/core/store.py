@@ -75,7 +75,6 @@ import sys
 
 from edge_agent.core import cbor
 from edge_agent.core import store_format as fmt
-from edge_agent.core import store_recovery as recovery
 
 _pack = struct.pack
 _crc32 = fmt.crc32
@@ -220,7 +219,7 @@ class Batch:
         return "Batch(lane %d, %d records, end %r)" % (self.lane, len(self.records), self.end)
 
 
-_wholly_acked = recovery.wholly_acked
+_wholly_acked = fmt.wholly_acked
 
 
 class _Segment:
@@ -346,7 +345,10 @@ class Store:
     # -- opening ---------------------------------------------------------
 
     def _open(self, lanes, now_ms):
-        state = recovery.load(self.fs, lanes, repair=True)
+        # Imported here: needed only to open; a board drops it after (app.py).
+        from edge_agent.core import store_recovery
+
+        state = store_recovery.load(self.fs, lanes, repair=True)
         self.recovery = state.report
         self.bytes = 0
         self._lanes = []
@@ -366,12 +368,12 @@ class Store:
         record = self.recovery.to_map()
         record["at_ms"] = now_ms
         try:
-            recovery.replace(self.fs, fmt.RECOVERY_NAME, cbor.dumps(record))
+            fmt.replace(self.fs, fmt.RECOVERY_NAME, cbor.dumps(record))
             self.fs.sync_dir()
         except OSError as exc:
             # A full disk: the report is for `store inspect`, not needed to run.
             self._disk_error(exc)
-            recovery.remove_quietly(self.fs, fmt.RECOVERY_NAME + fmt.TMP_SUFFIX)
+            fmt.remove_quietly(self.fs, fmt.RECOVERY_NAME + fmt.TMP_SUFFIX)
         if self.recovery.unrepaired and not self._full:
             self._note_full("%d segments left unsealed" % self.recovery.unrepaired)
         if state.journal:
@@ -683,7 +685,7 @@ class Store:
 
     def _evict_oldest(self, lane, overflow):
         seg = lane.segments.pop(0)
-        unacked = recovery.unacked_in(seg, lane.ack)
+        unacked = fmt.unacked_in(seg, lane.ack)
         self._drop_segment(lane, seg)
         after = (seg.segno + 1, fmt.SEGMENT_HEADER, 0)
         if lane.cursor < after:
@@ -876,7 +878,7 @@ class Store:
     def _checkpoint_acks(self):
         for lane in self._lanes:
             if lane.ack != lane.saved_ack:
-                recovery.replace(self.fs, fmt.ack_name(lane.number), fmt.encode_ack(lane.number, lane.ack))
+                fmt.replace(self.fs, fmt.ack_name(lane.number), fmt.encode_ack(lane.number, lane.ack))
                 lane.saved_ack = lane.ack
         # The markers must be durable before the journal goes: until then
         # the journal is what holds the newest positions.
@@ -1297,7 +1299,7 @@ class Store:
     def lane_info(self, lane):
         """(unacknowledged records, bytes, segments, oldest first_ms or None)."""
         state = self._lanes[lane]
-        return recovery.summarize_lane(state.segments, state.ack)
+        return fmt.summarize_lane(state.segments, state.ack)
 
     @property
     def lanes(self):
