@@ -144,17 +144,20 @@ class MQTTClient:
         self._drained = asyncio.Event()
         self._topic = None  # the last topic published and its UTF-8 bytes
         self._topic_bytes = b""
-        self._sub_lock = asyncio.Lock()
+        # Subscribing and the inbox are made on first use (_subscribe_now,
+        # _inbox_made): a board without operators subscribes to nothing,
+        # and their lock, events and deque are ~0.3 KiB of a 32-bit heap.
+        self._sub_lock = None  # type: asyncio.Lock | None
+        self._sub_done = None  # type: asyncio.Event | None
         self._subscriptions = []  # (filter, qos) restored when the broker kept no session
         self._max_subscriptions = max_subscriptions
         self._sub_pid = 0
         self._sub_result = None
-        self._sub_done = asyncio.Event()
         self.on_message = on_message
-        self._inbox = deque((), inbox_size)  # type: deque[Message]
+        self._inbox = None  # type: deque[Message] | None
         self._inbox_size = inbox_size
-        self._inbox_ready = asyncio.Event()
-        self._inbox_space = asyncio.Event()
+        self._inbox_ready = None  # type: asyncio.Event | None
+        self._inbox_space = None  # type: asyncio.Event | None
         self._pid = 0
         self._reader = None  # type: asyncio.StreamReader | None
         self._writer = None  # type: asyncio.StreamWriter | None
@@ -366,7 +369,7 @@ class MQTTClient:
                     break
             # else: a PUBACK for a publish the caller gave up on; nothing to do
         elif kind == SUBACK or kind == UNSUBACK:
-            if packet[1] == self._sub_pid:
+            if self._sub_pid and packet[1] == self._sub_pid:
                 self._sub_result = packet[2] if kind == SUBACK else b""
                 self._sub_done.set()
         elif kind != PINGRESP:
@@ -570,6 +573,9 @@ class MQTTClient:
 
     async def _request(self, encode, topic, qos):
         """One SUBSCRIBE/UNSUBSCRIBE at a time, waiting for its answer."""
+        if self._sub_lock is None:
+            self._sub_lock = asyncio.Lock()
+            self._sub_done = asyncio.Event()
         async with self._sub_lock:
             if self._writer is None:
                 raise NotConnected("not connected to the broker: connect() first")
@@ -599,6 +605,7 @@ class MQTTClient:
             except Exception as exc:  # the application's bug must not drop the connection
                 print("mqtt: on_message raised %r for %r" % (exc, message))
             return
+        self._inbox_made()
         while len(self._inbox) >= self._inbox_size:
             self._inbox_space.clear()
             await self._inbox_space.wait()
@@ -607,12 +614,19 @@ class MQTTClient:
 
     async def next_message(self):
         """The next received message (when no on_message callback is set)."""
+        self._inbox_made()
         while not len(self._inbox):
             self._inbox_ready.clear()
             await self._inbox_ready.wait()
         message = self._inbox.popleft()
         self._inbox_space.set()
         return message
+
+    def _inbox_made(self):
+        if self._inbox is None:
+            self._inbox = deque((), self._inbox_size)
+            self._inbox_ready = asyncio.Event()
+            self._inbox_space = asyncio.Event()
 
     def __aiter__(self):
         return self
