@@ -226,8 +226,8 @@ class SensorWatch:
         (default RULE_CLASSES; rule_kinds.RULE_CLASSES has every kind)."""
         self.sensor = sensor
         self.component = component
-        rules = [RangeCheck(), FaultCheck()]
-        kinds = RULE_CLASSES if classes is None else classes
+        rules: "list[Rule]" = [RangeCheck(), FaultCheck()]
+        kinds: "Any" = RULE_CLASSES if classes is None else classes
         for spec in sensor.rules:
             rule = kinds[spec.kind](spec)
             rules.append(rule)
