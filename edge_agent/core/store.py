@@ -351,7 +351,8 @@ class Store:
     # -- opening ---------------------------------------------------------
 
     def _open(self, lanes, now_ms):
-        # Imported here: needed only to open; a board drops it after (app.py).
+        # Imported here: needed only to open; a board drops it once built
+        # (firmware/config.py, BUILD_ONLY).
         from edge_agent.core import store_recovery
 
         state = store_recovery.load(self.fs, lanes, repair=True)
@@ -881,20 +882,21 @@ class Store:
         return True
 
     def _new_journal(self):
-        """Create the journal whole, as zeros, durable; its update handle."""
+        """Create the journal whole, as zeros, durable; its update handle.
+        The first JOURNAL_BLANK bytes are the new file's, the rest (on a
+        board) written over the handle from the same kept block."""
         blank = _blank_journal()
         self.fs.write_file(fmt.JOURNAL_NAME, blank)
-        size = JOURNAL_LIMIT * fmt.JOURNAL_ENTRY
-        if size == len(blank):
-            return self.fs.open_update(fmt.JOURNAL_NAME)
         journal = self.fs.open_update(fmt.JOURNAL_NAME)
-        try:
-            for offset in range(len(blank), size, len(blank)):
-                journal.write_at(offset, blank if offset + len(blank) <= size else blank[: size - offset])
-            journal.sync()
-        except OSError:
-            journal.close()
-            raise
+        size = JOURNAL_LIMIT * fmt.JOURNAL_ENTRY
+        if size > len(blank):
+            try:
+                for offset in range(len(blank), size, len(blank)):
+                    journal.write_at(offset, blank if offset + len(blank) <= size else blank[: size - offset])
+                journal.sync()
+            except OSError:
+                journal.close()
+                raise
         return journal
 
     def _checkpoint_acks(self):
