@@ -65,6 +65,10 @@ class BoardConfig:
 # Imported by load_board only, and dropped after: ~23 KiB of functions on
 # the 64-bit unix port that nothing needs once the board is checked.
 VALIDATORS = ("edge_agent.core.board", "edge_agent.core.board_health")
+# Dropped once the firmware is built (main.py, unix_main.py): this module,
+# and the store's recovery, which only opening the store uses (~0.6 KiB of
+# a 32-bit board's heap frozen; a store opened again imports it again).
+BUILD_ONLY = ("config", "edge_agent.core.store_recovery")
 
 
 def load_board(path):

@@ -118,9 +118,9 @@ async def run():
                         console_uart=console_uart(board_config.console),
                         console_idle_ms=board_config.console_idle_ms)
     cfg.warn_plaintext(settings, firmware.log)  # before the first connect; on the console's log too
-    # Nothing holds the config module after this (its classes' instances
-    # gone): the collector takes it back (~0.6 KiB of a 32-bit board's heap).
-    cfg.forget(("config",))
+    # Nothing holds the config module or the store's recovery after this
+    # (their classes' instances gone): the collector takes them back.
+    cfg.forget(cfg.BUILD_ONLY)
     del board_config, settings, cfg
     await firmware.run()
 

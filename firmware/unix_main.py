@@ -159,9 +159,9 @@ async def main(options):
                         backoff_max_ms=int(backoff) if backoff else None,
                         gc_threshold=int(options.get("gc-threshold", GC_THRESHOLD)))
     cfg.warn_plaintext(settings, firmware.log)  # as firmware/main.py: before the first connect
-    # Nothing holds the config module after this (its classes' instances
-    # gone): the collector takes it back (~0.6 KiB of a 32-bit board's heap).
-    cfg.forget(("config",))
+    # Nothing holds the config module or the store's recovery after this
+    # (their classes' instances gone): the collector takes them back.
+    cfg.forget(cfg.BUILD_ONLY)
     del board_config, settings, cfg
     stop = asyncio.Event()
     running = asyncio.create_task(firmware.run())

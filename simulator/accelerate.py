@@ -30,6 +30,7 @@ MODULES = (
     "edge_agent.core.reading",
     "edge_agent.core.component",
     "edge_agent.core.rules",
+    "edge_agent.core.rule_kinds",
     "edge_agent.core.health",
     "edge_agent.core.triage",
     "edge_agent.core.device",

@@ -143,7 +143,7 @@ def run_inspect(args, console=None):
     total = 0
     for lane in range(args.lanes):
         segments = state.lanes[lane]
-        depth, nbytes, count, oldest = recovery.summarize_lane(segments, state.acks[lane])
+        depth, nbytes, count, oldest = fmt.summarize_lane(segments, state.acks[lane])
         total += nbytes
         unsealed = sum(1 for seg in segments if not seg.sealed)
         ack = state.acks[lane]
@@ -151,7 +151,7 @@ def run_inspect(args, console=None):
             "%d %s" % (lane, LANE_NAMES.get(lane, "")),
             "{:,}".format(depth),
             "{:,}".format(nbytes),
-            "{:,}".format(recovery.acked_bytes(segments, state.acks[lane])),
+            "{:,}".format(fmt.acked_bytes(segments, state.acks[lane])),
             _when(oldest),
             str(count),
             str(unsealed),

@@ -56,6 +56,19 @@ def _any_bad(watches: "list[rules.SensorWatch]") -> bool:
     return False
 
 
+def _rule_classes(board):
+    """kind -> Rule class for the board's declared rules: rules.py's common
+    kinds, and rule_kinds.py's only when the board declares one of those
+    (a board that does not never loads them)."""
+    for sensor in board.sensors.values():
+        for spec in sensor.rules:
+            if spec.kind not in rules.RULE_CLASSES:
+                from edge_agent.core import rule_kinds
+
+                return rule_kinds.RULE_CLASSES
+    return rules.RULE_CLASSES
+
+
 class ComponentHealth:
     """One component's place in the state machine. Fields that sit at their
     default for a healthy component are class attributes, set on the
@@ -103,8 +116,10 @@ class HealthEngine:
         self.board = board
         self.latest = {}  # sensor id -> last Reading (shared with the watches)
         self.watches = {}
+        classes = _rule_classes(board)
         for sensor in board.sensors.values():
-            self.watches[sensor.id] = rules.SensorWatch(sensor, board.components.get(sensor.component), board, self.latest)
+            self.watches[sensor.id] = rules.SensorWatch(sensor, board.components.get(sensor.component), board,
+                                                        self.latest, None, classes)
         self.components = {}
         for cid in sorted(board.components):
             mine = [self.watches[s] for s in board.sensors_of(cid)]

@@ -75,7 +75,6 @@ import sys
 
 from edge_agent.core import cbor
 from edge_agent.core import store_format as fmt
-from edge_agent.core import store_recovery as recovery
 
 _pack = struct.pack
 _crc32 = fmt.crc32
@@ -136,6 +135,10 @@ WRITE_BUFFER = 8192
 # entries are 8 KiB, and a checkpoint (a few renames and a directory sync)
 # every 256 ack syncs costs nothing measurable.
 JOURNAL_LIMIT = 256
+# A new journal's zeros are written from one kept block of at most this
+# many bytes (a multiple of the 32-byte entry): the whole journal at once
+# here; the firmware writes its 512 bytes from 128 (4 writes per checkpoint).
+JOURNAL_BLANK = 8192
 # While the disk is full: records held in RAM at most (then the usual
 # eviction makes room, telemetry first), and how often writing is retried.
 DEFAULT_HOLD_BYTES = 1024 * 1024
@@ -163,12 +166,14 @@ _blank = b""
 
 
 def _blank_journal():
-    """The zeros a new journal is written with: one bytes object made when
-    a store opens and kept (shared by every store), not a new one after
-    each checkpoint (on a board, a 513-byte block a fragmented heap refused)."""
+    """The zeros a new journal is written with, JOURNAL_BLANK at a time:
+    one bytes object made when a store opens and kept (shared by every
+    store), not a new one after each checkpoint (on a board, a 513-byte
+    block a fragmented heap refused)."""
     global _blank
-    if len(_blank) != JOURNAL_LIMIT * fmt.JOURNAL_ENTRY:
-        _blank = bytes(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY)
+    size = min(JOURNAL_LIMIT * fmt.JOURNAL_ENTRY, JOURNAL_BLANK)
+    if len(_blank) != size:
+        _blank = bytes(size)
     return _blank
 
 
@@ -220,7 +225,7 @@ class Batch:
         return "Batch(lane %d, %d records, end %r)" % (self.lane, len(self.records), self.end)
 
 
-_wholly_acked = recovery.wholly_acked
+_wholly_acked = fmt.wholly_acked
 
 
 class _Segment:
@@ -346,7 +351,11 @@ class Store:
     # -- opening ---------------------------------------------------------
 
     def _open(self, lanes, now_ms):
-        state = recovery.load(self.fs, lanes, repair=True)
+        # Imported here: needed only to open; a board drops it once built
+        # (firmware/config.py, BUILD_ONLY).
+        from edge_agent.core import store_recovery
+
+        state = store_recovery.load(self.fs, lanes, repair=True)
         self.recovery = state.report
         self.bytes = 0
         self._lanes = []
@@ -366,12 +375,12 @@ class Store:
         record = self.recovery.to_map()
         record["at_ms"] = now_ms
         try:
-            recovery.replace(self.fs, fmt.RECOVERY_NAME, cbor.dumps(record))
+            fmt.replace(self.fs, fmt.RECOVERY_NAME, cbor.dumps(record))
             self.fs.sync_dir()
         except OSError as exc:
             # A full disk: the report is for `store inspect`, not needed to run.
             self._disk_error(exc)
-            recovery.remove_quietly(self.fs, fmt.RECOVERY_NAME + fmt.TMP_SUFFIX)
+            fmt.remove_quietly(self.fs, fmt.RECOVERY_NAME + fmt.TMP_SUFFIX)
         if self.recovery.unrepaired and not self._full:
             self._note_full("%d segments left unsealed" % self.recovery.unrepaired)
         if state.journal:
@@ -683,7 +692,7 @@ class Store:
 
     def _evict_oldest(self, lane, overflow):
         seg = lane.segments.pop(0)
-        unacked = recovery.unacked_in(seg, lane.ack)
+        unacked = fmt.unacked_in(seg, lane.ack)
         self._drop_segment(lane, seg)
         after = (seg.segno + 1, fmt.SEGMENT_HEADER, 0)
         if lane.cursor < after:
@@ -851,9 +860,8 @@ class Store:
                 self._checkpoint_acks()
             else:
                 if self._journal is None:
-                    self.fs.write_file(fmt.JOURNAL_NAME, _blank_journal())
+                    self._journal = self._new_journal()
                     self._dir_dirty = True  # a new file: its name must be made durable
-                    self._journal = self.fs.open_update(fmt.JOURNAL_NAME)
                 entries = []
                 for lane in moved:
                     entries.append(fmt.encode_record(fmt.encode_ack(lane.number, lane.ack)))
@@ -873,10 +881,28 @@ class Store:
         self._ack_pending = False
         return True
 
+    def _new_journal(self):
+        """Create the journal whole, as zeros, durable; its update handle.
+        The first JOURNAL_BLANK bytes are the new file's, the rest (on a
+        board) written over the handle from the same kept block."""
+        blank = _blank_journal()
+        self.fs.write_file(fmt.JOURNAL_NAME, blank)
+        journal = self.fs.open_update(fmt.JOURNAL_NAME)
+        size = JOURNAL_LIMIT * fmt.JOURNAL_ENTRY
+        if size > len(blank):
+            try:
+                for offset in range(len(blank), size, len(blank)):
+                    journal.write_at(offset, blank if offset + len(blank) <= size else blank[: size - offset])
+                journal.sync()
+            except OSError:
+                journal.close()
+                raise
+        return journal
+
     def _checkpoint_acks(self):
         for lane in self._lanes:
             if lane.ack != lane.saved_ack:
-                recovery.replace(self.fs, fmt.ack_name(lane.number), fmt.encode_ack(lane.number, lane.ack))
+                fmt.replace(self.fs, fmt.ack_name(lane.number), fmt.encode_ack(lane.number, lane.ack))
                 lane.saved_ack = lane.ack
         # The markers must be durable before the journal goes: until then
         # the journal is what holds the newest positions.
@@ -1297,7 +1323,7 @@ class Store:
     def lane_info(self, lane):
         """(unacknowledged records, bytes, segments, oldest first_ms or None)."""
         state = self._lanes[lane]
-        return recovery.summarize_lane(state.segments, state.ack)
+        return fmt.summarize_lane(state.segments, state.ack)
 
     @property
     def lanes(self):

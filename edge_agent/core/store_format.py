@@ -1,4 +1,6 @@
-"""The durable store's on-disk format: pure functions, bytes in, bytes out.
+"""The durable store's on-disk format: pure functions, bytes in, bytes out
+(and, at the end, the recovery report and two steps over the file adapter
+that the store keeps using once it is open).
 
 docs/store.md is the byte-by-byte specification; this module is its only
 implementation. Every integer is little-endian (both the Pi and the ESP32
@@ -334,3 +336,139 @@ def decode_seq(data):
     if magic != SEQ_MAGIC or version != FORMAT_VERSION:
         return None
     return limit
+
+
+# --- What the store keeps from recovery, and its steps over the file adapter -
+# Here, not in store_recovery.py, because the store keeps using them after
+# it opened: store_recovery is needed only to open a store, and a board
+# drops it then (its functions are ~1 KiB of a 32-bit board's heap). The
+# report is what the ``last-recovery`` file holds (``to_map``).
+
+
+class Discard:
+    """Bytes recovery could not keep, or corruption it stepped over."""
+
+    __slots__ = ("lane", "name", "offset", "nbytes", "reason", "kept_after")
+
+    def __init__(self, lane, name, offset, nbytes, reason, kept_after=False):
+        self.lane = lane
+        self.name = name
+        self.offset = offset
+        self.nbytes = nbytes
+        self.reason = reason
+        # True for a corrupt stretch in the middle (valid records follow),
+        # False for a torn tail or a whole file.
+        self.kept_after = kept_after
+
+    def to_map(self):
+        return {
+            "lane": self.lane,
+            "file": self.name,
+            "offset": self.offset,
+            "bytes": self.nbytes,
+            "reason": self.reason,
+            "middle": self.kept_after,
+        }
+
+    def __repr__(self):
+        return "Discard(%s@%d, %d bytes, %s)" % (self.name, self.offset, self.nbytes, self.reason)
+
+
+
+class RecoveryReport:
+    """What opening the store found: kept segments and records, and every
+    discarded stretch. ``scanned`` counts segments read record by record."""
+
+    __slots__ = ("segments", "records", "scanned", "discards", "removed_tmp", "unrepaired")
+
+    def __init__(self):
+        self.segments = 0
+        self.records = 0
+        self.scanned = 0
+        self.discards = []
+        self.removed_tmp = 0
+        # Segments left unsealed because the disk was full: kept and read
+        # as scanned (their valid prefix), sealed at a later open.
+        self.unrepaired = 0
+
+    @property
+    def discarded_bytes(self):
+        return sum(d.nbytes for d in self.discards)
+
+    def to_map(self):
+        return {
+            "segments": self.segments,
+            "records": self.records,
+            "scanned": self.scanned,
+            "discarded_bytes": self.discarded_bytes,
+            "discards": [d.to_map() for d in self.discards],
+            "unrepaired": self.unrepaired,
+        }
+
+    def summary(self):
+        if not self.discards:
+            return "recovered %d records in %d segments, nothing discarded" % (self.records, self.segments)
+        return "recovered %d records in %d segments; discarded %d stretches, %d bytes (%s)" % (
+            self.records,
+            self.segments,
+            len(self.discards),
+            self.discarded_bytes,
+            ", ".join(sorted(set(d.reason for d in self.discards))),
+        )
+
+
+
+def remove_quietly(fs, name):
+    try:
+        fs.remove(name)
+    except OSError:
+        pass
+
+
+def summarize_lane(segments, ack):
+    """(unacknowledged records, bytes, segments, first_ms of the oldest
+    segment or None) for a lane's segments (oldest first; any objects with
+    segno, end, count and first_ms) and its acknowledged position. Bytes
+    count each segment with its seal, as the store's bound does."""
+    depth = 0
+    nbytes = 0
+    for seg in segments:
+        nbytes += seg.end + SEAL_SIZE
+        depth += unacked_in(seg, ack)
+    oldest = segments[0].first_ms if segments else None
+    return depth, nbytes, len(segments), oldest
+
+
+def wholly_acked(seg, ack):
+    """True when every record of ``seg`` is at or before ``ack``."""
+    return ack[0] > seg.segno or (ack[0] == seg.segno and ack[1] >= seg.end)
+
+
+def acked_bytes(segments, ack):
+    """Bytes (with seals) of the lane's wholly acknowledged segments, the
+    oldest ones: with a replay window, what it keeps (store.md)."""
+    total = 0
+    for seg in segments:
+        if not wholly_acked(seg, ack):
+            break
+        total += seg.end + SEAL_SIZE
+    return total
+
+
+def unacked_in(seg, ack):
+    """How many of ``seg``'s records come after the acknowledged position
+    ``ack`` (none in an older segment: it awaits compaction)."""
+    if seg.segno > ack[0]:
+        return seg.count
+    if seg.segno == ack[0]:
+        return max(0, seg.count - ack[2])
+    return 0
+
+
+def replace(fs, name, data):
+    """Replace ``name`` atomically: write a temporary file and make it
+    durable, then rename it over ``name``. The caller makes the rename
+    durable with ``fs.sync_dir()`` (one call can cover several renames)."""
+    temp = name + TMP_SUFFIX
+    fs.write_file(temp, data)
+    fs.rename(temp, name)

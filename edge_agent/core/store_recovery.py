@@ -29,35 +29,6 @@ MISSING = "missing"  # a marker that is absent (not an error)
 EMPTY = "empty-segment"  # a segment with no valid record (e.g. died right after creating it)
 
 
-class Discard:
-    """Bytes recovery could not keep, or corruption it stepped over."""
-
-    __slots__ = ("lane", "name", "offset", "nbytes", "reason", "kept_after")
-
-    def __init__(self, lane, name, offset, nbytes, reason, kept_after=False):
-        self.lane = lane
-        self.name = name
-        self.offset = offset
-        self.nbytes = nbytes
-        self.reason = reason
-        # True for a corrupt stretch in the middle (valid records follow),
-        # False for a torn tail or a whole file.
-        self.kept_after = kept_after
-
-    def to_map(self):
-        return {
-            "lane": self.lane,
-            "file": self.name,
-            "offset": self.offset,
-            "bytes": self.nbytes,
-            "reason": self.reason,
-            "middle": self.kept_after,
-        }
-
-    def __repr__(self):
-        return "Discard(%s@%d, %d bytes, %s)" % (self.name, self.offset, self.nbytes, self.reason)
-
-
 class SegmentState:
     """One segment as recovery found it."""
 
@@ -71,48 +42,6 @@ class SegmentState:
         self.end = end  # offset just after the last record (a seal follows when sealed)
         self.count = count
         self.sealed = sealed
-
-
-class RecoveryReport:
-    """What opening the store found: kept segments and records, and every
-    discarded stretch. ``scanned`` counts segments read record by record."""
-
-    __slots__ = ("segments", "records", "scanned", "discards", "removed_tmp", "unrepaired")
-
-    def __init__(self):
-        self.segments = 0
-        self.records = 0
-        self.scanned = 0
-        self.discards = []
-        self.removed_tmp = 0
-        # Segments left unsealed because the disk was full: kept and read
-        # as scanned (their valid prefix), sealed at a later open.
-        self.unrepaired = 0
-
-    @property
-    def discarded_bytes(self):
-        return sum(d.nbytes for d in self.discards)
-
-    def to_map(self):
-        return {
-            "segments": self.segments,
-            "records": self.records,
-            "scanned": self.scanned,
-            "discarded_bytes": self.discarded_bytes,
-            "discards": [d.to_map() for d in self.discards],
-            "unrepaired": self.unrepaired,
-        }
-
-    def summary(self):
-        if not self.discards:
-            return "recovered %d records in %d segments, nothing discarded" % (self.records, self.segments)
-        return "recovered %d records in %d segments; discarded %d stretches, %d bytes (%s)" % (
-            self.records,
-            self.segments,
-            len(self.discards),
-            self.discarded_bytes,
-            ", ".join(sorted(set(d.reason for d in self.discards))),
-        )
 
 
 class DirectoryState:
@@ -129,7 +58,7 @@ class DirectoryState:
         # numbers never go back, so no position can point into a new file.
         self.max_segno = [0] * lanes
         self.acks = [(0, 0, 0) for _ in range(lanes)]
-        self.report = RecoveryReport()
+        self.report = fmt.RecoveryReport()
         self.foreign = []
 
 
@@ -177,7 +106,7 @@ def _load_ack(fs, name, lane, state):
     if position is None:
         # Unreadable: start from the beginning of the lane. At-least-once
         # makes that safe (records are sent again, receivers drop dups).
-        state.report.discards.append(Discard(lane, name, 0, len(data), fmt.BAD_MARKER))
+        state.report.discards.append(fmt.Discard(lane, name, 0, len(data), fmt.BAD_MARKER))
     else:
         state.acks[lane] = position
 
@@ -189,7 +118,7 @@ def _load_journal(fs, state):
     data = fs.read(fmt.JOURNAL_NAME, 0, fs.size(fmt.JOURNAL_NAME))
     for position, lane, problem in scan_journal(data):
         if problem is not None:
-            state.report.discards.append(Discard(-1, fmt.JOURNAL_NAME, problem[0], problem[1], problem[2]))
+            state.report.discards.append(fmt.Discard(-1, fmt.JOURNAL_NAME, problem[0], problem[1], problem[2]))
         elif lane < len(state.acks) and position > state.acks[lane]:
             state.acks[lane] = position
 
@@ -234,19 +163,19 @@ def _load_segment(fs, lane, segno, repair, report):
     data = fs.read(name, 0, size)
     scan = fmt.scan_segment(data)
     for offset, nbytes, reason in scan.skipped:
-        report.discards.append(Discard(lane, name, offset, nbytes, reason, True))
+        report.discards.append(fmt.Discard(lane, name, offset, nbytes, reason, True))
     if scan.torn is not None:
         offset, nbytes, reason = scan.torn
-        report.discards.append(Discard(lane, name, offset, nbytes, reason))
+        report.discards.append(fmt.Discard(lane, name, offset, nbytes, reason))
     if scan.count == 0:
         if size > 0 and scan.torn is None:
-            report.discards.append(Discard(lane, name, 0, size, EMPTY))
+            report.discards.append(fmt.Discard(lane, name, 0, size, EMPTY))
         if repair:
             fs.remove(name)
         return None
     first_ms = header[2] if header_ok else 0
     if not header_ok:
-        report.discards.append(Discard(lane, name, 0, fmt.SEGMENT_HEADER, fmt.BAD_HEADER, True))
+        report.discards.append(fmt.Discard(lane, name, 0, fmt.SEGMENT_HEADER, fmt.BAD_HEADER, True))
     sealed = scan.sealed
     if repair and not (sealed and header_ok):
         try:
@@ -276,66 +205,10 @@ def _repair_segment(fs, name, lane, segno, first_ms, header_ok, data, scan):
     else:
         body = fmt.encode_segment_header(lane, segno, first_ms) + bytes(data[fmt.SEGMENT_HEADER : scan.end])
         try:
-            replace(fs, name, body + seal)
+            fmt.replace(fs, name, body + seal)
         except OSError:
-            remove_quietly(fs, name + fmt.TMP_SUFFIX)
+            fmt.remove_quietly(fs, name + fmt.TMP_SUFFIX)
             raise
-
-
-def remove_quietly(fs, name):
-    try:
-        fs.remove(name)
-    except OSError:
-        pass
-
-
-def summarize_lane(segments, ack):
-    """(unacknowledged records, bytes, segments, first_ms of the oldest
-    segment or None) for a lane's segments (oldest first; any objects with
-    segno, end, count and first_ms) and its acknowledged position. Bytes
-    count each segment with its seal, as the store's bound does."""
-    depth = 0
-    nbytes = 0
-    for seg in segments:
-        nbytes += seg.end + fmt.SEAL_SIZE
-        depth += unacked_in(seg, ack)
-    oldest = segments[0].first_ms if segments else None
-    return depth, nbytes, len(segments), oldest
-
-
-def wholly_acked(seg, ack):
-    """True when every record of ``seg`` is at or before ``ack``."""
-    return ack[0] > seg.segno or (ack[0] == seg.segno and ack[1] >= seg.end)
-
-
-def acked_bytes(segments, ack):
-    """Bytes (with seals) of the lane's wholly acknowledged segments, the
-    oldest ones: with a replay window, what it keeps (store.md)."""
-    total = 0
-    for seg in segments:
-        if not wholly_acked(seg, ack):
-            break
-        total += seg.end + fmt.SEAL_SIZE
-    return total
-
-
-def unacked_in(seg, ack):
-    """How many of ``seg``'s records come after the acknowledged position
-    ``ack`` (none in an older segment: it awaits compaction)."""
-    if seg.segno > ack[0]:
-        return seg.count
-    if seg.segno == ack[0]:
-        return max(0, seg.count - ack[2])
-    return 0
-
-
-def replace(fs, name, data):
-    """Replace ``name`` atomically: write a temporary file and make it
-    durable, then rename it over ``name``. The caller makes the rename
-    durable with ``fs.sync_dir()`` (one call can cover several renames)."""
-    temp = name + fmt.TMP_SUFFIX
-    fs.write_file(temp, data)
-    fs.rename(temp, name)
 
 
 class VerifyProblem:

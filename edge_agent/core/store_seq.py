@@ -18,7 +18,6 @@ wear is negligible), and gaps after a crash stay recognisably small.
 """
 
 from edge_agent.core import store_format as fmt
-from edge_agent.core import store_recovery as recovery
 from edge_agent.core.store import StoreCorruptError, StoreUsageError
 
 DEFAULT_BLOCK = 1024
@@ -62,7 +61,7 @@ class DurableSequencer:
     def _reserve(self, limit):
         data = fmt.encode_seq(limit)
         try:
-            recovery.replace(self.fs, fmt.SEQ_NAME, data)
+            fmt.replace(self.fs, fmt.SEQ_NAME, data)
             self.fs.sync_dir()
         except OSError as exc:
             if not fmt.is_write_failure(exc):

@@ -4,7 +4,7 @@ from health_support import fault, good, health_board
 from support import copy_board
 
 from edge_agent.core import board as bd
-from edge_agent.core import rules
+from edge_agent.core import health, rule_kinds, rules
 
 
 def _watch(rules_list, sensor="fan_rpm", other_rules=None):
@@ -17,7 +17,7 @@ def _watches(board, sensor):
     latest = {}
     watches = {}
     for s in board.sensors.values():
-        watches[s.id] = rules.SensorWatch(s, board.components[s.component], board, latest, 0)
+        watches[s.id] = rules.SensorWatch(s, board.components[s.component], board, latest, 0, rule_kinds.RULE_CLASSES)
     return watches[sensor], latest, watches
 
 
@@ -140,3 +140,15 @@ def test_evidence_is_bounded():
 def test_number_formatting_for_people():
     assert rules.num(3.0) == "3" and rules.num(2.5) == "2.5" and rules.num(1.0 / 3) == "0.3333"
     assert rules.num(float("inf")) == "inf"
+
+
+def test_the_less_common_kinds_are_looked_up_only_for_a_board_that_declares_one():
+    # health.py imports rule_kinds only then: a board with thresholds and
+    # stuck rules alone never loads its classes (heap on a 32-bit board).
+    plain = health_board(fan_rules=[{"kind": "stuck", "epsilon": 1.0, "for_s": 60}])
+    assert health._rule_classes(plain) is rules.RULE_CLASSES
+    assert "jump" not in rules.RULE_CLASSES and "threshold" in rules.RULE_CLASSES
+    jumpy = health_board(fan_rules=[{"kind": "jump", "max_step": 100.0}])
+    assert health._rule_classes(jumpy) is rule_kinds.RULE_CLASSES
+    assert set(rule_kinds.RULE_CLASSES) == {"threshold", "stuck", "flatline", "rate", "jump", "dropout", "disagree",
+                                            "shift"}

@@ -651,6 +651,42 @@ def test_journal_slots_are_preallocated_zeros_and_zeros_are_its_end():
     _with_dir(body)
 
 
+def test_journal_zeros_written_from_a_smaller_block_are_the_same_file():
+    # As on a board (firmware/app.py STORE_BUFFERS): 16 slots, zeros 96 bytes
+    # at a time (the last piece shorter), then every slot used and checkpointed.
+    saved = st.JOURNAL_LIMIT, st.JOURNAL_BLANK, st._blank
+    st.JOURNAL_LIMIT, st.JOURNAL_BLANK = 16, 96
+
+    def body(fs):
+        store = open_store(fs)
+        store.append(1, b"a", 0)
+        store.append(1, b"b", 0)
+        batch = store.read(1)
+        store.ack(1, batch.end)
+        store.sync()
+        journal = fs.whole(fmt.JOURNAL_NAME)
+        assert len(journal) == 16 * fmt.JOURNAL_ENTRY
+        assert journal[fmt.JOURNAL_ENTRY :] == bytes(15 * fmt.JOURNAL_ENTRY)
+        assert len(st._blank) == 96  # the kept block, not the whole journal
+        assert recovery.verify(fs, 4)[1] == []
+        for i in range(20):  # past a checkpoint: a new journal, written the same way
+            store.append(2, b"r%d" % i, i)
+            batch = store.read()
+            store.ack(batch.lane, batch.end)
+            store.sync()
+        assert len(fs.whole(fmt.JOURNAL_NAME)) == 16 * fmt.JOURNAL_ENTRY
+        store.append(0, b"unread", 0)
+        store.sync()
+        store = open_store(fs, 1)  # without close: positions from the journal
+        assert read_all(store) == [(0, b"unread")]
+        store.close()
+
+    try:
+        _with_dir(body)
+    finally:
+        st.JOURNAL_LIMIT, st.JOURNAL_BLANK, st._blank = saved
+
+
 def test_appended_journal_without_zeros_still_reads():
     # A journal of entries with no zeroed slots after them (as earlier
     # versions of the store wrote it) gives the same positions.
