@@ -58,8 +58,7 @@ STORE_OPTIONS = {"max_bytes": 256 * 1024, "segment_bytes": 16 * 1024, "sync_ever
 # these module constants at each call, so the firmware sets them once:
 # 512 bytes each, and a 16-entry (512-byte) journal whose zeros are written
 # from a 128-byte block.
-STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "KEPT_WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16,
-                 "JOURNAL_BLANK": 128}
+STORE_BUFFERS = {"READ_AHEAD": 256, "WRITE_BUFFER": 512, "JOURNAL_LIMIT": 16, "JOURNAL_BLANK": 128}
 # cbor.dumps encodes into one buffer made once and kept, instead of a
 # buffer reallocated at every append (core/cbor.py DUMPS_RESERVE): room for
 # the largest signals of the memory day (450 bytes); a longer encoding

@@ -131,14 +131,6 @@ MIN_SEGMENT_BYTES = 128
 # may ask for more (``fs.write_buffer``: the POSIX one takes 64 KiB, so a
 # sync of 100 larger signals is still one write).
 WRITE_BUFFER = 8192
-# 0 here. A board sets it (firmware/app.py, STORE_BUFFERS: its WRITE_BUFFER,
-# 512): the store then keeps one bytearray of this many bytes, made at open,
-# and copies into it what a write hands the file adapter (the records that
-# wait, instead of joining them into a new block) and an urgent or large
-# record (at least half of it) with its header, written at once after what
-# waits, so neither asks a fragmented heap for a block of its size (an
-# alert's 458-byte record was a board's first MemoryError at 64 KiB).
-KEPT_WRITE_BUFFER = 0
 # Ack journal entries between checkpoints into the per-lane markers: 256
 # entries are 8 KiB, and a checkpoint (a few renames and a directory sync)
 # every 256 ack syncs costs nothing measurable.
@@ -317,8 +309,6 @@ class Store:
         self._seal_limit = segment_bytes - fmt.SEAL_SIZE
         # Read here, not at import: the firmware lowers WRITE_BUFFER first.
         self._write_buffer = getattr(fs, "write_buffer", 0) or WRITE_BUFFER
-        # Early too, while the heap has room in one piece (KEPT_WRITE_BUFFER).
-        self._kept = memoryview(bytearray(KEPT_WRITE_BUFFER)) if KEPT_WRITE_BUFFER else None
         _blank_journal()  # early: on a board, before the heap is fragmented
         self._lane_count = lanes
         self.appended = 0  # records appended (counted at each sync)
@@ -459,9 +449,7 @@ class Store:
             seg = self._segment_for(state, size, now_ms)
             if seg is None:
                 return False
-        kept = self._kept
-        if kept is None or not (urgent or 2 * size >= len(kept)) or not self._write_kept(seg, payload, size):
-            seg.pieces.append(fmt.encode_record(payload))
+        seg.pieces.append(fmt.encode_record(payload))
         seg.end += size
         seg.count += 1
         self.bytes += size
@@ -565,28 +553,6 @@ class Store:
         self.stats["segments"] += 1
         return seg
 
-    def _write_kept(self, seg, payload, size):
-        """Write one record (header and payload copied into the kept
-        buffer, no new block) after what waits in ``seg``. False when it
-        does not fit the buffer or the disk is full: the caller keeps it in
-        RAM as any other record."""
-        kept = self._kept
-        if size > len(kept) or self._full or not self._drain(seg):
-            return False
-        length = size - fmt.RECORD_HEADER
-        struct.pack_into("<I", kept, 0, length)
-        struct.pack_into("<I", kept, 4, _crc32(payload, _crc32(kept[:4])))
-        kept[fmt.RECORD_HEADER:size] = payload
-        try:
-            seg.handle.write(kept[:size])
-            seg.handle.flush()
-        except OSError as exc:
-            self._disk_error(exc)
-            return False
-        seg.file_end += size
-        seg.file_count = seg.count + 1  # the caller counts it next
-        return True
-
     def _drain(self, seg):
         """Hand the records waiting in RAM to the file adapter, as one
         write. False when the disk is full (they stay in RAM)."""
@@ -596,7 +562,7 @@ class Store:
             if seg.handle is None:
                 seg.handle = self.fs.open_append(seg.name)
             if pieces:
-                data = pieces[0] if len(pieces) == 1 else self._joined(pieces)
+                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 seg.handle.write(data)
                 del pieces[:]
                 seg.file_end += len(data)
@@ -604,28 +570,12 @@ class Store:
             seg.handle.flush()
         except OSError as exc:
             self._disk_error(exc)
-            if data is not None and pieces and not isinstance(data, memoryview):
+            if data is not None and pieces:
                 pieces[:] = [data]  # joined once, not again at every retry
             return False
         if not self._full:
             self._open_fast_path(seg)
         return True
-
-    def _joined(self, pieces):
-        """``pieces`` as one buffer: copied into the kept one when they fit
-        (a view of it, valid until its next use), else joined."""
-        kept = self._kept
-        if kept is not None:
-            end = 0
-            for piece in pieces:
-                end += len(piece)
-            if end <= len(kept):
-                end = 0
-                for piece in pieces:
-                    kept[end : end + len(piece)] = piece
-                    end += len(piece)
-                return kept[:end]
-        return b"".join(pieces)
 
     def _open_fast_path(self, seg):
         """Appends to ``seg`` take append()'s fast path until its write
