@@ -365,44 +365,20 @@ def dumps(value):
     return bytes(out)
 
 
-# Bytes dumps_transient leaves free in the kept buffer before its encoding:
-# room for the store's record header (store_format.RECORD_HEADER), so the
-# store can frame an urgent or large record in place (transient_frame) and
-# write it from there: no block of the record's size from a fragmented heap
-# (an alert's 458-byte record was a board's first MemoryError at 64 KiB).
-TRANSIENT_ROOM = 8
-_transient = None  # type: memoryview | None  # dumps_transient's last view, until the next encoding
-
-
 def dumps_transient(value):
     """dumps() without its copy where a board set DUMPS_RESERVE: a
     memoryview of the kept buffer, valid until the next encoding (the
     caller copies what it keeps and drops the view: the store's record is
-    that copy, or the buffer itself: transient_frame); elsewhere the bytes."""
-    global _transient
-    if not DUMPS_RESERVE:
-        return dumps(value)
-    out = _buffer()
-    out.extend(bytes(TRANSIENT_ROOM))
+    that copy, so an alert costs one block of its size, not two);
+    elsewhere the bytes."""
+    out = _buffer() if DUMPS_RESERVE else bytearray()
     _encode(value, out, 0)
-    view = _transient = memoryview(out)[TRANSIENT_ROOM:]
-    return view
-
-
-def transient_frame(view):
-    """When ``view`` is still the last dumps_transient's result: the kept
-    buffer from its start through the encoding's end (TRANSIENT_ROOM bytes
-    for the caller to fill, then the encoding), to use in place until the
-    next encoding; else None."""
-    if _transient is None or view is not _transient:
-        return None
-    return memoryview(_reserved)[: TRANSIENT_ROOM + len(view)]
+    return memoryview(out) if out is _reserved else bytes(out)
 
 
 def _buffer():
     """The kept bytearray to encode into (DUMPS_RESERVE set), emptied."""
-    global _reserved, _transient
-    _transient = None  # its bytes are about to change (and CPython resizes no exported buffer)
+    global _reserved
     out = _reserved
     if out is None:
         out = _reserved = bytearray(DUMPS_RESERVE)

@@ -449,8 +449,7 @@ class Store:
             seg = self._segment_for(state, size, now_ms)
             if seg is None:
                 return False
-        if not ((urgent or 2 * size >= self._write_buffer) and self._write_in_place(seg, payload, size)):
-            seg.pieces.append(fmt.encode_record(payload))
+        seg.pieces.append(fmt.encode_record(payload))
         seg.end += size
         seg.count += 1
         self.bytes += size
@@ -553,27 +552,6 @@ class Store:
         self._dir_dirty = True
         self.stats["segments"] += 1
         return seg
-
-    def _write_in_place(self, seg, payload, size):
-        """Write an urgent or large record at once, after what waits in
-        ``seg``, framed in cbor's kept buffer when ``payload`` is still
-        dumps_transient's view of it (a board): no block of its size. False
-        otherwise, or when the disk is full: the caller keeps it in RAM as
-        any other record."""
-        frame = cbor.transient_frame(payload)
-        if frame is None or self._full or not self._drain(seg):
-            return False
-        struct.pack_into("<I", frame, 0, size - fmt.RECORD_HEADER)
-        struct.pack_into("<I", frame, 4, _crc32(payload, _crc32(frame[:4])))
-        try:
-            seg.handle.write(frame)
-            seg.handle.flush()
-        except OSError as exc:
-            self._disk_error(exc)
-            return False
-        seg.file_end += size
-        seg.file_count = seg.count + 1  # the caller counts the record next
-        return True
 
     def _drain(self, seg):
         """Hand the records waiting in RAM to the file adapter, as one

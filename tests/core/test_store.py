@@ -3,8 +3,6 @@
 Durability against SIGKILL and the property-based model check are in
 tests/gateway/test_store_crash.py and tests/test_store_model.py (CPython only)."""
 
-import sys
-
 from support import raises
 from store_support import FilesDir, drain, open_store, read_all
 
@@ -736,62 +734,6 @@ def test_both_append_paths_frame_records_alike_and_every_sync_window_starts_its_
         assert fmt.scan_segment(fs.whole(name)).count == len(payloads) + 2
 
     _with_dir(body)
-
-
-def _on_a_board(test):
-    """Run ``test`` with cbor's kept buffer set, as firmware/app.py does
-    (dumps_transient's views can then be framed in place), and every
-    record on append's general path, as on MicroPython."""
-    fast = st._WORD_CRCS_UPTO
-    cbor.DUMPS_RESERVE = 512
-    st._WORD_CRCS_UPTO = 0
-    try:
-        test()
-    finally:
-        cbor.DUMPS_RESERVE = 0
-        st._WORD_CRCS_UPTO = fast
-
-
-def test_urgent_and_large_transient_records_are_framed_in_place_and_written_at_once():
-    # On a board an urgent record, or one of half the write buffer or more,
-    # is framed in cbor's kept buffer and written after what waits, with
-    # the bytes encode_record gives (no block of its size); smaller ones
-    # wait in RAM as before.
-    def body(fs):
-        fs.write_buffer = 512
-        store = open_store(fs, segment_bytes=8192, sync_every=100, sync_ms=500)
-        small = cbor.dumps({"n": 1})
-        store.append(2, small, 0)
-        large = {"text": "x" * 300}
-        store.append(2, cbor.dumps_transient(large), 1)
-        (name,) = fs.segments(2)
-        expect = fmt.encode_record(small) + fmt.encode_record(cbor.dumps(large))
-        start = fmt.SEGMENT_HEADER
-        assert fs.whole(name)[start:] == expect and store.unsynced == 2  # written, not yet synced
-        alert = {"alert": "y" * 20}
-        assert store.append(0, cbor.dumps_transient(alert), 2, urgent=True)
-        (name0,) = fs.segments(0)
-        assert fs.whole(name0)[start:] == fmt.encode_record(cbor.dumps(alert))
-        store.append(2, cbor.dumps_transient({"n": 2}), 3)  # small: waits in RAM
-        assert fs.whole(name)[start:] == expect
-        assert drain(store) == [(0, cbor.dumps(alert)), (2, small), (2, cbor.dumps(large)), (2, cbor.dumps({"n": 2}))]
-        store.close()
-
-    _on_a_board(lambda: _with_dir(body))
-
-
-def test_a_transient_view_is_framed_only_until_the_next_encoding():
-    def body():
-        view = cbor.dumps_transient({"a": 1})
-        frame = cbor.transient_frame(view)
-        assert bytes(frame[cbor.TRANSIENT_ROOM :]) == bytes(view) == b"\xa1\x61\x61\x01"
-        assert cbor.transient_frame(memoryview(bytes(view))) is None  # not the kept buffer's view
-        assert cbor.transient_frame(bytes(view)) is None
-        if sys.implementation.name == "micropython":  # (CPython resizes no buffer a view still exports)
-            cbor.dumps({"b": 2})  # the kept buffer now holds other bytes
-            assert cbor.transient_frame(view) is None
-
-    _on_a_board(body)
 
 
 def test_records_larger_than_one_read_and_batches_across_segments():

@@ -394,25 +394,3 @@ def test_a_segment_removal_the_full_disk_refuses_keeps_the_file_and_is_retried()
         store.close()
     finally:
         fs.destroy()
-
-
-def test_a_record_framed_in_place_is_held_in_ram_when_the_disk_is_full():
-    from edge_agent.core import cbor
-
-    cbor.DUMPS_RESERVE = 512
-    fs = BudgetDir()
-    try:
-        store = _store_with(fs, 2)
-        fs.free = 10  # the in-place write fails: the record waits in RAM
-        alert = {"alert": "z" * 40}
-        assert store.append(0, cbor.dumps_transient(alert), 1, urgent=True)
-        assert store.disk_full and store.held()[0] == 1
-        cbor.dumps({"other": 1})  # the kept buffer is reused: the held record is its own copy
-        fs.free = None
-        store.poll(1 + st.RETRY_MS)
-        assert not store.disk_full and store.held()[0] == 0
-        assert [r for _, r in read_all(store)] == [cbor.dumps(alert), _payload(3, 0), _payload(3, 1)]
-        store.close()
-    finally:
-        cbor.DUMPS_RESERVE = 0
-        fs.destroy()
