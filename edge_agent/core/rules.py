@@ -6,15 +6,9 @@ own fault report (``sensor_fault``), plus the rules its board file declares
 
     threshold  above/below a limit, clears past ``clear`` (hysteresis)
     stuck      no change beyond ``epsilon`` for ``for_s``
-    (the kinds below are in rule_kinds.py, loaded only when a board declares one)
-    flatline   at a rail (valid_range ends or ``rails``, +- tolerance) for ``for_s``
-    rate       changed faster than ``max_per_s`` between two readings
-    jump       more than ``max_step`` away from its recent level (EWMA) and from
-               the previous reading
-    dropout    no reading at all for ``for_s`` (judged by the timer, ``due``)
-    shift      the level moved by ``max_shift`` or more from its baseline and
-               stays moved (two-sided CUSUM on the residuals)
-    disagree   differs from the ``with`` sensor by more than ``max_diff`` for ``for_s``
+
+and the kinds fewer boards declare, in rule_kinds.py (loaded only when a
+board declares one): flatline, rate, jump, dropout, shift, disagree.
 
 A rule is *active* while its condition holds. Conditions are edge-triggered:
 the caller hears about a rule when it becomes active and when it clears,

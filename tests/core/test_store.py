@@ -628,15 +628,21 @@ def test_torn_journal_entry_only_loses_that_ack():
     _with_dir(body)
 
 
+def _two_appended_one_acked(fs):
+    """A new store with records a and b on lane 1, a acknowledged and
+    synced: (the store, a's batch, the journal's bytes)."""
+    store = open_store(fs)
+    store.append(1, b"a", 0)
+    store.append(1, b"b", 0)
+    batch = store.read(1)
+    store.ack(1, batch.end)
+    store.sync()
+    return store, batch, fs.whole(fmt.JOURNAL_NAME)
+
+
 def test_journal_slots_are_preallocated_zeros_and_zeros_are_its_end():
     def body(fs):
-        store = open_store(fs)
-        store.append(1, b"a", 0)
-        store.append(1, b"b", 0)
-        batch = store.read(1)
-        store.ack(1, batch.end)
-        store.sync()
-        journal = fs.whole(fmt.JOURNAL_NAME)
+        store, batch, journal = _two_appended_one_acked(fs)
         # Written whole when created; the entry overwrote the first slot.
         assert len(journal) == st.JOURNAL_LIMIT * fmt.JOURNAL_ENTRY
         assert journal[fmt.JOURNAL_ENTRY :] == bytes(len(journal) - fmt.JOURNAL_ENTRY)
@@ -658,13 +664,7 @@ def test_journal_zeros_written_from_a_smaller_block_are_the_same_file():
     st.JOURNAL_LIMIT, st.JOURNAL_BLANK = 16, 96
 
     def body(fs):
-        store = open_store(fs)
-        store.append(1, b"a", 0)
-        store.append(1, b"b", 0)
-        batch = store.read(1)
-        store.ack(1, batch.end)
-        store.sync()
-        journal = fs.whole(fmt.JOURNAL_NAME)
+        store, batch, journal = _two_appended_one_acked(fs)
         assert len(journal) == 16 * fmt.JOURNAL_ENTRY
         assert journal[fmt.JOURNAL_ENTRY :] == bytes(15 * fmt.JOURNAL_ENTRY)
         assert len(st._blank) == 96  # the kept block, not the whole journal
