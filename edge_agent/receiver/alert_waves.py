@@ -15,7 +15,7 @@ from edge_agent.receiver.tickets import alert_key
 
 
 def waves(alerts):
-    """``alerts`` ((payload, signal, body, ticket change), in batch order)
+    """``alerts`` ((payload, signal, body), in batch order)
     as a list of waves, each in batch order."""
     result = []
     next_wave = {}  # key -> the wave its next alert goes in

@@ -9,6 +9,7 @@ parser), so this lives here, CPython only, like the rest of the receiver.
 """
 
 from edge_agent.core import cose
+from edge_agent.core import signals as sg
 
 
 def parse(data):
@@ -60,15 +61,8 @@ def parse_own_layout(data):
 def _bstr_head(data, pos):
     """(length, start) of the byte string whose definite head is at ``pos``;
     a length that cannot be right (-1) for anything else."""
-    if pos >= len(data):
+    try:
+        length, start = sg.head_at(data, pos, 0x40)
+    except IndexError:  # cut short
         return -1, pos
-    first = data[pos]
-    if 0x40 <= first < 0x58:
-        return first - 0x40, pos + 1
-    if first == 0x58 and pos + 1 < len(data):
-        return data[pos + 1], pos + 2
-    if first == 0x59 and pos + 2 < len(data):
-        return (data[pos + 1] << 8) | data[pos + 2], pos + 3
-    if first == 0x5A and pos + 4 < len(data):
-        return (data[pos + 1] << 24) | (data[pos + 2] << 16) | (data[pos + 3] << 8) | data[pos + 4], pos + 5
-    return -1, pos
+    return (-1, pos) if length is None else (length, start)

@@ -23,7 +23,7 @@ class AlertRouting:
 
     def observe_changed(self, signal, received_ms, row):
         """The same for an alert whose ticket the storage changed in the
-        statement that stored it (storage.store_alert returned ``row``)."""
+        statement that stored it (storage.store_alerts returned ``row``)."""
         self._route(signal, received_ms, tickets.finish(self.storage, signal, row))
 
     def _route(self, signal, received_ms, ticket_id):

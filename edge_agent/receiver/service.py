@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from edge_agent.receiver import alert_waves, tickets
+from edge_agent.receiver import alert_waves
 from edge_agent.receiver.printable import describe, duration, short
 from edge_agent.receiver.registry import Rejection
 from edge_agent.receiver.routing import AlertRouting
@@ -166,12 +166,9 @@ class Receiver:
         # stores it (storage.store_alerts), or with the batch's other alerts.
         alone = len(signals) == 1 and signals[0].kind == sg.KIND_ALERT
         if alone:
-            alert = (payload, signals[0], bodies[0], tickets.change(signals[0], received_ms))
+            alert = (payload, signals[0], bodies[0])
             if self._waiting is not None:
-                if self._waiting and received_ms != self._waiting_ms:
-                    self._store_waiting_alerts()  # a wave is stored at one time of arrival
-                self._waiting.append(alert)
-                self._waiting_ms = received_ms
+                self._waiting.append(alert)  # at the batch's time of arrival, _waiting_ms
                 return None
             (new, ticket_row), = self.storage.store_alerts([alert], received_ms)
             return self._stored(signals, [new], received_ms, ticket_row)
@@ -186,7 +183,7 @@ class Receiver:
         waiting, self._waiting = self._waiting, []
         received_ms = self._waiting_ms
         for wave in alert_waves.waves(waiting):
-            for (_, signal, _, _), (new, ticket_row) in zip(wave, self.storage.store_alerts(wave, received_ms)):
+            for (_, signal, _), (new, ticket_row) in zip(wave, self.storage.store_alerts(wave, received_ms)):
                 _log_alerts(self._stored([signal], [new], received_ms, ticket_row))
 
     def _stored(self, signals, stored, received_ms, ticket_row=None):
@@ -405,7 +402,7 @@ class Receiver:
                 self.handle(str(message.topic), bytes(message.payload), received, bool(message.retain))
             return
         # Without savepoints, single alerts wait and are stored together.
-        self._waiting = []
+        self._waiting, self._waiting_ms = [], received
         try:
             for message in batch:
                 self._unguarded(self._handle, str(message.topic), bytes(message.payload), received,

@@ -193,10 +193,10 @@ class PostgresStorage(SQLStorage):
     def store_alerts(self, alerts, received_ms):
         # One statement and one round trip for them all (STORE_ALERTS): the
         # per-message statement's work, without its per-statement cost.
-        columns = list(zip(*[alert_row(signal) for _, signal, _, _ in alerts]))
-        columns.append([body for _, _, body, _ in alerts])
-        columns.append([payload for payload, _, _, _ in alerts])
-        columns.append([tickets.alert_action(signal.body) for _, signal, _, _ in alerts])
+        columns = list(zip(*[alert_row(signal) for _, signal, _ in alerts]))
+        columns.append([body for _, _, body in alerts])
+        columns.append([payload for payload, _, _ in alerts])
+        columns.append([tickets.alert_action(signal.body) for _, signal, _ in alerts])
         rows = self.execute(STORE_ALERTS, [list(column) for column in columns] + [received_ms] * 6).fetchall()
         return [(new, (ticket_id, count) if ticket_id is not None else None) for new, ticket_id, count in rows]
 

@@ -6,6 +6,7 @@ column types come from the backend (SCHEMA's ``{int}``, ``{blob}``, ...)."""
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
+from edge_agent.receiver import tickets
 
 # 1: the first tables. 2: devices' status and clock columns. 3: fleet state
 # (incidents, advisories, each device's latest report per fault class) in
@@ -192,11 +193,6 @@ SEEN_CONFLICT = (
     "confirmed = CASE WHEN excluded.confirmed > devices.confirmed THEN excluded.confirmed "
     "ELSE devices.confirmed END")
 ALERT_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-# A ticket statement (tickets.change) holds FRESH where the storage puts
-# whether its alert is new: always, run after the alert was stored; or, in
-# the statement that stores it (PostgreSQL), whether the insert took it.
-FRESH = "(/*fresh*/ 1 = 1)"
-TICKET_JOIN = "INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 # A device's signals of a kind over a time range: storage.signals_between().
 SIGNALS_BETWEEN = ("SELECT time_ms, seq, body FROM signals WHERE device = ? AND time_ms >= ? AND time_ms < ? "
                    "AND kind = ? ORDER BY time_ms, seq")
@@ -386,19 +382,18 @@ class SQLStorage:
                               % ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(rows)), params)
         return envelope_id, {row[0] for row in cursor.fetchall()}
 
-    def store_alert(self, payload, signal, body, received_ms, ticket_change):
-        """store_message for a message of one alert, and when the alert is
-        new, its ticket's statement ``ticket_change`` (tickets.change) with
-        the alert's link to the ticket: (new, the statement's row or None)."""
-        new = self.store_message(payload, [signal], [body], received_ms)[0]
-        return new, (self.change_ticket(ticket_change[0], ticket_change[1], signal) if new else None)
-
     def store_alerts(self, alerts, received_ms):
-        """store_alert for each of ``alerts``, (payload, signal, body, ticket
-        change) of single-alert messages, at most one per ticket key and per
-        (device, seq) (alert_waves.py): [(new, row)] in their order.
-        PostgreSQL stores them in one statement."""
-        return [self.store_alert(payload, signal, body, received_ms, change) for payload, signal, body, change in alerts]
+        """Single-alert messages, (payload, signal, body) each, at most one
+        per ticket key and per (device, seq) (alert_waves.py): each stored
+        (store_message) and, when new, its ticket changed (tickets.change)
+        and linked. [(new, the ticket statement's (id, alerts) row or
+        None)] in their order. PostgreSQL does it in one statement."""
+        stored = []
+        for payload, signal, body in alerts:
+            new = self.store_message(payload, [signal], [body], received_ms)[0]
+            row = self.change_ticket(*tickets.change(signal, received_ms), signal) if new else None
+            stored.append((new, row))
+        return stored
 
     def change_ticket(self, sql, params, signal):
         """Run a ticket statement (tickets.change, returning the ticket's id
@@ -406,7 +401,7 @@ class SQLStorage:
         returns; its row, or None."""
         row = self.execute(sql, params).fetchone()
         if row is not None:
-            self.execute(TICKET_JOIN, (signal.device, signal.seq, row[0]))
+            self.execute(tickets.TICKET_JOIN, (signal.device, signal.seq, row[0]))
         return row
 
     def _store_alert(self, signal):

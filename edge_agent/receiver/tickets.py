@@ -23,7 +23,6 @@ commit and joins it (``ON CONFLICT ... DO UPDATE``).
 
 from edge_agent.core import cbor
 from edge_agent.core import signals as sg
-from edge_agent.receiver.storage_sql import FRESH, TICKET_JOIN
 
 OPEN = "open"
 ACKNOWLEDGED = "acknowledged"
@@ -76,10 +75,11 @@ def _after(event, state_column):
     return "CASE %s %s ELSE %s END" % (state_column, cases, state_column)
 
 
+# An alert's link to its ticket.
+TICKET_JOIN = "INSERT INTO ticket_alerts (device, seq, ticket) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 # A raise opens its key's ticket or, in the same statement, changes the
 # unresolved one (when it is newer than the ticket's last alert). New
 # tickets start with alerts = 1, so ``alerts`` returned as 1 means opened.
-# FRESH: where the storage says whether the alert is new (storage_sql.py).
 RAISE_INTO = ("INSERT INTO tickets (device, component, condition, state, severity, text, action, opened_ms, "
               "updated_ms, last_seq, alerts) ")
 RAISE_CONFLICT = (
@@ -89,8 +89,7 @@ RAISE_CONFLICT = (
                                       ("text", "excluded.text"), ("action", "excluded.action"),
                                       ("cleared_ms", "NULL"), ("updated_ms", "excluded.updated_ms"),
                                       ("last_seq", "excluded.last_seq"))))
-_RAISE = (RAISE_INTO + "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1 WHERE " + FRESH + " " + RAISE_CONFLICT
-          + " RETURNING id, alerts")
+_RAISE = RAISE_INTO + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) " + RAISE_CONFLICT + " RETURNING id, alerts"
 
 
 def clear_set(seq, time_ms, received_ms):
@@ -108,15 +107,15 @@ def clear_set(seq, time_ms, received_ms):
 # A clear changes the unresolved ticket of its key, if any (the state only
 # when the clear is newer than the ticket's last alert).
 _CLEAR = ("UPDATE tickets SET " + clear_set("?", "?", "?")
-          + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL AND " + FRESH
-          + " RETURNING id, alerts")
+          + " WHERE device = ? AND component = ? AND condition = ? AND resolved_ms IS NULL RETURNING id, alerts")
 
 
 def change(signal, received_ms):
     """The statement that opens, joins or changes the ticket of alert
     ``signal`` once it is stored, as (sql, params): the storage runs it
-    (storage.change_ticket, or store_alert with the alert itself) and links
-    the alert to the ticket it returns; then finish()."""
+    (storage.change_ticket) and links the alert to the ticket it returns;
+    then finish(). PostgreSQL's store_alerts builds its own from
+    RAISE_INTO, RAISE_CONFLICT and clear_set."""
     body = signal.body
     component, condition = alert_key(body)
     if body.get(sg.A_ACTIVE):
@@ -144,7 +143,7 @@ def observe(storage, signal, received_ms):
     """Open, join or change the ticket of a freshly stored alert ``signal``;
     returns the ticket's id, or None (finish()). The receiver stores a
     message of one alert and changes its ticket in one go instead
-    (storage.store_alert)."""
+    (storage.store_alerts)."""
     sql, params = change(signal, received_ms)
     return finish(storage, signal, storage.change_ticket(sql, params, signal))
 

@@ -125,7 +125,7 @@ def test_a_ticket_key_or_a_seq_seen_again_starts_a_new_wave(fleet):
                                            ("pump-2", 1, True, "out_of_range"), ("pump-1", 4, True, "stuck")):
         topic, payload = alert(identities, device, seq, active, condition=condition)
         signal = registry.open_signals(payload, topic, [])[0]
-        alerts.append((payload, signal, b"", None))
+        alerts.append((payload, signal, b""))
     assert [[(a[1].device, a[1].seq) for a in wave] for wave in alert_waves.waves(alerts)] == [
         [("pump-1", 1), ("pump-2", 1), ("pump-1", 3)],
         [("pump-1", 2), ("pump-2", 1)],
