@@ -53,8 +53,11 @@ BATCH_RECORDS = 32  # small: RAM on a board, and an alert waits at most one batc
 # 3.6-4.1 and largest free block 1.1 KiB instead of 0.4-1.1. At least one
 # record is read whatever its size.
 BATCH_BYTES = 1024
-# One bundle is one contiguous bytes object (and its COSE envelope another):
-# 384 bytes, because a fragmented board heap refuses larger blocks (app.py).
+# A bundle's records, at most 384 bytes of them: set when a bundle was one
+# contiguous block (a fragmented board heap refused larger ones). A bundle
+# and its envelope are now pieces of the records (bundle.encode_pieces);
+# the limit stays: a message that fits the MQTT client's 512-byte transmit
+# buffer is copied there and written at once, a larger one in parts.
 BUNDLE_MAX_BYTES = 384
 # Sealed messages in RAM at once: a batch of 32 records made up to 16
 # messages of up to ~570 bytes, all sealed before the first was sent (9 KiB
@@ -220,7 +223,6 @@ class Uplink:
                 payload = items[0] if len(items) == 1 else bundle.encode_pieces(items)
                 publishes.append(client.publish(sg.topic(self.device_id, kind), self.identity.seal(payload),
                                                 qos=1))
-            payload = None
             await asyncio.gather(*publishes)
         return len(groups)
 
